@@ -1,0 +1,132 @@
+package dev.outboard;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
+import dev.outboard.api.AdminRoutes;
+import dev.outboard.api.ApiKeys;
+import dev.outboard.api.Auth;
+import dev.outboard.api.HttpServer;
+import dev.outboard.model.ModelClients;
+import dev.outboard.model.ScriptedModel;
+import dev.outboard.session.SessionEntity;
+import dev.outboard.session.SessionEventStream;
+import dev.outboard.session.SessionIndex;
+import dev.outboard.session.SessionRoutes;
+import dev.outboard.session.SessionSettings;
+import dev.outboard.store.Database;
+import dev.outboard.store.Migrations;
+import dev.outboard.store.StoreSettings;
+import dev.outboard.vfs.Namespace;
+import dev.outboard.vfs.PathRouter;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.EnumSet;
+import java.util.concurrent.CompletableFuture;
+import org.apache.pekko.Done;
+import org.apache.pekko.actor.CoordinatedShutdown;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.DispatcherSelector;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.cluster.typed.Cluster;
+import org.apache.pekko.cluster.typed.Join;
+import org.apache.pekko.management.cluster.bootstrap.ClusterBootstrap;
+import org.apache.pekko.management.javadsl.PekkoManagement;
+import org.apache.pekko.persistence.jdbc.query.javadsl.JdbcReadJournal;
+import org.apache.pekko.persistence.query.PersistenceQuery;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/** Wiring only: config, schema, cluster, sharding, HTTP. {@code java -jar outboard.jar serve}. */
+public final class Main {
+  private static final Logger log = LoggerFactory.getLogger(Main.class);
+
+  private Main() {}
+
+  public static void main(String[] args) {
+    if (args.length < 1 || !args[0].equals("serve")) {
+      System.err.println("usage: java -jar outboard.jar serve   (configured by OUTBOARD_* environment variables; see README.md)");
+      System.exit(2);
+    }
+    Config base = ConfigFactory.load();
+    StoreSettings store;
+    try {
+      store = StoreSettings.from(base);
+    } catch (IllegalArgumentException e) {
+      System.err.println("outboard: " + e.getMessage());
+      System.exit(2);
+      return;
+    }
+    Config config = store.persistenceOverlay().withFallback(base).resolve();
+    ActorSystem<Void> system = ActorSystem.create(Behaviors.empty(), "outboard", config);
+    try {
+      start(system, store);
+    } catch (RuntimeException | IOException e) {
+      log.error("start-up failed: {}", e.toString(), e);
+      system.terminate();
+      System.exit(1);
+    }
+  }
+
+  /** Starts a harness node on a running ActorSystem; tests call this too. */
+  public static Database start(ActorSystem<?> system, StoreSettings store) throws IOException {
+    Config config = system.settings().config();
+    log.info("storage: {}", store.describe());
+    if (store.embedded()) Files.createDirectories(store.dataDir());
+
+    Database db = new Database(store, system.dispatchers().lookup(DispatcherSelector.fromConfig("outboard-blocking-dispatcher")));
+    CoordinatedShutdown.get(system).addTask(CoordinatedShutdown.PhaseBeforeActorSystemTerminate(), "close-database", () -> {
+      db.close();
+      return CompletableFuture.completedFuture(Done.getInstance());
+    });
+    // Tables first: remember-entities needs the journal before sharding starts.
+    var migrated = Migrations.migrate(db.dataSource(), store.postgres());
+    if (migrated.migrationsExecuted > 0) log.info("schema migrated to version {}", migrated.targetSchemaVersion);
+
+    joinCluster(system, config);
+
+    boolean scriptedAllowed = store.embedded() || config.getBoolean("outboard.allow-scripted");
+    ModelClients models = new ModelClients(config.getString("outboard.model.default-provider"), new ScriptedModel());
+    PathRouter router = new PathRouter(EnumSet.of(Namespace.SESSION));
+    SessionSettings sessionSettings = SessionSettings.from(config);
+    SessionIndex index = new SessionIndex(db, config.getDuration("outboard.idempotency-ttl"));
+    SessionEntity.init(system, new SessionEntity.Services(models, router, index, sessionSettings));
+
+    ApiKeys keys = new ApiKeys(db, config.getDuration("outboard.auth-cache-ttl"));
+    if (store.embedded()) writeDevKey(keys, store.dataDir());
+
+    JdbcReadJournal journal = PersistenceQuery.get(system).getReadJournalFor(JdbcReadJournal.class, JdbcReadJournal.Identifier());
+    Auth auth = new Auth(keys, config.getString("outboard.admin-token"));
+    var routes = HttpServer.api(
+        new SessionRoutes(system, auth, index, new SessionEventStream(journal), models, sessionSettings, scriptedAllowed).routes(),
+        new AdminRoutes(auth, keys, config.getBytes("outboard.http.max-body-bytes")).routes());
+    HttpServer.start(system, routes, config.getString("outboard.http.interface"), config.getInt("outboard.http.port"));
+    return db;
+  }
+
+  private static void joinCluster(ActorSystem<?> system, Config config) {
+    PekkoManagement.get(system).start();
+    if (config.getBoolean("outboard.cluster.bootstrap")) {
+      ClusterBootstrap.get(system).start();
+    } else if (config.getStringList("pekko.cluster.seed-nodes").isEmpty()) {
+      Cluster cluster = Cluster.get(system);
+      cluster.manager().tell(Join.create(cluster.selfMember().address()));
+    }
+  }
+
+  /** Embedded mode with an empty database: org {@code default} and a key in {@code data/dev-api-key}. */
+  private static void writeDevKey(ApiKeys keys, Path dataDir) throws IOException {
+    var key = keys.bootstrapDevOrg();
+    if (key.isEmpty()) return;
+    Path file = dataDir.resolve("dev-api-key");
+    Files.writeString(file, key.get() + "\n");
+    try {
+      Files.setPosixFilePermissions(file, PosixFilePermissions.fromString("rw-------"));
+    } catch (UnsupportedOperationException ignored) {
+      // not a POSIX filesystem; the file keeps the default permissions
+    }
+    // Printed once, on purpose: this is the developer's key to the embedded node.
+    System.out.println("Embedded mode: created org 'default'. API key (also in " + file + "):\n  " + key.get());
+  }
+}

@@ -1,0 +1,79 @@
+package dev.outboard.api;
+
+import dev.outboard.ops.Metrics;
+import java.net.InetSocketAddress;
+import java.util.concurrent.CompletionStage;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.http.javadsl.Http;
+import org.apache.pekko.http.javadsl.ServerBinding;
+import org.apache.pekko.http.javadsl.model.ContentTypes;
+import org.apache.pekko.http.javadsl.model.HttpEntity;
+import org.apache.pekko.http.javadsl.model.HttpResponse;
+import org.apache.pekko.http.javadsl.model.StatusCodes;
+import org.apache.pekko.http.javadsl.server.AllDirectives;
+import org.apache.pekko.http.javadsl.server.Directives;
+import org.apache.pekko.http.javadsl.server.ExceptionHandler;
+import org.apache.pekko.http.javadsl.server.RejectionHandler;
+import org.apache.pekko.http.javadsl.server.Route;
+import org.apache.pekko.http.scaladsl.model.EntityStreamSizeException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/** Binds the API: every answer, including pekko-http's own rejections, in API.md's error shape. */
+public final class HttpServer extends AllDirectives {
+  private static final Logger log = LoggerFactory.getLogger(HttpServer.class);
+
+  private HttpServer() {}
+
+  /** The API routes under {@code /v1}, wrapped in error handling. */
+  public static Route api(Route first, Route... more) {
+    HttpServer d = new HttpServer();
+    return d.mapResponse(HttpServer::count, () ->
+        d.handleExceptions(exceptions(), () ->
+            d.handleRejections(rejections(), () ->
+                d.handleExceptions(exceptions(), () ->
+                    d.pathPrefix("v1", () -> d.concat(first, more))))));
+  }
+
+  public static CompletionStage<ServerBinding> start(ActorSystem<?> system, Route routes, String host, int port) {
+    CompletionStage<ServerBinding> binding = Http.get(system).newServerAt(host, port).bind(routes);
+    return binding.whenComplete((b, error) -> {
+      if (error != null) {
+        log.error("could not bind the API to {}:{}: {}", host, port, error.getMessage());
+        system.terminate();
+      } else {
+        b.addToCoordinatedShutdown(java.time.Duration.ofSeconds(10), system);
+        InetSocketAddress address = b.localAddress();
+        log.info("API listening on http://{}:{}", address.getHostString(), address.getPort());
+      }
+    });
+  }
+
+  private static HttpResponse count(HttpResponse response) {
+    Metrics.HTTP_REQUESTS.labelValues(response.status().intValue() / 100 + "xx").inc();
+    return response;
+  }
+
+  static ExceptionHandler exceptions() {
+    return ExceptionHandler.newBuilder()
+        .match(ApiError.class, e -> Directives.complete(e.toResponse()))
+        .match(EntityStreamSizeException.class, e -> Directives.complete(ApiError.response(StatusCodes.PAYLOAD_TOO_LARGE,
+            "payload_too_large", "the request body is larger than the limit of " + e.limit() + " bytes")))
+        .match(Throwable.class, e -> {
+          ApiError mapped = JsonSupport.toApiError(e);
+          if (mapped.status().intValue() >= 500) log.error("request failed", e);
+          return Directives.complete(mapped.toResponse());
+        })
+        .build();
+  }
+
+  /** pekko-http's default rejection answers, re-shaped into our JSON error. */
+  static RejectionHandler rejections() {
+    return RejectionHandler.defaultHandler().mapRejectionResponse(response -> {
+      if (response.entity().getContentType().equals(ContentTypes.APPLICATION_JSON)) return response;
+      String text = response.entity() instanceof HttpEntity.Strict strict ? strict.getData().utf8String() : response.status().reason();
+      if (response.status().intValue() == 413 && text.isBlank()) text = "the request body is too large";
+      return ApiError.response(response.status(), ApiError.codeFor(response.status()), text.isBlank() ? response.status().reason() : text);
+    });
+  }
+}

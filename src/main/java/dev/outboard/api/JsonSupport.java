@@ -1,0 +1,98 @@
+package dev.outboard.api;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.exc.MismatchedInputException;
+import com.fasterxml.jackson.databind.exc.UnrecognizedPropertyException;
+import dev.outboard.Json;
+import dev.outboard.session.SessionEntity;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.TimeoutException;
+import java.util.function.Function;
+import org.apache.pekko.http.javadsl.marshallers.jackson.Jackson;
+import org.apache.pekko.http.javadsl.marshalling.Marshaller;
+import org.apache.pekko.http.javadsl.model.RequestEntity;
+import org.apache.pekko.http.javadsl.model.StatusCodes;
+import org.apache.pekko.http.javadsl.server.Directives;
+import org.apache.pekko.http.javadsl.server.Route;
+import org.apache.pekko.util.ByteString;
+import java.util.concurrent.CompletionStage;
+import org.apache.pekko.pattern.StatusReply;
+
+/** JSON in and out of routes with {@link Json#MAPPER}, and the mapping of failures to {@link ApiError}. */
+public final class JsonSupport {
+  private JsonSupport() {}
+
+  public static <T> Marshaller<T, RequestEntity> marshaller() {
+    return Jackson.marshaller(Json.MAPPER);
+  }
+
+  /**
+   * Parses the request body as {@code type}; bad JSON, wrong types and unknown fields → 400, a body
+   * over {@code maxBytes} → 413. The body is read to its end even when too large, so that the
+   * client, still sending, receives the 413 instead of a reset connection.
+   */
+  public static <T> Route body(Class<T> type, long maxBytes, Function<T, Route> inner) {
+    return Directives.extractRequestEntity(entity -> Directives.extractMaterializer(mat -> {
+      CompletionStage<Body> read = entity.withoutSizeLimit().getDataBytes()
+          .runFold(new Body(ByteString.emptyByteString(), 0), (acc, chunk) -> acc.add(chunk, maxBytes), mat);
+      return Directives.onSuccess(read, body -> {
+        if (body.size() > maxBytes) {
+          throw new ApiError(StatusCodes.PAYLOAD_TOO_LARGE, "payload_too_large",
+              "the request body is " + body.size() + " bytes; the limit is " + maxBytes + " bytes");
+        }
+        return inner.apply(parse(type, body.bytes().utf8String()));
+      });
+    }));
+  }
+
+  /** The bytes read so far (only up to the limit) and the total size seen. */
+  private record Body(ByteString bytes, long size) {
+    Body add(ByteString chunk, long maxBytes) {
+      long total = size + chunk.size();
+      return new Body(total <= maxBytes ? bytes.concat(chunk) : ByteString.emptyByteString(), total);
+    }
+  }
+
+  private static <T> T parse(Class<T> type, String text) {
+    if (text.isBlank()) throw ApiError.badRequest("a JSON request body is required");
+    T value;
+    try {
+      value = Json.MAPPER.readValue(text, type);
+    } catch (UnrecognizedPropertyException e) {
+      throw ApiError.badRequest("unknown field '" + e.getPropertyName() + "'" + where(e));
+    } catch (MismatchedInputException e) {
+      throw ApiError.badRequest("invalid value" + where(e) + ": " + e.getOriginalMessage());
+    } catch (JsonProcessingException e) {
+      throw ApiError.badRequest("the body is not valid JSON: " + e.getOriginalMessage());
+    }
+    if (value == null) throw ApiError.badRequest("the body must be a JSON object");
+    return value;
+  }
+
+  private static String where(MismatchedInputException e) {
+    String path = e.getPath().stream()
+        .map(r -> r.getFieldName() != null ? r.getFieldName() : "[" + r.getIndex() + "]")
+        .reduce((a, b) -> b.startsWith("[") ? a + b : a + "." + b)
+        .orElse("");
+    return path.isEmpty() ? "" : " at " + path;
+  }
+
+  /** An entity's error reply, an ask timeout or anything else, as an API error. */
+  public static ApiError toApiError(Throwable error) {
+    Throwable e = error instanceof CompletionException && error.getCause() != null ? error.getCause() : error;
+    if (e instanceof ApiError api) return api;
+    if (e instanceof StatusReply.ErrorMessage m) {
+      String msg = m.getMessage();
+      int colon = msg.indexOf(": ");
+      String code = colon < 0 ? "" : msg.substring(0, colon);
+      String text = colon < 0 ? msg : msg.substring(colon + 2);
+      if (code.equals(SessionEntity.NOT_FOUND)) return ApiError.notFound(text);
+      if (code.equals(SessionEntity.CONFLICT)) return ApiError.conflict(text);
+      return new ApiError(StatusCodes.INTERNAL_SERVER_ERROR, "internal", text);
+    }
+    if (e instanceof TimeoutException || e instanceof org.apache.pekko.pattern.AskTimeoutException) {
+      return new ApiError(StatusCodes.SERVICE_UNAVAILABLE, "unavailable", "the session did not answer in time; try again");
+    }
+    return new ApiError(StatusCodes.INTERNAL_SERVER_ERROR, "internal", "internal error");
+  }
+}

@@ -1,0 +1,20 @@
+package dev.outboard.model;
+
+import java.util.concurrent.CompletionStage;
+
+/**
+ * The SPI every model provider implements. Calls are asynchronous: the returned stage completes on
+ * the provider's own threads, and the session actor receives the outcome as a message.
+ */
+public interface ModelClient {
+
+  /** The {@code model.provider} value that selects this client. */
+  String provider();
+
+  /** Checks a session's model spec at create time; returns a human sentence if it is unusable. */
+  default java.util.Optional<String> validate(ModelSpec spec) {
+    return java.util.Optional.empty();
+  }
+
+  CompletionStage<ModelResponse> complete(ModelRequest request);
+}

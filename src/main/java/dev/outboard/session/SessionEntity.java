@@ -1,0 +1,577 @@
+package dev.outboard.session;
+
+import com.fasterxml.jackson.annotation.JsonValue;
+import dev.outboard.JsonSerializable;
+import dev.outboard.model.Block;
+import dev.outboard.model.Message;
+import dev.outboard.model.ModelClient;
+import dev.outboard.model.ModelClients;
+import dev.outboard.model.ModelRequest;
+import dev.outboard.model.ModelResponse;
+import dev.outboard.model.Usage;
+import dev.outboard.ops.Metrics;
+import dev.outboard.tools.ToolCall;
+import dev.outboard.tools.ToolCatalog;
+import dev.outboard.vfs.Namespace;
+import dev.outboard.vfs.PathRouter;
+import dev.outboard.vfs.VirtualPath;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Map;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.SupervisorStrategy;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
+import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
+import org.apache.pekko.cluster.sharding.typed.javadsl.Entity;
+import org.apache.pekko.cluster.sharding.typed.javadsl.EntityTypeKey;
+import org.apache.pekko.pattern.StatusReply;
+import org.apache.pekko.persistence.typed.PersistenceId;
+import org.apache.pekko.persistence.typed.RecoveryCompleted;
+import org.apache.pekko.persistence.typed.javadsl.CommandHandlerWithReply;
+import org.apache.pekko.persistence.typed.javadsl.CommandHandlerWithReplyBuilderByState;
+import org.apache.pekko.persistence.typed.javadsl.EventHandler;
+import org.apache.pekko.persistence.typed.javadsl.EventSourcedBehavior;
+import org.apache.pekko.persistence.typed.javadsl.EventSourcedBehaviorWithEnforcedReplies;
+import org.apache.pekko.persistence.typed.javadsl.ReplyEffect;
+import org.apache.pekko.persistence.typed.javadsl.RetentionCriteria;
+import org.apache.pekko.persistence.typed.javadsl.SignalHandler;
+
+/**
+ * One agent session: a sharded, event-sourced actor that drives the turn loop (DESIGN.md §3).
+ *
+ * <p>A turn is one model call plus the tool calls it asked for. The model call is not an event: if
+ * the node dies while it is in flight, recovery simply calls again with the same transcript. The
+ * answer, the start of every tool call it asked for and the results of the tools that live in the
+ * session's own state ({@code /session}, and every refused call) are persisted in one write. A
+ * tool call started but not completed when the node died is executed again on recovery; session
+ * files are idempotent by call id because their result depends only on the recorded state.
+ */
+public final class SessionEntity
+    extends EventSourcedBehaviorWithEnforcedReplies<SessionEntity.Command, SessionEntity.Event, SessionEntity.State> {
+
+  public static final EntityTypeKey<Command> ENTITY_KEY = EntityTypeKey.create(Command.class, "Session");
+
+  // ---------------------------------------------------------------- protocol
+
+  public sealed interface Command extends JsonSerializable {}
+
+  public record Create(String org, String user, SessionSpec spec, ActorRef<StatusReply<Summary>> replyTo)
+      implements Command {}
+
+  public record Get(ActorRef<StatusReply<Summary>> replyTo) implements Command {}
+
+  public record GetTranscript(ActorRef<StatusReply<Transcript>> replyTo) implements Command {}
+
+  public record AddMessage(String text, ActorRef<StatusReply<Summary>> replyTo) implements Command {}
+
+  public record Cancel(ActorRef<StatusReply<Summary>> replyTo) implements Command {}
+
+  /** Sent by sharding when the entity must stop (passivation or hand-off). */
+  public enum Stop implements Command {
+    INSTANCE
+  }
+
+  private record ModelAnswered(int turn, ModelResponse response) implements Command {}
+
+  private record ModelFailed(int turn, String code, String message) implements Command {}
+
+  private enum IdleTimeout implements Command {
+    INSTANCE
+  }
+
+  private enum ResumeOpenCalls implements Command {
+    INSTANCE
+  }
+
+  /** Error strings of the replies: {@code "<code>: <sentence>"}, mapped to HTTP by the routes. */
+  public static final String NOT_FOUND = "not_found";
+  public static final String CONFLICT = "conflict";
+
+  // ---------------------------------------------------------------- events
+
+  public sealed interface Event extends JsonSerializable {
+    Instant at();
+  }
+
+  public record SessionStarted(String sessionId, String org, String user, SessionSpec spec, Instant at)
+      implements Event {}
+
+  public record UserMessageAdded(String text, Instant at) implements Event {}
+
+  public record ModelResponded(int turn, List<Block> content, Usage usage, String stopReason, Instant at)
+      implements Event {}
+
+  public record ToolCallStarted(int turn, String callId, String name, Instant at) implements Event {}
+
+  public record ToolCallCompleted(
+      int turn, String callId, String content, boolean isError, SessionFiles.Change change, Instant at)
+      implements Event {}
+
+  public record SessionWaiting(String text, Instant at) implements Event {}
+
+  public record SessionCompleted(String result, Instant at) implements Event {}
+
+  public record SessionFailed(String code, String message, Instant at) implements Event {}
+
+  public record SessionCancelled(Instant at) implements Event {}
+
+  // ---------------------------------------------------------------- state
+
+  public enum Status {
+    NEW,
+    RUNNING,
+    WAITING,
+    COMPLETED,
+    FAILED,
+    CANCELLED;
+
+    @JsonValue
+    public String wire() {
+      return name().toLowerCase();
+    }
+
+    public boolean finished() {
+      return this == COMPLETED || this == FAILED || this == CANCELLED;
+    }
+  }
+
+  /**
+   * Immutable session state. {@code messages} is the recorded transcript; the current turn's tool
+   * calls that have not completed are {@code openCalls}, the results so far {@code results}, and
+   * user messages that arrived while the session ran wait in {@code queued} until the turn ends.
+   */
+  public record State(
+      String id,
+      String org,
+      String user,
+      Status status,
+      SessionSpec spec,
+      int turns,
+      List<Message> messages,
+      List<String> openCalls,
+      List<Block.ToolResult> results,
+      List<String> queued,
+      SessionFiles files,
+      Usage usage,
+      String result,
+      Summary.ErrorView error,
+      Instant createdAt,
+      Instant updatedAt)
+      implements JsonSerializable {
+
+    public static State empty(String id) {
+      return new State(id, null, null, Status.NEW, null, 0, List.of(), List.of(), List.of(), List.of(),
+          SessionFiles.EMPTY, Usage.ZERO, null, null, null, null);
+    }
+
+    /** True when the loop should call the model next. */
+    public boolean readyForModel() {
+      return status == Status.RUNNING && openCalls.isEmpty();
+    }
+
+    public Summary summary() {
+      return new Summary(id, org, user, status.wire(), turns,
+          new Summary.UsageView(usage.inputTokens(), usage.outputTokens(), usage.cacheReadTokens(), usage.cacheWriteTokens()),
+          new Summary.SandboxView("none"), result, error, spec == null ? null : spec.metadata(), createdAt, updatedAt);
+    }
+
+    /** The transcript, including the finished part of a turn in progress. */
+    public Transcript transcript() {
+      if (results.isEmpty()) return new Transcript(messages);
+      List<Message> all = new ArrayList<>(messages);
+      all.add(Message.user(new ArrayList<>(results)));
+      return new Transcript(all);
+    }
+
+    /** The tool calls of the most recent model response. */
+    List<Block.ToolUse> lastToolUses() {
+      for (int i = messages.size() - 1; i >= 0; i--) {
+        Message m = messages.get(i);
+        if (m.role().equals(Message.ASSISTANT)) {
+          return m.content().stream().filter(Block.ToolUse.class::isInstance).map(Block.ToolUse.class::cast).toList();
+        }
+      }
+      return List.of();
+    }
+
+    State with(Status status, Instant at) {
+      return new State(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage, result, error, createdAt, at);
+    }
+  }
+
+  // ---------------------------------------------------------------- wiring
+
+  /** What a session needs from its node. */
+  public record Services(ModelClients models, PathRouter router, SessionObserver observer, SessionSettings settings) {}
+
+  public static void init(ActorSystem<?> system, Services services) {
+    ClusterSharding.get(system)
+        .init(Entity.of(ENTITY_KEY, ctx -> create(ctx.getEntityId(), ctx.getShard(), services))
+            .withStopMessage(Stop.INSTANCE));
+  }
+
+  public static Behavior<Command> create(
+      String sessionId, ActorRef<ClusterSharding.ShardCommand> shard, Services services) {
+    return Behaviors.<Command>setup(ctx -> Behaviors.withTimers(timers ->
+            Behaviors.withMdc(Command.class, Map.of("sessionId", sessionId),
+                new SessionEntity(sessionId, shard, services, ctx, timers))));
+  }
+
+  private final String sessionId;
+  private final ActorRef<ClusterSharding.ShardCommand> shard;
+  private final Services services;
+  private final ActorContext<Command> ctx;
+  private final TimerScheduler<Command> timers;
+  /** The turn whose model call is in flight, so that it is never asked twice by this incarnation. */
+  private int callInFlight;
+  private long turnStartNanos;
+
+  private SessionEntity(String sessionId, ActorRef<ClusterSharding.ShardCommand> shard, Services services,
+      ActorContext<Command> ctx, TimerScheduler<Command> timers) {
+    super(PersistenceId.of(ENTITY_KEY.name(), sessionId),
+        SupervisorStrategy.restartWithBackoff(Duration.ofMillis(200), Duration.ofSeconds(10), 0.2));
+    this.sessionId = sessionId;
+    this.shard = shard;
+    this.services = services;
+    this.ctx = ctx;
+    this.timers = timers;
+  }
+
+  @Override
+  public State emptyState() {
+    return State.empty(sessionId);
+  }
+
+  @Override
+  public RetentionCriteria retentionCriteria() {
+    return RetentionCriteria.snapshotEvery(services.settings().snapshotEvery(), 2);
+  }
+
+  // ---------------------------------------------------------------- commands
+
+  @Override
+  public CommandHandlerWithReply<Command, Event, State> commandHandler() {
+    CommandHandlerWithReplyBuilderByState<Command, Event, State, State> fresh =
+        newCommandHandlerWithReplyBuilder().forState(s -> s.status() == Status.NEW);
+    fresh.onCommand(Create.class, this::onCreate)
+        .onCommand(Get.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
+        .onCommand(GetTranscript.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
+        .onCommand(AddMessage.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
+        .onCommand(Cancel.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())));
+
+    CommandHandlerWithReplyBuilderByState<Command, Event, State, State> running =
+        newCommandHandlerWithReplyBuilder().forState(s -> s.status() == Status.RUNNING);
+    running.onCommand(ModelAnswered.class, this::onModelAnswered)
+        .onCommand(ModelFailed.class, this::onModelFailed)
+        .onCommand(ResumeOpenCalls.class, this::onResumeOpenCalls)
+        .onCommand(AddMessage.class, this::onMessage)
+        .onCommand(Cancel.class, this::onCancel);
+
+    CommandHandlerWithReplyBuilderByState<Command, Event, State, State> waiting =
+        newCommandHandlerWithReplyBuilder().forState(s -> s.status() == Status.WAITING);
+    waiting.onCommand(AddMessage.class, this::onMessage).onCommand(Cancel.class, this::onCancel);
+
+    CommandHandlerWithReplyBuilderByState<Command, Event, State, State> finished =
+        newCommandHandlerWithReplyBuilder().forState(s -> s.status().finished());
+    finished.onCommand(AddMessage.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(finishedError(s))))
+        .onCommand(Cancel.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(finishedError(s))));
+
+    CommandHandlerWithReplyBuilderByState<Command, Event, State, State> any =
+        newCommandHandlerWithReplyBuilder().forAnyState();
+    any.onCommand(Create.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(s.summary())))
+        .onCommand(Get.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(s.summary())))
+        .onCommand(GetTranscript.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(s.transcript())))
+        .onCommand(IdleTimeout.class, this::onIdleTimeout)
+        .onCommand(Stop.class, (s, c) -> Effect().stop().thenNoReply())
+        // A model answer or failure for a session that is no longer running (cancelled) is dropped.
+        .onCommand(ModelAnswered.class, (s, c) -> Effect().none().thenNoReply())
+        .onCommand(ModelFailed.class, (s, c) -> Effect().none().thenNoReply())
+        .onCommand(ResumeOpenCalls.class, (s, c) -> Effect().none().thenNoReply());
+
+    return fresh.orElse(running).orElse(waiting).orElse(finished).orElse(any).build();
+  }
+
+  private ReplyEffect<Event, State> onCreate(State state, Create cmd) {
+    Metrics.SESSIONS_STARTED.inc();
+    return Effect()
+        .persist(new SessionStarted(sessionId, cmd.org(), cmd.user(), cmd.spec(), Instant.now()))
+        .thenRun(this::afterPersist)
+        .thenReply(cmd.replyTo(), s -> StatusReply.success(s.summary()));
+  }
+
+  private ReplyEffect<Event, State> onMessage(State state, AddMessage cmd) {
+    return Effect()
+        .persist(new UserMessageAdded(cmd.text(), Instant.now()))
+        .thenRun(this::afterPersist)
+        .thenReply(cmd.replyTo(), s -> StatusReply.success(s.summary()));
+  }
+
+  private ReplyEffect<Event, State> onCancel(State state, Cancel cmd) {
+    return Effect()
+        .persist(new SessionCancelled(Instant.now()))
+        .thenRun(this::afterPersist)
+        .thenReply(cmd.replyTo(), s -> StatusReply.success(s.summary()));
+  }
+
+  /**
+   * The model answered: record the answer, start its tool calls, and complete those that need no
+   * outside system, all in one write; then either continue the loop or stop it.
+   */
+  private ReplyEffect<Event, State> onModelAnswered(State state, ModelAnswered msg) {
+    callInFlight = 0;
+    if (msg.turn() != state.turns() + 1 || !state.readyForModel()) return Effect().none().thenNoReply();
+    Instant now = Instant.now();
+    ModelResponse response = msg.response();
+    List<Event> events = new ArrayList<>();
+    events.add(new ModelResponded(msg.turn(), response.content(), response.usage(), response.stopReason().name().toLowerCase(), now));
+    List<Block.ToolUse> calls = response.toolCalls();
+    for (Block.ToolUse call : calls) events.add(new ToolCallStarted(msg.turn(), call.id(), call.name(), now));
+    events.addAll(executeTools(state.files(), msg.turn(), calls, now));
+    if (calls.isEmpty() && response.stopReason() == ModelResponse.StopReason.MAX_TOKENS) {
+      events.add(new SessionFailed("max_tokens", "the model's answer was cut off at its output token limit", now));
+    }
+    events.addAll(decideNext(fold(state, events), response.text(), now));
+    return Effect().persist(events).thenRun(this::afterPersist).thenNoReply();
+  }
+
+  /** Re-executes tool calls that were started but not completed before a crash. */
+  private ReplyEffect<Event, State> onResumeOpenCalls(State state, ResumeOpenCalls msg) {
+    List<Block.ToolUse> open = state.lastToolUses().stream().filter(u -> state.openCalls().contains(u.id())).toList();
+    if (open.isEmpty()) return Effect().none().thenNoReply();
+    Instant now = Instant.now();
+    List<Event> events = new ArrayList<>(executeTools(state.files(), state.turns(), open, now));
+    events.addAll(decideNext(fold(state, events), "", now));
+    return Effect().persist(events).thenRun(this::afterPersist).thenNoReply();
+  }
+
+  private ReplyEffect<Event, State> onModelFailed(State state, ModelFailed msg) {
+    callInFlight = 0;
+    if (msg.turn() != state.turns() + 1 || !state.readyForModel()) return Effect().none().thenNoReply();
+    return Effect()
+        .persist(new SessionFailed(msg.code(), msg.message(), Instant.now()))
+        .thenRun(this::afterPersist)
+        .thenNoReply();
+  }
+
+  private ReplyEffect<Event, State> onIdleTimeout(State state, IdleTimeout msg) {
+    if (state.status() != Status.RUNNING) shard.tell(new ClusterSharding.Passivate<>(ctx.getSelf()));
+    return Effect().none().thenNoReply();
+  }
+
+  /**
+   * Runs the tool calls that the session can answer itself — {@code /session} files and every
+   * refusal — against the files as they evolve through the turn, and returns their completions.
+   */
+  private List<Event> executeTools(SessionFiles files, int turn, List<Block.ToolUse> calls, Instant now) {
+    List<Event> completions = new ArrayList<>();
+    for (Block.ToolUse use : calls) {
+      SessionFiles.Outcome outcome = executeTool(files, use);
+      if (outcome.change() != null) files = files.apply(outcome.change());
+      Metrics.TOOL_CALLS.labelValues(ToolCatalog.spec(use.name()).isPresent() ? use.name() : "unknown", outcome.isError() ? "error" : "ok").inc();
+      completions.add(new ToolCallCompleted(turn, use.id(), outcome.content(), outcome.isError(), outcome.change(), now));
+    }
+    return completions;
+  }
+
+  private SessionFiles.Outcome executeTool(SessionFiles files, Block.ToolUse use) {
+    ToolCall call;
+    try {
+      call = ToolCatalog.parse(use.name(), use.input());
+    } catch (IllegalArgumentException e) {
+      return new SessionFiles.Outcome(e.getMessage(), true, null);
+    }
+    PathRouter router = services.router();
+    if (call instanceof ToolCall.Bash) {
+      return new SessionFiles.Outcome("bash needs a sandbox (/workspace); " + router.notMounted(call.path()), true, null);
+    }
+    VirtualPath path = call.path();
+    boolean searchAll = path.isRoot() && (call instanceof ToolCall.Glob || call instanceof ToolCall.Grep);
+    if (!searchAll) {
+      try {
+        if (router.route(path) != Namespace.SESSION) {
+          return new SessionFiles.Outcome(router.notMounted(path), true, null);
+        }
+      } catch (VirtualPath.InvalidPathException e) {
+        return new SessionFiles.Outcome(e.getMessage(), true, null);
+      }
+    }
+    return files.execute(call, services.settings().fileLimits());
+  }
+
+  /** After a turn's events: stop the loop (completed / waiting / budget spent) or let it go on. */
+  private List<Event> decideNext(State after, String text, Instant now) {
+    if (!after.readyForModel()) return List.of();
+    boolean modelDone = after.messages().get(after.messages().size() - 1).role().equals(Message.ASSISTANT);
+    if (modelDone) {
+      return List.of(after.spec().keepOpen() ? new SessionWaiting(text, now) : new SessionCompleted(text, now));
+    }
+    if (after.turns() >= after.spec().maxTurns()) {
+      return List.of(new SessionFailed("max_turns", "the session used its budget of " + after.spec().maxTurns() + " turns", now));
+    }
+    return List.of();
+  }
+
+  /** Side effects after a write: next model call, idle timer, sessions list. */
+  private void afterPersist(State state) {
+    long seq = lastSequenceNumber(ctx);
+    if (state.status() == Status.RUNNING) {
+      timers.cancel(IdleTimeout.INSTANCE);
+      if (state.readyForModel()) callModel(state);
+    } else {
+      timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
+    }
+    services.observer().statusChanged(state.summary(), seq);
+  }
+
+  private void callModel(State state) {
+    int turn = state.turns() + 1;
+    if (callInFlight == turn) return;
+    callInFlight = turn;
+    turnStartNanos = System.nanoTime();
+    ModelClient client = services.models().get(state.spec().model().provider()).orElse(null);
+    if (client == null) {
+      ctx.getSelf().tell(new ModelFailed(turn, "model_unavailable",
+          "model provider '" + state.spec().model().provider() + "' is not available on this node"));
+      return;
+    }
+    ModelRequest request = new ModelRequest(sessionId, turn, state.spec().model(),
+        SystemPrompt.build(services.router(), state.spec().system()), ToolCatalog.ALL, state.messages());
+    ctx.pipeToSelf(client.complete(request), (response, error) -> {
+      if (error == null) {
+        Metrics.TURN_SECONDS.observe((System.nanoTime() - turnStartNanos) / 1e9);
+        return new ModelAnswered(turn, response);
+      }
+      Throwable cause = error instanceof java.util.concurrent.CompletionException && error.getCause() != null ? error.getCause() : error;
+      return new ModelFailed(turn, "model_error", String.valueOf(cause.getMessage()));
+    });
+  }
+
+  private String notFound() {
+    return NOT_FOUND + ": no session " + sessionId;
+  }
+
+  private static String finishedError(State s) {
+    return CONFLICT + ": the session is " + s.status().wire();
+  }
+
+  // ---------------------------------------------------------------- events → state
+
+  @Override
+  public EventHandler<State, Event> eventHandler() {
+    return (state, event) -> apply(state, event);
+  }
+
+  private static State fold(State state, List<Event> events) {
+    for (Event e : events) state = apply(state, e);
+    return state;
+  }
+
+  static State apply(State s, Event event) {
+    Instant at = event.at();
+    if (event instanceof SessionStarted e) {
+      return new State(e.sessionId(), e.org(), e.user(), Status.RUNNING, e.spec(), 0,
+          List.of(Message.user(List.of(new Block.Text(e.spec().prompt())))), List.of(), List.of(), List.of(),
+          SessionFiles.EMPTY, Usage.ZERO, null, null, at, at);
+    } else if (event instanceof UserMessageAdded e) {
+      if (s.status() == Status.WAITING) {
+        return new State(s.id(), s.org(), s.user(), Status.RUNNING, s.spec(), s.turns(),
+            append(s.messages(), Message.user(List.of(new Block.Text(e.text())))), s.openCalls(), s.results(),
+            s.queued(), s.files(), s.usage(), null, s.error(), s.createdAt(), at);
+      }
+      return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(), s.openCalls(),
+          s.results(), append(s.queued(), e.text()), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), at);
+    } else if (event instanceof ModelResponded e) {
+      State next = new State(s.id(), s.org(), s.user(), s.status(), s.spec(), e.turn(),
+          append(s.messages(), Message.assistant(e.content())), s.openCalls(), s.results(), s.queued(), s.files(),
+          s.usage().plus(e.usage()), s.result(), s.error(), s.createdAt(), at);
+      boolean asksForTools = e.content().stream().anyMatch(Block.ToolUse.class::isInstance);
+      return asksForTools ? next : flushQueued(next);
+    } else if (event instanceof ToolCallStarted e) {
+      return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(),
+          append(s.openCalls(), e.callId()), s.results(), s.queued(), s.files(), s.usage(), s.result(), s.error(),
+          s.createdAt(), at);
+    } else if (event instanceof ToolCallCompleted e) {
+      List<String> open = new ArrayList<>(s.openCalls());
+      open.remove(e.callId());
+      State next = new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(), open,
+          append(s.results(), new Block.ToolResult(e.callId(), e.content(), e.isError())), s.queued(),
+          e.change() == null ? s.files() : s.files().apply(e.change()), s.usage(), s.result(), s.error(),
+          s.createdAt(), at);
+      return open.isEmpty() ? flushResults(next) : next;
+    } else if (event instanceof SessionWaiting e) {
+      return withResult(s.with(Status.WAITING, at), e.text(), null);
+    } else if (event instanceof SessionCompleted e) {
+      return withResult(s.with(Status.COMPLETED, at), e.result(), null);
+    } else if (event instanceof SessionFailed e) {
+      return withResult(s.with(Status.FAILED, at), s.result(), new Summary.ErrorView(e.code(), e.message()));
+    } else if (event instanceof SessionCancelled) {
+      return s.with(Status.CANCELLED, at);
+    }
+    throw new IllegalStateException("unknown event " + event.getClass());
+  }
+
+  /** The turn's tool results (in the order the model asked) plus queued messages become one user message. */
+  private static State flushResults(State s) {
+    List<Block.ToolUse> order = s.lastToolUses();
+    List<Block> blocks = new ArrayList<>(s.results());
+    blocks.sort(Comparator.comparingInt(b -> indexOf(order, ((Block.ToolResult) b).toolUseId())));
+    for (String q : s.queued()) blocks.add(new Block.Text(q));
+    return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), append(s.messages(), Message.user(blocks)),
+        s.openCalls(), List.of(), List.of(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt());
+  }
+
+  /** Messages that arrived during a turn that ended without tool calls start the next turn. */
+  private static State flushQueued(State s) {
+    if (s.queued().isEmpty()) return s;
+    List<Block> blocks = new ArrayList<>();
+    for (String q : s.queued()) blocks.add(new Block.Text(q));
+    return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), append(s.messages(), Message.user(blocks)),
+        s.openCalls(), s.results(), List.of(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt());
+  }
+
+  private static int indexOf(List<Block.ToolUse> uses, String id) {
+    for (int i = 0; i < uses.size(); i++) if (uses.get(i).id().equals(id)) return i;
+    return Integer.MAX_VALUE;
+  }
+
+  private static State withResult(State s, String result, Summary.ErrorView error) {
+    return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(), s.openCalls(),
+        s.results(), s.queued(), s.files(), s.usage(), result, error, s.createdAt(), s.updatedAt());
+  }
+
+  private static <T> List<T> append(List<T> list, T item) {
+    List<T> next = new ArrayList<>(list.size() + 1);
+    next.addAll(list);
+    next.add(item);
+    return List.copyOf(next);
+  }
+
+  // ---------------------------------------------------------------- recovery
+
+  @Override
+  public SignalHandler<State> signalHandler() {
+    return newSignalHandlerBuilder().onSignal(RecoveryCompleted.instance(), this::onRecovered).build();
+  }
+
+  private void onRecovered(State state) {
+    if (state.status() == Status.NEW) {
+      timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
+      return;
+    }
+    services.observer().statusChanged(state.summary(), lastSequenceNumber(ctx));
+    if (state.status() != Status.RUNNING) {
+      timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
+    } else if (!state.openCalls().isEmpty()) {
+      ctx.getSelf().tell(ResumeOpenCalls.INSTANCE);
+    } else {
+      callModel(state);
+    }
+  }
+}

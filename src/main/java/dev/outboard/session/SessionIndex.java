@@ -1,0 +1,242 @@
+package dev.outboard.session;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import dev.outboard.Json;
+import dev.outboard.store.Database;
+import java.nio.charset.StandardCharsets;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.time.Duration;
+import java.time.Instant;
+import java.time.OffsetDateTime;
+import java.time.ZoneOffset;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The read side of sessions: which org owns a session id (checked before any request reaches an
+ * entity, so unknown ids never wake one up), the sessions list, and idempotency keys of create.
+ * Rows are written when a session is created and then whenever its status changes; the journal
+ * sequence number of the change ({@code seq}) keeps a late write from going back in time.
+ */
+public final class SessionIndex implements SessionObserver {
+  private static final Logger log = LoggerFactory.getLogger(SessionIndex.class);
+  private static final int OWNER_CACHE = 100_000;
+
+  private final Database db;
+  private final Duration idempotencyTtl;
+  private final Map<String, String> ownerCache =
+      Collections.synchronizedMap(new LinkedHashMap<>(1024, 0.75f, true) {
+        @Override
+        protected boolean removeEldestEntry(Map.Entry<String, String> eldest) {
+          return size() > OWNER_CACHE;
+        }
+      });
+
+  public record Page(List<Summary> sessions, String next) {}
+
+  public SessionIndex(Database db, Duration idempotencyTtl) {
+    this.db = db;
+    this.idempotencyTtl = idempotencyTtl;
+  }
+
+  /**
+   * Records a new session before it starts. With an idempotency key already used by the org in
+   * the last {@code idempotencyTtl}, records nothing and returns the id of the session that key
+   * created; otherwise returns {@code provisional.id()}.
+   */
+  public CompletionStage<String> register(Summary provisional, String idempotencyKey) {
+    return db.transact(c -> {
+      if (idempotencyKey != null) {
+        Optional<String> owner = claim(c, provisional.org(), idempotencyKey, provisional.id());
+        if (owner.isPresent()) return owner.get();
+      }
+      insertRow(c, provisional, 0);
+      return provisional.id();
+    }).thenApply(id -> {
+      ownerCache.put(provisional.id(), provisional.org());
+      return id;
+    });
+  }
+
+  /** Empty if this request won the key, else the session id that owns it. */
+  private Optional<String> claim(Connection c, String org, String key, String sessionId) throws SQLException {
+    Instant now = Instant.now();
+    try (PreparedStatement ps = c.prepareStatement(
+        "SELECT session_id, created_at FROM idempotency_keys WHERE org_id = ? AND idem_key = ? FOR UPDATE")) {
+      ps.setString(1, org);
+      ps.setString(2, key);
+      try (ResultSet rs = ps.executeQuery()) {
+        if (rs.next()) {
+          Instant created = rs.getObject(2, OffsetDateTime.class).toInstant();
+          if (created.plus(idempotencyTtl).isAfter(now)) return Optional.of(rs.getString(1));
+          try (PreparedStatement up = c.prepareStatement(
+              "UPDATE idempotency_keys SET session_id = ?, created_at = ? WHERE org_id = ? AND idem_key = ?")) {
+            up.setString(1, sessionId);
+            up.setObject(2, utc(now));
+            up.setString(3, org);
+            up.setString(4, key);
+            up.executeUpdate();
+          }
+          return Optional.empty();
+        }
+      }
+    }
+    try (PreparedStatement ps = c.prepareStatement(
+        "INSERT INTO idempotency_keys (org_id, idem_key, session_id, created_at) VALUES (?, ?, ?, ?)")) {
+      ps.setString(1, org);
+      ps.setString(2, key);
+      ps.setString(3, sessionId);
+      ps.setObject(4, utc(now));
+      ps.executeUpdate();
+    }
+    return Optional.empty();
+  }
+
+  @Override
+  public void statusChanged(Summary summary, long seq) {
+    db.transact(c -> {
+      try (PreparedStatement ps = c.prepareStatement(
+          "UPDATE session_index SET status = ?, seq = ?, updated_at = ?, summary = ? WHERE id = ? AND seq <= ?")) {
+        ps.setString(1, summary.status());
+        ps.setLong(2, seq);
+        ps.setObject(3, utc(summary.updatedAt()));
+        ps.setString(4, json(summary));
+        ps.setString(5, summary.id());
+        ps.setLong(6, seq);
+        if (ps.executeUpdate() == 1) return null;
+      }
+      if (!exists(c, summary.id())) insertRow(c, summary, seq);
+      return null;
+    }).whenComplete((ok, error) -> {
+      if (error != null && !Database.isUniqueViolation(error)) {
+        log.warn("could not update the sessions list for {}: {}", summary.id(), error.toString());
+      }
+    });
+  }
+
+  /** The org that owns {@code sessionId}, if the session exists. */
+  public CompletionStage<Optional<String>> orgOf(String sessionId) {
+    String cached = ownerCache.get(sessionId);
+    if (cached != null) return CompletableFuture.completedFuture(Optional.of(cached));
+    return db.transact(c -> {
+      try (PreparedStatement ps = c.prepareStatement("SELECT org_id FROM session_index WHERE id = ?")) {
+        ps.setString(1, sessionId);
+        try (ResultSet rs = ps.executeQuery()) {
+          return rs.next() ? Optional.of(rs.getString(1)) : Optional.<String>empty();
+        }
+      }
+    }).thenApply(org -> {
+      org.ifPresent(o -> ownerCache.put(sessionId, o));
+      return org;
+    });
+  }
+
+  /** An org's sessions, newest first, optionally by status and user. */
+  public CompletionStage<Page> list(String org, String status, String user, int limit, String cursor) {
+    Cursor after = cursor == null ? null : Cursor.decode(cursor);
+    return db.transact(c -> {
+      StringBuilder sql = new StringBuilder("SELECT id, created_at, summary FROM session_index WHERE org_id = ?");
+      List<Object> args = new ArrayList<>(List.of(org));
+      if (status != null) {
+        sql.append(" AND status = ?");
+        args.add(status);
+      }
+      if (user != null) {
+        sql.append(" AND user_name = ?");
+        args.add(user);
+      }
+      if (after != null) {
+        sql.append(" AND (created_at < ? OR (created_at = ? AND id < ?))");
+        args.add(utc(after.createdAt()));
+        args.add(utc(after.createdAt()));
+        args.add(after.id());
+      }
+      sql.append(" ORDER BY created_at DESC, id DESC LIMIT ").append(limit + 1);
+      try (PreparedStatement ps = c.prepareStatement(sql.toString())) {
+        for (int i = 0; i < args.size(); i++) ps.setObject(i + 1, args.get(i));
+        List<Summary> out = new ArrayList<>();
+        String next = null;
+        Instant lastCreated = null;
+        try (ResultSet rs = ps.executeQuery()) {
+          while (rs.next()) {
+            if (out.size() == limit) {
+              Summary last = out.get(out.size() - 1);
+              next = new Cursor(lastCreated, last.id()).encode();
+              break;
+            }
+            lastCreated = rs.getObject(2, OffsetDateTime.class).toInstant();
+            out.add(Json.MAPPER.readValue(rs.getString(3), Summary.class));
+          }
+        } catch (JsonProcessingException e) {
+          throw new SQLException("unreadable session summary", e);
+        }
+        return new Page(out, next);
+      }
+    });
+  }
+
+  private static boolean exists(Connection c, String id) throws SQLException {
+    try (PreparedStatement ps = c.prepareStatement("SELECT 1 FROM session_index WHERE id = ?")) {
+      ps.setString(1, id);
+      try (ResultSet rs = ps.executeQuery()) {
+        return rs.next();
+      }
+    }
+  }
+
+  private static void insertRow(Connection c, Summary s, long seq) throws SQLException {
+    try (PreparedStatement ps = c.prepareStatement(
+        "INSERT INTO session_index (id, org_id, user_name, status, seq, created_at, updated_at, summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")) {
+      ps.setString(1, s.id());
+      ps.setString(2, s.org());
+      ps.setString(3, s.user());
+      ps.setString(4, s.status());
+      ps.setLong(5, seq);
+      ps.setObject(6, utc(s.createdAt()));
+      ps.setObject(7, utc(s.updatedAt()));
+      ps.setString(8, json(s));
+      ps.executeUpdate();
+    }
+  }
+
+  private static OffsetDateTime utc(Instant instant) {
+    return OffsetDateTime.ofInstant(instant, ZoneOffset.UTC);
+  }
+
+  private static String json(Summary s) {
+    try {
+      return Json.MAPPER.writeValueAsString(s);
+    } catch (JsonProcessingException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
+  /** Position in the list: the last row's creation time and id, opaque to clients. */
+  private record Cursor(Instant createdAt, String id) {
+    String encode() {
+      String raw = createdAt.getEpochSecond() + "." + createdAt.getNano() + "." + id;
+      return Base64.getUrlEncoder().withoutPadding().encodeToString(raw.getBytes(StandardCharsets.UTF_8));
+    }
+
+    static Cursor decode(String cursor) {
+      try {
+        String[] parts = new String(Base64.getUrlDecoder().decode(cursor), StandardCharsets.UTF_8).split("\\.", 3);
+        return new Cursor(Instant.ofEpochSecond(Long.parseLong(parts[0]), Long.parseLong(parts[1])), parts[2]);
+      } catch (RuntimeException e) {
+        throw new IllegalArgumentException("cursor is not one this API returned");
+      }
+    }
+  }
+}

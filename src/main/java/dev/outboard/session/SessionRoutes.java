@@ -1,0 +1,227 @@
+package dev.outboard.session;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.outboard.api.ApiError;
+import dev.outboard.api.Auth;
+import dev.outboard.api.JsonSupport;
+import dev.outboard.model.ModelClients;
+import dev.outboard.model.ModelSpec;
+import dev.outboard.model.ScriptedModel;
+import java.security.SecureRandom;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.HexFormat;
+import java.util.Optional;
+import java.util.Set;
+import java.util.concurrent.CompletionStage;
+import java.util.function.Function;
+import java.util.function.Supplier;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
+import org.apache.pekko.cluster.sharding.typed.javadsl.EntityRef;
+import org.apache.pekko.http.javadsl.marshalling.sse.EventStreamMarshalling;
+import org.apache.pekko.http.javadsl.model.StatusCodes;
+import org.apache.pekko.http.javadsl.model.headers.Location;
+import org.apache.pekko.http.javadsl.model.sse.ServerSentEvent;
+import org.apache.pekko.http.javadsl.server.AllDirectives;
+import org.apache.pekko.http.javadsl.server.PathMatchers;
+import org.apache.pekko.http.javadsl.server.Route;
+import org.apache.pekko.pattern.StatusReply;
+
+/** The sessions API of API.md: a thin adapter from HTTP to {@link SessionEntity}. */
+public final class SessionRoutes extends AllDirectives {
+  private static final SecureRandom RANDOM = new SecureRandom();
+  private static final Set<String> STATUSES = Set.of("running", "waiting", "completed", "failed", "cancelled");
+  private static final int MAX_TEXT = 1_000_000;
+
+  /** The body of {@code POST /v1/sessions}. */
+  public record CreateRequest(
+      String prompt, String user, ModelSpec model, String system, Integer maxTurns, Boolean keepOpen, JsonNode metadata) {}
+
+  /** The body of {@code POST /v1/sessions/{id}/messages}. */
+  public record MessageRequest(String text) {}
+
+  private final ClusterSharding sharding;
+  private final Auth auth;
+  private final SessionIndex index;
+  private final SessionEventStream events;
+  private final ModelClients models;
+  private final SessionSettings settings;
+  private final boolean scriptedAllowed;
+  private final Duration askTimeout;
+  private final long maxBody;
+
+  public SessionRoutes(ActorSystem<?> system, Auth auth, SessionIndex index, SessionEventStream events,
+      ModelClients models, SessionSettings settings, boolean scriptedAllowed) {
+    this.sharding = ClusterSharding.get(system);
+    this.auth = auth;
+    this.index = index;
+    this.events = events;
+    this.models = models;
+    this.settings = settings;
+    this.scriptedAllowed = scriptedAllowed;
+    this.askTimeout = system.settings().config().getDuration("outboard.http.ask-timeout");
+    this.maxBody = system.settings().config().getBytes("outboard.http.max-body-bytes");
+  }
+
+  public Route routes() {
+    return pathPrefix("sessions", () -> auth.org(org -> concat(
+        pathEndOrSingleSlash(() -> concat(post(() -> create(org)), get(() -> list(org)))),
+        pathPrefix(PathMatchers.segment(), id -> owned(org, id, () -> session(id))))));
+  }
+
+  private Route session(String id) {
+    return concat(
+        pathEndOrSingleSlash(() -> get(() -> reply(ask(id, SessionEntity.Get::new), this::ok))),
+        path("messages", () -> post(() -> message(id))),
+        path("cancel", () -> post(() -> reply(ask(id, SessionEntity.Cancel::new), this::accepted))),
+        path("transcript", () -> get(() -> reply(ask(id, SessionEntity.GetTranscript::new), this::ok))),
+        path("events", () -> get(() -> events(id))));
+  }
+
+  private <T> Route ok(T value) {
+    return complete(StatusCodes.OK, value, JsonSupport.marshaller());
+  }
+
+  private <T> Route accepted(T value) {
+    return complete(StatusCodes.ACCEPTED, value, JsonSupport.marshaller());
+  }
+
+  // ------------------------------------------------------------------ create
+
+  private Route create(String org) {
+    return optionalHeaderValueByName("Idempotency-Key", idemKey -> JsonSupport.body(CreateRequest.class, maxBody, req -> {
+      SessionSpec spec = validate(req);
+      String user = req.user();
+      if (idemKey.isPresent() && (idemKey.get().isBlank() || idemKey.get().length() > 256)) {
+        throw ApiError.badRequest("Idempotency-Key must be 1 to 256 characters");
+      }
+      String id = newSessionId();
+      Instant now = Instant.now();
+      Summary provisional = new Summary(id, org, user, "running", 0,
+          new Summary.UsageView(0, 0, 0, 0), new Summary.SandboxView("none"), null, null, spec.metadata(), now, now);
+      CompletionStage<Summary> created = index.register(provisional, idemKey.orElse(null))
+          .thenCompose(owner -> entity(owner).<Summary>askWithStatus(
+              r -> new SessionEntity.Create(org, user, spec, r), askTimeout));
+      return reply(created, s -> respondWithHeader(Location.create("/v1/sessions/" + s.id()),
+          () -> complete(StatusCodes.CREATED, s, JsonSupport.marshaller())));
+    }));
+  }
+
+  private SessionSpec validate(CreateRequest req) {
+    if (req.prompt() == null || req.prompt().isBlank()) throw ApiError.badRequest("prompt is required");
+    if (req.prompt().length() > MAX_TEXT) throw ApiError.badRequest("prompt is longer than " + MAX_TEXT + " characters");
+    if (req.user() != null && req.user().length() > 256) throw ApiError.badRequest("user is longer than 256 characters");
+    if (req.metadata() != null && !req.metadata().isObject() && !req.metadata().isNull()) {
+      throw ApiError.badRequest("metadata must be a JSON object");
+    }
+    int maxTurns = req.maxTurns() == null ? settings.defaultMaxTurns() : req.maxTurns();
+    if (maxTurns < 1 || maxTurns > settings.maxMaxTurns()) {
+      throw ApiError.badRequest("maxTurns must be between 1 and " + settings.maxMaxTurns());
+    }
+    ModelSpec model = req.model() == null ? new ModelSpec(models.defaultProvider(), null, null) : req.model();
+    if (model.provider() == null) model = new ModelSpec(models.defaultProvider(), model.name(), model.script());
+    if (model.provider().equals(ScriptedModel.PROVIDER) && !scriptedAllowed) {
+      throw ApiError.badRequest("the scripted model is disabled on this node; set OUTBOARD_ALLOW_SCRIPTED=true to allow it");
+    }
+    if (model.script() != null && !model.provider().equals(ScriptedModel.PROVIDER)) {
+      throw ApiError.badRequest("model.script is only for the scripted provider");
+    }
+    String problem = models.check(model);
+    if (problem != null) throw ApiError.badRequest(problem);
+    JsonNode metadata = req.metadata() == null || req.metadata().isNull() ? dev.outboard.Json.MAPPER.createObjectNode() : req.metadata();
+    return new SessionSpec(req.prompt(), model, req.system(), maxTurns, Boolean.TRUE.equals(req.keepOpen()), metadata);
+  }
+
+  private static String newSessionId() {
+    byte[] bytes = new byte[16];
+    RANDOM.nextBytes(bytes);
+    return "s_" + HexFormat.of().formatHex(bytes);
+  }
+
+  // ------------------------------------------------------------------ the rest
+
+  private Route message(String id) {
+    return JsonSupport.body(MessageRequest.class, maxBody, req -> {
+      if (req.text() == null || req.text().isBlank()) throw ApiError.badRequest("text is required");
+      if (req.text().length() > MAX_TEXT) throw ApiError.badRequest("text is longer than " + MAX_TEXT + " characters");
+      return reply(this.<Summary>ask(id, r -> new SessionEntity.AddMessage(req.text(), r)), this::accepted);
+    });
+  }
+
+  private Route list(String org) {
+    return parameterOptional("status", status -> parameterOptional("user", user ->
+        parameterOptional("limit", limit -> parameterOptional("cursor", cursor -> {
+          if (status.isPresent() && !STATUSES.contains(status.get())) {
+            throw ApiError.badRequest("status must be one of " + STATUSES);
+          }
+          int n = parseLimit(limit);
+          CompletionStage<SessionIndex.Page> page;
+          try {
+            page = index.list(org, status.orElse(null), user.orElse(null), n, cursor.orElse(null));
+          } catch (IllegalArgumentException e) {
+            throw ApiError.badRequest(e.getMessage());
+          }
+          return onSuccess(page, this::ok);
+        }))));
+  }
+
+  private static int parseLimit(Optional<String> limit) {
+    if (limit.isEmpty()) return 50;
+    try {
+      int n = Integer.parseInt(limit.get());
+      if (n >= 1 && n <= 500) return n;
+    } catch (NumberFormatException ignored) {
+      // falls through to the error below
+    }
+    throw ApiError.badRequest("limit must be an integer between 1 and 500");
+  }
+
+  private Route events(String id) {
+    return optionalHeaderValueByName("Last-Event-ID", header -> parameterOptional("after", param -> {
+      long after = parseSeq(header.or(() -> param).orElse("0"));
+      return reply(ask(id, SessionEntity.Get::new), s -> {
+        var source = events.events(id, after, !s.finished())
+            .keepAlive(Duration.ofSeconds(15), ServerSentEvent::heartbeat);
+        return completeOK(source, EventStreamMarshalling.toEventStream());
+      });
+    }));
+  }
+
+  private static long parseSeq(String raw) {
+    try {
+      long n = Long.parseLong(raw.trim());
+      if (n >= 0) return n;
+    } catch (NumberFormatException ignored) {
+      // falls through to the error below
+    }
+    throw ApiError.badRequest("Last-Event-ID (or after) must be a non-negative integer");
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  /** Runs {@code inner} only if {@code id} is a session of {@code org}; otherwise 404. */
+  private Route owned(String org, String id, Supplier<Route> inner) {
+    return onSuccess(index.orgOf(id), owner -> {
+      if (owner.isEmpty() || !owner.get().equals(org)) throw ApiError.notFound("no session " + id);
+      return inner.get();
+    });
+  }
+
+  private EntityRef<SessionEntity.Command> entity(String id) {
+    return sharding.entityRefFor(SessionEntity.ENTITY_KEY, id);
+  }
+
+  private <T> CompletionStage<T> ask(String id, Function<ActorRef<StatusReply<T>>, SessionEntity.Command> message) {
+    return entity(id).askWithStatus(message::apply, askTimeout);
+  }
+
+  /** Completes with {@code ok} on success; maps the entity's error replies to API errors. */
+  private <T> Route reply(CompletionStage<T> stage, Function<T, Route> ok) {
+    return onComplete(stage, result -> {
+      if (result.isSuccess()) return ok.apply(result.get());
+      throw JsonSupport.toApiError(result.failed().get());
+    });
+  }
+}

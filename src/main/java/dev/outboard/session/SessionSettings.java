@@ -1,0 +1,26 @@
+package dev.outboard.session;
+
+import com.typesafe.config.Config;
+import java.time.Duration;
+
+/** The {@code outboard.session} settings. */
+public record SessionSettings(
+    Duration passivateAfter,
+    int defaultMaxTurns,
+    int maxMaxTurns,
+    int snapshotEvery,
+    SessionFiles.Limits fileLimits) {
+
+  public static SessionSettings from(Config config) {
+    Config c = config.getConfig("outboard.session");
+    return new SessionSettings(
+        c.getDuration("passivate-after"),
+        c.getInt("default-max-turns"),
+        c.getInt("max-max-turns"),
+        c.getInt("snapshot-every"),
+        new SessionFiles.Limits(
+            c.getBytes("max-file-bytes"),
+            c.getBytes("max-total-file-bytes"),
+            (int) Math.min(Integer.MAX_VALUE, c.getBytes("max-tool-output-bytes"))));
+  }
+}

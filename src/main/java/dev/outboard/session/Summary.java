@@ -1,0 +1,33 @@
+package dev.outboard.session;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.outboard.JsonSerializable;
+import java.time.Instant;
+
+/** A session as the API shows it (API.md "Response body"). */
+public record Summary(
+    String id,
+    String org,
+    String user,
+    String status,
+    int turns,
+    UsageView usage,
+    SandboxView sandbox,
+    String result,
+    ErrorView error,
+    JsonNode metadata,
+    Instant createdAt,
+    Instant updatedAt)
+    implements JsonSerializable {
+
+  public record UsageView(long inputTokens, long outputTokens, long cacheReadTokens, long cacheWriteTokens)
+      implements JsonSerializable {}
+
+  public record SandboxView(String state) implements JsonSerializable {}
+
+  public record ErrorView(String code, String message) implements JsonSerializable {}
+
+  public boolean finished() {
+    return status.equals("completed") || status.equals("failed") || status.equals("cancelled");
+  }
+}

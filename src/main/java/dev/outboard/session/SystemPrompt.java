@@ -1,0 +1,28 @@
+package dev.outboard.session;
+
+import dev.outboard.vfs.Namespace;
+import dev.outboard.vfs.PathRouter;
+import java.util.stream.Collectors;
+
+/** The system prompt every model call carries: how the harness works, then the session's own. */
+public final class SystemPrompt {
+  private SystemPrompt() {}
+
+  public static String build(PathRouter router, String extra) {
+    StringBuilder sb = new StringBuilder();
+    sb.append("You are an agent working through tools. Your filesystem has these directories: ")
+        .append(router.mounted().stream().map(SystemPrompt::describe).collect(Collectors.joining("; ")))
+        .append(". Use absolute paths.");
+    if (extra != null && !extra.isBlank()) sb.append("\n\n").append(extra);
+    return sb.toString();
+  }
+
+  private static String describe(Namespace ns) {
+    return switch (ns) {
+      case WORKSPACE -> "/workspace (your sandbox; bash runs there)";
+      case MEMORY -> "/memory (notes shared by your organisation)";
+      case SKILLS -> "/skills (your organisation's skills)";
+      case SESSION -> "/session (private, durable notes of this session: plans, todo lists)";
+    };
+  }
+}

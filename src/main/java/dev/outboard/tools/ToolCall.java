@@ -1,0 +1,24 @@
+package dev.outboard.tools;
+
+import dev.outboard.vfs.VirtualPath;
+
+/** A tool call whose arguments passed validation: typed, paths normalised. */
+public sealed interface ToolCall {
+
+  /** The path the call is about (the search root for glob/grep, {@code /workspace} for bash). */
+  VirtualPath path();
+
+  record Read(VirtualPath path, int offset, Integer limit) implements ToolCall {}
+
+  record Write(VirtualPath path, String content) implements ToolCall {}
+
+  record Edit(VirtualPath path, String oldString, String newString, boolean replaceAll) implements ToolCall {}
+
+  record Ls(VirtualPath path) implements ToolCall {}
+
+  record Glob(VirtualPath path, String pattern) implements ToolCall {}
+
+  record Grep(VirtualPath path, String pattern, String glob) implements ToolCall {}
+
+  record Bash(VirtualPath path, String command, Integer timeoutMs) implements ToolCall {}
+}

@@ -1,0 +1,179 @@
+package dev.outboard.tools;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.outboard.tools.ToolSpec.Param;
+import dev.outboard.tools.ToolSpec.Type;
+import dev.outboard.vfs.VirtualPath;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.function.Function;
+import java.util.stream.Collectors;
+
+/**
+ * The tools of API.md: their definitions, and the parsing of a model's arguments into a
+ * {@link ToolCall}. Anything wrong — unknown tool, missing or ill-typed argument, unknown argument,
+ * bad path — becomes a {@link InvalidToolCallException} whose message is shown to the model.
+ */
+public final class ToolCatalog {
+  private ToolCatalog() {}
+
+  public static final class InvalidToolCallException extends IllegalArgumentException {
+    public InvalidToolCallException(String message) {
+      super(message);
+    }
+  }
+
+  private static Param req(String name, Type type, String description) {
+    return new Param(name, type, true, description);
+  }
+
+  private static Param opt(String name, Type type, String description) {
+    return new Param(name, type, false, description);
+  }
+
+  private static final String PATHS =
+      " Paths are absolute: /workspace/** (the sandbox), /memory/** and /skills/** (shared by the organisation), /session/** (private notes of this session).";
+
+  public static final List<ToolSpec> ALL =
+      List.of(
+          new ToolSpec("read", "Read a text file; lines come back numbered." + PATHS,
+              List.of(req("path", Type.STRING, "absolute path of the file"),
+                  opt("offset", Type.INTEGER, "first line to return, 1-based"),
+                  opt("limit", Type.INTEGER, "number of lines to return"))),
+          new ToolSpec("write", "Create or overwrite a text file." + PATHS,
+              List.of(req("path", Type.STRING, "absolute path of the file"),
+                  req("content", Type.STRING, "the whole new content"))),
+          new ToolSpec("edit", "Replace an exact string in a file. old_string must occur exactly once unless replace_all is true." + PATHS,
+              List.of(req("path", Type.STRING, "absolute path of the file"),
+                  req("old_string", Type.STRING, "the exact text to replace"),
+                  req("new_string", Type.STRING, "the replacement text"),
+                  opt("replace_all", Type.BOOLEAN, "replace every occurrence"))),
+          new ToolSpec("ls", "List a directory." + PATHS,
+              List.of(req("path", Type.STRING, "absolute path of the directory"))),
+          new ToolSpec("glob", "Find files whose path matches a glob pattern (** crosses directories)." + PATHS,
+              List.of(req("pattern", Type.STRING, "glob pattern, relative to path (e.g. **/*.md)"),
+                  opt("path", Type.STRING, "directory to search; default /"))),
+          new ToolSpec("grep", "Search file contents with a regular expression; answers path:line:text." + PATHS,
+              List.of(req("pattern", Type.STRING, "Java regular expression"),
+                  opt("path", Type.STRING, "directory or file to search; default /"),
+                  opt("glob", Type.STRING, "only files whose path matches this glob"))),
+          new ToolSpec("bash", "Run a shell command in the sandbox, cwd /workspace; the working directory and exported variables persist between calls.",
+              List.of(req("command", Type.STRING, "the command line"),
+                  opt("timeout_ms", Type.INTEGER, "timeout in milliseconds"))));
+
+  private static final Map<String, ToolSpec> BY_NAME =
+      ALL.stream().collect(Collectors.toMap(ToolSpec::name, Function.identity()));
+
+  public static Optional<ToolSpec> spec(String name) {
+    return Optional.ofNullable(BY_NAME.get(name));
+  }
+
+  /** Validates {@code input} against tool {@code name} and returns the typed call. */
+  public static ToolCall parse(String name, JsonNode input) {
+    ToolSpec spec = spec(name).orElseThrow(() -> new InvalidToolCallException(
+        "unknown tool '" + name + "'; available tools: " + ALL.stream().map(ToolSpec::name).collect(Collectors.joining(", "))));
+    if (input == null || !input.isObject()) {
+      throw new InvalidToolCallException("tool '" + name + "' takes a JSON object of arguments");
+    }
+    Args args = new Args(spec, input);
+    return switch (name) {
+      case "read" -> new ToolCall.Read(args.path("path"), args.positiveInt("offset", 1), args.optPositiveInt("limit"));
+      case "write" -> new ToolCall.Write(args.path("path"), args.string("content"));
+      case "edit" -> new ToolCall.Edit(args.path("path"), args.nonEmptyString("old_string"), args.string("new_string"), args.bool("replace_all"));
+      case "ls" -> new ToolCall.Ls(args.path("path"));
+      case "glob" -> new ToolCall.Glob(args.optPath("path"), args.nonEmptyString("pattern"));
+      case "grep" -> new ToolCall.Grep(args.optPath("path"), args.nonEmptyString("pattern"), args.optString("glob"));
+      case "bash" -> new ToolCall.Bash(VirtualPath.parse("/workspace"), args.nonEmptyString("command"), args.optPositiveInt("timeout_ms"));
+      default -> throw new IllegalStateException("tool without a parser: " + name);
+    };
+  }
+
+  /** Typed access to one call's arguments, checked against the spec. */
+  private static final class Args {
+    private final ToolSpec spec;
+    private final JsonNode input;
+
+    Args(ToolSpec spec, JsonNode input) {
+      this.spec = spec;
+      this.input = input;
+      List<String> unknown = new ArrayList<>();
+      for (Iterator<String> it = input.fieldNames(); it.hasNext(); ) {
+        String field = it.next();
+        if (spec.params().stream().noneMatch(p -> p.name().equals(field))) unknown.add(field);
+      }
+      if (!unknown.isEmpty()) fail("unknown argument(s) " + unknown + "; it takes " + names());
+      for (Param p : spec.params()) {
+        JsonNode v = input.get(p.name());
+        if (v == null || v.isNull()) {
+          if (p.required()) fail("missing required argument '" + p.name() + "' (" + p.type().json + ")");
+          continue;
+        }
+        boolean ok = switch (p.type()) {
+          case STRING -> v.isTextual();
+          case INTEGER -> v.isIntegralNumber() && v.canConvertToInt();
+          case BOOLEAN -> v.isBoolean();
+        };
+        if (!ok) fail("argument '" + p.name() + "' must be " + article(p.type()) + ", got " + v.getNodeType().name().toLowerCase());
+      }
+    }
+
+    private String names() {
+      return spec.params().stream().map(p -> p.name() + (p.required() ? "" : "?")).collect(Collectors.joining(", "));
+    }
+
+    private static String article(Type t) {
+      return t == Type.INTEGER ? "an integer" : "a " + t.json;
+    }
+
+    private void fail(String why) {
+      throw new InvalidToolCallException("invalid arguments for tool '" + spec.name() + "': " + why);
+    }
+
+    String string(String field) {
+      return input.get(field).asText();
+    }
+
+    String nonEmptyString(String field) {
+      String s = string(field);
+      if (s.isEmpty()) fail("argument '" + field + "' must not be empty");
+      return s;
+    }
+
+    String optString(String field) {
+      JsonNode v = input.get(field);
+      return v == null || v.isNull() ? null : v.asText();
+    }
+
+    boolean bool(String field) {
+      JsonNode v = input.get(field);
+      return v != null && v.asBoolean();
+    }
+
+    Integer optPositiveInt(String field) {
+      JsonNode v = input.get(field);
+      if (v == null || v.isNull()) return null;
+      if (v.asInt() < 1) fail("argument '" + field + "' must be at least 1");
+      return v.asInt();
+    }
+
+    int positiveInt(String field, int orElse) {
+      Integer v = optPositiveInt(field);
+      return v == null ? orElse : v;
+    }
+
+    VirtualPath path(String field) {
+      try {
+        return VirtualPath.parse(string(field));
+      } catch (VirtualPath.InvalidPathException e) {
+        throw new InvalidToolCallException("tool '" + spec.name() + "': " + e.getMessage());
+      }
+    }
+
+    VirtualPath optPath(String field) {
+      return optString(field) == null ? VirtualPath.ROOT : path(field);
+    }
+  }
+}

@@ -1,0 +1,45 @@
+package dev.outboard.tools;
+
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.outboard.Json;
+import java.util.List;
+
+/**
+ * One tool as the model sees it. The parameter list is the single definition from which both the
+ * JSON Schema sent to every provider and the validation of the model's arguments are derived.
+ */
+public record ToolSpec(String name, String description, List<Param> params) {
+
+  public enum Type {
+    STRING("string"),
+    INTEGER("integer"),
+    BOOLEAN("boolean");
+
+    final String json;
+
+    Type(String json) {
+      this.json = json;
+    }
+  }
+
+  public record Param(String name, Type type, boolean required, String description) {}
+
+  public ToolSpec {
+    params = List.copyOf(params);
+  }
+
+  /** The JSON Schema of this tool's input object. */
+  public ObjectNode inputSchema() {
+    ObjectNode schema = Json.MAPPER.createObjectNode().put("type", "object");
+    ObjectNode properties = schema.putObject("properties");
+    ArrayNode required = Json.MAPPER.createArrayNode();
+    for (Param p : params) {
+      properties.putObject(p.name()).put("type", p.type().json).put("description", p.description());
+      if (p.required()) required.add(p.name());
+    }
+    schema.set("required", required);
+    schema.put("additionalProperties", false);
+    return schema;
+  }
+}
