@@ -72,11 +72,24 @@ public final class ScriptedModel implements ModelClient {
     return new ModelResponse(List.of(), ModelResponse.StopReason.END_TURN, Usage.ZERO);
   }
 
-  /** Roughly four characters a token, so that usage is plausible and deterministic. */
+  /**
+   * Roughly four characters a token, so that usage is plausible and deterministic. Counts the
+   * system prompt and the newest message only: the scripted model is used for load tests, where
+   * re-measuring the whole transcript every turn would make the harness look slower than it is.
+   */
   private static Usage estimateUsage(ModelRequest request, List<Block> content) {
     long in = request.system() == null ? 0 : request.system().length();
-    for (Message m : request.messages()) in += m.content().toString().length();
-    long out = content.toString().length();
-    return new Usage(Math.max(1, in / 4), Math.max(1, out / 4), 0, 0);
+    if (!request.messages().isEmpty()) in += textLength(request.messages().get(request.messages().size() - 1).content());
+    return new Usage(Math.max(1, in / 4), Math.max(1, textLength(content) / 4), 0, 0);
+  }
+
+  private static long textLength(List<Block> blocks) {
+    long n = 0;
+    for (Block b : blocks) {
+      if (b instanceof Block.Text t) n += t.text().length();
+      else if (b instanceof Block.ToolResult r) n += r.content().length();
+      else if (b instanceof Block.ToolUse u) n += u.name().length() + u.input().size() * 16L;
+    }
+    return n;
   }
 }
