@@ -19,13 +19,23 @@ import java.util.regex.Pattern;
  * its journal). Immutable: an operation returns its result and, for writes, the {@link Change} to
  * record; the entity's event handler applies the change. Paths are map keys in normalised form.
  */
-public record SessionFiles(SortedMap<String, String> files) implements JsonSerializable {
+public record SessionFiles(SortedMap<String, String> files, long totalBytes) implements JsonSerializable {
   public static final SessionFiles EMPTY = new SessionFiles(new TreeMap<>());
   private static final int MAX_MATCHES = 500;
   private static final long GREP_BUDGET_NANOS = 2_000_000_000L;
 
   public SessionFiles {
     files = java.util.Collections.unmodifiableSortedMap(new TreeMap<>(files));
+  }
+
+  public SessionFiles(SortedMap<String, String> files) {
+    this(files, sizeOf(files));
+  }
+
+  private static long sizeOf(SortedMap<String, String> files) {
+    long total = 0;
+    for (String c : files.values()) total += utf8Length(c);
+    return total;
   }
 
   /** A file written ({@code content} set) or removed ({@code content} null). */
@@ -47,15 +57,9 @@ public record SessionFiles(SortedMap<String, String> files) implements JsonSeria
 
   public SessionFiles apply(Change change) {
     TreeMap<String, String> next = new TreeMap<>(files);
-    if (change.content() == null) next.remove(change.path());
-    else next.put(change.path(), change.content());
-    return new SessionFiles(next);
-  }
-
-  public long totalBytes() {
-    long total = 0;
-    for (String c : files.values()) total += utf8Length(c);
-    return total;
+    String old = change.content() == null ? next.remove(change.path()) : next.put(change.path(), change.content());
+    long total = totalBytes - (old == null ? 0 : utf8Length(old)) + (change.content() == null ? 0 : utf8Length(change.content()));
+    return new SessionFiles(next, total);
   }
 
   public Outcome execute(ToolCall call, Limits limits) {
