@@ -232,6 +232,8 @@ public final class SessionEntity
   /** The turn whose model call is in flight, so that it is never asked twice by this incarnation. */
   private int callInFlight;
   private long turnStartNanos;
+  /** The status this incarnation last reported to the observer. */
+  private Status reported;
 
   private SessionEntity(String sessionId, ActorRef<ClusterSharding.ShardCommand> shard, Services services,
       ActorContext<Command> ctx, TimerScheduler<Command> timers) {
@@ -427,7 +429,10 @@ public final class SessionEntity
     } else {
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
     }
-    services.observer().statusChanged(state.summary(), seq);
+    if (state.status() != reported) {
+      reported = state.status();
+      services.observer().statusChanged(state.summary(), seq);
+    }
   }
 
   private void callModel(State state) {
@@ -565,6 +570,7 @@ public final class SessionEntity
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
       return;
     }
+    reported = state.status();
     services.observer().statusChanged(state.summary(), lastSequenceNumber(ctx));
     if (state.status() != Status.RUNNING) {
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());

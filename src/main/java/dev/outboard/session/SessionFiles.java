@@ -1,5 +1,8 @@
 package dev.outboard.session;
 
+import com.fasterxml.jackson.annotation.JsonCreator;
+import com.fasterxml.jackson.annotation.JsonIgnore;
+import com.fasterxml.jackson.annotation.JsonProperty;
 import dev.outboard.JsonSerializable;
 import dev.outboard.tools.ToolCall;
 import dev.outboard.vfs.TextFiles;
@@ -19,10 +22,10 @@ import java.util.regex.Pattern;
  * its journal). Immutable: an operation returns its result and, for writes, the {@link Change} to
  * record; the entity's event handler applies the change. Paths are map keys in normalised form.
  */
-public record SessionFiles(SortedMap<String, String> files, long totalBytes) implements JsonSerializable {
+public record SessionFiles(SortedMap<String, String> files, @JsonIgnore long totalBytes) implements JsonSerializable {
   public static final SessionFiles EMPTY = new SessionFiles(new TreeMap<>());
   private static final int MAX_MATCHES = 500;
-  private static final long GREP_BUDGET_NANOS = 2_000_000_000L;
+  private static final long GREP_BUDGET_NANOS = 500_000_000L;
 
   public SessionFiles {
     files = java.util.Collections.unmodifiableSortedMap(new TreeMap<>(files));
@@ -30,6 +33,12 @@ public record SessionFiles(SortedMap<String, String> files, long totalBytes) imp
 
   public SessionFiles(SortedMap<String, String> files) {
     this(files, sizeOf(files));
+  }
+
+  /** From a snapshot: the total is measured, never taken from the stored JSON. */
+  @JsonCreator
+  static SessionFiles fromJson(@JsonProperty("files") SortedMap<String, String> files) {
+    return new SessionFiles(files);
   }
 
   private static long sizeOf(SortedMap<String, String> files) {
@@ -162,7 +171,7 @@ public record SessionFiles(SortedMap<String, String> files, long totalBytes) imp
     long deadline = System.nanoTime() + GREP_BUDGET_NANOS;
     List<String> out = new ArrayList<>();
     for (Map.Entry<String, String> e : under(root).entrySet()) {
-      String rel = e.getKey().startsWith(base) ? e.getKey().substring(base.length()) : e.getKey();
+      String rel = e.getKey().startsWith(base) ? e.getKey().substring(base.length()) : e.getKey().substring(e.getKey().lastIndexOf('/') + 1);
       if (only != null && !only.test(rel)) continue;
       TextFiles.grep(e.getKey(), e.getValue(), regex, out, MAX_MATCHES, deadline);
       if (out.size() >= MAX_MATCHES) break;

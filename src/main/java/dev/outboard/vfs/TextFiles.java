@@ -36,6 +36,13 @@ public final class TextFiles {
     for (int i = offset; i <= last; i++) {
       String line = String.format("%6d\t%s%n", i, lines[i - 1]);
       if (out.length() + line.length() > maxChars) {
+        if (out.length() == 0) {
+          // This line alone is over the cap: show its start and move on past it.
+          out.append(line, 0, Math.min(maxChars, line.length() - 1))
+              .append("\n[line ").append(i).append(" is longer than ").append(maxChars).append(" characters and was cut");
+          if (i < total) out.append("; read on with offset=").append(i + 1);
+          return out.append("]\n").toString();
+        }
         out.append("[output truncated at ").append(maxChars).append(" characters; read on with offset=").append(i).append("]\n");
         return out.toString();
       }

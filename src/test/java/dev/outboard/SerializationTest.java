@@ -1,0 +1,232 @@
+package dev.outboard;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
+import dev.outboard.model.Block;
+import dev.outboard.model.Message;
+import dev.outboard.model.ModelSpec;
+import dev.outboard.model.Usage;
+import dev.outboard.session.SessionEntity;
+import dev.outboard.session.SessionEntity.Command;
+import dev.outboard.session.SessionEntity.Event;
+import dev.outboard.session.SessionFiles;
+import dev.outboard.session.SessionSpec;
+import dev.outboard.session.Summary;
+import dev.outboard.session.Transcript;
+import java.lang.reflect.Modifier;
+import java.time.Instant;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.stream.Collectors;
+import java.util.stream.Stream;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
+import org.apache.pekko.pattern.StatusReply;
+import org.apache.pekko.serialization.Serialization;
+import org.apache.pekko.serialization.SerializationExtension;
+import org.apache.pekko.serialization.Serializer;
+import org.apache.pekko.serialization.Serializers;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * Every command, event and the state of a session survive Pekko's configured serializer (the one
+ * used for the journal, snapshots and messages between nodes) unchanged.
+ */
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+class SerializationTest {
+
+  static Config config() {
+    return ConfigFactory.parseResources("unit-test.conf").withFallback(ConfigFactory.load()).resolve();
+  }
+
+  private ActorTestKit testKit;
+  private Serialization serialization;
+  private TestProbe<StatusReply<Summary>> summaryProbe;
+  private TestProbe<StatusReply<Transcript>> transcriptProbe;
+
+  @BeforeAll
+  void start() {
+    testKit = ActorTestKit.create("SerializationTest", config());
+    serialization = SerializationExtension.get(testKit.system());
+    summaryProbe = testKit.createTestProbe();
+    transcriptProbe = testKit.createTestProbe();
+  }
+
+  @AfterAll
+  void stop() {
+    testKit.shutdownTestKit();
+  }
+
+  private static final Instant T0 = Instant.parse("2025-01-02T03:04:05.123456789Z");
+  private static final Instant T1 = Instant.parse("2025-01-02T03:04:06Z");
+
+  private static JsonNode json(String text) {
+    try {
+      return Json.MAPPER.readTree(text.replace('\'', '"'));
+    } catch (Exception e) {
+      throw new IllegalArgumentException(text, e);
+    }
+  }
+
+  private static final JsonNode METADATA =
+      json("{'ticket': 'OPS-1', 'n': 3, 'big': 12345678901234, 'ratio': 2.5, 'ok': true, 'none': null,"
+          + " 'nested': {'list': [1, 'two', false, null, {'x': []}]}, 'unicode': 'héllo \\u2603 \\ud83d\\ude00'}");
+
+  private static final SessionSpec SPEC = new SessionSpec("plan the release", new ModelSpec("scripted", "replay-1", List.of(
+      new ModelSpec.ScriptedTurn("writing", List.of(new ModelSpec.ScriptedCall("write", json("{'path': '/session/p.md', 'content': 'x'}"))), 25L),
+      new ModelSpec.ScriptedTurn("done", null, null))),
+      "be brief", 12, true, METADATA);
+
+  private static final Block.ToolUse WRITE = new Block.ToolUse("toolu_1_0", "write",
+      json("{'path': '/session/plan.md', 'content': 'line 1\\n\\tline 2', 'extra': [1, {'deep': null}]}"));
+  private static final Block.ToolUse READ = new Block.ToolUse("toolu_1_1", "read", json("{'path': '/session/plan.md', 'offset': 1}"));
+  private static final Block.ToolResult RESULT = new Block.ToolResult("toolu_1_0", "wrote /session/plan.md (15 bytes)", false);
+  private static final Block.ToolResult FAILED_RESULT = new Block.ToolResult("toolu_1_1", "file not found: /session/x", true);
+
+  static List<Event> events() {
+    return List.of(
+        new SessionEntity.SessionStarted("s-1", "acme", "alice", SPEC, T0),
+        new SessionEntity.SessionStarted("s-2", "acme", null,
+            new SessionSpec("p", new ModelSpec("anthropic", "claude", null), null, 500, false, Json.MAPPER.createObjectNode()), T0),
+        new SessionEntity.UserMessageAdded("and also this", T1),
+        new SessionEntity.ModelResponded(1, List.of(new Block.Text("I'll write the plan."), WRITE, READ, RESULT),
+            new Usage(1200, 340, 7, 9), "tool_use", T1),
+        new SessionEntity.ModelResponded(2, List.of(), Usage.ZERO, "end_turn", T1),
+        new SessionEntity.ToolCallStarted(1, "toolu_1_0", "write", T1),
+        new SessionEntity.ToolCallCompleted(1, "toolu_1_0", "wrote /session/plan.md (15 bytes)", false,
+            new SessionFiles.Change("/session/plan.md", "line 1\nline \"2\""), T1),
+        new SessionEntity.ToolCallCompleted(1, "toolu_1_1", "file not found", true, null, T1),
+        new SessionEntity.ToolCallCompleted(1, "toolu_1_2", "removed", false, new SessionFiles.Change("/session/old.md", null), T1),
+        new SessionEntity.SessionWaiting("what next?", T1),
+        new SessionEntity.SessionCompleted("all done", T1),
+        new SessionEntity.SessionCompleted("", T1),
+        new SessionEntity.SessionFailed("max_turns", "the session used its budget of 12 turns", T1),
+        new SessionEntity.SessionCancelled(T1));
+  }
+
+  List<Command> commands() {
+    return List.of(
+        new SessionEntity.Create("acme", "alice", SPEC, summaryProbe.ref()),
+        new SessionEntity.Get(summaryProbe.ref()),
+        new SessionEntity.GetTranscript(transcriptProbe.ref()),
+        new SessionEntity.AddMessage("one more thing", summaryProbe.ref()),
+        new SessionEntity.Cancel(summaryProbe.ref()),
+        SessionEntity.Stop.INSTANCE);
+  }
+
+  static SessionEntity.State richState() {
+    TreeMap<String, String> files = new TreeMap<>();
+    files.put("/session/plan.md", "# Plan\n- [ ] ship\n");
+    files.put("/session/notes/ünïcode.md", "☃ \uD83D\uDE00");
+    files.put("/session/empty", "");
+    List<Message> messages = List.of(
+        Message.user(List.of(new Block.Text("plan the release"))),
+        Message.assistant(List.of(new Block.Text("I'll write the plan."), WRITE, READ)),
+        Message.user(List.of(RESULT, FAILED_RESULT, new Block.Text("queued message"))),
+        Message.assistant(List.of(new Block.Text("done"))));
+    return new SessionEntity.State("s-1", "acme", "alice", SessionEntity.Status.FAILED, SPEC, 2, messages,
+        List.of("toolu_2_0", "toolu_2_1"), List.of(RESULT, FAILED_RESULT), List.of("later", "even later"),
+        new SessionFiles(files), new Usage(1200, 340, 7, 9), "done",
+        new Summary.ErrorView("max_turns", "the session used its budget of 12 turns"), T0, T1);
+  }
+
+  private Object roundTrip(Object original) {
+    Serializer serializer = serialization.findSerializerFor(original);
+    assertThat(serializer.getClass().getName()).as("serializer of %s", original.getClass())
+        .isEqualTo("org.apache.pekko.serialization.jackson.JacksonJsonSerializer");
+    return viaSerializer(original);
+  }
+
+  /** Serialises with the serializer configured for {@code original} and reads back with its manifest. */
+  private Object viaSerializer(Object original) {
+    Serializer serializer = serialization.findSerializerFor(original);
+    byte[] bytes = serialization.serialize(original).get();
+    String manifest = Serializers.manifestFor(serializer, original);
+    return serialization.deserialize(bytes, serializer.identifier(), manifest).get();
+  }
+
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("events")
+  void everyEventSurvivesTheSerializerUnchanged(Event event) {
+    assertThat(roundTrip(event)).isEqualTo(event);
+  }
+
+  @Test
+  void everyPublicCommandSurvivesTheSerializerUnchanged() {
+    for (Command command : commands()) {
+      assertThat(roundTrip(command)).as(command.toString()).isEqualTo(command);
+    }
+  }
+
+  @Test
+  void aRichStateSurvivesTheSerializerUnchanged() {
+    SessionEntity.State state = richState();
+    Object back = roundTrip(state);
+    assertThat(back).isEqualTo(state);
+    SessionEntity.State s = (SessionEntity.State) back;
+    assertThat(s.messages().get(2).content()).containsExactly(RESULT, FAILED_RESULT, new Block.Text("queued message"));
+    assertThat(s.files().files()).isEqualTo(state.files().files());
+    assertThat(s.spec().metadata()).isEqualTo(METADATA);
+  }
+
+  @Test
+  void theEmptyStateSurvivesTheSerializerUnchanged() {
+    SessionEntity.State empty = SessionEntity.State.empty("s-empty");
+    assertThat(roundTrip(empty)).isEqualTo(empty);
+  }
+
+  @Test
+  void sessionFilesFromASnapshotWithoutTotalBytesKnowTheirTrueSize() {
+    // Snapshots written before SessionFiles carried its total have only the files.
+    byte[] older = "{\"files\":{\"/session/a\":\"hello\",\"/session/b\":\"\u00e9\"}}".getBytes(java.nio.charset.StandardCharsets.UTF_8);
+    Serializer serializer = serialization.findSerializerFor(SessionFiles.EMPTY);
+    String manifest = Serializers.manifestFor(serializer, SessionFiles.EMPTY);
+    SessionFiles files = (SessionFiles) serialization.deserialize(older, serializer.identifier(), manifest).get();
+    assertThat(files.files()).containsOnlyKeys("/session/a", "/session/b");
+    assertThat(files.totalBytes()).isEqualTo(7);
+    assertThat(files).isEqualTo(new SessionFiles(new TreeMap<>(files.files())));
+  }
+
+  @Test
+  void repliesSurviveTheSerializerUnchanged() {
+    SessionEntity.State state = richState();
+    assertThat(roundTrip(state.summary())).isEqualTo(state.summary());
+    assertThat(roundTrip(state.transcript())).isEqualTo(state.transcript());
+    StatusReply<Summary> ok = StatusReply.success(state.summary());
+    assertThat(viaSerializer(ok)).isEqualTo(ok);
+    StatusReply<Summary> error = StatusReply.error("not_found: no session s-9");
+    StatusReply<?> backError = (StatusReply<?>) viaSerializer(error);
+    assertThat(backError.isError()).isTrue();
+    assertThat(backError.getError().getMessage()).isEqualTo("not_found: no session s-9");
+  }
+
+  @Test
+  void everyPublicEventTypeIsCoveredHere() {
+    Set<Class<?>> covered = events().stream().map(Object::getClass).collect(Collectors.toSet());
+    assertThat(publicSubtypes(Event.class)).isNotEmpty().allSatisfy(c -> assertThat(covered).as("events()").contains(c));
+  }
+
+  @Test
+  void everyPublicCommandTypeIsCoveredHere() {
+    Set<Class<?>> covered = commands().stream().map(Object::getClass).collect(Collectors.toSet());
+    assertThat(publicSubtypes(Command.class)).isNotEmpty().allSatisfy(c -> assertThat(covered).as("commands()").contains(c));
+  }
+
+  private static Set<Class<?>> publicSubtypes(Class<?> sealed) {
+    assertThat(sealed.isSealed()).isTrue();
+    return Arrays.stream(sealed.getPermittedSubclasses())
+        .filter(c -> Modifier.isPublic(c.getModifiers()))
+        .flatMap(c -> c.isSealed() ? Stream.concat(Stream.of(c), publicSubtypes(c).stream()) : Stream.of(c))
+        .collect(Collectors.toSet());
+  }
+}

@@ -1,0 +1,946 @@
+package dev.outboard.session;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.fail;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
+import dev.outboard.Json;
+import dev.outboard.model.Block;
+import dev.outboard.model.Message;
+import dev.outboard.model.ModelClient;
+import dev.outboard.model.ModelClients;
+import dev.outboard.model.ModelRequest;
+import dev.outboard.model.ModelResponse;
+import dev.outboard.model.ModelSpec;
+import dev.outboard.model.ModelSpec.ScriptedCall;
+import dev.outboard.model.ModelSpec.ScriptedTurn;
+import dev.outboard.model.ScriptedModel;
+import dev.outboard.model.Usage;
+import dev.outboard.session.SessionEntity.AddMessage;
+import dev.outboard.session.SessionEntity.Cancel;
+import dev.outboard.session.SessionEntity.Command;
+import dev.outboard.session.SessionEntity.Create;
+import dev.outboard.session.SessionEntity.Event;
+import dev.outboard.session.SessionEntity.Get;
+import dev.outboard.session.SessionEntity.GetTranscript;
+import dev.outboard.session.SessionEntity.ModelResponded;
+import dev.outboard.session.SessionEntity.SessionCancelled;
+import dev.outboard.session.SessionEntity.SessionCompleted;
+import dev.outboard.session.SessionEntity.SessionFailed;
+import dev.outboard.session.SessionEntity.SessionStarted;
+import dev.outboard.session.SessionEntity.SessionWaiting;
+import dev.outboard.session.SessionEntity.State;
+import dev.outboard.session.SessionEntity.Status;
+import dev.outboard.session.SessionEntity.ToolCallCompleted;
+import dev.outboard.session.SessionEntity.ToolCallStarted;
+import dev.outboard.session.SessionEntity.UserMessageAdded;
+import dev.outboard.vfs.Namespace;
+import dev.outboard.vfs.PathRouter;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Function;
+import java.util.function.Predicate;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
+import org.apache.pekko.japi.Pair;
+import org.apache.pekko.pattern.StatusReply;
+import org.apache.pekko.persistence.testkit.JournalOperation;
+import org.apache.pekko.persistence.testkit.ProcessingPolicy;
+import org.apache.pekko.persistence.testkit.ProcessingResult;
+import org.apache.pekko.persistence.testkit.ProcessingSuccess;
+import org.apache.pekko.persistence.testkit.SnapshotMeta;
+import org.apache.pekko.persistence.testkit.WriteEvents;
+import org.apache.pekko.persistence.testkit.javadsl.EventSourcedBehaviorTestKit;
+import org.apache.pekko.persistence.testkit.javadsl.EventSourcedBehaviorTestKit.CommandResultWithReply;
+import org.apache.pekko.persistence.typed.PersistenceId;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
+
+/**
+ * The turn loop of DESIGN.md §3 on the persistence testkit: replies, the exact events in the
+ * journal, and the state, including what recovery does after a crash at each point of a turn.
+ */
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+class SessionEntityTest {
+
+  private ActorTestKit kit;
+
+  @BeforeAll
+  void start() {
+    Config config = ConfigFactory.parseResources("unit-test.conf")
+        .withFallback(EventSourcedBehaviorTestKit.config())
+        .withFallback(ConfigFactory.load())
+        .resolve();
+    kit = ActorTestKit.create("SessionEntityTest", config);
+  }
+
+  @AfterAll
+  void stop() {
+    kit.shutdownTestKit();
+  }
+
+  // ------------------------------------------------------------------ fixtures
+
+  private static final Duration AWAIT = Duration.ofSeconds(10);
+  private static final SessionFiles.Limits LIMITS = new SessionFiles.Limits(1 << 20, 8 << 20, 256 * 1024);
+  private static final JsonNode METADATA = json("{'ticket': 'OPS-1', 'tags': ['a', 'b']}");
+  private static final String PROMPT = "plan the release";
+
+  private static SessionSettings settings(Duration passivateAfter, int snapshotEvery) {
+    return new SessionSettings(passivateAfter, 500, 10_000, snapshotEvery, LIMITS);
+  }
+
+  private static final SessionSettings DEFAULTS = settings(Duration.ofMinutes(2), 200);
+
+  private static JsonNode json(String text) {
+    try {
+      return Json.MAPPER.readTree(text.replace('\'', '"'));
+    } catch (Exception e) {
+      throw new IllegalArgumentException(text, e);
+    }
+  }
+
+  private static ScriptedCall use(String tool, String input) {
+    return new ScriptedCall(tool, json(input));
+  }
+
+  private static ScriptedTurn say(String text) {
+    return new ScriptedTurn(text, null, null);
+  }
+
+  private static ScriptedTurn slowly(long latencyMs, String text, ScriptedCall... calls) {
+    return new ScriptedTurn(text, List.of(calls), latencyMs);
+  }
+
+  private static ScriptedTurn tools(String text, ScriptedCall... calls) {
+    return new ScriptedTurn(text, List.of(calls), null);
+  }
+
+  private static SessionSpec spec(int maxTurns, boolean keepOpen, ScriptedTurn... turns) {
+    return new SessionSpec(PROMPT, new ModelSpec("scripted", null, List.of(turns)), null, maxTurns, keepOpen, METADATA);
+  }
+
+  private static SessionSpec spec(ScriptedTurn... turns) {
+    return spec(50, false, turns);
+  }
+
+  /** Records every summary the entity reports, with its sequence number. */
+  static final class RecordingObserver implements SessionObserver {
+    final List<Summary> summaries = new CopyOnWriteArrayList<>();
+    final List<Long> seqs = new CopyOnWriteArrayList<>();
+
+    @Override
+    public void statusChanged(Summary summary, long seq) {
+      summaries.add(summary);
+      seqs.add(seq);
+    }
+
+    List<String> statuses() {
+      return summaries.stream().map(Summary::status).toList();
+    }
+  }
+
+  /** A model client that records every request and counts the answers it gave. */
+  static final class RecordingModel implements ModelClient {
+    private final Function<ModelRequest, CompletionStage<ModelResponse>> answer;
+    final List<ModelRequest> requests = new CopyOnWriteArrayList<>();
+    final AtomicInteger answered = new AtomicInteger();
+
+    RecordingModel(Function<ModelRequest, CompletionStage<ModelResponse>> answer) {
+      this.answer = answer;
+    }
+
+    static RecordingModel scripted() {
+      ScriptedModel scripted = new ScriptedModel();
+      return new RecordingModel(scripted::complete);
+    }
+
+    @Override
+    public String provider() {
+      return ScriptedModel.PROVIDER;
+    }
+
+    @Override
+    public CompletionStage<ModelResponse> complete(ModelRequest request) {
+      requests.add(request);
+      return answer.apply(request).thenApply(r -> {
+        answered.incrementAndGet();
+        return r;
+      });
+    }
+
+    List<Integer> turnsAsked() {
+      return requests.stream().map(ModelRequest::turn).toList();
+    }
+  }
+
+  /** One session under test: its id, its shard probe, observer, model and the testkit driving it. */
+  final class Session {
+    final String id = "s-" + UUID.randomUUID();
+    final String pid = PersistenceId.of(SessionEntity.ENTITY_KEY.name(), id).id();
+    final TestProbe<ClusterSharding.ShardCommand> shard = kit.createTestProbe();
+    final RecordingObserver observer = new RecordingObserver();
+    final RecordingModel model;
+    final EventSourcedBehaviorTestKit<Command, Event, State> es;
+
+    Session(RecordingModel model, SessionSettings settings) {
+      this.model = model;
+      SessionEntity.Services services = new SessionEntity.Services(
+          new ModelClients("scripted", model), new PathRouter(EnumSet.of(Namespace.SESSION)), observer, settings);
+      this.es = EventSourcedBehaviorTestKit.create(kit.system(), SessionEntity.create(id, shard.ref(), services));
+    }
+
+    CommandResultWithReply<Command, Event, State, StatusReply<Summary>> create(SessionSpec spec) {
+      return es.runCommand(replyTo -> new Create("acme", "alice", spec, replyTo));
+    }
+
+    CommandResultWithReply<Command, Event, State, StatusReply<Summary>> addMessage(String text) {
+      return es.runCommand(replyTo -> new AddMessage(text, replyTo));
+    }
+
+    CommandResultWithReply<Command, Event, State, StatusReply<Summary>> cancel() {
+      return es.runCommand(Cancel::new);
+    }
+
+    CommandResultWithReply<Command, Event, State, StatusReply<Summary>> get() {
+      return es.runCommand(Get::new);
+    }
+
+    CommandResultWithReply<Command, Event, State, StatusReply<Transcript>> transcript() {
+      return es.runCommand(GetTranscript::new);
+    }
+
+    /** Polls the state until {@code condition} holds (model calls answer asynchronously). */
+    State awaitState(Predicate<State> condition, String what) {
+      long deadline = System.nanoTime() + AWAIT.toNanos();
+      State s = es.getState();
+      while (!condition.test(s)) {
+        if (System.nanoTime() > deadline) fail("session never became " + what + "; last state: " + s);
+        pause(15);
+        s = es.getState();
+      }
+      return s;
+    }
+
+    State awaitStatus(Status status) {
+      return awaitState(s -> s.status() == status, status.wire());
+    }
+
+    List<Event> journal() {
+      return es.persistenceTestKit().persistedInStorage(pid).stream().map(Event.class::cast).toList();
+    }
+
+    List<String> journalTypes() {
+      return journal().stream().map(e -> e.getClass().getSimpleName()).toList();
+    }
+
+    <E extends Event> List<E> journal(Class<E> type) {
+      return journal().stream().filter(type::isInstance).map(type::cast).toList();
+    }
+  }
+
+  private Session session(SessionSettings settings) {
+    return new Session(RecordingModel.scripted(), settings);
+  }
+
+  private Session session() {
+    return session(DEFAULTS);
+  }
+
+  private static void pause(long ms) {
+    try {
+      Thread.sleep(ms);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException(e);
+    }
+  }
+
+  private static Summary success(StatusReply<Summary> reply) {
+    assertThat(reply.isSuccess()).as("reply %s", reply).isTrue();
+    return reply.getValue();
+  }
+
+  private static String error(StatusReply<?> reply) {
+    assertThat(reply.isError()).as("reply %s", reply).isTrue();
+    return reply.getError().getMessage();
+  }
+
+  private static void awaitTrue(java.util.function.BooleanSupplier condition, String what) {
+    long deadline = System.nanoTime() + AWAIT.toNanos();
+    while (!condition.getAsBoolean()) {
+      if (System.nanoTime() > deadline) fail("never happened: " + what);
+      pause(10);
+    }
+  }
+
+  private static List<String> roles(List<Message> messages) {
+    return messages.stream().map(Message::role).toList();
+  }
+
+  private static final ScriptedTurn WRITE_THEN_READ = tools("writing the plan",
+      use("write", "{'path': '/session/notes.md', 'content': 'hello\\nworld'}"),
+      use("read", "{'path': '/session/notes.md'}"));
+
+  // ------------------------------------------------------------------ create and the turn loop
+
+  @Test
+  void createPersistsSessionStartedAndRepliesWithTheRunningSummary() {
+    Session s = session();
+    SessionSpec spec = spec(slowly(400, "thinking"), say("done"));
+    var result = s.create(spec);
+
+    Summary summary = success(result.reply());
+    assertThat(summary.id()).isEqualTo(s.id);
+    assertThat(summary.org()).isEqualTo("acme");
+    assertThat(summary.user()).isEqualTo("alice");
+    assertThat(summary.status()).isEqualTo("running");
+    assertThat(summary.turns()).isZero();
+    assertThat(summary.metadata()).isEqualTo(METADATA);
+    assertThat(summary.sandbox().state()).isEqualTo("none");
+    assertThat(summary.result()).isNull();
+    assertThat(summary.error()).isNull();
+    assertThat(summary.createdAt()).isNotNull().isEqualTo(summary.updatedAt());
+
+    assertThat(result.events()).hasSize(1);
+    SessionStarted started = (SessionStarted) result.event();
+    assertThat(started.sessionId()).isEqualTo(s.id);
+    assertThat(started.org()).isEqualTo("acme");
+    assertThat(started.user()).isEqualTo("alice");
+    assertThat(started.spec()).isEqualTo(spec);
+    assertThat(started.at()).isEqualTo(summary.createdAt());
+
+    State state = result.state();
+    assertThat(state.status()).isEqualTo(Status.RUNNING);
+    assertThat(state.turns()).isZero();
+    assertThat(state.messages()).containsExactly(Message.user(List.of(new Block.Text(PROMPT))));
+    assertThat(state.files().files()).isEmpty();
+    assertThat(state.usage()).isEqualTo(Usage.ZERO);
+
+    assertThat(s.observer.statuses()).containsExactly("running");
+    assertThat(s.observer.seqs).containsExactly(1L);
+    assertThat(s.model.turnsAsked()).containsExactly(1);
+  }
+
+  @Test
+  void createOnAnExistingSessionRepliesWithItsSummaryAndRecordsNothing() {
+    Session s = session();
+    s.create(spec(say("done")));
+    State done = s.awaitStatus(Status.COMPLETED);
+    var again = s.create(spec(say("something else")));
+    assertThat(success(again.reply())).isEqualTo(done.summary());
+    assertThat(again.hasNoEvents()).isTrue();
+    assertThat(again.state()).isEqualTo(done);
+  }
+
+  @Test
+  void aTurnWritesAndReadsSessionFilesAndTheReadSeesTheWrite() {
+    Session s = session();
+    s.create(spec(WRITE_THEN_READ, say("done")));
+    State state = s.awaitStatus(Status.COMPLETED);
+
+    assertThat(s.journalTypes()).containsExactly("SessionStarted", "ModelResponded", "ToolCallStarted", "ToolCallStarted",
+        "ToolCallCompleted", "ToolCallCompleted", "ModelResponded", "SessionCompleted");
+    List<Event> j = s.journal();
+
+    ModelResponded first = (ModelResponded) j.get(1);
+    assertThat(first.turn()).isEqualTo(1);
+    assertThat(first.stopReason()).isEqualTo("tool_use");
+    assertThat(first.content()).containsExactly(
+        new Block.Text("writing the plan"),
+        new Block.ToolUse("toolu_1_0", "write", json("{'path': '/session/notes.md', 'content': 'hello\\nworld'}")),
+        new Block.ToolUse("toolu_1_1", "read", json("{'path': '/session/notes.md'}")));
+
+    ToolCallStarted startWrite = (ToolCallStarted) j.get(2);
+    ToolCallStarted startRead = (ToolCallStarted) j.get(3);
+    assertThat(List.of(startWrite.turn(), startRead.turn())).containsExactly(1, 1);
+    assertThat(List.of(startWrite.callId(), startRead.callId())).containsExactly("toolu_1_0", "toolu_1_1");
+    assertThat(List.of(startWrite.name(), startRead.name())).containsExactly("write", "read");
+
+    ToolCallCompleted wrote = (ToolCallCompleted) j.get(4);
+    assertThat(wrote.callId()).isEqualTo("toolu_1_0");
+    assertThat(wrote.isError()).isFalse();
+    assertThat(wrote.content()).isEqualTo("wrote /session/notes.md (11 bytes)");
+    assertThat(wrote.change()).isEqualTo(new SessionFiles.Change("/session/notes.md", "hello\nworld"));
+
+    ToolCallCompleted read = (ToolCallCompleted) j.get(5);
+    assertThat(read.callId()).isEqualTo("toolu_1_1");
+    assertThat(read.isError()).isFalse();
+    assertThat(read.content()).isEqualTo("     1\thello\n     2\tworld\n");
+    assertThat(read.change()).isNull();
+
+    ModelResponded second = (ModelResponded) j.get(6);
+    assertThat(second.turn()).isEqualTo(2);
+    assertThat(second.stopReason()).isEqualTo("end_turn");
+    assertThat(((SessionCompleted) j.get(7)).result()).isEqualTo("done");
+
+    assertThat(state.turns()).isEqualTo(2);
+    assertThat(state.result()).isEqualTo("done");
+    assertThat(state.files().files()).containsExactly(Map.entry("/session/notes.md", "hello\nworld"));
+    assertThat(state.openCalls()).isEmpty();
+    assertThat(state.results()).isEmpty();
+    assertThat(state.usage()).isEqualTo(first.usage().plus(second.usage()));
+    assertThat(roles(state.messages())).containsExactly("user", "assistant", "user", "assistant");
+    assertThat(state.messages().get(2).content()).containsExactly(
+        new Block.ToolResult("toolu_1_0", "wrote /session/notes.md (11 bytes)", false),
+        new Block.ToolResult("toolu_1_1", "     1\thello\n     2\tworld\n", false));
+
+    // The second call saw the whole first turn, tool results included.
+    assertThat(s.model.turnsAsked()).containsExactly(1, 2);
+    assertThat(s.model.requests.get(1).messages()).isEqualTo(state.messages().subList(0, 3));
+    assertThat(s.model.requests.get(0).messages()).isEqualTo(state.messages().subList(0, 1));
+
+    Transcript transcript = s.transcript().reply().getValue();
+    assertThat(transcript.messages()).isEqualTo(state.messages());
+    Summary summary = success(s.get().reply());
+    assertThat(summary.status()).isEqualTo("completed");
+    assertThat(summary.turns()).isEqualTo(2);
+    assertThat(summary.result()).isEqualTo("done");
+    assertThat(summary.usage().inputTokens()).isEqualTo(state.usage().inputTokens()).isPositive();
+  }
+
+  @Test
+  void aTurnIsRecordedInOneWriteWithItsToolStartsAndSessionFileResults() {
+    Session s = session();
+    List<List<Object>> writes = new CopyOnWriteArrayList<>();
+    s.es.persistenceTestKit().withPolicy(new ProcessingPolicy<JournalOperation>() {
+      @Override
+      public ProcessingResult tryProcess(String persistenceId, JournalOperation op) {
+        if (persistenceId.equals(s.pid) && op instanceof WriteEvents w) writes.add(List.copyOf(w.getBatch()));
+        return ProcessingSuccess.getInstance();
+      }
+    });
+    try {
+      s.create(spec(WRITE_THEN_READ, say("done")));
+      s.awaitStatus(Status.COMPLETED);
+    } finally {
+      s.es.persistenceTestKit().resetPolicy();
+    }
+    assertThat(writes).extracting(w -> w.stream().map(e -> e.getClass().getSimpleName()).toList()).containsExactly(
+        List.of("SessionStarted"),
+        List.of("ModelResponded", "ToolCallStarted", "ToolCallStarted", "ToolCallCompleted", "ToolCallCompleted"),
+        List.of("ModelResponded", "SessionCompleted"));
+  }
+
+  @Test
+  void theEndOfTheScriptCompletesTheSessionWithTheLastTextAfterExactlyNTurns() {
+    Session s = session();
+    s.create(spec(
+        tools("one", use("write", "{'path': '/session/a', 'content': '1'}")),
+        tools("two", use("edit", "{'path': '/session/a', 'old_string': '1', 'new_string': '2'}")),
+        say("the final answer")));
+    State state = s.awaitStatus(Status.COMPLETED);
+
+    assertThat(state.turns()).isEqualTo(3);
+    assertThat(state.result()).isEqualTo("the final answer");
+    assertThat(state.files().files()).containsExactly(Map.entry("/session/a", "2"));
+    assertThat(s.journal(ModelResponded.class)).extracting(ModelResponded::turn).containsExactly(1, 2, 3);
+    assertThat(s.journal(SessionCompleted.class)).extracting(SessionCompleted::result).containsExactly("the final answer");
+    assertThat(s.journalTypes()).last().isEqualTo("SessionCompleted");
+    assertThat(s.model.turnsAsked()).containsExactly(1, 2, 3);
+    assertThat(roles(state.messages())).containsExactly("user", "assistant", "user", "assistant", "user", "assistant");
+  }
+
+  @Test
+  void whenTheScriptRunsOutTheNextCallEndsTheSessionWithEmptyText() {
+    Session s = session();
+    s.create(spec(tools("only tools", use("ls", "{'path': '/session'}"))));
+    State state = s.awaitStatus(Status.COMPLETED);
+    assertThat(state.turns()).isEqualTo(2);
+    assertThat(state.result()).isEmpty();
+    ModelResponded last = s.journal(ModelResponded.class).get(1);
+    assertThat(last.content()).isEmpty();
+    assertThat(last.usage()).isEqualTo(Usage.ZERO);
+  }
+
+  @Test
+  void keepOpenWaitsAfterTheAnswerAndAMessageContinuesTheLoop() {
+    Session s = session();
+    s.create(spec(50, true, say("first answer"), say("second answer")));
+    State waiting = s.awaitStatus(Status.WAITING);
+    assertThat(waiting.result()).isEqualTo("first answer");
+    assertThat(waiting.turns()).isEqualTo(1);
+    assertThat(s.journalTypes()).containsExactly("SessionStarted", "ModelResponded", "SessionWaiting");
+    assertThat(s.journal(SessionWaiting.class).get(0).text()).isEqualTo("first answer");
+    assertThat(success(s.get().reply()).status()).isEqualTo("waiting");
+
+    var added = s.addMessage("and now the changelog");
+    Summary running = success(added.reply());
+    assertThat(running.status()).isEqualTo("running");
+    assertThat(running.result()).isNull();
+    assertThat(added.events().get(0)).isInstanceOf(UserMessageAdded.class);
+    assertThat(((UserMessageAdded) added.events().get(0)).text()).isEqualTo("and now the changelog");
+
+    State again = s.awaitState(st -> st.status() == Status.WAITING && st.turns() == 2, "waiting after turn 2");
+    assertThat(again.result()).isEqualTo("second answer");
+    assertThat(s.journalTypes()).containsExactly("SessionStarted", "ModelResponded", "SessionWaiting",
+        "UserMessageAdded", "ModelResponded", "SessionWaiting");
+    assertThat(again.messages()).containsExactly(
+        Message.user(List.of(new Block.Text(PROMPT))),
+        Message.assistant(List.of(new Block.Text("first answer"))),
+        Message.user(List.of(new Block.Text("and now the changelog"))),
+        Message.assistant(List.of(new Block.Text("second answer"))));
+    assertThat(s.model.requests.get(1).messages()).isEqualTo(again.messages().subList(0, 3));
+
+    var cancelled = s.cancel();
+    assertThat(success(cancelled.reply()).status()).isEqualTo("cancelled");
+    assertThat(cancelled.events()).singleElement().isInstanceOf(SessionCancelled.class);
+    assertThat(cancelled.state().status()).isEqualTo(Status.CANCELLED);
+  }
+
+  @Test
+  void aMessageSentWhileRunningIsQueuedAndDeliveredAfterTheTurnsToolResults() {
+    Session s = session();
+    s.create(spec(slowly(800, "working", use("write", "{'path': '/session/a', 'content': 'x'}")), say("done")));
+    var added = s.addMessage("also check the tests");
+    assertThat(success(added.reply()).status()).isEqualTo("running");
+    assertThat(added.events()).singleElement().isInstanceOfSatisfying(UserMessageAdded.class,
+        e -> assertThat(e.text()).isEqualTo("also check the tests"));
+    assertThat(added.state().queued()).containsExactly("also check the tests");
+    assertThat(added.state().messages()).hasSize(1);
+
+    State state = s.awaitStatus(Status.COMPLETED);
+    assertThat(state.queued()).isEmpty();
+    assertThat(state.messages()).containsExactly(
+        Message.user(List.of(new Block.Text(PROMPT))),
+        Message.assistant(List.of(new Block.Text("working"),
+            new Block.ToolUse("toolu_1_0", "write", json("{'path': '/session/a', 'content': 'x'}")))),
+        Message.user(List.of(new Block.ToolResult("toolu_1_0", "wrote /session/a (1 bytes)", false),
+            new Block.Text("also check the tests"))),
+        Message.assistant(List.of(new Block.Text("done"))));
+    assertThat(s.journalTypes()).containsExactly("SessionStarted", "UserMessageAdded", "ModelResponded", "ToolCallStarted",
+        "ToolCallCompleted", "ModelResponded", "SessionCompleted");
+    // The message did not start a second model call for the turn in flight.
+    assertThat(s.model.turnsAsked()).containsExactly(1, 2);
+    assertThat(s.model.requests.get(1).messages()).isEqualTo(state.messages().subList(0, 3));
+  }
+
+  @Test
+  void aMessageQueuedDuringAFinalAnswerStartsAnotherTurnInsteadOfCompleting() {
+    Session s = session();
+    s.create(spec(slowly(800, "first"), say("second")));
+    s.addMessage("wait, one more thing");
+    State state = s.awaitStatus(Status.COMPLETED);
+    assertThat(state.turns()).isEqualTo(2);
+    assertThat(state.result()).isEqualTo("second");
+    assertThat(s.journalTypes()).containsExactly("SessionStarted", "UserMessageAdded", "ModelResponded", "ModelResponded",
+        "SessionCompleted");
+    assertThat(state.messages()).containsExactly(
+        Message.user(List.of(new Block.Text(PROMPT))),
+        Message.assistant(List.of(new Block.Text("first"))),
+        Message.user(List.of(new Block.Text("wait, one more thing"))),
+        Message.assistant(List.of(new Block.Text("second"))));
+  }
+
+  @Test
+  void messagesAndCancelToAFinishedSessionAreAConflict() {
+    Session s = session();
+    s.create(spec(say("done")));
+    State done = s.awaitStatus(Status.COMPLETED);
+    int events = s.journal().size();
+
+    var message = s.addMessage("more please");
+    assertThat(error(message.reply())).isEqualTo("conflict: the session is completed").startsWith("conflict:");
+    assertThat(message.hasNoEvents()).isTrue();
+    var cancel = s.cancel();
+    assertThat(error(cancel.reply())).isEqualTo("conflict: the session is completed");
+    assertThat(cancel.hasNoEvents()).isTrue();
+
+    assertThat(s.es.getState()).isEqualTo(done);
+    assertThat(s.journal()).hasSize(events);
+  }
+
+  @Test
+  void aNeverCreatedSessionIsNotFoundForEveryRequest() {
+    Session s = session();
+    String expected = "not_found: no session " + s.id;
+    assertThat(error(s.get().reply())).isEqualTo(expected);
+    assertThat(error(s.transcript().reply())).isEqualTo(expected);
+    assertThat(error(s.addMessage("hello?").reply())).isEqualTo(expected);
+    var cancel = s.cancel();
+    assertThat(error(cancel.reply())).isEqualTo(expected);
+    assertThat(cancel.state()).isEqualTo(State.empty(s.id));
+    assertThat(s.journal()).isEmpty();
+    assertThat(s.model.requests).isEmpty();
+    assertThat(s.observer.summaries).isEmpty();
+  }
+
+  @Test
+  void cancelWhileTheModelIsThinkingEndsTheSessionAndTheLateAnswerIsIgnored() {
+    Session s = session();
+    s.create(spec(slowly(800, "too late", use("write", "{'path': '/session/a', 'content': 'x'}")), say("done")));
+    var cancel = s.cancel();
+    Summary summary = success(cancel.reply());
+    assertThat(summary.status()).isEqualTo("cancelled");
+    assertThat(summary.turns()).isZero();
+    assertThat(cancel.events()).singleElement().isInstanceOf(SessionCancelled.class);
+    State cancelled = cancel.state();
+    assertThat(cancelled.status()).isEqualTo(Status.CANCELLED);
+
+    awaitTrue(() -> s.model.answered.get() == 1, "the model answered");
+    pause(150); // let the answer reach the entity
+    assertThat(s.journalTypes()).containsExactly("SessionStarted", "SessionCancelled");
+    State after = s.es.getState();
+    assertThat(after).isEqualTo(cancelled);
+    assertThat(after.turns()).isZero();
+    assertThat(after.files().files()).isEmpty();
+    assertThat(s.model.turnsAsked()).containsExactly(1);
+    assertThat(error(s.addMessage("still there?").reply())).isEqualTo("conflict: the session is cancelled");
+  }
+
+  @Test
+  void exceedingMaxTurnsFailsTheSessionWithMaxTurns() {
+    Session s = session();
+    ScriptedCall ls = use("ls", "{'path': '/session'}");
+    s.create(spec(2, false, tools("1", ls), tools("2", ls), tools("3", ls), say("never")));
+    State state = s.awaitStatus(Status.FAILED);
+
+    assertThat(state.turns()).isEqualTo(2);
+    assertThat(state.error()).isEqualTo(new Summary.ErrorView("max_turns", "the session used its budget of 2 turns"));
+    assertThat(s.journalTypes()).containsExactly("SessionStarted", "ModelResponded", "ToolCallStarted", "ToolCallCompleted",
+        "ModelResponded", "ToolCallStarted", "ToolCallCompleted", "SessionFailed");
+    assertThat(s.journal(SessionFailed.class).get(0).code()).isEqualTo("max_turns");
+    assertThat(s.model.turnsAsked()).containsExactly(1, 2);
+    Summary summary = success(s.get().reply());
+    assertThat(summary.status()).isEqualTo("failed");
+    assertThat(summary.error().code()).isEqualTo("max_turns");
+  }
+
+  @Test
+  void badToolCallsComeBackAsErrorsAndTheSessionGoesOn() {
+    Session s = session();
+    s.create(spec(tools("let me try things",
+            use("write", "{'path': '/session/a.md'}"),
+            use("frobnicate", "{'x': 1}"),
+            use("read", "{'path': '/workspace/x.txt'}"),
+            use("read", "{'path': '/session/../etc/passwd'}"),
+            use("read", "{'path': '/etc/passwd'}"),
+            use("write", "{'path': '/session/a.md', 'content': 'x', 'mode': 'append'}"),
+            use("bash", "{'command': 'ls'}"),
+            use("read", "{'path': '/session/missing.md'}"),
+            use("write", "{'path': '/session/ok.md', 'content': 'fine'}"),
+            use("glob", "{'pattern': '**/*.md'}")),
+        say("recovered")));
+    State state = s.awaitStatus(Status.COMPLETED);
+
+    List<ToolCallCompleted> done = s.journal(ToolCallCompleted.class);
+    assertThat(done).extracting(ToolCallCompleted::callId)
+        .containsExactly("toolu_1_0", "toolu_1_1", "toolu_1_2", "toolu_1_3", "toolu_1_4", "toolu_1_5", "toolu_1_6",
+            "toolu_1_7", "toolu_1_8", "toolu_1_9");
+    assertThat(done).extracting(ToolCallCompleted::isError)
+        .containsExactly(true, true, true, true, true, true, true, true, false, false);
+    assertThat(done.get(0).content()).contains("tool 'write'").contains("missing required argument 'content'");
+    assertThat(done.get(1).content()).contains("unknown tool 'frobnicate'");
+    assertThat(done.get(2).content()).contains("path \"/workspace/x.txt\" is not in a mounted namespace");
+    assertThat(done.get(3).content()).contains("\"/session/../etc/passwd\"").contains("'..'");
+    assertThat(done.get(4).content()).contains("path \"/etc/passwd\" is not in a mounted namespace");
+    assertThat(done.get(5).content()).contains("unknown argument(s) [mode]");
+    assertThat(done.get(6).content()).contains("bash needs a sandbox");
+    assertThat(done.get(7).content()).isEqualTo("file not found: /session/missing.md");
+    assertThat(done.get(8).content()).isEqualTo("wrote /session/ok.md (4 bytes)");
+    assertThat(done.get(9).content()).isEqualTo("/session/ok.md");
+    assertThat(done.subList(0, 8)).allSatisfy(c -> assertThat(c.change()).isNull());
+
+    assertThat(state.turns()).isEqualTo(2);
+    assertThat(state.result()).isEqualTo("recovered");
+    assertThat(state.files().files()).containsOnlyKeys("/session/ok.md");
+    List<Block> results = state.messages().get(2).content();
+    assertThat(results).hasSize(10).allSatisfy(b -> assertThat(b).isInstanceOf(Block.ToolResult.class));
+    assertThat(results).extracting(b -> ((Block.ToolResult) b).isError())
+        .containsExactly(true, true, true, true, true, true, true, true, false, false);
+  }
+
+  @Test
+  void aFailingModelFailsTheSessionWithItsMessage() {
+    RecordingModel broken = new RecordingModel(r -> CompletableFuture.failedFuture(new IllegalStateException("provider said 529")));
+    Session s = new Session(broken, DEFAULTS);
+    s.create(spec(say("never")));
+    State state = s.awaitStatus(Status.FAILED);
+    assertThat(state.error()).isEqualTo(new Summary.ErrorView("model_error", "provider said 529"));
+    assertThat(state.turns()).isZero();
+    assertThat(s.journalTypes()).containsExactly("SessionStarted", "SessionFailed");
+  }
+
+  @Test
+  void anUnavailableModelProviderFailsTheSession() {
+    Session s = session();
+    s.create(new SessionSpec(PROMPT, new ModelSpec("openai", "gpt", null), null, 10, false, METADATA));
+    State state = s.awaitStatus(Status.FAILED);
+    assertThat(state.error().code()).isEqualTo("model_unavailable");
+    assertThat(state.error().message()).contains("'openai'");
+    assertThat(s.model.requests).isEmpty();
+  }
+
+  @Test
+  void anAnswerCutOffAtTheTokenLimitFailsTheSession() {
+    RecordingModel cut = new RecordingModel(r -> CompletableFuture.completedFuture(new ModelResponse(
+        List.of(new Block.Text("and then we")), ModelResponse.StopReason.MAX_TOKENS, new Usage(10, 4096, 0, 0))));
+    Session s = new Session(cut, DEFAULTS);
+    s.create(spec(say("unused")));
+    State state = s.awaitStatus(Status.FAILED);
+    assertThat(state.error().code()).isEqualTo("max_tokens");
+    assertThat(state.turns()).isEqualTo(1);
+    assertThat(s.journalTypes()).containsExactly("SessionStarted", "ModelResponded", "SessionFailed");
+    assertThat(s.journal(ModelResponded.class).get(0).stopReason()).isEqualTo("max_tokens");
+  }
+
+  // ------------------------------------------------------------------ observer and passivation
+
+  @Test
+  void theObserverIsToldWhenTheStatusChangesWithTheJournalSequenceNumber() {
+    Session s = session();
+    s.create(spec(50, true,
+        tools("1", use("ls", "{'path': '/session'}")),
+        tools("2", use("ls", "{'path': '/session'}")),
+        say("3")));
+    s.awaitStatus(Status.WAITING);
+    s.addMessage("go on");
+    s.awaitState(st -> st.status() == Status.WAITING && st.turns() == 4, "waiting after turn 4");
+    s.cancel();
+    int last = s.journal().size();
+    // running (created), waiting, running (message), waiting, cancelled: one report per status change.
+    assertThat(s.observer.statuses()).containsExactly("running", "waiting", "running", "waiting", "cancelled");
+    assertThat(s.observer.seqs).isSorted().first().isEqualTo(1L);
+    assertThat(s.observer.seqs).last().isEqualTo((long) last);
+    assertThat(s.observer.summaries.get(1).turns()).isEqualTo(3);
+  }
+
+  @Test
+  void anIdleFinishedSessionAsksItsShardToPassivateItButNotWhileRunning() {
+    Session s = session(settings(Duration.ofMillis(500), 200));
+    s.create(spec(slowly(1000, "slow answer")));
+    // The idle timer is off while the model thinks (it would fire at 500 ms).
+    s.shard.expectNoMessage(Duration.ofMillis(800));
+    s.awaitStatus(Status.COMPLETED);
+    long completedAt = System.nanoTime();
+    ClusterSharding.ShardCommand msg = s.shard.expectMessageClass(ClusterSharding.Passivate.class, Duration.ofSeconds(5));
+    assertThat(Duration.ofNanos(System.nanoTime() - completedAt).toMillis()).isGreaterThanOrEqualTo(300);
+    assertThat(((ClusterSharding.Passivate<?>) msg).entity()).isNotNull();
+  }
+
+  @Test
+  void aWaitingSessionPassivatesToo() {
+    Session s = session(settings(Duration.ofMillis(200), 200));
+    s.create(spec(50, true, say("waiting for you")));
+    s.awaitStatus(Status.WAITING);
+    s.shard.expectMessageClass(ClusterSharding.Passivate.class, Duration.ofSeconds(5));
+  }
+
+  @Test
+  void aNeverCreatedEntityPassivatesAfterTheIdleTime() {
+    Session s = session(settings(Duration.ofMillis(200), 200));
+    assertThat(error(s.get().reply())).startsWith("not_found:");
+    s.shard.expectMessageClass(ClusterSharding.Passivate.class, Duration.ofSeconds(5));
+  }
+
+  @Test
+  void stopFromTheShardStopsTheEntity() {
+    TestProbe<ClusterSharding.ShardCommand> shard = kit.createTestProbe();
+    TestProbe<StatusReply<Summary>> replies = kit.createTestProbe();
+    SessionEntity.Services services = new SessionEntity.Services(new ModelClients("scripted", new ScriptedModel()),
+        new PathRouter(EnumSet.of(Namespace.SESSION)), new RecordingObserver(), DEFAULTS);
+    ActorRef<Command> entity = kit.spawn(SessionEntity.create("s-" + UUID.randomUUID(), shard.ref(), services));
+    entity.tell(new Get(replies.ref()));
+    assertThat(replies.receiveMessage().isError()).isTrue();
+    entity.tell(SessionEntity.Stop.INSTANCE);
+    replies.expectTerminated(entity, Duration.ofSeconds(3));
+  }
+
+  // ------------------------------------------------------------------ recovery (DESIGN.md §3)
+
+  @Test
+  void aModelCallInFlightAtACrashIsMadeAgainWithTheSameTranscriptAndNoTurnIsRecordedTwice() {
+    Session s = session();
+    s.create(spec(slowly(1000, "writing", use("write", "{'path': '/session/a', 'content': 'x'}")), say("done")));
+    assertThat(s.journalTypes()).containsExactly("SessionStarted");
+
+    // The node dies while the first model call is in flight: nothing about it was recorded.
+    State recovered = s.es.restart().state();
+    assertThat(recovered.status()).isEqualTo(Status.RUNNING);
+    assertThat(recovered.turns()).isZero();
+
+    State state = s.awaitStatus(Status.COMPLETED);
+    awaitTrue(() -> s.model.answered.get() == 3, "both calls of turn 1 and the call of turn 2 answered");
+    pause(100); // the first incarnation's late answer has nowhere to go
+
+    assertThat(s.model.turnsAsked()).containsExactly(1, 1, 2);
+    assertThat(s.model.requests.get(1).messages()).isEqualTo(s.model.requests.get(0).messages());
+    assertThat(s.model.requests.get(1).system()).isEqualTo(s.model.requests.get(0).system());
+    assertThat(s.journal(ModelResponded.class)).extracting(ModelResponded::turn).containsExactly(1, 2);
+    assertThat(s.journal(ToolCallCompleted.class)).extracting(ToolCallCompleted::callId).containsExactly("toolu_1_0");
+    assertThat(s.journalTypes()).containsExactly("SessionStarted", "ModelResponded", "ToolCallStarted", "ToolCallCompleted",
+        "ModelResponded", "SessionCompleted");
+    assertThat(state.turns()).isEqualTo(2);
+    assertThat(success(s.get().reply()).turns()).isEqualTo(2);
+  }
+
+  @Test
+  void toolCallStartedButNotCompletedIsReplayedOnceOnRecovery() {
+    Session s = session();
+    JsonNode writeInput = json("{'path': '/session/plan.md', 'content': 'step 1'}");
+    SessionSpec spec = spec(tools("planning", new ScriptedCall("write", writeInput)), say("done"));
+    Instant t = Instant.parse("2025-01-01T00:00:00Z");
+    // The journal of a node that died after recording the turn's start but before its result.
+    s.es.initialize(
+        new SessionStarted(s.id, "acme", "alice", spec, t),
+        new ModelResponded(1, List.of(new Block.Text("planning"), new Block.ToolUse("toolu_1_0", "write", writeInput)),
+            new Usage(10, 5, 0, 0), "tool_use", t),
+        new ToolCallStarted(1, "toolu_1_0", "write", t));
+
+    State state = s.awaitStatus(Status.COMPLETED);
+    assertThat(s.journalTypes()).containsExactly("SessionStarted", "ModelResponded", "ToolCallStarted", "ToolCallCompleted",
+        "ModelResponded", "SessionCompleted");
+    List<ToolCallCompleted> completed = s.journal(ToolCallCompleted.class);
+    assertThat(completed).singleElement().satisfies(c -> {
+      assertThat(c.callId()).isEqualTo("toolu_1_0");
+      assertThat(c.turn()).isEqualTo(1);
+      assertThat(c.isError()).isFalse();
+      assertThat(c.content()).isEqualTo("wrote /session/plan.md (6 bytes)");
+    });
+    assertThat(state.files().files()).containsExactly(Map.entry("/session/plan.md", "step 1"));
+    assertThat(state.turns()).isEqualTo(2);
+    assertThat(state.openCalls()).isEmpty();
+    assertThat(state.messages().get(2).content())
+        .containsExactly(new Block.ToolResult("toolu_1_0", "wrote /session/plan.md (6 bytes)", false));
+    // Turn 1 was recorded, so the model is only asked for turn 2.
+    assertThat(s.model.turnsAsked()).containsExactly(2);
+
+    // A further restart of the finished session replays nothing.
+    State again = s.es.restart().state();
+    assertThat(again).isEqualTo(state);
+    pause(100);
+    assertThat(s.journal(ToolCallCompleted.class)).hasSize(1);
+    assertThat(s.model.turnsAsked()).containsExactly(2);
+  }
+
+  @Test
+  void onlyTheUnfinishedToolCallOfATurnIsReplayedOnRecoveryAgainstTheFilesAsTheyWere() {
+    Session s = session();
+    JsonNode write = json("{'path': '/session/a', 'content': 'draft'}");
+    JsonNode edit = json("{'path': '/session/a', 'old_string': 'draft', 'new_string': 'final'}");
+    SessionSpec spec = spec(tools("", new ScriptedCall("write", write), new ScriptedCall("edit", edit)), say("done"));
+    Instant t = Instant.parse("2025-01-01T00:00:00Z");
+    s.es.initialize(
+        new SessionStarted(s.id, "acme", "alice", spec, t),
+        new ModelResponded(1, List.of(new Block.ToolUse("toolu_1_0", "write", write), new Block.ToolUse("toolu_1_1", "edit", edit)),
+            Usage.ZERO, "tool_use", t),
+        new ToolCallStarted(1, "toolu_1_0", "write", t),
+        new ToolCallStarted(1, "toolu_1_1", "edit", t),
+        new ToolCallCompleted(1, "toolu_1_0", "wrote /session/a (5 bytes)", false, new SessionFiles.Change("/session/a", "draft"), t));
+
+    State state = s.awaitStatus(Status.COMPLETED);
+    assertThat(s.journal(ToolCallCompleted.class)).extracting(ToolCallCompleted::callId).containsExactly("toolu_1_0", "toolu_1_1");
+    assertThat(s.journal(ToolCallCompleted.class).get(1).content()).isEqualTo("edited /session/a (5 bytes)");
+    assertThat(state.files().files()).containsExactly(Map.entry("/session/a", "final"));
+    assertThat(state.messages().get(2).content()).containsExactly(
+        new Block.ToolResult("toolu_1_0", "wrote /session/a (5 bytes)", false),
+        new Block.ToolResult("toolu_1_1", "edited /session/a (5 bytes)", false));
+    assertThat(s.model.turnsAsked()).containsExactly(2);
+  }
+
+  @Test
+  void aFinishedSessionRecoversWithoutCallingTheModelAndReportsItself() {
+    Session s = session();
+    s.create(spec(WRITE_THEN_READ, say("done")));
+    State before = s.awaitStatus(Status.COMPLETED);
+    int reports = s.observer.summaries.size();
+
+    State after = s.es.restart().state();
+    assertThat(after).isEqualTo(before);
+    assertThat(s.model.turnsAsked()).containsExactly(1, 2);
+    assertThat(s.observer.summaries).hasSize(reports + 1);
+    assertThat(s.observer.summaries.get(reports)).isEqualTo(before.summary());
+    assertThat(s.observer.seqs.get(reports)).isEqualTo((long) s.journal().size());
+  }
+
+  @Test
+  void aSessionRecoveredFromItsSnapshotHasTheSameState() {
+    Session s = session(settings(Duration.ofMinutes(2), 2));
+    s.create(spec(WRITE_THEN_READ, say("done")));
+    State before = s.awaitStatus(Status.COMPLETED);
+    assertThat(s.journal()).hasSize(8);
+
+    List<Pair<SnapshotMeta, Object>> snapshots = s.es.snapshotTestKit().orElseThrow().persistedInStorage(s.pid);
+    assertThat(snapshots).isNotEmpty();
+    Pair<SnapshotMeta, Object> latest = snapshots.get(snapshots.size() - 1);
+    assertThat(latest.first().sequenceNr()).isEqualTo(8L);
+    assertThat(latest.second()).isEqualTo(before);
+
+    // Recovery from the snapshot alone (the events are gone, their sequence numbers kept).
+    s.es.persistenceTestKit().clearByIdPreservingSeqNumbers(s.pid);
+    State recovered = s.es.restart().state();
+    assertThat(recovered).isEqualTo(before);
+    assertThat(recovered.files().files()).containsExactly(Map.entry("/session/notes.md", "hello\nworld"));
+    assertThat(success(s.get().reply())).isEqualTo(before.summary());
+    assertThat(s.model.turnsAsked()).containsExactly(1, 2);
+  }
+
+  @Test
+  void aRunningSessionRecoveredFromASnapshotAndLaterEventsCarriesOn() {
+    Session s = session(settings(Duration.ofMinutes(2), 3));
+    s.create(spec(
+        tools("1", use("write", "{'path': '/session/a', 'content': '1'}")),
+        slowly(600, "2", use("edit", "{'path': '/session/a', 'old_string': '1', 'new_string': '2'}")),
+        say("3")));
+    State midway = s.awaitState(st -> st.turns() == 1 && st.openCalls().isEmpty() && st.messages().size() == 3, "after turn 1");
+    assertThat(s.es.snapshotTestKit().orElseThrow().persistedInStorage(s.pid)).isNotEmpty();
+
+    State recovered = s.es.restart().state();
+    assertThat(recovered).isEqualTo(midway);
+    State state = s.awaitStatus(Status.COMPLETED);
+    assertThat(state.turns()).isEqualTo(3);
+    assertThat(state.files().files()).containsExactly(Map.entry("/session/a", "2"));
+    assertThat(s.journal(ModelResponded.class)).extracting(ModelResponded::turn).containsExactly(1, 2, 3);
+  }
+
+  // ------------------------------------------------------------------ the pure event handler
+
+  @Test
+  void toolResultsArriveInTheOrderTheModelAskedWhateverTheOrderOfCompletion() {
+    Instant t = Instant.parse("2025-01-01T00:00:00Z");
+    State s = SessionEntity.apply(State.empty("s"), new SessionStarted("s", "acme", "alice", spec(say("x")), t));
+    s = SessionEntity.apply(s, new ModelResponded(1, List.of(
+        new Block.ToolUse("a", "ls", json("{'path': '/session'}")),
+        new Block.ToolUse("b", "ls", json("{'path': '/session'}"))), Usage.ZERO, "tool_use", t));
+    s = SessionEntity.apply(s, new ToolCallStarted(1, "a", "ls", t));
+    s = SessionEntity.apply(s, new ToolCallStarted(1, "b", "ls", t));
+    s = SessionEntity.apply(s, new UserMessageAdded("queued", t));
+    s = SessionEntity.apply(s, new ToolCallCompleted(1, "b", "B", false, null, t));
+    assertThat(s.openCalls()).containsExactly("a");
+    assertThat(s.transcript().messages()).last().isEqualTo(Message.user(List.of(new Block.ToolResult("b", "B", false))));
+    s = SessionEntity.apply(s, new ToolCallCompleted(1, "a", "A", true, null, t));
+    assertThat(s.openCalls()).isEmpty();
+    assertThat(s.results()).isEmpty();
+    assertThat(s.queued()).isEmpty();
+    assertThat(s.messages()).last().isEqualTo(Message.user(List.of(
+        new Block.ToolResult("a", "A", true), new Block.ToolResult("b", "B", false), new Block.Text("queued"))));
+    assertThat(s.readyForModel()).isTrue();
+  }
+
+  @Test
+  void usageAddsUpOverTurns() {
+    Instant t = Instant.parse("2025-01-01T00:00:00Z");
+    State s = SessionEntity.apply(State.empty("s"), new SessionStarted("s", "acme", "alice", spec(say("x")), t));
+    s = SessionEntity.apply(s, new ModelResponded(1, List.of(new Block.Text("a")), new Usage(100, 10, 5, 1), "end_turn", t));
+    s = SessionEntity.apply(s, new SessionWaiting("a", t));
+    s = SessionEntity.apply(s, new UserMessageAdded("more", t));
+    s = SessionEntity.apply(s, new ModelResponded(2, List.of(new Block.Text("b")), new Usage(200, 20, 0, 2), "end_turn", t));
+    assertThat(s.usage()).isEqualTo(new Usage(300, 30, 5, 3));
+    assertThat(s.turns()).isEqualTo(2);
+    assertThat(s.summary().usage()).isEqualTo(new Summary.UsageView(300, 30, 5, 3));
+  }
+}
