@@ -81,8 +81,8 @@ public final class TurnBenchmark {
                     options.sessions(), options.turns(), options.base());
             api.warmUp();
             RunTiming timing = runSessions(api, pool, options);
-            double[] latencies = collectTurnLatencies(api, pool, options, timing.sessionIds());
-            report(options, timing, LatencyStats.of(latencies));
+            Turns turns = collectTurnLatencies(api, pool, options, timing.sessionIds());
+            report(options, timing, turns.serverSpan(), LatencyStats.of(turns.latenciesMs()));
             return 0;
         } finally {
             pool.shutdownNow();
@@ -183,26 +183,37 @@ public final class TurnBenchmark {
 
     // ---- phase 2: read each session's events and derive per-turn latencies ------------------
 
-    private static double[] collectTurnLatencies(OutboardApi api, ExecutorService pool,
-                                                 Options options, List<String> ids) {
+    /** Per-turn latencies of all sessions, and the server-side span from the first start to the last answer. */
+    record Turns(double[] latenciesMs, Duration serverSpan) {
+    }
+
+    /** One session's turns: latencies and the times of its first and last recorded event. */
+    record SessionTurns(List<Double> latenciesMs, Instant first, Instant last) {
+    }
+
+    private static Turns collectTurnLatencies(OutboardApi api, ExecutorService pool,
+                                              Options options, List<String> ids) {
         long deadline = System.nanoTime() + options.timeout().toNanos();
-        List<Future<List<Double>>> futures = ids.stream()
-                .map(id -> pool.submit((Callable<List<Double>>) () ->
-                        turnLatenciesMs(id, api.events(id), options.turns())))
+        List<Future<SessionTurns>> futures = ids.stream()
+                .map(id -> pool.submit((Callable<SessionTurns>) () ->
+                        sessionTurns(id, api.events(id), options.turns())))
                 .toList();
-        return futures.stream()
-                .flatMap(future -> await(future, deadline, "event streams").stream())
-                .mapToDouble(Double::doubleValue)
-                .toArray();
+        List<SessionTurns> sessions = futures.stream().map(f -> await(f, deadline, "event streams")).toList();
+        Instant first = sessions.stream().map(SessionTurns::first).min(Instant::compareTo).orElseThrow();
+        Instant last = sessions.stream().map(SessionTurns::last).max(Instant::compareTo).orElseThrow();
+        double[] latencies = sessions.stream().flatMap(t -> t.latenciesMs().stream())
+                .mapToDouble(Double::doubleValue).toArray();
+        return new Turns(latencies, Duration.between(first, last));
     }
 
     /**
      * Latency of each turn: the time between consecutive {@code at} timestamps in the sequence
      * session.started, model.responded turn 1, turn 2, ... turn T.
      */
-    static List<Double> turnLatenciesMs(String id, List<SseEvent> events, int expectedTurns) {
+    static SessionTurns sessionTurns(String id, List<SseEvent> events, int expectedTurns) {
         List<Double> latencies = new ArrayList<>(expectedTurns);
         Instant previous = null;
+        Instant first = null;
         for (SseEvent event : events) {
             switch (event.type()) {
                 case "session.started" -> {
@@ -210,6 +221,7 @@ public final class TurnBenchmark {
                         throw new BenchmarkFailure("session " + id + ": second session.started");
                     }
                     previous = at(id, event);
+                    first = previous;
                 }
                 case "model.responded" -> {
                     if (previous == null) {
@@ -234,7 +246,7 @@ public final class TurnBenchmark {
             throw new BenchmarkFailure("session " + id + ": " + latencies.size()
                     + " model.responded events, expected " + expectedTurns);
         }
-        return latencies;
+        return new SessionTurns(latencies, first, previous);
     }
 
     private static Instant at(String id, SseEvent event) {
@@ -268,19 +280,26 @@ public final class TurnBenchmark {
         }
     }
 
-    private static void report(Options options, RunTiming timing, LatencyStats latency) {
+    /**
+     * turns/s is measured on the server's clock: total turns over the span from the first
+     * session.started to the last model.responded, so that the client's polling interval does not
+     * count. The client's wall time (first create to the last completion it saw) is shown too.
+     */
+    private static void report(Options options, RunTiming timing, Duration serverSpan, LatencyStats latency) {
         int totalTurns = options.sessions() * options.turns();
         double wallSeconds = timing.wall().toNanos() / 1e9;
-        double turnsPerSecond = totalTurns / wallSeconds;
+        double spanSeconds = serverSpan.toNanos() / 1e9;
+        double turnsPerSecond = totalTurns / spanSeconds;
         System.out.printf(Locale.ROOT, """
                         sessions            %d
                         turns per session   %d
                         total turns         %d
-                        wall seconds        %.3f
+                        client wall seconds %.3f
+                        server span seconds %.3f
                         turns/s             %.1f
                         per-turn latency    p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  max %.3f ms  (mean %.3f ms, n=%d)
                         """,
-                options.sessions(), options.turns(), totalTurns, wallSeconds, turnsPerSecond,
+                options.sessions(), options.turns(), totalTurns, wallSeconds, spanSeconds, turnsPerSecond,
                 latency.p50(), latency.p90(), latency.p99(), latency.max(), latency.mean(),
                 latency.count());
         System.out.printf(Locale.ROOT,
