@@ -26,7 +26,7 @@ public final class AdminRoutes extends AllDirectives {
   public Route routes() {
     return pathPrefix("admin", () -> auth.admin(() -> pathPrefix("orgs", () -> concat(
         pathEndOrSingleSlash(() -> post(() -> JsonSupport.body(CreateOrg.class, maxBody, this::createOrg))),
-        path(PathMatchers.segment().slash("keys"), org -> post(() -> issueKey(org)))))));
+        path(PathMatchers.segment().slash("keys"), org -> post(() -> JsonSupport.noBody(() -> issueKey(org))))))));
   }
 
   private Route createOrg(CreateOrg req) {

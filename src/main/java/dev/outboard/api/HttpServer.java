@@ -57,13 +57,9 @@ public final class HttpServer extends AllDirectives {
   static ExceptionHandler exceptions() {
     return ExceptionHandler.newBuilder()
         .match(ApiError.class, e -> Directives.complete(e.toResponse()))
-        .match(EntityStreamSizeException.class, e -> Directives.complete(ApiError.response(StatusCodes.PAYLOAD_TOO_LARGE,
+        .match(EntityStreamSizeException.class, e -> Directives.complete(ApiError.response(StatusCodes.CONTENT_TOO_LARGE,
             "payload_too_large", "the request body is larger than the limit of " + e.limit() + " bytes")))
-        .match(Throwable.class, e -> {
-          ApiError mapped = JsonSupport.toApiError(e);
-          if (mapped.status().intValue() >= 500) log.error("request failed", e);
-          return Directives.complete(mapped.toResponse());
-        })
+        .match(Throwable.class, e -> Directives.complete(JsonSupport.toApiError(e).toResponse()))
         .build();
   }
 

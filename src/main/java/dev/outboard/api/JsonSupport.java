@@ -17,9 +17,13 @@ import org.apache.pekko.http.javadsl.server.Route;
 import org.apache.pekko.util.ByteString;
 import java.util.concurrent.CompletionStage;
 import org.apache.pekko.pattern.StatusReply;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /** JSON in and out of routes with {@link Json#MAPPER}, and the mapping of failures to {@link ApiError}. */
 public final class JsonSupport {
+  private static final Logger log = LoggerFactory.getLogger(JsonSupport.class);
+
   private JsonSupport() {}
 
   public static <T> Marshaller<T, RequestEntity> marshaller() {
@@ -37,12 +41,21 @@ public final class JsonSupport {
           .runFold(new Body(ByteString.emptyByteString(), 0), (acc, chunk) -> acc.add(chunk, maxBytes), mat);
       return Directives.onSuccess(read, body -> {
         if (body.size() > maxBytes) {
-          throw new ApiError(StatusCodes.PAYLOAD_TOO_LARGE, "payload_too_large",
+          throw new ApiError(StatusCodes.CONTENT_TOO_LARGE, "payload_too_large",
               "the request body is " + body.size() + " bytes; the limit is " + maxBytes + " bytes");
         }
         return inner.apply(parse(type, body.bytes().utf8String()));
       });
     }));
+  }
+
+  /**
+   * For routes that take no body: reads whatever the client sent anyway (e.g. {@code {}}) and drops
+   * it, so that the answer is not an "early response" after which pekko-http closes the connection.
+   */
+  public static Route noBody(java.util.function.Supplier<Route> inner) {
+    return Directives.extractRequestEntity(entity -> Directives.extractMaterializer(mat ->
+        Directives.onSuccess(entity.discardBytes(mat).completionStage(), done -> inner.get())));
   }
 
   /** The bytes read so far (only up to the limit) and the total size seen. */
@@ -93,6 +106,8 @@ public final class JsonSupport {
     if (e instanceof TimeoutException || e instanceof org.apache.pekko.pattern.AskTimeoutException) {
       return new ApiError(StatusCodes.SERVICE_UNAVAILABLE, "unavailable", "the session did not answer in time; try again");
     }
+    // The client learns nothing more than "internal error"; the operator must learn why.
+    log.error("request failed", e);
     return new ApiError(StatusCodes.INTERNAL_SERVER_ERROR, "internal", "internal error");
   }
 }

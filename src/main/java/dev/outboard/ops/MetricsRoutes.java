@@ -30,7 +30,7 @@ public final class MetricsRoutes extends AllDirectives implements ManagementRout
   static byte[] scrape() {
     ByteArrayOutputStream out = new ByteArrayOutputStream();
     try {
-      new PrometheusTextFormatWriter(false).write(out, Metrics.REGISTRY.scrape());
+      PrometheusTextFormatWriter.create().write(out, Metrics.REGISTRY.scrape());
     } catch (IOException e) {
       throw new UncheckedIOException(e);
     }

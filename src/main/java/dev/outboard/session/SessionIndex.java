@@ -57,6 +57,18 @@ public final class SessionIndex implements SessionObserver {
    * created; otherwise returns {@code provisional.id()}.
    */
   public CompletionStage<String> register(Summary provisional, String idempotencyKey) {
+    return registerOnce(provisional, idempotencyKey)
+        .exceptionallyCompose(e -> idempotencyKey != null && Database.isUniqueViolation(e)
+            // A concurrent request with the same key won the race and has committed: answer with its session.
+            ? registerOnce(provisional, idempotencyKey)
+            : CompletableFuture.failedStage(e))
+        .thenApply(id -> {
+          if (id.equals(provisional.id())) ownerCache.put(id, provisional.org());
+          return id;
+        });
+  }
+
+  private CompletionStage<String> registerOnce(Summary provisional, String idempotencyKey) {
     return db.transact(c -> {
       if (idempotencyKey != null) {
         Optional<String> owner = claim(c, provisional.org(), idempotencyKey, provisional.id());
@@ -64,9 +76,6 @@ public final class SessionIndex implements SessionObserver {
       }
       insertRow(c, provisional, 0);
       return provisional.id();
-    }).thenApply(id -> {
-      ownerCache.put(provisional.id(), provisional.org());
-      return id;
     });
   }
 

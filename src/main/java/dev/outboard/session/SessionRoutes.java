@@ -75,7 +75,7 @@ public final class SessionRoutes extends AllDirectives {
     return concat(
         pathEndOrSingleSlash(() -> get(() -> reply(ask(id, SessionEntity.Get::new), this::ok))),
         path("messages", () -> post(() -> message(id))),
-        path("cancel", () -> post(() -> reply(ask(id, SessionEntity.Cancel::new), this::accepted))),
+        path("cancel", () -> post(() -> JsonSupport.noBody(() -> reply(ask(id, SessionEntity.Cancel::new), this::accepted)))),
         path("transcript", () -> get(() -> reply(ask(id, SessionEntity.GetTranscript::new), this::ok))),
         path("events", () -> get(() -> events(id))));
   }
