@@ -448,7 +448,13 @@ public final class SessionEntity
     }
     ModelRequest request = new ModelRequest(sessionId, turn, state.spec().model(),
         SystemPrompt.build(services.router(), state.spec().system()), ToolCatalog.ALL, state.messages());
-    ctx.pipeToSelf(client.complete(request), (response, error) -> {
+    java.util.concurrent.CompletionStage<ModelResponse> answer;
+    try {
+      answer = client.complete(request);
+    } catch (RuntimeException e) {
+      answer = java.util.concurrent.CompletableFuture.failedFuture(e);
+    }
+    ctx.pipeToSelf(answer, (response, error) -> {
       if (error == null) {
         Metrics.TURN_SECONDS.observe((System.nanoTime() - turnStartNanos) / 1e9);
         return new ModelAnswered(turn, response);
