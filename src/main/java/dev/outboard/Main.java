@@ -6,6 +6,11 @@ import dev.outboard.api.AdminRoutes;
 import dev.outboard.api.ApiKeys;
 import dev.outboard.api.Auth;
 import dev.outboard.api.HttpServer;
+import dev.outboard.memory.FileRoutes;
+import dev.outboard.memory.OrgFileStore;
+import dev.outboard.memory.OrgFiles;
+import dev.outboard.memory.OrgMemory;
+import dev.outboard.memory.SkillIndex;
 import dev.outboard.model.ModelClients;
 import dev.outboard.model.ScriptedModel;
 import dev.outboard.session.SessionEntity;
@@ -88,10 +93,17 @@ public final class Main {
 
     boolean scriptedAllowed = store.embedded() || config.getBoolean("outboard.allow-scripted");
     ModelClients models = new ModelClients(config.getString("outboard.model.default-provider"), new ScriptedModel());
-    PathRouter router = new PathRouter(EnumSet.of(Namespace.SESSION));
+    PathRouter router = new PathRouter(EnumSet.of(Namespace.SESSION, Namespace.MEMORY, Namespace.SKILLS));
     SessionSettings sessionSettings = SessionSettings.from(config);
     SessionIndex index = new SessionIndex(db, config.getDuration("outboard.idempotency-ttl"));
-    SessionEntity.init(system, new SessionEntity.Services(models, router, index, sessionSettings));
+
+    Config memory = config.getConfig("outboard.memory");
+    OrgFileStore orgStore = new OrgFileStore(db, memory.getBytes("max-file-bytes"));
+    OrgMemory.init(system, orgStore, memory.getDuration("passivate-after"));
+    OrgFiles orgFiles = new OrgFiles(system, orgStore,
+        new SkillIndex(orgStore, memory.getInt("prompt-budget-chars"), memory.getDuration("prompt-index-ttl")),
+        memory.getDuration("write-timeout"));
+    SessionEntity.init(system, new SessionEntity.Services(models, router, index, sessionSettings, orgFiles));
 
     ApiKeys keys = new ApiKeys(db, config.getDuration("outboard.auth-cache-ttl"));
     if (store.embedded()) writeDevKey(keys, store.dataDir());
@@ -100,7 +112,8 @@ public final class Main {
     Auth auth = new Auth(keys, config.getString("outboard.admin-token"));
     var routes = HttpServer.api(
         new SessionRoutes(system, auth, index, new SessionEventStream(journal), models, sessionSettings, scriptedAllowed).routes(),
-        new AdminRoutes(auth, keys, config.getBytes("outboard.http.max-body-bytes")).routes());
+        new AdminRoutes(auth, keys, config.getBytes("outboard.http.max-body-bytes"), orgStore).routes(),
+        new FileRoutes(auth, orgFiles, config.getBytes("outboard.http.max-body-bytes")).routes());
     HttpServer.start(system, routes, config.getString("outboard.http.interface"), config.getInt("outboard.http.port"));
     return db;
   }

@@ -12,21 +12,27 @@ public final class AdminRoutes extends AllDirectives {
 
   public record IssuedKey(String org, String key) {}
 
+  /** Per-org policy: whether the org's agents may write {@code /skills} (default no). */
+  public record Policy(Boolean agentsMayWriteSkills) {}
+
   private final Auth auth;
   private final ApiKeys keys;
 
   private final long maxBody;
+  private final dev.outboard.memory.OrgFileStore orgFiles;
 
-  public AdminRoutes(Auth auth, ApiKeys keys, long maxBody) {
+  public AdminRoutes(Auth auth, ApiKeys keys, long maxBody, dev.outboard.memory.OrgFileStore orgFiles) {
     this.auth = auth;
     this.keys = keys;
     this.maxBody = maxBody;
+    this.orgFiles = orgFiles;
   }
 
   public Route routes() {
     return pathPrefix("admin", () -> auth.admin(() -> pathPrefix("orgs", () -> concat(
         pathEndOrSingleSlash(() -> post(() -> JsonSupport.body(CreateOrg.class, maxBody, this::createOrg))),
-        path(PathMatchers.segment().slash("keys"), org -> post(() -> JsonSupport.noBody(() -> issueKey(org))))))));
+        path(PathMatchers.segment().slash("keys"), org -> post(() -> JsonSupport.noBody(() -> issueKey(org)))),
+        path(PathMatchers.segment().slash("policy"), org -> put(() -> JsonSupport.body(Policy.class, maxBody, p -> setPolicy(org, p))))))));
   }
 
   private Route createOrg(CreateOrg req) {
@@ -38,6 +44,14 @@ public final class AdminRoutes extends AllDirectives {
     return onSuccess(keys.createOrg(req.id(), name), org -> {
       if (org.isEmpty()) throw ApiError.conflict("org " + req.id() + " exists already");
       return complete(StatusCodes.CREATED, org.get(), JsonSupport.marshaller());
+    });
+  }
+
+  private Route setPolicy(String org, Policy policy) {
+    if (policy.agentsMayWriteSkills() == null) throw ApiError.badRequest("agentsMayWriteSkills (true or false) is required");
+    return onSuccess(orgFiles.setAgentsMayWriteSkills(org, policy.agentsMayWriteSkills()), found -> {
+      if (!found) throw ApiError.notFound("no org " + org);
+      return complete(StatusCodes.OK, policy, JsonSupport.marshaller());
     });
   }
 

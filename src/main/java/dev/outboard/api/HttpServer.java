@@ -32,7 +32,22 @@ public final class HttpServer extends AllDirectives {
         d.handleExceptions(exceptions(), () ->
             d.handleRejections(rejections(), () ->
                 d.handleExceptions(exceptions(), () ->
-                    d.pathPrefix("v1", () -> d.concat(first, more))))));
+                    d.optionalHeaderValueByName("Raw-Request-URI", raw -> {
+                      raw.ifPresent(HttpServer::refuseTraversal);
+                      return d.pathPrefix("v1", () -> d.concat(first, more));
+                    })))));
+  }
+
+  private static final java.util.regex.Pattern TRAVERSAL =
+      java.util.regex.Pattern.compile("(^|/)(\\.|%2e){1,2}(/|$|\\?)|%2e%2e|%2f|%5c|%00", java.util.regex.Pattern.CASE_INSENSITIVE);
+
+  /** Refuses a request target with dot segments or encoded dots/separators, as sent (before normalisation). */
+  static void refuseTraversal(String rawTarget) {
+    int q = rawTarget.indexOf('?');
+    String path = q < 0 ? rawTarget : rawTarget.substring(0, q);
+    if (TRAVERSAL.matcher(path).find()) {
+      throw ApiError.badRequest("the request path contains '.' or '..' segments or an encoded '.', '/', '\\' or NUL; paths are taken literally and may not climb");
+    }
   }
 
   public static CompletionStage<ServerBinding> start(ActorSystem<?> system, Route routes, String host, int port) {

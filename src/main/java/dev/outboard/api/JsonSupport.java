@@ -36,6 +36,11 @@ public final class JsonSupport {
    * client, still sending, receives the 413 instead of a reset connection.
    */
   public static <T> Route body(Class<T> type, long maxBytes, Function<T, Route> inner) {
+    return text(maxBytes, text -> inner.apply(parse(type, text)));
+  }
+
+  /** The request body as UTF-8 text, read to its end; over {@code maxBytes} → 413. */
+  public static Route text(long maxBytes, Function<String, Route> inner) {
     return Directives.extractRequestEntity(entity -> Directives.extractMaterializer(mat -> {
       CompletionStage<Body> read = entity.withoutSizeLimit().getDataBytes()
           .runFold(new Body(ByteString.emptyByteString(), 0), (acc, chunk) -> acc.add(chunk, maxBytes), mat);
@@ -44,7 +49,7 @@ public final class JsonSupport {
           throw new ApiError(StatusCodes.CONTENT_TOO_LARGE, "payload_too_large",
               "the request body is " + body.size() + " bytes; the limit is " + maxBytes + " bytes");
         }
-        return inner.apply(parse(type, body.bytes().utf8String()));
+        return inner.apply(body.bytes().utf8String());
       });
     }));
   }

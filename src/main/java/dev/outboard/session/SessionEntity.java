@@ -12,7 +12,10 @@ import dev.outboard.model.Usage;
 import dev.outboard.ops.Metrics;
 import dev.outboard.tools.ToolCall;
 import dev.outboard.tools.ToolCatalog;
+import dev.outboard.memory.OrgFiles;
+import dev.outboard.vfs.FileTree;
 import dev.outboard.vfs.Namespace;
+import dev.outboard.vfs.TextFiles;
 import dev.outboard.vfs.PathRouter;
 import dev.outboard.vfs.VirtualPath;
 import java.time.Duration;
@@ -21,6 +24,9 @@ import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
@@ -57,6 +63,7 @@ public final class SessionEntity
     extends EventSourcedBehaviorWithEnforcedReplies<SessionEntity.Command, SessionEntity.Event, SessionEntity.State> {
 
   public static final EntityTypeKey<Command> ENTITY_KEY = EntityTypeKey.create(Command.class, "Session");
+  private static final org.slf4j.Logger log = org.slf4j.LoggerFactory.getLogger(SessionEntity.class);
 
   // ---------------------------------------------------------------- protocol
 
@@ -89,6 +96,9 @@ public final class SessionEntity
   private enum ResumeOpenCalls implements Command {
     INSTANCE
   }
+
+  /** The tool calls of a turn that needed outside systems have all come back. */
+  private record ToolsFinished(int turn, List<Event> completions) implements Command {}
 
   /** Error strings of the replies: {@code "<code>: <sentence>"}, mapped to HTTP by the routes. */
   public static final String NOT_FOUND = "not_found";
@@ -208,8 +218,13 @@ public final class SessionEntity
 
   // ---------------------------------------------------------------- wiring
 
-  /** What a session needs from its node. */
-  public record Services(ModelClients models, PathRouter router, SessionObserver observer, SessionSettings settings) {}
+  /** What a session needs from its node; {@code orgFiles} is null where no org store is mounted. */
+  public record Services(
+      ModelClients models, PathRouter router, SessionObserver observer, SessionSettings settings, OrgFiles orgFiles) {
+    public Services(ModelClients models, PathRouter router, SessionObserver observer, SessionSettings settings) {
+      this(models, router, observer, settings, null);
+    }
+  }
 
   public static void init(ActorSystem<?> system, Services services) {
     ClusterSharding.get(system)
@@ -271,6 +286,7 @@ public final class SessionEntity
     CommandHandlerWithReplyBuilderByState<Command, Event, State, State> running =
         newCommandHandlerWithReplyBuilder().forState(s -> s.status() == Status.RUNNING);
     running.onCommand(ModelAnswered.class, this::onModelAnswered)
+        .onCommand(ToolsFinished.class, this::onToolsFinished)
         .onCommand(ModelFailed.class, this::onModelFailed)
         .onCommand(ResumeOpenCalls.class, this::onResumeOpenCalls)
         .onCommand(AddMessage.class, this::onMessage)
@@ -295,7 +311,8 @@ public final class SessionEntity
         // A model answer or failure for a session that is no longer running (cancelled) is dropped.
         .onCommand(ModelAnswered.class, (s, c) -> Effect().none().thenNoReply())
         .onCommand(ModelFailed.class, (s, c) -> Effect().none().thenNoReply())
-        .onCommand(ResumeOpenCalls.class, (s, c) -> Effect().none().thenNoReply());
+        .onCommand(ResumeOpenCalls.class, (s, c) -> Effect().none().thenNoReply())
+        .onCommand(ToolsFinished.class, (s, c) -> Effect().none().thenNoReply());
 
     return fresh.orElse(running).orElse(waiting).orElse(finished).orElse(any).build();
   }
@@ -335,6 +352,10 @@ public final class SessionEntity
     events.add(new ModelResponded(msg.turn(), response.content(), response.usage(), response.stopReason().name().toLowerCase(), now));
     List<Block.ToolUse> calls = response.toolCalls();
     for (Block.ToolUse call : calls) events.add(new ToolCallStarted(msg.turn(), call.id(), call.name(), now));
+    if (calls.stream().anyMatch(this::needsOutsideSystem)) {
+      // Record the answer and the starts now; the results follow in one more write.
+      return Effect().persist(events).thenRun(s -> runTools(s, msg.turn(), calls)).thenNoReply();
+    }
     events.addAll(executeTools(state.files(), msg.turn(), calls, now));
     if (calls.isEmpty() && response.stopReason() == ModelResponse.StopReason.MAX_TOKENS) {
       events.add(new SessionFailed("max_tokens", "the model's answer was cut off at its output token limit", now));
@@ -343,14 +364,90 @@ public final class SessionEntity
     return Effect().persist(events).thenRun(this::afterPersist).thenNoReply();
   }
 
-  /** Re-executes tool calls that were started but not completed before a crash. */
+  /**
+   * Re-executes tool calls that were started but not completed before a crash. Session files are
+   * recomputed from the recorded state; org-file writes are idempotent by (session, call id).
+   */
   private ReplyEffect<Event, State> onResumeOpenCalls(State state, ResumeOpenCalls msg) {
     List<Block.ToolUse> open = state.lastToolUses().stream().filter(u -> state.openCalls().contains(u.id())).toList();
     if (open.isEmpty()) return Effect().none().thenNoReply();
-    Instant now = Instant.now();
-    List<Event> events = new ArrayList<>(executeTools(state.files(), state.turns(), open, now));
-    events.addAll(decideNext(fold(state, events), "", now));
+    runTools(state, state.turns(), open);
+    return Effect().none().thenNoReply();
+  }
+
+  /** Records the results of a turn's tool calls that went to outside systems, in one write. */
+  private ReplyEffect<Event, State> onToolsFinished(State state, ToolsFinished msg) {
+    List<Event> events = new ArrayList<>();
+    for (Event e : msg.completions()) {
+      if (e instanceof ToolCallCompleted c && c.turn() == state.turns() && state.openCalls().contains(c.callId())) events.add(e);
+    }
+    if (events.isEmpty()) return Effect().none().thenNoReply();
+    events.addAll(decideNext(fold(state, events), "", Instant.now()));
     return Effect().persist(events).thenRun(this::afterPersist).thenNoReply();
+  }
+
+  /** True if the call's result comes from outside the session's state (org files; later sandboxes). */
+  private boolean needsOutsideSystem(Block.ToolUse use) {
+    if (services.orgFiles() == null) return false;
+    ToolCall call;
+    try {
+      call = ToolCatalog.parse(use.name(), use.input());
+    } catch (IllegalArgumentException e) {
+      return false;
+    }
+    PathRouter router = services.router();
+    if (call.path().isRoot()) return router.isMounted(Namespace.MEMORY) || router.isMounted(Namespace.SKILLS);
+    return Namespace.ofDir(call.path().top()).filter(router::isMounted).filter(OrgFiles::isOrgNamespace).isPresent();
+  }
+
+  /**
+   * Runs {@code calls} one after the other (a later call sees an earlier one's writes), off the
+   * actor's thread, and sends their completions back as {@link ToolsFinished}.
+   */
+  private void runTools(State state, int turn, List<Block.ToolUse> calls) {
+    if (state.status() != Status.RUNNING) return;
+    record Progress(SessionFiles files, List<Event> completions) {}
+    CompletionStage<Progress> chain = CompletableFuture.completedFuture(new Progress(state.files(), new ArrayList<>()));
+    for (Block.ToolUse use : calls) {
+      chain = chain.thenCompose(p -> executeToolAsync(state, p.files(), use).thenApply(outcome -> {
+        Metrics.TOOL_CALLS.labelValues(ToolCatalog.spec(use.name()).isPresent() ? use.name() : "unknown", outcome.isError() ? "error" : "ok").inc();
+        p.completions().add(new ToolCallCompleted(turn, use.id(), outcome.content(), outcome.isError(), outcome.change(), Instant.now()));
+        return new Progress(outcome.change() == null ? p.files() : p.files().apply(outcome.change()), p.completions());
+      }));
+    }
+    ctx.pipeToSelf(chain, (p, error) -> {
+      if (error == null) return new ToolsFinished(turn, p.completions());
+      // Not expected (each call turns its failures into an error result); answer every call honestly.
+      List<Event> failed = new ArrayList<>();
+      for (Block.ToolUse use : calls) {
+        failed.add(new ToolCallCompleted(turn, use.id(), "the tool failed: " + error.getMessage(), true, null, Instant.now()));
+      }
+      return new ToolsFinished(turn, failed);
+    });
+  }
+
+  private CompletionStage<SessionFiles.Outcome> executeToolAsync(State state, SessionFiles files, Block.ToolUse use) {
+    if (!needsOutsideSystem(use)) return CompletableFuture.completedFuture(executeTool(files, use));
+    ToolCall call = ToolCatalog.parse(use.name(), use.input());
+    OrgFiles orgFiles = services.orgFiles();
+    int maxChars = services.settings().fileLimits().maxOutputChars();
+    if (call.path().isRoot()) {
+      // A search over / covers every namespace the session can see.
+      return orgFiles.everything(state.org()).thenApply(org -> {
+        java.util.TreeMap<String, String> all = new java.util.TreeMap<>(org);
+        all.putAll(files.files());
+        FileTree tree = new FileTree(all, Set.of("/session", "/memory", "/skills"));
+        try {
+          String out = call instanceof ToolCall.Glob g ? tree.glob(call.path(), g.pattern())
+              : tree.grep(call.path(), ((ToolCall.Grep) call).pattern(), ((ToolCall.Grep) call).glob(), maxChars);
+          return new SessionFiles.Outcome(out, false, null);
+        } catch (TextFiles.ToolFailure f) {
+          return new SessionFiles.Outcome(f.getMessage(), true, null);
+        }
+      });
+    }
+    return orgFiles.execute(new OrgFiles.Caller(state.org(), state.user(), sessionId), use.id(), call, maxChars)
+        .thenApply(r -> new SessionFiles.Outcome(r.content(), r.isError(), null));
   }
 
   private ReplyEffect<Event, State> onModelFailed(State state, ModelFailed msg) {
@@ -446,14 +543,14 @@ public final class SessionEntity
           "model provider '" + state.spec().model().provider() + "' is not available on this node"));
       return;
     }
-    ModelRequest request = new ModelRequest(sessionId, turn, state.spec().model(),
-        SystemPrompt.build(services.router(), state.spec().system()), ToolCatalog.ALL, state.messages());
-    java.util.concurrent.CompletionStage<ModelResponse> answer;
-    try {
-      answer = client.complete(request);
-    } catch (RuntimeException e) {
-      answer = java.util.concurrent.CompletableFuture.failedFuture(e);
-    }
+    CompletionStage<ModelResponse> answer = systemPrompt(state).thenCompose(system -> {
+      ModelRequest request = new ModelRequest(sessionId, turn, state.spec().model(), system, ToolCatalog.ALL, state.messages());
+      try {
+        return client.complete(request);
+      } catch (RuntimeException e) {
+        return CompletableFuture.failedFuture(e);
+      }
+    });
     ctx.pipeToSelf(answer, (response, error) -> {
       if (error == null) {
         Metrics.TURN_SECONDS.observe((System.nanoTime() - turnStartNanos) / 1e9);
@@ -462,6 +559,18 @@ public final class SessionEntity
       Throwable cause = error instanceof java.util.concurrent.CompletionException && error.getCause() != null ? error.getCause() : error;
       return new ModelFailed(turn, "model_error", String.valueOf(cause.getMessage()));
     });
+  }
+
+  /** The system prompt of the next call: the harness's, the org's skills and memory, the session's own. */
+  private CompletionStage<String> systemPrompt(State state) {
+    String extra = state.spec().system();
+    if (services.orgFiles() == null) return CompletableFuture.completedFuture(SystemPrompt.build(services.router(), extra));
+    return services.orgFiles().promptSection(state.org())
+        .thenApply(section -> SystemPrompt.build(services.router(), extra, section))
+        .exceptionally(e -> {
+          log.warn("session {}: no skills/memory index for this call: {}", sessionId, e.toString());
+          return SystemPrompt.build(services.router(), extra);
+        });
   }
 
   private String notFound() {

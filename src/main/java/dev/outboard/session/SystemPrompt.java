@@ -9,10 +9,16 @@ public final class SystemPrompt {
   private SystemPrompt() {}
 
   public static String build(PathRouter router, String extra) {
+    return build(router, extra, null);
+  }
+
+  /** With {@code orgSection}: the org's skills index and memory files ({@code SkillIndex}). */
+  public static String build(PathRouter router, String extra, String orgSection) {
     StringBuilder sb = new StringBuilder();
     sb.append("You are an agent working through tools. Your filesystem has these directories: ")
         .append(router.mounted().stream().map(SystemPrompt::describe).collect(Collectors.joining("; ")))
         .append(". Use absolute paths.");
+    if (orgSection != null && !orgSection.isBlank()) sb.append("\n\n").append(orgSection.strip());
     if (extra != null && !extra.isBlank()) sb.append("\n\n").append(extra);
     return sb.toString();
   }

@@ -1,0 +1,394 @@
+package dev.outboard.memory;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import dev.outboard.Json;
+import dev.outboard.memory.OrgFileOp.Origin;
+import dev.outboard.memory.OrgFileOp.Outcome;
+import dev.outboard.store.Database;
+import dev.outboard.vfs.TextFiles;
+import dev.outboard.vfs.TextFiles.ToolFailure;
+import java.nio.charset.StandardCharsets;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.time.Instant;
+import java.time.OffsetDateTime;
+import java.time.ZoneOffset;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.TreeMap;
+import java.util.concurrent.CompletionStage;
+
+/**
+ * The org files in the database: reads straight from the tables, and {@link #applyBatch}, the one
+ * transaction in which {@link OrgMemory} applies a group of queued writes.
+ */
+public final class OrgFileStore {
+  public static final String MEMORY = "memory";
+  public static final String SKILLS = "skills";
+  public static final int MAX_PATH = 1024;
+
+  private final Database db;
+  private final long maxFileBytes;
+
+  public OrgFileStore(Database db, long maxFileBytes) {
+    this.db = db;
+    this.maxFileBytes = maxFileBytes;
+  }
+
+  public long maxFileBytes() {
+    return maxFileBytes;
+  }
+
+  /** The current version of a file (no content for a listing). */
+  public record FileInfo(String path, long version, long size, Instant updatedAt, String updatedBy) {}
+
+  public record FileContent(FileInfo info, String content) {}
+
+  public record VersionInfo(long version, String op, Instant updatedAt, String updatedBy, String session) {}
+
+  // ------------------------------------------------------------------ reads
+
+  public CompletionStage<Optional<FileContent>> read(String org, String ns, String path) {
+    return db.transact(c -> {
+      try (PreparedStatement ps = c.prepareStatement(
+          "SELECT content, version, size_bytes, updated_at, updated_by FROM org_files"
+              + " WHERE org_id = ? AND namespace = ? AND path = ? AND content IS NOT NULL")) {
+        ps.setString(1, org);
+        ps.setString(2, ns);
+        ps.setString(3, path);
+        try (ResultSet rs = ps.executeQuery()) {
+          if (!rs.next()) return Optional.<FileContent>empty();
+          return Optional.of(new FileContent(
+              new FileInfo(path, rs.getLong(2), rs.getLong(3), instant(rs, 4), rs.getString(5)), rs.getString(1)));
+        }
+      }
+    });
+  }
+
+  /** Current files whose path starts with {@code prefix}, by path. */
+  public CompletionStage<List<FileInfo>> list(String org, String ns, String prefix) {
+    return db.transact(c -> {
+      try (PreparedStatement ps = c.prepareStatement(
+          "SELECT path, version, size_bytes, updated_at, updated_by FROM org_files"
+              + " WHERE org_id = ? AND namespace = ? AND content IS NOT NULL AND path >= ? ORDER BY path")) {
+        ps.setString(1, org);
+        ps.setString(2, ns);
+        ps.setString(3, prefix);
+        List<FileInfo> out = new ArrayList<>();
+        try (ResultSet rs = ps.executeQuery()) {
+          while (rs.next()) {
+            String path = rs.getString(1);
+            if (!path.startsWith(prefix)) break;
+            out.add(new FileInfo(path, rs.getLong(2), rs.getLong(3), instant(rs, 4), rs.getString(5)));
+          }
+        }
+        return out;
+      }
+    });
+  }
+
+  /** Every version of a file, oldest first; empty if the file never existed. */
+  public CompletionStage<List<VersionInfo>> history(String org, String ns, String path) {
+    return db.transact(c -> {
+      try (PreparedStatement ps = c.prepareStatement(
+          "SELECT version, op, updated_at, updated_by, session_id FROM org_file_versions"
+              + " WHERE org_id = ? AND namespace = ? AND path = ? ORDER BY version")) {
+        ps.setString(1, org);
+        ps.setString(2, ns);
+        ps.setString(3, path);
+        List<VersionInfo> out = new ArrayList<>();
+        try (ResultSet rs = ps.executeQuery()) {
+          while (rs.next()) out.add(new VersionInfo(rs.getLong(1), rs.getString(2), instant(rs, 3), rs.getString(4), rs.getString(5)));
+        }
+        return out;
+      }
+    });
+  }
+
+  /** All current files of a namespace with their content, keyed by full virtual path ({@code /memory/...}). */
+  public CompletionStage<TreeMap<String, String>> contents(String org, String ns) {
+    return db.transact(c -> {
+      try (PreparedStatement ps = c.prepareStatement(
+          "SELECT path, content FROM org_files WHERE org_id = ? AND namespace = ? AND content IS NOT NULL")) {
+        ps.setString(1, org);
+        ps.setString(2, ns);
+        TreeMap<String, String> out = new TreeMap<>();
+        try (ResultSet rs = ps.executeQuery()) {
+          while (rs.next()) out.put("/" + ns + "/" + rs.getString(1), rs.getString(2));
+        }
+        return out;
+      }
+    });
+  }
+
+  public CompletionStage<Boolean> agentsMayWriteSkills(String org) {
+    return db.transact(c -> agentsMayWriteSkills(c, org));
+  }
+
+  public CompletionStage<Boolean> setAgentsMayWriteSkills(String org, boolean allowed) {
+    return db.transact(c -> {
+      try (PreparedStatement ps = c.prepareStatement("UPDATE orgs SET agents_write_skills = ? WHERE id = ?")) {
+        ps.setBoolean(1, allowed);
+        ps.setString(2, org);
+        return ps.executeUpdate() == 1;
+      }
+    });
+  }
+
+  private static boolean agentsMayWriteSkills(Connection c, String org) throws SQLException {
+    try (PreparedStatement ps = c.prepareStatement("SELECT agents_write_skills FROM orgs WHERE id = ?")) {
+      ps.setString(1, org);
+      try (ResultSet rs = ps.executeQuery()) {
+        return rs.next() && rs.getBoolean(1);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ the write batch
+
+  /** One queued write and who asked for it. */
+  public record Request(OrgFileOp op, Origin origin) {}
+
+  /** A file as the batch sees it: its row as read ({@code storedVersion}) and as the batch left it. */
+  private static final class Current {
+    final boolean rowExists;
+    final long storedVersion;
+    String content;
+    long version;
+    boolean dirty;
+    Origin lastOrigin;
+    Instant at;
+
+    Current(boolean rowExists, long storedVersion, String content) {
+      this.rowExists = rowExists;
+      this.storedVersion = storedVersion;
+      this.version = storedVersion;
+      this.content = content;
+    }
+  }
+
+  /** Raised when a file changed under the batch (another writer for the org); the batch is retried. */
+  public static final class ConcurrentWriteException extends SQLException {
+    ConcurrentWriteException(String message) {
+      super(message);
+    }
+  }
+
+  /**
+   * Applies {@code requests} in order in ONE transaction and returns their outcomes. A request
+   * whose (session, call) already has an outcome gets that outcome again and writes nothing.
+   */
+  public CompletionStage<List<Outcome>> applyBatch(String org, List<Request> requests) {
+    return db.transact(c -> applyBatch(c, org, requests));
+  }
+
+  private List<Outcome> applyBatch(Connection c, String org, List<Request> requests) throws SQLException {
+    Instant now = Instant.now();
+    Boolean skillsAllowed = null;
+    Map<String, Current> files = new HashMap<>();
+    Map<String, Outcome> byCall = new HashMap<>();
+    List<Outcome> outcomes = new ArrayList<>(requests.size());
+    List<Object[]> versions = new ArrayList<>();
+    List<Object[]> ops = new ArrayList<>();
+    for (Request r : requests) {
+      String callKey = r.origin().idempotent() ? r.origin().sessionId() + "\u0000" + r.origin().callId() : null;
+      Outcome earlier = callKey == null ? null : byCall.containsKey(callKey) ? byCall.get(callKey) : storedOutcome(c, r.origin());
+      if (earlier != null) {
+        outcomes.add(earlier);
+        continue;
+      }
+      Outcome outcome;
+      if (r.op().ns().equals(SKILLS) && r.origin().isAgent()) {
+        if (skillsAllowed == null) skillsAllowed = agentsMayWriteSkills(c, org);
+      }
+      if (r.op().ns().equals(SKILLS) && r.origin().isAgent() && !skillsAllowed) {
+        outcome = Outcome.failed("forbidden", "agents of this organisation may not write /skills; skills are curated through the files API");
+      } else {
+        outcome = apply(c, org, r, files, versions, now);
+      }
+      outcomes.add(outcome);
+      if (callKey != null) {
+        byCall.put(callKey, outcome);
+        ops.add(new Object[] {r.origin().sessionId(), r.origin().callId(), org, json(outcome), utc(now)});
+      }
+    }
+    writeFiles(c, org, files);
+    batchInsert(c, "INSERT INTO org_file_versions (org_id, namespace, path, version, op, content, size_bytes, updated_at,"
+        + " updated_by, session_id, call_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", versions);
+    batchInsert(c, "INSERT INTO org_file_ops (session_id, call_id, org_id, outcome, created_at) VALUES (?, ?, ?, ?, ?)", ops);
+    return outcomes;
+  }
+
+  private Outcome apply(Connection c, String org, Request r, Map<String, Current> files, List<Object[]> versions, Instant now)
+      throws SQLException {
+    OrgFileOp op = r.op();
+    String shown = "/" + op.ns() + "/" + op.path();
+    Current cur = current(c, org, op.ns(), op.path(), files);
+    String next;
+    String verb;
+    if (op instanceof OrgFileOp.Write w) {
+      if (w.ifVersion() != null && w.ifVersion() != (cur.content == null ? 0 : cur.version)) {
+        return Outcome.failed("precondition_failed", shown + " is at version " + (cur.content == null ? 0 : cur.version) + ", not " + w.ifVersion());
+      }
+      next = w.content();
+      verb = "write";
+    } else if (op instanceof OrgFileOp.Edit e) {
+      if (cur.content == null) return Outcome.failed("not_found", "file not found: " + shown);
+      try {
+        next = TextFiles.edit(shown, cur.content, e.oldString(), e.newString(), e.replaceAll());
+      } catch (ToolFailure f) {
+        return Outcome.failed("edit_failed", f.getMessage());
+      }
+      verb = "edit";
+    } else if (op instanceof OrgFileOp.Delete d) {
+      if (cur.content == null) return Outcome.failed("not_found", "file not found: " + shown);
+      if (d.ifVersion() != null && d.ifVersion() != cur.version) {
+        return Outcome.failed("precondition_failed", shown + " is at version " + cur.version + ", not " + d.ifVersion());
+      }
+      next = null;
+      verb = "delete";
+    } else {
+      OrgFileOp.Rename rn = (OrgFileOp.Rename) op;
+      if (cur.content == null) return Outcome.failed("not_found", "file not found: " + shown);
+      Current target = current(c, org, op.ns(), rn.toPath(), files);
+      if (target.content != null) return Outcome.failed("exists", "/" + op.ns() + "/" + rn.toPath() + " exists already");
+      String content = cur.content;
+      record(org, cur, op.ns(), op.path(), null, "rename", r.origin(), versions, now);
+      long version = record(org, target, op.ns(), rn.toPath(), content, "rename", r.origin(), versions, now);
+      return Outcome.done("/" + op.ns() + "/" + rn.toPath(), version, true, "renamed " + shown + " to /" + op.ns() + "/" + rn.toPath());
+    }
+    if (next != null) {
+      long size = next.getBytes(StandardCharsets.UTF_8).length;
+      if (size > maxFileBytes) {
+        return Outcome.failed("too_large", shown + " would be " + size + " bytes; org files are limited to " + maxFileBytes + " bytes");
+      }
+    }
+    boolean created = cur.content == null;
+    long version = record(org, cur, op.ns(), op.path(), next, verb, r.origin(), versions, now);
+    String message = next == null
+        ? "deleted " + shown + " (version " + version + ")"
+        : (verb.equals("edit") ? "edited " : "wrote ") + shown + " (version " + version + ", " + next.getBytes(StandardCharsets.UTF_8).length + " bytes)";
+    return Outcome.done(shown, version, created, message);
+  }
+
+  /** Records a new version of {@code cur} in the batch and returns its number. */
+  private static long record(String org, Current cur, String ns, String path, String content, String op, Origin origin,
+      List<Object[]> versions, Instant now) {
+    cur.version++;
+    cur.content = content;
+    cur.dirty = true;
+    cur.lastOrigin = origin;
+    cur.at = now;
+    long size = content == null ? 0 : content.getBytes(StandardCharsets.UTF_8).length;
+    versions.add(new Object[] {org, ns, path, cur.version, op, content, size, utc(now), origin.user(), origin.sessionId(), origin.callId()});
+    return cur.version;
+  }
+
+  private static Current current(Connection c, String org, String ns, String path, Map<String, Current> files) throws SQLException {
+    String key = ns + "/" + path;
+    Current cur = files.get(key);
+    if (cur != null) return cur;
+    try (PreparedStatement ps = c.prepareStatement(
+        "SELECT content, version FROM org_files WHERE org_id = ? AND namespace = ? AND path = ?")) {
+      ps.setString(1, org);
+      ps.setString(2, ns);
+      ps.setString(3, path);
+      try (ResultSet rs = ps.executeQuery()) {
+        cur = rs.next() ? new Current(true, rs.getLong(2), rs.getString(1)) : new Current(false, 0, null);
+      }
+    }
+    files.put(key, cur);
+    return cur;
+  }
+
+  /** Writes each changed file once, guarded by the version the batch read. */
+  private static void writeFiles(Connection c, String org, Map<String, Current> files) throws SQLException {
+    List<Object[]> inserts = new ArrayList<>();
+    try (PreparedStatement up = c.prepareStatement(
+        "UPDATE org_files SET content = ?, version = ?, size_bytes = ?, updated_at = ?, updated_by = ?, session_id = ?"
+            + " WHERE org_id = ? AND namespace = ? AND path = ? AND version = ?")) {
+      for (Map.Entry<String, Current> e : files.entrySet()) {
+        Current cur = e.getValue();
+        if (!cur.dirty) continue;
+        String ns = e.getKey().substring(0, e.getKey().indexOf('/'));
+        String path = e.getKey().substring(ns.length() + 1);
+        long size = cur.content == null ? 0 : cur.content.getBytes(StandardCharsets.UTF_8).length;
+        if (!cur.rowExists) {
+          inserts.add(new Object[] {org, ns, path, cur.content, cur.version, size, utc(cur.at), cur.lastOrigin.user(), cur.lastOrigin.sessionId()});
+          continue;
+        }
+        up.setString(1, cur.content);
+        up.setLong(2, cur.version);
+        up.setLong(3, size);
+        up.setObject(4, utc(cur.at));
+        up.setString(5, cur.lastOrigin.user());
+        up.setString(6, cur.lastOrigin.sessionId());
+        up.setString(7, org);
+        up.setString(8, ns);
+        up.setString(9, path);
+        up.setLong(10, cur.storedVersion);
+        if (up.executeUpdate() != 1) throw new ConcurrentWriteException("/" + ns + "/" + path + " changed under the batch");
+      }
+    }
+    batchInsert(c, "INSERT INTO org_files (org_id, namespace, path, content, version, size_bytes, updated_at, updated_by,"
+        + " session_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", inserts);
+  }
+
+  private static void batchInsert(Connection c, String sql, List<Object[]> rows) throws SQLException {
+    if (rows.isEmpty()) return;
+    try (PreparedStatement ps = c.prepareStatement(sql)) {
+      for (Object[] row : rows) {
+        for (int i = 0; i < row.length; i++) ps.setObject(i + 1, row[i]);
+        ps.addBatch();
+      }
+      ps.executeBatch();
+    }
+  }
+
+  private static Outcome storedOutcome(Connection c, Origin origin) throws SQLException {
+    try (PreparedStatement ps = c.prepareStatement("SELECT outcome FROM org_file_ops WHERE session_id = ? AND call_id = ?")) {
+      ps.setString(1, origin.sessionId());
+      ps.setString(2, origin.callId());
+      try (ResultSet rs = ps.executeQuery()) {
+        if (!rs.next()) return null;
+        return Json.MAPPER.readValue(rs.getString(1), Outcome.class);
+      } catch (JsonProcessingException e) {
+        throw new SQLException("unreadable stored outcome", e);
+      }
+    }
+  }
+
+  private static String json(Outcome outcome) {
+    try {
+      return Json.MAPPER.writeValueAsString(outcome);
+    } catch (JsonProcessingException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
+  private static OffsetDateTime utc(Instant i) {
+    return OffsetDateTime.ofInstant(i, ZoneOffset.UTC);
+  }
+
+  private static Instant instant(ResultSet rs, int column) throws SQLException {
+    return rs.getObject(column, OffsetDateTime.class).toInstant();
+  }
+
+  /** For the prompt: a map of path → content, bounded; used by {@link SkillIndex}. */
+  static LinkedHashMap<String, String> firstLines(Map<String, String> files, int maxEntries) {
+    LinkedHashMap<String, String> out = new LinkedHashMap<>();
+    for (Map.Entry<String, String> e : files.entrySet()) {
+      if (out.size() >= maxEntries) break;
+      String content = e.getValue();
+      int nl = content.indexOf('\n');
+      out.put(e.getKey(), (nl < 0 ? content : content.substring(0, nl)).strip());
+    }
+    return out;
+  }
+}

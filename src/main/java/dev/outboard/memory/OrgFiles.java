@@ -1,0 +1,124 @@
+package dev.outboard.memory;
+
+import dev.outboard.memory.OrgFileOp.Origin;
+import dev.outboard.memory.OrgFileOp.Outcome;
+import dev.outboard.tools.ToolCall;
+import dev.outboard.vfs.FileTree;
+import dev.outboard.vfs.Namespace;
+import dev.outboard.vfs.TextFiles.ToolFailure;
+import dev.outboard.vfs.VirtualPath;
+import java.time.Duration;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
+
+/**
+ * The agent's tools over {@code /memory/**} and {@code /skills/**}: reads go straight to the
+ * database, writes through the org's {@link OrgMemory}. Results are sentences for the model.
+ */
+public final class OrgFiles {
+
+  /** The session a tool call comes from. */
+  public record Caller(String org, String user, String sessionId) {}
+
+  /** What a tool call came to. */
+  public record Result(String content, boolean isError) {
+    static Result ok(String content) {
+      return new Result(content, false);
+    }
+
+    static Result error(String content) {
+      return new Result(content, true);
+    }
+  }
+
+  private final ClusterSharding sharding;
+  private final OrgFileStore store;
+  private final Duration askTimeout;
+  private final SkillIndex index;
+
+  public OrgFiles(ActorSystem<?> system, OrgFileStore store, SkillIndex index, Duration askTimeout) {
+    this.sharding = ClusterSharding.get(system);
+    this.store = store;
+    this.index = index;
+    this.askTimeout = askTimeout;
+  }
+
+  /** The skills and memory section of the system prompt for {@code org}. */
+  public CompletionStage<String> promptSection(String org) {
+    return index.section(org);
+  }
+
+  public OrgFileStore store() {
+    return store;
+  }
+
+  /** Sends one write to the org's writer and waits for its commit. */
+  public CompletionStage<Outcome> write(String org, OrgFileOp op, Origin origin) {
+    return sharding.entityRefFor(OrgMemory.ENTITY_KEY, org)
+        .<Outcome>ask(replyTo -> new OrgMemory.Apply(op, origin, replyTo), askTimeout)
+        .thenApply(outcome -> {
+          if (outcome.ok()) index.invalidate(org);
+          return outcome;
+        });
+  }
+
+  /** Runs a tool call on a path in {@code /memory} or {@code /skills}. */
+  public CompletionStage<Result> execute(Caller caller, String callId, ToolCall call, int maxChars) {
+    VirtualPath path = call.path();
+    String ns = path.top();
+    String rel = String.join("/", path.segments().subList(1, path.segments().size()));
+    if (rel.length() > OrgFileStore.MAX_PATH) {
+      return done(Result.error("path " + path + " is longer than " + OrgFileStore.MAX_PATH + " characters"));
+    }
+    Origin origin = new Origin(caller.user(), caller.sessionId(), callId);
+    if (call instanceof ToolCall.Write w) {
+      return writeResult(caller.org(), new OrgFileOp.Write(ns, requireFile(path, rel), w.content(), null), origin);
+    } else if (call instanceof ToolCall.Edit e) {
+      return writeResult(caller.org(), new OrgFileOp.Edit(ns, requireFile(path, rel), e.oldString(), e.newString(), e.replaceAll()), origin);
+    }
+    return store.contents(caller.org(), ns).thenApply(files -> {
+      FileTree tree = new FileTree(files, Set.of("/" + ns));
+      try {
+        if (call instanceof ToolCall.Read r) return Result.ok(tree.read(path, r.offset(), r.limit(), maxChars));
+        if (call instanceof ToolCall.Ls) return Result.ok(tree.ls(path));
+        if (call instanceof ToolCall.Glob g) return Result.ok(tree.glob(path, g.pattern()));
+        if (call instanceof ToolCall.Grep g) return Result.ok(tree.grep(path, g.pattern(), g.glob(), maxChars));
+        return Result.error("this tool does not work on " + path);
+      } catch (ToolFailure f) {
+        return Result.error(f.getMessage());
+      }
+    });
+  }
+
+  /** All org files (both namespaces) keyed by full path, for a search over {@code /}. */
+  public CompletionStage<TreeMap<String, String>> everything(String org) {
+    return store.contents(org, OrgFileStore.MEMORY).thenCombine(store.contents(org, OrgFileStore.SKILLS), (m, s) -> {
+      TreeMap<String, String> all = new TreeMap<>(m);
+      all.putAll(s);
+      return all;
+    });
+  }
+
+  private CompletionStage<Result> writeResult(String org, OrgFileOp op, Origin origin) {
+    if (op.path() == null) return done(Result.error("a file path below /" + op.ns() + " is needed, e.g. /" + op.ns() + "/notes.md"));
+    return write(org, op, origin)
+        .thenApply(o -> o.ok() ? Result.ok(o.message()) : Result.error(o.message()))
+        .exceptionally(e -> Result.error("the write to /" + op.ns() + "/" + op.path() + " was not confirmed in time; read the file to see whether it landed"));
+  }
+
+  private static String requireFile(VirtualPath path, String rel) {
+    return rel.isEmpty() ? null : rel;
+  }
+
+  private static CompletionStage<Result> done(Result r) {
+    return CompletableFuture.completedFuture(r);
+  }
+
+  public static boolean isOrgNamespace(Namespace ns) {
+    return ns == Namespace.MEMORY || ns == Namespace.SKILLS;
+  }
+}
