@@ -71,23 +71,26 @@ public final class OrgFileStore {
     });
   }
 
-  /** Current files whose path starts with {@code prefix}, by path. */
+  /**
+   * Current files whose path starts with {@code prefix}, by path (in code-point order, whatever the
+   * database's collation: under anything but "C" the database orders and compares paths otherwise).
+   */
   public CompletionStage<List<FileInfo>> list(String org, String ns, String prefix) {
     return db.transact(c -> {
       try (PreparedStatement ps = c.prepareStatement(
           "SELECT path, version, size_bytes, updated_at, updated_by FROM org_files"
-              + " WHERE org_id = ? AND namespace = ? AND content IS NOT NULL AND path >= ? ORDER BY path")) {
+              + " WHERE org_id = ? AND namespace = ? AND content IS NOT NULL AND path LIKE ? ESCAPE '!'")) {
         ps.setString(1, org);
         ps.setString(2, ns);
-        ps.setString(3, prefix);
+        ps.setString(3, prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%");
         List<FileInfo> out = new ArrayList<>();
         try (ResultSet rs = ps.executeQuery()) {
           while (rs.next()) {
             String path = rs.getString(1);
-            if (!path.startsWith(prefix)) break;
-            out.add(new FileInfo(path, rs.getLong(2), rs.getLong(3), instant(rs, 4), rs.getString(5)));
+            if (path.startsWith(prefix)) out.add(new FileInfo(path, rs.getLong(2), rs.getLong(3), instant(rs, 4), rs.getString(5)));
           }
         }
+        out.sort(java.util.Comparator.comparing(FileInfo::path));
         return out;
       }
     });
@@ -191,14 +194,14 @@ public final class OrgFileStore {
   private List<Outcome> applyBatch(Connection c, String org, List<Request> requests) throws SQLException {
     Instant now = Instant.now();
     Boolean skillsAllowed = null;
-    Map<String, Current> files = new HashMap<>();
-    Map<String, Outcome> byCall = new HashMap<>();
+    Map<String, Current> files = prefetchFiles(c, org, requests);
+    Map<String, Outcome> byCall = storedOutcomes(c, requests);
     List<Outcome> outcomes = new ArrayList<>(requests.size());
     List<Object[]> versions = new ArrayList<>();
     List<Object[]> ops = new ArrayList<>();
     for (Request r : requests) {
       String callKey = r.origin().idempotent() ? r.origin().sessionId() + "\u0000" + r.origin().callId() : null;
-      Outcome earlier = callKey == null ? null : byCall.containsKey(callKey) ? byCall.get(callKey) : storedOutcome(c, r.origin());
+      Outcome earlier = callKey == null ? null : byCall.get(callKey);
       if (earlier != null) {
         outcomes.add(earlier);
         continue;
@@ -310,6 +313,7 @@ public final class OrgFileStore {
   /** Writes each changed file once, guarded by the version the batch read. */
   private static void writeFiles(Connection c, String org, Map<String, Current> files) throws SQLException {
     List<Object[]> inserts = new ArrayList<>();
+    List<String> updated = new ArrayList<>();
     try (PreparedStatement up = c.prepareStatement(
         "UPDATE org_files SET content = ?, version = ?, size_bytes = ?, updated_at = ?, updated_by = ?, session_id = ?"
             + " WHERE org_id = ? AND namespace = ? AND path = ? AND version = ?")) {
@@ -333,7 +337,16 @@ public final class OrgFileStore {
         up.setString(8, ns);
         up.setString(9, path);
         up.setLong(10, cur.storedVersion);
-        if (up.executeUpdate() != 1) throw new ConcurrentWriteException("/" + ns + "/" + path + " changed under the batch");
+        up.addBatch();
+        updated.add("/" + ns + "/" + path);
+      }
+      if (!updated.isEmpty()) {
+        int[] counts = up.executeBatch();
+        for (int i = 0; i < counts.length; i++) {
+          if (counts[i] != 1 && counts[i] != java.sql.Statement.SUCCESS_NO_INFO) {
+            throw new ConcurrentWriteException(updated.get(i) + " changed under the batch");
+          }
+        }
       }
     }
     batchInsert(c, "INSERT INTO org_files (org_id, namespace, path, content, version, size_bytes, updated_at, updated_by,"
@@ -351,17 +364,56 @@ public final class OrgFileStore {
     }
   }
 
-  private static Outcome storedOutcome(Connection c, Origin origin) throws SQLException {
-    try (PreparedStatement ps = c.prepareStatement("SELECT outcome FROM org_file_ops WHERE session_id = ? AND call_id = ?")) {
-      ps.setString(1, origin.sessionId());
-      ps.setString(2, origin.callId());
-      try (ResultSet rs = ps.executeQuery()) {
-        if (!rs.next()) return null;
-        return Json.MAPPER.readValue(rs.getString(1), Outcome.class);
-      } catch (JsonProcessingException e) {
-        throw new SQLException("unreadable stored outcome", e);
-      }
+  /** The files a batch touches, read in one query per namespace. */
+  private static Map<String, Current> prefetchFiles(Connection c, String org, List<Request> requests) throws SQLException {
+    Map<String, java.util.Set<String>> byNs = new HashMap<>();
+    for (Request r : requests) {
+      byNs.computeIfAbsent(r.op().ns(), k -> new java.util.LinkedHashSet<>()).add(r.op().path());
+      if (r.op() instanceof OrgFileOp.Rename rn) byNs.get(rn.ns()).add(rn.toPath());
     }
+    Map<String, Current> files = new HashMap<>();
+    for (Map.Entry<String, java.util.Set<String>> e : byNs.entrySet()) {
+      List<String> paths = new ArrayList<>(e.getValue());
+      String marks = String.join(", ", java.util.Collections.nCopies(paths.size(), "?"));
+      try (PreparedStatement ps = c.prepareStatement(
+          "SELECT path, content, version FROM org_files WHERE org_id = ? AND namespace = ? AND path IN (" + marks + ")")) {
+        ps.setString(1, org);
+        ps.setString(2, e.getKey());
+        for (int i = 0; i < paths.size(); i++) ps.setString(i + 3, paths.get(i));
+        try (ResultSet rs = ps.executeQuery()) {
+          while (rs.next()) files.put(e.getKey() + "/" + rs.getString(1), new Current(true, rs.getLong(3), rs.getString(2)));
+        }
+      }
+      for (String path : paths) files.putIfAbsent(e.getKey() + "/" + path, new Current(false, 0, null));
+    }
+    return files;
+  }
+
+  /** Outcomes already recorded for the batch's (session, call) pairs, keyed as in applyBatch. */
+  private static Map<String, Outcome> storedOutcomes(Connection c, List<Request> requests) throws SQLException {
+    java.util.Set<String> sessions = new java.util.LinkedHashSet<>();
+    java.util.Set<String> calls = new java.util.LinkedHashSet<>();
+    for (Request r : requests) {
+      if (!r.origin().idempotent()) continue;
+      sessions.add(r.origin().sessionId());
+      calls.add(r.origin().callId());
+    }
+    Map<String, Outcome> out = new HashMap<>();
+    if (sessions.isEmpty()) return out;
+    String sMarks = String.join(", ", java.util.Collections.nCopies(sessions.size(), "?"));
+    String cMarks = String.join(", ", java.util.Collections.nCopies(calls.size(), "?"));
+    try (PreparedStatement ps = c.prepareStatement("SELECT session_id, call_id, outcome FROM org_file_ops"
+        + " WHERE session_id IN (" + sMarks + ") AND call_id IN (" + cMarks + ")")) {
+      int i = 1;
+      for (String s : sessions) ps.setString(i++, s);
+      for (String cl : calls) ps.setString(i++, cl);
+      try (ResultSet rs = ps.executeQuery()) {
+        while (rs.next()) out.put(rs.getString(1) + "\u0000" + rs.getString(2), Json.MAPPER.readValue(rs.getString(3), Outcome.class));
+      }
+    } catch (JsonProcessingException e) {
+      throw new SQLException("unreadable stored outcome", e);
+    }
+    return out;
   }
 
   private static String json(Outcome outcome) {

@@ -91,7 +91,7 @@ public final class SkillIndex {
       String[] parts = e.getKey().split("/");
       if (parts.length != 4 || !parts[3].equals("SKILL.md")) continue;
       Map<String, String> front = frontMatter(e.getValue());
-      String name = front.getOrDefault("name", parts[2]);
+      String name = front.getOrDefault("name", "").isBlank() ? parts[2] : front.get("name");
       String description = front.getOrDefault("description", "(no description)");
       out.add(new Skill(name, description, e.getKey()));
     }
