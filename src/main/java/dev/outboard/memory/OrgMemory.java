@@ -106,6 +106,7 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
     List<Apply> batch = new ArrayList<>(Math.min(queue.size(), MAX_BATCH));
     while (!queue.isEmpty() && batch.size() < MAX_BATCH) batch.add(queue.poll());
     writing = true;
+    dev.outboard.ops.Metrics.ORG_WRITE_BATCH.observe(batch.size());
     getContext().pipeToSelf(applyWithRetry(batch), (outcomes, error) -> new BatchDone(batch, outcomes, error));
   }
 

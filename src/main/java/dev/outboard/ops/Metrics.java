@@ -23,6 +23,10 @@ public final class Metrics {
           .classicUpperBounds(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
           .register(REGISTRY);
 
+  public static final Histogram ORG_WRITE_BATCH =
+      Histogram.builder().name("outboard_org_write_batch_size").help("Org-file writes committed together in one transaction")
+          .classicUpperBounds(1, 2, 4, 8, 16, 32, 64, 128, 256, 500).register(REGISTRY);
+
   public static final Counter HTTP_REQUESTS =
       Counter.builder().name("outboard_http_requests_total").help("API requests, by status class")
           .labelNames("status").register(REGISTRY);
