@@ -74,8 +74,10 @@ public final class ApiError extends RuntimeException {
       case 409 -> "conflict";
       case 412 -> "precondition_failed";
       case 413 -> "payload_too_large";
+      case 414 -> "uri_too_long";
       case 415 -> "unsupported_media_type";
       case 429 -> "too_many_requests";
+      case 431 -> "headers_too_large";
       case 503 -> "unavailable";
       default -> status.isSuccess() ? "ok" : status.intValue() >= 500 ? "internal" : "request_error";
     };

@@ -27,6 +27,8 @@ import org.apache.pekko.http.javadsl.server.Route;
 /** {@code /v1/files/{ns}/...}: the org's memory and skills files over HTTP (API.md "Org files"). */
 public final class FileRoutes extends AllDirectives {
   private static final Set<String> NAMESPACES = Set.of(OrgFileStore.MEMORY, OrgFileStore.SKILLS);
+  private static final java.util.regex.Pattern ENCODED =
+      java.util.regex.Pattern.compile("%(2e|2f|5c|00)", java.util.regex.Pattern.CASE_INSENSITIVE);
 
   public record Listing(List<Entry> files) {}
 
@@ -69,7 +71,11 @@ public final class FileRoutes extends AllDirectives {
    */
   static String filePath(String ns, String raw) {
     try {
-      VirtualPath.parse("/" + ns + raw);
+      // Before decoding, only what decoding would hide; the limits apply to the decoded path (a
+      // legal name of 255 non-ASCII characters is far longer percent-encoded).
+      if (ENCODED.matcher(raw).find()) {
+        throw ApiError.badRequest("the path contains a percent-encoded '.', '/', '\\' or NUL; write it literally");
+      }
       VirtualPath path = VirtualPath.parse("/" + ns + percentDecode(raw));
       if (path.segments().size() < 2) throw ApiError.badRequest("a file path is needed after /" + ns + "/");
       String rel = String.join("/", path.segments().subList(1, path.segments().size()));
