@@ -38,6 +38,30 @@ run_writers() {
     [[ $(result "$name" errors) == 0 ]] || die "the $name run had failed writes"
 }
 
+# run_inprocess: the org writer without HTTP (inprocess/OrgWriterBenchmark.java, compiled against
+# the service jar), on its own fresh database; its RESULT lines are kept in $WORK/inprocess.txt.
+run_inprocess() {
+    local classes=$WORK/inprocess-classes ports http_port management_port rc=0
+    log "Outboard org writer in-process (no HTTP): 1, 16, 64 writers x $MEM_SECONDS s"
+    mkdir -p "$classes"
+    javac -nowarn -d "$classes" -cp "$OUTBOARD_JAR" inprocess/OrgWriterBenchmark.java
+    "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS outboard_bench_inprocess WITH (FORCE)" \
+        -c "CREATE DATABASE outboard_bench_inprocess" >/dev/null
+    ports=$(free_ports)
+    read -r http_port management_port _ <<<"$ports"
+    run_logged "$WORK/inprocess.txt" timeout $((3 * MEM_SECONDS + 120)) \
+        java -cp "$classes:$OUTBOARD_JAR" OrgWriterBenchmark \
+            "jdbc:postgresql://127.0.0.1:5432/outboard_bench_inprocess" "$http_port" "$management_port" \
+            "$MEM_SECONDS" 1 16 64 || rc=$?
+    grep '^RESULT' "$WORK/inprocess.txt" || true
+    (( rc == 0 )) || die "the in-process run failed (exit $rc)"
+}
+
+inprocess() {
+    awk -v w="writers=$1" -v k="$2=" '$1 == "RESULT" && $2 == "inprocess" && $3 == w {
+        for (i = 4; i <= NF; i++) if (index($i, k) == 1) print substr($i, length(k) + 1) }' "$WORK/inprocess.txt"
+}
+
 # ---- summary --------------------------------------------------------------------------------
 
 print_summary() {
@@ -53,6 +77,12 @@ print_summary() {
         bench+=" w${n}_writes_per_s=$(result "w$n" writes_per_s) w${n}_p50_ms=$(result "w$n" p50_ms)"
         bench+=" w${n}_p99_ms=$(result "w$n" p99_ms)"
     done
+    for n in 1 16 64; do
+        label="Org writer in-process, $n writer"; (( n == 1 )) || label+=s
+        printf '%-34s writes/s %9.1f   p50 %8.3f ms   p99 %8.3f ms\n' \
+            "$label" "$(inprocess "$n" writes_per_s)" "$(inprocess "$n" p50_ms)" "$(inprocess "$n" p99_ms)"
+        bench+=" inproc${n}_writes_per_s=$(inprocess "$n" writes_per_s)"
+    done
     printf '%s\n' "$line"
 
     ratio16=$(ratio "$(result w16 writes_per_s)" "$PG16_TPS")
@@ -63,6 +93,8 @@ print_summary() {
         "16-writer writes/s / pgbench 16-client tps" "$ratio16" "$v16"
     printf '%-52s %6s  (no bar)\n' \
         "64-writer writes/s / pgbench 16-client tps" "$ratio64"
+    printf '%-52s %6s  (the bar, without HTTP)\n' \
+        "in-process 16-writer writes/s / pgbench 16 tps" "$(ratio "$(inprocess 16 writes_per_s)" "$PG16_TPS")"
     printf '%s\n' "$line"
     printf '%s ratio16=%s ratio64=%s\n' "$bench" "$ratio16" "$ratio64"
 }
@@ -84,6 +116,7 @@ main() {
         run_writers w16 16 "$MEM_SECONDS" "$MEM_CLIENT_WARMUP_SECONDS"
         run_writers w64 64 "$MEM_SECONDS" "$MEM_CLIENT_WARMUP_SECONDS"
         stop_service
+        run_inprocess
     fi
     print_summary
     exit_if_bars_missed
