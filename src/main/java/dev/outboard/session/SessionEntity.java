@@ -4,10 +4,12 @@ import com.fasterxml.jackson.annotation.JsonValue;
 import dev.outboard.JsonSerializable;
 import dev.outboard.model.Block;
 import dev.outboard.model.Message;
+import dev.outboard.model.ModelCallException;
 import dev.outboard.model.ModelClient;
 import dev.outboard.model.ModelClients;
 import dev.outboard.model.ModelRequest;
 import dev.outboard.model.ModelResponse;
+import dev.outboard.model.Secrets;
 import dev.outboard.model.Usage;
 import dev.outboard.ops.Metrics;
 import dev.outboard.tools.ToolCall;
@@ -557,7 +559,8 @@ public final class SessionEntity
         return new ModelAnswered(turn, response);
       }
       Throwable cause = error instanceof java.util.concurrent.CompletionException && error.getCause() != null ? error.getCause() : error;
-      return new ModelFailed(turn, "model_error", String.valueOf(cause.getMessage()));
+      if (cause instanceof ModelCallException m) return new ModelFailed(turn, m.code(), m.getMessage());
+      return new ModelFailed(turn, "model_error", Secrets.redact(String.valueOf(cause.getMessage())));
     });
   }
 
