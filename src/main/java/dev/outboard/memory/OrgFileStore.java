@@ -17,7 +17,6 @@ import java.time.OffsetDateTime;
 import java.time.ZoneOffset;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -430,17 +429,5 @@ public final class OrgFileStore {
 
   private static Instant instant(ResultSet rs, int column) throws SQLException {
     return rs.getObject(column, OffsetDateTime.class).toInstant();
-  }
-
-  /** For the prompt: a map of path → content, bounded; used by {@link SkillIndex}. */
-  static LinkedHashMap<String, String> firstLines(Map<String, String> files, int maxEntries) {
-    LinkedHashMap<String, String> out = new LinkedHashMap<>();
-    for (Map.Entry<String, String> e : files.entrySet()) {
-      if (out.size() >= maxEntries) break;
-      String content = e.getValue();
-      int nl = content.indexOf('\n');
-      out.put(e.getKey(), (nl < 0 ? content : content.substring(0, nl)).strip());
-    }
-    return out;
   }
 }

@@ -2,6 +2,7 @@ package dev.outboard.memory;
 
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
@@ -70,7 +71,7 @@ public final class SkillIndex {
     if (!memory.isEmpty()) {
       sb.append("\nMemory files:\n");
       int shown = 0;
-      for (Map.Entry<String, String> e : OrgFileStore.firstLines(memory, Integer.MAX_VALUE).entrySet()) {
+      for (Map.Entry<String, String> e : firstLines(memory).entrySet()) {
         String first = e.getValue().length() > 160 ? e.getValue().substring(0, 160) + "..." : e.getValue();
         String line = "- " + e.getKey() + (first.isEmpty() ? "" : ": " + first) + "\n";
         if (sb.length() + line.length() > budgetChars) {
@@ -111,6 +112,17 @@ public final class SkillIndex {
         value = value.substring(1, value.length() - 1);
       }
       out.put(lines[i].substring(0, colon).strip(), value);
+    }
+    return out;
+  }
+
+  /** Each file's first line, stripped, by path. */
+  static LinkedHashMap<String, String> firstLines(Map<String, String> files) {
+    LinkedHashMap<String, String> out = new LinkedHashMap<>();
+    for (Map.Entry<String, String> e : files.entrySet()) {
+      String content = e.getValue();
+      int nl = content.indexOf('\n');
+      out.put(e.getKey(), (nl < 0 ? content : content.substring(0, nl)).strip());
     }
     return out;
   }
