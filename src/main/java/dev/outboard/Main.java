@@ -11,7 +11,12 @@ import dev.outboard.memory.OrgFileStore;
 import dev.outboard.memory.OrgFiles;
 import dev.outboard.memory.OrgMemory;
 import dev.outboard.memory.SkillIndex;
+import dev.outboard.model.ModelClient;
 import dev.outboard.model.ModelClients;
+import dev.outboard.model.OpenAiModel;
+import dev.outboard.model.ProviderSettings;
+import dev.outboard.model.RetryPolicy;
+import dev.outboard.model.RetryingModelClient;
 import dev.outboard.model.ScriptedModel;
 import dev.outboard.session.SessionEntity;
 import dev.outboard.session.SessionEventStream;
@@ -27,7 +32,9 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
+import java.util.ArrayList;
 import java.util.EnumSet;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import org.apache.pekko.Done;
 import org.apache.pekko.actor.CoordinatedShutdown;
@@ -92,7 +99,7 @@ public final class Main {
     joinCluster(system, config);
 
     boolean scriptedAllowed = store.embedded() || config.getBoolean("outboard.allow-scripted");
-    ModelClients models = new ModelClients(config.getString("outboard.model.default-provider"), new ScriptedModel());
+    ModelClients models = modelClients(config.getConfig("outboard.model"));
     PathRouter router = new PathRouter(EnumSet.of(Namespace.SESSION, Namespace.MEMORY, Namespace.SKILLS));
     SessionSettings sessionSettings = SessionSettings.from(config);
     SessionIndex index = new SessionIndex(db, config.getDuration("outboard.idempotency-ttl"));
@@ -116,6 +123,16 @@ public final class Main {
         new FileRoutes(auth, orgFiles, config.getBytes("outboard.http.max-body-bytes")).routes());
     HttpServer.start(system, routes, config.getString("outboard.http.interface"), config.getInt("outboard.http.port"));
     return db;
+  }
+
+  /** The scripted model, and each provider that has a key or a base URL of its own, behind the retry loop. */
+  private static ModelClients modelClients(Config modelConfig) {
+    RetryPolicy retry = RetryPolicy.from(modelConfig.getConfig("retry"));
+    List<ModelClient> clients = new ArrayList<>(List.of(new ScriptedModel()));
+    ProviderSettings openai = ProviderSettings.from(modelConfig, "openai");
+    if (openai.configured("https://api.openai.com/v1")) clients.add(new RetryingModelClient(new OpenAiModel(openai), retry));
+    for (ModelClient c : clients) log.info("model provider available: {}", c.provider());
+    return new ModelClients(modelConfig.getString("default-provider"), clients.toArray(ModelClient[]::new));
   }
 
   private static void joinCluster(ActorSystem<?> system, Config config) {
