@@ -11,6 +11,7 @@ import dev.outboard.memory.OrgFileStore;
 import dev.outboard.memory.OrgFiles;
 import dev.outboard.memory.OrgMemory;
 import dev.outboard.memory.SkillIndex;
+import dev.outboard.model.AnthropicModel;
 import dev.outboard.model.ModelClient;
 import dev.outboard.model.ModelClients;
 import dev.outboard.model.OpenAiModel;
@@ -129,6 +130,8 @@ public final class Main {
   private static ModelClients modelClients(Config modelConfig) {
     RetryPolicy retry = RetryPolicy.from(modelConfig.getConfig("retry"));
     List<ModelClient> clients = new ArrayList<>(List.of(new ScriptedModel()));
+    ProviderSettings anthropic = ProviderSettings.from(modelConfig, "anthropic");
+    if (anthropic.configured("https://api.anthropic.com")) clients.add(new RetryingModelClient(new AnthropicModel(anthropic), retry));
     ProviderSettings openai = ProviderSettings.from(modelConfig, "openai");
     if (openai.configured("https://api.openai.com/v1")) clients.add(new RetryingModelClient(new OpenAiModel(openai), retry));
     for (ModelClient c : clients) log.info("model provider available: {}", c.provider());
