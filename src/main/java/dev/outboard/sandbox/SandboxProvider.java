@@ -1,0 +1,67 @@
+package dev.outboard.sandbox;
+
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.CompletionStage;
+
+/**
+ * Where sandboxes come from (DESIGN.md §4): an isolated process tree with a private
+ * {@code /workspace}, no network and an environment scrubbed of every secret. Implementations:
+ * local bubblewrap today; remote (a sandbox host over HTTP) and microVMs or pods later. Every call
+ * is asynchronous; blocking process work runs on the provider's own threads.
+ *
+ * <p>Sandbox ids outlive the caller: a session that restarts, or moves to another node, asks for
+ * the same id again. A sandbox that is gone answers {@link SandboxGoneException}.
+ */
+public interface SandboxProvider extends AutoCloseable {
+
+  enum State {
+    ACTIVE,
+    SUSPENDED,
+    HIBERNATED
+  }
+
+  /** Limits of one sandbox. */
+  record Limits(long memoryBytes, int maxProcesses, Duration cpuTime, long maxOutputBytes, Duration defaultTimeout) {}
+
+  /** The outcome of one command; {@code truncated} says the output cap cut it. */
+  record ExecResult(int exitCode, String output, boolean truncated, boolean timedOut, Duration took) {}
+
+  /** A directory entry below {@code /workspace}. */
+  record Entry(String path, boolean directory, long size) {}
+
+  /** Creates a sandbox with an empty workspace (or restores one from {@code snapshot}, when given). */
+  CompletionStage<String> create(Limits limits, byte[] snapshot);
+
+  /**
+   * Runs {@code command} in the sandbox's shell (cwd and exported variables persist between calls).
+   * {@code executionId} makes the call idempotent: asking again with the same id returns the first
+   * run's result instead of running it twice.
+   */
+  CompletionStage<ExecResult> exec(String sandboxId, String executionId, String command, Duration timeout);
+
+  CompletionStage<String> read(String sandboxId, String path);
+
+  CompletionStage<Void> write(String sandboxId, String path, String content);
+
+  CompletionStage<List<Entry>> list(String sandboxId, String path);
+
+  /** Freezes the process tree; the next call resumes it. */
+  CompletionStage<Void> suspend(String sandboxId);
+
+  CompletionStage<Void> resume(String sandboxId);
+
+  /** Stops the processes and keeps the workspace; returns a snapshot of it (a tar archive). */
+  CompletionStage<byte[]> hibernate(String sandboxId);
+
+  CompletionStage<Void> destroy(String sandboxId);
+
+  CompletionStage<State> state(String sandboxId);
+
+  /** The sandbox is gone: its processes died, its host restarted, or it was destroyed. */
+  final class SandboxGoneException extends RuntimeException {
+    public SandboxGoneException(String sandboxId, String why) {
+      super("sandbox " + sandboxId + " is gone: " + why, null, false, false);
+    }
+  }
+}
