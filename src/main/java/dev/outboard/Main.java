@@ -19,6 +19,9 @@ import dev.outboard.model.ProviderSettings;
 import dev.outboard.model.RetryPolicy;
 import dev.outboard.model.RetryingModelClient;
 import dev.outboard.model.ScriptedModel;
+import dev.outboard.sandbox.SandboxHandle;
+import dev.outboard.sandbox.SandboxProvider;
+import dev.outboard.sandbox.bwrap.BwrapSandboxProvider;
 import dev.outboard.session.SessionEntity;
 import dev.outboard.session.SessionEventStream;
 import dev.outboard.session.SessionIndex;
@@ -37,6 +40,8 @@ import java.util.ArrayList;
 import java.util.EnumSet;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import org.apache.pekko.Done;
 import org.apache.pekko.actor.CoordinatedShutdown;
 import org.apache.pekko.actor.typed.ActorSystem;
@@ -101,7 +106,10 @@ public final class Main {
 
     boolean scriptedAllowed = store.embedded() || config.getBoolean("outboard.allow-scripted");
     ModelClients models = modelClients(config.getConfig("outboard.model"));
-    PathRouter router = new PathRouter(EnumSet.of(Namespace.SESSION, Namespace.MEMORY, Namespace.SKILLS));
+    SandboxProvider sandboxes = sandboxProvider(system, config, store);
+    EnumSet<Namespace> mounted = EnumSet.of(Namespace.SESSION, Namespace.MEMORY, Namespace.SKILLS);
+    if (sandboxes != null) mounted.add(Namespace.WORKSPACE);
+    PathRouter router = new PathRouter(mounted);
     SessionSettings sessionSettings = SessionSettings.from(config);
     SessionIndex index = new SessionIndex(db, config.getDuration("outboard.idempotency-ttl"));
 
@@ -111,7 +119,8 @@ public final class Main {
     OrgFiles orgFiles = new OrgFiles(system, orgStore,
         new SkillIndex(orgStore, memory.getInt("prompt-budget-chars"), memory.getDuration("prompt-index-ttl")),
         memory.getDuration("write-timeout"));
-    SessionEntity.init(system, new SessionEntity.Services(models, router, index, sessionSettings, orgFiles));
+    SessionEntity.init(system, new SessionEntity.Services(models, router, index, sessionSettings, orgFiles,
+        sandboxes, sandboxes == null ? null : SandboxHandle.Settings.from(config)));
 
     ApiKeys keys = new ApiKeys(db, config.getDuration("outboard.auth-cache-ttl"));
     if (store.embedded()) writeDevKey(keys, store.dataDir());
@@ -124,6 +133,36 @@ public final class Main {
         new FileRoutes(auth, orgFiles, config.getBytes("outboard.http.max-body-bytes")).routes());
     HttpServer.start(system, routes, config.getString("outboard.http.interface"), config.getInt("outboard.http.port"));
     return db;
+  }
+
+  /**
+   * Embedded mode runs sandboxes on this machine with bubblewrap under {@code <data-dir>/sandboxes}.
+   * Without bwrap the provider still mounts /workspace: each call answers that bubblewrap is
+   * missing, and the session goes on. Remote sandbox hosts (cluster mode) are not wired yet.
+   */
+  private static SandboxProvider sandboxProvider(ActorSystem<?> system, Config config, StoreSettings store) {
+    if (!config.getBoolean("outboard.sandbox.enabled")) return null;
+    if (!store.embedded()) {
+      log.warn("no sandbox provider: remote sandbox hosts are not implemented yet; /workspace and bash are unavailable");
+      return null;
+    }
+    ExecutorService executor = Executors.newCachedThreadPool(r -> {
+      Thread t = new Thread(r, "sandbox-io");
+      t.setDaemon(true);
+      return t;
+    });
+    BwrapSandboxProvider provider = new BwrapSandboxProvider(store.dataDir().resolve("sandboxes"), executor);
+    if (provider.available()) {
+      log.info("sandboxes: bubblewrap under {}", store.dataDir().resolve("sandboxes"));
+    } else {
+      log.warn("sandboxes: {}; /workspace and bash calls will fail until it is", SandboxHandle.BWRAP_MISSING);
+    }
+    CoordinatedShutdown.get(system).addTask(CoordinatedShutdown.PhaseServiceStop(), "stop-sandboxes", () -> {
+      provider.close();
+      executor.shutdownNow();
+      return CompletableFuture.completedFuture(Done.getInstance());
+    });
+    return provider;
   }
 
   /** The scripted model, and each provider that has a key or a base URL of its own, behind the retry loop. */

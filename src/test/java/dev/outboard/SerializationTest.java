@@ -111,7 +111,10 @@ class SerializationTest {
         new SessionEntity.SessionCompleted("all done", T1),
         new SessionEntity.SessionCompleted("", T1),
         new SessionEntity.SessionFailed("max_turns", "the session used its budget of 12 turns", T1),
-        new SessionEntity.SessionCancelled(T1));
+        new SessionEntity.SessionCancelled(T1),
+        new SessionEntity.SandboxAttached("sbx-1", T1),
+        new SessionEntity.SandboxReplaced("sbx-1", "sbx-2", T1),
+        new SessionEntity.SandboxChanged("suspended", T1));
   }
 
   List<Command> commands() {
@@ -137,7 +140,8 @@ class SerializationTest {
     return new SessionEntity.State("s-1", "acme", "alice", SessionEntity.Status.FAILED, SPEC, 2, messages,
         List.of("toolu_2_0", "toolu_2_1"), List.of(RESULT, FAILED_RESULT), List.of("later", "even later"),
         new SessionFiles(files), new Usage(1200, 340, 7, 9), "done",
-        new Summary.ErrorView("max_turns", "the session used its budget of 12 turns"), T0, T1);
+        new Summary.ErrorView("max_turns", "the session used its budget of 12 turns"), T0, T1,
+        new SessionEntity.SandboxInfo("sbx-2", "hibernated"));
   }
 
   private Object roundTrip(Object original) {

@@ -12,6 +12,8 @@ import dev.outboard.model.ModelResponse;
 import dev.outboard.model.Secrets;
 import dev.outboard.model.Usage;
 import dev.outboard.ops.Metrics;
+import dev.outboard.sandbox.SandboxHandle;
+import dev.outboard.sandbox.SandboxProvider;
 import dev.outboard.tools.ToolCall;
 import dev.outboard.tools.ToolCatalog;
 import dev.outboard.memory.OrgFiles;
@@ -34,6 +36,7 @@ import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.SupervisorStrategy;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.AskPattern;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
 import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
@@ -99,6 +102,9 @@ public final class SessionEntity
     INSTANCE
   }
 
+  /** The session's {@link SandboxHandle} reports a change. */
+  private record SandboxReported(SandboxHandle.Report report) implements Command {}
+
   /** The tool calls of a turn that needed outside systems have all come back. */
   private record ToolsFinished(int turn, List<Event> completions) implements Command {}
 
@@ -134,7 +140,19 @@ public final class SessionEntity
 
   public record SessionCancelled(Instant at) implements Event {}
 
+  /** The session's sandbox got its first sandbox {@code sandboxId}. */
+  public record SandboxAttached(String sandboxId, Instant at) implements Event {}
+
+  /** The sandbox {@code oldId} was gone and {@code newId} took its place. */
+  public record SandboxReplaced(String oldId, String newId, Instant at) implements Event {}
+
+  /** The sandbox went to {@code state} (API.md: provisioning, active, suspended, hibernated, replacing, destroyed, none). */
+  public record SandboxChanged(String state, Instant at) implements Event {}
+
   // ---------------------------------------------------------------- state
+
+  /** The session's sandbox as recorded: its id (null before the first) and state. */
+  public record SandboxInfo(String id, String state) implements JsonSerializable {}
 
   public enum Status {
     NEW,
@@ -175,12 +193,13 @@ public final class SessionEntity
       String result,
       Summary.ErrorView error,
       Instant createdAt,
-      Instant updatedAt)
+      Instant updatedAt,
+      SandboxInfo sandbox)
       implements JsonSerializable {
 
     public static State empty(String id) {
       return new State(id, null, null, Status.NEW, null, 0, List.of(), List.of(), List.of(), List.of(),
-          SessionFiles.EMPTY, Usage.ZERO, null, null, null, null);
+          SessionFiles.EMPTY, Usage.ZERO, null, null, null, null, null);
     }
 
     /** True when the loop should call the model next. */
@@ -191,7 +210,7 @@ public final class SessionEntity
     public Summary summary() {
       return new Summary(id, org, user, status.wire(), turns,
           new Summary.UsageView(usage.inputTokens(), usage.outputTokens(), usage.cacheReadTokens(), usage.cacheWriteTokens()),
-          new Summary.SandboxView("none"), result, error, spec == null ? null : spec.metadata(), createdAt, updatedAt);
+          sandbox == null ? new Summary.SandboxView("none") : new Summary.SandboxView(sandbox.state(), sandbox.id()), result, error, spec == null ? null : spec.metadata(), createdAt, updatedAt);
     }
 
     /** The transcript, including the finished part of a turn in progress. */
@@ -214,7 +233,7 @@ public final class SessionEntity
     }
 
     State with(Status status, Instant at) {
-      return new State(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage, result, error, createdAt, at);
+      return new State(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage, result, error, createdAt, at, sandbox);
     }
   }
 
@@ -222,9 +241,20 @@ public final class SessionEntity
 
   /** What a session needs from its node; {@code orgFiles} is null where no org store is mounted. */
   public record Services(
-      ModelClients models, PathRouter router, SessionObserver observer, SessionSettings settings, OrgFiles orgFiles) {
+      ModelClients models, PathRouter router, SessionObserver observer, SessionSettings settings, OrgFiles orgFiles,
+      SandboxProvider sandboxes, SandboxHandle.Settings sandboxSettings) {
     public Services(ModelClients models, PathRouter router, SessionObserver observer, SessionSettings settings) {
       this(models, router, observer, settings, null);
+    }
+
+    public Services(
+        ModelClients models, PathRouter router, SessionObserver observer, SessionSettings settings, OrgFiles orgFiles) {
+      this(models, router, observer, settings, orgFiles, null, null);
+    }
+
+    /** True when {@code /workspace} and {@code bash} have a sandbox behind them. */
+    public boolean hasSandboxes() {
+      return sandboxes != null && router.isMounted(Namespace.WORKSPACE);
     }
   }
 
@@ -246,11 +276,15 @@ public final class SessionEntity
   private final Services services;
   private final ActorContext<Command> ctx;
   private final TimerScheduler<Command> timers;
+  /** For asks made off the actor's thread (the tool chain), where the context must not be touched. */
+  private final org.apache.pekko.actor.typed.Scheduler scheduler;
   /** The turn whose model call is in flight, so that it is never asked twice by this incarnation. */
   private int callInFlight;
   private long turnStartNanos;
   /** The status this incarnation last reported to the observer. */
   private Status reported;
+  /** The sandbox child, spawned on the first /workspace call (or to destroy a recorded sandbox). */
+  private ActorRef<SandboxHandle.Command> sandbox;
 
   private SessionEntity(String sessionId, ActorRef<ClusterSharding.ShardCommand> shard, Services services,
       ActorContext<Command> ctx, TimerScheduler<Command> timers) {
@@ -261,6 +295,7 @@ public final class SessionEntity
     this.services = services;
     this.ctx = ctx;
     this.timers = timers;
+    this.scheduler = ctx.getSystem().scheduler();
   }
 
   @Override
@@ -309,6 +344,7 @@ public final class SessionEntity
         .onCommand(Get.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(s.summary())))
         .onCommand(GetTranscript.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(s.transcript())))
         .onCommand(IdleTimeout.class, this::onIdleTimeout)
+        .onCommand(SandboxReported.class, this::onSandboxReported)
         .onCommand(Stop.class, (s, c) -> Effect().stop().thenNoReply())
         // A model answer or failure for a session that is no longer running (cancelled) is dropped.
         .onCommand(ModelAnswered.class, (s, c) -> Effect().none().thenNoReply())
@@ -388,15 +424,30 @@ public final class SessionEntity
     return Effect().persist(events).thenRun(this::afterPersist).thenNoReply();
   }
 
-  /** True if the call's result comes from outside the session's state (org files; later sandboxes). */
+  private boolean runsInSandbox(Block.ToolUse use) {
+    try {
+      return usesSandbox(ToolCatalog.parse(use.name(), use.input()));
+    } catch (IllegalArgumentException e) {
+      return false;
+    }
+  }
+
+  /** True if {@code call} runs in the session's sandbox: {@code bash}, or a file tool on {@code /workspace}. */
+  private boolean usesSandbox(ToolCall call) {
+    if (!services.hasSandboxes()) return false;
+    return call instanceof ToolCall.Bash || (!call.path().isRoot() && call.path().top().equals(Namespace.WORKSPACE.dir()));
+  }
+
+  /** True if the call's result comes from outside the session's state (org files, the sandbox). */
   private boolean needsOutsideSystem(Block.ToolUse use) {
-    if (services.orgFiles() == null) return false;
     ToolCall call;
     try {
       call = ToolCatalog.parse(use.name(), use.input());
     } catch (IllegalArgumentException e) {
       return false;
     }
+    if (usesSandbox(call)) return true;
+    if (services.orgFiles() == null) return false;
     PathRouter router = services.router();
     if (call.path().isRoot()) return router.isMounted(Namespace.MEMORY) || router.isMounted(Namespace.SKILLS);
     return Namespace.ofDir(call.path().top()).filter(router::isMounted).filter(OrgFiles::isOrgNamespace).isPresent();
@@ -408,10 +459,11 @@ public final class SessionEntity
    */
   private void runTools(State state, int turn, List<Block.ToolUse> calls) {
     if (state.status() != Status.RUNNING) return;
+    ActorRef<SandboxHandle.Command> handle = calls.stream().anyMatch(this::runsInSandbox) ? sandbox(state) : null;
     record Progress(SessionFiles files, List<Event> completions) {}
     CompletionStage<Progress> chain = CompletableFuture.completedFuture(new Progress(state.files(), new ArrayList<>()));
     for (Block.ToolUse use : calls) {
-      chain = chain.thenCompose(p -> executeToolAsync(state, p.files(), use).thenApply(outcome -> {
+      chain = chain.thenCompose(p -> executeToolAsync(state, p.files(), use, handle).thenApply(outcome -> {
         Metrics.TOOL_CALLS.labelValues(ToolCatalog.spec(use.name()).isPresent() ? use.name() : "unknown", outcome.isError() ? "error" : "ok").inc();
         p.completions().add(new ToolCallCompleted(turn, use.id(), outcome.content(), outcome.isError(), outcome.change(), Instant.now()));
         return new Progress(outcome.change() == null ? p.files() : p.files().apply(outcome.change()), p.completions());
@@ -428,11 +480,13 @@ public final class SessionEntity
     });
   }
 
-  private CompletionStage<SessionFiles.Outcome> executeToolAsync(State state, SessionFiles files, Block.ToolUse use) {
+  private CompletionStage<SessionFiles.Outcome> executeToolAsync(
+      State state, SessionFiles files, Block.ToolUse use, ActorRef<SandboxHandle.Command> handle) {
     if (!needsOutsideSystem(use)) return CompletableFuture.completedFuture(executeTool(files, use));
     ToolCall call = ToolCatalog.parse(use.name(), use.input());
     OrgFiles orgFiles = services.orgFiles();
     int maxChars = services.settings().fileLimits().maxOutputChars();
+    if (usesSandbox(call)) return inSandbox(handle, use.id(), call, maxChars);
     if (call.path().isRoot()) {
       // A search over / covers every namespace the session can see.
       return orgFiles.everything(state.org()).thenApply(org -> {
@@ -450,6 +504,47 @@ public final class SessionEntity
     }
     return orgFiles.execute(new OrgFiles.Caller(state.org(), state.user(), sessionId), use.id(), call, maxChars)
         .thenApply(r -> new SessionFiles.Outcome(r.content(), r.isError(), null));
+  }
+
+  /** Asks the sandbox child to run {@code call}; thread-safe (runs inside the tool chain). */
+  private CompletionStage<SessionFiles.Outcome> inSandbox(
+      ActorRef<SandboxHandle.Command> handle, String callId, ToolCall call, int maxChars) {
+    Duration command = call instanceof ToolCall.Bash b && b.timeoutMs() != null
+        ? Duration.ofMillis(b.timeoutMs()) : services.sandboxSettings().limits().defaultTimeout();
+    // Room for provisioning, a resume from hibernation or a replacement on top of the command itself.
+    Duration timeout = command.plus(Duration.ofMinutes(2));
+    return AskPattern.<SandboxHandle.Command, SandboxHandle.Result>ask(handle,
+            replyTo -> new SandboxHandle.Run(callId, call, maxChars, replyTo), timeout, scheduler)
+        .handle((r, e) -> e == null
+            ? new SessionFiles.Outcome(r.content(), r.isError(), null)
+            : new SessionFiles.Outcome("the sandbox did not answer within " + timeout.toSeconds() + " s", true, null));
+  }
+
+  /** The sandbox child; spawned on first use, knowing the sandbox the session recorded (if any). */
+  private ActorRef<SandboxHandle.Command> sandbox(State state) {
+    if (sandbox == null) {
+      ActorRef<SandboxHandle.Report> reports = ctx.messageAdapter(SandboxHandle.Report.class, SandboxReported::new);
+      SandboxInfo known = state.sandbox();
+      sandbox = ctx.spawnAnonymous(SandboxHandle.create(services.sandboxes(), services.sandboxSettings(), reports,
+          known == null ? null : known.id(), known == null ? null : known.state()));
+    }
+    return sandbox;
+  }
+
+  /** Records what the sandbox child reported: a new sandbox id and/or a new state. */
+  private ReplyEffect<Event, State> onSandboxReported(State state, SandboxReported msg) {
+    if (state.status() == Status.NEW) return Effect().none().thenNoReply();
+    SandboxHandle.Report r = msg.report();
+    SandboxInfo known = state.sandbox();
+    String knownId = known == null ? null : known.id();
+    Instant now = Instant.now();
+    List<Event> events = new ArrayList<>();
+    if (r.sandboxId() != null && !r.sandboxId().equals(knownId)) {
+      events.add(knownId == null ? new SandboxAttached(r.sandboxId(), now) : new SandboxReplaced(knownId, r.sandboxId(), now));
+    }
+    if (known == null || !r.state().equals(known.state())) events.add(new SandboxChanged(r.state(), now));
+    if (events.isEmpty()) return Effect().none().thenNoReply();
+    return Effect().persist(events).thenNoReply();
   }
 
   private ReplyEffect<Event, State> onModelFailed(State state, ModelFailed msg) {
@@ -522,6 +617,7 @@ public final class SessionEntity
   /** Side effects after a write: next model call, idle timer, sessions list. */
   private void afterPersist(State state) {
     long seq = lastSequenceNumber(ctx);
+    if (state.status().finished()) destroySandbox(state);
     if (state.status() == Status.RUNNING) {
       timers.cancel(IdleTimeout.INSTANCE);
       if (state.readyForModel()) callModel(state);
@@ -532,6 +628,14 @@ public final class SessionEntity
       reported = state.status();
       services.observer().statusChanged(state.summary(), seq);
     }
+  }
+
+  /** A finished session destroys its sandbox, if it has or had one. */
+  private void destroySandbox(State state) {
+    boolean recorded = state.sandbox() != null && !state.sandbox().state().equals("destroyed") && state.sandbox().id() != null;
+    if (services.sandboxes() == null || (sandbox == null && !recorded)) return;
+    sandbox(state).tell(SandboxHandle.Destroy.INSTANCE);
+    sandbox = null;
   }
 
   private void callModel(State state) {
@@ -601,32 +705,32 @@ public final class SessionEntity
     if (event instanceof SessionStarted e) {
       return new State(e.sessionId(), e.org(), e.user(), Status.RUNNING, e.spec(), 0,
           List.of(Message.user(List.of(new Block.Text(e.spec().prompt())))), List.of(), List.of(), List.of(),
-          SessionFiles.EMPTY, Usage.ZERO, null, null, at, at);
+          SessionFiles.EMPTY, Usage.ZERO, null, null, at, at, null);
     } else if (event instanceof UserMessageAdded e) {
       if (s.status() == Status.WAITING) {
         return new State(s.id(), s.org(), s.user(), Status.RUNNING, s.spec(), s.turns(),
             append(s.messages(), Message.user(List.of(new Block.Text(e.text())))), s.openCalls(), s.results(),
-            s.queued(), s.files(), s.usage(), null, s.error(), s.createdAt(), at);
+            s.queued(), s.files(), s.usage(), null, s.error(), s.createdAt(), at, s.sandbox());
       }
       return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(), s.openCalls(),
-          s.results(), append(s.queued(), e.text()), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), at);
+          s.results(), append(s.queued(), e.text()), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), at, s.sandbox());
     } else if (event instanceof ModelResponded e) {
       State next = new State(s.id(), s.org(), s.user(), s.status(), s.spec(), e.turn(),
           append(s.messages(), Message.assistant(e.content())), s.openCalls(), s.results(), s.queued(), s.files(),
-          s.usage().plus(e.usage()), s.result(), s.error(), s.createdAt(), at);
+          s.usage().plus(e.usage()), s.result(), s.error(), s.createdAt(), at, s.sandbox());
       boolean asksForTools = e.content().stream().anyMatch(Block.ToolUse.class::isInstance);
       return asksForTools ? next : flushQueued(next);
     } else if (event instanceof ToolCallStarted e) {
       return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(),
           append(s.openCalls(), e.callId()), s.results(), s.queued(), s.files(), s.usage(), s.result(), s.error(),
-          s.createdAt(), at);
+          s.createdAt(), at, s.sandbox());
     } else if (event instanceof ToolCallCompleted e) {
       List<String> open = new ArrayList<>(s.openCalls());
       open.remove(e.callId());
       State next = new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(), open,
           append(s.results(), new Block.ToolResult(e.callId(), e.content(), e.isError())), s.queued(),
           e.change() == null ? s.files() : s.files().apply(e.change()), s.usage(), s.result(), s.error(),
-          s.createdAt(), at);
+          s.createdAt(), at, s.sandbox());
       return open.isEmpty() ? flushResults(next) : next;
     } else if (event instanceof SessionWaiting e) {
       return withResult(s.with(Status.WAITING, at), e.text(), null);
@@ -636,6 +740,12 @@ public final class SessionEntity
       return withResult(s.with(Status.FAILED, at), s.result(), new Summary.ErrorView(e.code(), e.message()));
     } else if (event instanceof SessionCancelled) {
       return s.with(Status.CANCELLED, at);
+    } else if (event instanceof SandboxAttached e) {
+      return withSandbox(s, new SandboxInfo(e.sandboxId(), s.sandbox() == null ? "provisioning" : s.sandbox().state()));
+    } else if (event instanceof SandboxReplaced e) {
+      return withSandbox(s, new SandboxInfo(e.newId(), s.sandbox() == null ? "replacing" : s.sandbox().state()));
+    } else if (event instanceof SandboxChanged e) {
+      return withSandbox(s, new SandboxInfo(s.sandbox() == null ? null : s.sandbox().id(), e.state()));
     }
     throw new IllegalStateException("unknown event " + event.getClass());
   }
@@ -647,7 +757,7 @@ public final class SessionEntity
     blocks.sort(Comparator.comparingInt(b -> indexOf(order, ((Block.ToolResult) b).toolUseId())));
     for (String q : s.queued()) blocks.add(new Block.Text(q));
     return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), append(s.messages(), Message.user(blocks)),
-        s.openCalls(), List.of(), List.of(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt());
+        s.openCalls(), List.of(), List.of(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), s.sandbox());
   }
 
   /** Messages that arrived during a turn that ended without tool calls start the next turn. */
@@ -656,7 +766,7 @@ public final class SessionEntity
     List<Block> blocks = new ArrayList<>();
     for (String q : s.queued()) blocks.add(new Block.Text(q));
     return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), append(s.messages(), Message.user(blocks)),
-        s.openCalls(), s.results(), List.of(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt());
+        s.openCalls(), s.results(), List.of(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), s.sandbox());
   }
 
   private static int indexOf(List<Block.ToolUse> uses, String id) {
@@ -664,9 +774,15 @@ public final class SessionEntity
     return Integer.MAX_VALUE;
   }
 
+  /** Sandbox events do not touch {@code updatedAt}: they are the sandbox's life, not the session's. */
+  private static State withSandbox(State s, SandboxInfo sandbox) {
+    return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(), s.openCalls(),
+        s.results(), s.queued(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), sandbox);
+  }
+
   private static State withResult(State s, String result, Summary.ErrorView error) {
     return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(), s.openCalls(),
-        s.results(), s.queued(), s.files(), s.usage(), result, error, s.createdAt(), s.updatedAt());
+        s.results(), s.queued(), s.files(), s.usage(), result, error, s.createdAt(), s.updatedAt(), s.sandbox());
   }
 
   private static <T> List<T> append(List<T> list, T item) {

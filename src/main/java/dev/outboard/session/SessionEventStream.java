@@ -58,7 +58,10 @@ public final class SessionEventStream {
 
   private static List<ServerSentEvent> render(long seq, Event event, State before, State after) {
     List<ServerSentEvent> out = new ArrayList<>(2);
-    out.add(ServerSentEvent.create(json(data(event)), type(event), Long.toString(seq)));
+    ObjectNode data = data(event);
+    // Every sandbox event says the state the sandbox is in after it.
+    if (type(event).equals("sandbox.changed") && after.sandbox() != null) data.put("state", after.sandbox().state());
+    out.add(ServerSentEvent.create(json(data), type(event), Long.toString(seq)));
     if (after.readyForModel() && !before.readyForModel() || event instanceof SessionEntity.SessionStarted) {
       ObjectNode turn = Json.MAPPER.createObjectNode().put("turn", after.turns() + 1);
       out.add(ServerSentEvent.create(json(turn), "turn.started"));
@@ -77,10 +80,13 @@ public final class SessionEventStream {
     if (event instanceof SessionEntity.SessionCompleted) return "session.completed";
     if (event instanceof SessionEntity.SessionFailed) return "session.failed";
     if (event instanceof SessionEntity.SessionCancelled) return "session.cancelled";
+    if (event instanceof SessionEntity.SandboxAttached
+        || event instanceof SessionEntity.SandboxReplaced
+        || event instanceof SessionEntity.SandboxChanged) return "sandbox.changed";
     throw new IllegalArgumentException("no SSE type for " + event.getClass());
   }
 
-  private static Object data(Event event) {
+  private static ObjectNode data(Event event) {
     ObjectNode node = Json.MAPPER.valueToTree(event);
     if (event instanceof SessionEntity.SessionStarted e) {
       // The spec carries the model script and settings; clients get the essentials.

@@ -23,7 +23,12 @@ public record Summary(
   public record UsageView(long inputTokens, long outputTokens, long cacheReadTokens, long cacheWriteTokens)
       implements JsonSerializable {}
 
-  public record SandboxView(String state) implements JsonSerializable {}
+  /** The session's sandbox: its state and, once it has one, its id. */
+  public record SandboxView(String state, String id) implements JsonSerializable {
+    public SandboxView(String state) {
+      this(state, null);
+    }
+  }
 
   public record ErrorView(String code, String message) implements JsonSerializable {}
 

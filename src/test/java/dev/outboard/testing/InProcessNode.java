@@ -46,6 +46,8 @@ public final class InProcessNode implements AutoCloseable {
   public static InProcessNode start(String dbUrl, Map<String, Object> overrides) throws IOException {
     int[] ports = Ports.free(2);
     Path dataDir = Files.createTempDirectory("outboard-it-");
+    // Sandboxes live below the data dir; under root their unprivileged user must be able to traverse it.
+    Files.setPosixFilePermissions(dataDir, java.nio.file.attribute.PosixFilePermissions.fromString("rwx--x--x"));
     byte[] token = new byte[16];
     new SecureRandom().nextBytes(token);
     String adminToken = "it-admin-" + HexFormat.of().formatHex(token);

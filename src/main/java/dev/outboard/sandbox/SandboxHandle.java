@@ -1,0 +1,407 @@
+package dev.outboard.sandbox;
+
+import com.typesafe.config.Config;
+import dev.outboard.sandbox.SandboxProvider.Entry;
+import dev.outboard.sandbox.SandboxProvider.ExecResult;
+import dev.outboard.sandbox.SandboxProvider.Limits;
+import dev.outboard.sandbox.SandboxProvider.SandboxGoneException;
+import dev.outboard.tools.ToolCall;
+import dev.outboard.vfs.FileTree;
+import dev.outboard.vfs.TextFiles;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.CompletionStage;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.PostStop;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
+
+/**
+ * One session's sandbox (DESIGN.md §4), a child of the session actor. It provisions the sandbox on
+ * the first {@code /workspace} tool call, runs the calls one after the other, freezes the sandbox
+ * after {@code suspend-after} without calls and hibernates it after {@code hibernate-after}, and
+ * resumes it transparently on the next call. When the provider says the sandbox is gone it starts a
+ * new one from the last hibernation snapshot. Every state change is reported to the session, which
+ * records it.
+ *
+ * <p>Known limit: the hibernation snapshot is kept in this actor's memory only; a sandbox lost after
+ * the session actor moved or restarted comes back with an empty workspace.
+ */
+public final class SandboxHandle {
+
+  // ---------------------------------------------------------------- protocol
+
+  public sealed interface Command {}
+
+  /** Runs one tool call on {@code /workspace} or {@code bash}; the answer goes to {@code replyTo}. */
+  public record Run(String callId, ToolCall call, int maxChars, ActorRef<Result> replyTo) implements Command {}
+
+  /** Destroys the sandbox (the session ended) and stops. */
+  public enum Destroy implements Command {
+    INSTANCE
+  }
+
+  /** A tool call's result, a sentence for the model. */
+  public record Result(String content, boolean isError) {}
+
+  /**
+   * Sent to the session on every change: {@code state} is the API's sandbox state; {@code sandboxId}
+   * the current sandbox (null before the first one); {@code replacedId} the sandbox it replaced.
+   */
+  public record Report(String state, String sandboxId, String replacedId) {}
+
+  private record IdleTimeout(int stage, long generation) implements Command {}
+
+  private record Provisioned(String sandboxId, Throwable error, boolean replacing, boolean retry) implements Command {}
+
+  private record OpDone(Run run, Result result, Throwable error) implements Command {}
+
+  private record Parked(String state, byte[] snapshot, Throwable error) implements Command {}
+
+  /** What a call answers on a host without bubblewrap. */
+  public static final String BWRAP_MISSING = "bubblewrap (bwrap) is not installed; install the package 'bubblewrap'";
+
+  public static final String LOST =
+      "interrupted: the sandbox was lost while this command ran; a new sandbox replaced it";
+
+  /** Limits and idle times of sandboxes ({@code outboard.sandbox}). */
+  public record Settings(Limits limits, Duration suspendAfter, Duration hibernateAfter) {
+    public static Settings from(Config config) {
+      Config c = config.getConfig("outboard.sandbox");
+      Limits limits = new Limits(c.getBytes("memory"), c.getInt("max-processes"), c.getDuration("cpu-time"),
+          c.getBytes("max-output-bytes"), c.getDuration("command-timeout"));
+      return new Settings(limits, c.getDuration("suspend-after"), c.getDuration("hibernate-after"));
+    }
+  }
+
+  /** A handle for a session that has no sandbox yet ({@code knownId} null) or had {@code knownId}. */
+  public static Behavior<Command> create(
+      SandboxProvider provider, Settings settings, ActorRef<Report> session, String knownId, String knownState) {
+    return Behaviors.setup(ctx -> Behaviors.withTimers(timers ->
+        new SandboxHandle(provider, settings, session, knownId, knownState, ctx, timers).behavior()));
+  }
+
+  private final SandboxProvider provider;
+  private final Settings settings;
+  private final ActorRef<Report> session;
+  private final ActorContext<Command> ctx;
+  private final TimerScheduler<Command> timers;
+  private final ArrayDeque<Run> pending = new ArrayDeque<>();
+  private String sandboxId;
+  /** The sandbox id the session knows. */
+  private String reportedId;
+  private String state;
+  private byte[] snapshot;
+  private boolean busy;
+  private long generation;
+
+  private SandboxHandle(SandboxProvider provider, Settings settings, ActorRef<Report> session, String knownId,
+      String knownState, ActorContext<Command> ctx, TimerScheduler<Command> timers) {
+    this.provider = provider;
+    this.settings = settings;
+    this.session = session;
+    this.sandboxId = knownId;
+    this.reportedId = knownId;
+    this.state = knownState == null ? "none" : knownState;
+    this.ctx = ctx;
+    this.timers = timers;
+  }
+
+  private Behavior<Command> behavior() {
+    return Behaviors.receive(Command.class)
+        .onMessage(Run.class, this::onRun)
+        .onMessage(Provisioned.class, this::onProvisioned)
+        .onMessage(OpDone.class, this::onOpDone)
+        .onMessage(IdleTimeout.class, this::onIdleTimeout)
+        .onMessage(Parked.class, this::onParked)
+        .onMessage(Destroy.class, m -> onDestroy())
+        .onSignal(PostStop.class, s -> onStopped())
+        .build();
+  }
+
+  // ---------------------------------------------------------------- handlers
+
+  private Behavior<Command> onRun(Run run) {
+    pending.add(run);
+    next();
+    return Behaviors.same();
+  }
+
+  private void next() {
+    if (busy || pending.isEmpty()) return;
+    busy = true;
+    generation++;
+    if (sandboxId == null) {
+      changed("provisioning", null);
+      pipeCreate(false, true);
+    } else {
+      runOp(pending.peek());
+    }
+  }
+
+  private void pipeCreate(boolean replacing, boolean retry) {
+    CompletionStage<String> created;
+    try {
+      created = provider.create(settings.limits(), snapshot);
+    } catch (RuntimeException e) {
+      created = CompletableFuture.failedFuture(e);
+    }
+    ctx.pipeToSelf(created, (id, error) -> new Provisioned(id, error, replacing, retry));
+  }
+
+  private Behavior<Command> onProvisioned(Provisioned p) {
+    Run run = pending.peek();
+    if (p.error() != null) {
+      String why = cause(p.error()).getMessage();
+      // The provider names the Debian package; the session's answer is the same for every distribution.
+      boolean noBwrap = why != null && why.startsWith("bubblewrap (bwrap) is not installed");
+      ctx.getLog().warn("could not start a sandbox: {}", why);
+      sandboxId = null;
+      changed("none", null);
+      finish(new Result(noBwrap ? BWRAP_MISSING : "could not start a sandbox: " + why, true));
+      return Behaviors.same();
+    }
+    String old = p.replacing() ? sandboxId : null;
+    sandboxId = p.sandboxId();
+    changed("active", old);
+    if (p.replacing() && !p.retry()) {
+      finish(new Result(LOST + (snapshot == null ? " with an empty workspace" : ", its workspace restored from the last snapshot"), true));
+    } else {
+      runOp(run);
+    }
+    return Behaviors.same();
+  }
+
+  private void runOp(Run run) {
+    if (!state.equals("active")) changed("active", null);
+    CompletionStage<Result> result;
+    try {
+      result = execute(sandboxId, run);
+    } catch (RuntimeException e) {
+      result = CompletableFuture.failedFuture(e);
+    }
+    ctx.pipeToSelf(result, (r, error) -> new OpDone(run, r, error));
+  }
+
+  private Behavior<Command> onOpDone(OpDone d) {
+    if (d.error() == null) {
+      finish(d.result());
+      return Behaviors.same();
+    }
+    Throwable cause = cause(d.error());
+    if (cause instanceof SandboxGoneException) {
+      ctx.getLog().warn("sandbox {} is gone ({}); starting a new one", sandboxId, cause.getMessage());
+      changed("replacing", null);
+      // A file operation is simply redone on the new sandbox; a command is not run twice.
+      pipeCreate(true, !(d.run().call() instanceof ToolCall.Bash));
+      return Behaviors.same();
+    }
+    finish(new Result(cause.getMessage() == null ? cause.toString() : cause.getMessage(), true));
+    return Behaviors.same();
+  }
+
+  /** Answers the call at the head of the queue and goes on with the next, or starts the idle clock. */
+  private void finish(Result result) {
+    Run run = pending.poll();
+    if (run != null) run.replyTo().tell(result);
+    busy = false;
+    if (pending.isEmpty()) {
+      if (sandboxId != null) timers.startSingleTimer("idle", new IdleTimeout(1, generation), settings.suspendAfter());
+    } else {
+      next();
+    }
+  }
+
+  private Behavior<Command> onIdleTimeout(IdleTimeout t) {
+    if (busy || t.generation() != generation || sandboxId == null) return Behaviors.same();
+    busy = true;
+    String id = sandboxId;
+    if (t.stage() == 1) {
+      ctx.pipeToSelf(provider.suspend(id), (v, error) -> new Parked("suspended", null, error));
+    } else {
+      ctx.pipeToSelf(provider.hibernate(id), (bytes, error) -> new Parked("hibernated", bytes, error));
+    }
+    return Behaviors.same();
+  }
+
+  private Behavior<Command> onParked(Parked p) {
+    busy = false;
+    if (p.error() != null) {
+      // A gone sandbox is replaced on the next call; nothing to do until then.
+      ctx.getLog().info("sandbox {} could not be {}: {}", sandboxId, p.state(), cause(p.error()).getMessage());
+    } else {
+      if (p.snapshot() != null) snapshot = p.snapshot();
+      changed(p.state(), null);
+      if (p.state().equals("suspended")) {
+        Duration rest = settings.hibernateAfter().minus(settings.suspendAfter());
+        timers.startSingleTimer("idle", new IdleTimeout(2, generation), rest.isNegative() ? Duration.ZERO : rest);
+      }
+    }
+    next();
+    return Behaviors.same();
+  }
+
+  private Behavior<Command> onDestroy() {
+    timers.cancelAll();
+    for (Run run : pending) run.replyTo().tell(new Result("the session ended; the sandbox was destroyed", true));
+    pending.clear();
+    if (sandboxId != null) {
+      String id = sandboxId;
+      provider.destroy(id).whenComplete((v, e) -> {
+        if (e != null && !(cause(e) instanceof SandboxGoneException)) {
+          ctx.getSystem().log().warn("destroying sandbox {} failed: {}", id, cause(e).toString());
+        }
+      });
+    }
+    sandboxId = null;
+    changed("destroyed", null);
+    return Behaviors.stopped();
+  }
+
+  /** The session actor stopped (passivation, hand-off): freeze the sandbox, the next incarnation resumes it. */
+  private Behavior<Command> onStopped() {
+    if (sandboxId != null && !state.equals("destroyed")) provider.suspend(sandboxId);
+    return Behaviors.same();
+  }
+
+  /** Tells the session about a new state or a new sandbox id, and nothing else. */
+  private void changed(String next, String replacedId) {
+    boolean newId = sandboxId != null && !sandboxId.equals(reportedId);
+    if (next.equals(state) && !newId) return;
+    state = next;
+    reportedId = sandboxId == null ? reportedId : sandboxId;
+    session.tell(new Report(next, sandboxId, replacedId));
+  }
+
+  private static Throwable cause(Throwable e) {
+    while (e instanceof CompletionException && e.getCause() != null) e = e.getCause();
+    return e;
+  }
+
+  // ---------------------------------------------------------------- tools over the provider
+
+  private CompletionStage<Result> execute(String id, Run run) {
+    ToolCall call = run.call();
+    int maxChars = run.maxChars();
+    String path = call.path().toString();
+    if (call instanceof ToolCall.Bash b) {
+      Duration timeout = b.timeoutMs() == null ? null : Duration.ofMillis(b.timeoutMs());
+      return provider.exec(id, run.callId(), b.command(), timeout).thenApply(r -> ok(bashResult(r, timeout, maxChars)));
+    } else if (call instanceof ToolCall.Read r) {
+      return fileOp(provider.read(id, path).thenApply(c -> ok(TextFiles.numbered(path, c, r.offset(), r.limit(), maxChars))));
+    } else if (call instanceof ToolCall.Write w) {
+      return fileOp(provider.write(id, path, w.content()).thenApply(v -> ok(wrote("wrote", path, w.content()))));
+    } else if (call instanceof ToolCall.Edit e) {
+      return fileOp(provider.read(id, path).thenCompose(c -> {
+        String edited = TextFiles.edit(path, c, e.oldString(), e.newString(), e.replaceAll());
+        return provider.write(id, path, edited).thenApply(v -> ok(wrote("edited", path, edited)));
+      }));
+    } else if (call instanceof ToolCall.Ls) {
+      return fileOp(provider.list(id, path).thenApply(entries -> ok(ls(path, entries))));
+    } else if (call instanceof ToolCall.Glob g) {
+      return fileOp(walk(id, path).thenApply(files -> ok(tree(files).glob(call.path(), g.pattern()))));
+    } else if (call instanceof ToolCall.Grep g) {
+      return fileOp(walk(id, path).thenCompose(files -> readAll(id, files))
+          .thenApply(contents -> ok(tree(contents).grep(call.path(), g.pattern(), g.glob(), maxChars))));
+    }
+    return CompletableFuture.completedFuture(new Result("this tool does not work on " + path, true));
+  }
+
+  /** Tool-level failures (missing file, bad regex, ...) become error results; a gone sandbox stays a failure. */
+  private static CompletionStage<Result> fileOp(CompletionStage<Result> op) {
+    return op.handle((r, e) -> {
+      if (e == null) return CompletableFuture.completedFuture(r);
+      Throwable c = cause(e);
+      if (c instanceof TextFiles.ToolFailure || c instanceof IllegalArgumentException) {
+        return CompletableFuture.completedFuture(new Result(c.getMessage(), true));
+      }
+      return CompletableFuture.<Result>failedFuture(c);
+    }).thenCompose(s -> s);
+  }
+
+  private static Result ok(String content) {
+    return new Result(content, false);
+  }
+
+  private static String wrote(String verb, String path, String content) {
+    return verb + " " + path + " (" + content.getBytes(StandardCharsets.UTF_8).length + " bytes)";
+  }
+
+  private static String bashResult(ExecResult r, Duration timeout, int maxChars) {
+    StringBuilder out = new StringBuilder(r.output().length() > maxChars ? r.output().substring(0, maxChars) : r.output());
+    if (r.truncated() || r.output().length() > maxChars) out.append("\n[output truncated]");
+    if (r.timedOut()) {
+      out.append("\n[the command timed out").append(timeout == null ? "" : " after " + timeout.toMillis() + " ms").append(" and was killed]");
+    }
+    if (r.exitCode() != 0 && !r.timedOut()) out.append("\n[exit code ").append(r.exitCode()).append("]");
+    if (out.length() == 0) out.append("(no output)");
+    return out.toString();
+  }
+
+  private static String ls(String path, List<Entry> entries) {
+    if (entries.isEmpty()) return "(" + path + " is empty)";
+    List<String> names = new ArrayList<>();
+    for (Entry e : entries) {
+      String name = e.path().substring(e.path().lastIndexOf('/') + 1);
+      names.add(e.directory() ? name + "/" : name);
+    }
+    return String.join("\n", names);
+  }
+
+  private static final int MAX_WALK = 5000;
+
+  /** Every file at or below {@code path} (a file: itself), keyed by its /workspace path. */
+  private CompletionStage<TreeMap<String, String>> walk(String id, String path) {
+    TreeMap<String, String> files = new TreeMap<>();
+    return provider.list(id, path)
+        .handle((entries, e) -> {
+          if (e != null && cause(e).getMessage() != null && cause(e).getMessage().endsWith("is not a directory")) {
+            files.put(path, "");
+            return CompletableFuture.<Void>completedFuture(null);
+          }
+          if (e != null) return CompletableFuture.<Void>failedFuture(cause(e));
+          return walkEntries(id, entries, files);
+        })
+        .thenCompose(s -> s)
+        .thenApply(v -> files);
+  }
+
+  private CompletionStage<Void> walkEntries(String id, List<Entry> entries, TreeMap<String, String> files) {
+    CompletionStage<Void> chain = CompletableFuture.completedFuture(null);
+    for (Entry e : entries) {
+      if (files.size() >= MAX_WALK) break;
+      if (e.directory()) {
+        chain = chain.thenCompose(v -> provider.list(id, e.path()).thenCompose(children -> walkEntries(id, children, files)));
+      } else {
+        files.put(e.path(), "");
+      }
+    }
+    return chain;
+  }
+
+  private CompletionStage<TreeMap<String, String>> readAll(String id, TreeMap<String, String> files) {
+    TreeMap<String, String> contents = new TreeMap<>();
+    CompletionStage<Void> chain = CompletableFuture.completedFuture(null);
+    for (String f : files.keySet()) {
+      // Files that cannot be read as text (binary, too big) are skipped, as grep -I would.
+      chain = chain.thenCompose(v -> provider.read(id, f).handle((c, e) -> {
+        if (e == null) contents.put(f, c);
+        return null;
+      }));
+    }
+    return chain.thenApply(v -> contents);
+  }
+
+  private static FileTree tree(TreeMap<String, String> files) {
+    return new FileTree(files, Set.of("/workspace"));
+  }
+}
