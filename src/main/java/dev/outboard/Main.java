@@ -21,6 +21,7 @@ import dev.outboard.model.RetryingModelClient;
 import dev.outboard.model.ScriptedModel;
 import dev.outboard.sandbox.SandboxHandle;
 import dev.outboard.sandbox.SandboxProvider;
+import dev.outboard.sandbox.SnapshotStore;
 import dev.outboard.sandbox.bwrap.BwrapSandboxProvider;
 import dev.outboard.session.SessionEntity;
 import dev.outboard.session.SessionEventStream;
@@ -120,7 +121,8 @@ public final class Main {
         new SkillIndex(orgStore, memory.getInt("prompt-budget-chars"), memory.getDuration("prompt-index-ttl")),
         memory.getDuration("write-timeout"));
     SessionEntity.init(system, new SessionEntity.Services(models, router, index, sessionSettings, orgFiles,
-        sandboxes, sandboxes == null ? null : SandboxHandle.Settings.from(config)));
+        sandboxes, sandboxes == null ? null : SandboxHandle.Settings.from(config),
+        sandboxes == null ? null : new SnapshotStore(db)));
 
     ApiKeys keys = new ApiKeys(db, config.getDuration("outboard.auth-cache-ttl"));
     if (store.embedded()) writeDevKey(keys, store.dataDir());

@@ -33,8 +33,9 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  * new one from the last hibernation snapshot. Every state change is reported to the session, which
  * records it.
  *
- * <p>Known limit: the hibernation snapshot is kept in this actor's memory only; a sandbox lost after
- * the session actor moved or restarted comes back with an empty workspace.
+ * <p>Hibernation snapshots are kept in the store ({@link SnapshotStore}) as well as in memory, so a
+ * sandbox lost after the session actor moved or restarted (a new handle) comes back with the
+ * workspace of its last hibernation.
  */
 public final class SandboxHandle {
 
@@ -61,7 +62,8 @@ public final class SandboxHandle {
 
   private record IdleTimeout(int stage, long generation) implements Command {}
 
-  private record Provisioned(String sandboxId, Throwable error, boolean replacing, boolean retry) implements Command {}
+  private record Provisioned(String sandboxId, Throwable error, boolean replacing, boolean retry, boolean restored)
+      implements Command {}
 
   private record OpDone(Run run, Result result, Throwable error) implements Command {}
 
@@ -86,13 +88,24 @@ public final class SandboxHandle {
   /** A handle for a session that has no sandbox yet ({@code knownId} null) or had {@code knownId}. */
   public static Behavior<Command> create(
       SandboxProvider provider, Settings settings, ActorRef<Report> session, String knownId, String knownState) {
+    return create(provider, settings, session, knownId, knownState, null, null);
+  }
+
+  /**
+   * As above; with {@code snapshots} (and the session's id) hibernation snapshots are also saved to
+   * the store, and a replacement restores from the stored one when this handle has none in memory.
+   */
+  public static Behavior<Command> create(SandboxProvider provider, Settings settings, ActorRef<Report> session,
+      String knownId, String knownState, SnapshotStore snapshots, String sessionId) {
     return Behaviors.setup(ctx -> Behaviors.withTimers(timers ->
-        new SandboxHandle(provider, settings, session, knownId, knownState, ctx, timers).behavior()));
+        new SandboxHandle(provider, settings, session, knownId, knownState, snapshots, sessionId, ctx, timers).behavior()));
   }
 
   private final SandboxProvider provider;
   private final Settings settings;
   private final ActorRef<Report> session;
+  private final SnapshotStore snapshots;
+  private final String sessionId;
   private final ActorContext<Command> ctx;
   private final TimerScheduler<Command> timers;
   private final ArrayDeque<Run> pending = new ArrayDeque<>();
@@ -105,8 +118,11 @@ public final class SandboxHandle {
   private long generation;
 
   private SandboxHandle(SandboxProvider provider, Settings settings, ActorRef<Report> session, String knownId,
-      String knownState, ActorContext<Command> ctx, TimerScheduler<Command> timers) {
+      String knownState, SnapshotStore snapshots, String sessionId, ActorContext<Command> ctx,
+      TimerScheduler<Command> timers) {
     this.provider = provider;
+    this.snapshots = sessionId == null ? null : snapshots;
+    this.sessionId = sessionId;
     this.settings = settings;
     this.session = session;
     this.sandboxId = knownId;
@@ -149,13 +165,45 @@ public final class SandboxHandle {
   }
 
   private void pipeCreate(boolean replacing, boolean retry) {
-    CompletionStage<String> created;
-    try {
-      created = provider.create(settings.limits(), snapshot);
-    } catch (RuntimeException e) {
-      created = CompletableFuture.failedFuture(e);
+    byte[] inMemory = snapshot;
+    if (!replacing || inMemory != null || snapshots == null) {
+      ctx.pipeToSelf(createFrom(inMemory),
+          (id, error) -> new Provisioned(id, error, replacing, retry, inMemory != null));
+      return;
     }
-    ctx.pipeToSelf(created, (id, error) -> new Provisioned(id, error, replacing, retry));
+    // A new handle (the session restarted or moved) has no snapshot in memory: look in the store.
+    String sid = sessionId;
+    CompletionStage<byte[]> stored = loadSnapshot(sid);
+    boolean[] restored = new boolean[1];
+    CompletionStage<String> created = stored.thenCompose(bytes -> {
+      restored[0] = bytes != null;
+      return createFrom(bytes);
+    });
+    ctx.pipeToSelf(created, (id, error) -> new Provisioned(id, error, replacing, retry, restored[0]));
+  }
+
+  private CompletionStage<byte[]> loadSnapshot(String sid) {
+    CompletionStage<java.util.Optional<SnapshotStore.Snapshot>> loaded;
+    try {
+      loaded = snapshots.load(sid);
+    } catch (RuntimeException e) {
+      loaded = CompletableFuture.failedFuture(e);
+    }
+    return loaded.handle((s, e) -> {
+      if (e != null) {
+        ctx.getSystem().log().warn("could not load the sandbox snapshot of session {}: {}", sid, cause(e).toString());
+        return null;
+      }
+      return s.map(SnapshotStore.Snapshot::bytes).orElse(null);
+    });
+  }
+
+  private CompletionStage<String> createFrom(byte[] bytes) {
+    try {
+      return provider.create(settings.limits(), bytes);
+    } catch (RuntimeException e) {
+      return CompletableFuture.failedFuture(e);
+    }
   }
 
   private Behavior<Command> onProvisioned(Provisioned p) {
@@ -174,7 +222,7 @@ public final class SandboxHandle {
     sandboxId = p.sandboxId();
     changed("active", old);
     if (p.replacing() && !p.retry()) {
-      finish(new Result(LOST + (snapshot == null ? " with an empty workspace" : ", its workspace restored from the last snapshot"), true));
+      finish(new Result(LOST + (p.restored() ? ", its workspace restored from the last snapshot" : " with an empty workspace"), true));
     } else {
       runOp(run);
     }
@@ -228,9 +276,28 @@ public final class SandboxHandle {
     if (t.stage() == 1) {
       ctx.pipeToSelf(provider.suspend(id), (v, error) -> new Parked("suspended", null, error));
     } else {
-      ctx.pipeToSelf(provider.hibernate(id), (bytes, error) -> new Parked("hibernated", bytes, error));
+      ctx.pipeToSelf(provider.hibernate(id).thenCompose(bytes -> saveSnapshot(id, bytes)),
+          (bytes, error) -> new Parked("hibernated", bytes, error));
     }
     return Behaviors.same();
+  }
+
+  /** Saves the snapshot to the store (when there is one), off the actor thread; a failure only loses durability. */
+  private CompletionStage<byte[]> saveSnapshot(String id, byte[] bytes) {
+    if (snapshots == null || bytes == null) return CompletableFuture.completedFuture(bytes);
+    String sid = sessionId;
+    CompletionStage<Void> saved;
+    try {
+      saved = snapshots.save(sid, id, bytes);
+    } catch (RuntimeException e) {
+      saved = CompletableFuture.failedFuture(e);
+    }
+    return saved.handle((v, e) -> {
+      if (e != null) {
+        ctx.getSystem().log().warn("could not store the snapshot of sandbox {} (session {}): {}", id, sid, cause(e).toString());
+      }
+      return bytes;
+    });
   }
 
   private Behavior<Command> onParked(Parked p) {
@@ -263,6 +330,12 @@ public final class SandboxHandle {
       });
     }
     sandboxId = null;
+    if (snapshots != null) {
+      String sid = sessionId;
+      snapshots.delete(sid).whenComplete((v, e) -> {
+        if (e != null) ctx.getSystem().log().warn("could not delete the sandbox snapshot of session {}: {}", sid, cause(e).toString());
+      });
+    }
     changed("destroyed", null);
     return Behaviors.stopped();
   }

@@ -14,6 +14,7 @@ import dev.outboard.model.Usage;
 import dev.outboard.ops.Metrics;
 import dev.outboard.sandbox.SandboxHandle;
 import dev.outboard.sandbox.SandboxProvider;
+import dev.outboard.sandbox.SnapshotStore;
 import dev.outboard.tools.ToolCall;
 import dev.outboard.tools.ToolCatalog;
 import dev.outboard.memory.OrgFiles;
@@ -242,7 +243,7 @@ public final class SessionEntity
   /** What a session needs from its node; {@code orgFiles} is null where no org store is mounted. */
   public record Services(
       ModelClients models, PathRouter router, SessionObserver observer, SessionSettings settings, OrgFiles orgFiles,
-      SandboxProvider sandboxes, SandboxHandle.Settings sandboxSettings) {
+      SandboxProvider sandboxes, SandboxHandle.Settings sandboxSettings, SnapshotStore snapshots) {
     public Services(ModelClients models, PathRouter router, SessionObserver observer, SessionSettings settings) {
       this(models, router, observer, settings, null);
     }
@@ -250,6 +251,11 @@ public final class SessionEntity
     public Services(
         ModelClients models, PathRouter router, SessionObserver observer, SessionSettings settings, OrgFiles orgFiles) {
       this(models, router, observer, settings, orgFiles, null, null);
+    }
+
+    public Services(ModelClients models, PathRouter router, SessionObserver observer, SessionSettings settings,
+        OrgFiles orgFiles, SandboxProvider sandboxes, SandboxHandle.Settings sandboxSettings) {
+      this(models, router, observer, settings, orgFiles, sandboxes, sandboxSettings, null);
     }
 
     /** True when {@code /workspace} and {@code bash} have a sandbox behind them. */
@@ -526,7 +532,7 @@ public final class SessionEntity
       ActorRef<SandboxHandle.Report> reports = ctx.messageAdapter(SandboxHandle.Report.class, SandboxReported::new);
       SandboxInfo known = state.sandbox();
       sandbox = ctx.spawnAnonymous(SandboxHandle.create(services.sandboxes(), services.sandboxSettings(), reports,
-          known == null ? null : known.id(), known == null ? null : known.state()));
+          known == null ? null : known.id(), known == null ? null : known.state(), services.snapshots(), state.id()));
     }
     return sandbox;
   }
