@@ -23,6 +23,9 @@ import dev.outboard.sandbox.SandboxHandle;
 import dev.outboard.sandbox.SandboxProvider;
 import dev.outboard.sandbox.SnapshotStore;
 import dev.outboard.sandbox.bwrap.BwrapSandboxProvider;
+import dev.outboard.sandbox.local.UnisolatedSandboxProvider;
+import dev.outboard.sandbox.host.SandboxHostMain;
+import dev.outboard.sandbox.remote.RemoteSandboxProvider;
 import dev.outboard.session.SessionEntity;
 import dev.outboard.session.SessionEventStream;
 import dev.outboard.session.SessionIndex;
@@ -64,9 +67,15 @@ public final class Main {
   private Main() {}
 
   public static void main(String[] args) {
-    if (args.length < 1 || !args[0].equals("serve")) {
-      System.err.println("usage: java -jar outboard.jar serve   (configured by OUTBOARD_* environment variables; see README.md)");
+    boolean sandboxHost = args.length == 3 && args[1].equals("--role") && args[2].equals("sandbox-host");
+    boolean harness = args.length == 1 || (args.length == 3 && args[1].equals("--role") && args[2].equals("harness"));
+    if (args.length < 1 || !args[0].equals("serve") || !(sandboxHost || harness)) {
+      System.err.println("usage: java -jar outboard.jar serve [--role harness|sandbox-host]   (configured by OUTBOARD_* environment variables; see README.md)");
       System.exit(2);
+    }
+    if (sandboxHost) {
+      SandboxHostMain.run();
+      return;
     }
     Config base = ConfigFactory.load();
     StoreSettings store;
@@ -140,27 +149,48 @@ public final class Main {
   /**
    * Embedded mode runs sandboxes on this machine with bubblewrap under {@code <data-dir>/sandboxes}.
    * Without bwrap the provider still mounts /workspace: each call answers that bubblewrap is
-   * missing, and the session goes on. Remote sandbox hosts (cluster mode) are not wired yet.
+   * missing, and the session goes on. Other modes use the sandbox host at
+   * {@code outboard.sandbox.host-url} ({@code serve --role sandbox-host}), or mount no /workspace.
    */
   private static SandboxProvider sandboxProvider(ActorSystem<?> system, Config config, StoreSettings store) {
     if (!config.getBoolean("outboard.sandbox.enabled")) return null;
     if (!store.embedded()) {
-      log.warn("no sandbox provider: remote sandbox hosts are not implemented yet; /workspace and bash are unavailable");
-      return null;
+      if (config.getBoolean("outboard.sandbox.allow-unisolated")) log.warn("outboard.sandbox.allow-unisolated is ignored outside embedded mode");
+      String url = config.getString("outboard.sandbox.host-url");
+      if (url.isBlank()) {
+        log.warn("no sandbox provider: set OUTBOARD_SANDBOX_HOST_URL to a sandbox host; /workspace and bash are unavailable");
+        return null;
+      }
+      RemoteSandboxProvider remote = new RemoteSandboxProvider(url, config.getString("outboard.sandbox.host-token"));
+      log.info("sandboxes: sandbox host at {}", remote.baseUrl());
+      return remote;
     }
     ExecutorService executor = Executors.newCachedThreadPool(r -> {
       Thread t = new Thread(r, "sandbox-io");
       t.setDaemon(true);
       return t;
     });
-    BwrapSandboxProvider provider = new BwrapSandboxProvider(store.dataDir().resolve("sandboxes"), executor);
-    if (provider.available()) {
-      log.info("sandboxes: bubblewrap under {}", store.dataDir().resolve("sandboxes"));
+    Path dir = store.dataDir().resolve("sandboxes");
+    BwrapSandboxProvider bwrap = new BwrapSandboxProvider(dir, executor);
+    SandboxProvider provider;
+    if (bwrap.available()) {
+      log.info("sandboxes: bubblewrap under {}", dir);
+      provider = bwrap;
+    } else if (config.getBoolean("outboard.sandbox.allow-unisolated")) {
+      bwrap.close();
+      provider = new UnisolatedSandboxProvider(dir, executor);
+      log.warn("!!!!!!!! {} !!!!!!!!", UnisolatedSandboxProvider.WARNING);
+      log.warn("sandboxes: UNISOLATED local processes under {} (bubblewrap is missing; outboard.sandbox.allow-unisolated = true)", dir);
     } else {
-      log.warn("sandboxes: {}; /workspace and bash calls will fail until it is", SandboxHandle.BWRAP_MISSING);
+      log.warn("sandboxes: {}; /workspace and bash calls will fail until it is (or set outboard.sandbox.allow-unisolated = true, for local development only)", SandboxHandle.BWRAP_MISSING);
+      provider = bwrap;
     }
     CoordinatedShutdown.get(system).addTask(CoordinatedShutdown.PhaseServiceStop(), "stop-sandboxes", () -> {
-      provider.close();
+      try {
+        provider.close();
+      } catch (Exception e) {
+        log.warn("stopping sandboxes: {}", e.toString());
+      }
       executor.shutdownNow();
       return CompletableFuture.completedFuture(Done.getInstance());
     });

@@ -9,7 +9,7 @@ import java.util.List;
  */
 public final class Secrets {
   private static final List<String> NAMES =
-      List.of("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OUTBOARD_ADMIN_TOKEN", "OUTBOARD_DB_PASSWORD");
+      List.of("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OUTBOARD_ADMIN_TOKEN", "OUTBOARD_DB_PASSWORD", "OUTBOARD_SANDBOX_HOST_TOKEN");
   private static volatile List<String> values = load();
 
   private Secrets() {}

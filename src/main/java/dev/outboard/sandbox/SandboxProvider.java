@@ -30,6 +30,11 @@ public interface SandboxProvider extends AutoCloseable {
   /** A directory entry below {@code /workspace}. */
   record Entry(String path, boolean directory, long size) {}
 
+  /** How isolated this provider's sandboxes are, as sessions show it; null = fully isolated. */
+  default String isolation() {
+    return null;
+  }
+
   /** Creates a sandbox with an empty workspace (or restores one from {@code snapshot}, when given). */
   CompletionStage<String> create(Limits limits, byte[] snapshot);
 

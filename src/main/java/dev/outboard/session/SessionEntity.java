@@ -346,8 +346,8 @@ public final class SessionEntity
 
     CommandHandlerWithReplyBuilderByState<Command, Event, State, State> any =
         newCommandHandlerWithReplyBuilder().forAnyState();
-    any.onCommand(Create.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(s.summary())))
-        .onCommand(Get.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(s.summary())))
+    any.onCommand(Create.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(summary(s))))
+        .onCommand(Get.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(summary(s))))
         .onCommand(GetTranscript.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(s.transcript())))
         .onCommand(IdleTimeout.class, this::onIdleTimeout)
         .onCommand(SandboxReported.class, this::onSandboxReported)
@@ -366,21 +366,21 @@ public final class SessionEntity
     return Effect()
         .persist(new SessionStarted(sessionId, cmd.org(), cmd.user(), cmd.spec(), Instant.now()))
         .thenRun(this::afterPersist)
-        .thenReply(cmd.replyTo(), s -> StatusReply.success(s.summary()));
+        .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
   }
 
   private ReplyEffect<Event, State> onMessage(State state, AddMessage cmd) {
     return Effect()
         .persist(new UserMessageAdded(cmd.text(), Instant.now()))
         .thenRun(this::afterPersist)
-        .thenReply(cmd.replyTo(), s -> StatusReply.success(s.summary()));
+        .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
   }
 
   private ReplyEffect<Event, State> onCancel(State state, Cancel cmd) {
     return Effect()
         .persist(new SessionCancelled(Instant.now()))
         .thenRun(this::afterPersist)
-        .thenReply(cmd.replyTo(), s -> StatusReply.success(s.summary()));
+        .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
   }
 
   /**
@@ -632,7 +632,7 @@ public final class SessionEntity
     }
     if (state.status() != reported) {
       reported = state.status();
-      services.observer().statusChanged(state.summary(), seq);
+      services.observer().statusChanged(summary(state), seq);
     }
   }
 
@@ -684,6 +684,11 @@ public final class SessionEntity
           log.warn("session {}: no skills/memory index for this call: {}", sessionId, e.toString());
           return SystemPrompt.build(services.router(), extra);
         });
+  }
+
+  /** The state as the API shows it, with the sandbox's isolation when it has none. */
+  private Summary summary(State state) {
+    return services.sandboxes() == null ? state.summary() : state.summary().withSandboxIsolation(services.sandboxes().isolation());
   }
 
   private String notFound() {
@@ -811,7 +816,7 @@ public final class SessionEntity
       return;
     }
     reported = state.status();
-    services.observer().statusChanged(state.summary(), lastSequenceNumber(ctx));
+    services.observer().statusChanged(summary(state), lastSequenceNumber(ctx));
     if (state.status() != Status.RUNNING) {
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
     } else if (!state.openCalls().isEmpty()) {

@@ -24,10 +24,23 @@ public record Summary(
       implements JsonSerializable {}
 
   /** The session's sandbox: its state and, once it has one, its id. */
-  public record SandboxView(String state, String id) implements JsonSerializable {
+  /** {@code isolation} is present only when sandboxes are not isolated ({@code "none"}). */
+  @com.fasterxml.jackson.annotation.JsonInclude(com.fasterxml.jackson.annotation.JsonInclude.Include.NON_NULL)
+  public record SandboxView(String state, String id, String isolation) implements JsonSerializable {
     public SandboxView(String state) {
-      this(state, null);
+      this(state, null, null);
     }
+
+    public SandboxView(String state, String id) {
+      this(state, id, null);
+    }
+  }
+
+  /** This summary with the sandbox view marked as {@code isolation}. */
+  public Summary withSandboxIsolation(String isolation) {
+    if (isolation == null) return this;
+    return new Summary(id, org, user, status, turns, usage, new SandboxView(sandbox.state(), sandbox.id(), isolation),
+        result, error, metadata, createdAt, updatedAt);
   }
 
   public record ErrorView(String code, String message) implements JsonSerializable {}

@@ -1,5 +1,8 @@
 package dev.outboard.sandbox.bwrap;
 
+import dev.outboard.sandbox.shell.EndMarkerScanner;
+import dev.outboard.sandbox.shell.Signaller;
+import dev.outboard.sandbox.shell.WorkspacePaths;
 import dev.outboard.sandbox.SandboxProvider;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;

@@ -1,4 +1,4 @@
-package dev.outboard.sandbox.bwrap;
+package dev.outboard.sandbox.shell;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -17,13 +17,13 @@ import java.nio.file.Path;
  * the check and the access (a race); the final component is opened without following links, but
  * intermediate directories are not re-checked.
  */
-final class WorkspacePaths {
-  static final String MOUNT = "/workspace";
+public final class WorkspacePaths {
+  public static final String MOUNT = "/workspace";
 
   private WorkspacePaths() {}
 
   /** The workspace-relative form of {@code path} ("" for the workspace itself). */
-  static String relative(String path) {
+  public static String relative(String path) {
     if (path == null || path.isBlank()) {
       throw new IllegalArgumentException("path is empty; give a path below /workspace");
     }
@@ -52,7 +52,7 @@ final class WorkspacePaths {
    * The host path for {@code path}, with every existing part resolved and checked to stay inside
    * {@code workspace}. The returned path may not exist yet (for writes).
    */
-  static Path resolve(Path workspace, String path) {
+  public static Path resolve(Path workspace, String path) {
     String rel = relative(path);
     try {
       Path root = workspace.toRealPath();
@@ -86,7 +86,7 @@ final class WorkspacePaths {
   }
 
   /** {@code host} (inside {@code workspace}) as the sandbox sees it: {@code /workspace/...}. */
-  static String sandboxPath(Path workspace, Path host) {
+  public static String sandboxPath(Path workspace, Path host) {
     try {
       Path rel = workspace.toRealPath().relativize(host);
       return rel.toString().isEmpty() ? MOUNT : MOUNT + "/" + rel;

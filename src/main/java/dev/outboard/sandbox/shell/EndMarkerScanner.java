@@ -1,4 +1,4 @@
-package dev.outboard.sandbox.bwrap;
+package dev.outboard.sandbox.shell;
 
 import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
@@ -9,7 +9,7 @@ import java.nio.charset.StandardCharsets;
  * byte (0x01) occurs nowhere else in the marker, so a failed partial match never hides the start of
  * a real one. Output beyond {@code cap} bytes is counted, not kept.
  */
-final class EndMarkerScanner {
+public final class EndMarkerScanner {
   private final byte[] marker;
   private final long cap;
   private final ByteArrayOutputStream kept = new ByteArrayOutputStream();
@@ -19,13 +19,13 @@ final class EndMarkerScanner {
   private boolean inExitCode;
   private boolean done;
 
-  EndMarkerScanner(String nonce, long cap) {
+  public EndMarkerScanner(String nonce, long cap) {
     this.marker = ("\u0001" + nonce + ":").getBytes(StandardCharsets.US_ASCII);
     this.cap = cap;
   }
 
   /** Feeds bytes; returns the index just past the end marker, or -1 if it has not come yet. */
-  int feed(byte[] buffer, int offset, int length) {
+  public int feed(byte[] buffer, int offset, int length) {
     int end = offset + length;
     int runStart = offset; // start of plain output not yet copied
     for (int i = offset; i < end; i++) {
@@ -75,11 +75,11 @@ final class EndMarkerScanner {
     omitted += length - take;
   }
 
-  boolean done() {
+  public boolean done() {
     return done;
   }
 
-  int exitCode() {
+  public int exitCode() {
     try {
       return Integer.parseInt(exitDigits.toString().trim());
     } catch (NumberFormatException e) {
@@ -87,11 +87,11 @@ final class EndMarkerScanner {
     }
   }
 
-  String output() {
+  public String output() {
     return kept.toString(StandardCharsets.UTF_8);
   }
 
-  long omittedBytes() {
+  public long omittedBytes() {
     return omitted;
   }
 }

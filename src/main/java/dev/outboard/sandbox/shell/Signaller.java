@@ -1,4 +1,4 @@
-package dev.outboard.sandbox.bwrap;
+package dev.outboard.sandbox.shell;
 
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -11,12 +11,12 @@ import java.nio.charset.StandardCharsets;
  * long-lived host shell that runs {@code kill} as a builtin: a pipe round trip of tens of
  * microseconds instead of forking {@code /bin/kill} (about a millisecond) on every resume.
  */
-final class Signaller implements AutoCloseable {
+public final class Signaller implements AutoCloseable {
   private final Process process;
   private final OutputStream in;
   private final BufferedReader out;
 
-  Signaller() throws IOException {
+  public Signaller() throws IOException {
     process =
         new ProcessBuilder(
                 "/usr/bin/bash", "--noprofile", "--norc", "-c",
@@ -28,7 +28,7 @@ final class Signaller implements AutoCloseable {
   }
 
   /** Sends {@code signal} (e.g. "STOP") to {@code target}: a pid, or "-pgid" for a process group. */
-  synchronized boolean send(String signal, String target) {
+  public synchronized boolean send(String signal, String target) {
     try {
       in.write((signal + " " + target + "\n").getBytes(StandardCharsets.US_ASCII));
       in.flush();

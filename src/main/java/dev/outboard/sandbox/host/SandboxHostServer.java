@@ -1,0 +1,251 @@
+package dev.outboard.sandbox.host;
+
+import dev.outboard.Json;
+import dev.outboard.api.ApiError;
+import dev.outboard.api.ApiKeys;
+import dev.outboard.api.HttpServer;
+import dev.outboard.api.JsonSupport;
+import dev.outboard.model.Secrets;
+import dev.outboard.sandbox.SandboxProvider;
+import dev.outboard.sandbox.SandboxProvider.Entry;
+import dev.outboard.sandbox.SandboxProvider.ExecResult;
+import dev.outboard.sandbox.SandboxProvider.Limits;
+import dev.outboard.sandbox.SandboxProvider.SandboxGoneException;
+import java.io.UncheckedIOException;
+import java.net.InetSocketAddress;
+import java.time.Duration;
+import java.util.Base64;
+import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.CompletionStage;
+import java.util.function.Function;
+import java.util.function.Supplier;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.http.javadsl.Http;
+import org.apache.pekko.http.javadsl.ServerBinding;
+import org.apache.pekko.http.javadsl.model.ContentTypes;
+import org.apache.pekko.http.javadsl.model.HttpEntities;
+import org.apache.pekko.http.javadsl.model.HttpResponse;
+import org.apache.pekko.http.javadsl.model.StatusCode;
+import org.apache.pekko.http.javadsl.model.StatusCodes;
+import org.apache.pekko.http.javadsl.server.AllDirectives;
+import org.apache.pekko.http.javadsl.server.PathMatchers;
+import org.apache.pekko.http.javadsl.server.Route;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The sandbox host's internal HTTP API (DESIGN.md §1, §4): every {@link SandboxProvider} operation
+ * as JSON, for harness nodes that reach it through {@code RemoteSandboxProvider}. Not a cluster
+ * member; trust is one shared token, sent as {@code Authorization: Bearer <token>} and compared in
+ * constant time.
+ *
+ * <pre>
+ * POST   /v1/sandboxes                  {limits, snapshot (base64 tar, optional)} → 201 {id}
+ * POST   /v1/sandboxes/{id}/exec        {executionId, command, timeoutMs}           → {exitCode, output, truncated, timedOut, tookNanos}
+ * GET    /v1/sandboxes/{id}/files?path=                                             → {content}
+ * PUT    /v1/sandboxes/{id}/files?path= {content}                                   → 204
+ * GET    /v1/sandboxes/{id}/list?path=                                              → {entries: [{path, directory, size}]}
+ * POST   /v1/sandboxes/{id}/suspend | resume                                        → 204
+ * POST   /v1/sandboxes/{id}/hibernate                                               → {snapshot (base64 tar)}
+ * GET    /v1/sandboxes/{id}/state                                                   → {state}
+ * DELETE /v1/sandboxes/{id}                                                         → 204
+ * </pre>
+ *
+ * Errors are {@code {"error": {"code", "message"}}}: a gone sandbox → 410 {@code gone}; bad input
+ * (JSON, a missing parameter, a path outside /workspace, a missing file, ...) → 400; a wrong or
+ * missing token → 401; the provider failing otherwise (e.g. bwrap cannot start) → 500
+ * {@code sandbox_error} with its message.
+ */
+public final class SandboxHostServer extends AllDirectives {
+  private static final Logger log = LoggerFactory.getLogger(SandboxHostServer.class);
+  public static final String TOKEN_ENV = "OUTBOARD_SANDBOX_HOST_TOKEN";
+  public static final int MIN_TOKEN_LENGTH = 16;
+  /** Beyond a command's own timeout, how long the request may take (the answer, queueing). */
+  static final Duration EXEC_MARGIN = Duration.ofSeconds(60);
+
+  // ---- the wire format (shared with RemoteSandboxProvider) ----------------------------------
+
+  public record LimitsJson(long memoryBytes, int maxProcesses, Long cpuTimeMs, long maxOutputBytes, Long defaultTimeoutMs) {
+    public static LimitsJson of(Limits l) {
+      return new LimitsJson(l.memoryBytes(), l.maxProcesses(), millis(l.cpuTime()), l.maxOutputBytes(), millis(l.defaultTimeout()));
+    }
+
+    public Limits toLimits() {
+      return new Limits(memoryBytes, maxProcesses, duration(cpuTimeMs), maxOutputBytes, duration(defaultTimeoutMs));
+    }
+  }
+
+  public record CreateRequest(LimitsJson limits, String snapshot) {}
+
+  public record Created(String id) {}
+
+  public record ExecRequest(String executionId, String command, Long timeoutMs) {}
+
+  public record ExecResultJson(int exitCode, String output, boolean truncated, boolean timedOut, long tookNanos) {
+    public static ExecResultJson of(ExecResult r) {
+      return new ExecResultJson(r.exitCode(), r.output(), r.truncated(), r.timedOut(), r.took() == null ? 0 : r.took().toNanos());
+    }
+
+    public ExecResult toResult() {
+      return new ExecResult(exitCode, output, truncated, timedOut, Duration.ofNanos(tookNanos));
+    }
+  }
+
+  public record FileContent(String content) {}
+
+  public record Listing(List<Entry> entries) {}
+
+  public record Snapshot(String snapshot) {}
+
+  public record StateJson(String state) {}
+
+  // -------------------------------------------------------------------------------------------
+
+  private final SandboxProvider provider;
+  private final String token;
+  private final long maxBodyBytes;
+
+  /**
+   * @throws IllegalArgumentException without a token (or one shorter than {@value #MIN_TOKEN_LENGTH}
+   *     characters): the host refuses to start rather than serve sandboxes to anyone.
+   */
+  public SandboxHostServer(SandboxProvider provider, String token, long maxBodyBytes) {
+    requireToken(token);
+    this.provider = provider;
+    this.token = token;
+    this.maxBodyBytes = maxBodyBytes;
+    Secrets.register(token);
+  }
+
+  /** Checks a configured token; the message says how to set one. */
+  public static void requireToken(String token) {
+    if (token == null || token.isBlank()) {
+      throw new IllegalArgumentException(
+          "no sandbox host token: set " + TOKEN_ENV + " (at least " + MIN_TOKEN_LENGTH
+              + " random characters) on the sandbox host and on every harness node");
+    }
+    if (token.strip().length() < MIN_TOKEN_LENGTH) {
+      throw new IllegalArgumentException(TOKEN_ENV + " is too short; use at least " + MIN_TOKEN_LENGTH + " random characters");
+    }
+  }
+
+  /** Binds the API; the binding is unbound by the system's coordinated shutdown. */
+  public CompletionStage<ServerBinding> start(ActorSystem<?> system, String host, int port) {
+    return Http.get(system).newServerAt(host, port).bind(routes()).whenComplete((b, error) -> {
+      if (error != null) {
+        log.error("could not bind the sandbox host API to {}:{}: {}", host, port, error.getMessage());
+      } else {
+        b.addToCoordinatedShutdown(Duration.ofSeconds(10), system);
+        InetSocketAddress address = b.localAddress();
+        log.info("sandbox host API listening on http://{}:{}", address.getHostString(), address.getPort());
+      }
+    });
+  }
+
+  public Route routes() {
+    return HttpServer.api(authenticated(() -> pathPrefix("sandboxes", () -> concat(
+        pathEnd(() -> post(() -> JsonSupport.body(CreateRequest.class, maxBodyBytes, this::create))),
+        pathPrefix(PathMatchers.segment(), id -> concat(
+            pathEnd(() -> delete(() -> JsonSupport.noBody(() -> reply(() -> provider.destroy(id), StatusCodes.NO_CONTENT, v -> null)))),
+            path("exec", () -> post(() -> JsonSupport.body(ExecRequest.class, maxBodyBytes, r -> exec(id, r)))),
+            path("files", () -> pathParam(p -> concat(
+                get(() -> reply(() -> provider.read(id, p), StatusCodes.OK, FileContent::new)),
+                put(() -> JsonSupport.body(FileContent.class, maxBodyBytes, f -> {
+                  if (f.content() == null) throw ApiError.badRequest("content is required");
+                  return reply(() -> provider.write(id, p, f.content()), StatusCodes.NO_CONTENT, v -> null);
+                }))))),
+            path("list", () -> get(() -> pathParam(p -> reply(() -> provider.list(id, p), StatusCodes.OK, Listing::new)))),
+            path("suspend", () -> post(() -> JsonSupport.noBody(() -> reply(() -> provider.suspend(id), StatusCodes.NO_CONTENT, v -> null)))),
+            path("resume", () -> post(() -> JsonSupport.noBody(() -> reply(() -> provider.resume(id), StatusCodes.NO_CONTENT, v -> null)))),
+            path("hibernate", () -> post(() -> JsonSupport.noBody(() -> reply(() -> provider.hibernate(id), StatusCodes.OK,
+                bytes -> new Snapshot(Base64.getEncoder().encodeToString(bytes)))))),
+            path("state", () -> get(() -> reply(() -> provider.state(id), StatusCodes.OK, s -> new StateJson(s.name()))))))))));
+  }
+
+  private Route create(CreateRequest r) {
+    if (r.limits() == null) throw ApiError.badRequest("limits is required");
+    Limits limits = r.limits().toLimits();
+    byte[] snapshot;
+    try {
+      snapshot = r.snapshot() == null ? null : Base64.getDecoder().decode(r.snapshot());
+    } catch (IllegalArgumentException e) {
+      throw ApiError.badRequest("snapshot is not base64: " + e.getMessage());
+    }
+    return reply(() -> provider.create(limits, snapshot), StatusCodes.CREATED, Created::new);
+  }
+
+  private Route exec(String id, ExecRequest r) {
+    if (r.command() == null) throw ApiError.badRequest("command is required");
+    if (r.timeoutMs() != null && r.timeoutMs() <= 0) throw ApiError.badRequest("timeoutMs must be positive");
+    Duration timeout = duration(r.timeoutMs());
+    // The command may run for its whole timeout (no timeout: the sandbox's default, at most an hour here).
+    Duration requestTimeout = (timeout == null ? Duration.ofHours(1) : timeout).plus(EXEC_MARGIN);
+    return withRequestTimeout(requestTimeout, () ->
+        reply(() -> provider.exec(id, r.executionId(), r.command(), timeout), StatusCodes.OK, ExecResultJson::of));
+  }
+
+  private Route pathParam(Function<String, Route> inner) {
+    return parameterOptional("path", p -> {
+      Optional<String> path = p.filter(s -> !s.isEmpty());
+      if (path.isEmpty()) throw ApiError.badRequest("the query parameter 'path' is required");
+      return inner.apply(path.get());
+    });
+  }
+
+  private Route authenticated(Supplier<Route> inner) {
+    return optionalHeaderValueByName("Authorization", header -> {
+      String given = header.filter(h -> h.regionMatches(true, 0, "Bearer ", 0, 7)).map(h -> h.substring(7).strip()).orElse("");
+      if (!ApiKeys.secretEquals(given, token)) {
+        throw ApiError.unauthorized("a valid sandbox host token is required (Authorization: Bearer <token>)");
+      }
+      return inner.get();
+    });
+  }
+
+  private <T> Route reply(Supplier<CompletionStage<T>> call, StatusCode ok, Function<T, Object> body) {
+    CompletionStage<T> stage;
+    try {
+      stage = call.get();
+    } catch (RuntimeException e) {
+      stage = CompletableFuture.failedFuture(e);
+    }
+    return completeWithFuture(stage.handle((value, error) -> error == null ? success(ok, body.apply(value)) : failure(error)));
+  }
+
+  private static HttpResponse success(StatusCode status, Object body) {
+    if (body == null) return HttpResponse.create().withStatus(status);
+    try {
+      return HttpResponse.create().withStatus(status)
+          .withEntity(HttpEntities.create(ContentTypes.APPLICATION_JSON, Json.MAPPER.writeValueAsBytes(body)));
+    } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
+  /** The provider's failure as an answer: gone → 410, bad input → 400, anything else → 500. */
+  static HttpResponse failure(Throwable error) {
+    Throwable e = error;
+    while (e instanceof CompletionException && e.getCause() != null) e = e.getCause();
+    String message = Secrets.redact(e.getMessage() == null ? e.toString() : e.getMessage());
+    if (e instanceof SandboxGoneException) return ApiError.response(StatusCodes.GONE, "gone", message);
+    if (e instanceof ApiError api) return api.toResponse();
+    if (e instanceof IllegalArgumentException) return ApiError.response(StatusCodes.BAD_REQUEST, "bad_request", message);
+    if (e instanceof IllegalStateException || e instanceof UncheckedIOException) {
+      log.warn("sandbox operation failed: {}", message);
+      return ApiError.response(StatusCodes.INTERNAL_SERVER_ERROR, "sandbox_error", message);
+    }
+    log.error("sandbox operation failed", e);
+    return ApiError.response(StatusCodes.INTERNAL_SERVER_ERROR, "internal", "internal error");
+  }
+
+  private static Long millis(Duration d) {
+    return d == null ? null : d.toMillis();
+  }
+
+  private static Duration duration(Long millis) {
+    return millis == null ? null : Duration.ofMillis(millis);
+  }
+}

@@ -1,0 +1,322 @@
+package dev.outboard.sandbox;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.typesafe.config.ConfigFactory;
+import dev.outboard.Json;
+import dev.outboard.sandbox.SandboxProvider.ExecResult;
+import dev.outboard.sandbox.SandboxProvider.Limits;
+import dev.outboard.sandbox.SandboxProvider.SandboxGoneException;
+import dev.outboard.sandbox.SandboxProvider.State;
+import dev.outboard.sandbox.bwrap.BwrapSandboxProvider;
+import dev.outboard.sandbox.host.SandboxHostServer;
+import dev.outboard.sandbox.remote.RemoteSandboxProvider;
+import dev.outboard.testing.ApiClient;
+import dev.outboard.testing.InProcessNode;
+import dev.outboard.testing.Ports;
+import dev.outboard.testing.ScriptedSessions;
+import dev.outboard.testing.TestPostgres;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.SecureRandom;
+import java.time.Duration;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Assertions;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The remote provider against an in-process sandbox host (real bubblewrap behind
+ * {@link SandboxHostServer} on a local, non-cluster ActorSystem): every SPI operation over HTTP,
+ * the token, 410 → gone, and sandbox ids that outlive the harness node that created them. Skipped
+ * (with a notice) where bwrap is missing, except under CI=true.
+ */
+class RemoteSandboxProviderTest {
+  static final Limits LIMITS = new Limits(512L << 20, 64, Duration.ofSeconds(20), 64 * 1024, Duration.ofSeconds(20));
+  static final Duration T = Duration.ofSeconds(20);
+
+  @TempDir static Path tmp;
+  static ExecutorService executor;
+  static BwrapSandboxProvider bwrap;
+  static ActorSystem<Void> system;
+  static String token;
+  static String url;
+  static RemoteSandboxProvider remote;
+
+  @BeforeAll
+  static void start() throws Exception {
+    executor = Executors.newCachedThreadPool();
+    Files.setPosixFilePermissions(tmp, java.nio.file.attribute.PosixFilePermissions.fromString("rwx--x--x"));
+    bwrap = new BwrapSandboxProvider(tmp.resolve("sandboxes"), executor);
+    if (!bwrap.available()) {
+      String what = "bubblewrap (bwrap) is not installed; RemoteSandboxProviderTest skipped";
+      if ("true".equalsIgnoreCase(System.getenv("CI"))) Assertions.fail(what + "; CI=true, so sandbox tests must not be skipped");
+      System.err.println("SKIPPED: " + what);
+      Assumptions.abort("SKIPPED: " + what);
+    }
+    byte[] secret = new byte[16];
+    new SecureRandom().nextBytes(secret);
+    token = "host-token-" + HexFormat.of().formatHex(secret);
+    system = ActorSystem.create(Behaviors.empty(), "sandbox-host-test", ConfigFactory.parseString("""
+        pekko.actor.provider = local
+        pekko.coordinated-shutdown.exit-jvm = off
+        pekko.coordinated-shutdown.run-by-jvm-shutdown-hook = off
+        """).withFallback(ConfigFactory.load()));
+    int port = Ports.free(1)[0];
+    new SandboxHostServer(bwrap, token, 64L << 20).start(system, "127.0.0.1", port).toCompletableFuture().get(20, TimeUnit.SECONDS);
+    url = "http://127.0.0.1:" + port;
+    remote = new RemoteSandboxProvider(url, token);
+  }
+
+  @AfterAll
+  static void stop() throws Exception {
+    if (system != null) {
+      system.terminate();
+      system.getWhenTerminated().toCompletableFuture().get(30, TimeUnit.SECONDS);
+    }
+    if (bwrap != null) bwrap.close();
+    if (executor != null) executor.shutdownNow();
+  }
+
+  static <V> V await(CompletionStage<V> stage) {
+    return stage.toCompletableFuture().orTimeout(60, TimeUnit.SECONDS).join();
+  }
+
+  static Throwable failure(CompletionStage<?> stage) {
+    CompletionException e = assertThrows(CompletionException.class, () -> await(stage));
+    Throwable c = e;
+    while (c instanceof CompletionException && c.getCause() != null) c = c.getCause();
+    return c;
+  }
+
+  static ExecResult exec(SandboxProvider p, String id, String command) {
+    return await(p.exec(id, null, command, T));
+  }
+
+  static HttpResponse<String> raw(String method, String path, String body, String bearer) throws Exception {
+    HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(url + path)).timeout(T)
+        .method(method, body == null ? HttpRequest.BodyPublishers.noBody() : HttpRequest.BodyPublishers.ofString(body));
+    if (body != null) b.header("Content-Type", "application/json");
+    if (bearer != null) b.header("Authorization", "Bearer " + bearer);
+    return HttpClient.newHttpClient().send(b.build(), HttpResponse.BodyHandlers.ofString());
+  }
+
+  @Test
+  void commandsRunInTheSandboxAndTheShellKeepsItsState() {
+    String id = await(remote.create(LIMITS, null));
+    assertThat(id).startsWith("sbx-");
+    ExecResult first = exec(remote, id, "mkdir -p sub && cd sub && export GREETING=hi-there && echo ok");
+    assertEquals(0, first.exitCode());
+    assertEquals("ok\n", first.output());
+    ExecResult second = exec(remote, id, "pwd; echo $GREETING; exit 3");
+    assertEquals(3, second.exitCode());
+    assertEquals("/workspace/sub\nhi-there\n", second.output());
+    assertThat(second.took()).isPositive();
+    ExecResult slow = await(remote.exec(id, null, "sleep 5", Duration.ofMillis(300)));
+    assertThat(slow.timedOut()).isTrue();
+    assertEquals(State.ACTIVE, await(remote.state(id)));
+    await(remote.destroy(id));
+  }
+
+  @Test
+  void filesAreWrittenReadAndListed() {
+    String id = await(remote.create(LIMITS, null));
+    await(remote.write(id, "/workspace/dir/a b+c.txt", "héllo\nworld\n"));
+    assertEquals("héllo\nworld\n", await(remote.read(id, "/workspace/dir/a b+c.txt")));
+    assertEquals("héllo\nworld\n", exec(remote, id, "cat 'dir/a b+c.txt'").output());
+    List<SandboxProvider.Entry> entries = await(remote.list(id, "/workspace"));
+    assertThat(entries).containsExactly(new SandboxProvider.Entry("/workspace/dir", true, entries.get(0).size()));
+    assertThat(await(remote.list(id, "/workspace/dir"))).extracting(SandboxProvider.Entry::path).containsExactly("/workspace/dir/a b+c.txt");
+    // Tool-level errors stay tool-level: 400 → IllegalArgumentException with the provider's message.
+    assertThat(failure(remote.read(id, "/workspace/missing.txt"))).isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("no such file");
+    assertThat(failure(remote.read(id, "/etc/passwd"))).isInstanceOf(IllegalArgumentException.class);
+    await(remote.destroy(id));
+  }
+
+  @Test
+  void anExecutionIdRunsTheCommandOnce() {
+    String id = await(remote.create(LIMITS, null));
+    ExecResult a = await(remote.exec(id, "call-1", "echo x >> runs.txt; wc -l < runs.txt", T));
+    ExecResult b = await(remote.exec(id, "call-1", "echo x >> runs.txt; wc -l < runs.txt", T));
+    assertEquals("1\n", a.output());
+    assertEquals(a.output(), b.output());
+    assertEquals("1\n", exec(remote, id, "wc -l < runs.txt").output());
+    await(remote.destroy(id));
+  }
+
+  @Test
+  void suspendAndResume() {
+    String id = await(remote.create(LIMITS, null));
+    exec(remote, id, "cd /tmp && export MARK=kept");
+    await(remote.suspend(id));
+    assertEquals(State.SUSPENDED, await(remote.state(id)));
+    await(remote.resume(id));
+    assertEquals(State.ACTIVE, await(remote.state(id)));
+    await(remote.suspend(id));
+    assertEquals("/tmp kept\n", exec(remote, id, "echo $PWD $MARK").output());
+    assertEquals(State.ACTIVE, await(remote.state(id)));
+    await(remote.destroy(id));
+  }
+
+  @Test
+  void hibernateReturnsASnapshotThatRestoresTheWorkspace() {
+    String id = await(remote.create(LIMITS, null));
+    await(remote.write(id, "/workspace/keep/notes.md", "kept across hosts\n"));
+    byte[] snapshot = await(remote.hibernate(id));
+    assertThat(snapshot.length).isGreaterThan(0);
+    assertEquals(State.HIBERNATED, await(remote.state(id)));
+    // The next command cold-starts it with the workspace as it was.
+    assertEquals("kept across hosts\n", exec(remote, id, "cat keep/notes.md").output());
+    await(remote.destroy(id));
+
+    String restored = await(remote.create(LIMITS, snapshot));
+    assertThat(restored).isNotEqualTo(id);
+    assertEquals("kept across hosts\n", await(remote.read(restored, "/workspace/keep/notes.md")));
+    await(remote.destroy(restored));
+  }
+
+  @Test
+  void aWrongTokenIsRefusedAndNeverEchoed() throws Exception {
+    String wrong = "wrong-token-0123456789abcdef";
+    RemoteSandboxProvider intruder = new RemoteSandboxProvider(url, wrong);
+    Throwable e = failure(intruder.create(LIMITS, null));
+    assertThat(e).isInstanceOf(IllegalStateException.class).hasMessageContaining("401");
+    assertThat(e.getMessage()).doesNotContain(wrong).doesNotContain(token);
+    assertThat(failure(intruder.state("sbx-any"))).isNotInstanceOf(SandboxGoneException.class).hasMessageContaining("401");
+
+    HttpResponse<String> none = raw("GET", "/v1/sandboxes/sbx-any/state", null, null);
+    assertEquals(401, none.statusCode());
+    assertEquals("unauthorized", Json.MAPPER.readTree(none.body()).path("error").path("code").asText());
+    assertEquals(401, raw("GET", "/v1/sandboxes/sbx-any/state", null, token + "x").statusCode());
+  }
+
+  @Test
+  void aDestroyedSandboxIsGone() throws Exception {
+    String id = await(remote.create(LIMITS, null));
+    await(remote.destroy(id));
+    assertThat(failure(remote.exec(id, "e", "true", T))).isInstanceOf(SandboxGoneException.class).hasMessageContaining(id);
+    assertThat(failure(remote.read(id, "/workspace/x"))).isInstanceOf(SandboxGoneException.class);
+    assertThat(failure(remote.state(id))).isInstanceOf(SandboxGoneException.class);
+    assertThat(failure(remote.destroy(id))).isInstanceOf(SandboxGoneException.class);
+    HttpResponse<String> gone = raw("POST", "/v1/sandboxes/" + id + "/exec", "{\"executionId\":\"x\",\"command\":\"true\"}", token);
+    assertEquals(410, gone.statusCode());
+    JsonNode error = Json.MAPPER.readTree(gone.body()).path("error");
+    assertEquals("gone", error.path("code").asText());
+    assertThat(error.path("message").asText()).contains(id);
+  }
+
+  @Test
+  void badInputIs400() throws Exception {
+    assertEquals(400, raw("POST", "/v1/sandboxes", "{}", token).statusCode());
+    assertEquals(400, raw("POST", "/v1/sandboxes", "{\"limits\": 3}", token).statusCode());
+    assertEquals(400, raw("POST", "/v1/sandboxes", "not json", token).statusCode());
+    String id = await(remote.create(LIMITS, null));
+    assertEquals(400, raw("GET", "/v1/sandboxes/" + id + "/files", null, token).statusCode());
+    assertEquals(400, raw("POST", "/v1/sandboxes/" + id + "/exec", "{\"executionId\":\"x\"}", token).statusCode());
+    assertEquals(400, raw("POST", "/v1/sandboxes/" + id + "/exec", "{\"command\":\"true\",\"bogus\":1}", token).statusCode());
+    HttpResponse<String> badSnapshot = raw("POST", "/v1/sandboxes",
+        "{\"limits\":{\"memoryBytes\":1000000,\"maxProcesses\":10,\"maxOutputBytes\":1000},\"snapshot\":\"***\"}", token);
+    assertEquals(400, badSnapshot.statusCode());
+    await(remote.destroy(id));
+  }
+
+  @Test
+  void sandboxIdsOutliveTheHarnessNodeThatCreatedThem() {
+    RemoteSandboxProvider nodeA = new RemoteSandboxProvider(url, token);
+    String id = await(nodeA.create(LIMITS, null));
+    exec(nodeA, id, "mkdir -p work && cd work && export OWNER=node-a");
+    await(nodeA.write(id, "/workspace/work/state.txt", "from node A\n"));
+    nodeA.close(); // node A goes away; the sandbox belongs to the host
+
+    RemoteSandboxProvider nodeB = new RemoteSandboxProvider(url, token);
+    assertEquals(State.ACTIVE, await(nodeB.state(id)));
+    assertEquals("/workspace/work node-a from node A\n", exec(nodeB, id, "echo $PWD $OWNER $(cat state.txt)").output());
+    assertEquals("from node A\n", await(nodeB.read(id, "/workspace/work/state.txt")));
+    await(nodeB.destroy(id));
+  }
+
+  @Test
+  void anUnreachableHostMeansTheSandboxIsGone() {
+    RemoteSandboxProvider nowhere = new RemoteSandboxProvider("http://127.0.0.1:" + Ports.free(1)[0], token);
+    Throwable e = failure(nowhere.exec("sbx-1", "e", "true", T));
+    assertThat(e).isInstanceOf(SandboxGoneException.class).hasMessageContaining("cannot be reached");
+    assertThat(e.getMessage()).doesNotContain(token);
+    assertThat(failure(nowhere.create(LIMITS, null))).isInstanceOf(IllegalStateException.class);
+  }
+
+  @Test
+  void theHostRefusesToStartWithoutAToken() {
+    for (String none : new String[] {null, "", "short"}) {
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new SandboxHostServer(bwrap, none, 1024));
+      assertThat(e.getMessage()).contains("OUTBOARD_SANDBOX_HOST_TOKEN");
+    }
+  }
+
+  /**
+   * A harness node on PostgreSQL (not embedded) mounts /workspace through the sandbox host; after
+   * the node stops, a new node on the same database re-attaches the session to the same live
+   * sandbox, shell state included.
+   */
+  @Test
+  void aSessionOnAPostgresNodeUsesTheHostAndReattachesAfterARestart() throws Exception {
+    Duration wait = Duration.ofSeconds(60);
+    Map<String, Object> settings = Map.of(
+        "outboard.sandbox.host-url", url,
+        "outboard.sandbox.host-token", token,
+        "outboard.sandbox.suspend-after", "1h",
+        "outboard.sandbox.hibernate-after", "2h");
+    try (TestPostgres pg = TestPostgres.create()) {
+      String sessionId;
+      String key;
+      String sandboxId;
+      try (InProcessNode first = InProcessNode.start(pg.url(), settings)) {
+        key = first.admin().createOrgWithKey("remote");
+        ApiClient api = first.client(key);
+        sessionId = ScriptedSessions.create(api, ScriptedSessions.body("rita", true, List.of(
+            ScriptedSessions.tools("w", 0, ScriptedSessions.call("write", Map.of("path", "/workspace/n.txt", "content", "remote file\n"))),
+            ScriptedSessions.tools("cd", 0, ScriptedSessions.call("bash", Map.of("command", "mkdir -p sub && cd sub && export MARK=first-node"))),
+            ScriptedSessions.say("ready"),
+            ScriptedSessions.tools("check", 0, ScriptedSessions.call("bash", Map.of("command", "echo $PWD $MARK; cat ../n.txt"))),
+            ScriptedSessions.say("done"))));
+        JsonNode waiting = ScriptedSessions.awaitStatus(api, sessionId, "waiting", wait);
+        sandboxId = waiting.path("sandbox").path("id").asText();
+        assertThat(sandboxId).startsWith("sbx-");
+        assertThat(ScriptedSessions.toolCalls(api, sessionId)).allSatisfy(c -> assertThat(c.isError()).as(c.toString()).isFalse());
+      }
+      // The sandbox lives on the host, not on the node that stopped.
+      assertThat(await(remote.state(sandboxId))).isIn(State.ACTIVE, State.SUSPENDED);
+      try (InProcessNode second = InProcessNode.start(pg.url(), settings)) {
+        ApiClient api = second.client(key);
+        assertThat(api.post("/v1/sessions/" + sessionId + "/messages", Map.of("text", "go on")).status()).isEqualTo(202);
+        ScriptedSessions.awaitStatus(api, sessionId, "waiting", wait);
+        List<ScriptedSessions.ToolCall> calls = ScriptedSessions.toolCalls(api, sessionId);
+        ScriptedSessions.ToolCall check = calls.get(calls.size() - 1);
+        assertThat(check.isError()).as(check.toString()).isFalse();
+        assertThat(check.content()).contains("/workspace/sub first-node", "remote file");
+        JsonNode s = ScriptedSessions.awaitStatus(api, sessionId, "waiting", wait);
+        assertThat(s.path("sandbox").path("id").asText()).isEqualTo(sandboxId);
+        api.post("/v1/sessions/" + sessionId + "/cancel", Map.of());
+      }
+    }
+  }
+}
