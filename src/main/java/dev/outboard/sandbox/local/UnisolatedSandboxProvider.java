@@ -1,10 +1,10 @@
 package dev.outboard.sandbox.local;
 
 import dev.outboard.sandbox.shell.EndMarkerScanner;
+import dev.outboard.sandbox.shell.ShellSupport;
 import dev.outboard.sandbox.shell.Signaller;
 import dev.outboard.sandbox.shell.WorkspacePaths;
 import dev.outboard.sandbox.SandboxProvider;
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
@@ -13,15 +13,12 @@ import java.nio.ByteBuffer;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.FileVisitResult;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.SimpleFileVisitor;
 import java.nio.file.StandardOpenOption;
 import java.nio.file.attribute.BasicFileAttributes;
-import java.security.SecureRandom;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -97,7 +94,6 @@ public final class UnisolatedSandboxProvider implements SandboxProvider {
   private static final long WATCHDOG_MS = 20;
   private static final long MAX_READ_BYTES = 10L << 20;
   private static final String SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin";
-  private static final SecureRandom RANDOM = new SecureRandom();
 
   private final Path root;
   private final Executor executor;
@@ -132,7 +128,7 @@ public final class UnisolatedSandboxProvider implements SandboxProvider {
   public CompletionStage<String> create(Limits limits, byte[] snapshot) {
     return async(
         () -> {
-          String id = "sbx-" + HexFormat.of().formatHex(randomBytes(16));
+          String id = "sbx-" + HexFormat.of().formatHex(ShellSupport.randomBytes(16));
           Path workspace = root.resolve(id).resolve("workspace");
           try {
             Files.createDirectories(workspace);
@@ -298,7 +294,7 @@ public final class UnisolatedSandboxProvider implements SandboxProvider {
           sandbox.gone("destroyed");
           sandbox.stopProcesses();
           sandboxes.remove(sandboxId);
-          deleteTree(sandbox.workspace.getParent());
+          ShellSupport.deleteTree(sandbox.workspace.getParent());
           return null;
         });
   }
@@ -335,7 +331,7 @@ public final class UnisolatedSandboxProvider implements SandboxProvider {
     final Path workspace;
     final Path stateFile;
     final Limits limits;
-    final String nonce = HexFormat.of().formatHex(randomBytes(16));
+    final String nonce = HexFormat.of().formatHex(ShellSupport.randomBytes(16));
     final Map<String, CompletableFuture<ExecResult>> results =
         new LinkedHashMap<>() {
           @Override
@@ -454,7 +450,7 @@ public final class UnisolatedSandboxProvider implements SandboxProvider {
       ensureRunning();
       long started = System.nanoTime();
       String line =
-          "__ob_cmd=" + ansiQuote(command) + "; __ob_run; . " + quote(stateFile.toString()) + " 2>/dev/null; __ob_end\n";
+          "__ob_cmd=" + ShellSupport.ansiQuote(command) + "; __ob_run; . " + quote(stateFile.toString()) + " 2>/dev/null; __ob_end\n";
       EndMarkerScanner scanner = new EndMarkerScanner(nonce, limits.maxOutputBytes());
       AtomicBoolean timedOut = new AtomicBoolean();
       long seq = ++commandSeq;
@@ -699,7 +695,7 @@ public final class UnisolatedSandboxProvider implements SandboxProvider {
         List.of("/usr/bin/tar", "-C", workspace.toString(), "--no-same-owner", "--no-same-permissions", "-xf", "-");
     try {
       Process tar = new ProcessBuilder(argv).redirectErrorStream(true).start();
-      CompletableFuture<byte[]> messages = CompletableFuture.supplyAsync(() -> readAll(tar.getInputStream()), executor);
+      CompletableFuture<byte[]> messages = CompletableFuture.supplyAsync(() -> ShellSupport.readAll(tar.getInputStream()), executor);
       try (OutputStream in = tar.getOutputStream()) {
         in.write(snapshot);
       } catch (IOException ignored) {
@@ -718,72 +714,9 @@ public final class UnisolatedSandboxProvider implements SandboxProvider {
     }
   }
 
-  private static byte[] readAll(InputStream in) {
-    try {
-      ByteArrayOutputStream out = new ByteArrayOutputStream();
-      in.transferTo(out);
-      return out.toByteArray();
-    } catch (IOException e) {
-      return new byte[0];
-    }
-  }
-
-  private static void deleteTree(Path dir) {
-    if (!Files.exists(dir, LinkOption.NOFOLLOW_LINKS)) {
-      return;
-    }
-    try {
-      Files.walkFileTree(
-          dir,
-          new SimpleFileVisitor<>() {
-            @Override
-            public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) throws IOException {
-              Files.delete(file);
-              return FileVisitResult.CONTINUE;
-            }
-
-            @Override
-            public FileVisitResult postVisitDirectory(Path d, IOException e) throws IOException {
-              Files.delete(d);
-              return FileVisitResult.CONTINUE;
-            }
-          });
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
-    }
-  }
-
   /** {@code text} as a single-quoted bash word. */
   private static String quote(String text) {
     return "'" + text.replace("'", "'\\''") + "'";
   }
 
-  /** {@code text} as a bash {@code $'...'} word: one line, no expansion. NUL cannot be passed. */
-  static String ansiQuote(String text) {
-    StringBuilder b = new StringBuilder(text.length() + 8).append("$'");
-    for (int i = 0; i < text.length(); i++) {
-      char c = text.charAt(i);
-      switch (c) {
-        case '\\' -> b.append("\\\\");
-        case '\'' -> b.append("\\'");
-        case '\n' -> b.append("\\n");
-        case '\t' -> b.append("\\t");
-        case '\0' -> {}
-        default -> {
-          if (c < 0x20 || c == 0x7f) {
-            b.append(String.format("\\x%02x", (int) c));
-          } else {
-            b.append(c);
-          }
-        }
-      }
-    }
-    return b.append('\'').toString();
-  }
-
-  private static byte[] randomBytes(int n) {
-    byte[] bytes = new byte[n];
-    RANDOM.nextBytes(bytes);
-    return bytes;
-  }
 }
