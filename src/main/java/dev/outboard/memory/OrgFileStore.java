@@ -231,7 +231,7 @@ public final class OrgFileStore {
       throws SQLException {
     OrgFileOp op = r.op();
     String shown = "/" + op.ns() + "/" + op.path();
-    Current cur = current(c, org, op.ns(), op.path(), files);
+    Current cur = current(files, op.ns(), op.path());
     String next;
     String verb;
     if (op instanceof OrgFileOp.Write w) {
@@ -258,7 +258,7 @@ public final class OrgFileStore {
     } else {
       OrgFileOp.Rename rn = (OrgFileOp.Rename) op;
       if (cur.content == null) return Outcome.failed("not_found", "file not found: " + shown);
-      Current target = current(c, org, op.ns(), rn.toPath(), files);
+      Current target = current(files, op.ns(), rn.toPath());
       if (target.content != null) return Outcome.failed("exists", "/" + op.ns() + "/" + rn.toPath() + " exists already");
       String content = cur.content;
       record(org, cur, op.ns(), op.path(), null, "rename", r.origin(), versions, now);
@@ -292,20 +292,10 @@ public final class OrgFileStore {
     return cur.version;
   }
 
-  private static Current current(Connection c, String org, String ns, String path, Map<String, Current> files) throws SQLException {
-    String key = ns + "/" + path;
-    Current cur = files.get(key);
-    if (cur != null) return cur;
-    try (PreparedStatement ps = c.prepareStatement(
-        "SELECT content, version FROM org_files WHERE org_id = ? AND namespace = ? AND path = ?")) {
-      ps.setString(1, org);
-      ps.setString(2, ns);
-      ps.setString(3, path);
-      try (ResultSet rs = ps.executeQuery()) {
-        cur = rs.next() ? new Current(true, rs.getLong(2), rs.getString(1)) : new Current(false, 0, null);
-      }
-    }
-    files.put(key, cur);
+  /** The batch's view of a file; every path a batch touches was read up front by {@link #prefetchFiles}. */
+  private static Current current(Map<String, Current> files, String ns, String path) {
+    Current cur = files.get(ns + "/" + path);
+    if (cur == null) throw new IllegalStateException("not prefetched: /" + ns + "/" + path);
     return cur;
   }
 

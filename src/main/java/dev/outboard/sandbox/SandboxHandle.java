@@ -38,6 +38,9 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  * workspace of its last hibernation.
  */
 public final class SandboxHandle {
+  /** For callbacks that run off the actor's thread, where the actor context must not be used. */
+  private static final org.slf4j.Logger log = org.slf4j.LoggerFactory.getLogger(SandboxHandle.class);
+
 
   // ---------------------------------------------------------------- protocol
 
@@ -191,7 +194,7 @@ public final class SandboxHandle {
     }
     return loaded.handle((s, e) -> {
       if (e != null) {
-        ctx.getSystem().log().warn("could not load the sandbox snapshot of session {}: {}", sid, cause(e).toString());
+        log.warn("could not load the sandbox snapshot of session {}: {}", sid, cause(e).toString());
         return null;
       }
       return s.map(SnapshotStore.Snapshot::bytes).orElse(null);
@@ -294,7 +297,7 @@ public final class SandboxHandle {
     }
     return saved.handle((v, e) -> {
       if (e != null) {
-        ctx.getSystem().log().warn("could not store the snapshot of sandbox {} (session {}): {}", id, sid, cause(e).toString());
+        log.warn("could not store the snapshot of sandbox {} (session {}): {}", id, sid, cause(e).toString());
       }
       return bytes;
     });
@@ -325,7 +328,7 @@ public final class SandboxHandle {
       String id = sandboxId;
       provider.destroy(id).whenComplete((v, e) -> {
         if (e != null && !(cause(e) instanceof SandboxGoneException)) {
-          ctx.getSystem().log().warn("destroying sandbox {} failed: {}", id, cause(e).toString());
+          log.warn("destroying sandbox {} failed: {}", id, cause(e).toString());
         }
       });
     }
@@ -333,7 +336,7 @@ public final class SandboxHandle {
     if (snapshots != null) {
       String sid = sessionId;
       snapshots.delete(sid).whenComplete((v, e) -> {
-        if (e != null) ctx.getSystem().log().warn("could not delete the sandbox snapshot of session {}: {}", sid, cause(e).toString());
+        if (e != null) log.warn("could not delete the sandbox snapshot of session {}: {}", sid, cause(e).toString());
       });
     }
     changed("destroyed", null);
