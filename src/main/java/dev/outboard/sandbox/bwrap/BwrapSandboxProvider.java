@@ -90,6 +90,7 @@ public final class BwrapSandboxProvider implements SandboxProvider {
   private final boolean hostRoot;
   private final ScheduledExecutorService timers;
   private final Map<String, Sandbox> sandboxes = new ConcurrentHashMap<>();
+  private final long ownProcessGroup = processGroupOf(ProcessHandle.current().pid());
   private Path etc;
   private Signaller signaller;
 
@@ -600,9 +601,10 @@ public final class BwrapSandboxProvider implements SandboxProvider {
         return;
       }
       long group = processGroup();
-      if (group > 0) {
-        signaller().send("STOP", "-" + group);
+      if (group <= 0) {
+        throw new IllegalStateException("cannot suspend sandbox " + id + ": its process group is unknown");
       }
+      signaller().send("STOP", "-" + group);
       state = State.SUSPENDED;
     }
 
@@ -621,17 +623,13 @@ public final class BwrapSandboxProvider implements SandboxProvider {
       }
     }
 
+    /** The shell's process group; 0 when unknown or (never expected) the service's own group. */
     private long processGroup() {
       if (processGroup == 0) {
         ProcessHandle sh = shell();
         if (sh != null) {
-          try {
-            String stat = Files.readString(Path.of("/proc/" + sh.pid() + "/stat"));
-            String[] fields = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
-            processGroup = Long.parseLong(fields[2]);
-          } catch (IOException | RuntimeException e) {
-            processGroup = 0;
-          }
+          long group = processGroupOf(sh.pid());
+          processGroup = group == ownProcessGroup ? 0 : group;
         }
       }
       return processGroup;
@@ -763,7 +761,7 @@ public final class BwrapSandboxProvider implements SandboxProvider {
     if (hostRoot) {
       argv.addAll(List.of("/usr/bin/setpriv", "--reuid=" + SANDBOX_ID, "--regid=" + SANDBOX_ID, "--clear-groups", "--"));
     }
-    argv.addAll(List.of("/usr/bin/tar", "-C", workspace.toString(), "--no-same-owner", "-xf", "-"));
+    argv.addAll(List.of("/usr/bin/tar", "-C", workspace.toString(), "--no-same-owner", "--no-same-permissions", "-xf", "-"));
     try {
       Process tar = new ProcessBuilder(argv).redirectErrorStream(true).start();
       CompletableFuture<byte[]> messages = CompletableFuture.supplyAsync(() -> ShellSupport.readAll(tar.getInputStream()), executor);
@@ -782,6 +780,16 @@ public final class BwrapSandboxProvider implements SandboxProvider {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new IllegalStateException(e);
+    }
+  }
+
+  private static long processGroupOf(long pid) {
+    try {
+      String stat = Files.readString(Path.of("/proc/" + pid + "/stat"));
+      String[] fields = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+      return Long.parseLong(fields[2]);
+    } catch (IOException | RuntimeException e) {
+      return 0;
     }
   }
 
