@@ -1,47 +1,19 @@
 package dev.outboard.sandbox.local;
 
-import dev.outboard.sandbox.shell.EndMarkerScanner;
+import dev.outboard.sandbox.shell.ShellSandboxProvider;
 import dev.outboard.sandbox.shell.ShellSupport;
-import dev.outboard.sandbox.shell.Signaller;
 import dev.outboard.sandbox.shell.WorkspacePaths;
-import dev.outboard.sandbox.SandboxProvider;
-import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
-import java.io.UncheckedIOException;
-import java.nio.ByteBuffer;
-import java.nio.charset.CharacterCodingException;
-import java.nio.charset.CodingErrorAction;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.LinkOption;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
-import java.nio.file.attribute.BasicFileAttributes;
-import java.time.Duration;
-import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.Comparator;
-import java.util.HexFormat;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionStage;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executor;
-import java.util.concurrent.Executors;
-import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.function.Supplier;
 
 /**
  * Sandboxes WITHOUT isolation, for local development on a machine without bubblewrap (DESIGN.md §4;
  * it gives up most of §7). Only wired in embedded mode, and only when
  * {@code outboard.sandbox.allow-unisolated = true}; the service then logs {@link #WARNING} at start
- * and sessions show {@code sandbox.isolation: "none"}.
+ * and sessions show {@code sandbox.isolation: "none"}. Commands, limits, suspend and the file tools
+ * work as in {@link ShellSandboxProvider}.
  *
  * <p><b>What it is.</b> One long-lived {@code bash} per sandbox, a plain child process of the
  * service started through {@code setsid} (its own session and process group, so suspend can stop
@@ -57,25 +29,18 @@ import java.util.function.Supplier;
  * {@code $WORKSPACE} (also {@code $HOME} and {@code ~}). The file tools (read / write / list) still
  * take {@code /workspace/...} (or relative) paths and map them to the directory, refusing
  * {@code ..}, other absolute paths and symlinks leading out of it ({@link WorkspacePaths}); listings
- * answer {@code /workspace/...} paths.
+ * answer {@code /workspace/...} paths. The shell's state file is {@code <root>/<id>/.state},
+ * outside the workspace; snapshots are unpacked as the service's user.
  *
- * <p><b>Commands.</b> The same protocol as the bubblewrap provider: each command runs in a subshell
- * of the long-lived shell with stdin from /dev/null, and on exit writes its working directory and
- * exported variables to a state file (outside the workspace, {@code <root>/<id>/.state}) that the
- * shell sources, so {@code cd} and {@code export} persist while a timed-out command can be killed
- * without losing the shell. Output ends with a random per-sandbox marker carrying the exit code, and
- * is capped at {@code maxOutputBytes} with a truncation note. A repeated execution id answers the
- * first run's result (the last 1000 ids per sandbox are kept).
+ * <p><b>Limits.</b> No process-count limit: RLIMIT_NPROC counts every process of the service's
+ * user (and is ignored for root), so it cannot bound one sandbox; {@code maxProcesses} is not
+ * enforced.
  *
- * <p><b>Limits.</b> {@code ulimit -v} (per process) in the shell and {@code ulimit -t} (CPU) per
- * command. No process-count limit: RLIMIT_NPROC counts every process of the service's user (and is
- * ignored for root), so it cannot bound one sandbox; {@code maxProcesses} is not enforced.
- *
- * <p><b>Suspend.</b> SIGSTOP/SIGCONT of the shell's process group through {@link Signaller}. A
- * process that leaves the group (setsid, a double fork into its own group) is neither frozen nor
- * killed by hibernate or destroy.
+ * <p><b>Stopping.</b> Hibernate and destroy kill the shell, its descendants and whatever is left in
+ * its process group. A process that leaves the group (setsid, a double fork into its own group) is
+ * neither frozen by suspend nor killed.
  */
-public final class UnisolatedSandboxProvider implements SandboxProvider {
+public final class UnisolatedSandboxProvider extends ShellSandboxProvider {
   /** Logged at WARN by Main when this provider is chosen. */
   public static final String WARNING =
       "sandboxes are NOT isolated: commands run as the service's user with its filesystem and network; "
@@ -85,638 +50,51 @@ public final class UnisolatedSandboxProvider implements SandboxProvider {
   /** What a session shows as {@code sandbox.isolation} with this provider. */
   public static final String ISOLATION = "none";
 
+  public UnisolatedSandboxProvider(Path root, Executor executor) {
+    super(root, executor, "unisolated");
+  }
+
   @Override
   public String isolation() {
     return ISOLATION;
   }
 
-  private static final int EXEC_CACHE = 1000;
-  private static final long WATCHDOG_MS = 20;
-  private static final long MAX_READ_BYTES = 10L << 20;
-  private static final String SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin";
-
-  private final Path root;
-  private final Executor executor;
-  private final ScheduledExecutorService timers;
-  private final Map<String, Sandbox> sandboxes = new ConcurrentHashMap<>();
-  private final long ownProcessGroup = processGroupOf(ProcessHandle.current().pid());
-  private Signaller signaller;
-
-  public UnisolatedSandboxProvider(Path root, Executor executor) {
-    this.root = root.toAbsolutePath();
-    this.executor = executor;
-    this.timers =
-        Executors.newSingleThreadScheduledExecutor(
-            r -> {
-              Thread t = new Thread(r, "unisolated-sandbox-timeouts");
-              t.setDaemon(true);
-              return t;
-            });
-    timers.scheduleAtFixedRate(
-        () -> {
-          long now = System.nanoTime();
-          sandboxes.values().forEach(s -> s.checkDeadline(now));
-        },
-        WATCHDOG_MS,
-        WATCHDOG_MS,
-        TimeUnit.MILLISECONDS);
-  }
-
-  // ---- SPI --------------------------------------------------------------------------------
-
-  @Override
-  public CompletionStage<String> create(Limits limits, byte[] snapshot) {
-    return async(
-        () -> {
-          String id = "sbx-" + HexFormat.of().formatHex(ShellSupport.randomBytes(16));
-          Path workspace = root.resolve(id).resolve("workspace");
-          try {
-            Files.createDirectories(workspace);
-            if (snapshot != null && snapshot.length > 0) {
-              untar(workspace, snapshot);
-            }
-          } catch (IOException e) {
-            throw new UncheckedIOException(e);
-          }
-          Sandbox sandbox = new Sandbox(id, workspace, limits);
-          sandboxes.put(id, sandbox);
-          synchronized (sandbox) {
-            sandbox.start();
-          }
-          return id;
-        });
-  }
-
-  @Override
-  public CompletionStage<ExecResult> exec(String sandboxId, String executionId, String command, Duration timeout) {
-    Sandbox sandbox;
-    try {
-      sandbox = sandbox(sandboxId);
-    } catch (RuntimeException e) {
-      return CompletableFuture.failedFuture(e);
-    }
-    return sandbox.exec(executionId, command, timeout == null ? sandbox.limits.defaultTimeout() : timeout);
-  }
-
-  @Override
-  public CompletionStage<String> read(String sandboxId, String path) {
-    return async(
-        () -> {
-          Sandbox sandbox = sandbox(sandboxId);
-          Path file = WorkspacePaths.resolve(sandbox.workspace, path);
-          try {
-            BasicFileAttributes attributes =
-                Files.readAttributes(file, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
-            if (attributes.isDirectory()) {
-              throw new IllegalArgumentException(path + " is a directory; use list");
-            }
-            if (attributes.size() > MAX_READ_BYTES) {
-              throw new IllegalArgumentException(
-                  path + " is " + attributes.size() + " bytes; read handles files up to " + MAX_READ_BYTES);
-            }
-            byte[] bytes;
-            try (InputStream in = Files.newInputStream(file, LinkOption.NOFOLLOW_LINKS)) {
-              bytes = in.readNBytes((int) MAX_READ_BYTES);
-            }
-            return StandardCharsets.UTF_8
-                .newDecoder()
-                .onMalformedInput(CodingErrorAction.REPORT)
-                .onUnmappableCharacter(CodingErrorAction.REPORT)
-                .decode(ByteBuffer.wrap(bytes))
-                .toString();
-          } catch (NoSuchFileException e) {
-            throw new IllegalArgumentException("no such file: " + path);
-          } catch (CharacterCodingException e) {
-            throw new IllegalArgumentException(path + " is not UTF-8 text");
-          } catch (IOException e) {
-            throw new UncheckedIOException(e);
-          }
-        });
-  }
-
-  @Override
-  public CompletionStage<Void> write(String sandboxId, String path, String content) {
-    return async(
-        () -> {
-          Sandbox sandbox = sandbox(sandboxId);
-          if (WorkspacePaths.relative(path).isEmpty()) {
-            throw new IllegalArgumentException("cannot write /workspace itself; give a file path");
-          }
-          Path file = WorkspacePaths.resolve(sandbox.workspace, path);
-          try {
-            Files.createDirectories(file.getParent());
-            if (Files.isDirectory(file, LinkOption.NOFOLLOW_LINKS)) {
-              throw new IllegalArgumentException(path + " is a directory");
-            }
-            Files.write(
-                file,
-                content.getBytes(StandardCharsets.UTF_8),
-                StandardOpenOption.CREATE,
-                StandardOpenOption.TRUNCATE_EXISTING,
-                StandardOpenOption.WRITE,
-                LinkOption.NOFOLLOW_LINKS);
-            return null;
-          } catch (IOException e) {
-            throw new UncheckedIOException(e);
-          }
-        });
-  }
-
-  @Override
-  public CompletionStage<List<Entry>> list(String sandboxId, String path) {
-    return async(
-        () -> {
-          Sandbox sandbox = sandbox(sandboxId);
-          Path dir = WorkspacePaths.resolve(sandbox.workspace, path);
-          if (!Files.isDirectory(dir, LinkOption.NOFOLLOW_LINKS)) {
-            throw new IllegalArgumentException(
-                Files.exists(dir, LinkOption.NOFOLLOW_LINKS) ? path + " is not a directory" : "no such directory: " + path);
-          }
-          List<Entry> entries = new ArrayList<>();
-          try (var children = Files.list(dir)) {
-            for (Path child : (Iterable<Path>) children::iterator) {
-              BasicFileAttributes a = Files.readAttributes(child, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
-              entries.add(new Entry(WorkspacePaths.sandboxPath(sandbox.workspace, child), a.isDirectory(), a.size()));
-            }
-          } catch (IOException e) {
-            throw new UncheckedIOException(e);
-          }
-          entries.sort(Comparator.comparing(Entry::path));
-          return entries;
-        });
-  }
-
-  @Override
-  public CompletionStage<Void> suspend(String sandboxId) {
-    return async(
-        () -> {
-          Sandbox sandbox = sandbox(sandboxId);
-          synchronized (sandbox) {
-            sandbox.suspend();
-          }
-          return null;
-        });
-  }
-
-  @Override
-  public CompletionStage<Void> resume(String sandboxId) {
-    return async(
-        () -> {
-          Sandbox sandbox = sandbox(sandboxId);
-          synchronized (sandbox) {
-            sandbox.ensureRunning();
-          }
-          return null;
-        });
-  }
-
-  @Override
-  public CompletionStage<byte[]> hibernate(String sandboxId) {
-    return async(
-        () -> {
-          Sandbox sandbox = sandbox(sandboxId);
-          synchronized (sandbox) {
-            sandbox.stopProcesses();
-            sandbox.state = State.HIBERNATED;
-          }
-          return tar(sandbox.workspace);
-        });
-  }
-
-  @Override
-  public CompletionStage<Void> destroy(String sandboxId) {
-    return async(
-        () -> {
-          Sandbox sandbox = sandboxes.get(sandboxId);
-          if (sandbox == null) {
-            throw new SandboxGoneException(sandboxId, "no such sandbox");
-          }
-          sandbox.gone("destroyed");
-          sandbox.stopProcesses();
-          sandboxes.remove(sandboxId);
-          ShellSupport.deleteTree(sandbox.workspace.getParent());
-          return null;
-        });
-  }
-
-  @Override
-  public CompletionStage<State> state(String sandboxId) {
-    try {
-      return CompletableFuture.completedFuture(sandbox(sandboxId).state);
-    } catch (RuntimeException e) {
-      return CompletableFuture.failedFuture(e);
-    }
-  }
-
-  /** Stops every sandbox's processes; workspaces stay on disk. */
-  @Override
-  public void close() {
-    for (Sandbox sandbox : sandboxes.values()) {
-      sandbox.gone("the provider closed");
-      sandbox.stopProcesses();
-    }
-    sandboxes.clear();
-    timers.shutdownNow();
-    synchronized (this) {
-      if (signaller != null) {
-        signaller.close();
-      }
-    }
-  }
-
-  // ---- one sandbox ------------------------------------------------------------------------
-
-  private final class Sandbox {
-    final String id;
-    final Path workspace;
-    final Path stateFile;
-    final Limits limits;
-    final String nonce = HexFormat.of().formatHex(ShellSupport.randomBytes(16));
-    final Map<String, CompletableFuture<ExecResult>> results =
-        new LinkedHashMap<>() {
-          @Override
-          protected boolean removeEldestEntry(Map.Entry<String, CompletableFuture<ExecResult>> eldest) {
-            return size() > EXEC_CACHE;
-          }
-        };
-    volatile State state = State.HIBERNATED;
-    volatile String goneBecause;
-    Process process;
-    OutputStream stdin;
-    InputStream stdout;
-    byte[] pending = new byte[0];
-    final byte[] readBuffer = new byte[64 * 1024];
-    long commandSeq;
-    volatile long running; // the command being run (0: none), so a late kill hits nothing else
-    volatile long deadline; // System.nanoTime() by which the running command must end
-    volatile AtomicBoolean timedOut;
-    ProcessHandle shell;
-    long processGroup;
-
-    Sandbox(String id, Path workspace, Limits limits) {
-      this.id = id;
-      this.workspace = workspace;
-      this.stateFile = workspace.getParent().resolve(".state");
-      this.limits = limits;
-    }
-
-    /** Called by the watchdog: kills the running command once it is past its deadline. */
-    void checkDeadline(long now) {
-      long seq = running;
-      AtomicBoolean flag = timedOut;
-      if (seq != 0 && now - deadline > 0 && flag != null && flag.compareAndSet(false, true) && running == seq) {
-        executor.execute(() -> killCommand(seq));
-      }
-    }
-
-    /** Starts the shell and waits for it to answer. Called holding the lock. */
-    void start() {
-      // setsid: its own session and process group (a Java child is no group leader, so setsid
-      // execs bash in place), so SIGSTOP of the group reaches the sandbox and nothing else.
-      ProcessBuilder builder =
-          new ProcessBuilder("/usr/bin/setsid", "/usr/bin/bash", "--noprofile", "--norc")
-              .redirectErrorStream(true)
-              .directory(workspace.toFile());
-      Map<String, String> env = builder.environment();
-      env.clear(); // never the service's environment
-      env.put("PATH", SANDBOX_PATH);
-      env.put("HOME", workspace.toString());
-      env.put("LANG", "C.UTF-8");
-      env.put("WORKSPACE", workspace.toString());
-      try {
-        process = builder.start();
-      } catch (IOException e) {
-        throw new UncheckedIOException("cannot start bash", e);
-      }
-      stdin = process.getOutputStream();
-      stdout = process.getInputStream();
-      pending = new byte[0];
-      shell = null;
-      processGroup = 0;
-      long memoryKb = Math.max(1, limits.memoryBytes() / 1024);
-      String saved = quote(stateFile.toString());
-      String init =
-          "ulimit -v " + memoryKb + "; "
-              + "__ob_save() { { builtin printf 'builtin cd -- %q\\n' \"$PWD\"; builtin export -p; } > " + saved + "; }; "
-              + "__ob_run() { ( trap __ob_save EXIT; ulimit -S -t " + cpuSeconds() + "; ulimit -H -t " + (cpuSeconds() + 1) + "; eval \"$__ob_cmd\" ) </dev/null; __ob_ec=$?; }; "
-              + "__ob_end() { : > " + saved + "; builtin printf '\\001" + nonce + ":%d\\n' \"$__ob_ec\"; }; "
-              + "__ob_ec=0; __ob_end\n";
-      EndMarkerScanner ready = new EndMarkerScanner(nonce, 64 * 1024);
-      try {
-        send(init);
-        readUntilMarker(ready);
-      } catch (SandboxGoneException e) {
-        String why = ready.output().strip();
-        stopProcesses();
-        throw new IllegalStateException("could not start the sandbox shell: " + (why.isEmpty() ? e.getMessage() : why));
-      }
-      state = State.ACTIVE;
-    }
-
-    CompletionStage<ExecResult> exec(String executionId, String command, Duration timeout) {
-      CompletableFuture<ExecResult> result;
-      synchronized (results) {
-        if (executionId != null) {
-          CompletableFuture<ExecResult> first = results.get(executionId);
-          if (first != null) {
-            return first;
-          }
-        }
-        result = new CompletableFuture<>();
-        if (executionId != null) {
-          results.put(executionId, result);
-        }
-      }
-      executor.execute(
-          () -> {
-            try {
-              ExecResult r;
-              synchronized (this) {
-                r = run(command, timeout);
-              }
-              result.complete(r);
-            } catch (Throwable t) {
-              synchronized (results) {
-                results.remove(executionId, result);
-              }
-              result.completeExceptionally(t);
-            }
-          });
-      return result;
-    }
-
-    /** Runs one command. Called holding the lock. */
-    private ExecResult run(String command, Duration timeout) {
-      ensureRunning();
-      long started = System.nanoTime();
-      String line =
-          "__ob_cmd=" + ShellSupport.ansiQuote(command) + "; __ob_run; . " + quote(stateFile.toString()) + " 2>/dev/null; __ob_end\n";
-      EndMarkerScanner scanner = new EndMarkerScanner(nonce, limits.maxOutputBytes());
-      AtomicBoolean timedOut = new AtomicBoolean();
-      long seq = ++commandSeq;
-      deadline = started + timeout.toNanos();
-      this.timedOut = timedOut;
-      running = seq; // from here the watchdog may kill it
-      try {
-        send(line);
-        readUntilMarker(scanner);
-      } finally {
-        running = 0;
-      }
-      StringBuilder output = new StringBuilder(scanner.output());
-      boolean truncated = scanner.omittedBytes() > 0;
-      if (truncated) {
-        newline(output);
-        output.append("[output truncated: ").append(scanner.omittedBytes()).append(" bytes omitted]");
-      }
-      if (scanner.exitCode() == 128 + 24 && !timedOut.get()) { // SIGXCPU
-        newline(output);
-        output.append("[CPU time limit of ").append(cpuSeconds()).append(" s exceeded; the command was killed]");
-      }
-      if (timedOut.get()) {
-        newline(output);
-        output.append("[timed out after ").append(timeout.toMillis()).append(" ms; the command was killed]");
-      }
-      return new ExecResult(
-          scanner.exitCode(), output.toString(), truncated, timedOut.get(), Duration.ofNanos(System.nanoTime() - started));
-    }
-
-    private long cpuSeconds() {
-      Duration cpu = limits.cpuTime();
-      return cpu == null ? 3600 : Math.max(1, (cpu.toMillis() + 999) / 1000);
-    }
-
-    private void send(String text) {
-      try {
-        stdin.write(text.getBytes(StandardCharsets.UTF_8));
-        stdin.flush();
-      } catch (IOException e) {
-        throw died("its shell no longer reads commands");
-      }
-    }
-
-    private void readUntilMarker(EndMarkerScanner scanner) {
-      byte[] buffer = readBuffer;
-      if (pending.length > 0) {
-        byte[] carried = pending;
-        pending = new byte[0];
-        int end = scanner.feed(carried, 0, carried.length);
-        if (end >= 0) {
-          pending = Arrays.copyOfRange(carried, end, carried.length);
-          return;
-        }
-      }
-      while (true) {
-        int n;
-        try {
-          n = stdout.read(buffer);
-        } catch (IOException e) {
-          n = -1;
-        }
-        if (n < 0) {
-          throw died("its shell exited");
-        }
-        int end = scanner.feed(buffer, 0, n);
-        if (end >= 0) {
-          pending = Arrays.copyOfRange(buffer, end, n);
-          return;
-        }
-      }
-    }
-
-    private SandboxGoneException died(String why) {
-      gone(why);
-      stopProcesses();
-      return new SandboxGoneException(id, why);
-    }
-
-    void gone(String why) {
-      if (goneBecause == null) {
-        goneBecause = why;
-      }
-    }
-
-    /** Kills the running command: every descendant of the shell, not the shell itself. */
-    void killCommand(long seq) {
-      ProcessHandle sh = shell();
-      if (sh == null) {
-        return;
-      }
-      for (int pass = 0; pass < 50 && running == seq; pass++) {
-        List<ProcessHandle> descendants = sh.descendants().toList();
-        if (descendants.isEmpty()) {
-          return;
-        }
-        descendants.forEach(ProcessHandle::destroyForcibly);
-      }
-    }
-
-    /** The shell: the process itself (setsid execs bash), or its child if setsid had to fork. */
-    private ProcessHandle shell() {
-      if (shell == null && process != null) {
-        ProcessHandle outer = process.toHandle();
-        boolean isSetsid = outer.info().command().map(c -> c.endsWith("/setsid")).orElse(false);
-        shell = isSetsid ? outer.children().findFirst().orElse(null) : outer;
-      }
-      return shell;
-    }
-
-    /** The shell's process group; 0 when unknown or (never expected) the service's own group. */
-    private long processGroup() {
-      if (processGroup == 0) {
-        ProcessHandle sh = shell();
-        if (sh != null) {
-          long group = processGroupOf(sh.pid());
-          processGroup = group == ownProcessGroup ? 0 : group;
-        }
-      }
-      return processGroup;
-    }
-
-    void suspend() {
-      if (state != State.ACTIVE) {
-        return;
-      }
-      long group = processGroup();
-      if (group <= 0) {
-        throw new IllegalStateException("cannot suspend sandbox " + id + ": its process group is unknown");
-      }
-      signaller().send("STOP", "-" + group);
-      state = State.SUSPENDED;
-    }
-
-    /** Resumes a suspended sandbox, or cold-starts a hibernated one. Called holding the lock. */
-    void ensureRunning() {
-      if (goneBecause != null) {
-        throw new SandboxGoneException(id, goneBecause);
-      }
-      if (state == State.SUSPENDED) {
-        if (processGroup > 0) {
-          signaller().send("CONT", "-" + processGroup);
-        }
-        state = State.ACTIVE;
-      } else if (state == State.HIBERNATED) {
-        start();
-      }
-    }
-
-    /** Kills the shell, its descendants and everything left in its process group. */
-    void stopProcesses() {
-      Process p = process;
-      if (p == null) {
-        return;
-      }
-      long group = processGroup();
-      if (group > 0) {
-        signaller().send("KILL", "-" + group); // also orphans re-parented away from the shell
-        signaller().send("CONT", "-" + group); // a stopped group dies only once continued
-      }
-      p.toHandle().descendants().forEach(ProcessHandle::destroyForcibly);
-      p.destroyForcibly();
-      try {
-        p.waitFor(5, TimeUnit.SECONDS);
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-      }
-      process = null;
-    }
-  }
-
-  // ---- helpers ----------------------------------------------------------------------------
-
-  private Sandbox sandbox(String id) {
-    Sandbox sandbox = id == null ? null : sandboxes.get(id);
-    if (sandbox == null) {
-      throw new SandboxGoneException(id, "no such sandbox");
-    }
-    if (sandbox.goneBecause != null) {
-      throw new SandboxGoneException(id, sandbox.goneBecause);
-    }
-    return sandbox;
-  }
-
-  private <T> CompletionStage<T> async(Supplier<T> work) {
-    return CompletableFuture.supplyAsync(work, executor);
-  }
-
-  private synchronized Signaller signaller() {
-    if (signaller == null) {
-      try {
-        signaller = new Signaller();
-      } catch (IOException e) {
-        throw new UncheckedIOException("cannot start the signal helper", e);
-      }
-    }
-    return signaller;
-  }
-
-  private static long processGroupOf(long pid) {
-    try {
-      String stat = Files.readString(Path.of("/proc/" + pid + "/stat"));
-      String[] fields = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
-      return Long.parseLong(fields[2]);
-    } catch (IOException | RuntimeException e) {
-      return 0;
-    }
-  }
-
-  private static void newline(StringBuilder output) {
-    if (output.length() > 0 && output.charAt(output.length() - 1) != '\n') {
-      output.append('\n');
-    }
-  }
-
-  private byte[] tar(Path workspace) {
-    try {
-      Process tar =
-          new ProcessBuilder("/usr/bin/tar", "-C", workspace.toString(), "-cf", "-", ".")
-              .redirectError(ProcessBuilder.Redirect.DISCARD)
-              .start();
-      tar.getOutputStream().close();
-      byte[] bytes = tar.getInputStream().readAllBytes();
-      if (tar.waitFor() != 0) {
-        throw new IllegalStateException("tar could not archive the workspace (exit " + tar.exitValue() + ")");
-      }
-      return bytes;
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new IllegalStateException(e);
-    }
-  }
+  // ---- the shell as a plain process -------------------------------------------------------
 
   /**
-   * Unpacks a snapshot as the service's user (there is no sandbox user here). GNU tar strips
-   * leading {@code /} and refuses {@code ..} members, and delays symlinks so none is written through.
+   * setsid: its own session and process group (a Java child is no group leader, so setsid execs
+   * bash in place), so SIGSTOP of the group reaches the sandbox and nothing else.
    */
-  private void untar(Path workspace, byte[] snapshot) {
-    List<String> argv =
-        List.of("/usr/bin/tar", "-C", workspace.toString(), "--no-same-owner", "--no-same-permissions", "-xf", "-");
-    try {
-      Process tar = new ProcessBuilder(argv).redirectErrorStream(true).start();
-      CompletableFuture<byte[]> messages = CompletableFuture.supplyAsync(() -> ShellSupport.readAll(tar.getInputStream()), executor);
-      try (OutputStream in = tar.getOutputStream()) {
-        in.write(snapshot);
-      } catch (IOException ignored) {
-        // tar stopped reading; its exit code and message say why
-      }
-      int exit = tar.waitFor();
-      if (exit != 0) {
-        throw new IllegalArgumentException(
-            "the snapshot could not be restored: " + new String(messages.join(), StandardCharsets.UTF_8).strip());
-      }
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new IllegalStateException(e);
-    }
+  @Override
+  protected ShellCommand shellCommand(Path workspace) {
+    String dir = workspace.toString();
+    return new ShellCommand(
+        List.of("/usr/bin/setsid", "/usr/bin/bash", "--noprofile", "--norc"),
+        workspace,
+        Map.of("PATH", SANDBOX_PATH, "HOME", dir, "LANG", "C.UTF-8", "WORKSPACE", dir));
   }
 
-  /** {@code text} as a single-quoted bash word. */
-  private static String quote(String text) {
-    return "'" + text.replace("'", "'\\''") + "'";
+  /** The process itself (setsid execs bash), or its child if setsid had to fork. */
+  @Override
+  protected ProcessHandle shellOf(Process process) {
+    ProcessHandle outer = process.toHandle();
+    boolean isSetsid = outer.info().command().map(c -> c.endsWith("/setsid")).orElse(false);
+    return isSetsid ? outer.children().findFirst().orElse(null) : outer;
   }
 
+  @Override
+  protected String stateFile(Path workspace) {
+    return ShellSupport.ansiQuote(workspace.getParent().resolve(".state").toString());
+  }
+
+  @Override
+  protected String startFailure() {
+    return "could not start the sandbox shell";
+  }
+
+  /** Kills orphans re-parented away from the shell too: no pid namespace ends them here. */
+  @Override
+  protected boolean stopKillsProcessGroup() {
+    return true;
+  }
 }

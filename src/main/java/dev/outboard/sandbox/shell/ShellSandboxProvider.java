@@ -1,0 +1,742 @@
+package dev.outboard.sandbox.shell;
+
+import dev.outboard.sandbox.SandboxProvider;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.BasicFileAttributes;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executor;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.Supplier;
+
+/**
+ * Sandboxes on this machine as long-lived shells (DESIGN.md §4): what the bubblewrap and the
+ * unisolated providers share. A sandbox is one {@code bash} that reads commands from a pipe, with
+ * its workspace at {@code <root>/<id>/workspace}. A subclass says how the shell is started and so
+ * how isolated it is; everything else is here.
+ *
+ * <p><b>Commands.</b> Each command runs in a subshell of the long-lived shell, with stdin from
+ * /dev/null; on exit the subshell writes its working directory and exported variables to a state
+ * file (outside the workspace) that the parent shell sources, so {@code cd} and {@code export}
+ * persist as in a terminal, while a timed-out command can be killed (its subshell and descendants)
+ * without losing the shell. Output ends with a random per-sandbox marker carrying the exit code, and
+ * is capped at {@code maxOutputBytes} with a truncation note. A repeated execution id answers the
+ * first run's result (the last 1000 ids per sandbox are kept).
+ *
+ * <p><b>Limits.</b> {@code ulimit -v} (RLIMIT_AS, per process) in the shell, plus whatever the
+ * subclass adds; {@code ulimit -t} (RLIMIT_CPU) in each command's subshell, so it is per command. No
+ * cgroups: they are often unavailable to containers; memory is therefore capped per process, not
+ * per sandbox.
+ *
+ * <p><b>Suspend.</b> SIGSTOP/SIGCONT of the shell's process group, sent through one long-lived host
+ * shell ({@link Signaller}) because Java cannot send SIGSTOP; a cgroup freezer would also catch
+ * processes that leave the group with setsid, but needs a writable cgroup hierarchy. A sandbox
+ * whose process group is unknown (or would be the service's own) cannot be suspended.
+ *
+ * <p><b>Files.</b> read / write / list take {@code /workspace/...} (or relative) paths and stay
+ * inside the workspace directory ({@link WorkspacePaths}). Hibernate stops the processes and answers
+ * a tar archive of the workspace; create unpacks one.
+ *
+ * <p><b>Gone.</b> A sandbox whose shell died (killed, out of memory) is gone: the next exec answers
+ * {@link SandboxGoneException}.
+ */
+public abstract class ShellSandboxProvider implements SandboxProvider {
+  /** PATH inside every sandbox. */
+  protected static final String SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin";
+  private static final int EXEC_CACHE = 1000;
+  private static final long WATCHDOG_MS = 20;
+  private static final long MAX_READ_BYTES = 10L << 20;
+
+  /**
+   * How a sandbox's shell is started: {@code argv} in {@code directory}, with {@code environment}
+   * as its whole environment (the service's own is never passed on).
+   */
+  public record ShellCommand(List<String> argv, Path directory, Map<String, String> environment) {}
+
+  /** Where the sandboxes' directories are: {@code <root>/<id>/workspace}. */
+  protected final Path root;
+  private final Executor executor;
+  private final ScheduledExecutorService timers;
+  private final Map<String, Sandbox> sandboxes = new ConcurrentHashMap<>();
+  private final long ownProcessGroup = processGroupOf(ProcessHandle.current().pid());
+  private Signaller signaller;
+
+  /** {@code name} names the watchdog thread: {@code <name>-sandbox-timeouts}. */
+  protected ShellSandboxProvider(Path root, Executor executor, String name) {
+    this.root = root.toAbsolutePath();
+    this.executor = executor;
+    this.timers =
+        Executors.newSingleThreadScheduledExecutor(
+            r -> {
+              Thread t = new Thread(r, name + "-sandbox-timeouts");
+              t.setDaemon(true);
+              return t;
+            });
+    // One periodic check instead of a timer per command: scheduling a timer wakes the timer thread
+    // on every exec, which showed in the warm exec round trip. Timeouts are precise to WATCHDOG.
+    timers.scheduleAtFixedRate(
+        () -> {
+          long now = System.nanoTime();
+          sandboxes.values().forEach(s -> s.checkDeadline(now));
+        },
+        WATCHDOG_MS,
+        WATCHDOG_MS,
+        TimeUnit.MILLISECONDS);
+  }
+
+  // ---- what a subclass supplies -----------------------------------------------------------
+
+  /** How to start the shell of the sandbox whose workspace directory is {@code workspace}. */
+  protected abstract ShellCommand shellCommand(Path workspace);
+
+  /** The host's handle of the shell itself, found from the process {@link #shellCommand} started. */
+  protected abstract ProcessHandle shellOf(Process process);
+
+  /** The state file as a shell word, as the sandbox's shell names it; never inside the workspace. */
+  protected abstract String stateFile(Path workspace);
+
+  /** The start of the error when a shell does not start or does not answer. */
+  protected abstract String startFailure();
+
+  /** Shell commands for the start, after {@code ulimit -v}, each ending in "; " (default: none). */
+  protected String extraInit(Limits limits) {
+    return "";
+  }
+
+  /** Creates a new sandbox's {@code workspace} directory (and its parent, {@code <root>/<id>}). */
+  protected void createWorkspace(Path workspace) throws IOException {
+    Files.createDirectories(workspace);
+  }
+
+  /** Gives a file or directory that the file tools created to the sandbox's user (default: no-op). */
+  protected void handOver(Path path) throws IOException {}
+
+  /** What goes before {@code tar} to unpack a snapshot as the sandbox's user (default: nothing). */
+  protected List<String> untarAs() {
+    return List.of();
+  }
+
+  /** Whether stopping a sandbox also kills what is left in its process group (default: no). */
+  protected boolean stopKillsProcessGroup() {
+    return false;
+  }
+
+  // ---- SPI --------------------------------------------------------------------------------
+
+  @Override
+  public CompletionStage<String> create(Limits limits, byte[] snapshot) {
+    return async(
+        () -> {
+          String id = "sbx-" + HexFormat.of().formatHex(ShellSupport.randomBytes(16));
+          Path workspace = root.resolve(id).resolve("workspace");
+          try {
+            createWorkspace(workspace);
+            if (snapshot != null && snapshot.length > 0) {
+              untar(workspace, snapshot);
+            }
+          } catch (IOException e) {
+            throw new UncheckedIOException(e);
+          }
+          Sandbox sandbox = new Sandbox(id, workspace, limits);
+          sandboxes.put(id, sandbox);
+          synchronized (sandbox) {
+            sandbox.start();
+          }
+          return id;
+        });
+  }
+
+  @Override
+  public CompletionStage<ExecResult> exec(String sandboxId, String executionId, String command, Duration timeout) {
+    Sandbox sandbox;
+    try {
+      sandbox = sandbox(sandboxId);
+    } catch (RuntimeException e) {
+      return CompletableFuture.failedFuture(e);
+    }
+    return sandbox.exec(executionId, command, timeout == null ? sandbox.limits.defaultTimeout() : timeout);
+  }
+
+  @Override
+  public CompletionStage<String> read(String sandboxId, String path) {
+    return async(
+        () -> {
+          Sandbox sandbox = sandbox(sandboxId);
+          Path file = WorkspacePaths.resolve(sandbox.workspace, path);
+          try {
+            BasicFileAttributes attributes =
+                Files.readAttributes(file, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
+            if (attributes.isDirectory()) {
+              throw new IllegalArgumentException(path + " is a directory; use list");
+            }
+            if (attributes.size() > MAX_READ_BYTES) {
+              throw new IllegalArgumentException(
+                  path + " is " + attributes.size() + " bytes; read handles files up to " + MAX_READ_BYTES);
+            }
+            byte[] bytes;
+            try (InputStream in = Files.newInputStream(file, LinkOption.NOFOLLOW_LINKS)) {
+              bytes = in.readNBytes((int) MAX_READ_BYTES);
+            }
+            return StandardCharsets.UTF_8
+                .newDecoder()
+                .onMalformedInput(CodingErrorAction.REPORT)
+                .onUnmappableCharacter(CodingErrorAction.REPORT)
+                .decode(ByteBuffer.wrap(bytes))
+                .toString();
+          } catch (NoSuchFileException e) {
+            throw new IllegalArgumentException("no such file: " + path);
+          } catch (CharacterCodingException e) {
+            throw new IllegalArgumentException(path + " is not UTF-8 text");
+          } catch (IOException e) {
+            throw new UncheckedIOException(e);
+          }
+        });
+  }
+
+  @Override
+  public CompletionStage<Void> write(String sandboxId, String path, String content) {
+    return async(
+        () -> {
+          Sandbox sandbox = sandbox(sandboxId);
+          if (WorkspacePaths.relative(path).isEmpty()) {
+            throw new IllegalArgumentException("cannot write /workspace itself; give a file path");
+          }
+          Path file = WorkspacePaths.resolve(sandbox.workspace, path);
+          try {
+            createDirectoriesHandedOver(file.getParent());
+            if (Files.isDirectory(file, LinkOption.NOFOLLOW_LINKS)) {
+              throw new IllegalArgumentException(path + " is a directory");
+            }
+            Files.write(
+                file,
+                content.getBytes(StandardCharsets.UTF_8),
+                StandardOpenOption.CREATE,
+                StandardOpenOption.TRUNCATE_EXISTING,
+                StandardOpenOption.WRITE,
+                LinkOption.NOFOLLOW_LINKS);
+            handOver(file);
+            return null;
+          } catch (IOException e) {
+            throw new UncheckedIOException(e);
+          }
+        });
+  }
+
+  @Override
+  public CompletionStage<List<Entry>> list(String sandboxId, String path) {
+    return async(
+        () -> {
+          Sandbox sandbox = sandbox(sandboxId);
+          Path dir = WorkspacePaths.resolve(sandbox.workspace, path);
+          if (!Files.isDirectory(dir, LinkOption.NOFOLLOW_LINKS)) {
+            throw new IllegalArgumentException(
+                Files.exists(dir, LinkOption.NOFOLLOW_LINKS) ? path + " is not a directory" : "no such directory: " + path);
+          }
+          List<Entry> entries = new ArrayList<>();
+          try (var children = Files.list(dir)) {
+            for (Path child : (Iterable<Path>) children::iterator) {
+              BasicFileAttributes a = Files.readAttributes(child, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
+              entries.add(new Entry(WorkspacePaths.sandboxPath(sandbox.workspace, child), a.isDirectory(), a.size()));
+            }
+          } catch (IOException e) {
+            throw new UncheckedIOException(e);
+          }
+          entries.sort(Comparator.comparing(Entry::path));
+          return entries;
+        });
+  }
+
+  @Override
+  public CompletionStage<Void> suspend(String sandboxId) {
+    return async(
+        () -> {
+          Sandbox sandbox = sandbox(sandboxId);
+          synchronized (sandbox) {
+            sandbox.suspend();
+          }
+          return null;
+        });
+  }
+
+  @Override
+  public CompletionStage<Void> resume(String sandboxId) {
+    return async(
+        () -> {
+          Sandbox sandbox = sandbox(sandboxId);
+          synchronized (sandbox) {
+            sandbox.ensureRunning();
+          }
+          return null;
+        });
+  }
+
+  @Override
+  public CompletionStage<byte[]> hibernate(String sandboxId) {
+    return async(
+        () -> {
+          Sandbox sandbox = sandbox(sandboxId);
+          synchronized (sandbox) {
+            sandbox.stopProcesses();
+            sandbox.state = State.HIBERNATED;
+          }
+          return tar(sandbox.workspace);
+        });
+  }
+
+  @Override
+  public CompletionStage<Void> destroy(String sandboxId) {
+    return async(
+        () -> {
+          Sandbox sandbox = sandboxes.get(sandboxId);
+          if (sandbox == null) {
+            throw new SandboxGoneException(sandboxId, "no such sandbox");
+          }
+          sandbox.gone("destroyed");
+          sandbox.stopProcesses();
+          sandboxes.remove(sandboxId);
+          ShellSupport.deleteTree(sandbox.workspace.getParent());
+          return null;
+        });
+  }
+
+  @Override
+  public CompletionStage<State> state(String sandboxId) {
+    try {
+      return CompletableFuture.completedFuture(sandbox(sandboxId).state);
+    } catch (RuntimeException e) {
+      return CompletableFuture.failedFuture(e);
+    }
+  }
+
+  /** Stops every sandbox's processes; workspaces stay on disk. */
+  @Override
+  public void close() {
+    for (Sandbox sandbox : sandboxes.values()) {
+      sandbox.gone("the provider closed");
+      sandbox.stopProcesses();
+    }
+    sandboxes.clear();
+    timers.shutdownNow();
+    synchronized (this) {
+      if (signaller != null) {
+        signaller.close();
+      }
+    }
+  }
+
+  // ---- one sandbox ------------------------------------------------------------------------
+
+  private final class Sandbox {
+    final String id;
+    final Path workspace;
+    final String stateFile;
+    final Limits limits;
+    final String nonce = HexFormat.of().formatHex(ShellSupport.randomBytes(16));
+    final Map<String, CompletableFuture<ExecResult>> results =
+        new LinkedHashMap<>() {
+          @Override
+          protected boolean removeEldestEntry(Map.Entry<String, CompletableFuture<ExecResult>> eldest) {
+            return size() > EXEC_CACHE;
+          }
+        };
+    volatile State state = State.HIBERNATED;
+    volatile String goneBecause;
+    Process process;
+    OutputStream stdin;
+    InputStream stdout;
+    byte[] pending = new byte[0];
+    final byte[] readBuffer = new byte[64 * 1024];
+    long commandSeq;
+    volatile long running; // the command being run (0: none), so a late kill hits nothing else
+    volatile long deadline; // System.nanoTime() by which the running command must end
+    volatile AtomicBoolean timedOut;
+    ProcessHandle shell;
+    long processGroup;
+
+    Sandbox(String id, Path workspace, Limits limits) {
+      this.id = id;
+      this.workspace = workspace;
+      this.stateFile = ShellSandboxProvider.this.stateFile(workspace);
+      this.limits = limits;
+    }
+
+    /** Called by the watchdog: kills the running command once it is past its deadline. */
+    void checkDeadline(long now) {
+      long seq = running;
+      AtomicBoolean flag = timedOut;
+      if (seq != 0 && now - deadline > 0 && flag != null && flag.compareAndSet(false, true) && running == seq) {
+        executor.execute(() -> killCommand(seq));
+      }
+    }
+
+    /** Starts the shell and waits for it to answer. Called holding the lock. */
+    void start() {
+      ShellCommand command = shellCommand(workspace);
+      ProcessBuilder builder =
+          new ProcessBuilder(command.argv()).redirectErrorStream(true).directory(command.directory().toFile());
+      builder.environment().clear(); // never the service's environment
+      builder.environment().putAll(command.environment());
+      shell = null;
+      processGroup = 0;
+      try {
+        process = builder.start();
+      } catch (IOException e) {
+        throw new UncheckedIOException(startFailure() + ": " + e.getMessage(), e);
+      }
+      stdin = process.getOutputStream();
+      stdout = process.getInputStream();
+      pending = new byte[0];
+      long memoryKb = Math.max(1, limits.memoryBytes() / 1024);
+      // Short exec lines matter: bash reads a pipe one byte at a time. So the work is defined here,
+      // once, and each command's line only calls it.
+      String init =
+          "ulimit -v " + memoryKb + "; " + extraInit(limits)
+              + "__ob_save() { { builtin printf 'builtin cd -- %q\\n' \"$PWD\"; builtin export -p; } > " + stateFile + "; }; "
+              + "__ob_run() { ( trap __ob_save EXIT; ulimit -S -t " + cpuSeconds() + "; ulimit -H -t " + (cpuSeconds() + 1) + "; eval \"$__ob_cmd\" ) </dev/null; __ob_ec=$?; }; "
+              + "__ob_end() { : > " + stateFile + "; builtin printf '\\001" + nonce + ":%d\\n' \"$__ob_ec\"; }; "
+              + "__ob_ec=0; __ob_end\n";
+      EndMarkerScanner ready = new EndMarkerScanner(nonce, 64 * 1024);
+      try {
+        send(init);
+        readUntilMarker(ready);
+      } catch (SandboxGoneException e) {
+        String why = ready.output().strip();
+        stopProcesses();
+        throw new IllegalStateException(startFailure() + ": " + (why.isEmpty() ? e.getMessage() : why));
+      }
+      state = State.ACTIVE;
+    }
+
+    CompletionStage<ExecResult> exec(String executionId, String command, Duration timeout) {
+      CompletableFuture<ExecResult> result;
+      synchronized (results) {
+        if (executionId != null) {
+          CompletableFuture<ExecResult> first = results.get(executionId);
+          if (first != null) {
+            return first;
+          }
+        }
+        result = new CompletableFuture<>();
+        if (executionId != null) {
+          results.put(executionId, result);
+        }
+      }
+      executor.execute(
+          () -> {
+            try {
+              ExecResult r;
+              synchronized (this) {
+                r = run(command, timeout);
+              }
+              result.complete(r);
+            } catch (Throwable t) {
+              synchronized (results) {
+                results.remove(executionId, result);
+              }
+              result.completeExceptionally(t);
+            }
+          });
+      return result;
+    }
+
+    /** Runs one command. Called holding the lock. */
+    private ExecResult run(String command, Duration timeout) {
+      ensureRunning();
+      long started = System.nanoTime();
+      String line = "__ob_cmd=" + ShellSupport.ansiQuote(command) + "; __ob_run; . " + stateFile + " 2>/dev/null; __ob_end\n";
+      EndMarkerScanner scanner = new EndMarkerScanner(nonce, limits.maxOutputBytes());
+      AtomicBoolean timedOut = new AtomicBoolean();
+      long seq = ++commandSeq;
+      deadline = started + timeout.toNanos();
+      this.timedOut = timedOut;
+      running = seq; // from here the watchdog may kill it
+      try {
+        send(line);
+        readUntilMarker(scanner);
+      } finally {
+        running = 0;
+      }
+      StringBuilder output = new StringBuilder(scanner.output());
+      boolean truncated = scanner.omittedBytes() > 0;
+      if (truncated) {
+        newline(output);
+        output.append("[output truncated: ").append(scanner.omittedBytes()).append(" bytes omitted]");
+      }
+      if (scanner.exitCode() == 128 + 24 && !timedOut.get()) { // SIGXCPU
+        newline(output);
+        output.append("[CPU time limit of ").append(cpuSeconds()).append(" s exceeded; the command was killed]");
+      }
+      if (timedOut.get()) {
+        newline(output);
+        output.append("[timed out after ").append(timeout.toMillis()).append(" ms; the command was killed]");
+      }
+      return new ExecResult(
+          scanner.exitCode(), output.toString(), truncated, timedOut.get(), Duration.ofNanos(System.nanoTime() - started));
+    }
+
+    private long cpuSeconds() {
+      Duration cpu = limits.cpuTime();
+      return cpu == null ? 3600 : Math.max(1, (cpu.toMillis() + 999) / 1000);
+    }
+
+    private void send(String text) {
+      try {
+        stdin.write(text.getBytes(StandardCharsets.UTF_8));
+        stdin.flush();
+      } catch (IOException e) {
+        throw died("its shell no longer reads commands");
+      }
+    }
+
+    private void readUntilMarker(EndMarkerScanner scanner) {
+      byte[] buffer = readBuffer;
+      if (pending.length > 0) {
+        byte[] carried = pending;
+        pending = new byte[0];
+        int end = scanner.feed(carried, 0, carried.length);
+        if (end >= 0) {
+          pending = Arrays.copyOfRange(carried, end, carried.length);
+          return;
+        }
+      }
+      while (true) {
+        int n;
+        try {
+          n = stdout.read(buffer);
+        } catch (IOException e) {
+          n = -1;
+        }
+        if (n < 0) {
+          throw died("its shell exited");
+        }
+        int end = scanner.feed(buffer, 0, n);
+        if (end >= 0) {
+          pending = Arrays.copyOfRange(buffer, end, n);
+          return;
+        }
+      }
+    }
+
+    private SandboxGoneException died(String why) {
+      gone(why);
+      stopProcesses();
+      return new SandboxGoneException(id, why);
+    }
+
+    void gone(String why) {
+      if (goneBecause == null) {
+        goneBecause = why;
+      }
+    }
+
+    /** Kills the running command: every descendant of the shell, not the shell itself. */
+    void killCommand(long seq) {
+      ProcessHandle sh = shell();
+      if (sh == null) {
+        return;
+      }
+      for (int pass = 0; pass < 50 && running == seq; pass++) {
+        List<ProcessHandle> descendants = sh.descendants().toList();
+        if (descendants.isEmpty()) {
+          return;
+        }
+        descendants.forEach(ProcessHandle::destroyForcibly);
+      }
+    }
+
+    private ProcessHandle shell() {
+      Process p = process;
+      if (shell == null && p != null) {
+        shell = shellOf(p);
+      }
+      return shell;
+    }
+
+    /** The shell's process group; 0 when unknown or (never expected) the service's own group. */
+    private long processGroup() {
+      if (processGroup == 0) {
+        ProcessHandle sh = shell();
+        if (sh != null) {
+          long group = processGroupOf(sh.pid());
+          processGroup = group == ownProcessGroup ? 0 : group;
+        }
+      }
+      return processGroup;
+    }
+
+    void suspend() {
+      if (state != State.ACTIVE) {
+        return;
+      }
+      long group = processGroup();
+      if (group <= 0) {
+        throw new IllegalStateException("cannot suspend sandbox " + id + ": its process group is unknown");
+      }
+      signaller().send("STOP", "-" + group);
+      state = State.SUSPENDED;
+    }
+
+    /** Resumes a suspended sandbox, or cold-starts a hibernated one. Called holding the lock. */
+    void ensureRunning() {
+      if (goneBecause != null) {
+        throw new SandboxGoneException(id, goneBecause);
+      }
+      if (state == State.SUSPENDED) {
+        if (processGroup > 0) {
+          signaller().send("CONT", "-" + processGroup);
+        }
+        state = State.ACTIVE;
+      } else if (state == State.HIBERNATED) {
+        start();
+      }
+    }
+
+    /** Kills the shell, its descendants and, if the subclass says so, the rest of its group. */
+    void stopProcesses() {
+      Process p = process;
+      if (p == null) {
+        return;
+      }
+      long group = stopKillsProcessGroup() ? processGroup() : 0;
+      if (group > 0) {
+        signaller().send("KILL", "-" + group); // also orphans re-parented away from the shell
+        signaller().send("CONT", "-" + group); // a stopped group dies only once continued
+      }
+      p.toHandle().descendants().forEach(ProcessHandle::destroyForcibly);
+      p.destroyForcibly();
+      try {
+        p.waitFor(5, TimeUnit.SECONDS);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+      process = null;
+    }
+  }
+
+  // ---- helpers ----------------------------------------------------------------------------
+
+  private Sandbox sandbox(String id) {
+    Sandbox sandbox = id == null ? null : sandboxes.get(id);
+    if (sandbox == null) {
+      throw new SandboxGoneException(id, "no such sandbox");
+    }
+    if (sandbox.goneBecause != null) {
+      throw new SandboxGoneException(id, sandbox.goneBecause);
+    }
+    return sandbox;
+  }
+
+  private <T> CompletionStage<T> async(Supplier<T> work) {
+    return CompletableFuture.supplyAsync(work, executor);
+  }
+
+  private synchronized Signaller signaller() {
+    if (signaller == null) {
+      try {
+        signaller = new Signaller();
+      } catch (IOException e) {
+        throw new UncheckedIOException("cannot start the signal helper", e);
+      }
+    }
+    return signaller;
+  }
+
+  private void createDirectoriesHandedOver(Path dir) throws IOException {
+    if (dir == null || Files.isDirectory(dir, LinkOption.NOFOLLOW_LINKS)) {
+      return;
+    }
+    createDirectoriesHandedOver(dir.getParent());
+    Files.createDirectory(dir);
+    handOver(dir);
+  }
+
+  private byte[] tar(Path workspace) {
+    try {
+      Process tar =
+          new ProcessBuilder("/usr/bin/tar", "-C", workspace.toString(), "-cf", "-", ".")
+              .redirectError(ProcessBuilder.Redirect.DISCARD)
+              .start();
+      tar.getOutputStream().close();
+      byte[] bytes = tar.getInputStream().readAllBytes();
+      if (tar.waitFor() != 0) {
+        throw new IllegalStateException("tar could not archive the workspace (exit " + tar.exitValue() + ")");
+      }
+      return bytes;
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException(e);
+    }
+  }
+
+  /**
+   * Unpacks a snapshot, as the sandbox's user where there is one ({@link #untarAs}), so a hostile
+   * archive can do no more than the sandbox. GNU tar strips leading {@code /}, refuses {@code ..}
+   * members and delays symlinks so none is written through; it keeps neither owners nor
+   * permission bits beyond the umask.
+   */
+  private void untar(Path workspace, byte[] snapshot) {
+    List<String> argv = new ArrayList<>(untarAs());
+    argv.addAll(List.of("/usr/bin/tar", "-C", workspace.toString(), "--no-same-owner", "--no-same-permissions", "-xf", "-"));
+    try {
+      Process tar = new ProcessBuilder(argv).redirectErrorStream(true).start();
+      CompletableFuture<byte[]> messages = CompletableFuture.supplyAsync(() -> ShellSupport.readAll(tar.getInputStream()), executor);
+      try (OutputStream in = tar.getOutputStream()) {
+        in.write(snapshot);
+      } catch (IOException ignored) {
+        // tar stopped reading; its exit code and message say why
+      }
+      int exit = tar.waitFor();
+      if (exit != 0) {
+        throw new IllegalArgumentException(
+            "the snapshot could not be restored: " + new String(messages.join(), StandardCharsets.UTF_8).strip());
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException(e);
+    }
+  }
+
+  private static long processGroupOf(long pid) {
+    try {
+      String stat = Files.readString(Path.of("/proc/" + pid + "/stat"));
+      String[] fields = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+      return Long.parseLong(fields[2]);
+    } catch (IOException | RuntimeException e) {
+      return 0;
+    }
+  }
+
+  private static void newline(StringBuilder output) {
+    if (output.length() > 0 && output.charAt(output.length() - 1) != '\n') {
+      output.append('\n');
+    }
+  }
+}
