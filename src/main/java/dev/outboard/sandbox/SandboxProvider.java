@@ -61,6 +61,7 @@ public interface SandboxProvider extends AutoCloseable {
 
   CompletionStage<Void> destroy(String sandboxId);
 
+  /** The sandbox's state; a health check: a sandbox whose processes died answers it is gone. */
   CompletionStage<State> state(String sandboxId);
 
   /** The sandbox is gone: its processes died, its host restarted, or it was destroyed. */

@@ -309,6 +309,65 @@ class BwrapSandboxProviderTest {
     await(provider.destroy(id));
   }
 
+  @Test
+  void stateSaysGoneOnceTheSandboxProcessesAreKilled() {
+    String id = sandbox();
+    assertEquals("x\n", exec(id, "echo x").output());
+    assertEquals(SandboxProvider.State.ACTIVE, await(provider.state(id)));
+    killProcesses(id);
+    Throwable gone = awaitGone(id);
+    assertTrue(gone.getMessage().contains("its shell exited"), gone.getMessage());
+    assertTrue(failure(provider.exec(id, null, "true", null)) instanceof SandboxProvider.SandboxGoneException);
+    await(provider.destroy(id));
+  }
+
+  @Test
+  void stateKeepsSuspendedAndHibernatedSandboxesUntilTheirProcessesDie() {
+    String suspended = sandbox();
+    String hibernated = sandbox();
+    exec(suspended, "sleep 60 > /dev/null 2>&1 &");
+    exec(hibernated, "echo kept > kept.txt");
+    await(provider.suspend(suspended));
+    await(provider.hibernate(hibernated));
+    sleep(200);
+    assertEquals(SandboxProvider.State.SUSPENDED, await(provider.state(suspended)));
+    assertEquals(SandboxProvider.State.HIBERNATED, await(provider.state(hibernated)));
+    killProcesses(suspended);
+    assertTrue(awaitGone(suspended).getMessage().contains("its shell exited"));
+    assertEquals(SandboxProvider.State.HIBERNATED, await(provider.state(hibernated)));
+    assertEquals("kept\n", exec(hibernated, "cat kept.txt").output());
+    await(provider.destroy(suspended));
+    await(provider.destroy(hibernated));
+  }
+
+  /** kill -9 of a sandbox's bwrap (found by the workspace path on its command line) and all below it. */
+  static void killProcesses(String id) {
+    String workspace = root.resolve(id).resolve("workspace").toString();
+    List<ProcessHandle> bwrap =
+        ProcessHandle.allProcesses()
+            .filter(p -> p.info().commandLine().map(c -> c.contains(workspace)).orElse(false))
+            .toList();
+    assertFalse(bwrap.isEmpty(), "no process of sandbox " + id);
+    for (ProcessHandle p : bwrap) {
+      p.descendants().forEach(ProcessHandle::destroyForcibly);
+      p.destroyForcibly();
+    }
+  }
+
+  /** The failure of state() once it comes (processes die asynchronously). */
+  static Throwable awaitGone(String id) {
+    for (int i = 0; i < 100; i++) {
+      CompletionStage<SandboxProvider.State> state = provider.state(id);
+      if (state.toCompletableFuture().isCompletedExceptionally()) {
+        Throwable t = failure(state);
+        assertTrue(t instanceof SandboxProvider.SandboxGoneException, String.valueOf(t));
+        return t;
+      }
+      sleep(50);
+    }
+    throw new AssertionError("sandbox " + id + " still says " + await(provider.state(id)) + " after its processes were killed");
+  }
+
   static long size(Path p) {
     try {
       return Files.exists(p) ? Files.size(p) : 0;

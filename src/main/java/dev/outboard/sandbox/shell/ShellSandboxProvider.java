@@ -62,7 +62,8 @@ import java.util.function.Supplier;
  * a tar archive of the workspace; create unpacks one.
  *
  * <p><b>Gone.</b> A sandbox whose shell died (killed, out of memory) is gone: the next exec answers
- * {@link SandboxGoneException}.
+ * {@link SandboxGoneException}, and so does {@link #state}, which looks at the processes of an
+ * active or suspended sandbox, for periodic health checks.
  */
 public abstract class ShellSandboxProvider implements SandboxProvider {
   /** PATH inside every sandbox. */
@@ -300,8 +301,8 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
         () -> {
           Sandbox sandbox = sandbox(sandboxId);
           synchronized (sandbox) {
+            sandbox.state = State.HIBERNATED; // first, so that state() takes the deaths as ours
             sandbox.stopProcesses();
-            sandbox.state = State.HIBERNATED;
           }
           return tar(sandbox.workspace);
         });
@@ -323,10 +324,11 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
         });
   }
 
+  /** The sandbox's state; gone if it is active or suspended but its shell no longer runs. */
   @Override
   public CompletionStage<State> state(String sandboxId) {
     try {
-      return CompletableFuture.completedFuture(sandbox(sandboxId).state);
+      return CompletableFuture.completedFuture(sandbox(sandboxId).checkedState());
     } catch (RuntimeException e) {
       return CompletableFuture.failedFuture(e);
     }
@@ -365,7 +367,7 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
         };
     volatile State state = State.HIBERNATED;
     volatile String goneBecause;
-    Process process;
+    volatile Process process;
     OutputStream stdin;
     InputStream stdout;
     byte[] pending = new byte[0];
@@ -374,7 +376,7 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
     volatile long running; // the command being run (0: none), so a late kill hits nothing else
     volatile long deadline; // System.nanoTime() by which the running command must end
     volatile AtomicBoolean timedOut;
-    ProcessHandle shell;
+    volatile ProcessHandle shell;
     long processGroup;
 
     Sandbox(String id, Path workspace, Limits limits) {
@@ -551,6 +553,33 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       if (goneBecause == null) {
         goneBecause = why;
       }
+    }
+
+    /**
+     * The state, once an active or suspended sandbox's shell is known to run; if it died, the
+     * sandbox is gone, as after a failed exec. Does not take the lock, so a long command does not
+     * hold up a health check: hibernate, destroy and close say first that the deaths are theirs.
+     */
+    State checkedState() {
+      State now = state;
+      if (now == State.HIBERNATED || shellRuns()) {
+        return now;
+      }
+      if (state != State.HIBERNATED) {
+        gone("its shell exited");
+        executor.execute(this::stopProcesses); // whatever is left of it
+      }
+      if (goneBecause != null) {
+        throw new SandboxGoneException(id, goneBecause);
+      }
+      return state;
+    }
+
+    /** Whether the started process (and the shell, once looked up) still runs; true if none. */
+    private boolean shellRuns() {
+      Process p = process;
+      ProcessHandle sh = shell;
+      return p == null || (p.isAlive() && (sh == null || sh.isAlive()));
     }
 
     /** Kills the running command: every descendant of the shell, not the shell itself. */

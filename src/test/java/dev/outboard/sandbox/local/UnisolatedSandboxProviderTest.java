@@ -235,6 +235,79 @@ class UnisolatedSandboxProviderTest {
     assertTrue(t instanceof IllegalArgumentException, String.valueOf(t));
   }
 
+  @Test
+  void stateSaysGoneOnceTheShellIsKilled() {
+    String id = sandbox();
+    ProcessHandle shell = shellOf(id);
+    assertEquals(SandboxProvider.State.ACTIVE, await(provider.state(id)));
+    kill(shell);
+    Throwable gone = awaitGone(id);
+    assertTrue(gone.getMessage().contains("its shell exited"), gone.getMessage());
+    assertTrue(failure(provider.exec(id, null, "true", null)) instanceof SandboxProvider.SandboxGoneException);
+    await(provider.destroy(id));
+  }
+
+  @Test
+  void stateKeepsSuspendedAndHibernatedSandboxesUntilTheirShellDies() {
+    String suspended = sandbox();
+    String hibernated = sandbox();
+    ProcessHandle shell = shellOf(suspended);
+    long orphan = Long.parseLong(exec(suspended, "sleep 60 > /dev/null 2>&1 & echo $!").output().strip());
+    exec(hibernated, "echo kept > kept.txt");
+    await(provider.suspend(suspended));
+    await(provider.hibernate(hibernated));
+    sleep(200);
+    assertEquals(SandboxProvider.State.SUSPENDED, await(provider.state(suspended)));
+    assertEquals(SandboxProvider.State.HIBERNATED, await(provider.state(hibernated)));
+    kill(shell);
+    assertTrue(awaitGone(suspended).getMessage().contains("its shell exited"));
+    // Gone as after a failed exec: what was left in the shell's process group is killed too.
+    for (int i = 0; i < 100 && running(orphan); i++) {
+      sleep(50);
+    }
+    assertFalse(running(orphan), "the background sleep outlived its sandbox");
+    assertEquals(SandboxProvider.State.HIBERNATED, await(provider.state(hibernated)));
+    assertEquals("kept\n", exec(hibernated, "cat kept.txt").output());
+    await(provider.destroy(suspended));
+    await(provider.destroy(hibernated));
+  }
+
+  /** The sandbox's long-lived shell: {@code $$} in a command's subshell is the shell's pid. */
+  static ProcessHandle shellOf(String id) {
+    long pid = Long.parseLong(exec(id, "echo $$").output().strip());
+    return ProcessHandle.of(pid).orElseThrow();
+  }
+
+  /** Whether process {@code pid} runs: it exists and is no zombie (pid 1 may reap them late). */
+  static boolean running(long pid) {
+    try {
+      String stat = Files.readString(Path.of("/proc/" + pid + "/stat"));
+      return stat.charAt(stat.lastIndexOf(')') + 2) != 'Z';
+    } catch (IOException e) {
+      return false;
+    }
+  }
+
+  /** kill -9 of a shell and all below it. */
+  static void kill(ProcessHandle shell) {
+    shell.descendants().forEach(ProcessHandle::destroyForcibly);
+    shell.destroyForcibly();
+  }
+
+  /** The failure of state() once it comes (processes die asynchronously). */
+  static Throwable awaitGone(String id) {
+    for (int i = 0; i < 100; i++) {
+      CompletionStage<SandboxProvider.State> state = provider.state(id);
+      if (state.toCompletableFuture().isCompletedExceptionally()) {
+        Throwable t = failure(state);
+        assertTrue(t instanceof SandboxProvider.SandboxGoneException, String.valueOf(t));
+        return t;
+      }
+      sleep(50);
+    }
+    throw new AssertionError("sandbox " + id + " still says " + await(provider.state(id)) + " after its shell was killed");
+  }
+
   static long size(Path file) {
     try {
       return Files.exists(file) ? Files.size(file) : 0;
