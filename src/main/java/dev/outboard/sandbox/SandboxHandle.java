@@ -33,6 +33,12 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  * new one from the last hibernation snapshot. Every state change is reported to the session, which
  * records it.
  *
+ * <p>A running or frozen sandbox is also checked every {@code health-check-interval} while idle
+ * ({@link SandboxProvider#state}); one the provider confirms gone is replaced at once, so the next
+ * call does not find it dead. A host that cannot be reached is not a confirmed loss: the check
+ * tries again later. A command whose sandbox was gone before it started runs on the replacement; a
+ * command during which the sandbox died is not run twice — its answer says it was interrupted.
+ *
  * <p>Hibernation snapshots are kept in the store ({@link SnapshotStore}) as well as in memory, so a
  * sandbox lost after the session actor moved or restarted (a new handle) comes back with the
  * workspace of its last hibernation.
@@ -65,12 +71,18 @@ public final class SandboxHandle {
 
   private record IdleTimeout(int stage, long generation) implements Command {}
 
-  private record Provisioned(String sandboxId, Throwable error, boolean replacing, boolean retry, boolean restored)
+  private record Provisioned(String sandboxId, Throwable error, boolean replacing, boolean retry, Restored restored)
       implements Command {}
 
   private record OpDone(Run run, Result result, Throwable error) implements Command {}
 
   private record Parked(String state, byte[] snapshot, Throwable error) implements Command {}
+
+  private enum HealthTick implements Command {
+    INSTANCE
+  }
+
+  private record HealthChecked(String sandboxId, long generation, Throwable error) implements Command {}
 
   /** What a call answers on a host without bubblewrap. */
   public static final String BWRAP_MISSING = "bubblewrap (bwrap) is not installed; install the package 'bubblewrap'";
@@ -78,13 +90,22 @@ public final class SandboxHandle {
   public static final String LOST =
       "interrupted: the sandbox was lost while this command ran; a new sandbox replaced it";
 
-  /** Limits and idle times of sandboxes ({@code outboard.sandbox}). */
-  public record Settings(Limits limits, Duration suspendAfter, Duration hibernateAfter) {
+  /**
+   * Limits, idle times and the health-check interval of sandboxes ({@code outboard.sandbox});
+   * a zero {@code healthCheckEvery} turns the checks off.
+   */
+  public record Settings(Limits limits, Duration suspendAfter, Duration hibernateAfter, Duration healthCheckEvery) {
+    /** Without health checks. */
+    public Settings(Limits limits, Duration suspendAfter, Duration hibernateAfter) {
+      this(limits, suspendAfter, hibernateAfter, Duration.ZERO);
+    }
+
     public static Settings from(Config config) {
       Config c = config.getConfig("outboard.sandbox");
       Limits limits = new Limits(c.getBytes("memory"), c.getInt("max-processes"), c.getDuration("cpu-time"),
           c.getBytes("max-output-bytes"), c.getDuration("command-timeout"));
-      return new Settings(limits, c.getDuration("suspend-after"), c.getDuration("hibernate-after"));
+      return new Settings(limits, c.getDuration("suspend-after"), c.getDuration("hibernate-after"),
+          c.getDuration("health-check-interval"));
     }
   }
 
@@ -118,6 +139,9 @@ public final class SandboxHandle {
   private String state;
   private byte[] snapshot;
   private boolean busy;
+  private boolean checking;
+  /** A health check found the (hibernated) sandbox gone; the next call replaces it. */
+  private boolean lost;
   private long generation;
 
   private SandboxHandle(SandboxProvider provider, Settings settings, ActorRef<Report> session, String knownId,
@@ -133,6 +157,7 @@ public final class SandboxHandle {
     this.state = knownState == null ? "none" : knownState;
     this.ctx = ctx;
     this.timers = timers;
+    if (knownId != null) startHealthChecks();
   }
 
   private Behavior<Command> behavior() {
@@ -142,6 +167,8 @@ public final class SandboxHandle {
         .onMessage(OpDone.class, this::onOpDone)
         .onMessage(IdleTimeout.class, this::onIdleTimeout)
         .onMessage(Parked.class, this::onParked)
+        .onMessage(HealthTick.class, t -> onHealthTick())
+        .onMessage(HealthChecked.class, this::onHealthChecked)
         .onMessage(Destroy.class, m -> onDestroy())
         .onSignal(PostStop.class, s -> onStopped())
         .build();
@@ -162,27 +189,67 @@ public final class SandboxHandle {
     if (sandboxId == null) {
       changed("provisioning", null);
       pipeCreate(false, true);
+    } else if (lost) {
+      changed("replacing", null);
+      pipeCreate(true, true);
     } else {
       runOp(pending.peek());
     }
   }
 
-  private void pipeCreate(boolean replacing, boolean retry) {
-    byte[] inMemory = snapshot;
-    if (!replacing || inMemory != null || snapshots == null) {
-      ctx.pipeToSelf(createFrom(inMemory),
-          (id, error) -> new Provisioned(id, error, replacing, retry, inMemory != null));
-      return;
+  /** Where a new sandbox's workspace came from. */
+  private enum Restored {
+    NOTHING(" with an empty workspace"),
+    SALVAGED(", its workspace recovered as the lost sandbox left it"),
+    SNAPSHOT(", its workspace restored from the last snapshot");
+
+    final String sentence;
+
+    Restored(String sentence) {
+      this.sentence = sentence;
     }
-    // A new handle (the session restarted or moved) has no snapshot in memory: look in the store.
+  }
+
+  private record Created(String sandboxId, Restored restored) {}
+
+  /**
+   * Starts a sandbox. A replacement's workspace comes from the lost sandbox itself when its files
+   * are still there ({@link SandboxProvider#salvage}), else from the last hibernation snapshot (in
+   * memory, or in the store for a handle that never hibernated it itself); the lost one is then
+   * destroyed, since it may live on behind a network blip.
+   */
+  private void pipeCreate(boolean replacing, boolean retry) {
+    String old = replacing ? sandboxId : null;
+    byte[] inMemory = snapshot;
+    boolean lookInStore = snapshots != null && (replacing || reportedId != null);
     String sid = sessionId;
-    CompletionStage<byte[]> stored = loadSnapshot(sid);
-    boolean[] restored = new boolean[1];
-    CompletionStage<String> created = stored.thenCompose(bytes -> {
-      restored[0] = bytes != null;
-      return createFrom(bytes);
+    CompletionStage<byte[]> salvaged = old == null ? CompletableFuture.completedFuture(null) : salvage(old);
+    CompletionStage<Created> created = salvaged.thenCompose(bytes -> {
+      if (old != null) destroyQuietly(old);
+      if (bytes != null) return createFrom(bytes).thenApply(id -> new Created(id, Restored.SALVAGED));
+      if (inMemory != null) return createFrom(inMemory).thenApply(id -> new Created(id, Restored.SNAPSHOT));
+      if (!lookInStore) return createFrom(null).thenApply(id -> new Created(id, Restored.NOTHING));
+      return loadSnapshot(sid).thenCompose(stored -> createFrom(stored)
+          .thenApply(id -> new Created(id, stored == null ? Restored.NOTHING : Restored.SNAPSHOT)));
     });
-    ctx.pipeToSelf(created, (id, error) -> new Provisioned(id, error, replacing, retry, restored[0]));
+    ctx.pipeToSelf(created, (c, error) ->
+        new Provisioned(c == null ? null : c.sandboxId(), error, replacing, retry, c == null ? null : c.restored()));
+  }
+
+  private CompletionStage<byte[]> salvage(String id) {
+    CompletionStage<byte[]> salvaged;
+    try {
+      salvaged = provider.salvage(id);
+    } catch (RuntimeException e) {
+      salvaged = CompletableFuture.failedFuture(e);
+    }
+    return salvaged.handle((bytes, e) -> {
+      if (e != null) {
+        log.info("nothing could be salvaged from sandbox {}: {}", id, cause(e).toString());
+        return null;
+      }
+      return bytes;
+    });
   }
 
   private CompletionStage<byte[]> loadSnapshot(String sid) {
@@ -223,9 +290,13 @@ public final class SandboxHandle {
     }
     String old = p.replacing() ? sandboxId : null;
     sandboxId = p.sandboxId();
+    lost = false;
     changed("active", old);
+    startHealthChecks();
     if (p.replacing() && !p.retry()) {
-      finish(new Result(LOST + (p.restored() ? ", its workspace restored from the last snapshot" : " with an empty workspace"), true));
+      finish(new Result(LOST + p.restored().sentence, true));
+    } else if (run == null) {
+      finish(null); // a health check's replacement, with no call waiting
     } else {
       runOp(run);
     }
@@ -249,18 +320,22 @@ public final class SandboxHandle {
       return Behaviors.same();
     }
     Throwable cause = cause(d.error());
-    if (cause instanceof SandboxGoneException) {
+    if (cause instanceof SandboxGoneException gone) {
       ctx.getLog().warn("sandbox {} is gone ({}); starting a new one", sandboxId, cause.getMessage());
       changed("replacing", null);
-      // A file operation is simply redone on the new sandbox; a command is not run twice.
-      pipeCreate(true, !(d.run().call() instanceof ToolCall.Bash));
+      // A file operation is simply redone on the new sandbox, and so is a command that never
+      // started; a command during which the sandbox died is not run twice.
+      pipeCreate(true, !(d.run().call() instanceof ToolCall.Bash) || !gone.commandMayHaveRun());
       return Behaviors.same();
     }
     finish(new Result(cause.getMessage() == null ? cause.toString() : cause.getMessage(), true));
     return Behaviors.same();
   }
 
-  /** Answers the call at the head of the queue and goes on with the next, or starts the idle clock. */
+  /**
+   * Answers the call at the head of the queue ({@code result} null: there is none) and goes on with
+   * the next, or starts the idle clock.
+   */
   private void finish(Result result) {
     Run run = pending.poll();
     if (run != null) run.replyTo().tell(result);
@@ -320,18 +395,70 @@ public final class SandboxHandle {
     return Behaviors.same();
   }
 
+  private void startHealthChecks() {
+    Duration every = settings.healthCheckEvery();
+    if (every.isZero() || every.isNegative() || timers.isTimerActive("health")) return;
+    timers.startTimerWithFixedDelay("health", HealthTick.INSTANCE, every);
+  }
+
+  /** Asks the provider whether the idle sandbox still exists. */
+  private Behavior<Command> onHealthTick() {
+    if (busy || checking || sandboxId == null || lost) return Behaviors.same();
+    checking = true;
+    String id = sandboxId;
+    long gen = generation;
+    CompletionStage<SandboxProvider.State> probe;
+    try {
+      probe = provider.state(id);
+    } catch (RuntimeException e) {
+      probe = CompletableFuture.failedFuture(e);
+    }
+    ctx.pipeToSelf(probe, (s, error) -> new HealthChecked(id, gen, error));
+    return Behaviors.same();
+  }
+
+  private Behavior<Command> onHealthChecked(HealthChecked h) {
+    checking = false;
+    if (h.error() == null || busy || h.generation() != generation || !h.sandboxId().equals(sandboxId)) {
+      return Behaviors.same(); // healthy, or the answer is stale: a call ran since
+    }
+    Throwable cause = cause(h.error());
+    if (cause instanceof SandboxGoneException gone && gone.confirmed() && state.equals("hibernated")) {
+      // It had no processes to lose: the next call starts its replacement (a cold start anyway).
+      ctx.getLog().info("health check: hibernated sandbox {} is gone ({}); the next call replaces it", sandboxId, cause.getMessage());
+      lost = true;
+    } else if (cause instanceof SandboxGoneException gone && gone.confirmed()) {
+      ctx.getLog().warn("health check: sandbox {} is gone ({}); starting a new one", sandboxId, cause.getMessage());
+      busy = true;
+      generation++;
+      timers.cancel("idle");
+      changed("replacing", null);
+      pipeCreate(true, true);
+    } else {
+      ctx.getLog().info("health check of sandbox {} failed, trying again later: {}", sandboxId, cause.getMessage());
+    }
+    return Behaviors.same();
+  }
+
+  private void destroyQuietly(String id) {
+    CompletionStage<Void> destroyed;
+    try {
+      destroyed = provider.destroy(id);
+    } catch (RuntimeException e) {
+      return;
+    }
+    destroyed.whenComplete((v, e) -> {
+      if (e != null && !(cause(e) instanceof SandboxGoneException)) {
+        log.info("could not destroy the replaced sandbox {}: {}", id, cause(e).toString());
+      }
+    });
+  }
+
   private Behavior<Command> onDestroy() {
     timers.cancelAll();
     for (Run run : pending) run.replyTo().tell(new Result("the session ended; the sandbox was destroyed", true));
     pending.clear();
-    if (sandboxId != null) {
-      String id = sandboxId;
-      provider.destroy(id).whenComplete((v, e) -> {
-        if (e != null && !(cause(e) instanceof SandboxGoneException)) {
-          log.warn("destroying sandbox {} failed: {}", id, cause(e).toString());
-        }
-      });
-    }
+    if (sandboxId != null) destroyQuietly(sandboxId);
     sandboxId = null;
     if (snapshots != null) {
       String sid = sessionId;

@@ -61,13 +61,55 @@ public interface SandboxProvider extends AutoCloseable {
 
   CompletionStage<Void> destroy(String sandboxId);
 
+  /**
+   * The workspace of a sandbox that is gone, as a snapshot, when its files outlived its processes
+   * (they died, or the provider restarted, and the disk is intact); null when nothing is left. A
+   * replacement created from it keeps everything written before the loss, not only what the last
+   * hibernation saved. The default: nothing is ever left.
+   */
+  default CompletionStage<byte[]> salvage(String sandboxId) {
+    return java.util.concurrent.CompletableFuture.completedFuture(null);
+  }
+
   /** The sandbox's state; a health check: a sandbox whose processes died answers it is gone. */
   CompletionStage<State> state(String sandboxId);
 
-  /** The sandbox is gone: its processes died, its host restarted, or it was destroyed. */
+  /**
+   * The sandbox is gone: its processes died, its host restarted, or it was destroyed. Two facts
+   * decide what the caller may do next: whether the provider is sure ({@link #confirmed()} is false
+   * when the host could not be asked at all), and whether the command of a failed {@code exec} may
+   * have run ({@link #commandMayHaveRun()}: the sandbox died during it, or the host stopped
+   * answering while it ran). A command that surely never ran can run again on a replacement.
+   */
   final class SandboxGoneException extends RuntimeException {
+    private final boolean confirmed;
+    private final boolean commandMayHaveRun;
+
+    /**
+     * Confirmed gone; a command asked of it may have run (an unknown id may be one that a previous
+     * run of the provider knew, and ran commands in).
+     */
     public SandboxGoneException(String sandboxId, String why) {
+      this(sandboxId, why, true, true);
+    }
+
+    public SandboxGoneException(String sandboxId, String why, boolean confirmed, boolean commandMayHaveRun) {
       super("sandbox " + sandboxId + " is gone: " + why, null, false, false);
+      this.confirmed = confirmed;
+      this.commandMayHaveRun = commandMayHaveRun;
+    }
+
+    /** The provider knows the sandbox died before this command was sent to it. */
+    public static SandboxGoneException beforeCommand(String sandboxId, String why) {
+      return new SandboxGoneException(sandboxId, why, true, false);
+    }
+
+    public boolean confirmed() {
+      return confirmed;
+    }
+
+    public boolean commandMayHaveRun() {
+      return commandMayHaveRun;
     }
   }
 }

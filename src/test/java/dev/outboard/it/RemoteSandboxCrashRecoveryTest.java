@@ -1,5 +1,6 @@
 package dev.outboard.it;
 
+import dev.outboard.testing.Sandboxes;
 import static dev.outboard.testing.ScriptedSessions.await;
 import static dev.outboard.testing.ScriptedSessions.body;
 import static dev.outboard.testing.ScriptedSessions.call;
@@ -33,7 +34,6 @@ import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.junit.jupiter.api.Assertions;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -58,12 +58,7 @@ class RemoteSandboxCrashRecoveryTest {
     BwrapSandboxProvider bwrap = new BwrapSandboxProvider(root.resolve("sandboxes"), executor);
     ActorSystem<Void> system = null;
     try {
-      if (!bwrap.available()) {
-        String what = "bubblewrap (bwrap) is not installed; RemoteSandboxCrashRecoveryTest skipped";
-        if ("true".equalsIgnoreCase(System.getenv("CI"))) Assertions.fail(what + "; CI=true, so sandbox tests must not be skipped");
-        System.err.println("SKIPPED: " + what);
-        Assumptions.abort("SKIPPED: " + what);
-      }
+      Sandboxes.requireBwrap(RemoteSandboxCrashRecoveryTest.class);
       try (TestPostgres postgres = TestPostgres.create()) {
         byte[] secret = new byte[16];
         new SecureRandom().nextBytes(secret);

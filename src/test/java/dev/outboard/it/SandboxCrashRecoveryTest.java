@@ -1,5 +1,6 @@
 package dev.outboard.it;
 
+import dev.outboard.testing.Sandboxes;
 import static dev.outboard.testing.ScriptedSessions.await;
 import static dev.outboard.testing.ScriptedSessions.body;
 import static dev.outboard.testing.ScriptedSessions.call;
@@ -10,7 +11,6 @@ import static dev.outboard.testing.ScriptedSessions.tools;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import dev.outboard.sandbox.bwrap.BwrapSandboxProvider;
 import dev.outboard.testing.ApiClient;
 import dev.outboard.testing.ApiClient.SseEvent;
 import dev.outboard.testing.NodeProcess;
@@ -23,9 +23,7 @@ import java.time.Duration;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.Executors;
 import org.junit.jupiter.api.Assertions;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -41,19 +39,7 @@ class SandboxCrashRecoveryTest {
 
   @Test
   void aBashCommandInterruptedByANodeCrashGetsOneHonestResultAndIsNotRunTwice() throws Exception {
-    Path probe = Files.createTempDirectory("bwrap-probe");
-    var executor = Executors.newSingleThreadExecutor();
-    try (var provider = new BwrapSandboxProvider(probe, executor)) {
-      if (!provider.available()) {
-        String what = "bubblewrap (bwrap) is not installed; SandboxCrashRecoveryTest skipped";
-        if ("true".equalsIgnoreCase(System.getenv("CI"))) Assertions.fail(what + "; CI=true, so sandbox tests must not be skipped");
-        Assumptions.abort("SKIPPED: " + what);
-      }
-    } finally {
-      executor.shutdownNow();
-      Files.deleteIfExists(probe);
-    }
-
+    Sandboxes.requireBwrap(SandboxCrashRecoveryTest.class);
     Path dataDir = Files.createTempDirectory("outboard-sbx-crash-");
     // The sandbox's unprivileged user must be able to reach its workspace below the data dir.
     Files.setPosixFilePermissions(dataDir, java.nio.file.attribute.PosixFilePermissions.fromString("rwx--x--x"));

@@ -1,5 +1,6 @@
 package dev.outboard.sandbox;
 
+import dev.outboard.testing.Sandboxes;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
@@ -23,7 +24,6 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assertions;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -49,14 +49,7 @@ class BwrapSandboxProviderTest {
     Files.setPosixFilePermissions(tmp, java.nio.file.attribute.PosixFilePermissions.fromString("rwx--x--x"));
     root = tmp.resolve("sandboxes");
     provider = new BwrapSandboxProvider(root, executor);
-    if (!provider.available()) {
-      String what = "bubblewrap (bwrap) is not installed; BwrapSandboxProviderTest skipped";
-      if ("true".equalsIgnoreCase(System.getenv("CI"))) {
-        Assertions.fail(what + "; CI=true, so sandbox tests must not be skipped");
-      }
-      System.err.println("SKIPPED: " + what);
-      Assumptions.abort("SKIPPED: " + what);
-    }
+    Sandboxes.requireBwrap(BwrapSandboxProviderTest.class);
     // A host file outside every workspace, holding a fake secret the sandbox must never see.
     Files.writeString(tmp.resolve("host-secret.txt"), "OUTBOARD_API_KEY=" + FAKE_SECRET + "\n");
   }
@@ -343,15 +336,7 @@ class BwrapSandboxProviderTest {
   /** kill -9 of a sandbox's bwrap (found by the workspace path on its command line) and all below it. */
   static void killProcesses(String id) {
     String workspace = root.resolve(id).resolve("workspace").toString();
-    List<ProcessHandle> bwrap =
-        ProcessHandle.allProcesses()
-            .filter(p -> p.info().commandLine().map(c -> c.contains(workspace)).orElse(false))
-            .toList();
-    assertFalse(bwrap.isEmpty(), "no process of sandbox " + id);
-    for (ProcessHandle p : bwrap) {
-      p.descendants().forEach(ProcessHandle::destroyForcibly);
-      p.destroyForcibly();
-    }
+    assertTrue(Sandboxes.killProcessesOf(workspace) > 0, "no process of sandbox " + id);
   }
 
   /** The failure of state() once it comes (processes die asynchronously). */

@@ -1,5 +1,6 @@
 package dev.outboard.sandbox;
 
+import dev.outboard.testing.Sandboxes;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -39,7 +40,6 @@ import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assertions;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -67,12 +67,7 @@ class RemoteSandboxProviderTest {
     executor = Executors.newCachedThreadPool();
     Files.setPosixFilePermissions(tmp, java.nio.file.attribute.PosixFilePermissions.fromString("rwx--x--x"));
     bwrap = new BwrapSandboxProvider(tmp.resolve("sandboxes"), executor);
-    if (!bwrap.available()) {
-      String what = "bubblewrap (bwrap) is not installed; RemoteSandboxProviderTest skipped";
-      if ("true".equalsIgnoreCase(System.getenv("CI"))) Assertions.fail(what + "; CI=true, so sandbox tests must not be skipped");
-      System.err.println("SKIPPED: " + what);
-      Assumptions.abort("SKIPPED: " + what);
-    }
+    Sandboxes.requireBwrap(RemoteSandboxProviderTest.class);
     byte[] secret = new byte[16];
     new SecureRandom().nextBytes(secret);
     token = "host-token-" + HexFormat.of().formatHex(secret);
@@ -256,10 +251,64 @@ class RemoteSandboxProviderTest {
   }
 
   @Test
+  void aRestartedHostKnowsNoSandboxesButSalvagesTheirFiles() throws Exception {
+    String id = await(remote.create(LIMITS, null));
+    exec(remote, id, "echo written-after-any-snapshot > notes.txt");
+
+    // The host restarts: a new provider over the same sandbox directory, behind a new server.
+    try (BwrapSandboxProvider restarted = new BwrapSandboxProvider(tmp.resolve("sandboxes"), executor)) {
+      int port = Ports.free(1)[0];
+      new SandboxHostServer(restarted, token, 64L << 20).start(system, "127.0.0.1", port).toCompletableFuture().get(20, TimeUnit.SECONDS);
+      RemoteSandboxProvider after = new RemoteSandboxProvider("http://127.0.0.1:" + port, token);
+
+      Throwable unknown = failure(after.state(id));
+      assertThat(unknown).isInstanceOf(SandboxGoneException.class);
+      assertThat(((SandboxGoneException) unknown).confirmed()).isTrue();
+      // Whether an earlier run of the host ran this command cannot be known: it may have.
+      Throwable exec = failure(after.exec(id, "again", "true", T));
+      assertThat(((SandboxGoneException) exec).commandMayHaveRun()).isTrue();
+
+      byte[] salvaged = await(after.salvage(id));
+      assertThat(salvaged).isNotNull();
+      String replacement = await(after.create(LIMITS, salvaged));
+      assertEquals("written-after-any-snapshot\n", await(after.read(replacement, "/workspace/notes.txt")));
+
+      await(after.destroy(id)); // the leftover files go
+      assertThat(await(after.salvage(id))).isNull();
+      assertThat(tmp.resolve("sandboxes").resolve(id)).doesNotExist();
+      assertThat(failure(after.salvage("../../etc"))).isInstanceOf(IllegalArgumentException.class);
+      assertThat(await(restarted.salvage("../../etc"))).as("only ids of the provider's own format name a directory").isNull();
+      assertThat(await(restarted.salvage("sbx-" + "0".repeat(32)))).isNull();
+      await(after.destroy(replacement));
+    }
+  }
+
+  @Test
+  void aSandboxThatDiesDuringACommandSaysSoAndOneFoundDeadBeforeItDoesNot() throws Exception {
+    String id = await(remote.create(LIMITS, null));
+    CompletionStage<ExecResult> running = remote.exec(id, "slow", "sleep 20", T.plusSeconds(20));
+    Thread.sleep(300);
+    assertThat(Sandboxes.killProcessesOf(id)).isPositive();
+    SandboxGoneException during = (SandboxGoneException) failure(running);
+    assertThat(during.commandMayHaveRun()).isTrue();
+    // Asked again with the same execution id, the answer is the same; a new command never ran.
+    assertThat(((SandboxGoneException) failure(remote.exec(id, "slow", "sleep 20", T))).commandMayHaveRun()).isTrue();
+    assertThat(((SandboxGoneException) failure(remote.exec(id, "next", "true", T))).commandMayHaveRun()).isFalse();
+    JsonNode again = Json.MAPPER.readTree(raw("POST", "/v1/sandboxes/" + id + "/exec",
+        "{\"executionId\":\"slow\",\"command\":\"sleep 20\"}", token).body());
+    assertEquals("gone", again.path("error").path("code").asText());
+    JsonNode fresh = Json.MAPPER.readTree(raw("POST", "/v1/sandboxes/" + id + "/exec",
+        "{\"executionId\":\"fresh\",\"command\":\"true\"}", token).body());
+    assertEquals(SandboxHostServer.GONE_BEFORE_COMMAND, fresh.path("error").path("code").asText());
+    await(remote.destroy(id));
+  }
+
+  @Test
   void anUnreachableHostMeansTheSandboxIsGone() {
     RemoteSandboxProvider nowhere = new RemoteSandboxProvider("http://127.0.0.1:" + Ports.free(1)[0], token);
     Throwable e = failure(nowhere.exec("sbx-1", "e", "true", T));
     assertThat(e).isInstanceOf(SandboxGoneException.class).hasMessageContaining("cannot be reached");
+    assertThat(((SandboxGoneException) e).confirmed()).as("a health check does not act on it").isFalse();
     assertThat(e.getMessage()).doesNotContain(token);
     assertThat(failure(nowhere.create(LIMITS, null))).isInstanceOf(IllegalStateException.class);
   }

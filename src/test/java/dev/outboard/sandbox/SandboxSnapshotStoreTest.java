@@ -1,5 +1,6 @@
 package dev.outboard.sandbox;
 
+import dev.outboard.testing.Sandboxes;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -25,7 +26,6 @@ import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assertions;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
@@ -97,11 +97,7 @@ class SandboxSnapshotStoreTest {
     ExecutorService io = Executors.newCachedThreadPool();
     try (BwrapSandboxProvider first = new BwrapSandboxProvider(dir1, io);
         BwrapSandboxProvider second = new BwrapSandboxProvider(dir2, io)) {
-      if (!first.available()) {
-        String what = "bubblewrap (bwrap) is not installed; SandboxSnapshotStoreTest skipped";
-        if ("true".equalsIgnoreCase(System.getenv("CI"))) Assertions.fail(what + "; CI=true, so sandbox tests must not be skipped");
-        Assumptions.abort("SKIPPED: " + what);
-      }
+      Sandboxes.requireBwrap(SandboxSnapshotStoreTest.class);
       SandboxHandle.Settings settings = new SandboxHandle.Settings(
           new Limits(512L * 1024 * 1024, 128, Duration.ofMinutes(1), 256 * 1024, Duration.ofSeconds(30)),
           Duration.ofMillis(200), Duration.ofMillis(500));

@@ -67,6 +67,11 @@ public final class BwrapSandboxProvider extends ShellSandboxProvider {
     return bwrap.isPresent();
   }
 
+  /** Whether bubblewrap is on this machine's PATH. */
+  public static boolean installed() {
+    return findOnPath("bwrap").isPresent();
+  }
+
   @Override
   public CompletionStage<String> create(Limits limits, byte[] snapshot) {
     if (bwrap.isEmpty()) {

@@ -50,11 +50,13 @@ import org.slf4j.LoggerFactory;
  * GET    /v1/sandboxes/{id}/list?path=                                              → {entries: [{path, directory, size}]}
  * POST   /v1/sandboxes/{id}/suspend | resume                                        → 204
  * POST   /v1/sandboxes/{id}/hibernate                                               → {snapshot (base64 tar)}
+ * POST   /v1/sandboxes/{id}/salvage                                                 → {snapshot (base64 tar, or null: nothing left)}
  * GET    /v1/sandboxes/{id}/state                                                   → {state}
  * DELETE /v1/sandboxes/{id}                                                         → 204
  * </pre>
  *
- * Errors are {@code {"error": {"code", "message"}}}: a gone sandbox → 410 {@code gone}; bad input
+ * Errors are {@code {"error": {"code", "message"}}}: a gone sandbox → 410 {@code gone}, or
+ * {@code gone_before_command} when an exec's command surely never ran; bad input
  * (JSON, a missing parameter, a path outside /workspace, a missing file, ...) → 400; a wrong or
  * missing token → 401; the provider failing otherwise (e.g. bwrap cannot start) → 500
  * {@code sandbox_error} with its message.
@@ -65,6 +67,8 @@ public final class SandboxHostServer extends AllDirectives {
   public static final int MIN_TOKEN_LENGTH = 16;
   /** Beyond a command's own timeout, how long the request may take (the answer, queueing). */
   static final Duration EXEC_MARGIN = Duration.ofSeconds(60);
+  /** The 410 error code when the command surely never ran (plain {@code gone}: it may have). */
+  public static final String GONE_BEFORE_COMMAND = "gone_before_command";
 
   // ---- the wire format (shared with RemoteSandboxProvider) ----------------------------------
 
@@ -162,6 +166,8 @@ public final class SandboxHostServer extends AllDirectives {
             path("resume", () -> post(() -> JsonSupport.noBody(() -> reply(() -> provider.resume(id), StatusCodes.NO_CONTENT, v -> null)))),
             path("hibernate", () -> post(() -> JsonSupport.noBody(() -> reply(() -> provider.hibernate(id), StatusCodes.OK,
                 bytes -> new Snapshot(Base64.getEncoder().encodeToString(bytes)))))),
+            path("salvage", () -> post(() -> JsonSupport.noBody(() -> reply(() -> provider.salvage(id), StatusCodes.OK,
+                bytes -> new Snapshot(bytes == null ? null : Base64.getEncoder().encodeToString(bytes)))))),
             path("state", () -> get(() -> reply(() -> provider.state(id), StatusCodes.OK, s -> new StateJson(s.name()))))))))));
   }
 
@@ -230,7 +236,9 @@ public final class SandboxHostServer extends AllDirectives {
     Throwable e = error;
     while (e instanceof CompletionException && e.getCause() != null) e = e.getCause();
     String message = Secrets.redact(e.getMessage() == null ? e.toString() : e.getMessage());
-    if (e instanceof SandboxGoneException) return ApiError.response(StatusCodes.GONE, "gone", message);
+    if (e instanceof SandboxGoneException gone) {
+      return ApiError.response(StatusCodes.GONE, gone.commandMayHaveRun() ? "gone" : GONE_BEFORE_COMMAND, message);
+    }
     if (e instanceof ApiError api) return api.toResponse();
     if (e instanceof IllegalArgumentException) return ApiError.response(StatusCodes.BAD_REQUEST, "bad_request", message);
     if (e instanceof IllegalStateException || e instanceof UncheckedIOException) {

@@ -35,7 +35,8 @@ import java.util.concurrent.CompletionStage;
  * host, not to this node: any harness node with a provider for the same host reaches the same live
  * sandbox by id, so a session that restarts or moves re-attaches to it.
  *
- * <p><b>Failures.</b> 410 from the host → {@link SandboxGoneException}. A host that cannot be
+ * <p><b>Failures.</b> 410 from the host → {@link SandboxGoneException} (code
+ * {@code gone_before_command}: the command surely never ran). A host that cannot be
  * reached (connection refused or reset, no answer within the request's timeout) is treated as
  * gone too: a host that restarted has lost every sandbox it ran, and the session's handle then
  * replaces the sandbox (restoring the last snapshot) instead of failing every call until the host
@@ -135,6 +136,14 @@ public final class RemoteSandboxProvider implements SandboxProvider {
   }
 
   @Override
+  public CompletionStage<byte[]> salvage(String sandboxId) {
+    return call(sandboxId, "POST", "/salvage", null, SNAPSHOT_TIMEOUT).thenApply(body -> {
+      String snapshot = parse(body, Snapshot.class).snapshot();
+      return snapshot == null ? null : Base64.getDecoder().decode(snapshot);
+    });
+  }
+
+  @Override
   public CompletionStage<State> state(String sandboxId) {
     return call(sandboxId, "GET", "/state", null, REQUEST_TIMEOUT)
         .thenApply(body -> State.valueOf(parse(body, StateJson.class).state()));
@@ -193,7 +202,8 @@ public final class RemoteSandboxProvider implements SandboxProvider {
         : "the sandbox host at " + baseUrl + " cannot be reached (" + c.getClass().getSimpleName()
             + (c.getMessage() == null ? "" : ": " + c.getMessage()) + ")";
     why = Secrets.redact(why);
-    return sandboxId == null ? new IllegalStateException(why) : new SandboxGoneException(sandboxId, why);
+    // Not confirmed: the sandbox may be fine behind a network blip, and a command may have run.
+    return sandboxId == null ? new IllegalStateException(why) : new SandboxGoneException(sandboxId, why, false, true);
   }
 
   private static String answer(String sandboxId, String method, HttpResponse<String> response) {
@@ -202,7 +212,8 @@ public final class RemoteSandboxProvider implements SandboxProvider {
     String message = Secrets.redact(errorMessage(response.body(), status));
     if (status == 410 && sandboxId != null) {
       String prefix = "sandbox " + sandboxId + " is gone: ";
-      throw new SandboxGoneException(sandboxId, message.startsWith(prefix) ? message.substring(prefix.length()) : message);
+      String why = message.startsWith(prefix) ? message.substring(prefix.length()) : message;
+      throw new SandboxGoneException(sandboxId, why, true, !SandboxHostServer.GONE_BEFORE_COMMAND.equals(errorCode(response.body())));
     }
     if (status == 400) throw new IllegalArgumentException(message);
     if (status == 401) {
@@ -220,6 +231,14 @@ public final class RemoteSandboxProvider implements SandboxProvider {
       // not our error shape
     }
     return "HTTP " + status;
+  }
+
+  private static String errorCode(String body) {
+    try {
+      return Json.MAPPER.readTree(body).path("error").path("code").asText("");
+    } catch (IOException | RuntimeException e) {
+      return "";
+    }
   }
 
   private static <T> T parse(String body, Class<T> type) {

@@ -23,6 +23,7 @@ import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ConcurrentHashMap;
@@ -32,6 +33,7 @@ import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.Supplier;
+import java.util.regex.Pattern;
 
 /**
  * Sandboxes on this machine as long-lived shells (DESIGN.md §4): what the bubblewrap and the
@@ -63,7 +65,11 @@ import java.util.function.Supplier;
  *
  * <p><b>Gone.</b> A sandbox whose shell died (killed, out of memory) is gone: the next exec answers
  * {@link SandboxGoneException}, and so does {@link #state}, which looks at the processes of an
- * active or suspended sandbox, for periodic health checks.
+ * active or suspended sandbox, for periodic health checks. The exception says whether the command
+ * may have run: not if the shell was found dead before the command was sent (the caller may run it
+ * on a replacement); yes if it died during the command, and then asking again with the same
+ * execution id answers the same. Its files stay on disk until destroy: {@link #salvage} archives
+ * them, also for a sandbox id this provider no longer knows because it restarted.
  */
 public abstract class ShellSandboxProvider implements SandboxProvider {
   /** PATH inside every sandbox. */
@@ -71,6 +77,8 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
   private static final int EXEC_CACHE = 1000;
   private static final long WATCHDOG_MS = 20;
   private static final long MAX_READ_BYTES = 10L << 20;
+  /** The ids this provider hands out; also the names of their directories under the root. */
+  private static final Pattern SANDBOX_ID = Pattern.compile("sbx-[0-9a-f]{32}");
 
   /**
    * How a sandbox's shell is started: {@code argv} in {@code directory}, with {@code environment}
@@ -173,11 +181,10 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
 
   @Override
   public CompletionStage<ExecResult> exec(String sandboxId, String executionId, String command, Duration timeout) {
-    Sandbox sandbox;
-    try {
-      sandbox = sandbox(sandboxId);
-    } catch (RuntimeException e) {
-      return CompletableFuture.failedFuture(e);
+    // A gone sandbox still answers for the commands it ran (or died during); see Sandbox.exec.
+    Sandbox sandbox = sandboxId == null ? null : sandboxes.get(sandboxId);
+    if (sandbox == null) {
+      return CompletableFuture.failedFuture(new SandboxGoneException(sandboxId, "no such sandbox"));
     }
     return sandbox.exec(executionId, command, timeout == null ? sandbox.limits.defaultTimeout() : timeout);
   }
@@ -314,13 +321,37 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
         () -> {
           Sandbox sandbox = sandboxes.get(sandboxId);
           if (sandbox == null) {
-            throw new SandboxGoneException(sandboxId, "no such sandbox");
+            // Left over from before a restart of the provider: only its files remain.
+            Optional<Path> leftover = leftoverWorkspace(sandboxId);
+            if (leftover.isEmpty()) {
+              throw new SandboxGoneException(sandboxId, "no such sandbox");
+            }
+            ShellSupport.deleteTree(leftover.get().getParent());
+            return null;
           }
           sandbox.gone("destroyed");
           sandbox.stopProcesses();
           sandboxes.remove(sandboxId);
           ShellSupport.deleteTree(sandbox.workspace.getParent());
           return null;
+        });
+  }
+
+  /**
+   * The workspace of a gone sandbox as a tar archive, while its directory is still on disk: its
+   * processes died, or this provider restarted and no longer knows it (the sandbox id names the
+   * directory). Null when there is nothing left.
+   */
+  @Override
+  public CompletionStage<byte[]> salvage(String sandboxId) {
+    return async(
+        () -> {
+          Sandbox known = sandboxId == null ? null : sandboxes.get(sandboxId);
+          Optional<Path> workspace = known != null ? Optional.of(known.workspace) : leftoverWorkspace(sandboxId);
+          if (workspace.isEmpty() || !Files.isDirectory(workspace.get(), LinkOption.NOFOLLOW_LINKS)) {
+            return null;
+          }
+          return tar(workspace.get());
         });
   }
 
@@ -442,6 +473,9 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
             return first;
           }
         }
+        if (goneBecause != null) {
+          return CompletableFuture.failedFuture(SandboxGoneException.beforeCommand(id, goneBecause));
+        }
         result = new CompletableFuture<>();
         if (executionId != null) {
           results.put(executionId, result);
@@ -456,8 +490,12 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
               }
               result.complete(r);
             } catch (Throwable t) {
-              synchronized (results) {
-                results.remove(executionId, result);
+              // Asked again, a command the sandbox died during answers the same; any other
+              // failure left nothing behind, so the command may be tried again.
+              if (!(t instanceof SandboxGoneException gone && gone.commandMayHaveRun())) {
+                synchronized (results) {
+                  results.remove(executionId, result);
+                }
               }
               result.completeExceptionally(t);
             }
@@ -468,6 +506,9 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
     /** Runs one command. Called holding the lock. */
     private ExecResult run(String command, Duration timeout) {
       ensureRunning();
+      if (!shellRuns()) {
+        throw died("its shell exited", false);
+      }
       long started = System.nanoTime();
       String line = "__ob_cmd=" + ShellSupport.ansiQuote(command) + "; __ob_run; . " + stateFile + " 2>/dev/null; __ob_end\n";
       EndMarkerScanner scanner = new EndMarkerScanner(nonce, limits.maxOutputBytes());
@@ -510,7 +551,7 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
         stdin.write(text.getBytes(StandardCharsets.UTF_8));
         stdin.flush();
       } catch (IOException e) {
-        throw died("its shell no longer reads commands");
+        throw died("its shell no longer reads commands", false); // so the command never reached it
       }
     }
 
@@ -533,7 +574,7 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
           n = -1;
         }
         if (n < 0) {
-          throw died("its shell exited");
+          throw died("its shell exited", true);
         }
         int end = scanner.feed(buffer, 0, n);
         if (end >= 0) {
@@ -543,10 +584,10 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       }
     }
 
-    private SandboxGoneException died(String why) {
+    private SandboxGoneException died(String why, boolean commandMayHaveRun) {
       gone(why);
       stopProcesses();
-      return new SandboxGoneException(id, why);
+      return new SandboxGoneException(id, why, true, commandMayHaveRun);
     }
 
     void gone(String why) {
@@ -632,7 +673,7 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
     /** Resumes a suspended sandbox, or cold-starts a hibernated one. Called holding the lock. */
     void ensureRunning() {
       if (goneBecause != null) {
-        throw new SandboxGoneException(id, goneBecause);
+        throw SandboxGoneException.beforeCommand(id, goneBecause);
       }
       if (state == State.SUSPENDED) {
         if (processGroup > 0) {
@@ -667,6 +708,15 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
   }
 
   // ---- helpers ----------------------------------------------------------------------------
+
+  /** The workspace directory of a sandbox this provider does not know, if one is on disk. */
+  private Optional<Path> leftoverWorkspace(String id) {
+    if (id == null || !SANDBOX_ID.matcher(id).matches()) {
+      return Optional.empty(); // never a path built from anything but our own id format
+    }
+    Path workspace = root.resolve(id).resolve("workspace");
+    return Files.isDirectory(workspace, LinkOption.NOFOLLOW_LINKS) ? Optional.of(workspace) : Optional.empty();
+  }
 
   private Sandbox sandbox(String id) {
     Sandbox sandbox = id == null ? null : sandboxes.get(id);
