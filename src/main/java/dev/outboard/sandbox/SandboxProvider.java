@@ -24,8 +24,13 @@ public interface SandboxProvider extends AutoCloseable {
   /** Limits of one sandbox. */
   record Limits(long memoryBytes, int maxProcesses, Duration cpuTime, long maxOutputBytes, Duration defaultTimeout) {}
 
-  /** The outcome of one command; {@code truncated} says the output cap cut it. */
-  record ExecResult(int exitCode, String output, boolean truncated, boolean timedOut, Duration took) {}
+  /**
+   * The outcome of one command; {@code truncated} says the output cap cut it. {@code took} is the
+   * command's own run time; {@code firstOutput}, when the provider measures it, the time from the
+   * exec call to the sandbox's first answering byte (its output, or the end of a silent command),
+   * resuming or starting the sandbox included.
+   */
+  record ExecResult(int exitCode, String output, boolean truncated, boolean timedOut, Duration took, Duration firstOutput) {}
 
   /** A directory entry below {@code /workspace}. */
   record Entry(String path, boolean directory, long size) {}

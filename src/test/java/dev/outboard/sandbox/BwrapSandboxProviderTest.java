@@ -98,6 +98,36 @@ class BwrapSandboxProviderTest {
   }
 
   @Test
+  void commandsBehaveAsInATerminalDespiteTheForkedAheadSubshell() {
+    String id = sandbox();
+    // A command that stops itself is killed at its timeout, and the sandbox goes on.
+    ExecResult stopped = await(provider.exec(id, null, "kill -STOP $BASHPID; echo continued", Duration.ofSeconds(1)));
+    assertTrue(stopped.timedOut(), stopped.toString());
+    assertEquals("after\n", exec(id, "echo after").output());
+    // Stdin is empty, and the command line is not visible to the command as input.
+    assertEquals("0\n", exec(id, "wc -c").output());
+    // Unchanged state is not re-sourced, but a change after an unchanged one still persists.
+    exec(id, "true");
+    exec(id, "export LATER=yes; cd /tmp");
+    assertEquals("/tmp yes\n", exec(id, "echo $PWD $LATER").output());
+    await(provider.destroy(id));
+  }
+
+  @Test
+  void aSuspendRightAfterACommandNeverLosesTheNextOne() {
+    // The next subshell is forked before the end marker, so a suspend that follows a command at
+    // once always freezes it inside the group, and SIGCONT always reaches it.
+    String id = sandbox();
+    for (int i = 0; i < 200; i++) {
+      await(provider.suspend(id));
+      ExecResult r = await(provider.exec(id, null, "echo " + i, Duration.ofSeconds(10)));
+      assertEquals(i + "\n", r.output(), "resume " + i);
+      assertTrue(r.firstOutput() != null && !r.firstOutput().isNegative(), "first output measured");
+    }
+    await(provider.destroy(id));
+  }
+
+  @Test
   void fileToolsStayInsideTheWorkspace() throws IOException {
     String id = sandbox();
     await(provider.write(id, "/workspace/notes/a.txt", "héllo\n"));

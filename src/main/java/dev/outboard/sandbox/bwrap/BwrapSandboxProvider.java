@@ -28,7 +28,7 @@ import java.util.concurrent.Executor;
  * {@code /lib64} symlinks), a synthetic {@code /etc} (our own passwd/group/hosts plus read-only
  * {@code ld.so.cache}, {@code alternatives} and {@code localtime} — never the host's {@code /etc}
  * as a whole), a fresh {@code /proc} and {@code /dev}, a private tmpfs {@code /tmp} (which holds
- * the shell's state file), and the workspace at {@code /workspace}. The environment is cleared down
+ * the shell's state files), and the workspace at {@code /workspace}. The environment is cleared down
  * to PATH, HOME=/workspace and LANG=C.UTF-8.
  *
  * <p><b>User and process limit.</b> Inside, the shell runs as uid/gid 65534. RLIMIT_NPROC is
@@ -43,7 +43,6 @@ public final class BwrapSandboxProvider extends ShellSandboxProvider {
   public static final String NOT_INSTALLED =
       "bubblewrap (bwrap) is not installed; install the Debian/Ubuntu package 'bubblewrap'";
   static final int SANDBOX_ID = 65534;
-  private static final String STATE_FILE = "/tmp/.ob";
   private static final List<String> AS_SANDBOX_USER =
       List.of("/usr/bin/setpriv", "--reuid=" + SANDBOX_ID, "--regid=" + SANDBOX_ID, "--clear-groups", "--");
 
@@ -129,12 +128,21 @@ public final class BwrapSandboxProvider extends ShellSandboxProvider {
   }
 
   @Override
-  protected String stateFile(Path workspace) {
-    return STATE_FILE;
+  protected String stateDir(Path workspace) {
+    return "/tmp";
+  }
+
+  /**
+   * The shell may have two processes more than a command: a fork bomb that used up the command's
+   * count still leaves the shell room to fork the subshell for the next command.
+   */
+  @Override
+  protected String extraInit(Limits limits) {
+    return "ulimit -u " + (limits.maxProcesses() + 2) + "; ";
   }
 
   @Override
-  protected String extraInit(Limits limits) {
+  protected String commandInit(Limits limits) {
     return "ulimit -u " + limits.maxProcesses() + "; ";
   }
 

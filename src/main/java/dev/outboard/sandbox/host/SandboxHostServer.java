@@ -44,7 +44,7 @@ import org.slf4j.LoggerFactory;
  *
  * <pre>
  * POST   /v1/sandboxes                  {limits, snapshot (base64 tar, optional)} → 201 {id}
- * POST   /v1/sandboxes/{id}/exec        {executionId, command, timeoutMs}           → {exitCode, output, truncated, timedOut, tookNanos}
+ * POST   /v1/sandboxes/{id}/exec        {executionId, command, timeoutMs}           → {exitCode, output, truncated, timedOut, tookNanos, firstOutputNanos}
  * GET    /v1/sandboxes/{id}/files?path=                                             → {content}
  * PUT    /v1/sandboxes/{id}/files?path= {content}                                   → 204
  * GET    /v1/sandboxes/{id}/list?path=                                              → {entries: [{path, directory, size}]}
@@ -88,13 +88,17 @@ public final class SandboxHostServer extends AllDirectives {
 
   public record ExecRequest(String executionId, String command, Long timeoutMs) {}
 
-  public record ExecResultJson(int exitCode, String output, boolean truncated, boolean timedOut, long tookNanos) {
+  public record ExecResultJson(int exitCode, String output, boolean truncated, boolean timedOut, long tookNanos,
+      Long firstOutputNanos) {
     public static ExecResultJson of(ExecResult r) {
-      return new ExecResultJson(r.exitCode(), r.output(), r.truncated(), r.timedOut(), r.took() == null ? 0 : r.took().toNanos());
+      return new ExecResultJson(r.exitCode(), r.output(), r.truncated(), r.timedOut(), r.took() == null ? 0 : r.took().toNanos(),
+          r.firstOutput() == null ? null : r.firstOutput().toNanos());
     }
 
+    /** The host's own first-output time; the harness's is longer by the HTTP round trip. */
     public ExecResult toResult() {
-      return new ExecResult(exitCode, output, truncated, timedOut, Duration.ofNanos(tookNanos));
+      return new ExecResult(exitCode, output, truncated, timedOut, Duration.ofNanos(tookNanos),
+          firstOutputNanos == null ? null : Duration.ofNanos(firstOutputNanos));
     }
   }
 

@@ -1,7 +1,6 @@
 package dev.outboard.sandbox.local;
 
 import dev.outboard.sandbox.shell.ShellSandboxProvider;
-import dev.outboard.sandbox.shell.ShellSupport;
 import dev.outboard.sandbox.shell.WorkspacePaths;
 import java.nio.file.Path;
 import java.util.List;
@@ -29,7 +28,7 @@ import java.util.concurrent.Executor;
  * {@code $WORKSPACE} (also {@code $HOME} and {@code ~}). The file tools (read / write / list) still
  * take {@code /workspace/...} (or relative) paths and map them to the directory, refusing
  * {@code ..}, other absolute paths and symlinks leading out of it ({@link WorkspacePaths}); listings
- * answer {@code /workspace/...} paths. The shell's state file is {@code <root>/<id>/.state},
+ * answer {@code /workspace/...} paths. The shell's state files are in {@code <root>/<id>},
  * outside the workspace; snapshots are unpacked as the service's user.
  *
  * <p><b>Limits.</b> No process-count limit: RLIMIT_NPROC counts every process of the service's
@@ -83,8 +82,8 @@ public final class UnisolatedSandboxProvider extends ShellSandboxProvider {
   }
 
   @Override
-  protected String stateFile(Path workspace) {
-    return ShellSupport.ansiQuote(workspace.getParent().resolve(".state").toString());
+  protected String stateDir(Path workspace) {
+    return workspace.getParent().toString();
   }
 
   @Override

@@ -45,7 +45,9 @@ import java.util.regex.Pattern;
  * /dev/null; on exit the subshell writes its working directory and exported variables to a state
  * file (outside the workspace) that the parent shell sources, so {@code cd} and {@code export}
  * persist as in a terminal, while a timed-out command can be killed (its subshell and descendants)
- * without losing the shell. Output ends with a random per-sandbox marker carrying the exit code, and
+ * without losing the shell. The subshell is forked ahead, while the sandbox idles, and reads its
+ * command itself; the command line is a single ANSI-C quoted word. A command that outlives its
+ * kill by {@value #KILL_GRACE_MS} ms costs the sandbox: its processes are stopped and it is gone. Output ends with a random per-sandbox marker carrying the exit code, and
  * is capped at {@code maxOutputBytes} with a truncation note. A repeated execution id answers the
  * first run's result (the last 1000 ids per sandbox are kept).
  *
@@ -76,6 +78,8 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
   protected static final String SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin";
   private static final int EXEC_CACHE = 1000;
   private static final long WATCHDOG_MS = 20;
+  /** How long a killed command may take to end before the sandbox is given up. */
+  static final long KILL_GRACE_MS = 5000;
   private static final long MAX_READ_BYTES = 10L << 20;
   /** The ids this provider hands out; also the names of their directories under the root. */
   private static final Pattern SANDBOX_ID = Pattern.compile("sbx-[0-9a-f]{32}");
@@ -125,8 +129,11 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
   /** The host's handle of the shell itself, found from the process {@link #shellCommand} started. */
   protected abstract ProcessHandle shellOf(Process process);
 
-  /** The state file as a shell word, as the sandbox's shell names it; never inside the workspace. */
-  protected abstract String stateFile(Path workspace);
+  /**
+   * The directory of the shell's bookkeeping files, as the sandbox's shell names it; never the
+   * workspace or inside it.
+   */
+  protected abstract String stateDir(Path workspace);
 
   /** The start of the error when a shell does not start or does not answer. */
   protected abstract String startFailure();
@@ -135,6 +142,14 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
   protected String extraInit(Limits limits) {
     return "";
   }
+  /**
+   * Shell commands run before each command, in its subshell, each ending in "; " (default: none);
+   * limits set here bind the command and everything it starts, not the shell.
+   */
+  protected String commandInit(Limits limits) {
+    return "";
+  }
+
 
   /** Creates a new sandbox's {@code workspace} directory (and its parent, {@code <root>/<id>}). */
   protected void createWorkspace(Path workspace) throws IOException {
@@ -387,6 +402,7 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
     final String id;
     final Path workspace;
     final String stateFile;
+    final String startedFile;
     final Limits limits;
     final String nonce = HexFormat.of().formatHex(ShellSupport.randomBytes(16));
     final Map<String, CompletableFuture<ExecResult>> results =
@@ -407,13 +423,17 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
     volatile long running; // the command being run (0: none), so a late kill hits nothing else
     volatile long deadline; // System.nanoTime() by which the running command must end
     volatile AtomicBoolean timedOut;
+    volatile boolean hopeless; // the watchdog gave up on the shell
+    final Object killing = new Object(); // held while a timed-out command is being killed
     volatile ProcessHandle shell;
     long processGroup;
 
     Sandbox(String id, Path workspace, Limits limits) {
       this.id = id;
       this.workspace = workspace;
-      this.stateFile = ShellSandboxProvider.this.stateFile(workspace);
+      String dir = stateDir(workspace);
+      this.stateFile = ShellSupport.ansiQuote(dir + "/.ob-state");
+      this.startedFile = ShellSupport.ansiQuote(dir + "/.ob-started");
       this.limits = limits;
     }
 
@@ -421,8 +441,16 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
     void checkDeadline(long now) {
       long seq = running;
       AtomicBoolean flag = timedOut;
-      if (seq != 0 && now - deadline > 0 && flag != null && flag.compareAndSet(false, true) && running == seq) {
+      if (seq == 0 || now - deadline <= 0 || flag == null) {
+        return;
+      }
+      if (flag.compareAndSet(false, true) && running == seq) {
         executor.execute(() -> killCommand(seq));
+      } else if (now - deadline > TimeUnit.MILLISECONDS.toNanos(KILL_GRACE_MS) && running == seq && !hopeless) {
+        // Killed, yet no end marker: the shell is stuck. Ending it ends the wait (the reader sees
+        // end of file; the sandbox is gone, the command may have run).
+        hopeless = true;
+        executor.execute(this::stopProcesses);
       }
     }
 
@@ -435,6 +463,7 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       builder.environment().putAll(command.environment());
       shell = null;
       processGroup = 0;
+      hopeless = false;
       try {
         process = builder.start();
       } catch (IOException e) {
@@ -444,14 +473,33 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       stdout = process.getInputStream();
       pending = new byte[0];
       long memoryKb = Math.max(1, limits.memoryBytes() / 1024);
-      // Short exec lines matter: bash reads a pipe one byte at a time. So the work is defined here,
-      // once, and each command's line only calls it.
+      // The shell runs one loop, given once here: a subshell, forked ahead, waits for the next
+      // command line (one ANSI-C quoted word: bash reads a pipe one byte at a time, so lines are
+      // short), notes that it started, runs it and saves cwd and exports on exit; the shell then
+      // sources the saved state if it changed, forks the next subshell and only then prints the end
+      // marker. So the fork is off the path of the next command (a resumed sandbox answers in a
+      // fraction of the time), and a suspend, which comes after a marker, always finds the waiting
+      // subshell in the process group (a fork racing SIGSTOP could leave it frozen after SIGCONT).
+      // A subshell killed before it read a command (a kill aimed at the one before) leaves no
+      // "started" note and so no marker, and the shell's own notices ("Killed") go to /dev/null,
+      // not into the next command's output: the loop's stderr is /dev/null, the subshell's is its
+      // stdout again. Background jobs ignore SIGINT/SIGQUIT; the command gets them back. Sourcing export -p output costs about half a millisecond, so it is skipped when
+      // unchanged; it stays at top level, where declare -x does not make locals.
       String init =
           "ulimit -v " + memoryKb + "; " + extraInit(limits)
               + "__ob_save() { { builtin printf 'builtin cd -- %q\\n' \"$PWD\"; builtin export -p; } > " + stateFile + "; }; "
-              + "__ob_run() { ( trap __ob_save EXIT; ulimit -S -t " + cpuSeconds() + "; ulimit -H -t " + (cpuSeconds() + 1) + "; eval \"$__ob_cmd\" ) </dev/null; __ob_ec=$?; }; "
-              + "__ob_end() { : > " + stateFile + "; builtin printf '\\001" + nonce + ":%d\\n' \"$__ob_ec\"; }; "
-              + "__ob_ec=0; __ob_end\n";
+              + "__ob_fork() { ( exec 2>&1; trap __ob_save EXIT; trap - INT QUIT; IFS= read -r __ob_line || exit 255; "
+              + "builtin printf 1 > " + startedFile + "; ulimit -S -t " + cpuSeconds() + "; ulimit -H -t " + (cpuSeconds() + 1) + "; "
+              + commandInit(limits)
+              + "eval \"__ob_cmd=$__ob_line\"; eval \"$__ob_cmd\" </dev/null ) 0<&0 & __ob_pid=$!; }; "
+              + "__ob_wait() { wait $__ob_pid; __ob_ec=$?; }; "
+              + "__ob_started() { local f=; IFS= read -r f < " + startedFile + "; [[ -n $f ]]; }; "
+              + "__ob_changed() { local s; IFS= read -r -d '' s < " + stateFile + "; [[ -n $s && $s != \"$__ob_last\" ]] && __ob_last=$s; }; "
+              + "__ob_next() { : > " + stateFile + "; : > " + startedFile + "; __ob_fork; }; "
+              + "__ob_mark() { builtin printf '\\001" + nonce + ":%d\\n' \"$__ob_ec\"; }; "
+              + "__ob_ec=0; __ob_last=; __ob_next; __ob_mark; "
+              + "while :; do __ob_wait; if __ob_started 2>/dev/null; then __ob_changed 2>/dev/null && . " + stateFile
+              + "; __ob_next; __ob_mark; else __ob_next; fi; done 2>/dev/null\n";
       EndMarkerScanner ready = new EndMarkerScanner(nonce, 64 * 1024);
       try {
         send(init);
@@ -481,12 +529,13 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
           results.put(executionId, result);
         }
       }
+      long called = System.nanoTime();
       executor.execute(
           () -> {
             try {
               ExecResult r;
               synchronized (this) {
-                r = run(command, timeout);
+                r = run(command, timeout, called);
               }
               result.complete(r);
             } catch (Throwable t) {
@@ -503,23 +552,37 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       return result;
     }
 
-    /** Runs one command. Called holding the lock. */
-    private ExecResult run(String command, Duration timeout) {
-      ensureRunning();
+    /**
+     * Runs one command ({@code called}: when exec was called). Called holding the lock. A frozen
+     * shell gets the command first and SIGCONT after it, so it reads the command as soon as it runs.
+     */
+    private ExecResult run(String command, Duration timeout, long called) {
+      if (goneBecause != null) {
+        throw SandboxGoneException.beforeCommand(id, goneBecause);
+      }
+      if (state == State.HIBERNATED) {
+        start();
+      }
       if (!shellRuns()) {
         throw died("its shell exited", false);
       }
       long started = System.nanoTime();
-      String line = "__ob_cmd=" + ShellSupport.ansiQuote(command) + "; __ob_run; . " + stateFile + " 2>/dev/null; __ob_end\n";
+      String line = ShellSupport.ansiQuote(command) + "\n";
       EndMarkerScanner scanner = new EndMarkerScanner(nonce, limits.maxOutputBytes());
       AtomicBoolean timedOut = new AtomicBoolean();
       long seq = ++commandSeq;
       deadline = started + timeout.toNanos();
       this.timedOut = timedOut;
-      running = seq; // from here the watchdog may kill it
+      synchronized (killing) { // a kill of the command before has ended, so it cannot hit this one
+        running = seq; // from here the watchdog may kill it
+      }
+      long firstOutput;
       try {
         send(line);
-        readUntilMarker(scanner);
+        if (state == State.SUSPENDED) {
+          continueProcesses();
+        }
+        firstOutput = readUntilMarker(scanner);
       } finally {
         running = 0;
       }
@@ -537,8 +600,8 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
         newline(output);
         output.append("[timed out after ").append(timeout.toMillis()).append(" ms; the command was killed]");
       }
-      return new ExecResult(
-          scanner.exitCode(), output.toString(), truncated, timedOut.get(), Duration.ofNanos(System.nanoTime() - started));
+      return new ExecResult(scanner.exitCode(), output.toString(), truncated, timedOut.get(),
+          Duration.ofNanos(System.nanoTime() - started), Duration.ofNanos(firstOutput - called));
     }
 
     private long cpuSeconds() {
@@ -555,15 +618,18 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       }
     }
 
-    private void readUntilMarker(EndMarkerScanner scanner) {
+    /** Reads up to the end marker; returns when (System.nanoTime()) the first bytes came. */
+    private long readUntilMarker(EndMarkerScanner scanner) {
       byte[] buffer = readBuffer;
+      long first = 0;
       if (pending.length > 0) {
+        first = System.nanoTime();
         byte[] carried = pending;
         pending = new byte[0];
         int end = scanner.feed(carried, 0, carried.length);
         if (end >= 0) {
           pending = Arrays.copyOfRange(carried, end, carried.length);
-          return;
+          return first;
         }
       }
       while (true) {
@@ -576,10 +642,13 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
         if (n < 0) {
           throw died("its shell exited", true);
         }
+        if (first == 0) {
+          first = System.nanoTime();
+        }
         int end = scanner.feed(buffer, 0, n);
         if (end >= 0) {
           pending = Arrays.copyOfRange(buffer, end, n);
-          return;
+          return first;
         }
       }
     }
@@ -629,12 +698,17 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       if (sh == null) {
         return;
       }
-      for (int pass = 0; pass < 50 && running == seq; pass++) {
-        List<ProcessHandle> descendants = sh.descendants().toList();
-        if (descendants.isEmpty()) {
-          return;
+      // Holding the lock: the next command is not sent until this ends, so a pass that finds the
+      // command already over kills at most the subshell forked for the next one before it read
+      // anything (which ends without a marker; the shell forks another).
+      synchronized (killing) {
+        for (int pass = 0; pass < 50 && running == seq; pass++) {
+          List<ProcessHandle> descendants = sh.descendants().toList();
+          if (descendants.isEmpty()) {
+            return;
+          }
+          descendants.forEach(ProcessHandle::destroyForcibly);
         }
-        descendants.forEach(ProcessHandle::destroyForcibly);
       }
     }
 
@@ -676,13 +750,17 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
         throw SandboxGoneException.beforeCommand(id, goneBecause);
       }
       if (state == State.SUSPENDED) {
-        if (processGroup > 0) {
-          signaller().send("CONT", "-" + processGroup);
-        }
-        state = State.ACTIVE;
+        continueProcesses();
       } else if (state == State.HIBERNATED) {
         start();
       }
+    }
+
+    private void continueProcesses() {
+      if (processGroup > 0) {
+        signaller().send("CONT", "-" + processGroup);
+      }
+      state = State.ACTIVE;
     }
 
     /** Kills the shell, its descendants and, if the subclass says so, the rest of its group. */
