@@ -71,8 +71,9 @@ public final class SandboxHandle {
 
   private record IdleTimeout(int stage, long generation) implements Command {}
 
-  private record Provisioned(String sandboxId, Throwable error, boolean replacing, boolean retry, Restored restored)
-      implements Command {}
+  /** {@code salvaged}: the lost sandbox (if any) answered salvage, so destroying it loses nothing. */
+  private record Provisioned(String sandboxId, Throwable error, boolean replacing, boolean retry, Restored restored,
+      boolean salvaged) implements Command {}
 
   private record OpDone(Run run, Result result, Throwable error) implements Command {}
 
@@ -210,33 +211,49 @@ public final class SandboxHandle {
     }
   }
 
-  private record Created(String sandboxId, Restored restored) {}
+  private record Created(String sandboxId, Restored restored, boolean salvaged) {
+    Created salvaged(boolean answered) {
+      return new Created(sandboxId, restored, answered);
+    }
+  }
+
+  /** What salvage gave: the files ({@code bytes}, null: none left), or {@code answered} false. */
+  private record Salvage(byte[] bytes, boolean answered) {}
 
   /**
    * Starts a sandbox. A replacement's workspace comes from the lost sandbox itself when its files
    * are still there ({@link SandboxProvider#salvage}), else from the last hibernation snapshot (in
-   * memory, or in the store for a handle that never hibernated it itself); the lost one is then
-   * destroyed, since it may live on behind a network blip.
+   * memory, or in the store for a handle that never hibernated it itself). The lost one is
+   * destroyed once the replacement runs (it may live on behind a network blip), and only if it
+   * answered salvage: otherwise its files may be all there is.
    */
   private void pipeCreate(boolean replacing, boolean retry) {
     String old = replacing ? sandboxId : null;
     byte[] inMemory = snapshot;
     boolean lookInStore = snapshots != null && (replacing || reportedId != null);
     String sid = sessionId;
-    CompletionStage<byte[]> salvaged = old == null ? CompletableFuture.completedFuture(null) : salvage(old);
-    CompletionStage<Created> created = salvaged.thenCompose(bytes -> {
-      if (old != null) destroyQuietly(old);
-      if (bytes != null) return createFrom(bytes).thenApply(id -> new Created(id, Restored.SALVAGED));
-      if (inMemory != null) return createFrom(inMemory).thenApply(id -> new Created(id, Restored.SNAPSHOT));
-      if (!lookInStore) return createFrom(null).thenApply(id -> new Created(id, Restored.NOTHING));
-      return loadSnapshot(sid).thenCompose(stored -> createFrom(stored)
-          .thenApply(id -> new Created(id, stored == null ? Restored.NOTHING : Restored.SNAPSHOT)));
+    CompletionStage<Salvage> salvaged =
+        old == null ? CompletableFuture.completedFuture(new Salvage(null, true)) : salvage(old);
+    CompletionStage<Created> created = salvaged.thenCompose(sv -> {
+      CompletionStage<Created> c;
+      if (sv.bytes() != null) {
+        c = createFrom(sv.bytes()).thenApply(id -> new Created(id, Restored.SALVAGED, true));
+      } else if (inMemory != null) {
+        c = createFrom(inMemory).thenApply(id -> new Created(id, Restored.SNAPSHOT, true));
+      } else if (!lookInStore) {
+        c = createFrom(null).thenApply(id -> new Created(id, Restored.NOTHING, true));
+      } else {
+        c = loadSnapshot(sid).thenCompose(stored -> createFrom(stored)
+            .thenApply(id -> new Created(id, stored == null ? Restored.NOTHING : Restored.SNAPSHOT, true)));
+      }
+      return c.thenApply(x -> x.salvaged(sv.answered()));
     });
-    ctx.pipeToSelf(created, (c, error) ->
-        new Provisioned(c == null ? null : c.sandboxId(), error, replacing, retry, c == null ? null : c.restored()));
+    ctx.pipeToSelf(created, (c, error) -> c == null
+        ? new Provisioned(null, error, replacing, retry, null, false)
+        : new Provisioned(c.sandboxId(), null, replacing, retry, c.restored(), c.salvaged()));
   }
 
-  private CompletionStage<byte[]> salvage(String id) {
+  private CompletionStage<Salvage> salvage(String id) {
     CompletionStage<byte[]> salvaged;
     try {
       salvaged = provider.salvage(id);
@@ -245,10 +262,10 @@ public final class SandboxHandle {
     }
     return salvaged.handle((bytes, e) -> {
       if (e != null) {
-        log.info("nothing could be salvaged from sandbox {}: {}", id, cause(e).toString());
-        return null;
+        log.warn("nothing could be salvaged from sandbox {}: {}", id, cause(e).toString());
+        return new Salvage(null, false);
       }
-      return bytes;
+      return new Salvage(bytes, true);
     });
   }
 
@@ -283,12 +300,21 @@ public final class SandboxHandle {
       // The provider names the Debian package; the session's answer is the same for every distribution.
       boolean noBwrap = why != null && why.startsWith("bubblewrap (bwrap) is not installed");
       ctx.getLog().warn("could not start a sandbox: {}", why);
-      sandboxId = null;
+      if (p.replacing()) {
+        lost = true; // the next call tries again, salvaging the lost one first
+      } else {
+        sandboxId = null;
+      }
       changed("none", null);
       finish(new Result(noBwrap ? BWRAP_MISSING : "could not start a sandbox: " + why, true));
       return Behaviors.same();
     }
     String old = p.replacing() ? sandboxId : null;
+    if (old != null && p.salvaged()) {
+      destroyQuietly(old);
+    } else if (old != null) {
+      ctx.getLog().warn("sandbox {} is left in place: it did not answer salvage, so its files may be all there is", old);
+    }
     sandboxId = p.sandboxId();
     lost = false;
     changed("active", old);
@@ -320,6 +346,14 @@ public final class SandboxHandle {
       return Behaviors.same();
     }
     Throwable cause = cause(d.error());
+    if (cause instanceof SandboxGoneException gone && !gone.confirmed()) {
+      // Its host did not answer: the sandbox may be fine, so it is kept; the call fails.
+      ctx.getLog().warn("sandbox {} could not be reached: {}", sandboxId, cause.getMessage());
+      boolean bash = d.run().call() instanceof ToolCall.Bash;
+      finish(new Result("the sandbox could not be reached (" + cause.getMessage() + ")"
+          + (bash ? "; the command may or may not have run" : "; it may or may not have taken effect"), true));
+      return Behaviors.same();
+    }
     if (cause instanceof SandboxGoneException gone) {
       ctx.getLog().warn("sandbox {} is gone ({}); starting a new one", sandboxId, cause.getMessage());
       changed("replacing", null);

@@ -1,5 +1,6 @@
 package dev.outboard.sandbox.remote;
 
+import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.outboard.Json;
 import dev.outboard.model.Secrets;
@@ -243,7 +244,8 @@ public final class RemoteSandboxProvider implements SandboxProvider {
 
   private static <T> T parse(String body, Class<T> type) {
     try {
-      return Json.MAPPER.readValue(body, type);
+      // Fields a newer host adds are ignored, so hosts can be upgraded before harness nodes.
+      return Json.MAPPER.readerFor(type).without(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES).readValue(body);
     } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
       throw new IllegalStateException("the sandbox host's answer is not what was expected: " + e.getOriginalMessage(), null);
     }

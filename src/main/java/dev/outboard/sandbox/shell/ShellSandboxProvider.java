@@ -177,20 +177,24 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
         () -> {
           String id = "sbx-" + HexFormat.of().formatHex(ShellSupport.randomBytes(16));
           Path workspace = root.resolve(id).resolve("workspace");
+          Sandbox sandbox = new Sandbox(id, workspace, limits);
           try {
             createWorkspace(workspace);
             if (snapshot != null && snapshot.length > 0) {
               untar(workspace, snapshot);
             }
-          } catch (IOException e) {
-            throw new UncheckedIOException(e);
+            sandboxes.put(id, sandbox);
+            synchronized (sandbox) {
+              sandbox.start();
+            }
+            return id;
+          } catch (IOException | RuntimeException e) {
+            // Nothing of a sandbox that never started stays behind: no entry, no directory.
+            sandboxes.remove(id);
+            sandbox.gone("it could not be started");
+            ShellSupport.deleteTree(workspace.getParent());
+            throw e instanceof IOException io ? new UncheckedIOException(io) : (RuntimeException) e;
           }
-          Sandbox sandbox = new Sandbox(id, workspace, limits);
-          sandboxes.put(id, sandbox);
-          synchronized (sandbox) {
-            sandbox.start();
-          }
-          return id;
         });
   }
 
@@ -403,6 +407,7 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
     final Path workspace;
     final String stateFile;
     final String startedFile;
+    final String namesFile;
     final Limits limits;
     final String nonce = HexFormat.of().formatHex(ShellSupport.randomBytes(16));
     final Map<String, CompletableFuture<ExecResult>> results =
@@ -434,6 +439,7 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       String dir = stateDir(workspace);
       this.stateFile = ShellSupport.ansiQuote(dir + "/.ob-state");
       this.startedFile = ShellSupport.ansiQuote(dir + "/.ob-started");
+      this.namesFile = ShellSupport.ansiQuote(dir + "/.ob-names");
       this.limits = limits;
     }
 
@@ -450,7 +456,13 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
         // Killed, yet no end marker: the shell is stuck. Ending it ends the wait (the reader sees
         // end of file; the sandbox is gone, the command may have run).
         hopeless = true;
-        executor.execute(this::stopProcesses);
+        executor.execute(() -> {
+          synchronized (killing) {
+            if (running == seq) {
+              stopProcesses();
+            }
+          }
+        });
       }
     }
 
@@ -474,31 +486,43 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       pending = new byte[0];
       long memoryKb = Math.max(1, limits.memoryBytes() / 1024);
       // The shell runs one loop, given once here: a subshell, forked ahead, waits for the next
-      // command line (one ANSI-C quoted word: bash reads a pipe one byte at a time, so lines are
-      // short), notes that it started, runs it and saves cwd and exports on exit; the shell then
-      // sources the saved state if it changed, forks the next subshell and only then prints the end
-      // marker. So the fork is off the path of the next command (a resumed sandbox answers in a
-      // fraction of the time), and a suspend, which comes after a marker, always finds the waiting
-      // subshell in the process group (a fork racing SIGSTOP could leave it frozen after SIGCONT).
-      // A subshell killed before it read a command (a kill aimed at the one before) leaves no
-      // "started" note and so no marker, and the shell's own notices ("Killed") go to /dev/null,
-      // not into the next command's output: the loop's stderr is /dev/null, the subshell's is its
-      // stdout again. Background jobs ignore SIGINT/SIGQUIT; the command gets them back. Sourcing export -p output costs about half a millisecond, so it is skipped when
-      // unchanged; it stays at top level, where declare -x does not make locals.
+      // command line ("<nonce> <ANSI-C quoted command>": bash reads a pipe one byte at a time, so
+      // lines are kept short), notes that it started, runs it and, on exit, saves its cwd and
+      // exports; the shell then enters that cwd, takes the exports if they changed, forks the next
+      // subshell and only then prints the end marker. So the fork is off the path of the next
+      // command (a resumed sandbox answers in a fraction of the time), and a suspend, which comes
+      // after a marker, always finds the waiting subshell in the process group.
+      //  - A subshell killed before it read a command (a kill aimed at the one before) leaves no
+      //    "started" note, so no marker. One killed while reading leaves the rest of the line; the
+      //    next subshell sees no nonce in it and ends as that command killed (137).
+      //  - No "started" note can be written (a full /tmp): the command does not run, and 254 says so.
+      //  - The loop's stderr is /dev/null, so the shell's own notices ("Killed") never reach a
+      //    command's output; the subshell's stderr is its stdout again.
+      //  - Exports are saved as export lines, never the shell's own variables (__ob_*) nor ones
+      //    that would change how the loop itself runs (IFS, TMOUT, SHELLOPTS, ...).
+      //  - The cwd is entered again after every command (a directory deleted and made anew is a
+      //    new one); re-sourcing unchanged exports would cost about half a millisecond, so it is
+      //    skipped.
+      //  - Background jobs ignore SIGINT/SIGQUIT; the command gets them back. >| writes despite set -C.
       String init =
           "ulimit -v " + memoryKb + "; " + extraInit(limits)
-              + "__ob_save() { { builtin printf 'builtin cd -- %q\\n' \"$PWD\"; builtin export -p; } > " + stateFile + "; }; "
-              + "__ob_fork() { ( exec 2>&1; trap __ob_save EXIT; trap - INT QUIT; IFS= read -r __ob_line || exit 255; "
-              + "builtin printf 1 > " + startedFile + "; ulimit -S -t " + cpuSeconds() + "; ulimit -H -t " + (cpuSeconds() + 1) + "; "
-              + commandInit(limits)
+              + "__ob_save() { local __ob_n; builtin compgen -e >| " + namesFile + "; "
+              + "{ builtin printf 'builtin cd -- %q\\n' \"$PWD\"; while IFS= read -r __ob_n; do case $__ob_n in "
+              + "__ob_*|IFS|TMOUT|SHELLOPTS|BASHOPTS|POSIXLY_CORRECT|BASH_ENV|ENV|PS4|BASH_XTRACEFD|BASH_COMPAT|BASH_FUNC_*) ;; "
+              + "*) builtin printf 'builtin export %s=%q\\n' \"$__ob_n\" \"${!__ob_n}\";; esac; done < " + namesFile + "; } >| " + stateFile + "; }; "
+              + "__ob_fork() { ( exec 2>&1; trap __ob_save EXIT; trap - INT QUIT; IFS=' ' read -r __ob_tok __ob_line || exit 255; "
+              + "[[ $__ob_tok == " + nonce + " ]] || { builtin printf 1 >| " + startedFile + "; exit 137; }; "
+              + "builtin printf 1 >| " + startedFile + " || { builtin echo '[the sandbox could not note the command (is /tmp full?); it did not run]'; exit 254; }; "
+              + "ulimit -S -t " + cpuSeconds() + "; ulimit -H -t " + (cpuSeconds() + 1) + "; " + commandInit(limits)
               + "eval \"__ob_cmd=$__ob_line\"; eval \"$__ob_cmd\" </dev/null ) 0<&0 & __ob_pid=$!; }; "
-              + "__ob_wait() { wait $__ob_pid; __ob_ec=$?; }; "
-              + "__ob_started() { local f=; IFS= read -r f < " + startedFile + "; [[ -n $f ]]; }; "
-              + "__ob_changed() { local s; IFS= read -r -d '' s < " + stateFile + "; [[ -n $s && $s != \"$__ob_last\" ]] && __ob_last=$s; }; "
-              + "__ob_next() { : > " + stateFile + "; : > " + startedFile + "; __ob_fork; }; "
+              + "__ob_wait() { wait \"$__ob_pid\"; __ob_ec=$?; }; "
+              + "__ob_started() { local f=; IFS= read -r f < " + startedFile + "; [[ -n $f ]] || (( __ob_ec == 254 )); }; "
+              + "__ob_load() { local c= e=; { IFS= read -r c; IFS= read -r -d '' e; } < " + stateFile + "; "
+              + "[[ -n $c ]] && eval \"$c\"; [[ -n $e && $e != \"$__ob_last\" ]] && __ob_last=$e; }; "
+              + "__ob_next() { : >| " + stateFile + "; : >| " + startedFile + "; __ob_fork; }; "
               + "__ob_mark() { builtin printf '\\001" + nonce + ":%d\\n' \"$__ob_ec\"; }; "
               + "__ob_ec=0; __ob_last=; __ob_next; __ob_mark; "
-              + "while :; do __ob_wait; if __ob_started 2>/dev/null; then __ob_changed 2>/dev/null && . " + stateFile
+              + "while :; do __ob_wait; if __ob_started; then __ob_load && . " + stateFile
               + "; __ob_next; __ob_mark; else __ob_next; fi; done 2>/dev/null\n";
       EndMarkerScanner ready = new EndMarkerScanner(nonce, 64 * 1024);
       try {
@@ -510,6 +534,7 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
         throw new IllegalStateException(startFailure() + ": " + (why.isEmpty() ? e.getMessage() : why));
       }
       state = State.ACTIVE;
+      processGroup(); // looked up now, while the shell is bwrap's init's only child
     }
 
     CompletionStage<ExecResult> exec(String executionId, String command, Duration timeout) {
@@ -567,7 +592,7 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
         throw died("its shell exited", false);
       }
       long started = System.nanoTime();
-      String line = ShellSupport.ansiQuote(command) + "\n";
+      String line = nonce + " " + ShellSupport.ansiQuote(command) + "\n";
       EndMarkerScanner scanner = new EndMarkerScanner(nonce, limits.maxOutputBytes());
       AtomicBoolean timedOut = new AtomicBoolean();
       long seq = ++commandSeq;
@@ -578,10 +603,10 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       }
       long firstOutput;
       try {
-        send(line);
         if (state == State.SUSPENDED) {
-          continueProcesses();
+          continueProcesses(); // first: a line longer than the pipe buffer needs a reader
         }
+        send(line);
         firstOutput = readUntilMarker(scanner);
       } finally {
         running = 0;
@@ -740,7 +765,9 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       if (group <= 0) {
         throw new IllegalStateException("cannot suspend sandbox " + id + ": its process group is unknown");
       }
-      signaller().send("STOP", "-" + group);
+      if (!signaller().send("STOP", "-" + group)) {
+        throw new IllegalStateException("cannot suspend sandbox " + id + ": its process group " + group + " is gone");
+      }
       state = State.SUSPENDED;
     }
 
@@ -756,9 +783,10 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       }
     }
 
+    /** SIGCONT; a sandbox that cannot be continued is gone (its processes are then stopped). */
     private void continueProcesses() {
-      if (processGroup > 0) {
-        signaller().send("CONT", "-" + processGroup);
+      if (processGroup <= 0 || !signaller().send("CONT", "-" + processGroup)) {
+        throw died("it could not be resumed", false);
       }
       state = State.ACTIVE;
     }
