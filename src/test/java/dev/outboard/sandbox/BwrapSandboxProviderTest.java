@@ -114,6 +114,48 @@ class BwrapSandboxProviderTest {
   }
 
   @Test
+  void theShellLoopSurvivesWhatACommandDoesToItsOwnShell() {
+    String id = sandbox();
+    // Variables the loop itself uses, or that would change how it runs, are not carried over.
+    exec(id, "export __ob_ec=5 IFS=0123456789; declare -rx __ob_pid=1");
+    ExecResult after = exec(id, "true");
+    assertEquals(0, after.exitCode());
+    assertEquals("ok\n", exec(id, "echo ok").output());
+    // noclobber in a command does not stop its state from being saved.
+    exec(id, "mkdir -p d && set -C && cd d && export NOCLOBBER_SEEN=yes");
+    assertEquals("/workspace/d yes\n", exec(id, "echo $PWD $NOCLOBBER_SEEN").output());
+    // A working directory deleted and made anew is entered again, though the state is unchanged.
+    exec(id, "cd /workspace && mkdir -p build && cd build");
+    exec(id, "cd .. && rm -rf build && mkdir build && cd build && echo made > Makefile.txt");
+    assertEquals("made\n", exec(id, "cat Makefile.txt").output());
+    await(provider.destroy(id));
+  }
+
+  @Test
+  void aTimeoutWhileTheCommandLineIsStillBeingReadNeverRunsItsRest() {
+    String id = sandbox();
+    // bash reads the line a byte at a time: 1 MB takes far longer than the 100 ms timeout, so the
+    // subshell is killed mid-line; the rest of the line must not run as a command of its own.
+    String payload = "x".repeat(1 << 20);
+    ExecResult cut = await(provider.exec(id, null,
+        "echo \"" + payload + " ; echo FRAGMENT-RAN > /workspace/pwned # \" > /dev/null", Duration.ofMillis(100)));
+    assertTrue(cut.timedOut(), cut.output().length() > 200 ? cut.output().substring(0, 200) : cut.output());
+    assertEquals("no\n", exec(id, "test -e /workspace/pwned && echo yes || echo no").output());
+    await(provider.destroy(id));
+  }
+
+  @Test
+  void aCommandLongerThanThePipeBufferResumesASuspendedSandbox() {
+    String id = sandbox();
+    exec(id, "true");
+    await(provider.suspend(id));
+    String big = "y".repeat(200_000);
+    ExecResult r = await(provider.exec(id, null, "s='" + big + "'; echo ${#s}", Duration.ofSeconds(20)));
+    assertEquals("200000\n", r.output());
+    await(provider.destroy(id));
+  }
+
+  @Test
   void aSuspendRightAfterACommandNeverLosesTheNextOne() {
     // The next subshell is forked before the end marker, so a suspend that follows a command at
     // once always freezes it inside the group, and SIGCONT always reaches it.

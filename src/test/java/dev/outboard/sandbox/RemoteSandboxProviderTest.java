@@ -36,7 +36,12 @@ import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.FishingOutcomes;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
+import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.http.javadsl.ServerBinding;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assertions;
@@ -301,6 +306,46 @@ class RemoteSandboxProviderTest {
         "{\"executionId\":\"fresh\",\"command\":\"true\"}", token).body());
     assertEquals(SandboxHostServer.GONE_BEFORE_COMMAND, fresh.path("error").path("code").asText());
     await(remote.destroy(id));
+  }
+
+  @Test
+  void aSessionKeepsItsSandboxWhileTheHostIsBrieflyUnreachable() throws Exception {
+    int port = Ports.free(1)[0];
+    SandboxHostServer server = new SandboxHostServer(bwrap, token, 64L << 20);
+    ServerBinding binding = server.start(system, "127.0.0.1", port).toCompletableFuture().get(20, TimeUnit.SECONDS);
+    RemoteSandboxProvider provider = new RemoteSandboxProvider("http://127.0.0.1:" + port, token);
+    ActorTestKit kit = ActorTestKit.create();
+    try {
+      SandboxHandle.Settings settings = new SandboxHandle.Settings(LIMITS, Duration.ofMinutes(5), Duration.ofMinutes(10));
+      TestProbe<SandboxHandle.Report> reports = kit.createTestProbe();
+      ActorRef<SandboxHandle.Command> handle = kit.spawn(SandboxHandle.create(provider, settings, reports.ref(), null, null));
+      assertThat(run(kit, handle, "c1", "echo hi > f.txt").isError()).isFalse();
+      String first = reports.fishForMessage(T, r -> r.state().equals("active")
+          ? FishingOutcomes.complete() : FishingOutcomes.continueAndIgnore()).get(0).sandboxId();
+
+      binding.terminate(Duration.ofSeconds(5)).toCompletableFuture().get(20, TimeUnit.SECONDS);
+      SandboxHandle.Result unreachable = run(kit, handle, "c2", "cat f.txt");
+      assertThat(unreachable.isError()).isTrue();
+      assertThat(unreachable.content()).contains("could not be reached", "may or may not have run");
+
+      // The host answers again: the same sandbox, files intact, and no replacement was reported.
+      server.start(system, "127.0.0.1", port).toCompletableFuture().get(20, TimeUnit.SECONDS);
+      SandboxHandle.Result back = run(kit, handle, "c3", "cat f.txt");
+      assertThat(back.isError()).as(back.content()).isFalse();
+      assertThat(back.content()).isEqualTo("hi\n");
+      reports.expectNoMessage(Duration.ofMillis(200));
+      assertThat(await(provider.state(first))).isEqualTo(State.ACTIVE);
+      handle.tell(SandboxHandle.Destroy.INSTANCE);
+    } finally {
+      kit.shutdownTestKit();
+    }
+  }
+
+  private static SandboxHandle.Result run(ActorTestKit kit, ActorRef<SandboxHandle.Command> handle, String callId, String command) {
+    TestProbe<SandboxHandle.Result> reply = kit.createTestProbe();
+    var call = dev.outboard.tools.ToolCatalog.parse("bash", Json.MAPPER.valueToTree(Map.of("command", command)));
+    handle.tell(new SandboxHandle.Run(callId, call, 100_000, reply.ref()));
+    return reply.receiveMessage(Duration.ofSeconds(60));
   }
 
   @Test
