@@ -141,6 +141,8 @@ public final class SandboxHandle {
   private byte[] snapshot;
   private boolean busy;
   private boolean checking;
+  /** Told with the next answer: the sandbox was replaced since the last one. */
+  private String replacedNote;
   /** A health check found the (hibernated) sandbox gone; the next call replaces it. */
   private boolean lost;
   private long generation;
@@ -158,7 +160,16 @@ public final class SandboxHandle {
     this.state = knownState == null ? "none" : knownState;
     this.ctx = ctx;
     this.timers = timers;
-    if (knownId != null) startHealthChecks();
+    if (knownId != null) {
+      startHealthChecks();
+      // A new handle (the session restarted or moved) goes on with the idle clock where it stood.
+      if (state.equals("active")) {
+        timers.startSingleTimer("idle", new IdleTimeout(1, generation), settings.suspendAfter());
+      } else if (state.equals("suspended")) {
+        Duration rest = settings.hibernateAfter().minus(settings.suspendAfter());
+        timers.startSingleTimer("idle", new IdleTimeout(2, generation), rest.isNegative() ? Duration.ZERO : rest);
+      }
+    }
   }
 
   private Behavior<Command> behavior() {
@@ -321,7 +332,10 @@ public final class SandboxHandle {
     startHealthChecks();
     if (p.replacing() && !p.retry()) {
       finish(new Result(LOST + p.restored().sentence, true));
-    } else if (run == null) {
+      return Behaviors.same();
+    }
+    if (p.replacing()) replacedNote = "[the sandbox was lost and replaced" + p.restored().sentence + "]";
+    if (run == null) {
       finish(null); // a health check's replacement, with no call waiting
     } else {
       runOp(run);
@@ -372,6 +386,10 @@ public final class SandboxHandle {
    */
   private void finish(Result result) {
     Run run = pending.poll();
+    if (run != null && replacedNote != null && result != null) {
+      result = new Result(replacedNote + "\n" + result.content(), result.isError());
+      replacedNote = null;
+    }
     if (run != null) run.replyTo().tell(result);
     busy = false;
     if (pending.isEmpty()) {
@@ -414,9 +432,15 @@ public final class SandboxHandle {
 
   private Behavior<Command> onParked(Parked p) {
     busy = false;
-    if (p.error() != null) {
-      // A gone sandbox is replaced on the next call; nothing to do until then.
-      ctx.getLog().info("sandbox {} could not be {}: {}", sandboxId, p.state(), cause(p.error()).getMessage());
+    Throwable error = p.error() == null ? null : cause(p.error());
+    if (error instanceof SandboxGoneException gone && gone.confirmed()) {
+      // Nothing left to freeze or stop: as good as hibernated (the next call replaces it, with its
+      // files if they can be salvaged), so the idle session may passivate.
+      ctx.getLog().info("sandbox {} is gone ({}); the next call replaces it", sandboxId, error.getMessage());
+      lost = true;
+      changed("hibernated", null);
+    } else if (error != null) {
+      ctx.getLog().info("sandbox {} could not be {}: {}", sandboxId, p.state(), error.getMessage());
     } else {
       if (p.snapshot() != null) snapshot = p.snapshot();
       changed(p.state(), null);

@@ -562,9 +562,25 @@ public final class SessionEntity
         .thenNoReply();
   }
 
+  /**
+   * Passivates an idle session, but not while its sandbox still has processes: the sandbox child
+   * (started for it if need be) hibernates it first, and the next idle timeout passivates.
+   */
   private ReplyEffect<Event, State> onIdleTimeout(State state, IdleTimeout msg) {
-    if (state.status() != Status.RUNNING) shard.tell(new ClusterSharding.Passivate<>(ctx.getSelf()));
+    if (state.status() == Status.RUNNING) return Effect().none().thenNoReply();
+    if (sandboxHasProcesses(state)) {
+      sandbox(state);
+      timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
+    } else {
+      shard.tell(new ClusterSharding.Passivate<>(ctx.getSelf()));
+    }
     return Effect().none().thenNoReply();
+  }
+
+  private boolean sandboxHasProcesses(State state) {
+    SandboxInfo s = state.sandbox();
+    return services.hasSandboxes() && s != null && s.id() != null
+        && Set.of("active", "suspended").contains(s.state());
   }
 
   /**

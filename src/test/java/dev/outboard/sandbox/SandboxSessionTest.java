@@ -26,7 +26,8 @@ import org.junit.jupiter.api.Test;
 /**
  * Sessions with sandboxes, end to end over the API on an embedded node with the real bubblewrap
  * provider and short idle timers: provisioning on first use only, shell state across bash calls,
- * suspend / hibernate / resume, and replacement after the sandbox's processes are killed. Skipped
+ * suspend / hibernate / resume (with sessions that would passivate sooner), and replacement after
+ * the sandbox's processes are killed. Skipped
  * (with a notice) where bwrap is missing, except under CI=true.
  */
 class SandboxSessionTest {
@@ -37,7 +38,10 @@ class SandboxSessionTest {
   @BeforeAll
   static void start() throws Exception {
     Sandboxes.requireBwrap(SandboxSessionTest.class);
+    // Sessions passivate when idle sooner than their sandboxes freeze: a session whose sandbox
+    // still has processes must stay until it is hibernated (or nothing would ever hibernate it).
     node = InProcessNode.start("", Map.of(
+        "outboard.session.passivate-after", "250ms",
         "outboard.sandbox.suspend-after", "400ms",
         "outboard.sandbox.hibernate-after", "1200ms"));
     api = node.client(node.admin().createOrgWithKey("sbx"));
@@ -141,7 +145,8 @@ class SandboxSessionTest {
     List<ToolCall> calls = toolCalls(api, id);
     // The sandbox was found dead before the command was sent: it ran on the replacement, which
     // has every file the lost sandbox left (salvaged), not only those of the last snapshot.
-    assertThat(calls.get(2).content()).isEqualTo("after-kill\n");
+    assertThat(calls.get(2).content())
+        .isEqualTo("[the sandbox was lost and replaced, its workspace recovered as the lost sandbox left it]\nafter-kill\n");
     assertThat(calls.get(2).isError()).isFalse();
     assertThat(calls.get(3).content()).contains("1\tkept");
     assertThat(calls.get(4).content()).isEqualTo("works\nkept\nlate\n");
