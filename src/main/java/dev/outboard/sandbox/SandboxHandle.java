@@ -55,6 +55,16 @@ public final class SandboxHandle {
   /** Runs one tool call on {@code /workspace} or {@code bash}; the answer goes to {@code replyTo}. */
   public record Run(String callId, ToolCall call, int maxChars, ActorRef<Result> replyTo) implements Command {}
 
+  /**
+   * The files under {@code /workspace} (with their text when {@code contents}), for a {@code glob}
+   * or {@code grep} over {@code /}. Answered from the files alone: nothing is provisioned, resumed
+   * or started for it; a session without a sandbox (or with one being replaced) gets none.
+   */
+  public record Collect(boolean contents, ActorRef<Collected> replyTo) implements Command {}
+
+  /** What {@link Collect} found: files by path, or {@code error} (then {@code files} is empty). */
+  public record Collected(java.util.SortedMap<String, String> files, String error) {}
+
   /** Destroys the sandbox (the session ended) and stops. */
   public enum Destroy implements Command {
     INSTANCE
@@ -180,6 +190,7 @@ public final class SandboxHandle {
         .onMessage(IdleTimeout.class, this::onIdleTimeout)
         .onMessage(Parked.class, this::onParked)
         .onMessage(HealthTick.class, t -> onHealthTick())
+        .onMessage(Collect.class, this::onCollect)
         .onMessage(HealthChecked.class, this::onHealthChecked)
         .onMessage(Destroy.class, m -> onDestroy())
         .onSignal(PostStop.class, s -> onStopped())
@@ -450,6 +461,25 @@ public final class SandboxHandle {
       }
     }
     next();
+    return Behaviors.same();
+  }
+
+  /** Lists (and reads) the workspace's files off the actor; the files are there in every state. */
+  private Behavior<Command> onCollect(Collect c) {
+    if (sandboxId == null || lost || state.equals("replacing") || state.equals("provisioning")) {
+      c.replyTo().tell(new Collected(new TreeMap<>(), null));
+      return Behaviors.same();
+    }
+    String id = sandboxId;
+    CompletionStage<TreeMap<String, String>> files;
+    try {
+      files = c.contents() ? walk(id, "/workspace").thenCompose(f -> readAll(id, f)) : walk(id, "/workspace");
+    } catch (RuntimeException e) {
+      files = CompletableFuture.failedFuture(e);
+    }
+    files.whenComplete((f, e) -> c.replyTo().tell(e == null
+        ? new Collected(f, null)
+        : new Collected(new TreeMap<>(), cause(e).getMessage() == null ? cause(e).toString() : cause(e).getMessage())));
     return Behaviors.same();
   }
 

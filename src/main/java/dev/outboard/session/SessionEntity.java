@@ -396,7 +396,7 @@ public final class SessionEntity
     events.add(new ModelResponded(msg.turn(), response.content(), response.usage(), response.stopReason().name().toLowerCase(), now));
     List<Block.ToolUse> calls = response.toolCalls();
     for (Block.ToolUse call : calls) events.add(new ToolCallStarted(msg.turn(), call.id(), call.name(), now));
-    if (calls.stream().anyMatch(this::needsOutsideSystem)) {
+    if (calls.stream().anyMatch(use -> needsOutsideSystem(state, use))) {
       // Record the answer and the starts now; the results follow in one more write.
       return Effect().persist(events).thenRun(s -> runTools(s, msg.turn(), calls)).thenNoReply();
     }
@@ -438,21 +438,40 @@ public final class SessionEntity
     }
   }
 
+  private boolean searchesWorkspace(State state, Block.ToolUse use) {
+    try {
+      return searchesWorkspace(state, ToolCatalog.parse(use.name(), use.input()));
+    } catch (IllegalArgumentException e) {
+      return false;
+    }
+  }
+
   /** True if {@code call} runs in the session's sandbox: {@code bash}, or a file tool on {@code /workspace}. */
   private boolean usesSandbox(ToolCall call) {
     if (!services.hasSandboxes()) return false;
     return call instanceof ToolCall.Bash || (!call.path().isRoot() && call.path().top().equals(Namespace.WORKSPACE.dir()));
   }
 
+  /**
+   * True if {@code call} is a {@code glob} or {@code grep} over {@code /} that also searches the
+   * session's sandbox: only one it already has (a search never provisions one).
+   */
+  private boolean searchesWorkspace(State state, ToolCall call) {
+    if (!services.hasSandboxes() || !call.path().isRoot()) return false;
+    if (!(call instanceof ToolCall.Glob || call instanceof ToolCall.Grep)) return false;
+    SandboxInfo s = state.sandbox();
+    return s != null && s.id() != null && !s.state().equals("destroyed");
+  }
+
   /** True if the call's result comes from outside the session's state (org files, the sandbox). */
-  private boolean needsOutsideSystem(Block.ToolUse use) {
+  private boolean needsOutsideSystem(State state, Block.ToolUse use) {
     ToolCall call;
     try {
       call = ToolCatalog.parse(use.name(), use.input());
     } catch (IllegalArgumentException e) {
       return false;
     }
-    if (usesSandbox(call)) return true;
+    if (usesSandbox(call) || searchesWorkspace(state, call)) return true;
     if (services.orgFiles() == null) return false;
     PathRouter router = services.router();
     if (call.path().isRoot()) return router.isMounted(Namespace.MEMORY) || router.isMounted(Namespace.SKILLS);
@@ -465,7 +484,8 @@ public final class SessionEntity
    */
   private void runTools(State state, int turn, List<Block.ToolUse> calls) {
     if (state.status() != Status.RUNNING) return;
-    ActorRef<SandboxHandle.Command> handle = calls.stream().anyMatch(this::runsInSandbox) ? sandbox(state) : null;
+    ActorRef<SandboxHandle.Command> handle =
+        calls.stream().anyMatch(use -> runsInSandbox(use) || searchesWorkspace(state, use)) ? sandbox(state) : null;
     record Progress(SessionFiles files, List<Event> completions) {}
     CompletionStage<Progress> chain = CompletableFuture.completedFuture(new Progress(state.files(), new ArrayList<>()));
     for (Block.ToolUse use : calls) {
@@ -488,28 +508,52 @@ public final class SessionEntity
 
   private CompletionStage<SessionFiles.Outcome> executeToolAsync(
       State state, SessionFiles files, Block.ToolUse use, ActorRef<SandboxHandle.Command> handle) {
-    if (!needsOutsideSystem(use)) return CompletableFuture.completedFuture(executeTool(files, use));
+    if (!needsOutsideSystem(state, use)) return CompletableFuture.completedFuture(executeTool(files, use));
     ToolCall call = ToolCatalog.parse(use.name(), use.input());
     OrgFiles orgFiles = services.orgFiles();
     int maxChars = services.settings().fileLimits().maxOutputChars();
     if (usesSandbox(call)) return inSandbox(handle, use.id(), call, maxChars);
-    if (call.path().isRoot()) {
-      // A search over / covers every namespace the session can see.
-      return orgFiles.everything(state.org()).thenApply(org -> {
-        java.util.TreeMap<String, String> all = new java.util.TreeMap<>(org);
-        all.putAll(files.files());
-        FileTree tree = new FileTree(all, Set.of("/session", "/memory", "/skills"));
-        try {
-          String out = call instanceof ToolCall.Glob g ? tree.glob(call.path(), g.pattern())
-              : tree.grep(call.path(), ((ToolCall.Grep) call).pattern(), ((ToolCall.Grep) call).glob(), maxChars);
-          return new SessionFiles.Outcome(out, false, null);
-        } catch (TextFiles.ToolFailure f) {
-          return new SessionFiles.Outcome(f.getMessage(), true, null);
-        }
-      });
-    }
+    if (call.path().isRoot()) return searchEverything(state, files, call, handle, maxChars);
     return orgFiles.execute(new OrgFiles.Caller(state.org(), state.user(), sessionId), use.id(), call, maxChars)
         .thenApply(r -> new SessionFiles.Outcome(r.content(), r.isError(), null));
+  }
+
+  /**
+   * A {@code glob} or {@code grep} over {@code /}: every namespace the session can see, its
+   * sandbox's {@code /workspace} included when it has one. Thread-safe (runs inside the tool chain).
+   */
+  private CompletionStage<SessionFiles.Outcome> searchEverything(
+      State state, SessionFiles files, ToolCall call, ActorRef<SandboxHandle.Command> handle, int maxChars) {
+    OrgFiles orgFiles = services.orgFiles();
+    PathRouter router = services.router();
+    boolean org = orgFiles != null && (router.isMounted(Namespace.MEMORY) || router.isMounted(Namespace.SKILLS));
+    CompletionStage<? extends Map<String, String>> orgPart =
+        org ? orgFiles.everything(state.org()) : CompletableFuture.completedFuture(Map.<String, String>of());
+    CompletionStage<SandboxHandle.Collected> workspacePart = handle != null && searchesWorkspace(state, call)
+        ? AskPattern.<SandboxHandle.Command, SandboxHandle.Collected>ask(handle,
+            replyTo -> new SandboxHandle.Collect(call instanceof ToolCall.Grep, replyTo), Duration.ofMinutes(1), scheduler)
+            .exceptionally(e -> new SandboxHandle.Collected(new java.util.TreeMap<>(), "it did not answer in time"))
+        : CompletableFuture.completedFuture(null);
+    return orgPart.thenCombine(workspacePart, (orgFilesFound, workspace) -> {
+      java.util.TreeMap<String, String> all = new java.util.TreeMap<>(orgFilesFound);
+      all.putAll(files.files());
+      Set<String> roots = new java.util.HashSet<>(Set.of("/session", "/memory", "/skills"));
+      if (workspace != null && workspace.error() == null) {
+        all.putAll(workspace.files());
+        roots.add("/workspace");
+      }
+      FileTree tree = new FileTree(all, roots);
+      try {
+        String out = call instanceof ToolCall.Glob g ? tree.glob(call.path(), g.pattern())
+            : tree.grep(call.path(), ((ToolCall.Grep) call).pattern(), ((ToolCall.Grep) call).glob(), maxChars);
+        if (workspace != null && workspace.error() != null) {
+          out += "\n[/workspace was not searched: " + workspace.error() + "]";
+        }
+        return new SessionFiles.Outcome(out, false, null);
+      } catch (TextFiles.ToolFailure f) {
+        return new SessionFiles.Outcome(f.getMessage(), true, null);
+      }
+    });
   }
 
   /** Asks the sandbox child to run {@code call}; thread-safe (runs inside the tool chain). */

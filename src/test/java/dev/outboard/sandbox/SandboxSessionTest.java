@@ -56,9 +56,12 @@ class SandboxSessionTest {
   void aSessionThatNeverTouchesTheWorkspaceNeverGetsASandbox() {
     String id = create(api, body("ann", false, List.of(
         tools("plan", 0, call("write", Map.of("path", "/session/plan.md", "content", "- ship\n"))),
+        tools("search", 0, call("grep", Map.of("pattern", "ship")), call("glob", Map.of("pattern", "**"))),
         say("done"))));
     JsonNode done = awaitStatus(api, id, "completed", WAIT);
     assertThat(done.path("sandbox").path("state").asText()).isEqualTo("none");
+    // A search over / does not start a sandbox either.
+    assertThat(toolCalls(api, id).get(1).content()).isEqualTo("/session/plan.md:1:- ship");
     List<ApiClient.SseEvent> events = api.events("/v1/sessions/" + id + "/events", WAIT);
     assertThat(events).noneMatch(e -> "sandbox.changed".equals(e.event()));
   }
@@ -86,6 +89,19 @@ class SandboxSessionTest {
     assertThat(calls.get(7).content()).isEqualTo("/workspace/notes.txt:1:bye sandbox");
     JsonNode s = await(api, id, x -> x.path("sandbox").path("state").asText().equals("destroyed"), WAIT, "sandbox destroyed");
     assertThat(s.path("sandbox").path("id").asText()).startsWith("sbx-");
+  }
+
+  @Test
+  void aSearchOverTheWholeTreeIncludesTheWorkspaceOnceThereIsASandbox() {
+    String id = create(api, body("fay", false, List.of(
+        tools("files", 0, call("write", Map.of("path", "/workspace/src/a.txt", "content", "the needle\n")),
+            call("write", Map.of("path", "/session/notes.md", "content", "needle here too\n"))),
+        tools("search", 0, call("grep", Map.of("pattern", "needle")), call("glob", Map.of("pattern", "**/*.txt"))),
+        say("done"))));
+    awaitStatus(api, id, "completed", WAIT);
+    List<ToolCall> calls = toolCalls(api, id);
+    assertThat(calls.get(2).content()).isEqualTo("/session/notes.md:1:needle here too\n/workspace/src/a.txt:1:the needle");
+    assertThat(calls.get(3).content()).isEqualTo("/workspace/src/a.txt");
   }
 
   @Test
