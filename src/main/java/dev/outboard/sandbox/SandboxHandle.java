@@ -153,6 +153,12 @@ public final class SandboxHandle {
   private boolean checking;
   /** Told with the next answer: the sandbox was replaced since the last one. */
   private String replacedNote;
+  /** Replacements for the call at the head of the queue (a sandbox that dies at once every time). */
+  private int replacements;
+  /** A sandbox being created, so that one the handle stops meanwhile does not outlive it. */
+  private CompletionStage<Created> creating;
+  /** A suspend or hibernate in flight (its snapshot save included). */
+  private CompletionStage<?> parking;
   /** A health check found the (hibernated) sandbox gone; the next call replaces it. */
   private boolean lost;
   private long generation;
@@ -270,6 +276,7 @@ public final class SandboxHandle {
       }
       return c.thenApply(x -> x.salvaged(sv.answered()));
     });
+    creating = created;
     ctx.pipeToSelf(created, (c, error) -> c == null
         ? new Provisioned(null, error, replacing, retry, null, false)
         : new Provisioned(c.sandboxId(), null, replacing, retry, c.restored(), c.salvaged()));
@@ -316,6 +323,7 @@ public final class SandboxHandle {
   }
 
   private Behavior<Command> onProvisioned(Provisioned p) {
+    creating = null;
     Run run = pending.peek();
     if (p.error() != null) {
       String why = cause(p.error()).getMessage();
@@ -342,6 +350,7 @@ public final class SandboxHandle {
     changed("active", old);
     startHealthChecks();
     if (p.replacing() && !p.retry()) {
+      replacedNote = null; // the answer says so itself
       finish(new Result(LOST + p.restored().sentence, true));
       return Behaviors.same();
     }
@@ -379,6 +388,11 @@ public final class SandboxHandle {
           + (bash ? "; the command may or may not have run" : "; it may or may not have taken effect"), true));
       return Behaviors.same();
     }
+    if (cause instanceof SandboxGoneException && ++replacements > MAX_REPLACEMENTS_PER_CALL) {
+      finish(new Result("the sandbox was lost " + MAX_REPLACEMENTS_PER_CALL + " times in a row during this call; "
+          + "the last time: " + cause.getMessage(), true));
+      return Behaviors.same();
+    }
     if (cause instanceof SandboxGoneException gone) {
       ctx.getLog().warn("sandbox {} is gone ({}); starting a new one", sandboxId, cause.getMessage());
       changed("replacing", null);
@@ -397,6 +411,7 @@ public final class SandboxHandle {
    */
   private void finish(Result result) {
     Run run = pending.poll();
+    if (run != null) replacements = 0;
     if (run != null && replacedNote != null && result != null) {
       result = new Result(replacedNote + "\n" + result.content(), result.isError());
       replacedNote = null;
@@ -411,14 +426,21 @@ public final class SandboxHandle {
   }
 
   private Behavior<Command> onIdleTimeout(IdleTimeout t) {
-    if (busy || t.generation() != generation || sandboxId == null) return Behaviors.same();
+    if (busy || t.generation() != generation || sandboxId == null || lost) return Behaviors.same();
     busy = true;
     String id = sandboxId;
-    if (t.stage() == 1) {
-      ctx.pipeToSelf(provider.suspend(id), (v, error) -> new Parked("suspended", null, error));
-    } else {
-      ctx.pipeToSelf(provider.hibernate(id).thenCompose(bytes -> saveSnapshot(id, bytes)),
-          (bytes, error) -> new Parked("hibernated", bytes, error));
+    try {
+      if (t.stage() == 1) {
+        CompletionStage<Void> suspended = provider.suspend(id);
+        parking = suspended;
+        ctx.pipeToSelf(suspended, (v, error) -> new Parked("suspended", null, error));
+      } else {
+        CompletionStage<byte[]> hibernated = provider.hibernate(id).thenCompose(bytes -> saveSnapshot(id, bytes));
+        parking = hibernated;
+        ctx.pipeToSelf(hibernated, (bytes, error) -> new Parked("hibernated", bytes, error));
+      }
+    } catch (RuntimeException e) {
+      ctx.getSelf().tell(new Parked(t.stage() == 1 ? "suspended" : "hibernated", null, e));
     }
     return Behaviors.same();
   }
@@ -443,6 +465,7 @@ public final class SandboxHandle {
 
   private Behavior<Command> onParked(Parked p) {
     busy = false;
+    parking = null;
     Throwable error = p.error() == null ? null : cause(p.error());
     if (error instanceof SandboxGoneException gone && gone.confirmed()) {
       // Nothing left to freeze or stop: as good as hibernated (the next call replaces it, with its
@@ -451,7 +474,10 @@ public final class SandboxHandle {
       lost = true;
       changed("hibernated", null);
     } else if (error != null) {
-      ctx.getLog().info("sandbox {} could not be {}: {}", sandboxId, p.state(), error.getMessage());
+      // Tried again later (the idle session stays for it, within bounds; see SessionEntity).
+      ctx.getLog().warn("sandbox {} could not be {} ({}); trying again in {}", sandboxId, p.state(), error.getMessage(),
+          settings.suspendAfter());
+      timers.startSingleTimer("idle", new IdleTimeout(p.state().equals("suspended") ? 1 : 2, generation), settings.suspendAfter());
     } else {
       if (p.snapshot() != null) snapshot = p.snapshot();
       changed(p.state(), null);
@@ -548,9 +574,12 @@ public final class SandboxHandle {
     pending.clear();
     if (sandboxId != null) destroyQuietly(sandboxId);
     sandboxId = null;
+    destroyWhenCreated();
     if (snapshots != null) {
       String sid = sessionId;
-      snapshots.delete(sid).whenComplete((v, e) -> {
+      // After a hibernation in flight has saved its snapshot, or the delete would come first.
+      CompletionStage<?> before = parking == null ? CompletableFuture.completedFuture(null) : parking;
+      before.handle((v, e) -> null).thenCompose(v -> snapshots.delete(sid)).whenComplete((v, e) -> {
         if (e != null) log.warn("could not delete the sandbox snapshot of session {}: {}", sid, cause(e).toString());
       });
     }
@@ -560,8 +589,24 @@ public final class SandboxHandle {
 
   /** The session actor stopped (passivation, hand-off): freeze the sandbox, the next incarnation resumes it. */
   private Behavior<Command> onStopped() {
-    if (sandboxId != null && !state.equals("destroyed")) provider.suspend(sandboxId);
+    if (sandboxId != null && !state.equals("destroyed") && !lost) {
+      try {
+        provider.suspend(sandboxId);
+      } catch (RuntimeException e) {
+        log.info("could not freeze sandbox {} as its session stopped: {}", sandboxId, e.toString());
+      }
+    }
+    destroyWhenCreated(); // its id would be known to no one; the next incarnation starts again
     return Behaviors.same();
+  }
+
+  /** A sandbox still being created when the handle stops is destroyed once it exists. */
+  private void destroyWhenCreated() {
+    CompletionStage<Created> pendingCreate = creating;
+    creating = null;
+    if (pendingCreate != null) {
+      pendingCreate.thenAccept(c -> destroyQuietly(c.sandboxId()));
+    }
   }
 
   /** Tells the session about a new state or a new sandbox id, and nothing else. */
@@ -649,6 +694,7 @@ public final class SandboxHandle {
   }
 
   private static final int MAX_WALK = 5000;
+  private static final int MAX_REPLACEMENTS_PER_CALL = 3;
 
   /** Every file at or below {@code path} (a file: itself), keyed by its /workspace path. */
   private CompletionStage<TreeMap<String, String>> walk(String id, String path) {

@@ -106,6 +106,9 @@ public final class SessionEntity
   /** The session's {@link SandboxHandle} reports a change. */
   private record SandboxReported(SandboxHandle.Report report) implements Command {}
 
+  /** The sandbox child stopped (it failed, or was destroyed). */
+  private record SandboxStopped(ActorRef<SandboxHandle.Command> child) implements Command {}
+
   /** The tool calls of a turn that needed outside systems have all come back. */
   private record ToolsFinished(int turn, List<Event> completions) implements Command {}
 
@@ -291,6 +294,8 @@ public final class SessionEntity
   private Status reported;
   /** The sandbox child, spawned on the first /workspace call (or to destroy a recorded sandbox). */
   private ActorRef<SandboxHandle.Command> sandbox;
+  /** When this idle session first stayed for its sandbox (0: it has not), see onIdleTimeout. */
+  private long heldSinceNanos;
 
   private SessionEntity(String sessionId, ActorRef<ClusterSharding.ShardCommand> shard, Services services,
       ActorContext<Command> ctx, TimerScheduler<Command> timers) {
@@ -351,6 +356,10 @@ public final class SessionEntity
         .onCommand(GetTranscript.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(s.transcript())))
         .onCommand(IdleTimeout.class, this::onIdleTimeout)
         .onCommand(SandboxReported.class, this::onSandboxReported)
+        .onCommand(SandboxStopped.class, (s, c) -> {
+          if (c.child().equals(sandbox)) sandbox = null; // the next use starts another
+          return Effect().none().thenNoReply();
+        })
         .onCommand(Stop.class, (s, c) -> Effect().stop().thenNoReply())
         // A model answer or failure for a session that is no longer running (cancelled) is dropped.
         .onCommand(ModelAnswered.class, (s, c) -> Effect().none().thenNoReply())
@@ -577,6 +586,7 @@ public final class SessionEntity
       SandboxInfo known = state.sandbox();
       sandbox = ctx.spawnAnonymous(SandboxHandle.create(services.sandboxes(), services.sandboxSettings(), reports,
           known == null ? null : known.id(), known == null ? null : known.state(), services.snapshots(), state.id()));
+      ctx.watchWith(sandbox, new SandboxStopped(sandbox));
     }
     return sandbox;
   }
@@ -608,12 +618,19 @@ public final class SessionEntity
 
   /**
    * Passivates an idle session, but not while its sandbox still has processes: the sandbox child
-   * (started for it if need be) hibernates it first, and the next idle timeout passivates.
+   * (started for it if need be) hibernates it first, and the next idle timeout passivates. The
+   * stay is bounded (hibernate-after plus twice passivate-after): a sandbox that cannot be parked,
+   * say its host is unreachable, does not keep the session in memory for ever.
    */
   private ReplyEffect<Event, State> onIdleTimeout(State state, IdleTimeout msg) {
     if (state.status() == Status.RUNNING) return Effect().none().thenNoReply();
-    if (sandboxHasProcesses(state)) {
-      sandbox(state);
+    if (sandboxHasProcesses(state) && heldWithinBound()) {
+      // A finished session whose sandbox outlived it (a crash came between the two) destroys it.
+      if (state.status().finished()) {
+        destroySandbox(state);
+      } else {
+        sandbox(state);
+      }
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
     } else {
       shard.tell(new ClusterSharding.Passivate<>(ctx.getSelf()));
@@ -621,10 +638,18 @@ public final class SessionEntity
     return Effect().none().thenNoReply();
   }
 
+  /** Whether this idle session has stayed for its sandbox for less than the bound yet. */
+  private boolean heldWithinBound() {
+    long now = System.nanoTime();
+    if (heldSinceNanos == 0) heldSinceNanos = now;
+    Duration bound = services.sandboxSettings().hibernateAfter().plus(services.settings().passivateAfter().multipliedBy(2));
+    return now - heldSinceNanos < bound.toNanos();
+  }
+
   private boolean sandboxHasProcesses(State state) {
     SandboxInfo s = state.sandbox();
     return services.hasSandboxes() && s != null && s.id() != null
-        && Set.of("active", "suspended").contains(s.state());
+        && Set.of("active", "suspended", "provisioning", "replacing").contains(s.state());
   }
 
   /**
@@ -686,6 +711,7 @@ public final class SessionEntity
     if (state.status().finished()) destroySandbox(state);
     if (state.status() == Status.RUNNING) {
       timers.cancel(IdleTimeout.INSTANCE);
+      heldSinceNanos = 0;
       if (state.readyForModel()) callModel(state);
     } else {
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());

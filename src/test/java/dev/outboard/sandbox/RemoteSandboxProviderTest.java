@@ -308,36 +308,75 @@ class RemoteSandboxProviderTest {
     await(remote.destroy(id));
   }
 
+  /**
+   * A sandbox handle over its own host server (so the test can take the host away and bring it
+   * back on the same port), after a first command has made its sandbox active.
+   */
+  private static final class HandleOnOwnHost implements AutoCloseable {
+    final SandboxHostServer server = new SandboxHostServer(bwrap, token, 64L << 20);
+    final int port = Ports.free(1)[0];
+    final ActorTestKit kit = ActorTestKit.create();
+    final TestProbe<SandboxHandle.Report> reports = kit.createTestProbe();
+    final RemoteSandboxProvider provider = new RemoteSandboxProvider("http://127.0.0.1:" + port, token);
+    final ServerBinding binding;
+    final ActorRef<SandboxHandle.Command> handle;
+    final String id;
+
+    HandleOnOwnHost(Duration suspendAfter, String firstCommand) throws Exception {
+      binding = bind();
+      SandboxHandle.Settings settings = new SandboxHandle.Settings(LIMITS, suspendAfter, Duration.ofMinutes(10));
+      handle = kit.spawn(SandboxHandle.create(provider, settings, reports.ref(), null, null));
+      assertThat(run("c0", firstCommand).isError()).isFalse();
+      id = reports.fishForMessage(T, r -> r.state().equals("active")
+          ? FishingOutcomes.complete() : FishingOutcomes.continueAndIgnore()).get(0).sandboxId();
+    }
+
+    ServerBinding bind() throws Exception {
+      return server.start(system, "127.0.0.1", port).toCompletableFuture().get(20, TimeUnit.SECONDS);
+    }
+
+    SandboxHandle.Result run(String callId, String command) {
+      return RemoteSandboxProviderTest.run(kit, handle, callId, command);
+    }
+
+    @Override
+    public void close() {
+      handle.tell(SandboxHandle.Destroy.INSTANCE);
+      kit.shutdownTestKit();
+    }
+  }
+
   @Test
   void aSessionKeepsItsSandboxWhileTheHostIsBrieflyUnreachable() throws Exception {
-    int port = Ports.free(1)[0];
-    SandboxHostServer server = new SandboxHostServer(bwrap, token, 64L << 20);
-    ServerBinding binding = server.start(system, "127.0.0.1", port).toCompletableFuture().get(20, TimeUnit.SECONDS);
-    RemoteSandboxProvider provider = new RemoteSandboxProvider("http://127.0.0.1:" + port, token);
-    ActorTestKit kit = ActorTestKit.create();
-    try {
-      SandboxHandle.Settings settings = new SandboxHandle.Settings(LIMITS, Duration.ofMinutes(5), Duration.ofMinutes(10));
-      TestProbe<SandboxHandle.Report> reports = kit.createTestProbe();
-      ActorRef<SandboxHandle.Command> handle = kit.spawn(SandboxHandle.create(provider, settings, reports.ref(), null, null));
-      assertThat(run(kit, handle, "c1", "echo hi > f.txt").isError()).isFalse();
-      String first = reports.fishForMessage(T, r -> r.state().equals("active")
-          ? FishingOutcomes.complete() : FishingOutcomes.continueAndIgnore()).get(0).sandboxId();
-
-      binding.terminate(Duration.ofSeconds(5)).toCompletableFuture().get(20, TimeUnit.SECONDS);
-      SandboxHandle.Result unreachable = run(kit, handle, "c2", "cat f.txt");
+    try (HandleOnOwnHost h = new HandleOnOwnHost(Duration.ofMinutes(5), "echo hi > f.txt")) {
+      h.binding.terminate(Duration.ofSeconds(5)).toCompletableFuture().get(20, TimeUnit.SECONDS);
+      SandboxHandle.Result unreachable = h.run("c2", "cat f.txt");
       assertThat(unreachable.isError()).isTrue();
       assertThat(unreachable.content()).contains("could not be reached", "may or may not have run");
 
       // The host answers again: the same sandbox, files intact, and no replacement was reported.
-      server.start(system, "127.0.0.1", port).toCompletableFuture().get(20, TimeUnit.SECONDS);
-      SandboxHandle.Result back = run(kit, handle, "c3", "cat f.txt");
+      h.bind();
+      SandboxHandle.Result back = h.run("c3", "cat f.txt");
       assertThat(back.isError()).as(back.content()).isFalse();
       assertThat(back.content()).isEqualTo("hi\n");
-      reports.expectNoMessage(Duration.ofMillis(200));
-      assertThat(await(provider.state(first))).isEqualTo(State.ACTIVE);
-      handle.tell(SandboxHandle.Destroy.INSTANCE);
-    } finally {
-      kit.shutdownTestKit();
+      h.reports.expectNoMessage(Duration.ofMillis(200));
+      assertThat(await(h.provider.state(h.id))).isEqualTo(State.ACTIVE);
+    }
+  }
+
+  @Test
+  void aSandboxThatCannotBeFrozenWhileTheHostIsAwayIsFrozenOnceItIsBack() throws Exception {
+    try (HandleOnOwnHost h = new HandleOnOwnHost(Duration.ofSeconds(1), "true")) {
+      // The host goes away before the idle freeze (after 1 s): the freeze fails, and is retried.
+      h.binding.terminate(Duration.ofSeconds(1)).toCompletableFuture().get(20, TimeUnit.SECONDS);
+      h.reports.expectNoMessage(Duration.ofMillis(2200));
+      assertThat(await(bwrap.state(h.id))).as("not frozen while unreachable").isEqualTo(State.ACTIVE);
+
+      h.bind();
+      SandboxHandle.Report frozen = h.reports.fishForMessage(Duration.ofSeconds(10), r -> r.state().equals("suspended")
+          ? FishingOutcomes.complete() : FishingOutcomes.continueAndIgnore()).get(0);
+      assertThat(frozen.sandboxId()).isEqualTo(h.id);
+      assertThat(await(bwrap.state(h.id))).isEqualTo(State.SUSPENDED);
     }
   }
 

@@ -113,6 +113,33 @@ class SandboxHealthCheckTest {
     handle.tell(SandboxHandle.Destroy.INSTANCE);
   }
 
+  @Test
+  void aSandboxStillBeingCreatedWhenTheSessionEndsIsDestroyedOnceItExists() throws Exception {
+    Path own = Files.createTempDirectory(root, "ended-");
+    // bwrap runs as uid 65534 under root: every directory above the sandboxes must be searchable.
+    Files.setPosixFilePermissions(root, java.nio.file.attribute.PosixFilePermissions.fromString("rwx--x--x"));
+    try (BwrapSandboxProvider local = new BwrapSandboxProvider(own, io)) {
+      SandboxHandle.Settings settings = new SandboxHandle.Settings(LIMITS, Duration.ofMinutes(5), Duration.ofMinutes(10));
+      TestProbe<SandboxHandle.Report> reports = testKit.createTestProbe();
+      ActorRef<SandboxHandle.Command> handle = testKit.spawn(SandboxHandle.create(local, settings, reports.ref(), null, null));
+      TestProbe<SandboxHandle.Result> reply = testKit.createTestProbe();
+      handle.tell(new SandboxHandle.Run("c1", ToolCatalog.parse("bash", JSON.valueToTree(Map.of("command", "true"))), 1000, reply.ref()));
+      handle.tell(SandboxHandle.Destroy.INSTANCE); // while the sandbox is being created
+      assertThat(reply.receiveMessage(WAIT).content()).contains("the session ended");
+      assertThat(reports.receiveMessage(WAIT).state()).isEqualTo("provisioning");
+      long deadline = System.nanoTime() + WAIT.toNanos();
+      Thread.sleep(500); // the creation ends meanwhile
+      while (hasSandboxDirectories(own) && System.nanoTime() < deadline) Thread.sleep(20);
+      assertThat(hasSandboxDirectories(own)).as("a sandbox directory left behind").isFalse();
+    }
+  }
+
+  private static boolean hasSandboxDirectories(Path dir) throws java.io.IOException {
+    try (var entries = Files.list(dir)) {
+      return entries.anyMatch(p -> p.getFileName().toString().startsWith("sbx-"));
+    }
+  }
+
   private static boolean stillAlive(String id) {
     try {
       provider.state(id).toCompletableFuture().join();
