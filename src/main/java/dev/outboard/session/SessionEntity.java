@@ -29,6 +29,7 @@ import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
@@ -439,19 +440,12 @@ public final class SessionEntity
     return Effect().persist(events).thenRun(this::afterPersist).thenNoReply();
   }
 
-  private boolean runsInSandbox(Block.ToolUse use) {
+  /** The call, when its arguments are valid (an invalid one gets its error from executeTool). */
+  private static Optional<ToolCall> parsed(Block.ToolUse use) {
     try {
-      return usesSandbox(ToolCatalog.parse(use.name(), use.input()));
+      return Optional.of(ToolCatalog.parse(use.name(), use.input()));
     } catch (IllegalArgumentException e) {
-      return false;
-    }
-  }
-
-  private boolean searchesWorkspace(State state, Block.ToolUse use) {
-    try {
-      return searchesWorkspace(state, ToolCatalog.parse(use.name(), use.input()));
-    } catch (IllegalArgumentException e) {
-      return false;
+      return Optional.empty();
     }
   }
 
@@ -474,12 +468,8 @@ public final class SessionEntity
 
   /** True if the call's result comes from outside the session's state (org files, the sandbox). */
   private boolean needsOutsideSystem(State state, Block.ToolUse use) {
-    ToolCall call;
-    try {
-      call = ToolCatalog.parse(use.name(), use.input());
-    } catch (IllegalArgumentException e) {
-      return false;
-    }
+    ToolCall call = parsed(use).orElse(null);
+    if (call == null) return false;
     if (usesSandbox(call) || searchesWorkspace(state, call)) return true;
     if (services.orgFiles() == null) return false;
     PathRouter router = services.router();
@@ -494,7 +484,8 @@ public final class SessionEntity
   private void runTools(State state, int turn, List<Block.ToolUse> calls) {
     if (state.status() != Status.RUNNING) return;
     ActorRef<SandboxHandle.Command> handle =
-        calls.stream().anyMatch(use -> runsInSandbox(use) || searchesWorkspace(state, use)) ? sandbox(state) : null;
+        calls.stream().map(SessionEntity::parsed).flatMap(Optional::stream)
+            .anyMatch(call -> usesSandbox(call) || searchesWorkspace(state, call)) ? sandbox(state) : null;
     record Progress(SessionFiles files, List<Event> completions) {}
     CompletionStage<Progress> chain = CompletableFuture.completedFuture(new Progress(state.files(), new ArrayList<>()));
     for (Block.ToolUse use : calls) {

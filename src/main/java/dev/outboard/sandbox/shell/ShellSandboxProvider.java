@@ -578,16 +578,11 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
     }
 
     /**
-     * Runs one command ({@code called}: when exec was called). Called holding the lock. A frozen
-     * shell gets the command first and SIGCONT after it, so it reads the command as soon as it runs.
+     * Runs one command ({@code called}: when exec was called), resuming or cold-starting the
+     * sandbox first. Called holding the lock.
      */
     private ExecResult run(String command, Duration timeout, long called) {
-      if (goneBecause != null) {
-        throw SandboxGoneException.beforeCommand(id, goneBecause);
-      }
-      if (state == State.HIBERNATED) {
-        start();
-      }
+      ensureRunning(); // SIGCONT before the line: a line longer than the pipe buffer needs a reader
       if (!shellRuns()) {
         throw died("its shell exited", false);
       }
@@ -603,9 +598,6 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       }
       long firstOutput;
       try {
-        if (state == State.SUSPENDED) {
-          continueProcesses(); // first: a line longer than the pipe buffer needs a reader
-        }
         send(line);
         firstOutput = readUntilMarker(scanner);
       } finally {
