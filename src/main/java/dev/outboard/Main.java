@@ -63,6 +63,8 @@ import org.slf4j.LoggerFactory;
 /** Wiring only: config, schema, cluster, sharding, HTTP. {@code java -jar outboard.jar serve}. */
 public final class Main {
   private static final Logger log = LoggerFactory.getLogger(Main.class);
+  /** The ActorSystem's name, part of every cluster address ({@code pekko://outboard@host:port}). */
+  public static final String SYSTEM_NAME = "outboard";
 
   private Main() {}
 
@@ -86,8 +88,8 @@ public final class Main {
       System.exit(2);
       return;
     }
-    Config config = store.persistenceOverlay().withFallback(base).resolve();
-    ActorSystem<Void> system = ActorSystem.create(Behaviors.empty(), "outboard", config);
+    Config config = store.persistenceOverlay().withFallback(seedNodesOverlay(base)).withFallback(base).resolve();
+    ActorSystem<Void> system = ActorSystem.create(Behaviors.empty(), SYSTEM_NAME, config);
     try {
       start(system, store);
     } catch (RuntimeException | IOException e) {
@@ -112,8 +114,6 @@ public final class Main {
     var migrated = Migrations.migrate(db.dataSource(), store.postgres());
     if (migrated.migrationsExecuted > 0) log.info("schema migrated to version {}", migrated.targetSchemaVersion);
 
-    joinCluster(system, config);
-
     boolean scriptedAllowed = store.embedded() || config.getBoolean("outboard.allow-scripted");
     ModelClients models = modelClients(config.getConfig("outboard.model"));
     SandboxProvider sandboxes = sandboxProvider(system, config, store);
@@ -132,6 +132,9 @@ public final class Main {
     SessionEntity.init(system, new SessionEntity.Services(models, router, index, sessionSettings, orgFiles,
         sandboxes, sandboxes == null ? null : SandboxHandle.Settings.from(config),
         sandboxes == null ? null : new SnapshotStore(db)));
+    // Join only now: a member whose sharding has not started yet makes the coordinator's
+    // majority writes wait for it, which stalls every hand-off in the cluster for seconds.
+    joinCluster(system, config);
 
     ApiKeys keys = new ApiKeys(db, config.getDuration("outboard.auth-cache-ttl"));
     if (store.embedded()) writeDevKey(keys, store.dataDir());
@@ -207,6 +210,19 @@ public final class Main {
     if (openai.configured("https://api.openai.com/v1")) clients.add(new RetryingModelClient(new OpenAiModel(openai), retry));
     for (ModelClient c : clients) log.info("model provider available: {}", c.provider());
     return new ModelClients(modelConfig.getString("default-provider"), clients.toArray(ModelClient[]::new));
+  }
+
+  /** {@code outboard.cluster.seed-nodes} ({@code OUTBOARD_SEED_NODES}) as {@code pekko.cluster.seed-nodes}. */
+  static Config seedNodesOverlay(Config config) {
+    String seeds = config.getString("outboard.cluster.seed-nodes").strip();
+    if (seeds.isEmpty()) return ConfigFactory.empty();
+    List<String> addresses = new ArrayList<>();
+    for (String seed : seeds.split(",")) {
+      String s = seed.strip();
+      if (s.isEmpty()) continue;
+      addresses.add(s.startsWith("pekko://") ? s : "pekko://" + SYSTEM_NAME + "@" + s);
+    }
+    return ConfigFactory.parseMap(java.util.Map.of("pekko.cluster.seed-nodes", addresses));
   }
 
   private static void joinCluster(ActorSystem<?> system, Config config) {

@@ -57,7 +57,8 @@ public final class HttpServer extends AllDirectives {
         log.error("could not bind the API to {}:{}: {}", host, port, error.getMessage());
         system.terminate();
       } else {
-        b.addToCoordinatedShutdown(java.time.Duration.ofSeconds(10), system);
+        // Requests in flight get up to 3 s (the phase timeout, cluster.conf); open SSE streams are cut then.
+        b.addToCoordinatedShutdown(java.time.Duration.ofSeconds(3), system);
         InetSocketAddress address = b.localAddress();
         log.info("API listening on http://{}:{}", address.getHostString(), address.getPort());
       }

@@ -19,6 +19,7 @@ import java.util.concurrent.TimeUnit;
 public final class NodeProcess implements AutoCloseable {
   private final String name;
   private final Map<String, String> env;
+  private final List<String> jvmArgs;
   private final Path logDir;
   private final String baseUrl;
   private final List<Path> logs = new ArrayList<>();
@@ -26,14 +27,34 @@ public final class NodeProcess implements AutoCloseable {
 
   /** {@code env} must hold at least {@code OUTBOARD_HTTP_PORT}; other {@code OUTBOARD_*} variables are not inherited. */
   public NodeProcess(String name, Map<String, String> env) {
+    this(name, env, List.of());
+  }
+
+  /** {@code jvmArgs} go before the main class, e.g. {@code -Dconfig.file=conf/cluster.conf}. */
+  public NodeProcess(String name, Map<String, String> env, List<String> jvmArgs) {
     this.name = name;
-    this.env = Map.copyOf(env);
+    this.env = new java.util.HashMap<>(env);
+    this.jvmArgs = List.copyOf(jvmArgs);
     this.logDir = Path.of(System.getProperty("basedir", "."), "target", "it-logs");
     this.baseUrl = "http://127.0.0.1:" + env.get("OUTBOARD_HTTP_PORT");
   }
 
   public String baseUrl() {
     return baseUrl;
+  }
+
+  public String name() {
+    return name;
+  }
+
+  /** The management port's base URL ({@code OUTBOARD_MANAGEMENT_PORT}). */
+  public String managementUrl() {
+    return "http://127.0.0.1:" + env.get("OUTBOARD_MANAGEMENT_PORT");
+  }
+
+  /** Changes one variable for the next {@link #start}, e.g. {@code OUTBOARD_APP_VERSION} for a new release. */
+  public void setEnv(String key, String value) {
+    env.put(key, value);
   }
 
   /** Starts the JVM (again) with the same environment. */
@@ -43,8 +64,10 @@ public final class NodeProcess implements AutoCloseable {
     Path log = logDir.resolve(name + "-" + (logs.size() + 1) + ".log");
     logs.add(log);
     String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-    ProcessBuilder pb = new ProcessBuilder(java, "-Xmx512m", "-XX:+ExitOnOutOfMemoryError",
-        "-cp", System.getProperty("java.class.path"), "dev.outboard.Main", "serve")
+    List<String> command = new ArrayList<>(List.of(java, "-Xmx512m", "-XX:+ExitOnOutOfMemoryError"));
+    command.addAll(jvmArgs);
+    command.addAll(List.of("-cp", System.getProperty("java.class.path"), "dev.outboard.Main", "serve"));
+    ProcessBuilder pb = new ProcessBuilder(command)
         .redirectErrorStream(true)
         .redirectOutput(log.toFile());
     pb.environment().keySet().removeIf(k -> k.startsWith("OUTBOARD_"));
@@ -68,6 +91,38 @@ public final class NodeProcess implements AutoCloseable {
       sleep(200);
     }
     throw new AssertionError(name + " was not ready within " + timeout + "\n" + logTails(80));
+  }
+
+  /**
+   * Waits until the management port's {@code /ready} answers 200 (member Up, sharding registered
+   * with its coordinator, no shutdown under way); fails early if the JVM exits.
+   */
+  public void awaitReadyProbe(Duration timeout) {
+    ApiClient management = new ApiClient(managementUrl(), null);
+    long deadline = System.nanoTime() + timeout.toNanos();
+    while (System.nanoTime() < deadline) {
+      if (!process.isAlive()) {
+        throw new AssertionError(name + " exited with " + process.exitValue() + " during start-up\n" + logTails(80));
+      }
+      try {
+        if (management.get("/ready").status() == 200) return;
+      } catch (UncheckedIOException notYet) {
+        // not listening yet
+      }
+      sleep(100);
+    }
+    throw new AssertionError(name + " was not ready within " + timeout + "\n" + logTails(80));
+  }
+
+  /** SIGTERM and waits for the JVM to exit; returns how long that took. Fails if it outlives {@code timeout}. */
+  public Duration terminate(Duration timeout) throws InterruptedException {
+    long t0 = System.nanoTime();
+    process.destroy();
+    if (!process.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
+      process.destroyForcibly();
+      throw new AssertionError(name + " did not exit within " + timeout + " of SIGTERM\n" + logTails(60));
+    }
+    return Duration.ofNanos(System.nanoTime() - t0);
   }
 
   /** SIGKILL on Linux: no shutdown hooks, no coordinated shutdown, open transactions lost. */
