@@ -53,6 +53,9 @@ import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.cluster.typed.Cluster;
 import org.apache.pekko.cluster.typed.Join;
+import org.apache.pekko.cluster.typed.JoinSeedNodes;
+import org.apache.pekko.actor.Address;
+import org.apache.pekko.actor.AddressFromURIString;
 import org.apache.pekko.management.cluster.bootstrap.ClusterBootstrap;
 import org.apache.pekko.management.javadsl.PekkoManagement;
 import org.apache.pekko.persistence.jdbc.query.javadsl.JdbcReadJournal;
@@ -88,7 +91,7 @@ public final class Main {
       System.exit(2);
       return;
     }
-    Config config = store.persistenceOverlay().withFallback(seedNodesOverlay(base)).withFallback(base).resolve();
+    Config config = store.persistenceOverlay().withFallback(base).resolve();
     ActorSystem<Void> system = ActorSystem.create(Behaviors.empty(), SYSTEM_NAME, config);
     try {
       start(system, store);
@@ -212,23 +215,33 @@ public final class Main {
     return new ModelClients(modelConfig.getString("default-provider"), clients.toArray(ModelClient[]::new));
   }
 
-  /** {@code outboard.cluster.seed-nodes} ({@code OUTBOARD_SEED_NODES}) as {@code pekko.cluster.seed-nodes}. */
-  static Config seedNodesOverlay(Config config) {
-    String seeds = config.getString("outboard.cluster.seed-nodes").strip();
-    if (seeds.isEmpty()) return ConfigFactory.empty();
-    List<String> addresses = new ArrayList<>();
-    for (String seed : seeds.split(",")) {
+  /**
+   * {@code outboard.cluster.seed-nodes} ({@code OUTBOARD_SEED_NODES}): comma-separated
+   * {@code host:port} or {@code pekko://outboard@host:port}. Joined from {@link #joinCluster}, once
+   * sharding is up, rather than through {@code pekko.cluster.seed-nodes}, which joins as soon as the
+   * ActorSystem starts.
+   */
+  static List<Address> seedNodes(Config config) {
+    List<Address> addresses = new ArrayList<>();
+    for (String seed : config.getString("outboard.cluster.seed-nodes").split(",")) {
       String s = seed.strip();
       if (s.isEmpty()) continue;
-      addresses.add(s.startsWith("pekko://") ? s : "pekko://" + SYSTEM_NAME + "@" + s);
+      try {
+        addresses.add(AddressFromURIString.parse(s.startsWith("pekko://") ? s : "pekko://" + SYSTEM_NAME + "@" + s));
+      } catch (RuntimeException e) {
+        throw new IllegalArgumentException("OUTBOARD_SEED_NODES: '" + s + "' is not host:port or pekko://" + SYSTEM_NAME + "@host:port");
+      }
     }
-    return ConfigFactory.parseMap(java.util.Map.of("pekko.cluster.seed-nodes", addresses));
+    return addresses;
   }
 
   private static void joinCluster(ActorSystem<?> system, Config config) {
     PekkoManagement.get(system).start();
+    List<Address> seeds = seedNodes(config);
     if (config.getBoolean("outboard.cluster.bootstrap")) {
       ClusterBootstrap.get(system).start();
+    } else if (!seeds.isEmpty()) {
+      Cluster.get(system).manager().tell(new JoinSeedNodes(seeds));
     } else if (config.getStringList("pekko.cluster.seed-nodes").isEmpty()) {
       Cluster cluster = Cluster.get(system);
       cluster.manager().tell(Join.create(cluster.selfMember().address()));

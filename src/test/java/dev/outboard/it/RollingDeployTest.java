@@ -191,7 +191,7 @@ class RollingDeployTest {
     for (String id : created) script.check(api(), id);
 
     try (Connection db = postgres.connection()) {
-      measureGaps(db);
+      measureGaps(db);  // also writes target/rolling-deploy-resumes.txt
     }
     report.forEach(line -> System.err.println("[rolling-test] " + line));
     if (!REPORT.isEmpty()) Files.write(Path.of(REPORT), report);
@@ -345,8 +345,9 @@ class RollingDeployTest {
    * count as crash recovery, all others as graceful hand-offs (SIGTERM and the rebalancing onto
    * the new nodes that follows it).
    */
-  private void measureGaps(Connection db) throws SQLException {
+  private void measureGaps(Connection db) throws SQLException, java.io.IOException {
     Disruption kill = disruptions.stream().filter(d -> d.kind().equals("kill")).findFirst().orElseThrow();
+    List<String> resumes = new ArrayList<>();
     List<Long> graceful = new ArrayList<>();
     List<Long> crash = new ArrayList<>();
     long longestPause = 0;
@@ -358,6 +359,8 @@ class RollingDeployTest {
         longestPause = Math.max(longestPause, pause);
         if (after.writer().equals(before.writer())) continue;
         long gap = Math.max(0, pause - LATENCY_MS);
+        resumes.add(String.format("%s resume, first event of the new incarnation %s, gap_ms=%d",
+            java.time.Instant.ofEpochMilli(before.atMs()), java.time.Instant.ofEpochMilli(after.atMs()), gap));
         if (before.atMs() < kill.startMs() && after.atMs() >= kill.startMs() && after.atMs() <= kill.endMs()) crash.add(gap);
         else graceful.add(gap);
       }
@@ -369,6 +372,12 @@ class RollingDeployTest {
     report.add("RESULT rolling_sigterm_gap " + summary(graceful));
     report.add("RESULT rolling_kill_gap " + summary(crash));
     report.add(String.format("RESULT rolling_longest_pause_ms=%d", longestPause));
+    for (Disruption d : disruptions) {
+      resumes.add(String.format("%s %s of node %d, until it was ready again at %s", java.time.Instant.ofEpochMilli(d.startMs()),
+          d.kind(), d.node(), java.time.Instant.ofEpochMilli(d.endMs())));
+    }
+    Collections.sort(resumes);
+    Files.write(Path.of(System.getProperty("basedir", "."), "target", "rolling-deploy-resumes.txt"), resumes);
   }
 
   private static String summary(List<Long> gaps) {
