@@ -76,10 +76,23 @@ class KubernetesManifestsTest {
   private static final String VERSION_LABEL = "app.kubernetes.io/version";
 
   /**
-   * What CoordinatedShutdown may take at most: its phase timeouts, bounded by the cluster config.
-   * The grace period must cover the preStop wait plus this.
+   * What CoordinatedShutdown may take at most: the sum of its phases' timeouts in the service's
+   * own configuration (src/main/resources/cluster.conf). The grace period must cover the preStop
+   * wait plus this.
    */
-  private static final int COORDINATED_SHUTDOWN_SECONDS = 30;
+  private static final long COORDINATED_SHUTDOWN_SECONDS = coordinatedShutdownBoundSeconds();
+
+  static long coordinatedShutdownBoundSeconds() {
+    com.typesafe.config.Config shutdown = com.typesafe.config.ConfigFactory.load().getConfig("pekko.coordinated-shutdown");
+    java.time.Duration fallback = shutdown.getDuration("default-phase-timeout");
+    com.typesafe.config.Config phases = shutdown.getConfig("phases");
+    java.time.Duration total = java.time.Duration.ZERO;
+    for (String phase : phases.root().keySet()) {
+      com.typesafe.config.Config p = phases.getConfig(com.typesafe.config.ConfigUtil.quoteString(phase));
+      total = total.plus(p.hasPath("timeout") ? p.getDuration("timeout") : fallback);
+    }
+    return total.toSeconds();
+  }
 
   /** The secrets that README "Deploy" tells the operator to create, with their keys. */
   private static final Map<String, Set<String>> DOCUMENTED_SECRETS = Map.of(
