@@ -6,6 +6,7 @@ import dev.outboard.memory.OrgFileOp.Outcome;
 import java.time.Duration;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
@@ -72,6 +73,8 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
   private final OrgFileStore store;
   private final Duration passivateAfter;
   private final ArrayDeque<Apply> queue = new ArrayDeque<>();
+  /** When each write not yet acknowledged arrived, for its latency. */
+  private final Map<Apply, Long> arrived = new IdentityHashMap<>();
   private boolean writing;
   private boolean stopping;
 
@@ -97,6 +100,7 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
 
   private Behavior<Command> onApply(Apply apply) {
     queue.add(apply);
+    arrived.put(apply, System.nanoTime());
     if (!writing) writeNext();
     return this;
   }
@@ -139,6 +143,8 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
     for (int i = 0; i < done.batch().size(); i++) {
       Outcome outcome = done.error() != null ? unavailable(done.error()) : done.outcomes().get(i);
       done.batch().get(i).replyTo().tell(outcome);
+      Long at = arrived.remove(done.batch().get(i));
+      if (at != null) dev.outboard.ops.Metrics.ORG_WRITE_SECONDS.observe(dev.outboard.ops.Metrics.secondsSince(at));
     }
     if (done.error() != null) getContext().getLog().error("org file write failed: {}", done.error().toString());
     if (!queue.isEmpty()) {
