@@ -22,6 +22,9 @@ import org.apache.pekko.cluster.sharding.typed.ClusterShardingSettings;
 import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
 import org.apache.pekko.cluster.sharding.typed.javadsl.Entity;
 import org.apache.pekko.cluster.sharding.typed.javadsl.EntityTypeKey;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import org.slf4j.MDC;
 
 /**
  * The single writer of one org's {@code /memory} and {@code /skills} files (sharded by org id, so
@@ -34,6 +37,7 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
 
   public static final EntityTypeKey<Command> ENTITY_KEY = EntityTypeKey.create(Command.class, "OrgMemory");
   private static final int MAX_BATCH = 500;
+  private static final Logger log = LoggerFactory.getLogger(OrgMemory.class);
 
   // ---------------------------------------------------------------- protocol
 
@@ -124,7 +128,10 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
         .exceptionallyCompose(e -> store.applyBatch(org, requests))
         .exceptionallyCompose(e -> {
           if (requests.size() == 1) return CompletableFuture.failedFuture(e);
-          getContext().getLog().warn("group write of {} failed ({}); writing one by one", requests.size(), e.toString());
+          // Off the actor's thread (a future's callback): its context must not be used here.
+          try (var mdc = MDC.putCloseable("org", org)) {
+            log.warn("group write of {} failed ({}); writing one by one", requests.size(), e.toString());
+          }
           CompletionStage<List<Outcome>> all = CompletableFuture.completedFuture(new ArrayList<>());
           for (OrgFileStore.Request r : requests) {
             all = all.thenCompose(done -> store.applyBatch(org, List.of(r))

@@ -12,6 +12,7 @@ import dev.outboard.model.ModelResponse;
 import dev.outboard.model.Secrets;
 import dev.outboard.model.Usage;
 import dev.outboard.ops.LiveStates;
+import dev.outboard.ops.LogContext;
 import dev.outboard.ops.Metrics;
 import dev.outboard.sandbox.SandboxHandle;
 import dev.outboard.sandbox.SandboxProvider;
@@ -279,9 +280,10 @@ public final class SessionEntity
 
   public static Behavior<Command> create(
       String sessionId, ActorRef<ClusterSharding.ShardCommand> shard, Services services) {
-    return Behaviors.<Command>setup(ctx -> Behaviors.withTimers(timers ->
-            Behaviors.withMdc(Command.class, Map.of("sessionId", sessionId),
-                new SessionEntity(sessionId, shard, services, ctx, timers))));
+    return Behaviors.<Command>setup(ctx -> Behaviors.withTimers(timers -> {
+      SessionEntity entity = new SessionEntity(sessionId, shard, services, ctx, timers);
+      return LogContext.everyMessage(Map.of("sessionId", sessionId), entity::orgMdc, entity);
+    }));
   }
 
   private final String sessionId;
@@ -300,6 +302,8 @@ public final class SessionEntity
   private ActorRef<SandboxHandle.Command> sandbox;
   /** When this idle session first stayed for its sandbox (0: it has not), see onIdleTimeout. */
   private long heldSinceNanos;
+  /** The org, once known: for the MDC of log lines. */
+  private String orgId;
   /** The turn whose duration turnStartNanos times (0: none), see afterPersist. */
   private int timedTurn;
   /** This entity asked sharding to passivate it: the Stop that follows is not a hand-off. */
@@ -381,6 +385,7 @@ public final class SessionEntity
 
   private ReplyEffect<Event, State> onCreate(State state, Create cmd) {
     Metrics.SESSIONS_STARTED.inc();
+    orgId = cmd.org();
     return Effect()
         .persist(new SessionStarted(sessionId, cmd.org(), cmd.user(), cmd.spec(), Instant.now()))
         .thenRun(journaled(this::afterPersist))
@@ -582,8 +587,10 @@ public final class SessionEntity
     if (sandbox == null) {
       ActorRef<SandboxHandle.Report> reports = ctx.messageAdapter(SandboxHandle.Report.class, SandboxReported::new);
       SandboxInfo known = state.sandbox();
-      sandbox = ctx.spawnAnonymous(SandboxHandle.create(services.sandboxes(), services.sandboxSettings(), reports,
-          known == null ? null : known.id(), known == null ? null : known.state(), services.snapshots(), state.id()));
+      sandbox = ctx.spawnAnonymous(LogContext.everyMessage(
+          state.org() == null ? Map.of("sessionId", state.id()) : Map.of("sessionId", state.id(), "org", state.org()),
+          SandboxHandle.create(services.sandboxes(), services.sandboxSettings(), reports,
+          known == null ? null : known.id(), known == null ? null : known.state(), services.snapshots(), state.id())));
       ctx.watchWith(sandbox, new SandboxStopped(sandbox));
     }
     return sandbox;
@@ -740,6 +747,9 @@ public final class SessionEntity
     if (state.status() != reported) {
       reported = state.status();
       liveStatus.set(state.status().wire());
+      if (state.status() == Status.FAILED && state.error() != null) {
+        ctx.getLog().warn("session failed: {}: {}", state.error().code(), state.error().message());
+      }
       services.observer().statusChanged(summary(state), seq);
     }
   }
@@ -757,8 +767,15 @@ public final class SessionEntity
   private ReplyEffect<Event, State> onStop(State state, Stop cmd) {
     if (!passivating && state.status() != Status.NEW) {
       Metrics.HANDOFFS.inc();
+      ctx.getLog().info("session {} handed off by sharding (rebalance or shutdown)", sessionId);
     }
     return Effect().stop().thenNoReply();
+  }
+
+  /** The MDC of this entity's log lines besides its session id: its org, once known. */
+  private Map<String, String> orgMdc(Object message) {
+    String known = orgId != null ? orgId : message instanceof Create c ? c.org() : null;
+    return known == null ? Map.of() : Map.of("org", known);
   }
 
   /** A finished session destroys its sandbox, if it has or had one. */
@@ -944,6 +961,7 @@ public final class SessionEntity
       return;
     }
     reported = state.status();
+    orgId = state.org();
     liveStatus.set(state.status().wire());
     Metrics.SESSION_RECOVERIES.inc();
     services.observer().statusChanged(summary(state), lastSequenceNumber(ctx));
