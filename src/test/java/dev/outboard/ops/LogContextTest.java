@@ -14,6 +14,9 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
 import dev.outboard.Json;
+import dev.outboard.memory.OrgFileOp;
+import dev.outboard.memory.OrgFileStore;
+import dev.outboard.memory.OrgMemory;
 import dev.outboard.model.ModelClients;
 import dev.outboard.model.ModelSpec;
 import dev.outboard.model.ModelSpec.ScriptedCall;
@@ -26,6 +29,8 @@ import dev.outboard.session.SessionSettings;
 import dev.outboard.session.SessionSpec;
 import dev.outboard.session.SessionFiles;
 import dev.outboard.session.Summary;
+import dev.outboard.store.Database;
+import dev.outboard.store.StoreSettings;
 import dev.outboard.vfs.Namespace;
 import dev.outboard.vfs.PathRouter;
 import java.nio.charset.StandardCharsets;
@@ -41,6 +46,7 @@ import java.util.concurrent.CopyOnWriteArrayList;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
 import org.apache.pekko.pattern.StatusReply;
 import org.apache.pekko.persistence.testkit.javadsl.EventSourcedBehaviorTestKit;
@@ -48,12 +54,14 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
+import org.junit.jupiter.api.io.TempDir;
 import org.slf4j.LoggerFactory;
 
 /**
  * Log lines of a session's actor and of its sandbox handle carry the session id and org in the MDC
  * (on the journal's callbacks too, where {@code Behaviors.withMdc} on the command class does not
- * reach), and {@code conf/logback-json.xml} writes the MDC into each JSON line.
+ * reach), an org writer's lines carry the org, and {@code conf/logback-json.xml} writes the MDC
+ * into each JSON line.
  */
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 class LogContextTest {
@@ -114,6 +122,30 @@ class LogContextTest {
   }
 
   @Test
+  void linesOfAnOrgWriterCarryTheOrg(@TempDir Path dir) {
+    // A store whose database is gone: every write fails, and the writer says so.
+    Database db = new Database(new StoreSettings("jdbc:h2:file:" + dir.resolve("db"), "sa", "", dir, true, 2),
+        kit.system().dispatchers().lookup(DispatcherSelector.fromConfig("outboard-blocking-dispatcher")));
+    db.close();
+    String org = "org-" + UUID.randomUUID();
+    TestProbe<ClusterSharding.ShardCommand> shard = kit.createTestProbe();
+    ActorRef<OrgMemory.Command> writer = kit.spawn(OrgMemory.create(org, shard.ref(), new OrgFileStore(db, 1024), Duration.ofMinutes(1)));
+    TestProbe<OrgFileOp.Outcome> replies = kit.createTestProbe();
+    // The first write goes alone; the next two queue behind it and go together (then one by one).
+    for (int i = 0; i < 3; i++) {
+      writer.tell(new OrgMemory.Apply(new OrgFileOp.Write("memory", "notes/" + i + ".md", "x", null),
+          new OrgFileOp.Origin(null, null, null), replies.ref()));
+    }
+    for (int i = 0; i < 3; i++) assertThat(replies.receiveMessage().ok()).isFalse();
+
+    ILoggingEvent failed = captured.await("org file write failed", org);
+    ILoggingEvent groupFailed = captured.await("group write of 2 failed", org);
+    for (ILoggingEvent line : List.of(failed, groupFailed)) {
+      assertThat(line.getMDCPropertyMap()).as(line.getFormattedMessage()).containsEntry("org", org);
+    }
+  }
+
+  @Test
   void jsonLogLinesCarryTheMdc() throws Exception {
     LoggerContext context = new LoggerContext();
     JoranConfigurator configurator = new JoranConfigurator();
@@ -157,9 +189,17 @@ class LogContextTest {
     }
 
     ILoggingEvent await(String text) {
+      return await(text, null);
+    }
+
+    /** The first line containing {@code text}, of a thread whose MDC has {@code org} (when not null). */
+    ILoggingEvent await(String text, String org) {
       long deadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();
       while (System.nanoTime() < deadline) {
-        for (ILoggingEvent e : events) if (e.getFormattedMessage().contains(text)) return e;
+        for (ILoggingEvent e : events) {
+          boolean orgs = org == null || e.getFormattedMessage().contains(org) || org.equals(e.getMDCPropertyMap().get("org"));
+          if (e.getFormattedMessage().contains(text) && orgs) return e;
+        }
         try {
           Thread.sleep(20);
         } catch (InterruptedException e) {
