@@ -129,8 +129,11 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
         .exceptionallyCompose(e -> {
           if (requests.size() == 1) return CompletableFuture.failedFuture(e);
           // Off the actor's thread (a future's callback): its context must not be used here.
-          try (var mdc = MDC.putCloseable("org", org)) {
+          MDC.put("org", org);
+          try {
             log.warn("group write of {} failed ({}); writing one by one", requests.size(), e.toString());
+          } finally {
+            MDC.remove("org");
           }
           CompletionStage<List<Outcome>> all = CompletableFuture.completedFuture(new ArrayList<>());
           for (OrgFileStore.Request r : requests) {
