@@ -19,6 +19,7 @@ import dev.outboard.model.ProviderSettings;
 import dev.outboard.model.RetryPolicy;
 import dev.outboard.model.RetryingModelClient;
 import dev.outboard.model.ScriptedModel;
+import dev.outboard.ops.ShardStats;
 import dev.outboard.sandbox.SandboxHandle;
 import dev.outboard.sandbox.SandboxProvider;
 import dev.outboard.sandbox.SnapshotStore;
@@ -50,6 +51,7 @@ import org.apache.pekko.Done;
 import org.apache.pekko.actor.CoordinatedShutdown;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.DispatcherSelector;
+import org.apache.pekko.actor.typed.Props;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.cluster.typed.Cluster;
 import org.apache.pekko.cluster.typed.Join;
@@ -135,6 +137,8 @@ public final class Main {
     SessionEntity.init(system, new SessionEntity.Services(models, router, index, sessionSettings, orgFiles,
         sandboxes, sandboxes == null ? null : SandboxHandle.Settings.from(config),
         sandboxes == null ? null : new SnapshotStore(db)));
+    system.systemActorOf(ShardStats.create(List.of(SessionEntity.ENTITY_KEY, OrgMemory.ENTITY_KEY),
+        config.getDuration("outboard.metrics.shard-stats-interval")), "shard-stats", Props.empty());
     // Join only now: a member whose sharding has not started yet makes the coordinator's
     // majority writes wait for it, which stalls every hand-off in the cluster for seconds.
     joinCluster(system, config);

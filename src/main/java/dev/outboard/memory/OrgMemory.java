@@ -6,6 +6,7 @@ import dev.outboard.memory.OrgFileOp.Outcome;
 import java.time.Duration;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
@@ -21,6 +22,9 @@ import org.apache.pekko.cluster.sharding.typed.ClusterShardingSettings;
 import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
 import org.apache.pekko.cluster.sharding.typed.javadsl.Entity;
 import org.apache.pekko.cluster.sharding.typed.javadsl.EntityTypeKey;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import org.slf4j.MDC;
 
 /**
  * The single writer of one org's {@code /memory} and {@code /skills} files (sharded by org id, so
@@ -33,6 +37,7 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
 
   public static final EntityTypeKey<Command> ENTITY_KEY = EntityTypeKey.create(Command.class, "OrgMemory");
   private static final int MAX_BATCH = 500;
+  private static final Logger log = LoggerFactory.getLogger(OrgMemory.class);
 
   // ---------------------------------------------------------------- protocol
 
@@ -72,6 +77,8 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
   private final OrgFileStore store;
   private final Duration passivateAfter;
   private final ArrayDeque<Apply> queue = new ArrayDeque<>();
+  /** When each write not yet acknowledged arrived, for its latency. */
+  private final Map<Apply, Long> arrived = new IdentityHashMap<>();
   private boolean writing;
   private boolean stopping;
 
@@ -97,6 +104,7 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
 
   private Behavior<Command> onApply(Apply apply) {
     queue.add(apply);
+    arrived.put(apply, System.nanoTime());
     if (!writing) writeNext();
     return this;
   }
@@ -120,7 +128,13 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
         .exceptionallyCompose(e -> store.applyBatch(org, requests))
         .exceptionallyCompose(e -> {
           if (requests.size() == 1) return CompletableFuture.failedFuture(e);
-          getContext().getLog().warn("group write of {} failed ({}); writing one by one", requests.size(), e.toString());
+          // Off the actor's thread (a future's callback): its context must not be used here.
+          MDC.put("org", org);
+          try {
+            log.warn("group write of {} failed ({}); writing one by one", requests.size(), e.toString());
+          } finally {
+            MDC.remove("org");
+          }
           CompletionStage<List<Outcome>> all = CompletableFuture.completedFuture(new ArrayList<>());
           for (OrgFileStore.Request r : requests) {
             all = all.thenCompose(done -> store.applyBatch(org, List.of(r))
@@ -139,6 +153,8 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
     for (int i = 0; i < done.batch().size(); i++) {
       Outcome outcome = done.error() != null ? unavailable(done.error()) : done.outcomes().get(i);
       done.batch().get(i).replyTo().tell(outcome);
+      Long at = arrived.remove(done.batch().get(i));
+      if (at != null) dev.outboard.ops.Metrics.ORG_WRITE_SECONDS.observe(dev.outboard.ops.Metrics.secondsSince(at));
     }
     if (done.error() != null) getContext().getLog().error("org file write failed: {}", done.error().toString());
     if (!queue.isEmpty()) {

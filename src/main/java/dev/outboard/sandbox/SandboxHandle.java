@@ -1,6 +1,7 @@
 package dev.outboard.sandbox;
 
 import com.typesafe.config.Config;
+import dev.outboard.ops.LiveStates;
 import dev.outboard.sandbox.SandboxProvider.Entry;
 import dev.outboard.sandbox.SandboxProvider.ExecResult;
 import dev.outboard.sandbox.SandboxProvider.Limits;
@@ -162,6 +163,8 @@ public final class SandboxHandle {
   /** A health check found the (hibernated) sandbox gone; the next call replaces it. */
   private boolean lost;
   private long generation;
+  /** This handle's sandbox in the node's sandboxes-by-state gauge. */
+  private final LiveStates.Member liveState = LiveStates.SANDBOXES.member();
 
   private SandboxHandle(SandboxProvider provider, Settings settings, ActorRef<Report> session, String knownId,
       String knownState, SnapshotStore snapshots, String sessionId, ActorContext<Command> ctx,
@@ -174,6 +177,7 @@ public final class SandboxHandle {
     this.sandboxId = knownId;
     this.reportedId = knownId;
     this.state = knownState == null ? "none" : knownState;
+    liveState.set(state);
     this.ctx = ctx;
     this.timers = timers;
     if (knownId != null) {
@@ -597,6 +601,7 @@ public final class SandboxHandle {
       }
     }
     destroyWhenCreated(); // its id would be known to no one; the next incarnation starts again
+    liveState.clear();
     return Behaviors.same();
   }
 
@@ -614,6 +619,7 @@ public final class SandboxHandle {
     boolean newId = sandboxId != null && !sandboxId.equals(reportedId);
     if (next.equals(state) && !newId) return;
     state = next;
+    liveState.set(next);
     reportedId = sandboxId == null ? reportedId : sandboxId;
     session.tell(new Report(next, sandboxId, replacedId));
   }

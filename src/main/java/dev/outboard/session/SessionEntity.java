@@ -11,6 +11,8 @@ import dev.outboard.model.ModelRequest;
 import dev.outboard.model.ModelResponse;
 import dev.outboard.model.Secrets;
 import dev.outboard.model.Usage;
+import dev.outboard.ops.LiveStates;
+import dev.outboard.ops.LogContext;
 import dev.outboard.ops.Metrics;
 import dev.outboard.sandbox.SandboxHandle;
 import dev.outboard.sandbox.SandboxProvider;
@@ -36,6 +38,7 @@ import java.util.concurrent.CompletionStage;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.PostStop;
 import org.apache.pekko.actor.typed.SupervisorStrategy;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.AskPattern;
@@ -44,6 +47,7 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
 import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
 import org.apache.pekko.cluster.sharding.typed.javadsl.Entity;
 import org.apache.pekko.cluster.sharding.typed.javadsl.EntityTypeKey;
+import org.apache.pekko.japi.function.Procedure;
 import org.apache.pekko.pattern.StatusReply;
 import org.apache.pekko.persistence.typed.PersistenceId;
 import org.apache.pekko.persistence.typed.RecoveryCompleted;
@@ -276,9 +280,10 @@ public final class SessionEntity
 
   public static Behavior<Command> create(
       String sessionId, ActorRef<ClusterSharding.ShardCommand> shard, Services services) {
-    return Behaviors.<Command>setup(ctx -> Behaviors.withTimers(timers ->
-            Behaviors.withMdc(Command.class, Map.of("sessionId", sessionId),
-                new SessionEntity(sessionId, shard, services, ctx, timers))));
+    return Behaviors.<Command>setup(ctx -> Behaviors.withTimers(timers -> {
+      SessionEntity entity = new SessionEntity(sessionId, shard, services, ctx, timers);
+      return LogContext.everyMessage(Map.of("sessionId", sessionId), entity::orgMdc, entity);
+    }));
   }
 
   private final String sessionId;
@@ -297,6 +302,13 @@ public final class SessionEntity
   private ActorRef<SandboxHandle.Command> sandbox;
   /** When this idle session first stayed for its sandbox (0: it has not), see onIdleTimeout. */
   private long heldSinceNanos;
+  /** The org, once known: for the MDC of log lines. */
+  private String orgId;
+  /** The turn whose duration turnStartNanos times (0: none), see afterPersist. */
+  private int timedTurn;
+  /** This entity asked sharding to passivate it: the Stop that follows is not a hand-off. */
+  private boolean passivating;
+  private final LiveStates.Member liveStatus = LiveStates.SESSIONS.member();
 
   private SessionEntity(String sessionId, ActorRef<ClusterSharding.ShardCommand> shard, Services services,
       ActorContext<Command> ctx, TimerScheduler<Command> timers) {
@@ -361,7 +373,7 @@ public final class SessionEntity
           if (c.child().equals(sandbox)) sandbox = null; // the next use starts another
           return Effect().none().thenNoReply();
         })
-        .onCommand(Stop.class, (s, c) -> Effect().stop().thenNoReply())
+        .onCommand(Stop.class, this::onStop)
         // A model answer or failure for a session that is no longer running (cancelled) is dropped.
         .onCommand(ModelAnswered.class, (s, c) -> Effect().none().thenNoReply())
         .onCommand(ModelFailed.class, (s, c) -> Effect().none().thenNoReply())
@@ -373,23 +385,24 @@ public final class SessionEntity
 
   private ReplyEffect<Event, State> onCreate(State state, Create cmd) {
     Metrics.SESSIONS_STARTED.inc();
+    orgId = cmd.org();
     return Effect()
         .persist(new SessionStarted(sessionId, cmd.org(), cmd.user(), cmd.spec(), Instant.now()))
-        .thenRun(this::afterPersist)
+        .thenRun(journaled(this::afterPersist))
         .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
   }
 
   private ReplyEffect<Event, State> onMessage(State state, AddMessage cmd) {
     return Effect()
         .persist(new UserMessageAdded(cmd.text(), Instant.now()))
-        .thenRun(this::afterPersist)
+        .thenRun(journaled(this::afterPersist))
         .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
   }
 
   private ReplyEffect<Event, State> onCancel(State state, Cancel cmd) {
     return Effect()
         .persist(new SessionCancelled(Instant.now()))
-        .thenRun(this::afterPersist)
+        .thenRun(journaled(this::afterPersist))
         .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
   }
 
@@ -408,14 +421,14 @@ public final class SessionEntity
     for (Block.ToolUse call : calls) events.add(new ToolCallStarted(msg.turn(), call.id(), call.name(), now));
     if (calls.stream().anyMatch(use -> needsOutsideSystem(state, use))) {
       // Record the answer and the starts now; the results follow in one more write.
-      return Effect().persist(events).thenRun(s -> runTools(s, msg.turn(), calls)).thenNoReply();
+      return Effect().persist(events).thenRun(journaled(s -> runTools(s, msg.turn(), calls))).thenNoReply();
     }
     events.addAll(executeTools(state.files(), msg.turn(), calls, now));
     if (calls.isEmpty() && response.stopReason() == ModelResponse.StopReason.MAX_TOKENS) {
       events.add(new SessionFailed("max_tokens", "the model's answer was cut off at its output token limit", now));
     }
     events.addAll(decideNext(fold(state, events), response.text(), now));
-    return Effect().persist(events).thenRun(this::afterPersist).thenNoReply();
+    return Effect().persist(events).thenRun(journaled(this::afterPersist)).thenNoReply();
   }
 
   /**
@@ -437,7 +450,7 @@ public final class SessionEntity
     }
     if (events.isEmpty()) return Effect().none().thenNoReply();
     events.addAll(decideNext(fold(state, events), "", Instant.now()));
-    return Effect().persist(events).thenRun(this::afterPersist).thenNoReply();
+    return Effect().persist(events).thenRun(journaled(this::afterPersist)).thenNoReply();
   }
 
   /** The call, when its arguments are valid (an invalid one gets its error from executeTool). */
@@ -489,8 +502,7 @@ public final class SessionEntity
     record Progress(SessionFiles files, List<Event> completions) {}
     CompletionStage<Progress> chain = CompletableFuture.completedFuture(new Progress(state.files(), new ArrayList<>()));
     for (Block.ToolUse use : calls) {
-      chain = chain.thenCompose(p -> executeToolAsync(state, p.files(), use, handle).thenApply(outcome -> {
-        Metrics.TOOL_CALLS.labelValues(ToolCatalog.spec(use.name()).isPresent() ? use.name() : "unknown", outcome.isError() ? "error" : "ok").inc();
+      chain = chain.thenCompose(p -> timedTool(use, () -> executeToolAsync(state, p.files(), use, handle)).thenApply(outcome -> {
         p.completions().add(new ToolCallCompleted(turn, use.id(), outcome.content(), outcome.isError(), outcome.change(), Instant.now()));
         return new Progress(outcome.change() == null ? p.files() : p.files().apply(outcome.change()), p.completions());
       }));
@@ -575,8 +587,10 @@ public final class SessionEntity
     if (sandbox == null) {
       ActorRef<SandboxHandle.Report> reports = ctx.messageAdapter(SandboxHandle.Report.class, SandboxReported::new);
       SandboxInfo known = state.sandbox();
-      sandbox = ctx.spawnAnonymous(SandboxHandle.create(services.sandboxes(), services.sandboxSettings(), reports,
-          known == null ? null : known.id(), known == null ? null : known.state(), services.snapshots(), state.id()));
+      sandbox = ctx.spawnAnonymous(LogContext.everyMessage(
+          state.org() == null ? Map.of("sessionId", state.id()) : Map.of("sessionId", state.id(), "org", state.org()),
+          SandboxHandle.create(services.sandboxes(), services.sandboxSettings(), reports,
+          known == null ? null : known.id(), known == null ? null : known.state(), services.snapshots(), state.id())));
       ctx.watchWith(sandbox, new SandboxStopped(sandbox));
     }
     return sandbox;
@@ -595,7 +609,7 @@ public final class SessionEntity
     }
     if (known == null || !r.state().equals(known.state())) events.add(new SandboxChanged(r.state(), now));
     if (events.isEmpty()) return Effect().none().thenNoReply();
-    return Effect().persist(events).thenNoReply();
+    return Effect().persist(events).thenRun(journaled(s -> { })).thenNoReply();
   }
 
   private ReplyEffect<Event, State> onModelFailed(State state, ModelFailed msg) {
@@ -603,7 +617,7 @@ public final class SessionEntity
     if (msg.turn() != state.turns() + 1 || !state.readyForModel()) return Effect().none().thenNoReply();
     return Effect()
         .persist(new SessionFailed(msg.code(), msg.message(), Instant.now()))
-        .thenRun(this::afterPersist)
+        .thenRun(journaled(this::afterPersist))
         .thenNoReply();
   }
 
@@ -624,6 +638,7 @@ public final class SessionEntity
       }
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
     } else {
+      passivating = true;
       shard.tell(new ClusterSharding.Passivate<>(ctx.getSelf()));
     }
     return Effect().none().thenNoReply();
@@ -650,12 +665,30 @@ public final class SessionEntity
   private List<Event> executeTools(SessionFiles files, int turn, List<Block.ToolUse> calls, Instant now) {
     List<Event> completions = new ArrayList<>();
     for (Block.ToolUse use : calls) {
+      long started = System.nanoTime();
       SessionFiles.Outcome outcome = executeTool(files, use);
       if (outcome.change() != null) files = files.apply(outcome.change());
-      Metrics.TOOL_CALLS.labelValues(ToolCatalog.spec(use.name()).isPresent() ? use.name() : "unknown", outcome.isError() ? "error" : "ok").inc();
+      recordToolCall(use, outcome, started);
       completions.add(new ToolCallCompleted(turn, use.id(), outcome.content(), outcome.isError(), outcome.change(), now));
     }
     return completions;
+  }
+
+  /** Runs a tool call that completes later, and records it with {@link #recordToolCall} when it does. */
+  private static CompletionStage<SessionFiles.Outcome> timedTool(
+      Block.ToolUse use, java.util.function.Supplier<CompletionStage<SessionFiles.Outcome>> call) {
+    long started = System.nanoTime();
+    return call.get().thenApply(outcome -> {
+      recordToolCall(use, outcome, started);
+      return outcome;
+    });
+  }
+
+  /** Counts a tool call by tool and outcome and records its duration by tool. */
+  private static void recordToolCall(Block.ToolUse use, SessionFiles.Outcome outcome, long startedNanos) {
+    String tool = ToolCatalog.spec(use.name()).isPresent() ? use.name() : "unknown";
+    Metrics.TOOL_CALLS.labelValues(tool, outcome.isError() ? "error" : "ok").inc();
+    Metrics.TOOL_CALL_SECONDS.labelValues(tool).observe(Metrics.secondsSince(startedNanos));
   }
 
   private SessionFiles.Outcome executeTool(SessionFiles files, Block.ToolUse use) {
@@ -699,6 +732,10 @@ public final class SessionEntity
   /** Side effects after a write: next model call, idle timer, sessions list. */
   private void afterPersist(State state) {
     long seq = lastSequenceNumber(ctx);
+    if (timedTurn != 0 && timedTurn == state.turns() && state.openCalls().isEmpty()) {
+      Metrics.TURN_SECONDS.observe(Metrics.secondsSince(turnStartNanos)); // the turn's last result is recorded
+      timedTurn = 0;
+    }
     if (state.status().finished()) destroySandbox(state);
     if (state.status() == Status.RUNNING) {
       timers.cancel(IdleTimeout.INSTANCE);
@@ -709,8 +746,36 @@ public final class SessionEntity
     }
     if (state.status() != reported) {
       reported = state.status();
+      liveStatus.set(state.status().wire());
+      if (state.status() == Status.FAILED && state.error() != null) {
+        ctx.getLog().warn("session failed: {}: {}", state.error().code(), state.error().message());
+      }
       services.observer().statusChanged(summary(state), seq);
     }
+  }
+
+  /** The callback of a persist, timing the journal write: from here (where the handler persists) to the callback. */
+  private Procedure<State> journaled(Procedure<State> then) {
+    long started = System.nanoTime();
+    return s -> {
+      Metrics.JOURNAL_WRITE_SECONDS.observe(Metrics.secondsSince(started));
+      then.apply(s);
+    };
+  }
+
+  /** Sharding stops the entity: after it asked to passivate, or to hand it off (rebalance, shutdown). */
+  private ReplyEffect<Event, State> onStop(State state, Stop cmd) {
+    if (!passivating && state.status() != Status.NEW) {
+      Metrics.HANDOFFS.inc();
+      ctx.getLog().info("session {} handed off by sharding (rebalance or shutdown)", sessionId);
+    }
+    return Effect().stop().thenNoReply();
+  }
+
+  /** The MDC of this entity's log lines besides its session id: its org, once known. */
+  private Map<String, String> orgMdc(Object message) {
+    String known = orgId != null ? orgId : message instanceof Create c ? c.org() : null;
+    return known == null ? Map.of() : Map.of("org", known);
   }
 
   /** A finished session destroys its sandbox, if it has or had one. */
@@ -726,6 +791,7 @@ public final class SessionEntity
     if (callInFlight == turn) return;
     callInFlight = turn;
     turnStartNanos = System.nanoTime();
+    timedTurn = turn;
     ModelClient client = services.models().get(state.spec().model().provider()).orElse(null);
     if (client == null) {
       ctx.getSelf().tell(new ModelFailed(turn, "model_unavailable",
@@ -742,7 +808,7 @@ public final class SessionEntity
     });
     ctx.pipeToSelf(answer, (response, error) -> {
       if (error == null) {
-        Metrics.TURN_SECONDS.observe((System.nanoTime() - turnStartNanos) / 1e9);
+        Metrics.MODEL_CALL_SECONDS.observe((System.nanoTime() - turnStartNanos) / 1e9);
         return new ModelAnswered(turn, response);
       }
       Throwable cause = error instanceof java.util.concurrent.CompletionException && error.getCause() != null ? error.getCause() : error;
@@ -884,7 +950,9 @@ public final class SessionEntity
 
   @Override
   public SignalHandler<State> signalHandler() {
-    return newSignalHandlerBuilder().onSignal(RecoveryCompleted.instance(), this::onRecovered).build();
+    return newSignalHandlerBuilder().onSignal(RecoveryCompleted.instance(), this::onRecovered)
+        .onSignal(PostStop.instance(), s -> liveStatus.clear())
+        .build();
   }
 
   private void onRecovered(State state) {
@@ -893,6 +961,9 @@ public final class SessionEntity
       return;
     }
     reported = state.status();
+    orgId = state.org();
+    liveStatus.set(state.status().wire());
+    Metrics.SESSION_RECOVERIES.inc();
     services.observer().statusChanged(summary(state), lastSequenceNumber(ctx));
     if (state.status() != Status.RUNNING) {
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
