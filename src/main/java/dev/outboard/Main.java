@@ -27,6 +27,7 @@ import dev.outboard.sandbox.bwrap.BwrapSandboxProvider;
 import dev.outboard.sandbox.local.UnisolatedSandboxProvider;
 import dev.outboard.sandbox.host.SandboxHostMain;
 import dev.outboard.sandbox.remote.RemoteSandboxProvider;
+import dev.outboard.session.RecoveryWarmup;
 import dev.outboard.session.SessionEntity;
 import dev.outboard.session.SessionEventStream;
 import dev.outboard.session.SessionIndex;
@@ -140,7 +141,10 @@ public final class Main {
     system.systemActorOf(ShardStats.create(List.of(SessionEntity.ENTITY_KEY, OrgMemory.ENTITY_KEY),
         config.getDuration("outboard.metrics.shard-stats-interval")), "shard-stats", Props.empty());
     // Join only now: a member whose sharding has not started yet makes the coordinator's
-    // majority writes wait for it, which stalls every hand-off in the cluster for seconds.
+    // majority writes wait for it, which stalls every hand-off in the cluster for seconds; and a
+    // cold JVM recovers the sessions handed to it several times slower than a warm one.
+    Config warmup = config.getConfig("outboard.cluster.recovery-warmup");
+    RecoveryWarmup.run(system, db, warmup.getInt("sessions"), warmup.getInt("rounds"), warmup.getDuration("budget"));
     joinCluster(system, config);
 
     ApiKeys keys = new ApiKeys(db, config.getDuration("outboard.auth-cache-ttl"));

@@ -36,6 +36,11 @@ public final class Metrics {
           .help("Sessions that recovered on this node from the journal (restart, hand-off, crash, or after passivation)")
           .register(REGISTRY);
 
+  public static final Histogram SESSION_RECOVERY_SECONDS =
+      Histogram.builder().name("outboard_session_recovery_seconds")
+          .help("Time from a session actor's start to the end of its recovery from snapshot and journal")
+          .classicUpperBounds(LATENCY_BOUNDS).register(REGISTRY);
+
   public static final Counter TOOL_CALLS =
       Counter.builder().name("outboard_tool_calls_total").help("Tool calls executed, by tool and outcome")
           .labelNames("tool", "outcome").register(REGISTRY);

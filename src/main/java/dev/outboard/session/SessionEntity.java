@@ -108,6 +108,11 @@ public final class SessionEntity
     INSTANCE
   }
 
+  /** The end of a hand-off: the step in flight is recorded, or the grace ran out. */
+  private enum HandOffNow implements Command {
+    INSTANCE
+  }
+
   /** The session's {@link SandboxHandle} reports a change. */
   private record SandboxReported(SandboxHandle.Report report) implements Command {}
 
@@ -308,7 +313,11 @@ public final class SessionEntity
   private int timedTurn;
   /** This entity asked sharding to passivate it: the Stop that follows is not a hand-off. */
   private boolean passivating;
+  /** Sharding asked this entity to stop while a step was in flight: it records the step, then stops. */
+  private boolean handingOff;
   private final LiveStates.Member liveStatus = LiveStates.SESSIONS.member();
+  /** When this incarnation started, for the recovery time. */
+  private final long startedNanos;
 
   private SessionEntity(String sessionId, ActorRef<ClusterSharding.ShardCommand> shard, Services services,
       ActorContext<Command> ctx, TimerScheduler<Command> timers) {
@@ -320,6 +329,7 @@ public final class SessionEntity
     this.ctx = ctx;
     this.timers = timers;
     this.scheduler = ctx.getSystem().scheduler();
+    this.startedNanos = System.nanoTime();
   }
 
   @Override
@@ -374,6 +384,7 @@ public final class SessionEntity
           return Effect().none().thenNoReply();
         })
         .onCommand(Stop.class, this::onStop)
+        .onCommand(HandOffNow.class, (s, c) -> Effect().stop().thenNoReply())
         // A model answer or failure for a session that is no longer running (cancelled) is dropped.
         .onCommand(ModelAnswered.class, (s, c) -> Effect().none().thenNoReply())
         .onCommand(ModelFailed.class, (s, c) -> Effect().none().thenNoReply())
@@ -421,7 +432,10 @@ public final class SessionEntity
     for (Block.ToolUse call : calls) events.add(new ToolCallStarted(msg.turn(), call.id(), call.name(), now));
     if (calls.stream().anyMatch(use -> needsOutsideSystem(state, use))) {
       // Record the answer and the starts now; the results follow in one more write.
-      return Effect().persist(events).thenRun(journaled(s -> runTools(s, msg.turn(), calls))).thenNoReply();
+      return Effect().persist(events).thenRun(journaled(s -> {
+        if (handingOff) ctx.getSelf().tell(HandOffNow.INSTANCE); // the next incarnation runs them (recovery)
+        else runTools(s, msg.turn(), calls);
+      })).thenNoReply();
     }
     events.addAll(executeTools(state.files(), msg.turn(), calls, now));
     if (calls.isEmpty() && response.stopReason() == ModelResponse.StopReason.MAX_TOKENS) {
@@ -740,7 +754,7 @@ public final class SessionEntity
     if (state.status() == Status.RUNNING) {
       timers.cancel(IdleTimeout.INSTANCE);
       heldSinceNanos = 0;
-      if (state.readyForModel()) callModel(state);
+      if (state.readyForModel() && !handingOff) callModel(state);
     } else {
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
     }
@@ -752,6 +766,7 @@ public final class SessionEntity
       }
       services.observer().statusChanged(summary(state), seq);
     }
+    if (handingOff && (state.status() != Status.RUNNING || state.readyForModel())) ctx.getSelf().tell(HandOffNow.INSTANCE);
   }
 
   /** The callback of a persist, timing the journal write: from here (where the handler persists) to the callback. */
@@ -763,11 +778,23 @@ public final class SessionEntity
     };
   }
 
-  /** Sharding stops the entity: after it asked to passivate, or to hand it off (rebalance, shutdown). */
+  /**
+   * Sharding stops the entity: after it asked to passivate, or to hand it off (rebalance,
+   * shutdown). A running session with a model call or tools in flight first records their outcome
+   * (at most {@code handoff-grace}), so that the next incarnation goes on from there instead of
+   * making the call again; it starts nothing new meanwhile.
+   */
   private ReplyEffect<Event, State> onStop(State state, Stop cmd) {
+    if (handingOff) return Effect().none().thenNoReply();
     if (!passivating && state.status() != Status.NEW) {
       Metrics.HANDOFFS.inc();
       ctx.getLog().info("session {} handed off by sharding (rebalance or shutdown)", sessionId);
+    }
+    boolean stepInFlight = callInFlight == state.turns() + 1 || !state.openCalls().isEmpty();
+    if (state.status() == Status.RUNNING && stepInFlight && !passivating) {
+      handingOff = true;
+      timers.startSingleTimer(HandOffNow.INSTANCE, services.settings().handoffGrace());
+      return Effect().none().thenNoReply();
     }
     return Effect().stop().thenNoReply();
   }
@@ -964,6 +991,10 @@ public final class SessionEntity
     orgId = state.org();
     liveStatus.set(state.status().wire());
     Metrics.SESSION_RECOVERIES.inc();
+    double recoverySeconds = (System.nanoTime() - startedNanos) / 1e9;
+    Metrics.SESSION_RECOVERY_SECONDS.observe(recoverySeconds);
+    ctx.getLog().info("session {} ({}) recovered at event {} in {} ms", sessionId, state.status().wire(),
+        lastSequenceNumber(ctx), Math.round(recoverySeconds * 1000));
     services.observer().statusChanged(summary(state), lastSequenceNumber(ctx));
     if (state.status() != Status.RUNNING) {
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());

@@ -9,7 +9,14 @@ public record SessionSettings(
     int defaultMaxTurns,
     int maxMaxTurns,
     int snapshotEvery,
-    SessionFiles.Limits fileLimits) {
+    SessionFiles.Limits fileLimits,
+    Duration handoffGrace) {
+
+  /** With the default hand-off grace (5 s). */
+  public SessionSettings(Duration passivateAfter, int defaultMaxTurns, int maxMaxTurns, int snapshotEvery,
+      SessionFiles.Limits fileLimits) {
+    this(passivateAfter, defaultMaxTurns, maxMaxTurns, snapshotEvery, fileLimits, Duration.ofSeconds(5));
+  }
 
   public static SessionSettings from(Config config) {
     Config c = config.getConfig("outboard.session");
@@ -21,6 +28,7 @@ public record SessionSettings(
         new SessionFiles.Limits(
             c.getBytes("max-file-bytes"),
             c.getBytes("max-total-file-bytes"),
-            (int) Math.min(Integer.MAX_VALUE, c.getBytes("max-tool-output-bytes"))));
+            (int) Math.min(Integer.MAX_VALUE, c.getBytes("max-tool-output-bytes"))),
+        c.getDuration("handoff-grace"));
   }
 }

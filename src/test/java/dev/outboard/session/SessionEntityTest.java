@@ -760,6 +760,37 @@ class SessionEntityTest {
     replies.expectTerminated(entity, Duration.ofSeconds(3));
   }
 
+  @Test
+  void aHandOffDuringAModelCallRecordsTheAnswerInFlightAndStartsNothingNew() {
+    Session s = session();
+    s.create(spec(slowly(600, "writing", use("write", "{'path': '/session/a', 'content': 'x'}")), say("done")));
+    s.es.runCommand(SessionEntity.Stop.INSTANCE);
+    // Still there, the call still in flight: nothing recorded, and it answers.
+    assertThat(success(s.get().reply()).turns()).isZero();
+    awaitTrue(() -> s.journalTypes().contains("ModelResponded"), "the answer in flight was recorded");
+    pause(300);
+    assertThat(s.journalTypes()).as("the answer and its /session tool, then nothing more")
+        .containsExactly("SessionStarted", "ModelResponded", "ToolCallStarted", "ToolCallCompleted");
+    assertThat(s.model.turnsAsked()).as("the next turn is left to the next incarnation").containsExactly(1);
+  }
+
+  @Test
+  void aHandOffStopsWhenTheGraceRunsOutWithTheCallStillInFlight() {
+    TestProbe<ClusterSharding.ShardCommand> shard = kit.createTestProbe();
+    TestProbe<StatusReply<Summary>> replies = kit.createTestProbe();
+    SessionSettings shortGrace = new SessionSettings(Duration.ofMinutes(2), 500, 10_000, 200, LIMITS, Duration.ofMillis(300));
+    SessionEntity.Services services = new SessionEntity.Services(new ModelClients("scripted", RecordingModel.scripted()),
+        new PathRouter(EnumSet.of(Namespace.SESSION)), new RecordingObserver(), shortGrace);
+    ActorRef<Command> entity = kit.spawn(SessionEntity.create("s-" + UUID.randomUUID(), shard.ref(), services));
+    // A model call that outlasts the grace: the entity stops when the grace runs out, not at its answer.
+    entity.tell(new Create("acme", "alice", spec(slowly(5_000, "slow", use("write", "{'path': '/session/a', 'content': 'x'}"))), replies.ref()));
+    assertThat(replies.receiveMessage().isSuccess()).isTrue();
+    long t0 = System.nanoTime();
+    entity.tell(SessionEntity.Stop.INSTANCE);
+    replies.expectTerminated(entity, Duration.ofSeconds(3));
+    assertThat(Duration.ofNanos(System.nanoTime() - t0)).isLessThan(Duration.ofSeconds(3));
+  }
+
   // ------------------------------------------------------------------ recovery (DESIGN.md §3)
 
   @Test
