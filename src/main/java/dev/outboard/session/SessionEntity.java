@@ -756,7 +756,7 @@ public final class SessionEntity
       heldSinceNanos = 0;
       if (state.readyForModel() && !handingOff) callModel(state);
     } else {
-      timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
+      timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().idleTimeout(state.status().finished()));
     }
     if (state.status() != reported) {
       reported = state.status();
@@ -997,7 +997,7 @@ public final class SessionEntity
         lastSequenceNumber(ctx), Math.round(recoverySeconds * 1000));
     services.observer().statusChanged(summary(state), lastSequenceNumber(ctx));
     if (state.status() != Status.RUNNING) {
-      timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
+      timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().idleTimeout(state.status().finished()));
     } else if (!state.openCalls().isEmpty()) {
       ctx.getSelf().tell(ResumeOpenCalls.INSTANCE);
     } else {

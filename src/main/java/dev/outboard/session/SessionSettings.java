@@ -10,12 +10,18 @@ public record SessionSettings(
     int maxMaxTurns,
     int snapshotEvery,
     SessionFiles.Limits fileLimits,
-    Duration handoffGrace) {
+    Duration handoffGrace,
+    Duration passivateFinishedAfter) {
 
-  /** With the default hand-off grace (5 s). */
+  /** With the default hand-off grace (5 s), and finished sessions passivating after {@code passivateAfter} too. */
   public SessionSettings(Duration passivateAfter, int defaultMaxTurns, int maxMaxTurns, int snapshotEvery,
       SessionFiles.Limits fileLimits) {
-    this(passivateAfter, defaultMaxTurns, maxMaxTurns, snapshotEvery, fileLimits, Duration.ofSeconds(5));
+    this(passivateAfter, defaultMaxTurns, maxMaxTurns, snapshotEvery, fileLimits, Duration.ofSeconds(5), passivateAfter);
+  }
+
+  /** How long a session idles in {@code status} before it passivates. */
+  public Duration idleTimeout(boolean finished) {
+    return finished && passivateFinishedAfter.compareTo(passivateAfter) < 0 ? passivateFinishedAfter : passivateAfter;
   }
 
   public static SessionSettings from(Config config) {
@@ -29,6 +35,7 @@ public record SessionSettings(
             c.getBytes("max-file-bytes"),
             c.getBytes("max-total-file-bytes"),
             (int) Math.min(Integer.MAX_VALUE, c.getBytes("max-tool-output-bytes"))),
-        c.getDuration("handoff-grace"));
+        c.getDuration("handoff-grace"),
+        c.getDuration("passivate-finished-after"));
   }
 }

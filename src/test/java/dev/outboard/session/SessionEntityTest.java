@@ -733,6 +733,20 @@ class SessionEntityTest {
   }
 
   @Test
+  void aFinishedSessionPassivatesSoonerThanAWaitingOne() {
+    SessionSettings quick = new SessionSettings(Duration.ofMinutes(2), 500, 10_000, 200, LIMITS, Duration.ofSeconds(5), Duration.ofMillis(300));
+    Session waiting = session(quick);
+    waiting.create(spec(50, true, say("waiting for you")));
+    waiting.awaitStatus(Status.WAITING);
+    waiting.shard.expectNoMessage(Duration.ofMillis(800));
+
+    Session done = session(quick);
+    done.create(spec(say("done")));
+    done.awaitStatus(Status.COMPLETED);
+    done.shard.expectMessageClass(ClusterSharding.Passivate.class, Duration.ofSeconds(3));
+  }
+
+  @Test
   void aWaitingSessionPassivatesToo() {
     Session s = session(settings(Duration.ofMillis(200), 200));
     s.create(spec(50, true, say("waiting for you")));
@@ -778,7 +792,7 @@ class SessionEntityTest {
   void aHandOffStopsWhenTheGraceRunsOutWithTheCallStillInFlight() {
     TestProbe<ClusterSharding.ShardCommand> shard = kit.createTestProbe();
     TestProbe<StatusReply<Summary>> replies = kit.createTestProbe();
-    SessionSettings shortGrace = new SessionSettings(Duration.ofMinutes(2), 500, 10_000, 200, LIMITS, Duration.ofMillis(300));
+    SessionSettings shortGrace = new SessionSettings(Duration.ofMinutes(2), 500, 10_000, 200, LIMITS, Duration.ofMillis(300), Duration.ofMinutes(2));
     SessionEntity.Services services = new SessionEntity.Services(new ModelClients("scripted", RecordingModel.scripted()),
         new PathRouter(EnumSet.of(Namespace.SESSION)), new RecordingObserver(), shortGrace);
     ActorRef<Command> entity = kit.spawn(SessionEntity.create("s-" + UUID.randomUUID(), shard.ref(), services));
