@@ -93,7 +93,8 @@ public final class Main {
       system = ActorSystem.create(Behaviors.empty(), "outboard", config);
     } catch (RuntimeException e) {
       StartupChecks.actorSystemFailed(e, config); // a busy remoting port names OUTBOARD_REMOTE_PORT
-      System.exit(1);
+      // The failed system shuts itself down and would exit the JVM with 0; nothing else has started.
+      Runtime.getRuntime().halt(1);
       return;
     }
     try {
