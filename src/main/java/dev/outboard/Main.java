@@ -20,6 +20,7 @@ import dev.outboard.model.RetryPolicy;
 import dev.outboard.model.RetryingModelClient;
 import dev.outboard.model.ScriptedModel;
 import dev.outboard.ops.ShardStats;
+import dev.outboard.ops.StartupChecks;
 import dev.outboard.sandbox.SandboxHandle;
 import dev.outboard.sandbox.SandboxProvider;
 import dev.outboard.sandbox.SnapshotStore;
@@ -95,13 +96,23 @@ public final class Main {
       return;
     }
     Config config = store.persistenceOverlay().withFallback(base).resolve();
-    ActorSystem<Void> system = ActorSystem.create(Behaviors.empty(), SYSTEM_NAME, config);
+    ActorSystem<Void> system;
+    try {
+      system = ActorSystem.create(Behaviors.empty(), SYSTEM_NAME, config);
+    } catch (RuntimeException e) {
+      StartupChecks.actorSystemFailed(e, config); // a busy remoting port names OUTBOARD_REMOTE_PORT
+      // The failed system shuts itself down and would exit the JVM with 0; nothing else has started.
+      Runtime.getRuntime().halt(1);
+      return;
+    }
     try {
       start(system, store);
+    } catch (StartupChecks.Failure e) {
+      log.error(e.getMessage());
+      StartupChecks.exit(system);
     } catch (RuntimeException | IOException e) {
       log.error("start-up failed: {}", e.toString(), e);
-      system.terminate();
-      System.exit(1);
+      StartupChecks.exit(system);
     }
   }
 
@@ -110,6 +121,7 @@ public final class Main {
     Config config = system.settings().config();
     log.info("storage: {}", store.describe());
     if (store.embedded()) Files.createDirectories(store.dataDir());
+    StartupChecks.database(store, config.getDuration("outboard.db.connect-timeout"));
 
     Database db = new Database(store, system.dispatchers().lookup(DispatcherSelector.fromConfig("outboard-blocking-dispatcher")));
     CoordinatedShutdown.get(system).addTask(CoordinatedShutdown.PhaseBeforeActorSystemTerminate(), "close-database", () -> {
@@ -122,6 +134,7 @@ public final class Main {
 
     boolean scriptedAllowed = store.embedded() || config.getBoolean("outboard.allow-scripted");
     ModelClients models = modelClients(config.getConfig("outboard.model"));
+    StartupChecks.models(models, scriptedAllowed, store.embedded());
     SandboxProvider sandboxes = sandboxProvider(system, config, store);
     EnumSet<Namespace> mounted = EnumSet.of(Namespace.SESSION, Namespace.MEMORY, Namespace.SKILLS);
     if (sandboxes != null) mounted.add(Namespace.WORKSPACE);
@@ -167,16 +180,20 @@ public final class Main {
    * {@code outboard.sandbox.host-url} ({@code serve --role sandbox-host}), or mount no /workspace.
    */
   private static SandboxProvider sandboxProvider(ActorSystem<?> system, Config config, StoreSettings store) {
-    if (!config.getBoolean("outboard.sandbox.enabled")) return null;
+    if (!config.getBoolean("outboard.sandbox.enabled")) {
+      log.info(StartupChecks.PREFIX + "sandboxes: disabled (OUTBOARD_SANDBOX_ENABLED=false); no /workspace or bash");
+      return null;
+    }
     if (!store.embedded()) {
       if (config.getBoolean("outboard.sandbox.allow-unisolated")) log.warn("outboard.sandbox.allow-unisolated is ignored outside embedded mode");
       String url = config.getString("outboard.sandbox.host-url");
       if (url.isBlank()) {
-        log.warn("no sandbox provider: set OUTBOARD_SANDBOX_HOST_URL to a sandbox host; /workspace and bash are unavailable");
+        log.warn(StartupChecks.PREFIX + "sandbox host: none; set OUTBOARD_SANDBOX_HOST_URL to a sandbox host; /workspace and bash are unavailable");
         return null;
       }
       RemoteSandboxProvider remote = new RemoteSandboxProvider(url, config.getString("outboard.sandbox.host-token"));
       log.info("sandboxes: sandbox host at {}", remote.baseUrl());
+      StartupChecks.sandboxHost(remote);
       return remote;
     }
     ExecutorService executor = Executors.newCachedThreadPool(r -> {
@@ -188,6 +205,7 @@ public final class Main {
     BwrapSandboxProvider bwrap = new BwrapSandboxProvider(dir, executor);
     SandboxProvider provider;
     if (bwrap.available()) {
+      StartupChecks.bwrap(bwrap);
       log.info("sandboxes: bubblewrap under {}", dir);
       provider = bwrap;
     } else if (config.getBoolean("outboard.sandbox.allow-unisolated")) {
@@ -196,7 +214,7 @@ public final class Main {
       log.warn("!!!!!!!! {} !!!!!!!!", UnisolatedSandboxProvider.WARNING);
       log.warn("sandboxes: UNISOLATED local processes under {} (bubblewrap is missing; outboard.sandbox.allow-unisolated = true)", dir);
     } else {
-      log.warn("sandboxes: {}; /workspace and bash calls will fail until it is (or set outboard.sandbox.allow-unisolated = true, for local development only)", SandboxHandle.BWRAP_MISSING);
+      log.warn(StartupChecks.PREFIX + "bwrap: {}; /workspace and bash calls will fail until it is (or set outboard.sandbox.allow-unisolated = true, for local development only)", SandboxHandle.BWRAP_MISSING);
       provider = bwrap;
     }
     CoordinatedShutdown.get(system).addTask(CoordinatedShutdown.PhaseServiceStop(), "stop-sandboxes", () -> {
@@ -219,7 +237,6 @@ public final class Main {
     if (anthropic.configured("https://api.anthropic.com")) clients.add(new RetryingModelClient(new AnthropicModel(anthropic), retry));
     ProviderSettings openai = ProviderSettings.from(modelConfig, "openai");
     if (openai.configured("https://api.openai.com/v1")) clients.add(new RetryingModelClient(new OpenAiModel(openai), retry));
-    for (ModelClient c : clients) log.info("model provider available: {}", c.provider());
     return new ModelClients(modelConfig.getString("default-provider"), clients.toArray(ModelClient[]::new));
   }
 
@@ -244,7 +261,7 @@ public final class Main {
   }
 
   private static void joinCluster(ActorSystem<?> system, Config config) {
-    PekkoManagement.get(system).start();
+    StartupChecks.awaitManagement(system, PekkoManagement.get(system).start());
     List<Address> seeds = seedNodes(config);
     if (config.getBoolean("outboard.cluster.bootstrap")) {
       ClusterBootstrap.get(system).start();

@@ -1,6 +1,7 @@
 package dev.outboard.api;
 
 import dev.outboard.ops.Metrics;
+import dev.outboard.ops.StartupChecks;
 import java.net.InetSocketAddress;
 import java.util.concurrent.CompletionStage;
 import org.apache.pekko.actor.typed.ActorSystem;
@@ -54,8 +55,8 @@ public final class HttpServer extends AllDirectives {
     CompletionStage<ServerBinding> binding = Http.get(system).newServerAt(host, port).bind(routes);
     return binding.whenComplete((b, error) -> {
       if (error != null) {
-        log.error("could not bind the API to {}:{}: {}", host, port, error.getMessage());
-        system.terminate();
+        log.error(StartupChecks.bindFailure(error, "API", host, port, "OUTBOARD_HTTP_PORT"));
+        StartupChecks.abort(system); // coordinated shutdown; a node that exits says 1
       } else {
         // Requests in flight get up to 3 s (the phase timeout, cluster.conf); open SSE streams are cut then.
         b.addToCoordinatedShutdown(java.time.Duration.ofSeconds(3), system);

@@ -115,7 +115,7 @@ class RollingDeployTest {
       env.put("OUTBOARD_SEED_NODES", seeds);
       env.put("OUTBOARD_APP_VERSION", "1.0.0");
       env.put("OUTBOARD_DATA_DIR", dataDir.toString());
-      nodes.add(new NodeProcess("rolling-node-" + i, env, List.of("-Dconfig.file=" + clusterConf)));
+      nodes.add(new NodeProcess("rolling-node-" + i, env, List.of("-Dconfig.file=" + clusterConf), List.of("serve")));
     }
     long t0 = System.nanoTime();
     for (NodeProcess n : nodes) n.start();

@@ -22,17 +22,27 @@ public final class NodeProcess implements AutoCloseable {
   private final List<String> jvmArgs;
   private final Path logDir;
   private final String baseUrl;
+  private final List<String> args;
   private final List<Path> logs = new ArrayList<>();
   private Process process;
 
-  /** {@code env} must hold at least {@code OUTBOARD_HTTP_PORT}; other {@code OUTBOARD_*} variables are not inherited. */
+  /**
+   * {@code env} must hold at least {@code OUTBOARD_HTTP_PORT}; other {@code OUTBOARD_*} variables
+   * (and the model providers' {@code ANTHROPIC_*} / {@code OPENAI_*}) are not inherited.
+   */
   public NodeProcess(String name, Map<String, String> env) {
-    this(name, env, List.of());
+    this(name, env, List.of(), List.of("serve"));
   }
 
-  /** {@code jvmArgs} go before the main class, e.g. {@code -Dconfig.file=conf/cluster.conf}. */
-  public NodeProcess(String name, Map<String, String> env, List<String> jvmArgs) {
+  /** With the command line {@code args} (e.g. {@code serve --role sandbox-host}). */
+  public NodeProcess(String name, Map<String, String> env, List<String> args) {
+    this(name, env, List.of(), args);
+  }
+
+  /** {@code jvmArgs} go before the main class (e.g. {@code -Dconfig.file=conf/cluster.conf}), {@code args} after it. */
+  public NodeProcess(String name, Map<String, String> env, List<String> jvmArgs, List<String> args) {
     this.name = name;
+    this.args = List.copyOf(args);
     this.env = new java.util.HashMap<>(env);
     this.jvmArgs = List.copyOf(jvmArgs);
     this.logDir = Path.of(System.getProperty("basedir", "."), "target", "it-logs");
@@ -66,11 +76,12 @@ public final class NodeProcess implements AutoCloseable {
     String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
     List<String> command = new ArrayList<>(List.of(java, "-Xmx512m", "-XX:+ExitOnOutOfMemoryError"));
     command.addAll(jvmArgs);
-    command.addAll(List.of("-cp", System.getProperty("java.class.path"), "dev.outboard.Main", "serve"));
+    command.addAll(List.of("-cp", System.getProperty("java.class.path"), "dev.outboard.Main"));
+    command.addAll(args);
     ProcessBuilder pb = new ProcessBuilder(command)
         .redirectErrorStream(true)
         .redirectOutput(log.toFile());
-    pb.environment().keySet().removeIf(k -> k.startsWith("OUTBOARD_"));
+    pb.environment().keySet().removeIf(k -> k.startsWith("OUTBOARD_") || k.startsWith("ANTHROPIC_") || k.startsWith("OPENAI_"));
     pb.environment().putAll(env);
     process = pb.start();
   }
@@ -130,6 +141,20 @@ public final class NodeProcess implements AutoCloseable {
     process.destroyForcibly();
     if (!process.waitFor(30, TimeUnit.SECONDS)) throw new AssertionError(name + " did not die within 30 s of SIGKILL");
     return process.exitValue();
+  }
+
+  /** Waits for the JVM to end by itself; its exit code, or an AssertionError (the JVM is killed) after {@code timeout}. */
+  public int awaitExit(Duration timeout) throws InterruptedException {
+    if (!process.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
+      process.destroyForcibly();
+      throw new AssertionError(name + " did not exit within " + timeout + "\n" + logTails(80));
+    }
+    return process.exitValue();
+  }
+
+  /** The whole log of the latest start. */
+  public String log() throws IOException {
+    return Files.readString(logs.get(logs.size() - 1), StandardCharsets.UTF_8);
   }
 
   public boolean isAlive() {

@@ -1,20 +1,26 @@
 package dev.outboard.sandbox.bwrap;
 
 import dev.outboard.sandbox.shell.ShellSandboxProvider;
+import dev.outboard.sandbox.shell.ShellSupport;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermission;
 import java.nio.file.attribute.PosixFilePermissions;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Executor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 
 /**
  * Sandboxes on this machine with bubblewrap (DESIGN.md §4, §7): each sandbox's shell
@@ -46,7 +52,11 @@ public final class BwrapSandboxProvider extends ShellSandboxProvider {
   private static final List<String> AS_SANDBOX_USER =
       List.of("/usr/bin/setpriv", "--reuid=" + SANDBOX_ID, "--regid=" + SANDBOX_ID, "--clear-groups", "--");
 
+  /** How long the start-up probe's trivial sandbox may take. */
+  static final Duration PROBE_TIMEOUT = Duration.ofSeconds(10);
+
   private final Optional<Path> bwrap;
+  private final Executor executor;
   private final boolean hostRoot;
   private Path etc;
 
@@ -58,6 +68,7 @@ public final class BwrapSandboxProvider extends ShellSandboxProvider {
   BwrapSandboxProvider(Path root, Executor executor, Optional<Path> bwrap) {
     super(root, executor, "bwrap");
     this.bwrap = bwrap;
+    this.executor = executor;
     this.hostRoot = currentUid() == 0;
   }
 
@@ -83,6 +94,11 @@ public final class BwrapSandboxProvider extends ShellSandboxProvider {
 
   @Override
   protected ShellCommand shellCommand(Path workspace) {
+    return new ShellCommand(argv(workspace, List.of("/usr/bin/bash", "--noprofile", "--norc")), root, Map.of("PATH", SANDBOX_PATH));
+  }
+
+  /** The command line of a sandbox with {@code workspace} that runs {@code command}. */
+  private List<String> argv(Path workspace, List<String> command) {
     List<String> argv = new ArrayList<>();
     if (hostRoot) {
       argv.addAll(AS_SANDBOX_USER);
@@ -116,8 +132,67 @@ public final class BwrapSandboxProvider extends ShellSandboxProvider {
     argv.addAll(List.of("--setenv", "LANG", "C.UTF-8"));
     argv.addAll(List.of("--uid", String.valueOf(SANDBOX_ID), "--gid", String.valueOf(SANDBOX_ID)));
     argv.addAll(List.of("--hostname", "sandbox"));
-    argv.addAll(List.of("/usr/bin/bash", "--noprofile", "--norc"));
-    return new ShellCommand(argv, root, Map.of("PATH", SANDBOX_PATH));
+    argv.addAll(command);
+    return argv;
+  }
+
+  /**
+   * Whether sandboxes can start here: one trivial sandbox ({@code true}) with the same command
+   * line, user and namespaces as every sandbox, in a scratch workspace under the root that is
+   * removed again. Not usable: {@link BwrapDiagnosis} says why, quoting bwrap's stderr.
+   */
+  public Probe probe() {
+    if (bwrap.isEmpty()) {
+      return new Probe(false, NOT_INSTALLED);
+    }
+    Path dir = root.resolve(".probe");
+    try {
+      ShellSupport.deleteTree(dir);
+      Path workspace = dir.resolve("workspace");
+      createWorkspace(workspace);
+      long started = System.nanoTime();
+      Run run = run(argv(workspace, List.of("/usr/bin/true")));
+      long millis = (System.nanoTime() - started) / 1_000_000;
+      if (run.exitCode() == 0) {
+        String version = run(List.of(bwrap.get().toString(), "--version")).output().strip();
+        return new Probe(true, bwrap.get() + (version.isEmpty() ? "" : ", " + version) + "; a trivial sandbox started in " + millis + " ms");
+      }
+      String said = run.exitCode() < 0 ? run.output() + " (no exit within " + PROBE_TIMEOUT.toSeconds() + " s)" : run.output();
+      return new Probe(false, BwrapDiagnosis.explain(said, BwrapDiagnosis::procSys) + " (exit " + run.exitCode() + ")");
+    } catch (IOException | RuntimeException e) {
+      return new Probe(false, "the probe could not run: " + e.getMessage());
+    } finally {
+      ShellSupport.deleteTree(dir);
+    }
+  }
+
+  /** What {@link #probe} found; {@code detail} says which bwrap, or why it cannot start sandboxes. */
+  public record Probe(boolean usable, String detail) {}
+
+  private record Run(int exitCode, String output) {}
+
+  /** Runs {@code argv} to its end (stdout and stderr together; exit -1: killed at the timeout). */
+  private Run run(List<String> argv) throws IOException {
+    ProcessBuilder builder = new ProcessBuilder(argv).redirectErrorStream(true).directory(root.toFile());
+    builder.environment().clear();
+    builder.environment().put("PATH", SANDBOX_PATH);
+    Process process = builder.start();
+    process.getOutputStream().close();
+    CompletableFuture<byte[]> output = CompletableFuture.supplyAsync(() -> ShellSupport.readAll(process.getInputStream()), executor);
+    try {
+      if (!process.waitFor(PROBE_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)) {
+        process.toHandle().descendants().forEach(ProcessHandle::destroyForcibly);
+        process.destroyForcibly();
+        return new Run(-1, new String(output.get(5, TimeUnit.SECONDS), StandardCharsets.UTF_8));
+      }
+      return new Run(process.exitValue(), new String(output.get(5, TimeUnit.SECONDS), StandardCharsets.UTF_8));
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      process.destroyForcibly();
+      throw new IllegalStateException("interrupted", e);
+    } catch (ExecutionException | TimeoutException e) {
+      return new Run(process.isAlive() ? -1 : process.exitValue(), "");
+    }
   }
 
   /** bwrap → bwrap (pid 1 inside) → bash. */

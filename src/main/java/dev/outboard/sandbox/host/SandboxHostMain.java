@@ -2,6 +2,7 @@ package dev.outboard.sandbox.host;
 
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
+import dev.outboard.ops.StartupChecks;
 import dev.outboard.sandbox.bwrap.BwrapSandboxProvider;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -49,8 +50,7 @@ public final class SandboxHostMain {
       start(system, token);
     } catch (RuntimeException | IOException e) {
       log.error("sandbox host start-up failed: {}", e.toString(), e);
-      system.terminate();
-      System.exit(1);
+      StartupChecks.exit(system);
     }
   }
 
@@ -65,7 +65,8 @@ public final class SandboxHostMain {
       return t;
     });
     BwrapSandboxProvider provider = new BwrapSandboxProvider(root, executor);
-    if (!provider.available()) log.warn("sandbox host: {}; every create will fail until it is", BwrapSandboxProvider.NOT_INSTALLED);
+    if (!provider.available()) log.warn(StartupChecks.PREFIX + "bwrap: {}; every create will fail until it is", BwrapSandboxProvider.NOT_INSTALLED);
+    else StartupChecks.bwrap(provider);
     SandboxHostServer server = new SandboxHostServer(provider, token, host.getBytes("max-body-bytes"));
     CoordinatedShutdown.get(system).addTask(CoordinatedShutdown.PhaseServiceStop(), "stop-sandboxes", () -> {
       provider.close();
@@ -73,8 +74,7 @@ public final class SandboxHostMain {
       return CompletableFuture.completedFuture(Done.getInstance());
     });
     log.info("sandbox host: bubblewrap sandboxes under {}", root);
-    server.start(system, host.getString("interface"), host.getInt("port")).whenComplete((b, e) -> {
-      if (e != null) system.terminate();
-    });
+    StartupChecks.exitUnlessBound(system, server.start(system, host.getString("interface"), host.getInt("port")),
+        "sandbox host API", host.getString("interface"), host.getInt("port"), "OUTBOARD_SANDBOX_HOST_PORT");
   }
 }

@@ -43,6 +43,7 @@ import org.slf4j.LoggerFactory;
  * constant time.
  *
  * <pre>
+ * GET    /v1/health                                                                 → {status: "ok"} (checks the token)
  * POST   /v1/sandboxes                  {limits, snapshot (base64 tar, optional)} → 201 {id}
  * POST   /v1/sandboxes/{id}/exec        {executionId, command, timeoutMs}           → {exitCode, output, truncated, timedOut, tookNanos, firstOutputNanos}
  * GET    /v1/sandboxes/{id}/files?path=                                             → {content}
@@ -143,9 +144,7 @@ public final class SandboxHostServer extends AllDirectives {
   /** Binds the API; the binding is unbound by the system's coordinated shutdown. */
   public CompletionStage<ServerBinding> start(ActorSystem<?> system, String host, int port) {
     return Http.get(system).newServerAt(host, port).bind(routes()).whenComplete((b, error) -> {
-      if (error != null) {
-        log.error("could not bind the sandbox host API to {}:{}: {}", host, port, error.getMessage());
-      } else {
+      if (error == null) { // a failure is the caller's to report (SandboxHostMain names the variable)
         b.addToCoordinatedShutdown(Duration.ofSeconds(10), system);
         InetSocketAddress address = b.localAddress();
         log.info("sandbox host API listening on http://{}:{}", address.getHostString(), address.getPort());
@@ -154,7 +153,7 @@ public final class SandboxHostServer extends AllDirectives {
   }
 
   public Route routes() {
-    return HttpServer.api(authenticated(() -> pathPrefix("sandboxes", () -> concat(
+    return HttpServer.api(authenticated(() -> concat(health(), pathPrefix("sandboxes", () -> concat(
         pathEnd(() -> post(() -> JsonSupport.body(CreateRequest.class, maxBodyBytes, this::create))),
         pathPrefix(PathMatchers.segment(), id -> concat(
             pathEnd(() -> delete(() -> JsonSupport.noBody(() -> reply(() -> provider.destroy(id), StatusCodes.NO_CONTENT, v -> null)))),
@@ -172,7 +171,13 @@ public final class SandboxHostServer extends AllDirectives {
                 bytes -> new Snapshot(Base64.getEncoder().encodeToString(bytes)))))),
             path("salvage", () -> post(() -> JsonSupport.noBody(() -> reply(() -> provider.salvage(id), StatusCodes.OK,
                 bytes -> new Snapshot(bytes == null ? null : Base64.getEncoder().encodeToString(bytes)))))),
-            path("state", () -> get(() -> reply(() -> provider.state(id), StatusCodes.OK, s -> new StateJson(s.name()))))))))));
+            path("state", () -> get(() -> reply(() -> provider.state(id), StatusCodes.OK, s -> new StateJson(s.name())))))))))));
+  }
+
+  /** A harness node's start-up check: the host answers and takes its token. */
+  private Route health() {
+    return path("health", () -> get(() -> complete(HttpResponse.create()
+        .withEntity(HttpEntities.create(ContentTypes.APPLICATION_JSON, "{\"status\":\"ok\"}")))));
   }
 
   private Route create(CreateRequest r) {

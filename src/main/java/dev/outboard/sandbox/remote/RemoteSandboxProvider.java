@@ -150,6 +150,20 @@ public final class RemoteSandboxProvider implements SandboxProvider {
         .thenApply(body -> State.valueOf(parse(body, StateJson.class).state()));
   }
 
+  /**
+   * {@code GET /v1/health} with this node's token, within {@code timeout}: the HTTP status (401: the
+   * token is refused); fails when the host cannot be reached. For the start-up check.
+   */
+  public CompletionStage<Integer> health(Duration timeout) {
+    HttpRequest request = HttpRequest.newBuilder(URI.create(baseUrl + "/v1/health"))
+        .timeout(timeout)
+        .header("Authorization", authorization)
+        .header("Accept", "application/json")
+        .GET()
+        .build();
+    return http.sendAsync(request, HttpResponse.BodyHandlers.discarding()).thenApply(HttpResponse::statusCode);
+  }
+
   /** Nothing to release: the sandboxes belong to the host and outlive this node. */
   @Override
   public void close() {}

@@ -81,6 +81,8 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
   /** How long a killed command may take to end before the sandbox is given up. */
   static final long KILL_GRACE_MS = 5000;
   private static final long MAX_READ_BYTES = 10L << 20;
+  /** How much of what a shell printed when it failed to start goes into the error. */
+  static final int START_OUTPUT_CHARS = 2000;
   /** The ids this provider hands out; also the names of their directories under the root. */
   private static final Pattern SANDBOX_ID = Pattern.compile("sbx-[0-9a-f]{32}");
 
@@ -526,15 +528,36 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
               + "; __ob_next; __ob_mark; else __ob_next; fi; done 2>/dev/null\n";
       EndMarkerScanner ready = new EndMarkerScanner(nonce, 64 * 1024);
       try {
-        send(init);
+        sendStart(init);
         readUntilMarker(ready);
       } catch (SandboxGoneException e) {
         String why = ready.output().strip();
         stopProcesses();
-        throw new IllegalStateException(startFailure() + ": " + (why.isEmpty() ? e.getMessage() : why));
+        throw new IllegalStateException(startFailure() + ": " + (why.isEmpty() ? e.getMessage() : capped(why)));
       }
       state = State.ACTIVE;
       processGroup(); // looked up now, while the shell is bwrap's init's only child
+    }
+
+    /**
+     * Sends the start line. A shell that ended before reading it (bwrap failed at once) is not
+     * stopped here, which would close its output: it is read to its end, so that what it printed
+     * (bwrap's stderr) makes the error.
+     */
+    private void sendStart(String init) {
+      try {
+        stdin.write(init.getBytes(StandardCharsets.UTF_8));
+        stdin.flush();
+      } catch (IOException e) {
+        try {
+          if (process.waitFor(5, TimeUnit.SECONDS)) {
+            return;
+          }
+        } catch (InterruptedException interrupted) {
+          Thread.currentThread().interrupt();
+        }
+        throw died("its shell no longer reads commands", false);
+      }
     }
 
     CompletionStage<ExecResult> exec(String executionId, String command, Duration timeout) {
@@ -909,6 +932,13 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
     } catch (IOException | RuntimeException e) {
       return 0;
     }
+  }
+
+  /** A start failure's output (bwrap's stderr, say) on one line, capped at {@value #START_OUTPUT_CHARS} characters. */
+  static String capped(String output) {
+    String line = output.strip().replaceAll("\\s*[\\r\\n]+\\s*", " | ");
+    return line.length() <= START_OUTPUT_CHARS ? line
+        : line.substring(0, START_OUTPUT_CHARS) + "… [" + (line.length() - START_OUTPUT_CHARS) + " more characters]";
   }
 
   private static void newline(StringBuilder output) {
