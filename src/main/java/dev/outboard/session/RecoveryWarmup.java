@@ -39,18 +39,21 @@ public final class RecoveryWarmup {
 
   private RecoveryWarmup() {}
 
-  /** Replays up to {@code sessions} recent sessions (and their shards' entity stores), {@code rounds} times, within {@code budget}. */
-  public static void run(ActorSystem<?> system, Database db, int sessions, int rounds, Duration budget) {
-    if (sessions <= 0) return;
+  /**
+   * Replays up to {@code sessions} recent sessions (and their shards' entity stores), {@code rounds}
+   * times, within {@code budget}; returns the number of events replayed (0 when it did nothing).
+   */
+  public static long run(ActorSystem<?> system, Database db, int sessions, int rounds, Duration budget) {
+    if (sessions <= 0) return 0;
     long t0 = System.nanoTime();
     List<String> ids;
     try {
       ids = recentPersistenceIds(db, sessions);
     } catch (SQLException e) {
       log.warn("recovery warm-up skipped: {}", e.getMessage());
-      return;
+      return 0;
     }
-    if (ids.isEmpty() || rounds <= 0) return;
+    if (ids.isEmpty() || rounds <= 0) return 0;
     long events = 0;
     for (int round = 0; round < rounds; round++) {
       List<CompletableFuture<Integer>> done = new ArrayList<>();
@@ -65,15 +68,16 @@ public final class RecoveryWarmup {
         CompletableFuture.allOf(done.toArray(CompletableFuture[]::new)).get(Math.max(0, left), TimeUnit.NANOSECONDS);
       } catch (TimeoutException e) {
         log.info("recovery warm-up stopped at its budget of {}", budget);
-        return;
+        return events;
       } catch (Exception e) {
         log.warn("recovery warm-up failed: {}", e.toString());
-        return;
+        return events;
       }
       for (CompletableFuture<Integer> f : done) events += f.join();
     }
     log.info("recovery warm-up: {} replays of {} journals ({} events) in {} ms", rounds * ids.size(), ids.size(), events,
         (System.nanoTime() - t0) / 1_000_000);
+    return events;
   }
 
   /** The most recently written sessions, and the remembered-entity stores of the shards they are in. */
@@ -81,8 +85,9 @@ public final class RecoveryWarmup {
     Set<String> ids = new LinkedHashSet<>();
     try (Connection c = db.dataSource().getConnection();
         PreparedStatement st = c.prepareStatement(
-            "SELECT persistence_id FROM event_journal WHERE ordering > (SELECT COALESCE(MAX(ordering), 0) - 5000 FROM event_journal)"
-                + " ORDER BY ordering DESC")) {
+            // quoted: the H2 schema's names are lower case too
+            "SELECT \"persistence_id\" FROM \"event_journal\" WHERE \"ordering\" >"
+                + " (SELECT COALESCE(MAX(\"ordering\"), 0) - 5000 FROM \"event_journal\") ORDER BY \"ordering\" DESC")) {
       st.setMaxRows(5000);
       try (ResultSet rs = st.executeQuery()) {
         int sessions = 0;

@@ -31,6 +31,7 @@ public final class InProcessNode implements AutoCloseable {
   private final String baseUrl;
   private final String adminToken;
   private final Path dataDir;
+  private dev.outboard.store.Database database;
 
   private InProcessNode(ActorSystem<Void> system, String baseUrl, String adminToken, Path dataDir) {
     this.system = system;
@@ -85,7 +86,7 @@ public final class InProcessNode implements AutoCloseable {
     ActorSystem<Void> system = ActorSystem.create(Behaviors.empty(), "outboard", config);
     InProcessNode node = new InProcessNode(system, "http://127.0.0.1:" + ports[0], adminToken, dataDir);
     try {
-      Main.start(system, store);
+      node.database = Main.start(system, store);
       node.awaitApi();
     } catch (IOException | RuntimeException | Error e) {
       node.close();
@@ -117,6 +118,11 @@ public final class InProcessNode implements AutoCloseable {
 
   public String baseUrl() {
     return baseUrl;
+  }
+
+  /** The node's database (its pool; the node closes it). */
+  public dev.outboard.store.Database database() {
+    return database;
   }
 
   public ActorSystem<Void> system() {
