@@ -88,20 +88,7 @@ public final class NodeProcess implements AutoCloseable {
 
   /** Waits until the API answers an anonymous request with 401; fails early if the JVM exits. */
   public void awaitReady(Duration timeout) {
-    ApiClient anonymous = new ApiClient(baseUrl, null);
-    long deadline = System.nanoTime() + timeout.toNanos();
-    while (System.nanoTime() < deadline) {
-      if (!process.isAlive()) {
-        throw new AssertionError(name + " exited with " + process.exitValue() + " during start-up\n" + logTails(80));
-      }
-      try {
-        if (anonymous.get("/v1/sessions").status() == 401) return;
-      } catch (UncheckedIOException notYet) {
-        // not listening yet
-      }
-      sleep(200);
-    }
-    throw new AssertionError(name + " was not ready within " + timeout + "\n" + logTails(80));
+    awaitAnswer(new ApiClient(baseUrl, null), "/v1/sessions", 401, timeout);
   }
 
   /**
@@ -109,14 +96,17 @@ public final class NodeProcess implements AutoCloseable {
    * with its coordinator, no shutdown under way); fails early if the JVM exits.
    */
   public void awaitReadyProbe(Duration timeout) {
-    ApiClient management = new ApiClient(managementUrl(), null);
+    awaitAnswer(new ApiClient(managementUrl(), null), "/ready", 200, timeout);
+  }
+
+  private void awaitAnswer(ApiClient client, String path, int status, Duration timeout) {
     long deadline = System.nanoTime() + timeout.toNanos();
     while (System.nanoTime() < deadline) {
       if (!process.isAlive()) {
         throw new AssertionError(name + " exited with " + process.exitValue() + " during start-up\n" + logTails(80));
       }
       try {
-        if (management.get("/ready").status() == 200) return;
+        if (client.get(path).status() == status) return;
       } catch (UncheckedIOException notYet) {
         // not listening yet
       }
