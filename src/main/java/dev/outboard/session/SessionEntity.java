@@ -835,7 +835,7 @@ public final class SessionEntity
     });
     ctx.pipeToSelf(answer, (response, error) -> {
       if (error == null) {
-        Metrics.MODEL_CALL_SECONDS.observe((System.nanoTime() - turnStartNanos) / 1e9);
+        Metrics.MODEL_CALL_SECONDS.observe(Metrics.secondsSince(turnStartNanos));
         return new ModelAnswered(turn, response);
       }
       Throwable cause = error instanceof java.util.concurrent.CompletionException && error.getCause() != null ? error.getCause() : error;
@@ -991,7 +991,7 @@ public final class SessionEntity
     orgId = state.org();
     liveStatus.set(state.status().wire());
     Metrics.SESSION_RECOVERIES.inc();
-    double recoverySeconds = (System.nanoTime() - startedNanos) / 1e9;
+    double recoverySeconds = Metrics.secondsSince(startedNanos);
     Metrics.SESSION_RECOVERY_SECONDS.observe(recoverySeconds);
     ctx.getLog().info("session {} ({}) recovered at event {} in {} ms", sessionId, state.status().wire(),
         lastSequenceNumber(ctx), Math.round(recoverySeconds * 1000));

@@ -16,6 +16,7 @@ import dev.outboard.sandbox.bwrap.BwrapSandboxProvider;
 import dev.outboard.sandbox.host.SandboxHostServer;
 import dev.outboard.testing.ApiClient;
 import dev.outboard.testing.ApiClient.SseEvent;
+import dev.outboard.testing.InProcessNode;
 import dev.outboard.testing.NodeProcess;
 import dev.outboard.testing.Ports;
 import dev.outboard.testing.ScriptedSessions.ToolCall;
@@ -102,7 +103,7 @@ class RemoteSandboxCrashRecoveryTest {
       }
       bwrap.close();
       executor.shutdownNow();
-      deleteRecursively(root);
+      InProcessNode.deleteRecursively(root);
     }
   }
 
@@ -151,11 +152,4 @@ class RemoteSandboxCrashRecoveryTest {
 
   }
 
-  private static void deleteRecursively(Path dir) {
-    try (var files = Files.walk(dir)) {
-      files.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
-    } catch (java.io.IOException ignored) {
-      // a temp directory left behind is harmless
-    }
-  }
 }

@@ -7,6 +7,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.outboard.testing.ApiClient;
 import dev.outboard.testing.ApiClient.Response;
 import dev.outboard.testing.AppendingSessions;
+import dev.outboard.testing.InProcessNode;
 import dev.outboard.testing.NodeProcess;
 import dev.outboard.testing.Ports;
 import dev.outboard.testing.TestPostgres;
@@ -87,7 +88,7 @@ class RollingDeployTest {
         throw new AssertionError(e + "\n" + logs, e);
       } finally {
         for (NodeProcess n : nodes) n.close();
-        for (Path dir : dataDirs) deleteRecursively(dir);
+        for (Path dir : dataDirs) InProcessNode.deleteRecursively(dir);
       }
     }
   }
@@ -400,11 +401,4 @@ class RollingDeployTest {
     System.err.printf("[rolling-test] " + format + "%n", args);
   }
 
-  private static void deleteRecursively(Path dir) {
-    try (var files = Files.walk(dir)) {
-      files.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
-    } catch (java.io.IOException ignored) {
-      // a temp directory left behind is harmless
-    }
-  }
 }

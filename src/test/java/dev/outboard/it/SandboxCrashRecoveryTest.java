@@ -13,6 +13,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.outboard.testing.ApiClient;
 import dev.outboard.testing.ApiClient.SseEvent;
+import dev.outboard.testing.InProcessNode;
 import dev.outboard.testing.NodeProcess;
 import dev.outboard.testing.Ports;
 import dev.outboard.testing.ScriptedSessions.ToolCall;
@@ -59,7 +60,7 @@ class SandboxCrashRecoveryTest {
     } catch (AssertionError | Exception e) {
       throw new AssertionError(e + "\n" + node.logTails(60), e);
     } finally {
-      deleteRecursively(dataDir);
+      InProcessNode.deleteRecursively(dataDir);
     }
   }
 
@@ -105,11 +106,4 @@ class SandboxCrashRecoveryTest {
     assertThat(dataDir.resolve("sandboxes").resolve(sandboxId)).doesNotExist();
   }
 
-  private static void deleteRecursively(Path dir) {
-    try (var files = Files.walk(dir)) {
-      files.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
-    } catch (java.io.IOException ignored) {
-      // a temp directory left behind is harmless
-    }
-  }
 }

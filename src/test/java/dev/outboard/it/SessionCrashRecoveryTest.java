@@ -6,7 +6,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.outboard.testing.ApiClient;
 import dev.outboard.testing.AppendingSessions;
 import dev.outboard.testing.ApiClient.Response;
-import dev.outboard.testing.ApiClient.SseEvent;
+import dev.outboard.testing.InProcessNode;
 import dev.outboard.testing.NodeProcess;
 import dev.outboard.testing.Ports;
 import dev.outboard.testing.TestPostgres;
@@ -17,7 +17,6 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -69,7 +68,7 @@ class SessionCrashRecoveryTest {
         // The node's own view of what went wrong, next to the assertion.
         throw new AssertionError(e + "\n" + node.logTails(60), e);
       } finally {
-        deleteRecursively(dataDir);
+        InProcessNode.deleteRecursively(dataDir);
       }
     }
   }
@@ -200,13 +199,6 @@ class SessionCrashRecoveryTest {
     System.err.printf("[crash-test] " + format + "%n", args);
   }
 
-  private static void deleteRecursively(Path dir) {
-    try (var files = Files.walk(dir)) {
-      files.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
-    } catch (java.io.IOException ignored) {
-      // a temp directory left behind is harmless
-    }
-  }
 
   private static void sleep(long millis) {
     try {

@@ -150,7 +150,8 @@ public final class InProcessNode implements AutoCloseable {
     deleteRecursively(dataDir);
   }
 
-  private static void deleteRecursively(Path dir) {
+  /** Deletes {@code dir} and everything below it, as far as it can (a temp directory left behind is harmless). */
+  public static void deleteRecursively(Path dir) {
     try (Stream<Path> files = Files.walk(dir)) {
       files.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
     } catch (IOException ignored) {
