@@ -1,6 +1,7 @@
 package dev.outboard.model;
 
 import java.util.concurrent.CompletionStage;
+import java.util.function.Consumer;
 
 /**
  * The SPI every model provider implements. Calls are asynchronous: the returned stage completes on
@@ -17,4 +18,13 @@ public interface ModelClient {
   }
 
   CompletionStage<ModelResponse> complete(ModelRequest request);
+
+  /**
+   * Like {@link #complete(ModelRequest)}, streaming: {@code deltas} gets the answer's pieces as
+   * they arrive, on the client's own threads, before the stage completes. A provider without
+   * streaming sends none.
+   */
+  default CompletionStage<ModelResponse> complete(ModelRequest request, Consumer<ModelDelta> deltas) {
+    return complete(request);
+  }
 }

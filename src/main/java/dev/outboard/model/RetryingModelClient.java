@@ -5,6 +5,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -37,13 +38,18 @@ public final class RetryingModelClient implements ModelClient {
 
   @Override
   public CompletionStage<ModelResponse> complete(ModelRequest request) {
-    return attempt(request, 1);
+    return attempt(request, null, 1);
   }
 
-  private CompletionStage<ModelResponse> attempt(ModelRequest request, int attempt) {
+  @Override
+  public CompletionStage<ModelResponse> complete(ModelRequest request, Consumer<ModelDelta> deltas) {
+    return attempt(request, deltas, 1);
+  }
+
+  private CompletionStage<ModelResponse> attempt(ModelRequest request, Consumer<ModelDelta> deltas, int attempt) {
     CompletionStage<ModelResponse> call;
     try {
-      call = inner.complete(request);
+      call = deltas == null ? inner.complete(request) : inner.complete(request, deltas);
     } catch (RuntimeException e) {
       call = CompletableFuture.failedFuture(e);
     }
@@ -59,7 +65,7 @@ public final class RetryingModelClient implements ModelClient {
       log.info("session {} turn {}: {} model call failed ({}); attempt {} in {} ms",
           request.sessionId(), request.turn(), inner.provider(), failure.code(), attempt + 1, wait);
       return CompletableFuture.supplyAsync(() -> null, CompletableFuture.delayedExecutor(wait, TimeUnit.MILLISECONDS))
-          .thenCompose(ignored -> attempt(request, attempt + 1));
+          .thenCompose(ignored -> attempt(request, deltas, attempt + 1));
     }).thenCompose(stage -> stage);
   }
 
