@@ -166,7 +166,7 @@ public final class Main {
     JdbcReadJournal journal = PersistenceQuery.get(system).getReadJournalFor(JdbcReadJournal.class, JdbcReadJournal.Identifier());
     Auth auth = new Auth(keys, config.getString("outboard.admin-token"));
     var routes = HttpServer.api(
-        new SessionRoutes(system, auth, index, new SessionEventStream(journal), models, sessionSettings, scriptedAllowed).routes(),
+        new SessionRoutes(system, auth, index, new SessionEventStream(system, journal), models, sessionSettings, scriptedAllowed).routes(),
         new AdminRoutes(auth, keys, config.getBytes("outboard.http.max-body-bytes"), orgStore).routes(),
         new FileRoutes(auth, orgFiles, config.getBytes("outboard.http.max-body-bytes")).routes());
     HttpServer.start(system, routes, config.getString("outboard.http.interface"), config.getInt("outboard.http.port"));

@@ -7,6 +7,7 @@ import dev.outboard.model.Message;
 import dev.outboard.model.ModelCallException;
 import dev.outboard.model.ModelClient;
 import dev.outboard.model.ModelClients;
+import dev.outboard.model.ModelDelta;
 import dev.outboard.model.ModelRequest;
 import dev.outboard.model.ModelResponse;
 import dev.outboard.model.Secrets;
@@ -29,6 +30,7 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Comparator;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -53,6 +55,7 @@ import org.apache.pekko.persistence.typed.PersistenceId;
 import org.apache.pekko.persistence.typed.RecoveryCompleted;
 import org.apache.pekko.persistence.typed.javadsl.CommandHandlerWithReply;
 import org.apache.pekko.persistence.typed.javadsl.CommandHandlerWithReplyBuilderByState;
+import org.apache.pekko.persistence.typed.javadsl.EffectBuilder;
 import org.apache.pekko.persistence.typed.javadsl.EventHandler;
 import org.apache.pekko.persistence.typed.javadsl.EventSourcedBehavior;
 import org.apache.pekko.persistence.typed.javadsl.EventSourcedBehaviorWithEnforcedReplies;
@@ -91,6 +94,21 @@ public final class SessionEntity
 
   public record Cancel(ActorRef<StatusReply<Summary>> replyTo) implements Command {}
 
+  /** Push this session's events to {@code follower} from now on; the reply says where it stands. */
+  public record Follow(ActorRef<SessionFeed.Message> follower, ActorRef<StatusReply<SessionFeed.Followed>> replyTo)
+      implements Command {}
+
+  /** Where the session stands: whether it finished, and its last recorded event. */
+  public record GetPosition(ActorRef<StatusReply<Position>> replyTo) implements Command {}
+
+  public record Position(boolean finished, long seq) implements JsonSerializable {}
+
+  /**
+   * Answers as soon as the session is not {@code running}, or after {@code waitMillis} (or when
+   * this incarnation stops: the caller asks again, see {@code SessionRoutes}).
+   */
+  public record AwaitSettled(long waitMillis, ActorRef<StatusReply<Summary>> replyTo) implements Command {}
+
   /** Sent by sharding when the entity must stop (passivation or hand-off). */
   public enum Stop implements Command {
     INSTANCE
@@ -99,6 +117,13 @@ public final class SessionEntity
   private record ModelAnswered(int turn, ModelResponse response) implements Command {}
 
   private record ModelFailed(int turn, String code, String message) implements Command {}
+
+  /** A piece of the answer of turn {@code turn}'s model call, while it streams. */
+  private record DeltaArrived(int turn, ModelDelta delta) implements Command {}
+
+  private record FollowerGone(ActorRef<SessionFeed.Message> follower) implements Command {}
+
+  private record WaitDue(ActorRef<StatusReply<Summary>> waiter) implements Command {}
 
   private enum IdleTimeout implements Command {
     INSTANCE
@@ -316,6 +341,10 @@ public final class SessionEntity
   /** Sharding asked this entity to stop while a step was in flight: it records the step, then stops. */
   private boolean handingOff;
   private final LiveStates.Member liveStatus = LiveStates.SESSIONS.member();
+  /** The open event streams that follow this session (SessionFollower), on any node. */
+  private final Set<ActorRef<SessionFeed.Message>> followers = new HashSet<>();
+  /** Callers waiting for the session to leave running (AwaitSettled). */
+  private final List<ActorRef<StatusReply<Summary>>> waiters = new ArrayList<>();
   /** When this incarnation started, for the recovery time. */
   private final long startedNanos;
 
@@ -352,7 +381,10 @@ public final class SessionEntity
         .onCommand(Get.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
         .onCommand(GetTranscript.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
         .onCommand(AddMessage.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
-        .onCommand(Cancel.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())));
+        .onCommand(Cancel.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
+        .onCommand(Follow.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
+        .onCommand(GetPosition.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
+        .onCommand(AwaitSettled.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())));
 
     CommandHandlerWithReplyBuilderByState<Command, Event, State, State> running =
         newCommandHandlerWithReplyBuilder().forState(s -> s.status() == Status.RUNNING);
@@ -377,6 +409,19 @@ public final class SessionEntity
     any.onCommand(Create.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(summary(s))))
         .onCommand(Get.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(summary(s))))
         .onCommand(GetTranscript.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(s.transcript())))
+        .onCommand(GetPosition.class, (s, c) ->
+            Effect().reply(c.replyTo(), StatusReply.success(new Position(s.status().finished(), lastSequenceNumber(ctx)))))
+        .onCommand(Follow.class, this::onFollow)
+        .onCommand(FollowerGone.class, (s, c) -> {
+          followers.remove(c.follower());
+          return Effect().none().thenNoReply();
+        })
+        .onCommand(DeltaArrived.class, this::onDelta)
+        .onCommand(AwaitSettled.class, this::onAwaitSettled)
+        .onCommand(WaitDue.class, (s, c) -> {
+          if (waiters.remove(c.waiter())) c.waiter().tell(StatusReply.success(summary(s)));
+          return Effect().none().thenNoReply();
+        })
         .onCommand(IdleTimeout.class, this::onIdleTimeout)
         .onCommand(SandboxReported.class, this::onSandboxReported)
         .onCommand(SandboxStopped.class, (s, c) -> {
@@ -397,23 +442,17 @@ public final class SessionEntity
   private ReplyEffect<Event, State> onCreate(State state, Create cmd) {
     Metrics.SESSIONS_STARTED.inc();
     orgId = cmd.org();
-    return Effect()
-        .persist(new SessionStarted(sessionId, cmd.org(), cmd.user(), cmd.spec(), Instant.now()))
-        .thenRun(journaled(this::afterPersist))
+    return record(state, List.of(new SessionStarted(sessionId, cmd.org(), cmd.user(), cmd.spec(), Instant.now())), this::afterPersist)
         .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
   }
 
   private ReplyEffect<Event, State> onMessage(State state, AddMessage cmd) {
-    return Effect()
-        .persist(new UserMessageAdded(cmd.text(), Instant.now()))
-        .thenRun(journaled(this::afterPersist))
+    return record(state, List.of(new UserMessageAdded(cmd.text(), Instant.now())), this::afterPersist)
         .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
   }
 
   private ReplyEffect<Event, State> onCancel(State state, Cancel cmd) {
-    return Effect()
-        .persist(new SessionCancelled(Instant.now()))
-        .thenRun(journaled(this::afterPersist))
+    return record(state, ending(state, new SessionCancelled(Instant.now())), this::afterPersist)
         .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
   }
 
@@ -432,17 +471,19 @@ public final class SessionEntity
     for (Block.ToolUse call : calls) events.add(new ToolCallStarted(msg.turn(), call.id(), call.name(), now));
     if (calls.stream().anyMatch(use -> needsOutsideSystem(state, use))) {
       // Record the answer and the starts now; the results follow in one more write.
-      return Effect().persist(events).thenRun(journaled(s -> {
+      return record(state, events, s -> {
         if (handingOff) ctx.getSelf().tell(HandOffNow.INSTANCE); // the next incarnation runs them (recovery)
         else runTools(s, msg.turn(), calls);
-      })).thenNoReply();
+      }).thenNoReply();
     }
     events.addAll(executeTools(state.files(), msg.turn(), calls, now));
     if (calls.isEmpty() && response.stopReason() == ModelResponse.StopReason.MAX_TOKENS) {
-      events.add(new SessionFailed("max_tokens", "the model's answer was cut off at its output token limit", now));
+      events.addAll(ending(fold(state, events),
+          new SessionFailed("max_tokens", "the model's answer was cut off at its output token limit", now)));
+    } else {
+      events.addAll(decideNext(fold(state, events), response.text(), now));
     }
-    events.addAll(decideNext(fold(state, events), response.text(), now));
-    return Effect().persist(events).thenRun(journaled(this::afterPersist)).thenNoReply();
+    return record(state, events, this::afterPersist).thenNoReply();
   }
 
   /**
@@ -464,7 +505,7 @@ public final class SessionEntity
     }
     if (events.isEmpty()) return Effect().none().thenNoReply();
     events.addAll(decideNext(fold(state, events), "", Instant.now()));
-    return Effect().persist(events).thenRun(journaled(this::afterPersist)).thenNoReply();
+    return record(state, events, this::afterPersist).thenNoReply();
   }
 
   /** The call, when its arguments are valid (an invalid one gets its error from executeTool). */
@@ -612,7 +653,8 @@ public final class SessionEntity
 
   /** Records what the sandbox child reported: a new sandbox id and/or a new state. */
   private ReplyEffect<Event, State> onSandboxReported(State state, SandboxReported msg) {
-    if (state.status() == Status.NEW) return Effect().none().thenNoReply();
+    // A finished session records nothing after its terminal event (which says its sandbox is destroyed).
+    if (state.status() == Status.NEW || state.status().finished()) return Effect().none().thenNoReply();
     SandboxHandle.Report r = msg.report();
     SandboxInfo known = state.sandbox();
     String knownId = known == null ? null : known.id();
@@ -623,15 +665,13 @@ public final class SessionEntity
     }
     if (known == null || !r.state().equals(known.state())) events.add(new SandboxChanged(r.state(), now));
     if (events.isEmpty()) return Effect().none().thenNoReply();
-    return Effect().persist(events).thenRun(journaled(s -> { })).thenNoReply();
+    return record(state, events, s -> { }).thenNoReply();
   }
 
   private ReplyEffect<Event, State> onModelFailed(State state, ModelFailed msg) {
     callInFlight = 0;
     if (msg.turn() != state.turns() + 1 || !state.readyForModel()) return Effect().none().thenNoReply();
-    return Effect()
-        .persist(new SessionFailed(msg.code(), msg.message(), Instant.now()))
-        .thenRun(journaled(this::afterPersist))
+    return record(state, ending(state, new SessionFailed(msg.code(), msg.message(), Instant.now())), this::afterPersist)
         .thenNoReply();
   }
 
@@ -643,7 +683,10 @@ public final class SessionEntity
    */
   private ReplyEffect<Event, State> onIdleTimeout(State state, IdleTimeout msg) {
     if (state.status() == Status.RUNNING) return Effect().none().thenNoReply();
-    if (sandboxHasProcesses(state) && heldWithinBound()) {
+    if (state.status() == Status.WAITING && !followers.isEmpty()) {
+      // Someone follows it: it stays (its sandbox still parks on its own timers).
+      timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
+    } else if (sandboxHasProcesses(state) && heldWithinBound()) {
       // A finished session whose sandbox outlived it (a crash came between the two) destroys it.
       if (state.status().finished()) {
         destroySandbox(state);
@@ -735,12 +778,24 @@ public final class SessionEntity
     if (!after.readyForModel()) return List.of();
     boolean modelDone = after.messages().get(after.messages().size() - 1).role().equals(Message.ASSISTANT);
     if (modelDone) {
-      return List.of(after.spec().keepOpen() ? new SessionWaiting(text, now) : new SessionCompleted(text, now));
+      return after.spec().keepOpen() ? List.of(new SessionWaiting(text, now)) : ending(after, new SessionCompleted(text, now));
     }
     if (after.turns() >= after.spec().maxTurns()) {
-      return List.of(new SessionFailed("max_turns", "the session used its budget of " + after.spec().maxTurns() + " turns", now));
+      return ending(after,
+          new SessionFailed("max_turns", "the session used its budget of " + after.spec().maxTurns() + " turns", now));
     }
     return List.of();
+  }
+
+  /**
+   * The events that end the session: {@code terminal}, after the sandbox's end if it has one, so
+   * that the terminal event is the last thing the session records. The sandbox is destroyed right
+   * after the write (and again, idempotently, if the session recovers finished).
+   */
+  private static List<Event> ending(State state, Event terminal) {
+    SandboxInfo s = state.sandbox();
+    if (s == null || s.id() == null || s.state().equals("destroyed")) return List.of(terminal);
+    return List.of(new SandboxChanged("destroyed", terminal.at()), terminal);
   }
 
   /** Side effects after a write: next model call, idle timer, sessions list. */
@@ -751,6 +806,7 @@ public final class SessionEntity
       timedTurn = 0;
     }
     if (state.status().finished()) destroySandbox(state);
+    if (state.status() != Status.RUNNING) releaseWaiters(state);
     if (state.status() == Status.RUNNING) {
       timers.cancel(IdleTimeout.INSTANCE);
       heldSinceNanos = 0;
@@ -769,13 +825,58 @@ public final class SessionEntity
     if (handingOff && (state.status() != Status.RUNNING || state.readyForModel())) ctx.getSelf().tell(HandOffNow.INSTANCE);
   }
 
-  /** The callback of a persist, timing the journal write: from here (where the handler persists) to the callback. */
-  private Procedure<State> journaled(Procedure<State> then) {
+  /**
+   * Persists {@code events}, decided in state {@code before}; once written, pushes them to the
+   * followers and runs {@code then}. Times the journal write, from here to the callback. The
+   * followers cannot change in between: commands wait while the entity persists.
+   */
+  private EffectBuilder<Event, State> record(State before, List<Event> events, Procedure<State> then) {
     long started = System.nanoTime();
-    return s -> {
+    List<SessionFeed.Recorded> pushes = followers.isEmpty()
+        ? List.of() : SessionEventStream.render(lastSequenceNumber(ctx) + 1, events, before);
+    return Effect().persist(events).thenRun(s -> {
       Metrics.JOURNAL_WRITE_SECONDS.observe(Metrics.secondsSince(started));
+      for (SessionFeed.Recorded push : pushes) {
+        for (ActorRef<SessionFeed.Message> follower : followers) follower.tell(push);
+      }
       then.apply(s);
-    };
+    });
+  }
+
+  private ReplyEffect<Event, State> onFollow(State state, Follow cmd) {
+    if (followers.add(cmd.follower())) ctx.watchWith(cmd.follower(), new FollowerGone(cmd.follower()));
+    return Effect().reply(cmd.replyTo(), StatusReply.success(new SessionFeed.Followed(lastSequenceNumber(ctx), ctx.getSelf())));
+  }
+
+  /** A piece of the model's answer in flight: live to the followers, never recorded. */
+  private ReplyEffect<Event, State> onDelta(State state, DeltaArrived msg) {
+    if (msg.turn() != callInFlight || followers.isEmpty()) return Effect().none().thenNoReply();
+    com.fasterxml.jackson.databind.node.ObjectNode data = dev.outboard.Json.MAPPER.createObjectNode().put("turn", msg.turn());
+    data.put("index", msg.delta().index());
+    if (msg.delta() instanceof ModelDelta.Text t) {
+      data.put("type", "text").put("text", t.text());
+    } else if (msg.delta() instanceof ModelDelta.ToolInput t) {
+      data.put("type", "tool_input").put("toolUseId", t.toolUseId()).put("name", t.name()).put("partialJson", t.partialJson());
+    }
+    SessionFeed.Live push = new SessionFeed.Live(lastSequenceNumber(ctx), new SessionFeed.Item(null, "model.delta", SessionEventStream.json(data)));
+    for (ActorRef<SessionFeed.Message> follower : followers) follower.tell(push);
+    return Effect().none().thenNoReply();
+  }
+
+  private ReplyEffect<Event, State> onAwaitSettled(State state, AwaitSettled cmd) {
+    if (state.status() != Status.RUNNING) return Effect().reply(cmd.replyTo(), StatusReply.success(summary(state)));
+    waiters.add(cmd.replyTo());
+    timers.startSingleTimer(new WaitDue(cmd.replyTo()), new WaitDue(cmd.replyTo()), Duration.ofMillis(Math.max(0, cmd.waitMillis())));
+    return Effect().noReply();
+  }
+
+  /** Answers the callers waiting for the session to leave running (it did, or this incarnation stops). */
+  private void releaseWaiters(State state) {
+    for (ActorRef<StatusReply<Summary>> waiter : waiters) {
+      timers.cancel(new WaitDue(waiter));
+      waiter.tell(StatusReply.success(summary(state)));
+    }
+    waiters.clear();
   }
 
   /**
@@ -807,7 +908,7 @@ public final class SessionEntity
 
   /** A finished session destroys its sandbox, if it has or had one. */
   private void destroySandbox(State state) {
-    boolean recorded = state.sandbox() != null && !state.sandbox().state().equals("destroyed") && state.sandbox().id() != null;
+    boolean recorded = state.sandbox() != null && state.sandbox().id() != null;
     if (services.sandboxes() == null || (sandbox == null && !recorded)) return;
     sandbox(state).tell(SandboxHandle.Destroy.INSTANCE);
     sandbox = null;
@@ -820,6 +921,7 @@ public final class SessionEntity
     turnStartNanos = System.nanoTime();
     timedTurn = turn;
     ModelClient client = services.models().get(state.spec().model().provider()).orElse(null);
+    ActorRef<Command> self = ctx.getSelf();
     if (client == null) {
       ctx.getSelf().tell(new ModelFailed(turn, "model_unavailable",
           "model provider '" + state.spec().model().provider() + "' is not available on this node"));
@@ -828,7 +930,7 @@ public final class SessionEntity
     CompletionStage<ModelResponse> answer = systemPrompt(state).thenCompose(system -> {
       ModelRequest request = new ModelRequest(sessionId, turn, state.spec().model(), system, ToolCatalog.ALL, state.messages());
       try {
-        return client.complete(request);
+        return client.complete(request, delta -> self.tell(new DeltaArrived(turn, delta)));
       } catch (RuntimeException e) {
         return CompletableFuture.failedFuture(e);
       }
@@ -978,8 +1080,17 @@ public final class SessionEntity
   @Override
   public SignalHandler<State> signalHandler() {
     return newSignalHandlerBuilder().onSignal(RecoveryCompleted.instance(), this::onRecovered)
-        .onSignal(PostStop.instance(), s -> liveStatus.clear())
+        .onSignal(PostStop.instance(), this::onStopped)
         .build();
+  }
+
+  /** This incarnation stops: its followers and waiters go on with the next one. */
+  private void onStopped(State state) {
+    liveStatus.clear();
+    releaseWaiters(state);
+    SessionFeed.Detached detached = new SessionFeed.Detached(lastSequenceNumber(ctx));
+    for (ActorRef<SessionFeed.Message> follower : followers) follower.tell(detached);
+    followers.clear();
   }
 
   private void onRecovered(State state) {
@@ -996,6 +1107,7 @@ public final class SessionEntity
     ctx.getLog().info("session {} ({}) recovered at event {} in {} ms", sessionId, state.status().wire(),
         lastSequenceNumber(ctx), Math.round(recoverySeconds * 1000));
     services.observer().statusChanged(summary(state), lastSequenceNumber(ctx));
+    if (state.status().finished()) destroySandbox(state); // in case the node stopped before it could
     if (state.status() != Status.RUNNING) {
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().idleTimeout(state.status().finished()));
     } else if (!state.openCalls().isEmpty()) {

@@ -2,71 +2,188 @@ package dev.outboard.session;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.typesafe.config.ConfigFactory;
 import dev.outboard.Json;
 import dev.outboard.session.SessionEntity.Event;
 import dev.outboard.session.SessionEntity.State;
+import dev.outboard.session.SessionFeed.Followed;
+import dev.outboard.session.SessionFeed.Item;
+import dev.outboard.session.SessionFeed.Live;
+import dev.outboard.session.SessionFeed.Message;
+import dev.outboard.session.SessionFeed.Recorded;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.atomic.AtomicLong;
 import org.apache.pekko.NotUsed;
-import org.apache.pekko.http.javadsl.model.sse.ServerSentEvent;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.Props;
+import org.apache.pekko.pattern.Patterns;
+import org.apache.pekko.persistence.Persistence;
+import org.apache.pekko.persistence.SelectedSnapshot;
+import org.apache.pekko.persistence.SnapshotProtocol;
+import org.apache.pekko.persistence.SnapshotSelectionCriteria;
 import org.apache.pekko.persistence.jdbc.query.javadsl.JdbcReadJournal;
-import org.apache.pekko.persistence.query.EventEnvelope;
 import org.apache.pekko.persistence.typed.PersistenceId;
+import org.apache.pekko.stream.OverflowStrategy;
 import org.apache.pekko.stream.javadsl.Source;
+import org.apache.pekko.stream.typed.javadsl.ActorSource;
+import org.apache.pekko.util.ByteString;
 
 /**
- * A session's events as Server-Sent Events, read from the journal: the {@code id} of each is its
- * journal sequence number, so {@code Last-Event-ID: n} replays everything after {@code n} and then
- * follows live. Between a turn's last recorded event and the next model answer the stream also
+ * A session's events as Server-Sent Events. The {@code id} of each is its journal sequence
+ * number, so {@code Last-Event-ID: n} gets everything after {@code n}: what is already recorded
+ * from the journal, once (starting from the newest snapshot before {@code n}, not from the first
+ * event), then what the session pushes as it records it ({@link SessionFeed}), without polling
+ * the database. Between a turn's last recorded event and the next model answer the stream also
  * says {@code turn.started} (without an id: it is derived, not recorded).
  */
 public final class SessionEventStream {
-  private final JdbcReadJournal journal;
+  /** Pushes a slow client has not taken yet; past this the oldest go, and the gap is read from the journal. */
+  private static final int FEED_BUFFER = 1024;
+  private static final AtomicLong FOLLOWERS = new AtomicLong();
 
-  public SessionEventStream(JdbcReadJournal journal) {
+  private final ActorSystem<?> system;
+  private final JdbcReadJournal journal;
+  private final org.apache.pekko.actor.ActorRef snapshots;
+  private final Duration askTimeout;
+
+  public SessionEventStream(ActorSystem<?> system, JdbcReadJournal journal) {
+    this.system = system;
     this.journal = journal;
+    this.snapshots = Persistence.get(org.apache.pekko.actor.typed.javadsl.Adapter.toClassic(system))
+        .snapshotStoreFor("jdbc-snapshot-store", ConfigFactory.empty());
+    this.askTimeout = system.settings().config().getDuration("outboard.http.ask-timeout");
   }
 
-  /** Events after sequence number {@code after}; live streams end after the terminal event. */
-  public Source<ServerSentEvent, NotUsed> events(String sessionId, long after, boolean live) {
-    String pid = PersistenceId.of(SessionEntity.ENTITY_KEY.name(), sessionId).id();
-    Source<EventEnvelope, NotUsed> envelopes = live
-        ? journal.eventsByPersistenceId(pid, 1, Long.MAX_VALUE)
-        : journal.currentEventsByPersistenceId(pid, 1, Long.MAX_VALUE);
-    // The whole history is folded through the entity's own event handler, so that derived
-    // events (turn.started) are exact; only events after `after` are sent.
-    return envelopes
-        .statefulMapConcat(() -> {
-          State[] state = {State.empty(sessionId)};
+  /** The recorded events after {@code after} up to {@code to}: the stream of a finished session. */
+  public Source<Item, NotUsed> recorded(String sessionId, long after, long to) {
+    return replay(sessionId, after + 1, to);
+  }
+
+  /**
+   * Events after {@code after} until the terminal event: the recorded ones from the journal up to
+   * where the session is when the stream starts following it, then its pushes. A push that is
+   * older than what was sent is dropped; one that skips ahead first reads the missing events.
+   */
+  public Source<Item, NotUsed> follow(String sessionId, long after) {
+    Source<Message, ActorRef<Message>> feed =
+        ActorSource.actorRef(m -> false, m -> Optional.empty(), FEED_BUFFER, OverflowStrategy.dropHead());
+    return feed
+        .mapMaterializedValue(out -> {
+          system.systemActorOf(SessionFollower.create(sessionId, out, askTimeout),
+              "follower-" + FOLLOWERS.incrementAndGet(), Props.empty());
+          return NotUsed.getInstance();
+        })
+        .flatMapConcat(new Sequencer(sessionId, after)::next)
+        .takeWhile(item -> !item.terminal(), true);
+  }
+
+  /** Turns the feed into items in sequence order, each recorded event exactly once. */
+  private final class Sequencer {
+    private final String sessionId;
+    /** The sequence number of the last recorded event sent (or read, for one being read). */
+    private long sent;
+
+    Sequencer(String sessionId, long after) {
+      this.sessionId = sessionId;
+      this.sent = after;
+    }
+
+    Source<Item, NotUsed> next(Message message) {
+      if (message instanceof Followed f) return catchUp(f.seq());
+      if (message instanceof Recorded r) {
+        if (r.seq() <= sent) return Source.empty();
+        Source<Item, NotUsed> missing = catchUp(r.seq() - 1);
+        sent = r.seq();
+        return missing.concat(Source.from(r.items()));
+      }
+      if (message instanceof Live l && l.seq() == sent) return Source.single(l.item());
+      return Source.empty();
+    }
+
+    /** Reads what was recorded after {@code sent} up to {@code to} (nothing if already sent). */
+    private Source<Item, NotUsed> catchUp(long to) {
+      if (to <= sent) return Source.empty();
+      long from = sent + 1;
+      sent = to;
+      return replay(sessionId, from, to);
+    }
+  }
+
+  /** Recorded events {@code from..to}, rendered with the state before each: folded from the newest snapshot before {@code from}. */
+  private Source<Item, NotUsed> replay(String sessionId, long from, long to) {
+    if (from > to) return Source.empty();
+    String pid = persistenceId(sessionId);
+    return Source.completionStage(stateBefore(pid, sessionId, from)).flatMapConcat(start ->
+        journal.currentEventsByPersistenceId(pid, start.seq() + 1, to).statefulMapConcat(() -> {
+          State[] state = {start.state()};
           return envelope -> {
             Event event = (Event) envelope.event();
             State before = state[0];
             state[0] = SessionEntity.apply(before, event);
-            if (envelope.sequenceNr() <= after) return List.of();
-            return render(envelope.sequenceNr(), event, before, state[0]);
+            return envelope.sequenceNr() < from ? List.of() : render(envelope.sequenceNr(), event, before, state[0]);
           };
-        })
-        .takeWhile(sse -> !isTerminal(sse), true);
+        }));
   }
 
-  private static boolean isTerminal(ServerSentEvent sse) {
-    Optional<String> type = sse.getEventType();
-    return type.isPresent()
-        && (type.get().equals("session.completed") || type.get().equals("session.failed") || type.get().equals("session.cancelled"));
+  private record Start(long seq, State state) {}
+
+  /** The newest snapshot before {@code from}, or the empty state before event 1. */
+  private CompletionStage<Start> stateBefore(String pid, String sessionId, long from) {
+    Start empty = new Start(0, State.empty(sessionId));
+    if (from <= 1) return CompletableFuture.completedFuture(empty);
+    var load = new SnapshotProtocol.LoadSnapshot(pid, SnapshotSelectionCriteria.create(from - 1, Long.MAX_VALUE), from - 1);
+    return Patterns.ask(snapshots, load, askTimeout).thenApply(reply -> {
+      if (reply instanceof SnapshotProtocol.LoadSnapshotResult r && r.snapshot().isDefined()) {
+        SelectedSnapshot selected = r.snapshot().get();
+        if (selected.snapshot() instanceof State s) return new Start(selected.metadata().sequenceNr(), s);
+      }
+      return empty;
+    }).exceptionally(e -> empty); // an unreadable snapshot costs a longer read, not the stream
   }
 
-  private static List<ServerSentEvent> render(long seq, Event event, State before, State after) {
-    List<ServerSentEvent> out = new ArrayList<>(2);
+  static String persistenceId(String sessionId) {
+    return PersistenceId.of(SessionEntity.ENTITY_KEY.name(), sessionId).id();
+  }
+
+  /** The SSE items of recorded event {@code seq}, given the state before and after it. */
+  static List<Item> render(long seq, Event event, State before, State after) {
+    List<Item> out = new ArrayList<>(2);
     ObjectNode data = data(event);
     // Every sandbox event says the state the sandbox is in after it.
     if (type(event).equals("sandbox.changed") && after.sandbox() != null) data.put("state", after.sandbox().state());
-    out.add(ServerSentEvent.create(json(data), type(event), Long.toString(seq)));
+    out.add(new Item(Long.toString(seq), type(event), json(data)));
     if (after.readyForModel() && !before.readyForModel() || event instanceof SessionEntity.SessionStarted) {
-      ObjectNode turn = Json.MAPPER.createObjectNode().put("turn", after.turns() + 1);
-      out.add(ServerSentEvent.create(json(turn), "turn.started"));
+      out.add(new Item(null, "turn.started", json(Json.MAPPER.createObjectNode().put("turn", after.turns() + 1))));
     }
     return out;
+  }
+
+  /** The SSE items of {@code events} recorded from {@code firstSeq} on, starting in state {@code before}. */
+  static List<Recorded> render(long firstSeq, List<Event> events, State before) {
+    List<Recorded> out = new ArrayList<>(events.size());
+    State state = before;
+    for (int i = 0; i < events.size(); i++) {
+      State next = SessionEntity.apply(state, events.get(i));
+      out.add(new Recorded(firstSeq + i, render(firstSeq + i, events.get(i), state, next)));
+      state = next;
+    }
+    return out;
+  }
+
+  /** An item on the wire: {@code id:}, {@code event:} and one {@code data:} line per line of data. */
+  public static ByteString wire(Item item) {
+    StringBuilder b = new StringBuilder(item.data().length() + 64);
+    if (item.id() != null) b.append("id: ").append(item.id()).append('\n');
+    b.append("event: ").append(item.type()).append('\n');
+    for (String line : item.data().split("\n", -1)) b.append("data: ").append(line).append('\n');
+    return ByteString.fromString(b.append('\n').toString(), StandardCharsets.UTF_8);
   }
 
   /** The SSE event type of a journal event (API.md "events"). */
@@ -108,7 +225,7 @@ public final class SessionEventStream {
     return node;
   }
 
-  private static String json(Object value) {
+  static String json(Object value) {
     try {
       return Json.MAPPER.writeValueAsString(value);
     } catch (JsonProcessingException e) {

@@ -13,6 +13,7 @@ import java.time.Instant;
 import java.util.HexFormat;
 import java.util.Optional;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.function.Function;
 import java.util.function.Supplier;
@@ -20,14 +21,18 @@ import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
 import org.apache.pekko.cluster.sharding.typed.javadsl.EntityRef;
-import org.apache.pekko.http.javadsl.marshalling.sse.EventStreamMarshalling;
+import org.apache.pekko.NotUsed;
+import org.apache.pekko.http.javadsl.model.HttpEntities;
+import org.apache.pekko.http.javadsl.model.HttpResponse;
+import org.apache.pekko.http.javadsl.model.MediaTypes;
 import org.apache.pekko.http.javadsl.model.StatusCodes;
 import org.apache.pekko.http.javadsl.model.headers.Location;
-import org.apache.pekko.http.javadsl.model.sse.ServerSentEvent;
 import org.apache.pekko.http.javadsl.server.AllDirectives;
 import org.apache.pekko.http.javadsl.server.PathMatchers;
 import org.apache.pekko.http.javadsl.server.Route;
 import org.apache.pekko.pattern.StatusReply;
+import org.apache.pekko.stream.javadsl.Source;
+import org.apache.pekko.util.ByteString;
 
 /** The sessions API of API.md: a thin adapter from HTTP to {@link SessionEntity}. */
 public final class SessionRoutes extends AllDirectives {
@@ -51,6 +56,10 @@ public final class SessionRoutes extends AllDirectives {
   private final boolean scriptedAllowed;
   private final Duration askTimeout;
   private final long maxBody;
+  private final Duration maxWait;
+  private final Duration sseHeartbeat;
+  private final ByteString sseRetry;
+  private static final ByteString PING = ByteString.fromString(": ping\n\n");
 
   public SessionRoutes(ActorSystem<?> system, Auth auth, SessionIndex index, SessionEventStream events,
       ModelClients models, SessionSettings settings, boolean scriptedAllowed) {
@@ -63,6 +72,10 @@ public final class SessionRoutes extends AllDirectives {
     this.scriptedAllowed = scriptedAllowed;
     this.askTimeout = system.settings().config().getDuration("outboard.http.ask-timeout");
     this.maxBody = system.settings().config().getBytes("outboard.http.max-body-bytes");
+    this.maxWait = system.settings().config().getDuration("outboard.http.max-wait");
+    this.sseHeartbeat = system.settings().config().getDuration("outboard.http.sse-heartbeat");
+    this.sseRetry = ByteString.fromString(
+        "retry: " + system.settings().config().getDuration("outboard.http.sse-retry").toMillis() + "\n\n");
   }
 
   public Route routes() {
@@ -73,7 +86,9 @@ public final class SessionRoutes extends AllDirectives {
 
   private Route session(String id) {
     return concat(
-        pathEndOrSingleSlash(() -> get(() -> reply(ask(id, SessionEntity.Get::new), this::ok))),
+        pathEndOrSingleSlash(() -> get(() -> parameterOptional("wait", wait -> wait.isEmpty()
+            ? reply(ask(id, SessionEntity.Get::new), this::ok)
+            : awaitSettled(id, parseWait(wait.get()))))),
         path("messages", () -> post(() -> message(id))),
         path("cancel", () -> post(() -> JsonSupport.noBody(() -> reply(ask(id, SessionEntity.Cancel::new), this::accepted)))),
         path("transcript", () -> get(() -> reply(ask(id, SessionEntity.GetTranscript::new), this::ok))),
@@ -178,15 +193,66 @@ public final class SessionRoutes extends AllDirectives {
     throw ApiError.badRequest("limit must be an integer between 1 and 500");
   }
 
+  /**
+   * The session's events after {@code Last-Event-ID} (or {@code ?after}): a running session's
+   * stream follows it until its terminal event; a finished one's has what was recorded after that
+   * id, and is 204 when there is nothing, so that standard clients stop reconnecting.
+   */
   private Route events(String id) {
     return optionalHeaderValueByName("Last-Event-ID", header -> parameterOptional("after", param -> {
       long after = parseSeq(header.or(() -> param).orElse("0"));
-      return reply(ask(id, SessionEntity.Get::new), s -> {
-        var source = events.events(id, after, !s.finished())
-            .keepAlive(Duration.ofSeconds(15), ServerSentEvent::heartbeat);
-        return completeOK(source, EventStreamMarshalling.toEventStream());
+      return reply(ask(id, SessionEntity.GetPosition::new), position -> {
+        Source<SessionFeed.Item, NotUsed> items;
+        if (position.finished()) {
+          if (after >= position.seq()) return complete(StatusCodes.NO_CONTENT);
+          items = events.recorded(id, after, position.seq());
+        } else {
+          items = events.follow(id, after);
+        }
+        Source<ByteString, NotUsed> body = Source.single(sseRetry)
+            .concat(items.map(SessionEventStream::wire))
+            .keepAlive(sseHeartbeat, () -> PING);
+        return complete(HttpResponse.create()
+            .withEntity(HttpEntities.createChunked(MediaTypes.TEXT_EVENT_STREAM.toContentType(), body)));
       });
     }));
+  }
+
+  /**
+   * {@code GET /v1/sessions/{id}?wait=30s}: the session once it is not {@code running}, or as it
+   * is when the wait is over. A hand-off in between only means asking its next incarnation.
+   */
+  private Route awaitSettled(String id, Duration wait) {
+    long deadline = System.nanoTime() + wait.toNanos();
+    return withRequestTimeout(wait.plus(askTimeout).plus(askTimeout), () -> reply(settled(id, deadline), this::ok));
+  }
+
+  private CompletionStage<Summary> settled(String id, long deadlineNanos) {
+    long remainingMs = Math.max(0, (deadlineNanos - System.nanoTime()) / 1_000_000);
+    CompletionStage<Summary> answer = entity(id).<Summary>askWithStatus(
+        r -> new SessionEntity.AwaitSettled(remainingMs, r), Duration.ofMillis(remainingMs).plus(askTimeout));
+    return answer
+        .thenCompose(s -> s.status().equals("running") && deadlineNanos - System.nanoTime() > 20_000_000L
+            ? settled(id, deadlineNanos) : CompletableFuture.completedFuture(s))
+        // The session's node went away while it waited: answer with where it stands now.
+        .exceptionallyCompose(e -> ask(id, SessionEntity.Get::new));
+  }
+
+  private Duration parseWait(String raw) {
+    Duration wait = null;
+    String v = raw.trim();
+    try {
+      if (v.endsWith("ms")) wait = Duration.ofMillis(Long.parseLong(v.substring(0, v.length() - 2)));
+      else if (v.endsWith("s")) wait = Duration.ofSeconds(Long.parseLong(v.substring(0, v.length() - 1)));
+      else if (v.endsWith("m")) wait = Duration.ofMinutes(Long.parseLong(v.substring(0, v.length() - 1)));
+      else wait = Duration.ofSeconds(Long.parseLong(v));
+    } catch (NumberFormatException | ArithmeticException ignored) {
+      // falls through to the error below
+    }
+    if (wait == null || wait.isNegative() || wait.compareTo(maxWait) > 0) {
+      throw ApiError.badRequest("wait must be a duration such as 30s, 500ms or 2m, at most " + maxWait.toSeconds() + "s");
+    }
+    return wait;
   }
 
   private static long parseSeq(String raw) {

@@ -462,7 +462,10 @@ class ApiErrorPathsTest {
       assertThat(byParam).as("?after=" + n).isEqualTo(expected);
       assertThat(byHeader.get(0).seq()).isEqualTo(n + 1);
     }
-    assertThat(acme.events(path, WAIT, "Last-Event-ID", Long.toString(full.get(full.size() - 1).seq()))).isEmpty();
+    // Nothing after the terminal event: 204, which tells standard SSE clients to stop reconnecting.
+    ApiClient.Response end = acme.get(path, "Last-Event-ID", Long.toString(full.get(full.size() - 1).seq()));
+    assertThat(end.status()).isEqualTo(204);
+    assertThat(end.body()).isEmpty();
     assertError(acme.get(path, "Last-Event-ID", "yesterday"), 400, "bad_request");
     assertError(acme.get(path + "?after=-1"), 400, "bad_request");
   }

@@ -89,6 +89,12 @@ class SandboxSessionTest {
     assertThat(calls.get(7).content()).isEqualTo("/workspace/notes.txt:1:bye sandbox");
     JsonNode s = await(api, id, x -> x.path("sandbox").path("state").asText().equals("destroyed"), WAIT, "sandbox destroyed");
     assertThat(s.path("sandbox").path("id").asText()).startsWith("sbx-");
+    // The sandbox's end is recorded before the terminal event, so a stream (which ends there) shows it.
+    List<ApiClient.SseEvent> events = api.events("/v1/sessions/" + id + "/events", WAIT);
+    assertThat(events.get(events.size() - 1).event()).isEqualTo("session.completed");
+    ApiClient.SseEvent beforeEnd = events.get(events.size() - 2);
+    assertThat(beforeEnd.event()).isEqualTo("sandbox.changed");
+    assertThat(beforeEnd.json().path("state").asText()).isEqualTo("destroyed");
   }
 
   @Test

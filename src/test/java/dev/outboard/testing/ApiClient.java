@@ -124,69 +124,157 @@ public final class ApiClient {
    * another status than 200 or does not end within {@code timeout}.
    */
   public List<SseEvent> events(String path, Duration timeout, String... headers) {
+    EventStream stream = openEvents(path, headers);
+    if (stream.status() != 200) {
+      throw new AssertionError("GET " + path + " answered " + stream.status() + ": " + String.join("\n", stream.lines()));
+    }
+    return stream.awaitEnd(timeout);
+  }
+
+  /** Opens {@code path}'s event stream; it is read in the background until it ends or is closed. */
+  public EventStream openEvents(String path, String... headers) {
     HttpRequest req = request(path, headers).header("Accept", "text/event-stream").GET().build();
-    HttpResponse<Stream<String>> resp;
     try {
-      resp = HTTP.send(req, HttpResponse.BodyHandlers.ofLines());
+      return new EventStream(path, HTTP.send(req, HttpResponse.BodyHandlers.ofLines()));
     } catch (IOException e) {
       throw new UncheckedIOException("GET " + path, e);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new IllegalStateException(e);
     }
-    if (resp.statusCode() != 200) {
-      String body;
-      try (Stream<String> lines = resp.body()) {
-        body = lines.collect(Collectors.joining("\n"));
-      }
-      throw new AssertionError("GET " + path + " answered " + resp.statusCode() + ": " + body);
-    }
-    List<SseEvent> events = Collections.synchronizedList(new ArrayList<>());
-    CompletableFuture<Void> reading = CompletableFuture.runAsync(() -> parse(resp.body(), events), task -> {
-      Thread t = new Thread(task, "sse-reader");
-      t.setDaemon(true);
-      t.start();
-    });
-    try {
-      reading.get(timeout.toMillis(), TimeUnit.MILLISECONDS);
-    } catch (TimeoutException e) {
-      resp.body().close();
-      throw new AssertionError("the event stream " + path + " did not end within " + timeout + "; read so far: " + events);
-    } catch (ExecutionException e) {
-      throw new AssertionError("reading the event stream " + path + " failed; read so far: " + events, e.getCause());
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new IllegalStateException(e);
-    }
-    return List.copyOf(events);
   }
 
-  /** The {@code text/event-stream} format: fields until a blank line; comments and heartbeats skipped. */
-  private static void parse(Stream<String> lines, List<SseEvent> out) {
-    String[] id = {null};
-    String[] event = {null};
-    StringBuilder[] data = {null};
-    try (lines) {
-      lines.forEachOrdered(line -> {
-        if (line.isEmpty()) {
-          if (data[0] != null || event[0] != null) out.add(new SseEvent(id[0], event[0], data[0] == null ? "" : data[0].toString()));
-          id[0] = null;
-          event[0] = null;
-          data[0] = null;
-          return;
-        }
-        if (line.startsWith(":")) return;
-        int colon = line.indexOf(':');
-        String field = colon < 0 ? line : line.substring(0, colon);
-        String value = colon < 0 ? "" : line.substring(colon + 1);
-        if (value.startsWith(" ")) value = value.substring(1);
-        switch (field) {
-          case "id" -> id[0] = value;
-          case "event" -> event[0] = value;
-          case "data" -> data[0] = data[0] == null ? new StringBuilder(value) : data[0].append('\n').append(value);
-          default -> { } // retry and unknown fields are not used by these tests
-        }
+  /** An open {@code text/event-stream}: the events and raw lines read so far, and when each event arrived. */
+  public static final class EventStream implements AutoCloseable {
+    private final String path;
+    private final HttpResponse<Stream<String>> response;
+    private final List<SseEvent> events = new ArrayList<>();
+    private final List<Long> arrivals = new ArrayList<>();
+    private final List<String> lines = Collections.synchronizedList(new ArrayList<>());
+    private final CompletableFuture<Void> reading;
+    private boolean finished;
+
+    EventStream(String path, HttpResponse<Stream<String>> response) {
+      this.path = path;
+      this.response = response;
+      this.reading = CompletableFuture.runAsync(this::read, task -> {
+        Thread t = new Thread(task, "sse-reader");
+        t.setDaemon(true);
+        t.start();
       });
+    }
+
+    public int status() {
+      return response.statusCode();
+    }
+
+    public HttpHeaders headers() {
+      return response.headers();
+    }
+
+    /** Every line as received, comments and fields alike. */
+    public List<String> lines() {
+      synchronized (lines) {
+        return List.copyOf(lines);
+      }
+    }
+
+    public synchronized List<SseEvent> events() {
+      return List.copyOf(events);
+    }
+
+    /** {@link System#nanoTime()} when each event of {@link #events()} was complete. */
+    public synchronized List<Long> arrivals() {
+      return List.copyOf(arrivals);
+    }
+
+    /** Waits until an event matching {@code condition} has arrived; returns it. */
+    public SseEvent await(java.util.function.Predicate<SseEvent> condition, Duration timeout) {
+      long deadline = System.nanoTime() + timeout.toNanos();
+      synchronized (this) {
+        while (true) {
+          for (SseEvent e : events) if (condition.test(e)) return e;
+          long left = deadline - System.nanoTime();
+          if (left <= 0 || finished) break;
+          try {
+            wait(Math.max(1, left / 1_000_000));
+          } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException(e);
+          }
+        }
+        for (SseEvent e : events) if (condition.test(e)) return e;
+      }
+      throw new AssertionError("no matching event on " + path + " within " + timeout + "; read so far: " + events());
+    }
+
+    /** Waits for the server to end the stream; returns all its events. */
+    public List<SseEvent> awaitEnd(Duration timeout) {
+      try {
+        reading.get(timeout.toMillis(), TimeUnit.MILLISECONDS);
+      } catch (TimeoutException e) {
+        close();
+        throw new AssertionError("the event stream " + path + " did not end within " + timeout + "; read so far: " + events());
+      } catch (ExecutionException e) {
+        throw new AssertionError("reading the event stream " + path + " failed; read so far: " + events(), e.getCause());
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new IllegalStateException(e);
+      }
+      return events();
+    }
+
+    public boolean ended() {
+      return reading.isDone();
+    }
+
+    /** Closes the connection, as a client that goes away does. */
+    @Override
+    public void close() {
+      response.body().close();
+    }
+
+    /** The {@code text/event-stream} format: fields until a blank line; comments skipped. */
+    private void read() {
+      String[] id = {null};
+      String[] event = {null};
+      StringBuilder[] data = {null};
+      try (Stream<String> body = response.body()) {
+        body.forEachOrdered(line -> {
+          lines.add(line);
+          if (line.isEmpty()) {
+            if (data[0] != null || event[0] != null) {
+              synchronized (this) {
+                events.add(new SseEvent(id[0], event[0], data[0] == null ? "" : data[0].toString()));
+                arrivals.add(System.nanoTime());
+                notifyAll();
+              }
+            }
+            id[0] = null;
+            event[0] = null;
+            data[0] = null;
+            return;
+          }
+          if (line.startsWith(":")) return;
+          int colon = line.indexOf(':');
+          String field = colon < 0 ? line : line.substring(0, colon);
+          String value = colon < 0 ? "" : line.substring(colon + 1);
+          if (value.startsWith(" ")) value = value.substring(1);
+          switch (field) {
+            case "id" -> id[0] = value;
+            case "event" -> event[0] = value;
+            case "data" -> data[0] = data[0] == null ? new StringBuilder(value) : data[0].append('\n').append(value);
+            default -> { } // retry and unknown fields: see lines()
+          }
+        });
+      } catch (UncheckedIOException e) {
+        // closed by close(), or by the server
+      } finally {
+        synchronized (this) {
+          finished = true;
+          notifyAll();
+        }
+      }
     }
   }
 
