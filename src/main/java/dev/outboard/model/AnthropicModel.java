@@ -8,6 +8,7 @@ import com.anthropic.core.Timeout;
 import com.anthropic.core.http.Headers;
 import com.anthropic.errors.AnthropicInvalidDataException;
 import com.anthropic.errors.AnthropicServiceException;
+import com.anthropic.errors.SseException;
 import com.anthropic.models.messages.CacheControlEphemeral;
 import com.anthropic.models.messages.ContentBlock;
 import com.anthropic.models.messages.ContentBlockParam;
@@ -44,6 +45,8 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ExecutionException;
+import java.util.function.Consumer;
+import java.util.function.Function;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -56,6 +59,10 @@ import org.slf4j.LoggerFactory;
  * skills and memory index) — is marked {@code cache_control: ephemeral} on the last tool and on the
  * system block; the newest transcript block carries a third breakpoint so that the conversation
  * itself is read from the cache on the next turn.
+ *
+ * <p>Streaming: {@link #complete(ModelRequest, Consumer)} asks for server-sent events on the same
+ * client (same connection pool and dispatcher limits) and returns the same answer, or the same
+ * failure, as {@link #complete(ModelRequest)}; an {@code error} event mid-stream is retryable.
  */
 public final class AnthropicModel implements ModelClient {
   public static final String PROVIDER = "anthropic";
@@ -101,6 +108,23 @@ public final class AnthropicModel implements ModelClient {
 
   @Override
   public CompletionStage<ModelResponse> complete(ModelRequest request) {
+    return call(request, params -> client.messages().create(params));
+  }
+
+  /**
+   * Streams the answer ({@code "stream": true}) through the SDK's {@code createStreaming} and its
+   * {@code MessageAccumulator}: the accumulated message goes through the same {@link #toResponse}
+   * and failures through the same {@link #classify} as a non-streaming call's. See {@link
+   * AnthropicStream} for the deltas' indexes.
+   */
+  @Override
+  public CompletionStage<ModelResponse> complete(ModelRequest request, Consumer<ModelDelta> deltas) {
+    DeltaSink sink = new DeltaSink(PROVIDER, deltas);
+    return call(request, params -> AnthropicStream.start(client.messages(), params, sink));
+  }
+
+  private CompletionStage<ModelResponse> call(ModelRequest request,
+      Function<MessageCreateParams, CompletableFuture<com.anthropic.models.messages.Message>> send) {
     MessageCreateParams params;
     try {
       params = toParams(request);
@@ -110,7 +134,7 @@ public final class AnthropicModel implements ModelClient {
     }
     CompletableFuture<com.anthropic.models.messages.Message> call;
     try {
-      call = client.messages().create(params);
+      call = send.apply(params);
     } catch (RuntimeException e) {
       return CompletableFuture.failedFuture(classify(e));
     }
@@ -292,6 +316,7 @@ public final class AnthropicModel implements ModelClient {
     Throwable e = error;
     while ((e instanceof CompletionException || e instanceof ExecutionException) && e.getCause() != null) e = e.getCause();
     if (e instanceof ModelCallException m) return m;
+    if (e instanceof SseException s) return midStream(s);
     if (e instanceof AnthropicServiceException s) {
       Headers h = s.headers();
       Duration retryAfter = ModelCallException.parseRetryAfter(first(h, "retry-after-ms"), first(h, "retry-after")).orElse(null);
@@ -319,6 +344,28 @@ public final class AnthropicModel implements ModelClient {
           "anthropic answered with a malformed message: " + firstLine(e.getMessage()), false, null, e);
     }
     return new ModelCallException("model_error", "anthropic call failed: " + e, true, null, e);
+  }
+
+  /**
+   * An {@code error} event in a stream that had begun with HTTP 200 (e.g. {@code overloaded_error}
+   * while the model writes). The request was accepted and nothing was recorded, so it is worth
+   * another try whatever the error's type; the type picks the code.
+   */
+  private static ModelCallException midStream(SseException s) {
+    String type = "";
+    try {
+      JsonNode body = s.body().convert(JsonNode.class);
+      if (body != null) type = body.path("error").path("type").asText("");
+    } catch (RuntimeException ignored) {
+      // no type: a generic code
+    }
+    String code = switch (type) {
+      case "overloaded_error" -> "overloaded";
+      case "rate_limit_error" -> "rate_limited";
+      default -> "model_unavailable";
+    };
+    return new ModelCallException(code, "anthropic's stream failed mid-way: "
+        + (type.isEmpty() ? "" : type + ": ") + providerMessage(s), true, null, s);
   }
 
   private static String providerMessage(AnthropicServiceException s) {

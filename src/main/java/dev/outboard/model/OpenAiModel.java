@@ -10,6 +10,7 @@ import com.openai.core.Timeout;
 import com.openai.core.http.Headers;
 import com.openai.errors.OpenAIInvalidDataException;
 import com.openai.errors.OpenAIServiceException;
+import com.openai.errors.SseException;
 import com.openai.models.FunctionDefinition;
 import com.openai.models.FunctionParameters;
 import com.openai.models.chat.completions.ChatCompletion;
@@ -19,6 +20,7 @@ import com.openai.models.chat.completions.ChatCompletionFunctionTool;
 import com.openai.models.chat.completions.ChatCompletionMessage;
 import com.openai.models.chat.completions.ChatCompletionMessageFunctionToolCall;
 import com.openai.models.chat.completions.ChatCompletionMessageToolCall;
+import com.openai.models.chat.completions.ChatCompletionStreamOptions;
 import com.openai.models.chat.completions.ChatCompletionToolMessageParam;
 import com.openai.models.completions.CompletionUsage;
 import dev.outboard.Json;
@@ -39,6 +41,8 @@ import java.util.concurrent.SynchronousQueue;
 import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Consumer;
+import java.util.function.Function;
 import okhttp3.ConnectionPool;
 import okhttp3.Dispatcher;
 import okhttp3.OkHttpClient;
@@ -76,12 +80,18 @@ import okhttp3.OkHttpClient;
  * client keeps OkHttp's default of 64 calls in flight, per host and in all), so this class builds
  * the {@link OkHttpClient} itself — dispatcher limits and an idle pool of
  * {@code max-concurrent-requests} — and hands it to the SDK with {@code okHttpClient(...)}.
+ *
+ * <p><b>Streaming.</b> {@link #complete(ModelRequest, Consumer)} asks for server-sent chunks on the
+ * same client (same dispatcher and pool) and returns the same answer, or the same failure, as
+ * {@link #complete(ModelRequest)}; an error object mid-stream, or a stream cut off before its
+ * finish_reason, is retryable.
  */
 public final class OpenAiModel implements ModelClient {
   public static final String PROVIDER = "openai";
   static final String UNPARSEABLE = "_unparseable_arguments";
   /** Sent when no key is configured (keyless local servers); the SDK wants some credential. */
   private static final String NO_KEY = "none";
+  private static final ChatCompletionStreamOptions INCLUDE_USAGE = ChatCompletionStreamOptions.builder().includeUsage(true).build();
 
   private final ProviderSettings settings;
   private final OpenAIClientAsync client;
@@ -127,6 +137,25 @@ public final class OpenAiModel implements ModelClient {
 
   @Override
   public CompletionStage<ModelResponse> complete(ModelRequest request) {
+    return call(request, params -> client.chat().completions().create(params));
+  }
+
+  /**
+   * Streams the answer ({@code "stream": true}, {@code stream_options.include_usage} so that the
+   * last chunk carries the usage) through the SDK's {@code createStreaming} and its {@code
+   * ChatCompletionAccumulator}: the accumulated completion goes through the same {@link #response}
+   * and failures through the same {@link #classify} as a non-streaming call's. See {@link
+   * OpenAiStream} for how tool calls get their block indexes.
+   */
+  @Override
+  public CompletionStage<ModelResponse> complete(ModelRequest request, Consumer<ModelDelta> deltas) {
+    DeltaSink sink = new DeltaSink(PROVIDER, deltas);
+    return call(request, params -> OpenAiStream.start(client.chat().completions(),
+        params.toBuilder().streamOptions(INCLUDE_USAGE).build(), sink));
+  }
+
+  private CompletionStage<ModelResponse> call(ModelRequest request,
+      Function<ChatCompletionCreateParams, CompletableFuture<ChatCompletion>> send) {
     ChatCompletionCreateParams params;
     try {
       params = params(request);
@@ -136,7 +165,7 @@ public final class OpenAiModel implements ModelClient {
     }
     CompletableFuture<ChatCompletion> call;
     try {
-      call = client.chat().completions().create(params);
+      call = send.apply(params);
     } catch (RuntimeException e) {
       return CompletableFuture.failedFuture(classify(e));
     }
@@ -304,6 +333,7 @@ public final class OpenAiModel implements ModelClient {
     Throwable e = error;
     while (e instanceof CompletionException && e.getCause() != null) e = e.getCause();
     if (e instanceof ModelCallException m) return m;
+    if (e instanceof SseException s) return midStream(s);
     if (e instanceof OpenAIServiceException s) {
       Headers h = s.headers();
       Duration retryAfter = ModelCallException.parseRetryAfter(first(h, "retry-after-ms"), first(h, "retry-after")).orElse(null);
@@ -317,6 +347,18 @@ public final class OpenAiModel implements ModelClient {
     }
     if (e instanceof OpenAIInvalidDataException) return badResponse(e);
     return new ModelCallException("model_error", PROVIDER + " call failed: " + describe(e), true, null, null);
+  }
+
+  /**
+   * An {@code error} object in a stream that had begun with HTTP 200. The request was accepted and
+   * nothing was recorded, so it is worth another try whatever the error says; its code or type
+   * picks ours.
+   */
+  private static ModelCallException midStream(SseException s) {
+    String kind = s.code().or(s::type).orElse("");
+    String code = kind.contains("rate_limit") ? "rate_limited" : "model_unavailable";
+    return new ModelCallException(code, PROVIDER + "'s stream failed mid-way: "
+        + (kind.isEmpty() ? "" : kind + ": ") + providerMessage(s), true, null, null);
   }
 
   private static ModelCallException badResponse(Throwable e) {

@@ -38,6 +38,15 @@ import java.util.regex.Pattern;
  * breakpoint (tools, then system, then messages) is a cacheable prefix; a request reads the
  * longest prefix written before (looking back up to 20 blocks from each breakpoint, as documented)
  * and writes the prefixes up to its breakpoints. Tokens are counted as characters / 4.
+ *
+ * <p>A request with {@code "stream": true} gets a 200 answer as the documented server-sent events,
+ * built from the same programmed message: {@code message_start} (usage with the input and cache
+ * tokens), {@code ping}, per block {@code content_block_start}, {@code content_block_delta}s
+ * ({@code text_delta}: the text in three or more pieces; {@code input_json_delta}: the tool input's
+ * JSON in three pieces), {@code content_block_stop}, then {@code message_delta} (stop_reason, output
+ * tokens) and {@code message_stop}. Error statuses are answered as JSON, as the API does before a
+ * stream begins. {@link #streamError} breaks a stream off half-way with an {@code error} event;
+ * {@link #cutOff} drops the connection after that many bytes of the event stream.
  */
 final class AnthropicWire implements AutoCloseable {
   static final String VERSION_HEADER = "anthropic-version";
@@ -45,8 +54,16 @@ final class AnthropicWire implements AutoCloseable {
   private static final Set<String> TOP_LEVEL = Set.of("model", "max_tokens", "system", "tools", "messages",
       "tool_choice", "temperature", "top_k", "top_p", "stop_sequences", "metadata", "stream", "thinking", "service_tier");
 
-  /** One programmed answer. {@code cutAfter} >= 0: send that many body bytes of a longer promised body, then drop the connection. */
-  record Reply(int status, Map<String, String> headers, String body, int cutAfter) {}
+  /**
+   * One programmed answer. {@code cutAfter} >= 0: send that many body bytes of a longer promised
+   * body, then drop the connection. {@code streamError}: if streamed, send half of the events, then
+   * this {@code error} event's data, and end the stream.
+   */
+  record Reply(int status, Map<String, String> headers, String body, int cutAfter, String streamError) {
+    Reply(int status, Map<String, String> headers, String body, int cutAfter) {
+      this(status, headers, body, cutAfter, null);
+    }
+  }
 
   /** One request as received, with the simulated cache outcome. */
   record Recorded(String method, String path, Map<String, List<String>> headers, JsonNode body, long atNanos,
@@ -106,6 +123,11 @@ final class AnthropicWire implements AutoCloseable {
   AnthropicWire minCacheTokens(int tokens) {
     this.minCacheTokens = tokens;
     return this;
+  }
+
+  /** Forgets the cached prefixes (two calls of one request then see the same cache). */
+  synchronized void clearCache() {
+    cache.clear();
   }
 
   synchronized void reset() {
@@ -174,6 +196,17 @@ final class AnthropicWire implements AutoCloseable {
     };
   }
 
+  /**
+   * A documented message answer which, when streamed, breaks off half-way with an {@code error}
+   * event of the documented shape (e.g. {@code overloaded_error}); unstreamed it arrives whole.
+   */
+  static Function<JsonNode, Reply> streamError(String type, String message) {
+    return req -> {
+      Reply full = message(req, List.of(text("this answer breaks off half-way through")), "end_turn");
+      return new Reply(200, full.headers(), full.body(), -1, error(529, type, message, Map.of()).body());
+    };
+  }
+
   // ------------------------------------------------------------------ serving
 
   private void handle(HttpExchange ex) throws IOException {
@@ -207,6 +240,10 @@ final class AnthropicWire implements AutoCloseable {
             .put("cache_creation_input_tokens", usage[2]).put("cache_read_input_tokens", usage[1]);
         out = m.toString();
       }
+      if (body.path("stream").asBoolean(false) && reply.status() == 200 && isMessage(out)) {
+        stream(ex, reply, (ObjectNode) Json.MAPPER.readTree(out));
+        return;
+      }
       byte[] bytes = out.getBytes(StandardCharsets.UTF_8);
       reply.headers().forEach((k, v) -> ex.getResponseHeaders().add(k, v));
       ex.sendResponseHeaders(reply.status(), bytes.length);
@@ -226,6 +263,111 @@ final class AnthropicWire implements AutoCloseable {
       }
       throw e;
     }
+  }
+
+  private static boolean isMessage(String body) {
+    try {
+      return "message".equals(Json.MAPPER.readTree(body).path("type").asText());
+    } catch (IOException e) {
+      return false;
+    }
+  }
+
+  /** Sends {@code message} as the documented event stream, flushing event by event. */
+  private static void stream(HttpExchange ex, Reply reply, ObjectNode message) throws IOException {
+    List<String> events = events(message);
+    reply.headers().forEach((k, v) -> {
+      if (!k.equalsIgnoreCase("content-type")) ex.getResponseHeaders().add(k, v);
+    });
+    ex.getResponseHeaders().set("content-type", "text/event-stream; charset=utf-8");
+    ex.getResponseHeaders().set("cache-control", "no-cache");
+    OutputStream os = ex.getResponseBody();
+    if (reply.cutAfter() >= 0) {
+      byte[] all = String.join("", events).getBytes(StandardCharsets.UTF_8);
+      ex.sendResponseHeaders(200, all.length);
+      os.write(all, 0, Math.min(reply.cutAfter(), all.length - 1));
+      os.flush();
+      ex.close(); // short of the promised length: the connection drops (see handle)
+      return;
+    }
+    ex.sendResponseHeaders(200, 0); // chunked
+    int count = reply.streamError() != null ? events.size() / 2 : events.size();
+    for (int i = 0; i < count; i++) {
+      os.write(events.get(i).getBytes(StandardCharsets.UTF_8));
+      os.flush();
+    }
+    if (reply.streamError() != null) os.write(sse("error", reply.streamError()).getBytes(StandardCharsets.UTF_8));
+    os.flush();
+  }
+
+  /** The documented event stream of one whole message. */
+  static List<String> events(ObjectNode message) {
+    List<String> out = new ArrayList<>();
+    JsonNode usage = message.path("usage");
+    ObjectNode start = message.deepCopy();
+    start.putArray("content");
+    start.putNull("stop_reason");
+    start.putNull("stop_sequence");
+    ObjectNode startUsage = Json.MAPPER.createObjectNode();
+    for (String f : List.of("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")) {
+      if (usage.has(f)) startUsage.set(f, usage.get(f));
+    }
+    startUsage.put("output_tokens", 1);
+    start.set("usage", startUsage);
+    out.add(sse("message_start", event("message_start").set("message", start).toString()));
+    out.add(sse("ping", event("ping").toString()));
+    JsonNode content = message.path("content");
+    for (int i = 0; i < content.size(); i++) {
+      JsonNode block = content.get(i);
+      ObjectNode empty = block.deepCopy();
+      List<String> pieces;
+      String deltaType;
+      String field;
+      if ("tool_use".equals(block.path("type").asText())) {
+        empty.putObject("input");
+        pieces = pieces(block.path("input").toString(), 3);
+        deltaType = "input_json_delta";
+        field = "partial_json";
+      } else {
+        empty.put("text", "");
+        pieces = pieces(block.path("text").asText(), 3);
+        deltaType = "text_delta";
+        field = "text";
+      }
+      out.add(sse("content_block_start", event("content_block_start").put("index", i).set("content_block", empty).toString()));
+      for (String piece : pieces) {
+        ObjectNode delta = Json.MAPPER.createObjectNode().put("type", deltaType).put(field, piece);
+        out.add(sse("content_block_delta", event("content_block_delta").put("index", i).set("delta", delta).toString()));
+      }
+      out.add(sse("content_block_stop", event("content_block_stop").put("index", i).toString()));
+    }
+    ObjectNode delta = event("message_delta");
+    delta.putObject("delta").put("stop_reason", message.path("stop_reason").asText()).putNull("stop_sequence");
+    delta.putObject("usage").put("output_tokens", usage.path("output_tokens").asLong());
+    out.add(sse("message_delta", delta.toString()));
+    out.add(sse("message_stop", event("message_stop").toString()));
+    return out;
+  }
+
+  private static ObjectNode event(String type) {
+    return Json.MAPPER.createObjectNode().put("type", type);
+  }
+
+  private static String sse(String event, String data) {
+    return "event: " + event + "\ndata: " + data + "\n\n";
+  }
+
+  /** {@code s} in {@code n} pieces of about equal length (fewer if it is shorter), whole code points each. */
+  static List<String> pieces(String s, int n) {
+    List<String> out = new ArrayList<>();
+    int points = s.codePointCount(0, s.length());
+    int from = 0;
+    for (int i = 1; i <= n; i++) {
+      int to = s.offsetByCodePoints(0, points * i / n);
+      if (to > from) out.add(s.substring(from, to));
+      from = to;
+    }
+    return out;
   }
 
   // ------------------------------------------------------------------ request checks
@@ -251,7 +393,7 @@ final class AnthropicWire implements AutoCloseable {
     });
     if (!body.path("model").isTextual() || body.path("model").asText().isBlank()) p.add("model missing");
     if (!body.path("max_tokens").isIntegralNumber() || body.path("max_tokens").asLong() < 1) p.add("max_tokens missing or < 1");
-    if (body.path("stream").asBoolean(false)) p.add("stream requested");
+    if (body.has("stream") && !body.get("stream").isBoolean()) p.add("stream must be a boolean");
     int breakpoints = 0;
     JsonNode system = body.get("system");
     if (system != null) {

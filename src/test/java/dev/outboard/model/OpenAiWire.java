@@ -29,6 +29,14 @@ import java.util.concurrent.atomic.AtomicInteger;
  * tests. Every request is checked field by field against the documented request shape and
  * recorded, with the problems found; answers are queued per call ({@link #enqueue}) and built
  * from the API reference's examples. With nothing queued it ends the turn with "done".
+ *
+ * <p>A request with {@code "stream": true} gets each completion answer as the documented
+ * server-sent chunks instead: {@code data: {chat.completion.chunk}} lines — the role, the content
+ * in three or more pieces, each tool call's id and name then its arguments in three pieces, a
+ * chunk with the finish_reason, and, if {@code stream_options.include_usage} is set, a last chunk
+ * with the usage and no choices ({@code "usage": null} on the others) — then {@code data: [DONE]}.
+ * Errors are answered as JSON, as before a stream begins. {@link #streamError} breaks a stream off
+ * half-way with an error object; {@link #streamCutOff} drops the connection half-way.
  */
 public final class OpenAiWire implements AutoCloseable {
   public static final String KEY = "sk-test-FAKE-OPENAI-KEY-1234567890";
@@ -159,7 +167,7 @@ public final class OpenAiWire implements AutoCloseable {
       p.add("body is not a JSON object");
       return;
     }
-    Set<String> allowed = Set.of("model", "messages", "tools", "max_completion_tokens");
+    Set<String> allowed = Set.of("model", "messages", "tools", "max_completion_tokens", "stream", "stream_options");
     for (Iterator<String> it = body.fieldNames(); it.hasNext(); ) {
       String f = it.next();
       if (!allowed.contains(f)) p.add("unexpected top-level field " + f);
@@ -167,6 +175,14 @@ public final class OpenAiWire implements AutoCloseable {
     if (!body.path("model").isTextual() || body.path("model").asText().isBlank()) p.add("model must be a non-empty string");
     if (!body.path("max_completion_tokens").isIntegralNumber() || body.path("max_completion_tokens").asLong() < 1) {
       p.add("max_completion_tokens must be a positive integer");
+    }
+    if (body.has("stream") && !body.get("stream").isBoolean()) p.add("stream must be a boolean");
+    JsonNode options = body.get("stream_options");
+    if (options != null && !options.isNull()) {
+      if (!body.path("stream").asBoolean(false)) p.add("stream_options without stream: true");
+      if (!options.isObject()) p.add("stream_options must be an object");
+      else only(options, "stream_options", p, "include_usage", "include_obfuscation");
+      if (options.has("include_usage") && !options.get("include_usage").isBoolean()) p.add("stream_options.include_usage must be a boolean");
     }
     checkMessages(body.path("messages"), p);
     checkTools(body.path("tools"), p);
@@ -300,7 +316,7 @@ public final class OpenAiWire implements AutoCloseable {
 
   /** An answer that ends the turn with {@code text} (finish_reason stop). */
   public Reply text(String text) {
-    return (ex, req) -> json(ex, 200, completion(req, assistant(text), "stop", 19, 10, 0), Map.of());
+    return (ex, req) -> answer(ex, req, completion(req, assistant(text), "stop", 19, 10, 0), StreamEnd.WHOLE);
   }
 
   /** An answer asking for {@code calls} (finish_reason tool_calls), with usage {@code prompt}/{@code cached}. */
@@ -312,13 +328,13 @@ public final class OpenAiWire implements AutoCloseable {
         ObjectNode tc = arr.addObject().put("id", c.id()).put("type", "function");
         tc.putObject("function").put("name", c.name()).put("arguments", c.arguments());
       }
-      json(ex, 200, completion(req, m, "tool_calls", prompt, 30, cached), Map.of());
+      answer(ex, req, completion(req, m, "tool_calls", prompt, 30, cached), StreamEnd.WHOLE);
     };
   }
 
   /** An answer cut off at the output limit (finish_reason length). */
   public Reply length(String partial) {
-    return (ex, req) -> json(ex, 200, completion(req, assistant(partial), "length", 19, 8192, 0), Map.of());
+    return (ex, req) -> answer(ex, req, completion(req, assistant(partial), "length", 19, 8192, 0), StreamEnd.WHOLE);
   }
 
   /** An error answer in the documented error shape. */
@@ -362,6 +378,115 @@ public final class OpenAiWire implements AutoCloseable {
       // Closing now, short of the declared length, makes the server drop the connection.
       throw new IOException("test: connection closed mid-body");
     };
+  }
+
+  /**
+   * An answer that, when streamed, breaks off half-way with an error object in the stream (the
+   * documented error shape, as OpenAI sends it once a stream has begun); unstreamed it arrives whole.
+   */
+  public Reply streamError() {
+    return (ex, req) -> answer(ex, req, completion(req, assistant("this answer breaks off half-way through"), "stop", 19, 10, 0),
+        StreamEnd.ERROR);
+  }
+
+  /** An answer that, when streamed, stops half-way: the connection drops short of the promised length. */
+  public Reply streamCutOff() {
+    return (ex, req) -> answer(ex, req, completion(req, assistant("this answer never arrives whole"), "stop", 19, 10, 0),
+        StreamEnd.CUT);
+  }
+
+  private enum StreamEnd { WHOLE, ERROR, CUT }
+
+  private static final String STREAM_ERROR =
+      "{\"error\":{\"message\":\"The server had an error while processing your request. Sorry about that!\","
+          + "\"type\":\"server_error\",\"param\":null,\"code\":null}}";
+
+  /** {@code completion} as JSON, or as an event stream if the request asked for one. */
+  private static void answer(HttpExchange ex, JsonNode req, ObjectNode completion, StreamEnd end) throws IOException {
+    if (req == null || !req.path("stream").asBoolean(false)) {
+      json(ex, 200, completion, Map.of());
+      return;
+    }
+    List<String> events = new ArrayList<>();
+    for (ObjectNode chunk : chunks(completion, req.path("stream_options").path("include_usage").asBoolean(false))) {
+      events.add("data: " + chunk + "\n\n");
+    }
+    events.add("data: [DONE]\n\n");
+    ex.getResponseHeaders().set("Content-Type", "text/event-stream; charset=utf-8");
+    ex.getResponseHeaders().set("x-request-id", "req_test");
+    OutputStream out = ex.getResponseBody();
+    if (end == StreamEnd.CUT) {
+      byte[] all = String.join("", events).getBytes(StandardCharsets.UTF_8);
+      ex.sendResponseHeaders(200, all.length);
+      out.write(all, 0, all.length / 2);
+      out.flush();
+      throw new IOException("test: connection closed mid-stream"); // short of the declared length
+    }
+    ex.sendResponseHeaders(200, 0); // chunked
+    int count = end == StreamEnd.ERROR ? events.size() / 2 : events.size();
+    for (int i = 0; i < count; i++) {
+      out.write(events.get(i).getBytes(StandardCharsets.UTF_8));
+      out.flush();
+    }
+    if (end == StreamEnd.ERROR) out.write(("data: " + STREAM_ERROR + "\n\n").getBytes(StandardCharsets.UTF_8));
+    out.close();
+  }
+
+  /** The documented chunks of one whole completion. */
+  static List<ObjectNode> chunks(ObjectNode completion, boolean includeUsage) {
+    List<ObjectNode> out = new ArrayList<>();
+    JsonNode choice = completion.path("choices").get(0);
+    JsonNode message = choice.path("message");
+    out.add(chunk(completion, includeUsage, Json.MAPPER.createObjectNode().put("role", "assistant").put("content", "").putNull("refusal"), null));
+    if (message.path("content").isTextual()) {
+      for (String piece : AnthropicWire.pieces(message.path("content").asText(), 3)) {
+        out.add(chunk(completion, includeUsage, Json.MAPPER.createObjectNode().put("content", piece), null));
+      }
+    }
+    JsonNode calls = message.path("tool_calls");
+    for (int j = 0; j < calls.size(); j++) {
+      JsonNode call = calls.get(j);
+      ObjectNode first = Json.MAPPER.createObjectNode();
+      ObjectNode tc = first.putArray("tool_calls").addObject().put("index", j).put("id", call.path("id").asText()).put("type", "function");
+      tc.putObject("function").put("name", call.path("function").path("name").asText()).put("arguments", "");
+      out.add(chunk(completion, includeUsage, first, null));
+      for (String piece : AnthropicWire.pieces(call.path("function").path("arguments").asText(), 3)) {
+        ObjectNode more = Json.MAPPER.createObjectNode();
+        more.putArray("tool_calls").addObject().put("index", j).putObject("function").put("arguments", piece);
+        out.add(chunk(completion, includeUsage, more, null));
+      }
+    }
+    out.add(chunk(completion, includeUsage, Json.MAPPER.createObjectNode(), choice.path("finish_reason").asText()));
+    if (includeUsage) {
+      ObjectNode last = chunkBase(completion);
+      last.putArray("choices");
+      last.set("usage", completion.path("usage"));
+      out.add(last);
+    }
+    return out;
+  }
+
+  private static ObjectNode chunk(ObjectNode completion, boolean includeUsage, ObjectNode delta, String finishReason) {
+    ObjectNode c = chunkBase(completion);
+    ObjectNode choice = c.putArray("choices").addObject();
+    choice.put("index", 0);
+    choice.set("delta", delta);
+    choice.putNull("logprobs");
+    if (finishReason == null) choice.putNull("finish_reason");
+    else choice.put("finish_reason", finishReason);
+    if (includeUsage) c.putNull("usage");
+    return c;
+  }
+
+  private static ObjectNode chunkBase(ObjectNode completion) {
+    ObjectNode c = Json.MAPPER.createObjectNode();
+    c.set("id", completion.path("id"));
+    c.put("object", "chat.completion.chunk");
+    c.set("created", completion.path("created"));
+    c.set("model", completion.path("model"));
+    c.set("service_tier", completion.path("service_tier"));
+    c.putNull("system_fingerprint");
+    return c;
   }
 
   private static void json(HttpExchange ex, int status, JsonNode body, Map<String, String> headers) throws IOException {
