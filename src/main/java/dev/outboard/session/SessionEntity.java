@@ -922,6 +922,7 @@ public final class SessionEntity
     timedTurn = turn;
     ModelClient client = services.models().get(state.spec().model().provider()).orElse(null);
     ActorRef<Command> self = ctx.getSelf();
+    boolean streamed = !followers.isEmpty();
     if (client == null) {
       ctx.getSelf().tell(new ModelFailed(turn, "model_unavailable",
           "model provider '" + state.spec().model().provider() + "' is not available on this node"));
@@ -930,7 +931,8 @@ public final class SessionEntity
     CompletionStage<ModelResponse> answer = systemPrompt(state).thenCompose(system -> {
       ModelRequest request = new ModelRequest(sessionId, turn, state.spec().model(), system, ToolCatalog.ALL, state.messages());
       try {
-        return client.complete(request, delta -> self.tell(new DeltaArrived(turn, delta)));
+        // Streaming costs the provider client a reading thread per call: only while someone follows.
+        return streamed ? client.complete(request, delta -> self.tell(new DeltaArrived(turn, delta))) : client.complete(request);
       } catch (RuntimeException e) {
         return CompletableFuture.failedFuture(e);
       }

@@ -369,6 +369,35 @@ class AnthropicModelTest {
   }
 
   @Test
+  void aFollowedSessionSeesTheAnswersStreamAsModelDeltas() {
+    wire.enqueue(req -> message(req, List.of(text("Ready when you are.")), "end_turn"));
+    wire.enqueue(req -> message(req, List.of(text("Writing it down now."),
+        toolUse("toolu_01S", "write", json("{'path': '/session/streamed.md', 'content': 'piece by piece'}"))), "tool_use"));
+    wire.enqueue(req -> message(req, List.of(text("Streamed, and all done.")), "end_turn"));
+    Map<String, Object> body = new LinkedHashMap<>();
+    body.put("prompt", "wait for me");
+    body.put("keepOpen", true);
+    body.put("model", Map.of("provider", "anthropic", "name", "claude-test"));
+    String id = ScriptedSessions.create(api, body);
+    ScriptedSessions.awaitStatus(api, id, "waiting", WAIT);
+
+    List<ApiClient.SseEvent> events = StreamedSessions.followWhileAnswering(api, id, "write it", "Streamed, and all done.", WAIT);
+
+    StreamedSessions.assertDeltasAddUp(events);
+    assertThat(ofType(events, "model.delta")).hasSizeGreaterThanOrEqualTo(6);
+    assertThat(ofType(events, "model.responded")).hasSize(2);
+    // Unfollowed, the first answer came whole; followed, the next two were streamed.
+    List<AnthropicWire.Recorded> reqs = wire.requests();
+    assertThat(reqs).extracting(r -> r.body().path("stream").asBoolean(false)).containsExactly(false, true, true);
+    // Without the deltas, the live stream is what the journal has.
+    assertThat(api.post("/v1/sessions/" + id + "/cancel", Map.of()).status()).isEqualTo(202);
+    List<ApiClient.SseEvent> recorded = events(id);
+    int from = recorded.indexOf(events.get(0));
+    assertThat(events.stream().filter(e -> !e.event().equals("model.delta")).toList())
+        .isEqualTo(recorded.subList(from, recorded.size() - 1));
+  }
+
+  @Test
   void aSessionWithTwoToolCallsInOneTurnAndAToolError() {
     wire.enqueue(req -> message(req, List.of(text("two things at once"),
         toolUse("toolu_01W", "write", json("{'path': '/session/notes.md', 'content': 'hello'}")),

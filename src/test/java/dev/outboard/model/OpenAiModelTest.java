@@ -373,6 +373,30 @@ class OpenAiModelTest {
     }
 
     @Test
+    void aFollowedSessionSeesTheAnswersStreamAsModelDeltas() {
+      wire.enqueue(wire.text("Ready when you are."),
+          wire.toolCalls("Writing it down now.", 50, 0,
+              new Call("call_s1", "write", "{\"path\":\"/session/streamed.md\",\"content\":\"piece by piece\"}")),
+          wire.text("Streamed, and all done."));
+      int before = wire.requests().size();
+      Map<String, Object> body = new LinkedHashMap<>();
+      body.put("prompt", "wait for me");
+      body.put("keepOpen", true);
+      body.put("model", Map.of("provider", "openai", "name", "gpt-test"));
+      String id = ScriptedSessions.create(acme, body);
+      ScriptedSessions.awaitStatus(acme, id, "waiting", WAIT);
+
+      List<SseEvent> events = StreamedSessions.followWhileAnswering(acme, id, "write it", "Streamed, and all done.", WAIT);
+
+      StreamedSessions.assertDeltasAddUp(events);
+      assertThat(events).filteredOn(e -> e.event().equals("model.delta")).hasSizeGreaterThanOrEqualTo(6);
+      assertThat(events).filteredOn(e -> e.event().equals("model.responded")).hasSize(2);
+      List<OpenAiWire.Recorded> reqs = wire.requests().subList(before, wire.requests().size());
+      assertThat(reqs).extracting(r -> r.body().path("stream").asBoolean(false)).containsExactly(false, true, true);
+      assertThat(wire.problems()).isEmpty();
+    }
+
+    @Test
     void multiToolTurnWithAToolError() {
       wire.enqueue(
           wire.toolCalls("Writing and reading.", 100, 40,
