@@ -1071,10 +1071,7 @@ public final class SessionEntity
   }
 
   private static <T> List<T> append(List<T> list, T item) {
-    List<T> next = new ArrayList<>(list.size() + 1);
-    next.addAll(list);
-    next.add(item);
-    return List.copyOf(next);
+    return Transcripts.append(list, item);
   }
 
   // ---------------------------------------------------------------- recovery
