@@ -200,6 +200,26 @@ class SessionEventsTest {
   }
 
   @Test
+  void aStreamFollowsTheSessionsNextIncarnationWhenItStops() {
+    String id = create(apis.get(0), body("moving", true, List.of(say("first answer"), say("second answer"))));
+    awaitStatus(apis.get(0), id, "waiting", WAIT);
+    try (EventStream stream = apis.get(1).openEvents("/v1/sessions/" + id + "/events")) {
+      stream.await(e -> e.event().equals("session.waiting"), WAIT);
+      // Sharding stops the entity (as in a hand-off); the stream's follower goes on with the next one.
+      org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding.get(cluster.get(0).system())
+          .entityRefFor(SessionEntity.ENTITY_KEY, id).tell(SessionEntity.Stop.INSTANCE);
+      sleep(500);
+      assertThat(apis.get(0).post("/v1/sessions/" + id + "/messages", Map.of("text", "more")).status()).isEqualTo(202);
+      stream.await(e -> e.event().equals("session.waiting") && e.data().contains("second answer"), WAIT);
+      List<SseEvent> events = stream.events();
+      List<Long> ids = events.stream().filter(e -> e.id() != null).map(e -> Long.parseLong(e.id())).toList();
+      assertThat(ids).isEqualTo(java.util.stream.LongStream.rangeClosed(1, ids.size()).boxed().toList());
+      assertThat(events).extracting(SseEvent::event).endsWith("message.added", "turn.started", "model.responded",
+          "session.waiting");
+    }
+  }
+
+  @Test
   void waitReturnsAsSoonAsTheSessionLeavesRunningOrAtTheTimeout() {
     String id = create(apis.get(0), body("waits", false, List.of(
         tools("slow", 400, call("write", Map.of("path", "/session/a.md", "content", "a"))),
