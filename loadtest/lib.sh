@@ -1,7 +1,7 @@
 # shellcheck shell=bash
-# Shared parts of the Outboard benchmarks (bench-turns.sh, bench-memory.sh): PostgreSQL, the
-# builds, a fresh database, the pgbench baseline, the service's start and stop, the admin API key,
-# the clients' runs and summary helpers. Only 127.0.0.1 is used.
+# Shared parts of the Outboard benchmarks (bench-turns.sh, bench-memory.sh, bench-events.sh):
+# PostgreSQL, the builds, a fresh database, the pgbench baseline, the service's start and stop, the
+# admin API key, the clients' runs and summary helpers. Only 127.0.0.1 is used.
 #
 # Source it from a script that has done `set -euo pipefail`, changed into loadtest/ and set
 # DB (the database name). Sourcing reads the shared knobs below, creates the work directory $WORK

@@ -25,6 +25,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.Callable;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
@@ -450,6 +451,40 @@ public final class TurnBenchmark {
                     .header("Last-Event-ID", Long.toString(after))
                     .GET()
                     .build();
+        }
+
+        /** {@code GET /v1/sessions/{id}?wait=S}: the session once it has left {@code running} (or when S is over). */
+        JsonNode awaitSettled(String id, Duration wait) {
+            HttpRequest request = request("/v1/sessions/" + id + "?wait=" + wait.toSeconds() + "s")
+                    .timeout(wait.plus(REQUEST_TIMEOUT))
+                    .GET()
+                    .build();
+            HttpResponse<String> response = send(request, HttpResponse.BodyHandlers.ofString());
+            requireStatus(response, 200, response.body());
+            return parseJson(response.body());
+        }
+
+        /** {@code POST /v1/sessions/{id}/messages}, without waiting; the future fails unless it answers 202. */
+        CompletableFuture<Void> sendMessage(String id, String text) {
+            HttpRequest request = request("/v1/sessions/" + id + "/messages")
+                    .header("Content-Type", "application/json; charset=utf-8")
+                    .POST(HttpRequest.BodyPublishers.ofString(JSON.createObjectNode().put("text", text).toString()))
+                    .build();
+            return sendAsync(request, HttpResponse.BodyHandlers.ofString())
+                    .thenAccept(response -> requireStatus(response, 202, response.body()));
+        }
+
+        /** {@code POST /v1/sessions/{id}/cancel}. */
+        void cancel(String id) {
+            HttpRequest request = request("/v1/sessions/" + id + "/cancel")
+                    .POST(HttpRequest.BodyPublishers.noBody())
+                    .build();
+            HttpResponse<String> response = send(request, HttpResponse.BodyHandlers.ofString());
+            requireStatus(response, 202, response.body());
+        }
+
+        <T> CompletableFuture<HttpResponse<T>> sendAsync(HttpRequest request, HttpResponse.BodyHandler<T> handler) {
+            return http.sendAsync(request, handler);
         }
 
         /** Reads text/event-stream lines until the terminal event or the end of the lines. */
