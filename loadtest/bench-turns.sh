@@ -13,28 +13,11 @@ WARMUP_SESSIONS=${WARMUP_SESSIONS:-64}
 WARMUP_TURNS=${WARMUP_TURNS:-300}
 TURNS1=${TURNS1:-300}
 TURNS64=${TURNS64:-300}
-BENCH_TIMEOUT_SECONDS=${BENCH_TIMEOUT_SECONDS:-600}
-POLL_MS=${POLL_MS:-200}
 
 readonly DB=outboard_bench
 
 # shellcheck source=lib.sh
 source ./lib.sh
-
-# ---- the client -----------------------------------------------------------------------------
-
-# run_client <name> <sessions> <turns>: runs the client; its output is kept in $WORK/<name>.txt
-run_client() {
-    local name=$1 sessions=$2 turns=$3 output=$WORK/$1.txt rc=0
-    log "Outboard $name: $sessions session(s) x $turns turns"
-    run_logged "$output" timeout $((BENCH_TIMEOUT_SECONDS * 2 + 60)) \
-        java -jar "$CLIENT_JAR" --base "$BASE" --key "$API_KEY" \
-            --sessions "$sessions" --turns "$turns" --timeout-seconds "$BENCH_TIMEOUT_SECONDS" --poll-ms "$POLL_MS" \
-        || rc=$?
-    cat "$output"
-    (( rc == 0 )) || die "the $name run failed (exit $rc)"
-    grep -q '^RESULT ' "$output" || die "no RESULT line from the $name run"
-}
 
 # ---- summary --------------------------------------------------------------------------------
 
@@ -78,9 +61,9 @@ main() {
     if [[ $PGBENCH_ONLY != 1 ]]; then
         start_service
         create_api_key
-        run_client warmup "$WARMUP_SESSIONS" "$WARMUP_TURNS"
-        run_client one 1 "$TURNS1"
-        run_client many 64 "$TURNS64"
+        run_turn_client warmup "$WARMUP_SESSIONS" "$WARMUP_TURNS"
+        run_turn_client one 1 "$TURNS1"
+        run_turn_client many 64 "$TURNS64"
         stop_service
     fi
     print_summary

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
-# Shared parts of the Outboard benchmarks (bench-turns.sh, bench-memory.sh): PostgreSQL, the
-# builds, a fresh database, the pgbench baseline, the service's start and stop, the admin API key,
-# and summary helpers. Only 127.0.0.1 is used.
+# Shared parts of the Outboard benchmarks (bench-turns.sh, bench-memory.sh, bench-events.sh):
+# PostgreSQL, the builds, a fresh database, the pgbench baseline, the service's start and stop, the
+# admin API key, the clients' runs and summary helpers. Only 127.0.0.1 is used.
 #
 # Source it from a script that has done `set -euo pipefail`, changed into loadtest/ and set
 # DB (the database name). Sourcing reads the shared knobs below, creates the work directory $WORK
@@ -16,6 +16,9 @@ OUTBOARD_JAVA_OPTS=${OUTBOARD_JAVA_OPTS:-}
 PGBENCH_ONLY=${PGBENCH_ONLY:-0}
 BENCH_ENFORCE=${BENCH_ENFORCE:-0}
 KEEP_WORKDIR=${KEEP_WORKDIR:-0}
+# For run_turn_client: the limit of a run (sessions to finish, events to read), the poll interval.
+BENCH_TIMEOUT_SECONDS=${BENCH_TIMEOUT_SECONDS:-600}
+POLL_MS=${POLL_MS:-200}
 
 readonly CLIENT_JAR=target/turn-benchmark.jar      # TurnBenchmark (main class) and MemoryBenchmark
 readonly SERVICE_START_SECONDS=90
@@ -234,6 +237,28 @@ create_api_key() {
         | python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])') \
         || die "no key in the answer of POST /v1/admin/orgs/bench/keys"
     [[ -n $API_KEY ]] || die "empty API key"
+}
+
+# ---- the clients ----------------------------------------------------------------------------
+
+# run_client <name> <seconds> <command...>: runs a benchmark client for at most <seconds>; its
+# output is shown and kept in $WORK/<name>.txt. Dies unless it succeeds with a RESULT line.
+run_client() {
+    local name=$1 seconds=$2 output=$WORK/$1.txt rc=0
+    shift 2
+    run_logged "$output" timeout "$seconds" "$@" || rc=$?
+    cat "$output"
+    (( rc == 0 )) || die "the $name run failed (exit $rc)"
+    grep -q '^RESULT ' "$output" || die "no RESULT line from the $name run"
+}
+
+# run_turn_client <name> <sessions> <turns>: runs TurnBenchmark; its output is kept in $WORK/<name>.txt
+run_turn_client() {
+    local name=$1 sessions=$2 turns=$3
+    log "Outboard $name: $sessions session(s) x $turns turns"
+    run_client "$name" $((BENCH_TIMEOUT_SECONDS * 2 + 60)) \
+        java -jar "$CLIENT_JAR" --base "$BASE" --key "$API_KEY" \
+            --sessions "$sessions" --turns "$turns" --timeout-seconds "$BENCH_TIMEOUT_SECONDS" --poll-ms "$POLL_MS"
 }
 
 # ---- results and summary --------------------------------------------------------------------

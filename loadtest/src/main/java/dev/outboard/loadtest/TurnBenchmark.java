@@ -17,11 +17,15 @@ import java.time.format.DateTimeFormatter;
 import java.time.format.DateTimeParseException;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashMap;
+import java.util.HashSet;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.Callable;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
@@ -31,6 +35,7 @@ import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.IntSupplier;
 import java.util.stream.Stream;
 
 /**
@@ -46,7 +51,7 @@ import java.util.stream.Stream;
 public final class TurnBenchmark {
 
     private static final ObjectMapper JSON = new ObjectMapper();
-    private static final Set<String> TERMINAL_EVENTS =
+    static final Set<String> TERMINAL_EVENTS =
             Set.of("session.completed", "session.failed", "session.cancelled");
     private static final Duration REQUEST_TIMEOUT = Duration.ofSeconds(30);
 
@@ -59,12 +64,20 @@ public final class TurnBenchmark {
     }
 
     public static void main(String[] args) {
+        exit(USAGE, () -> run(Options.parse(args)));
+    }
+
+    /**
+     * Runs a client's main work and exits with its status: 2 and the usage text on a
+     * {@link UsageException}, 1 and {@code BENCHMARK FAILED: ...} on a {@link BenchmarkFailure}.
+     */
+    static void exit(String usage, IntSupplier run) {
         int exitCode;
         try {
-            exitCode = run(Options.parse(args));
+            exitCode = run.getAsInt();
         } catch (UsageException e) {
             System.err.println(e.getMessage());
-            System.err.println(USAGE);
+            System.err.println(usage);
             exitCode = 2;
         } catch (BenchmarkFailure e) {
             System.err.println("BENCHMARK FAILED: " + e.getMessage());
@@ -249,7 +262,7 @@ public final class TurnBenchmark {
         return new SessionTurns(latencies, first, previous);
     }
 
-    private static Instant at(String id, SseEvent event) {
+    static Instant at(String id, SseEvent event) {
         String text = event.data().path("at").asText("");
         try {
             return DateTimeFormatter.ISO_OFFSET_DATE_TIME.parse(text, Instant::from);
@@ -315,6 +328,54 @@ public final class TurnBenchmark {
     record SseEvent(String id, String type, JsonNode data) {
     }
 
+    /**
+     * Parses text/event-stream one line at a time (id/event/data fields, ':' comments, multi-line
+     * data), so that a reader can act on each event as soon as its blank line has arrived.
+     */
+    static final class SseParser {
+        private String id;
+        private String type;
+        private final StringBuilder data = new StringBuilder();
+
+        /** The event that this line completes (the blank line after its fields), else null. */
+        SseEvent line(String line) {
+            if (line.isEmpty()) {
+                SseEvent event = finish();
+                id = null;
+                type = null;
+                data.setLength(0);
+                return event;
+            }
+            if (line.startsWith(":")) {
+                return null; // comment / keep-alive
+            }
+            int colon = line.indexOf(':');
+            String field = colon < 0 ? line : line.substring(0, colon);
+            String value = colon < 0 ? "" : line.substring(colon + 1);
+            if (value.startsWith(" ")) {
+                value = value.substring(1);
+            }
+            switch (field) {
+                case "id" -> id = value;
+                case "event" -> type = value;
+                case "data" -> data.append(data.length() > 0 ? "\n" : "").append(value);
+                default -> {
+                    // "retry" and unknown fields are irrelevant here
+                }
+            }
+            return null;
+        }
+
+        /** The event whose fields have been read but whose blank line has not, else null. */
+        SseEvent finish() {
+            if (type == null && data.length() == 0) {
+                return null;
+            }
+            JsonNode payload = data.length() == 0 ? JSON.missingNode() : OutboardApi.parseJson(data.toString());
+            return new SseEvent(id, type == null ? "message" : type, payload);
+        }
+    }
+
     /** The slice of the Outboard API the benchmark needs. Loopback only: never via a proxy. */
     static final class OutboardApi {
         private final HttpClient http = HttpClient.newBuilder()
@@ -368,11 +429,7 @@ public final class TurnBenchmark {
          * event (or the end of the stream, whichever comes first).
          */
         List<SseEvent> events(String id) {
-            HttpRequest request = request("/v1/sessions/" + id + "/events")
-                    .header("Accept", "text/event-stream")
-                    .header("Last-Event-ID", "0")
-                    .GET()
-                    .build();
+            HttpRequest request = eventsRequest(id, 0, REQUEST_TIMEOUT);
             HttpResponse<Stream<String>> response = send(request, HttpResponse.BodyHandlers.ofLines());
             try (Stream<String> lines = response.body()) {
                 if (response.statusCode() != 200) {
@@ -383,54 +440,71 @@ public final class TurnBenchmark {
             }
         }
 
-        /** Parses text/event-stream lines (id/event/data fields, ':' comments, multi-line data). */
-        static List<SseEvent> readUntilTerminal(Iterator<String> lines) {
-            List<SseEvent> events = new ArrayList<>();
-            String id = null;
-            String type = null;
-            StringBuilder data = new StringBuilder();
-            while (lines.hasNext()) {
-                String line = lines.next();
-                if (line.isEmpty()) {
-                    if (type != null || data.length() > 0) {
-                        SseEvent event = toEvent(id, type, data);
-                        events.add(event);
-                        if (TERMINAL_EVENTS.contains(event.type())) {
-                            return events;
-                        }
-                    }
-                    id = null;
-                    type = null;
-                    data.setLength(0);
-                    continue;
-                }
-                if (line.startsWith(":")) {
-                    continue; // comment / keep-alive
-                }
-                int colon = line.indexOf(':');
-                String field = colon < 0 ? line : line.substring(0, colon);
-                String value = colon < 0 ? "" : line.substring(colon + 1);
-                if (value.startsWith(" ")) {
-                    value = value.substring(1);
-                }
-                switch (field) {
-                    case "id" -> id = value;
-                    case "event" -> type = value;
-                    case "data" -> data.append(data.length() > 0 ? "\n" : "").append(value);
-                    default -> {
-                        // "retry" and unknown fields are irrelevant here
-                    }
-                }
-            }
-            if (type != null || data.length() > 0) {
-                events.add(toEvent(id, type, data)); // stream closed without a trailing blank line
-            }
-            return events;
+        /**
+         * {@code GET /v1/sessions/{id}/events} with {@code Last-Event-ID: after}; {@code timeout}
+         * bounds the wait for the response to start.
+         */
+        HttpRequest eventsRequest(String id, long after, Duration timeout) {
+            return request("/v1/sessions/" + id + "/events")
+                    .timeout(timeout)
+                    .header("Accept", "text/event-stream")
+                    .header("Last-Event-ID", Long.toString(after))
+                    .GET()
+                    .build();
         }
 
-        private static SseEvent toEvent(String id, String type, CharSequence data) {
-            JsonNode payload = data.length() == 0 ? JSON.missingNode() : parseJson(data.toString());
-            return new SseEvent(id, type == null ? "message" : type, payload);
+        /** {@code GET /v1/sessions/{id}?wait=S}: the session once it has left {@code running} (or when S is over). */
+        JsonNode awaitSettled(String id, Duration wait) {
+            HttpRequest request = request("/v1/sessions/" + id + "?wait=" + wait.toSeconds() + "s")
+                    .timeout(wait.plus(REQUEST_TIMEOUT))
+                    .GET()
+                    .build();
+            HttpResponse<String> response = send(request, HttpResponse.BodyHandlers.ofString());
+            requireStatus(response, 200, response.body());
+            return parseJson(response.body());
+        }
+
+        /** {@code POST /v1/sessions/{id}/messages}, without waiting; the future fails unless it answers 202. */
+        CompletableFuture<Void> sendMessage(String id, String text) {
+            HttpRequest request = request("/v1/sessions/" + id + "/messages")
+                    .header("Content-Type", "application/json; charset=utf-8")
+                    .POST(HttpRequest.BodyPublishers.ofString(JSON.createObjectNode().put("text", text).toString()))
+                    .build();
+            return sendAsync(request, HttpResponse.BodyHandlers.ofString())
+                    .thenAccept(response -> requireStatus(response, 202, response.body()));
+        }
+
+        /** {@code POST /v1/sessions/{id}/cancel}. */
+        void cancel(String id) {
+            HttpRequest request = request("/v1/sessions/" + id + "/cancel")
+                    .POST(HttpRequest.BodyPublishers.noBody())
+                    .build();
+            HttpResponse<String> response = send(request, HttpResponse.BodyHandlers.ofString());
+            requireStatus(response, 202, response.body());
+        }
+
+        <T> CompletableFuture<HttpResponse<T>> sendAsync(HttpRequest request, HttpResponse.BodyHandler<T> handler) {
+            return http.sendAsync(request, handler);
+        }
+
+        /** Reads text/event-stream lines until the terminal event or the end of the lines. */
+        static List<SseEvent> readUntilTerminal(Iterator<String> lines) {
+            List<SseEvent> events = new ArrayList<>();
+            var parser = new SseParser();
+            while (lines.hasNext()) {
+                SseEvent event = parser.line(lines.next());
+                if (event != null) {
+                    events.add(event);
+                    if (TERMINAL_EVENTS.contains(event.type())) {
+                        return events;
+                    }
+                }
+            }
+            SseEvent last = parser.finish(); // stream closed without a trailing blank line
+            if (last != null) {
+                events.add(last);
+            }
+            return events;
         }
 
         private HttpRequest.Builder request(String path) {
@@ -458,7 +532,7 @@ public final class TurnBenchmark {
             }
         }
 
-        private static JsonNode parseJson(String text) {
+        static JsonNode parseJson(String text) {
             try {
                 return JSON.readTree(text);
             } catch (IOException e) {
@@ -473,57 +547,102 @@ public final class TurnBenchmark {
                    Duration timeout) {
 
         static Options parse(String[] args) {
-            String base = null;
-            String key = null;
-            int sessions = 1;
-            int turns = 200;
-            int pollMs = 50;
-            int timeoutSeconds = 600;
+            Flags flags = Flags.parse(args, "Outboard per-turn overhead benchmark",
+                    Set.of("--sessions", "--turns", "--poll-ms", "--timeout-seconds"), Set.of());
+            return new Options(flags.base(), flags.key(), flags.positiveInt("--sessions", 1),
+                    flags.positiveInt("--turns", 200), Duration.ofMillis(flags.positiveInt("--poll-ms", 50)),
+                    Duration.ofSeconds(flags.positiveInt("--timeout-seconds", 600)));
+        }
+    }
+
+    /**
+     * A client's command line: {@code --flag value} pairs and value-less switches. {@code --base}
+     * and {@code --key} are always accepted and required; {@code -h}/{@code --help}, an unknown
+     * flag or a missing value are usage errors.
+     */
+    static final class Flags {
+        private final Map<String, String> values = new HashMap<>();
+        private final Set<String> switches = new HashSet<>();
+
+        private Flags() {
+        }
+
+        static Flags parse(String[] args, String description, Set<String> valued, Set<String> switches) {
+            var flags = new Flags();
             for (int i = 0; i < args.length; i++) {
                 String flag = args[i];
                 if (flag.equals("-h") || flag.equals("--help")) {
-                    throw new UsageException("Outboard per-turn overhead benchmark");
+                    throw new UsageException(description);
+                }
+                if (switches.contains(flag)) {
+                    flags.switches.add(flag);
+                    continue;
+                }
+                if (!valued.contains(flag) && !flag.equals("--base") && !flag.equals("--key")) {
+                    throw new UsageException("unknown flag " + flag);
                 }
                 if (i + 1 >= args.length) {
                     throw new UsageException("missing value for " + flag);
                 }
-                String value = args[++i];
-                switch (flag) {
-                    case "--base" -> base = value;
-                    case "--key" -> key = value;
-                    case "--sessions" -> sessions = positiveInt(flag, value);
-                    case "--turns" -> turns = positiveInt(flag, value);
-                    case "--poll-ms" -> pollMs = positiveInt(flag, value);
-                    case "--timeout-seconds" -> timeoutSeconds = positiveInt(flag, value);
-                    default -> throw new UsageException("unknown flag " + flag);
-                }
+                flags.values.put(flag, args[++i]);
             }
-            if (base == null || key == null || key.isBlank()) {
+            return flags;
+        }
+
+        /** {@code --base} as a URI ending in '/', so that relative paths keep any prefix. */
+        URI base() {
+            String base = values.get("--base");
+            if (base == null || key() == null) {
                 throw new UsageException("--base and --key are required");
             }
             URI uri = URI.create(base.endsWith("/") ? base : base + "/");
             if (!"http".equals(uri.getScheme()) && !"https".equals(uri.getScheme())) {
                 throw new UsageException("--base must be an http(s) URL: " + base);
             }
-            return new Options(uri, key, sessions, turns, Duration.ofMillis(pollMs),
-                    Duration.ofSeconds(timeoutSeconds));
+            return uri;
         }
 
-        private static int positiveInt(String flag, String value) {
+        String key() {
+            String key = values.get("--key");
+            if (key == null || key.isBlank()) {
+                throw new UsageException("--base and --key are required");
+            }
+            return key;
+        }
+
+        String string(String flag, String orElse) {
+            return values.getOrDefault(flag, orElse);
+        }
+
+        boolean has(String flag) {
+            return switches.contains(flag);
+        }
+
+        int positiveInt(String flag, int orElse) {
+            String value = values.get(flag);
+            return value == null ? orElse : atLeast(flag, value, 1);
+        }
+
+        int nonNegativeInt(String flag, int orElse) {
+            String value = values.get(flag);
+            return value == null ? orElse : atLeast(flag, value, 0);
+        }
+
+        private static int atLeast(String flag, String value, int min) {
             try {
                 int n = Integer.parseInt(value);
-                if (n > 0) {
+                if (n >= min) {
                     return n;
                 }
             } catch (NumberFormatException ignored) {
                 // reported below
             }
-            throw new UsageException(flag + " needs a positive integer, got '" + value + "'");
+            throw new UsageException(flag + " needs an integer of at least " + min + ", got '" + value + "'");
         }
     }
 
     /** Waits for a task until an absolute System.nanoTime deadline; failures become BenchmarkFailure. */
-    private static <T> T await(Future<T> future, long deadlineNanos, String what) {
+    static <T> T await(Future<T> future, long deadlineNanos, String what) {
         try {
             return future.get(Math.max(0, deadlineNanos - System.nanoTime()), TimeUnit.NANOSECONDS);
         } catch (TimeoutException e) {
@@ -540,7 +659,7 @@ public final class TurnBenchmark {
         }
     }
 
-    private static ThreadFactory daemonThreads() {
+    static ThreadFactory daemonThreads() {
         var counter = new AtomicInteger();
         return task -> {
             Thread thread = new Thread(task, "bench-" + counter.incrementAndGet());
