@@ -44,7 +44,10 @@ import slick.jdbc.JdbcProfile;
  */
 public final class DirectJournalDao extends DefaultJournalDao {
   private static final Logger log = LoggerFactory.getLogger(DirectJournalDao.class);
-  /** Rows of one statement at most (Postgres allows 65,535 parameters; 9 per row). */
+  /**
+   * Rows a writer gathers before it writes (it may take one more write, of at most as many rows,
+   * so a statement has at most 2,000 rows: 18,000 of the 65,535 parameters Postgres allows).
+   */
   private static final int MAX_ROWS = 1000;
   private static final BoxedUnit UNIT = BoxedUnit.UNIT;
 
@@ -107,6 +110,8 @@ public final class DirectJournalDao extends DefaultJournalDao {
       rows.addAll(written);
       results.add(new Success<>(UNIT));
     }
+    // A very large write goes the plugin's way (a statement has at most 65,535 parameters).
+    if (rows.size() > MAX_ROWS) return super.asyncWriteMessages(messages);
     Promise<Seq<Try<BoxedUnit>>> done = Promise.apply();
     if (rows.isEmpty()) return done.success(CollectionConverters.asScala(results).toList()).future();
     queue.add(new Pending(rows, results, done));
@@ -123,8 +128,9 @@ public final class DirectJournalDao extends DefaultJournalDao {
         batch.add(queue.take());
         int rows = batch.get(0).rows().size();
         Pending next;
-        while (rows < MAX_ROWS && (next = queue.peek()) != null && rows + next.rows().size() <= MAX_ROWS) {
-          batch.add(queue.poll());
+        // Other writers take from the same queue: only what poll() hands over is ours.
+        while (rows < MAX_ROWS && (next = queue.poll()) != null) {
+          batch.add(next);
           rows += next.rows().size();
         }
         if (connection == null) connection = open();
@@ -132,9 +138,11 @@ public final class DirectJournalDao extends DefaultJournalDao {
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
         return;
-      } catch (SQLException | RuntimeException e) {
+      } catch (Exception | Error e) {
+        // Whatever went wrong, the writes are answered and the writer goes on.
         for (Pending p : batch) p.done().tryFailure(e);
         connection = closeQuietly(connection);
+        if (!(e instanceof SQLException)) log.error("the journal writer failed a batch of {} writes", batch.size(), e);
       } finally {
         batch.clear();
       }

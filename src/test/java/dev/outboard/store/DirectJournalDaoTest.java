@@ -39,7 +39,10 @@ import scala.jdk.javaapi.CollectionConverters;
 class DirectJournalDaoTest {
   private static final Duration WAIT = Duration.ofSeconds(20);
   private TestPostgres postgres;
+  private TestPostgres postgres4;
   private InProcessNode node;
+  /** With the default four writers, taking writes from one queue. */
+  private InProcessNode node4;
   private TestAbortedException noPostgres;
 
   @BeforeAll
@@ -52,6 +55,8 @@ class DirectJournalDaoTest {
     }
     // One writer, so that what arrives while it writes waits and goes together.
     node = InProcessNode.start(postgres.url(), Map.of("jdbc-journal.direct-writers", 1));
+    postgres4 = TestPostgres.create();
+    node4 = InProcessNode.start(postgres4.url(), Map.of());
   }
 
   @BeforeEach
@@ -62,7 +67,9 @@ class DirectJournalDaoTest {
   @AfterAll
   void stop() {
     if (node != null) node.close();
+    if (node4 != null) node4.close();
     if (postgres != null) postgres.close();
+    if (postgres4 != null) postgres4.close();
   }
 
   private static AtomicWrite write(String pid, long from, long to) {
@@ -79,6 +86,10 @@ class DirectJournalDaoTest {
   }
 
   private List<Long> recorded(String pid) {
+    return recorded(node, pid);
+  }
+
+  private static List<Long> recorded(InProcessNode node, String pid) {
     JdbcReadJournal journal = PersistenceQuery.get(Adapter.toClassic(node.system()))
         .getReadJournalFor(JdbcReadJournal.class, JdbcReadJournal.Identifier());
     return journal.currentEventsByPersistenceId(pid, 0, Long.MAX_VALUE).map(EventEnvelope::sequenceNr)
@@ -111,5 +122,40 @@ class DirectJournalDaoTest {
     assertThat(recorded("dao|before")).containsExactly(1L, 2L, 3L);
     assertThat(recorded("dao|after")).containsExactly(1L, 2L);
     assertThat(recorded("dao|taken")).as("the failed write left nothing, not even its new event 2").containsExactly(1L);
+  }
+
+  @Test
+  void fourWritersUnderConcurrentWritesLoseNothingAndAnswerEveryWrite() throws Exception {
+    ActorRef journal = Persistence.get(Adapter.toClassic(node4.system())).journalFor("jdbc-journal", ConfigFactory.empty());
+    int writers = 48;
+    int writes = 60;
+    java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(writers);
+    try {
+      List<java.util.concurrent.Future<?>> done = new ArrayList<>();
+      for (int w = 0; w < writers; w++) {
+        String pid = "dao4|" + w;
+        done.add(pool.submit(() -> {
+          // Like an entity: one write at a time, each of one to three events.
+          TestProbe<Object> probe = TestProbe.create(node4.system());
+          long seq = 1;
+          for (int i = 0; i < writes; i++) {
+            long to = seq + (i % 3);
+            journal.tell(messages(Adapter.toClassic(probe.ref()), write(pid, seq, to)), ActorRef.noSender());
+            probe.expectMessageClass(JournalProtocol.WriteMessagesSuccessful$.class, WAIT);
+            for (long n = seq; n <= to; n++) probe.expectMessageClass(JournalProtocol.WriteMessageSuccess.class, WAIT);
+            seq = to + 1;
+          }
+          return null;
+        }));
+      }
+      for (java.util.concurrent.Future<?> f : done) f.get();
+    } finally {
+      pool.shutdownNow();
+    }
+    long perWriter = 0;
+    for (int i = 0; i < writes; i++) perWriter += 1 + (i % 3);
+    for (int w = 0; w < writers; w++) {
+      assertThat(recorded(node4, "dao4|" + w)).isEqualTo(LongStream.rangeClosed(1, perWriter).boxed().toList());
+    }
   }
 }
