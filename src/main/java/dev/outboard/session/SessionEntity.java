@@ -345,6 +345,8 @@ public final class SessionEntity
   private final Set<ActorRef<SessionFeed.Message>> followers = new HashSet<>();
   /** Callers waiting for the session to leave running (AwaitSettled). */
   private final List<ActorRef<StatusReply<Summary>>> waiters = new ArrayList<>();
+  /** The sequence number of the last recorded event, for where lastSequenceNumber cannot be asked (PostStop). */
+  private long recordedSeq;
   /** When this incarnation started, for the recovery time. */
   private final long startedNanos;
 
@@ -836,6 +838,7 @@ public final class SessionEntity
         ? List.of() : SessionEventStream.render(lastSequenceNumber(ctx) + 1, events, before);
     return Effect().persist(events).thenRun(s -> {
       Metrics.JOURNAL_WRITE_SECONDS.observe(Metrics.secondsSince(started));
+      recordedSeq = lastSequenceNumber(ctx);
       for (SessionFeed.Recorded push : pushes) {
         for (ActorRef<SessionFeed.Message> follower : followers) follower.tell(push);
       }
@@ -1087,7 +1090,7 @@ public final class SessionEntity
   private void onStopped(State state) {
     liveStatus.clear();
     releaseWaiters(state);
-    SessionFeed.Detached detached = new SessionFeed.Detached(lastSequenceNumber(ctx));
+    SessionFeed.Detached detached = new SessionFeed.Detached(recordedSeq);
     for (ActorRef<SessionFeed.Message> follower : followers) follower.tell(detached);
     followers.clear();
   }
@@ -1099,6 +1102,7 @@ public final class SessionEntity
     }
     reported = state.status();
     orgId = state.org();
+    recordedSeq = lastSequenceNumber(ctx);
     liveStatus.set(state.status().wire());
     Metrics.SESSION_RECOVERIES.inc();
     double recoverySeconds = Metrics.secondsSince(startedNanos);
