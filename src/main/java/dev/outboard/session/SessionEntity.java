@@ -345,8 +345,6 @@ public final class SessionEntity
   private final Set<ActorRef<SessionFeed.Message>> followers = new HashSet<>();
   /** Callers waiting for the session to leave running (AwaitSettled). */
   private final List<ActorRef<StatusReply<Summary>>> waiters = new ArrayList<>();
-  /** The sequence number of the last recorded event, for where lastSequenceNumber cannot be asked (PostStop). */
-  private long recordedSeq;
   /** When this incarnation started, for the recovery time. */
   private final long startedNanos;
 
@@ -838,7 +836,6 @@ public final class SessionEntity
         ? List.of() : SessionEventStream.render(lastSequenceNumber(ctx) + 1, events, before);
     return Effect().persist(events).thenRun(s -> {
       Metrics.JOURNAL_WRITE_SECONDS.observe(Metrics.secondsSince(started));
-      recordedSeq = lastSequenceNumber(ctx);
       for (SessionFeed.Recorded push : pushes) {
         for (ActorRef<SessionFeed.Message> follower : followers) follower.tell(push);
       }
@@ -1086,13 +1083,11 @@ public final class SessionEntity
         .build();
   }
 
-  /** This incarnation stops: its followers and waiters go on with the next one. */
+  /** This incarnation stops: its waiters and followers go on with the next one. */
   private void onStopped(State state) {
     liveStatus.clear();
     releaseWaiters(state);
-    SessionFeed.Detached detached = new SessionFeed.Detached(recordedSeq);
-    for (ActorRef<SessionFeed.Message> follower : followers) follower.tell(detached);
-    followers.clear();
+    followers.clear(); // they watch this incarnation and follow the next
   }
 
   private void onRecovered(State state) {
@@ -1102,7 +1097,6 @@ public final class SessionEntity
     }
     reported = state.status();
     orgId = state.org();
-    recordedSeq = lastSequenceNumber(ctx);
     liveStatus.set(state.status().wire());
     Metrics.SESSION_RECOVERIES.inc();
     double recoverySeconds = Metrics.secondsSince(startedNanos);

@@ -99,6 +99,10 @@ public final class SessionEventStream {
       if (message instanceof Followed f) return catchUp(f.seq());
       if (message instanceof Recorded r) {
         if (r.seq() <= sent) return Source.empty();
+        if (r.seq() == sent + 1) {
+          sent = r.seq();
+          return Source.from(r.items()); // the usual case: flattened without a substream
+        }
         Source<Item, NotUsed> missing = catchUp(r.seq() - 1);
         sent = r.seq();
         return missing.concat(Source.from(r.items()));

@@ -30,7 +30,4 @@ public final class SessionFeed {
 
   /** A live-only event, sent while {@code seq} was the session's last recorded event. */
   public record Live(long seq, Item item) implements Message {}
-
-  /** The session stops on this node at {@code seq} (passivation, hand-off): follow it again. */
-  public record Detached(long seq) implements Message {}
 }

@@ -1,6 +1,5 @@
 package dev.outboard.session;
 
-import dev.outboard.session.SessionFeed.Detached;
 import dev.outboard.session.SessionFeed.Followed;
 import dev.outboard.session.SessionFeed.Message;
 import java.time.Duration;
@@ -13,17 +12,15 @@ import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
 import org.apache.pekko.cluster.sharding.typed.javadsl.EntityRef;
 
 /**
- * One open event stream's subscription to its session: follows the session entity wherever it
- * runs and hands what it pushes to the stream ({@code out}). When the entity stops (passivation,
- * hand-off, its node gone) it follows the next incarnation; the stream reads whatever it missed
- * in between from the journal. Stops with the stream.
+ * One open event stream's subscription to its session: asks the session entity, wherever it runs,
+ * to push to the stream ({@code out}, so that a push is one hop), and watches it. When the entity
+ * stops (passivation, hand-off, its node gone) it asks the next incarnation; the stream reads
+ * whatever it missed in between from the journal. Stops with the stream.
  */
 final class SessionFollower {
   private SessionFollower() {}
 
   interface Command {}
-
-  private record Pushed(Message message) implements Command {}
 
   private record Answered(Followed followed, Throwable error) implements Command {}
 
@@ -56,7 +53,6 @@ final class SessionFollower {
     private final TimerScheduler<Command> timers;
     private final EntityRef<SessionEntity.Command> entity;
     private final ActorRef<Message> out;
-    private final ActorRef<Message> self;
     private final Duration askTimeout;
     /** The incarnation followed, null while (re)connecting. */
     private ActorRef<SessionEntity.Command> incarnation;
@@ -69,17 +65,16 @@ final class SessionFollower {
       this.entity = entity;
       this.out = out;
       this.askTimeout = askTimeout;
-      this.self = ctx.messageAdapter(Message.class, Pushed::new);
     }
 
+    /** The session pushes straight to the stream ({@code out}); this actor only keeps it following. */
     void follow() {
-      ctx.pipeToSelf(entity.<Followed>askWithStatus(r -> new SessionEntity.Follow(self, r), askTimeout), Answered::new);
+      ctx.pipeToSelf(entity.<Followed>askWithStatus(r -> new SessionEntity.Follow(out, r), askTimeout), Answered::new);
     }
 
     Behavior<Command> behavior() {
       return Behaviors.receive(Command.class)
           .onMessage(Answered.class, this::onAnswered)
-          .onMessage(Pushed.class, this::onPushed)
           .onMessage(EntityGone.class, m -> {
             if (m.entity().equals(incarnation)) lost();
             return Behaviors.same();
@@ -104,15 +99,6 @@ final class SessionFollower {
       incarnation = answer.followed().entity();
       ctx.watchWith(incarnation, new EntityGone(incarnation));
       out.tell(answer.followed());
-      return Behaviors.same();
-    }
-
-    private Behavior<Command> onPushed(Pushed pushed) {
-      if (pushed.message() instanceof Detached) {
-        lost();
-      } else {
-        out.tell(pushed.message());
-      }
       return Behaviors.same();
     }
 
