@@ -145,7 +145,8 @@ print_summary() {
         "Event delivery, $STREAMS streams on $STREAM_SESSIONS sessions" "$(result streams p50_ms)" \
         "$(result streams p99_ms)" "$(result streams events)"
     printf '  (%s messages/s; `at` -> the client has read the whole event; `at` is taken\n' "$DELIVERY_RATE"
-    printf '   before the journal write, so the delivery time includes the write)\n'
+    printf '   before the journal write, so the delivery time includes the write; the bare commit\n'
+    printf '   at that pace, %s/s, takes %.3f ms on average here)\n' "$PG_PACED_RATE" "$PG_PACED_LATENCY"
     printf '%-46s %8.2f/s\n' "DB queries, $STREAM_SESSIONS idle sessions, no streams" "$IDLE_NONE_QPS"
     printf '%-46s %8.2f/s\n' "DB queries, $STREAM_SESSIONS idle sessions, $STREAMS streams" "$IDLE_STREAMS_QPS"
     printf '  (queries = %s of %s, %s s)\n' "$QUERY_COUNTER" "$DB" "$IDLE_SECONDS"
@@ -168,7 +169,8 @@ print_summary() {
     goal "1-session p50 per-turn / bare commit latency" "$turn_ratio" le 2.0 "<= 2.0"
     goal "queries/s added by $STREAMS idle streams" "$added" le 0 "0"
     printf '%s\n' "$line"
-    printf 'BENCH pg1_latency_ms=%s pg1_tps=%s pg16_tps=%s' "$PG1_LATENCY" "$PG1_TPS" "$PG16_TPS"
+    printf 'BENCH pg1_latency_ms=%s pg1_tps=%s pg16_tps=%s pg_paced_latency_ms=%s' "$PG1_LATENCY" "$PG1_TPS" "$PG16_TPS" \
+        "$PG_PACED_LATENCY"
     for sessions in 1 16 64; do
         printf ' t%s_turns_per_s=%s t%s_p50_ms=%s t%s_p99_ms=%s' \
             "$sessions" "$(result "turns$sessions" turns_per_s)" "$sessions" "$(result "turns$sessions" p50_ms)" \
@@ -184,6 +186,26 @@ print_summary() {
     printf ' turn_latency_ratio=%s\n' "$turn_ratio"
 }
 
+# The same bare commit, paced like the delivery runs' writes (two per message): what one write
+# costs on this machine when it is not kept busy (an idle CPU and database backend wake up
+# first). Sets PG_PACED_RATE and PG_PACED_LATENCY; leaves $DB empty.
+pgbench_paced() {
+    local output=$WORK/pgbench-paced.txt
+    PG_PACED_RATE=$((DELIVERY_RATE * 2))
+    log "pgbench paced: the same INSERT at $PG_PACED_RATE commits/s, ${PGBENCH_SECONDS} s"
+    recreate_database >/dev/null
+    "${PSQL[@]}" -d "$DB" \
+        -c 'CREATE TABLE bench_insert(id bigserial PRIMARY KEY, payload text, at timestamptz DEFAULT now())' >/dev/null
+    run_logged "$output" timeout $((PGBENCH_SECONDS + 60)) \
+        pgbench -h 127.0.0.1 -U postgres -n -f "$WORK/insert.sql" -c 1 -j 1 -R "$PG_PACED_RATE" \
+            -T "$PGBENCH_SECONDS" "$DB" \
+        || { cat "$output" >&2; die "the paced pgbench run failed"; }
+    PG_PACED_LATENCY=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$output" | head -n 1)
+    [[ -n $PG_PACED_LATENCY ]] || { cat "$output" >&2; die "cannot parse the output of the paced pgbench run"; }
+    printf '  pgbench  1 client at %s/s: latency average %.3f ms\n' "$PG_PACED_RATE" "$PG_PACED_LATENCY"
+    recreate_database >/dev/null
+}
+
 # ---- main -----------------------------------------------------------------------------------
 
 main() {
@@ -191,6 +213,7 @@ main() {
     ensure_postgres
     build
     pgbench_baseline
+    pgbench_paced
     if [[ $PGBENCH_ONLY != 1 ]]; then
         start_service
         create_api_key
