@@ -12,6 +12,7 @@ import dev.outboard.model.Usage;
 import dev.outboard.session.SessionEntity;
 import dev.outboard.session.SessionEntity.Command;
 import dev.outboard.session.SessionEntity.Event;
+import dev.outboard.session.SessionFeed;
 import dev.outboard.session.SessionFiles;
 import dev.outboard.session.SessionSpec;
 import dev.outboard.session.Summary;
@@ -53,6 +54,9 @@ class SerializationTest {
   private Serialization serialization;
   private TestProbe<StatusReply<Summary>> summaryProbe;
   private TestProbe<StatusReply<Transcript>> transcriptProbe;
+  private TestProbe<SessionFeed.Message> feedProbe;
+  private TestProbe<StatusReply<SessionFeed.Followed>> followedProbe;
+  private TestProbe<StatusReply<SessionEntity.Position>> positionProbe;
 
   @BeforeAll
   void start() {
@@ -60,6 +64,9 @@ class SerializationTest {
     serialization = SerializationExtension.get(testKit.system());
     summaryProbe = testKit.createTestProbe();
     transcriptProbe = testKit.createTestProbe();
+    feedProbe = testKit.createTestProbe();
+    followedProbe = testKit.createTestProbe();
+    positionProbe = testKit.createTestProbe();
   }
 
   @AfterAll
@@ -124,7 +131,22 @@ class SerializationTest {
         new SessionEntity.GetTranscript(transcriptProbe.ref()),
         new SessionEntity.AddMessage("one more thing", summaryProbe.ref()),
         new SessionEntity.Cancel(summaryProbe.ref()),
+        new SessionEntity.Follow(feedProbe.ref(), followedProbe.ref()),
+        new SessionEntity.GetPosition(positionProbe.ref()),
+        new SessionEntity.AwaitSettled(30_000, summaryProbe.ref()),
         SessionEntity.Stop.INSTANCE);
+  }
+
+  @Test
+  void whatASessionPushesToItsStreamsSurvivesTheSerializerUnchanged() {
+    TestProbe<SessionEntity.Command> entity = testKit.createTestProbe();
+    List<Object> messages = List.of(
+        new SessionFeed.Followed(42, entity.ref()),
+        new SessionFeed.Recorded(43, List.of(new SessionFeed.Item("43", "model.responded", "{\"turn\":3}"),
+            new SessionFeed.Item(null, "turn.started", "{\"turn\":4}"))),
+        new SessionFeed.Live(43, new SessionFeed.Item(null, "model.delta", "{\"type\":\"text\",\"text\":\"he\"}")),
+        new SessionEntity.Position(true, 44));
+    for (Object m : messages) assertThat(viaSerializer(m)).isEqualTo(m);
   }
 
   static SessionEntity.State richState() {
