@@ -851,14 +851,7 @@ public final class SessionEntity
   /** A piece of the model's answer in flight: live to the followers, never recorded. */
   private ReplyEffect<Event, State> onDelta(State state, DeltaArrived msg) {
     if (msg.turn() != callInFlight || followers.isEmpty()) return Effect().none().thenNoReply();
-    com.fasterxml.jackson.databind.node.ObjectNode data = dev.outboard.Json.MAPPER.createObjectNode().put("turn", msg.turn());
-    data.put("index", msg.delta().index());
-    if (msg.delta() instanceof ModelDelta.Text t) {
-      data.put("type", "text").put("text", t.text());
-    } else if (msg.delta() instanceof ModelDelta.ToolInput t) {
-      data.put("type", "tool_input").put("toolUseId", t.toolUseId()).put("name", t.name()).put("partialJson", t.partialJson());
-    }
-    SessionFeed.Live push = new SessionFeed.Live(lastSequenceNumber(ctx), new SessionFeed.Item(null, "model.delta", SessionEventStream.json(data)));
+    SessionFeed.Live push = new SessionFeed.Live(lastSequenceNumber(ctx), SessionEventStream.delta(msg.turn(), msg.delta()));
     for (ActorRef<SessionFeed.Message> follower : followers) follower.tell(push);
     return Effect().none().thenNoReply();
   }

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.typesafe.config.ConfigFactory;
 import dev.outboard.Json;
+import dev.outboard.model.ModelDelta;
 import dev.outboard.session.SessionEntity.Event;
 import dev.outboard.session.SessionEntity.State;
 import dev.outboard.session.SessionFeed.Followed;
@@ -169,6 +170,17 @@ public final class SessionEventStream {
     return out;
   }
 
+  /** A piece of turn {@code turn}'s model answer as a {@code model.delta} item (live only: no id). */
+  static Item delta(int turn, ModelDelta delta) {
+    ObjectNode data = Json.MAPPER.createObjectNode().put("turn", turn).put("index", delta.index());
+    if (delta instanceof ModelDelta.Text t) {
+      data.put("type", "text").put("text", t.text());
+    } else if (delta instanceof ModelDelta.ToolInput t) {
+      data.put("type", "tool_input").put("toolUseId", t.toolUseId()).put("name", t.name()).put("partialJson", t.partialJson());
+    }
+    return new Item(null, "model.delta", json(data));
+  }
+
   /** The SSE items of {@code events} recorded from {@code firstSeq} on, starting in state {@code before}. */
   static List<Recorded> render(long firstSeq, List<Event> events, State before) {
     List<Recorded> out = new ArrayList<>(events.size());
@@ -229,7 +241,7 @@ public final class SessionEventStream {
     return node;
   }
 
-  static String json(Object value) {
+  private static String json(Object value) {
     try {
       return Json.MAPPER.writeValueAsString(value);
     } catch (JsonProcessingException e) {
