@@ -76,11 +76,14 @@ public final class DirectJournalDao extends DefaultJournalDao {
         quote(c.sequenceNumber()), quote(c.writer()), quote(c.writeTimestamp()), quote(c.adapterManifest()),
         quote(c.eventSerId()), quote(c.eventSerManifest()), quote(c.eventPayload())) + ") VALUES ";
     int writers = mat.system().settings().config().getInt("jdbc-journal.direct-writers");
+    List<Thread> threads = new ArrayList<>();
     for (int i = 0; i < writers; i++) {
       Thread t = new Thread(this::writeLoop, "journal-writer-" + i);
       t.setDaemon(true);
       t.start();
+      threads.add(t);
     }
+    mat.system().registerOnTermination(() -> threads.forEach(Thread::interrupt));
   }
 
   private static String quote(String identifier) {
@@ -136,7 +139,7 @@ public final class DirectJournalDao extends DefaultJournalDao {
         if (connection == null) connection = open();
         connection = write(connection, batch);
       } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
+        closeQuietly(connection); // the actor system is terminating
         return;
       } catch (Exception | Error e) {
         // Whatever went wrong, the writes are answered and the writer goes on.
