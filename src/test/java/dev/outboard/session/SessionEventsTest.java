@@ -255,6 +255,29 @@ class SessionEventsTest {
   }
 
   @Test
+  void aTurnWithASessionToolCostsOneJournalWriteFollowedOrNot() {
+    // The count is the node's: no other session of this class may be running meanwhile.
+    long deadline = System.nanoTime() + WAIT.toNanos();
+    while (apis.get(0).get("/v1/sessions?status=running").json().path("sessions").size() > 0) {
+      assertThat(System.nanoTime()).as("other sessions still running").isLessThan(deadline);
+      sleep(100);
+    }
+    for (boolean followed : new boolean[] {false, true}) {
+      long before = journalWrites();
+      String id = create(apis.get(0), body(followed ? "one-write-followed" : "one-write", true, writingTurns(12, 20)));
+      EventStream stream = followed ? apis.get(1).openEvents("/v1/sessions/" + id + "/events") : null;
+      awaitStatus(apis.get(0), id, "waiting", WAIT);
+      if (stream != null) stream.close();
+      // The start, then one write per turn: the answer, its tool's start and result (and, last, the wait).
+      assertThat(journalWrites() - before).as(followed ? "followed" : "not followed").isEqualTo(1 + 13);
+    }
+  }
+
+  private static long journalWrites() {
+    return dev.outboard.ops.Metrics.JOURNAL_WRITE_SECONDS.collect().getDataPoints().get(0).getCount();
+  }
+
+  @Test
   void everyRecordedEventOfAFinishedSessionIsBeforeItsTerminalEvent() {
     Set<String> terminal = Set.of("session.completed", "session.failed", "session.cancelled");
     String id = create(apis.get(0), body("order", false, writingTurns(3, 0)));
