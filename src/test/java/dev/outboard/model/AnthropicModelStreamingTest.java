@@ -14,9 +14,6 @@ import dev.outboard.tools.ToolCatalog;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ExecutionException;
-import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
 import java.util.function.Function;
@@ -88,39 +85,22 @@ class AnthropicModelStreamingTest {
         toolUse("toolu_01R", "read", READ_INPUT), toolUse("toolu_01W", "write", WRITE_INPUT)), "tool_use");
   }
 
-  private static ModelResponse await(CompletableFuture<ModelResponse> call) throws Exception {
-    try {
-      return call.get(30, TimeUnit.SECONDS);
-    } catch (ExecutionException e) {
-      throw (Exception) e.getCause();
-    }
-  }
-
   private ModelResponse plain(ModelClient client) throws Exception {
-    return await(client.complete(request()).toCompletableFuture());
+    return ModelCalls.plain(client, request());
   }
 
   private ModelResponse streamed(ModelClient client, Consumer<ModelDelta> deltas) throws Exception {
-    return await(client.complete(request(), deltas).toCompletableFuture());
+    return ModelCalls.streamed(client, request(), deltas);
   }
 
   private ModelCallException streamFailure(ModelClient client, Consumer<ModelDelta> deltas) throws Exception {
-    try {
-      ModelResponse r = streamed(client, deltas);
-      throw new AssertionError("expected a failure, got " + r);
-    } catch (ModelCallException e) {
-      return e;
-    }
+    return ModelCalls.failure(client, request(), deltas);
   }
 
   private ModelCallException plainFailure(ModelClient client) throws Exception {
-    try {
-      ModelResponse r = plain(client);
-      throw new AssertionError("expected a failure, got " + r);
-    } catch (ModelCallException e) {
-      return e;
-    }
+    return ModelCalls.failure(client, request(), null);
   }
+
 
   @Test
   void textAndToolInputArriveAsDeltasOfTheirBlocksInOrder() throws Exception {
@@ -128,7 +108,7 @@ class AnthropicModelStreamingTest {
     DeltaRecorder deltas = new DeltaRecorder();
     AtomicInteger seenWhenDone = new AtomicInteger(-1);
 
-    ModelResponse r = await(model.complete(request(), deltas).toCompletableFuture()
+    ModelResponse r = ModelCalls.await(model.complete(request(), deltas).toCompletableFuture()
         .thenApply(response -> {
           seenWhenDone.set(deltas.all().size());
           return response;
