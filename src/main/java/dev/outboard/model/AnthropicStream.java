@@ -32,18 +32,17 @@ import java.util.concurrent.CompletableFuture;
  * AnthropicModel#classify} turns into a {@link ModelCallException}. A stream that ends cleanly but
  * without {@code message_stop} was cut off and is retryable.
  */
-final class AnthropicStream implements AsyncStreamResponse.Handler<RawMessageStreamEvent> {
+final class AnthropicStream extends StreamedCall<RawMessageStreamEvent, Message>
+    implements AsyncStreamResponse.Handler<RawMessageStreamEvent> {
   private final DeltaSink deltas;
-  private final AsyncStreamResponse<RawMessageStreamEvent> response;
-  private final CompletableFuture<Message> done = new CompletableFuture<>();
   private final MessageAccumulator accumulator = MessageAccumulator.create();
   /** Stream index of each text or tool_use block → its index in the answer. */
   private final Map<Long, Integer> blocks = new HashMap<>();
   private final Map<Integer, ToolUseBlock> toolUses = new HashMap<>();
 
   private AnthropicStream(DeltaSink deltas, AsyncStreamResponse<RawMessageStreamEvent> response) {
+    super(response::close);
     this.deltas = deltas;
-    this.response = response;
   }
 
   /** Starts the call; the future completes with the accumulated message or the SDK's failure. */
@@ -56,32 +55,30 @@ final class AnthropicStream implements AsyncStreamResponse.Handler<RawMessageStr
 
   @Override
   public void onNext(RawMessageStreamEvent event) {
-    if (done.isDone()) return;
-    try {
-      accumulator.accumulate(event);
-      if (event.isContentBlockStart()) onBlockStart(event.asContentBlockStart());
-      else if (event.isContentBlockDelta()) onBlockDelta(event.asContentBlockDelta().index(), event.asContentBlockDelta().delta());
-    } catch (RuntimeException e) {
-      // Events out of protocol order or of the wrong shape (AnthropicInvalidDataException): stop
-      // reading and fail the call. (The consumer's own failures never get here: see DeltaSink.)
-      done.completeExceptionally(e);
-      response.close();
-    }
+    next(event);
   }
 
   @Override
   public void onComplete(Optional<Throwable> error) {
-    if (done.isDone()) return;
-    if (error.isPresent()) {
-      done.completeExceptionally(error.get());
-      return;
-    }
-    try {
-      done.complete(accumulator.message());
-    } catch (IllegalStateException notStopped) {
-      done.completeExceptionally(new ModelCallException("model_unreachable",
-          "anthropic's stream ended before message_stop: the answer was cut off", true, null, notStopped));
-    }
+    end(error);
+  }
+
+  @Override
+  void accept(RawMessageStreamEvent event) {
+    accumulator.accumulate(event);
+    if (event.isContentBlockStart()) onBlockStart(event.asContentBlockStart());
+    else if (event.isContentBlockDelta()) onBlockDelta(event.asContentBlockDelta().index(), event.asContentBlockDelta().delta());
+  }
+
+  @Override
+  Message result() {
+    return accumulator.message();
+  }
+
+  @Override
+  ModelCallException cutOff(IllegalStateException cause) {
+    return new ModelCallException("model_unreachable",
+        "anthropic's stream ended before message_stop: the answer was cut off", true, null, cause);
   }
 
   private void onBlockStart(RawContentBlockStartEvent start) {

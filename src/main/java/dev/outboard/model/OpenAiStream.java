@@ -34,10 +34,9 @@ import java.util.concurrent.CompletableFuture;
  * {@link OpenAiModel#classify} turns into a {@link ModelCallException}. A stream that ends
  * without a {@code finish_reason} was cut off and is retryable.
  */
-final class OpenAiStream implements AsyncStreamResponse.Handler<ChatCompletionChunk> {
+final class OpenAiStream extends StreamedCall<ChatCompletionChunk, ChatCompletion>
+    implements AsyncStreamResponse.Handler<ChatCompletionChunk> {
   private final DeltaSink deltas;
-  private final AsyncStreamResponse<ChatCompletionChunk> response;
-  private final CompletableFuture<ChatCompletion> done = new CompletableFuture<>();
   private final ChatCompletionAccumulator accumulator = ChatCompletionAccumulator.create();
   /** OpenAI's tool-call index → the call's block, id and name as first seen. */
   private final Map<Long, ToolCall> calls = new HashMap<>();
@@ -48,8 +47,8 @@ final class OpenAiStream implements AsyncStreamResponse.Handler<ChatCompletionCh
   private record ToolCall(int block, String id, String name) {}
 
   private OpenAiStream(DeltaSink deltas, AsyncStreamResponse<ChatCompletionChunk> response) {
+    super(response::close);
     this.deltas = deltas;
-    this.response = response;
   }
 
   /** Starts the call; the future completes with the accumulated completion or the SDK's failure. */
@@ -63,33 +62,31 @@ final class OpenAiStream implements AsyncStreamResponse.Handler<ChatCompletionCh
 
   @Override
   public void onNext(ChatCompletionChunk chunk) {
-    if (done.isDone()) return;
-    try {
-      accumulator.accumulate(chunk);
-      for (ChatCompletionChunk.Choice choice : chunk.choices()) {
-        if (choice.index() == 0) onDelta(chunk.id(), choice.delta());
-      }
-    } catch (RuntimeException e) {
-      // Chunks of the wrong shape or order (OpenAIInvalidDataException, IllegalStateException):
-      // stop reading and fail the call. (The consumer's own failures never get here: see DeltaSink.)
-      done.completeExceptionally(e);
-      response.close();
-    }
+    next(chunk);
   }
 
   @Override
   public void onComplete(Optional<Throwable> error) {
-    if (done.isDone()) return;
-    if (error.isPresent()) {
-      done.completeExceptionally(error.get());
-      return;
+    end(error);
+  }
+
+  @Override
+  void accept(ChatCompletionChunk chunk) {
+    accumulator.accumulate(chunk);
+    for (ChatCompletionChunk.Choice choice : chunk.choices()) {
+      if (choice.index() == 0) onDelta(chunk.id(), choice.delta());
     }
-    try {
-      done.complete(accumulator.chatCompletion());
-    } catch (IllegalStateException unfinished) {
-      done.completeExceptionally(new ModelCallException("model_unavailable",
-          "openai's stream ended before a finish_reason: the answer was cut off", true, null, unfinished));
-    }
+  }
+
+  @Override
+  ChatCompletion result() {
+    return accumulator.chatCompletion();
+  }
+
+  @Override
+  ModelCallException cutOff(IllegalStateException cause) {
+    return new ModelCallException("model_unavailable",
+        "openai's stream ended before a finish_reason: the answer was cut off", true, null, cause);
   }
 
   private void onDelta(String completionId, ChatCompletionChunk.Choice.Delta delta) {
