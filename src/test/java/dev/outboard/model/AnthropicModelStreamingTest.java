@@ -15,7 +15,6 @@ import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.function.Consumer;
 import java.util.function.Function;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
@@ -85,21 +84,7 @@ class AnthropicModelStreamingTest {
         toolUse("toolu_01R", "read", READ_INPUT), toolUse("toolu_01W", "write", WRITE_INPUT)), "tool_use");
   }
 
-  private ModelResponse plain(ModelClient client) throws Exception {
-    return ModelCalls.plain(client, request());
-  }
 
-  private ModelResponse streamed(ModelClient client, Consumer<ModelDelta> deltas) throws Exception {
-    return ModelCalls.streamed(client, request(), deltas);
-  }
-
-  private ModelCallException streamFailure(ModelClient client, Consumer<ModelDelta> deltas) throws Exception {
-    return ModelCalls.failure(client, request(), deltas);
-  }
-
-  private ModelCallException plainFailure(ModelClient client) throws Exception {
-    return ModelCalls.failure(client, request(), null);
-  }
 
 
   @Test
@@ -144,10 +129,10 @@ class AnthropicModelStreamingTest {
   void aStreamedAnswerIsTheUnstreamedAnswer() throws Exception {
     wire.fallback(textAndTools()).minCacheTokens(1);
     // a cold cache for both: each writes the prefix
-    ModelResponse plainCold = plain(model);
+    ModelResponse plainCold = ModelCalls.plain(model, request());
     wire.clearCache();
     DeltaRecorder deltas = new DeltaRecorder();
-    ModelResponse streamedCold = streamed(model, deltas);
+    ModelResponse streamedCold = ModelCalls.streamed(model, request(), deltas);
     assertThat(streamedCold).isEqualTo(plainCold);
     assertThat(streamedCold.usage().cacheWriteTokens()).isPositive();
     assertThat(streamedCold.usage().outputTokens()).isPositive();
@@ -156,8 +141,8 @@ class AnthropicModelStreamingTest {
         new Usage(cold.inputTokens(), plainCold.usage().outputTokens(), cold.cacheRead(), cold.cacheWrite()));
     deltas.assertRebuilds(streamedCold);
     // a warm cache for both: each reads it
-    ModelResponse streamedWarm = streamed(model, new DeltaRecorder());
-    ModelResponse plainWarm = plain(model);
+    ModelResponse streamedWarm = ModelCalls.streamed(model, request(), new DeltaRecorder());
+    ModelResponse plainWarm = ModelCalls.plain(model, request());
     assertThat(streamedWarm).isEqualTo(plainWarm);
     assertThat(streamedWarm.usage().cacheReadTokens()).isPositive().isEqualTo(wire.requests().get(2).cacheRead());
     // the same request, but for "stream": true
@@ -171,16 +156,16 @@ class AnthropicModelStreamingTest {
     wire.fallback(req -> message(req, List.of(text("writing"), toolUse("toolu_cut", "write", json("{'path': '/session/x.md'}"))),
         "max_tokens"));
     DeltaRecorder deltas = new DeltaRecorder();
-    ModelResponse r = streamed(model, deltas);
-    assertThat(r).isEqualTo(plain(model));
+    ModelResponse r = ModelCalls.streamed(model, request(), deltas);
+    assertThat(r).isEqualTo(ModelCalls.plain(model, request()));
     assertThat(r.stopReason()).isEqualTo(ModelResponse.StopReason.MAX_TOKENS);
     assertThat(r.toolCalls()).isEmpty();
     // the cut call was streamed as it came, and is not in the answer
     assertThat(deltas.toolInputs(1)).isNotEmpty().allSatisfy(d -> assertThat(d.toolUseId()).isEqualTo("toolu_cut"));
 
     wire.fallback(req -> message(req, List.of(text("bye")), "stop_sequence"));
-    ModelResponse end = streamed(model, new DeltaRecorder());
-    assertThat(end).isEqualTo(plain(model));
+    ModelResponse end = ModelCalls.streamed(model, request(), new DeltaRecorder());
+    assertThat(end).isEqualTo(ModelCalls.plain(model, request()));
     assertThat(end.stopReason()).isEqualTo(ModelResponse.StopReason.END_TURN);
   }
 
@@ -188,14 +173,14 @@ class AnthropicModelStreamingTest {
   void anErrorEventMidStreamIsARetryableFailure() throws Exception {
     wire.enqueue(AnthropicWire.streamError("overloaded_error", "Overloaded"));
     DeltaRecorder deltas = new DeltaRecorder();
-    ModelCallException e = streamFailure(model, deltas);
+    ModelCallException e = ModelCalls.failure(model, request(), deltas);
     assertThat(e.code()).isEqualTo("overloaded");
     assertThat(e.retryable()).isTrue();
     assertThat(e.getMessage()).isEqualTo("anthropic's stream failed mid-way: overloaded_error: Overloaded");
     assertThat(deltas.text(0)).isNotEmpty(); // it broke off after the answer had begun
 
     wire.enqueue(AnthropicWire.streamError("api_error", "Internal server error"));
-    ModelCallException api = streamFailure(model, new DeltaRecorder());
+    ModelCallException api = ModelCalls.failure(model, request(), new DeltaRecorder());
     assertThat(api.code()).isEqualTo("model_unavailable");
     assertThat(api.retryable()).isTrue();
     assertThat(api.getMessage()).contains("mid-way").contains("Internal server error");
@@ -205,7 +190,7 @@ class AnthropicModelStreamingTest {
   void aRetriedStreamStartsItsDeltasAgainFromTheFirstBlock() throws Exception {
     wire.enqueue(AnthropicWire.streamError("overloaded_error", "Overloaded"));
     DeltaRecorder deltas = new DeltaRecorder();
-    ModelResponse r = streamed(retrying, deltas);
+    ModelResponse r = ModelCalls.streamed(retrying, request(), deltas);
     assertThat(r.text()).isEqualTo("done");
     assertThat(wire.requests()).hasSize(2);
     // the broken-off attempt's text, then the whole answer of the second, both as block 0
@@ -221,13 +206,13 @@ class AnthropicModelStreamingTest {
   void aConnectionDroppedMidStreamIsRetryable() throws Exception {
     wire.enqueue(AnthropicWire.cutOff(700));
     DeltaRecorder deltas = new DeltaRecorder();
-    ModelCallException e = streamFailure(model, deltas);
+    ModelCallException e = ModelCalls.failure(model, request(), deltas);
     assertThat(e.retryable()).as(e.getMessage()).isTrue();
     assertThat(e.code()).isEqualTo("model_unreachable");
     assertThat(deltas.all()).isNotEmpty();
 
     wire.enqueue(AnthropicWire.cutOff(700));
-    assertThat(streamed(retrying, new DeltaRecorder()).text()).isEqualTo("done");
+    assertThat(ModelCalls.streamed(retrying, request(), new DeltaRecorder()).text()).isEqualTo("done");
   }
 
   @Test
@@ -240,21 +225,21 @@ class AnthropicModelStreamingTest {
         error(401, "authentication_error", "invalid x-api-key " + KEY, Map.of()));
     for (AnthropicWire.Reply reply : errors) {
       wire.enqueue(reply).enqueue(reply);
-      ModelCallException plain = plainFailure(model);
-      ModelCallException streamed = streamFailure(model, new DeltaRecorder());
+      ModelCallException plain = ModelCalls.failure(model, request(), null);
+      ModelCallException streamed = ModelCalls.failure(model, request(), new DeltaRecorder());
       assertThat(streamed.code()).as(reply.body()).isEqualTo(plain.code());
       assertThat(streamed.retryable()).as(reply.body()).isEqualTo(plain.retryable());
       assertThat(streamed.retryAfter()).as(reply.body()).isEqualTo(plain.retryAfter());
       assertThat(streamed.getMessage()).as(reply.body()).isEqualTo(plain.getMessage()).doesNotContain(KEY);
     }
     wire.enqueue(errors.get(0));
-    ModelCallException limited = streamFailure(model, new DeltaRecorder());
+    ModelCallException limited = ModelCalls.failure(model, request(), new DeltaRecorder());
     assertThat(limited.code()).isEqualTo("rate_limited");
     assertThat(limited.retryable()).isTrue();
     assertThat(limited.retryAfter()).contains(Duration.ofMillis(300));
     assertThat(limited.getMessage()).isEqualTo("anthropic answered 429: slow down");
     wire.enqueue(errors.get(3));
-    ModelCallException rejected = streamFailure(model, new DeltaRecorder());
+    ModelCallException rejected = ModelCalls.failure(model, request(), new DeltaRecorder());
     assertThat(rejected.code()).isEqualTo("model_request_rejected");
     assertThat(rejected.retryable()).isFalse();
   }
@@ -263,11 +248,11 @@ class AnthropicModelStreamingTest {
   void aConsumerThatThrowsDoesNotBreakTheCall() throws Exception {
     wire.fallback(textAndTools());
     AtomicInteger calls = new AtomicInteger();
-    ModelResponse r = streamed(model, d -> {
+    ModelResponse r = ModelCalls.streamed(model, request(), d -> {
       calls.incrementAndGet();
       throw new IllegalStateException("the consumer is broken");
     });
-    assertThat(r).isEqualTo(plain(model));
+    assertThat(r).isEqualTo(ModelCalls.plain(model, request()));
     assertThat(calls.get()).as("deltas offered after the first throw").isGreaterThan(1);
   }
 }

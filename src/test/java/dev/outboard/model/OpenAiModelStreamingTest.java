@@ -11,7 +11,6 @@ import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.function.Consumer;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
@@ -69,21 +68,7 @@ class OpenAiModelStreamingTest {
     return OpenAiModelTest.obj(json);
   }
 
-  private ModelResponse plain(ModelClient client) throws Exception {
-    return ModelCalls.plain(client, request());
-  }
 
-  private ModelResponse streamed(ModelClient client, Consumer<ModelDelta> deltas) throws Exception {
-    return ModelCalls.streamed(client, request(), deltas);
-  }
-
-  private ModelCallException streamFailure(ModelClient client, Consumer<ModelDelta> deltas) throws Exception {
-    return ModelCalls.failure(client, request(), deltas);
-  }
-
-  private ModelCallException plainFailure(ModelClient client) throws Exception {
-    return ModelCalls.failure(client, request(), null);
-  }
 
 
   private JsonNode lastBody() {
@@ -135,7 +120,7 @@ class OpenAiModelStreamingTest {
     wire.enqueue(wire.toolCalls(null, 10, 0, new Call("call_a", "ls", "{\"path\":\"/session\"}"),
         new Call("call_b", "read", READ_ARGS)));
     DeltaRecorder deltas = new DeltaRecorder();
-    ModelResponse r = streamed(model, deltas);
+    ModelResponse r = ModelCalls.streamed(model, request(), deltas);
     assertThat(r.content()).containsExactly(new Block.ToolUse("call_a", "ls", obj("{\"path\":\"/session\"}")),
         new Block.ToolUse("call_b", "read", obj(READ_ARGS)));
     assertThat(deltas.texts(0)).isEmpty();
@@ -149,10 +134,10 @@ class OpenAiModelStreamingTest {
     for (OpenAiWire.Reply reply : List.of(textAndTools(), wire.text("just text"), wire.length("and then the"),
         wire.toolCalls(null, 10, 0, new Call("call_bad", "write", "{\"path\": \"/session/a.md\", \"content\": \"x")))) {
       wire.enqueue(reply, reply);
-      ModelResponse unstreamed = plain(model);
+      ModelResponse unstreamed = ModelCalls.plain(model, request());
       JsonNode plainBody = lastBody();
       DeltaRecorder deltas = new DeltaRecorder();
-      ModelResponse r = streamed(model, deltas);
+      ModelResponse r = ModelCalls.streamed(model, request(), deltas);
       assertThat(r).isEqualTo(unstreamed);
       if (r.toolCalls().stream().noneMatch(u -> u.input().has(OpenAiModel.UNPARSEABLE))) deltas.assertRebuilds(r);
       // the same request, but for the two stream fields
@@ -167,7 +152,7 @@ class OpenAiModelStreamingTest {
   void anErrorMidStreamIsARetryableFailure() throws Exception {
     wire.enqueue(wire.streamError());
     DeltaRecorder deltas = new DeltaRecorder();
-    ModelCallException e = streamFailure(model, deltas);
+    ModelCallException e = ModelCalls.failure(model, request(), deltas);
     assertThat(e.code()).isEqualTo("model_unavailable");
     assertThat(e.retryable()).isTrue();
     assertThat(e.getMessage()).isEqualTo(
@@ -176,7 +161,7 @@ class OpenAiModelStreamingTest {
 
     wire.enqueue(wire.streamError());
     DeltaRecorder retried = new DeltaRecorder();
-    assertThat(streamed(retrying, retried).text()).isEqualTo("done");
+    assertThat(ModelCalls.streamed(retrying, request(), retried).text()).isEqualTo("done");
     // the broken-off attempt's text, then the second attempt's, both as block 0
     assertThat(retried.all()).allSatisfy(d -> assertThat(d.index()).isZero());
     assertThat(retried.text(0)).endsWith("done").hasSizeGreaterThan("done".length());
@@ -186,14 +171,14 @@ class OpenAiModelStreamingTest {
   void aConnectionCutMidStreamIsRetryable() throws Exception {
     wire.enqueue(wire.streamCutOff());
     DeltaRecorder deltas = new DeltaRecorder();
-    ModelCallException e = streamFailure(model, deltas);
+    ModelCallException e = ModelCalls.failure(model, request(), deltas);
     assertThat(e.retryable()).as(e.getMessage()).isTrue();
     assertThat(e.code()).isIn("model_unavailable", "model_timeout");
     assertThat(deltas.all()).isNotEmpty();
 
     wire.enqueue(wire.streamCutOff());
     int before = wire.requests().size();
-    assertThat(streamed(retrying, new DeltaRecorder()).text()).isEqualTo("done");
+    assertThat(ModelCalls.streamed(retrying, request(), new DeltaRecorder()).text()).isEqualTo("done");
     assertThat(wire.requests().size() - before).isEqualTo(2);
   }
 
@@ -206,21 +191,21 @@ class OpenAiModelStreamingTest {
         OpenAiWire.error(401, "invalid_request_error", "invalid_api_key", "Incorrect API key provided: " + OpenAiWire.KEY, Map.of()));
     for (OpenAiWire.Reply reply : errors) {
       wire.enqueue(reply, reply);
-      ModelCallException unstreamed = plainFailure(model);
-      ModelCallException e = streamFailure(model, new DeltaRecorder());
+      ModelCallException unstreamed = ModelCalls.failure(model, request(), null);
+      ModelCallException e = ModelCalls.failure(model, request(), new DeltaRecorder());
       assertThat(e.code()).as(unstreamed.getMessage()).isEqualTo(unstreamed.code());
       assertThat(e.retryable()).as(unstreamed.getMessage()).isEqualTo(unstreamed.retryable());
       assertThat(e.retryAfter()).as(unstreamed.getMessage()).isEqualTo(unstreamed.retryAfter());
       assertThat(e.getMessage()).isEqualTo(unstreamed.getMessage()).doesNotContain(OpenAiWire.KEY);
     }
     wire.enqueue(errors.get(0));
-    ModelCallException limited = streamFailure(model, new DeltaRecorder());
+    ModelCallException limited = ModelCalls.failure(model, request(), new DeltaRecorder());
     assertThat(limited.code()).isEqualTo("rate_limited");
     assertThat(limited.retryable()).isTrue();
     assertThat(limited.retryAfter()).contains(Duration.ofMillis(250));
     assertThat(limited.getMessage()).isEqualTo("openai answered 429: slow down");
     wire.enqueue(errors.get(2));
-    ModelCallException rejected = streamFailure(model, new DeltaRecorder());
+    ModelCallException rejected = ModelCalls.failure(model, request(), new DeltaRecorder());
     assertThat(rejected.code()).isEqualTo("model_request_rejected");
     assertThat(rejected.retryable()).isFalse();
   }
@@ -229,11 +214,11 @@ class OpenAiModelStreamingTest {
   void aConsumerThatThrowsDoesNotBreakTheCall() throws Exception {
     wire.enqueue(textAndTools(), textAndTools());
     AtomicInteger calls = new AtomicInteger();
-    ModelResponse r = streamed(model, d -> {
+    ModelResponse r = ModelCalls.streamed(model, request(), d -> {
       calls.incrementAndGet();
       throw new IllegalStateException("the consumer is broken");
     });
-    assertThat(r).isEqualTo(plain(model));
+    assertThat(r).isEqualTo(ModelCalls.plain(model, request()));
     assertThat(calls.get()).as("deltas offered after the first throw").isGreaterThan(1);
   }
 }
