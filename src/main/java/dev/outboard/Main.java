@@ -31,6 +31,8 @@ import dev.outboard.sandbox.remote.RemoteSandboxProvider;
 import dev.outboard.session.RecoveryWarmup;
 import dev.outboard.session.SessionEntity;
 import dev.outboard.session.SessionEventStream;
+import dev.outboard.webhooks.WebhookDispatcher;
+import dev.outboard.webhooks.Webhooks;
 import dev.outboard.session.SessionIndex;
 import dev.outboard.session.SessionRoutes;
 import dev.outboard.session.SessionSettings;
@@ -140,7 +142,14 @@ public final class Main {
     if (sandboxes != null) mounted.add(Namespace.WORKSPACE);
     PathRouter router = new PathRouter(mounted);
     SessionSettings sessionSettings = SessionSettings.from(config);
-    SessionIndex index = new SessionIndex(db, config.getDuration("outboard.idempotency-ttl"));
+    Webhooks webhooks = new Webhooks(db);
+    WebhookDispatcher dispatcher = new WebhookDispatcher(db, webhooks, WebhookDispatcher.Settings.from(config));
+    CoordinatedShutdown.get(system).addTask(CoordinatedShutdown.PhaseServiceStop(), "stop-webhooks", () -> {
+      dispatcher.close();
+      return CompletableFuture.completedFuture(Done.getInstance());
+    });
+    dispatcher.start();
+    SessionIndex index = new SessionIndex(db, config.getDuration("outboard.idempotency-ttl"), webhooks);
 
     Config memory = config.getConfig("outboard.memory");
     OrgFileStore orgStore = new OrgFileStore(db, memory.getBytes("max-file-bytes"));
@@ -167,7 +176,7 @@ public final class Main {
     Auth auth = new Auth(keys, config.getString("outboard.admin-token"));
     var routes = HttpServer.api(
         new SessionRoutes(system, auth, index, new SessionEventStream(system, journal), models, sessionSettings, scriptedAllowed).routes(),
-        new AdminRoutes(auth, keys, config.getBytes("outboard.http.max-body-bytes"), orgStore).routes(),
+        new AdminRoutes(auth, keys, config.getBytes("outboard.http.max-body-bytes"), orgStore, webhooks).routes(),
         new FileRoutes(auth, orgFiles, config.getBytes("outboard.http.max-body-bytes")).routes());
     HttpServer.start(system, routes, config.getString("outboard.http.interface"), config.getInt("outboard.http.port"));
     return db;

@@ -1,5 +1,6 @@
 package dev.outboard.api;
 
+import dev.outboard.webhooks.Webhooks;
 import org.apache.pekko.http.javadsl.model.StatusCodes;
 import org.apache.pekko.http.javadsl.server.AllDirectives;
 import org.apache.pekko.http.javadsl.server.PathMatchers;
@@ -15,24 +16,53 @@ public final class AdminRoutes extends AllDirectives {
   /** Per-org policy: whether the org's agents may write {@code /skills} (default no). */
   public record Policy(Boolean agentsMayWriteSkills) {}
 
+  /** An org's status webhook: where to POST, and the secret its deliveries are signed with. */
+  public record WebhookRequest(String url, String secret) {}
+
   private final Auth auth;
   private final ApiKeys keys;
 
   private final long maxBody;
   private final dev.outboard.memory.OrgFileStore orgFiles;
+  private final Webhooks webhooks;
 
-  public AdminRoutes(Auth auth, ApiKeys keys, long maxBody, dev.outboard.memory.OrgFileStore orgFiles) {
+  public AdminRoutes(Auth auth, ApiKeys keys, long maxBody, dev.outboard.memory.OrgFileStore orgFiles, Webhooks webhooks) {
     this.auth = auth;
     this.keys = keys;
     this.maxBody = maxBody;
     this.orgFiles = orgFiles;
+    this.webhooks = webhooks;
   }
 
   public Route routes() {
     return pathPrefix("admin", () -> auth.admin(() -> pathPrefix("orgs", () -> concat(
         pathEndOrSingleSlash(() -> post(() -> JsonSupport.body(CreateOrg.class, maxBody, this::createOrg))),
         path(PathMatchers.segment().slash("keys"), org -> post(() -> JsonSupport.noBody(() -> issueKey(org)))),
-        path(PathMatchers.segment().slash("policy"), org -> put(() -> JsonSupport.body(Policy.class, maxBody, p -> setPolicy(org, p))))))));
+        path(PathMatchers.segment().slash("policy"), org -> put(() -> JsonSupport.body(Policy.class, maxBody, p -> setPolicy(org, p)))),
+        path(PathMatchers.segment().slash("webhook"), org -> concat(
+            put(() -> JsonSupport.body(WebhookRequest.class, maxBody, w -> setWebhook(org, w))),
+            get(() -> onSuccess(webhooks.get(org), endpoint -> {
+              if (endpoint.isEmpty()) throw ApiError.notFound("org " + org + " has no webhook");
+              return complete(StatusCodes.OK, endpoint.get(), JsonSupport.marshaller());
+            })),
+            delete(() -> onSuccess(webhooks.remove(org), removed -> {
+              if (!removed) throw ApiError.notFound("org " + org + " has no webhook");
+              return complete(StatusCodes.NO_CONTENT);
+            }))))))));
+  }
+
+  /** Sets the org's webhook; the answer never repeats the secret. */
+  private Route setWebhook(String org, WebhookRequest req) {
+    Webhooks.problem(req.url()).ifPresent(problem -> {
+      throw ApiError.badRequest(problem);
+    });
+    if (req.secret() == null || req.secret().length() < 16 || req.secret().length() > 256) {
+      throw ApiError.badRequest("secret must be 16 to 256 characters");
+    }
+    return onSuccess(webhooks.set(org, req.url(), req.secret()), found -> {
+      if (!found) throw ApiError.notFound("no org " + org);
+      return onSuccess(webhooks.get(org), endpoint -> complete(StatusCodes.OK, endpoint.orElseThrow(), JsonSupport.marshaller()));
+    });
   }
 
   private Route createOrg(CreateOrg req) {

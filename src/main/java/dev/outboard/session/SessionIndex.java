@@ -3,6 +3,7 @@ package dev.outboard.session;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import dev.outboard.Json;
 import dev.outboard.store.Database;
+import dev.outboard.webhooks.Webhooks;
 import java.nio.charset.StandardCharsets;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
@@ -36,6 +37,8 @@ public final class SessionIndex implements SessionObserver {
 
   private final Database db;
   private final Duration idempotencyTtl;
+  /** Status webhooks, enqueued with the change they report; null where there are none. */
+  private final Webhooks webhooks;
   private final Map<String, String> ownerCache =
       Collections.synchronizedMap(new LinkedHashMap<>(1024, 0.75f, true) {
         @Override
@@ -47,8 +50,13 @@ public final class SessionIndex implements SessionObserver {
   public record Page(List<Summary> sessions, String next) {}
 
   public SessionIndex(Database db, Duration idempotencyTtl) {
+    this(db, idempotencyTtl, null);
+  }
+
+  public SessionIndex(Database db, Duration idempotencyTtl, Webhooks webhooks) {
     this.db = db;
     this.idempotencyTtl = idempotencyTtl;
+    this.webhooks = webhooks;
   }
 
   /**
@@ -62,20 +70,24 @@ public final class SessionIndex implements SessionObserver {
             // A concurrent request with the same key won the race and has committed: answer with its session.
             ? registerOnce(provisional, idempotencyKey)
             : CompletableFuture.failedStage(e))
-        .thenApply(id -> {
-          if (id.equals(provisional.id())) ownerCache.put(id, provisional.org());
-          return id;
+        .thenApply(registered -> {
+          if (registered.id().equals(provisional.id())) ownerCache.put(registered.id(), provisional.org());
+          if (registered.webhookOwed()) webhooks.enqueued();
+          return registered.id();
         });
   }
 
-  private CompletionStage<String> registerOnce(Summary provisional, String idempotencyKey) {
+  /** The session a create stands for, and whether its first status ({@code running}) is owed to a webhook. */
+  private record Registered(String id, boolean webhookOwed) {}
+
+  private CompletionStage<Registered> registerOnce(Summary provisional, String idempotencyKey) {
     return db.transact(c -> {
       if (idempotencyKey != null) {
         Optional<String> owner = claim(c, provisional.org(), idempotencyKey, provisional.id());
-        if (owner.isPresent()) return owner.get();
+        if (owner.isPresent()) return new Registered(owner.get(), false);
       }
       insertRow(c, provisional, 0);
-      return provisional.id();
+      return new Registered(provisional.id(), webhooks != null && webhooks.enqueue(c, provisional, 0));
     });
   }
 
@@ -115,7 +127,9 @@ public final class SessionIndex implements SessionObserver {
 
   @Override
   public void statusChanged(Summary summary, long seq) {
-    db.transact(c -> {
+    db.<Boolean>transact(c -> {
+      // A status the list already has (a session recovering reports its status again) is no change to announce.
+      String before = statusOf(c, summary.id());
       try (PreparedStatement ps = c.prepareStatement(
           "UPDATE session_index SET status = ?, seq = ?, updated_at = ?, summary = ? WHERE id = ? AND seq <= ?")) {
         ps.setString(1, summary.status());
@@ -124,15 +138,29 @@ public final class SessionIndex implements SessionObserver {
         ps.setString(4, json(summary));
         ps.setString(5, summary.id());
         ps.setLong(6, seq);
-        if (ps.executeUpdate() == 1) return null;
+        if (ps.executeUpdate() == 1) {
+          return webhooks != null && !summary.status().equals(before) && webhooks.enqueue(c, summary, seq);
+        }
       }
-      if (!exists(c, summary.id())) insertRow(c, summary, seq);
-      return null;
-    }).whenComplete((ok, error) -> {
+      if (before != null) return false;
+      insertRow(c, summary, seq);
+      return webhooks != null && webhooks.enqueue(c, summary, seq);
+    }).whenComplete((owed, error) -> {
       if (error != null && !Database.isUniqueViolation(error)) {
         log.warn("could not update the sessions list for {}: {}", summary.id(), error.toString());
+      } else if (Boolean.TRUE.equals(owed)) {
+        webhooks.enqueued();
       }
     });
+  }
+
+  private static String statusOf(Connection c, String id) throws SQLException {
+    try (PreparedStatement ps = c.prepareStatement("SELECT status FROM session_index WHERE id = ?")) {
+      ps.setString(1, id);
+      try (ResultSet rs = ps.executeQuery()) {
+        return rs.next() ? rs.getString(1) : null;
+      }
+    }
   }
 
   /** The org that owns {@code sessionId}, if the session exists. */
@@ -196,14 +224,7 @@ public final class SessionIndex implements SessionObserver {
     });
   }
 
-  private static boolean exists(Connection c, String id) throws SQLException {
-    try (PreparedStatement ps = c.prepareStatement("SELECT 1 FROM session_index WHERE id = ?")) {
-      ps.setString(1, id);
-      try (ResultSet rs = ps.executeQuery()) {
-        return rs.next();
-      }
-    }
-  }
+
 
   private static void insertRow(Connection c, Summary s, long seq) throws SQLException {
     try (PreparedStatement ps = c.prepareStatement(

@@ -104,6 +104,13 @@ public final class ApiClient {
         .POST(HttpRequest.BodyPublishers.ofString(body)));
   }
 
+  /** PUT with {@code body} serialised as JSON. */
+  public Response put(String path, Object body, String... headers) {
+    return send(request(path, headers)
+        .header("Content-Type", "application/json")
+        .PUT(HttpRequest.BodyPublishers.ofString(json(body))));
+  }
+
   public Response delete(String path, String... headers) {
     return send(request(path, headers).DELETE());
   }
