@@ -1096,7 +1096,7 @@ public final class SessionEntity
     Metrics.SESSION_RECOVERY_SECONDS.observe(recoverySeconds);
     ctx.getLog().info("session {} ({}) recovered at event {} in {} ms", sessionId, state.status().wire(),
         lastSequenceNumber(ctx), Math.round(recoverySeconds * 1000));
-    services.observer().statusChanged(summary(state), lastSequenceNumber(ctx));
+    services.observer().recovered(summary(state), lastSequenceNumber(ctx));
     if (state.status().finished()) destroySandbox(state); // in case the node stopped before it could
     if (state.status() != Status.RUNNING) {
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().idleTimeout(state.status().finished()));

@@ -70,24 +70,21 @@ public final class SessionIndex implements SessionObserver {
             // A concurrent request with the same key won the race and has committed: answer with its session.
             ? registerOnce(provisional, idempotencyKey)
             : CompletableFuture.failedStage(e))
-        .thenApply(registered -> {
-          if (registered.id().equals(provisional.id())) ownerCache.put(registered.id(), provisional.org());
-          if (registered.webhookOwed()) webhooks.enqueued();
-          return registered.id();
+        .thenApply(id -> {
+          if (id.equals(provisional.id())) ownerCache.put(id, provisional.org());
+          return id;
         });
   }
 
-  /** The session a create stands for, and whether its first status ({@code running}) is owed to a webhook. */
-  private record Registered(String id, boolean webhookOwed) {}
-
-  private CompletionStage<Registered> registerOnce(Summary provisional, String idempotencyKey) {
+  /** The row of a session about to start; its first status change ({@code running}) comes from the session. */
+  private CompletionStage<String> registerOnce(Summary provisional, String idempotencyKey) {
     return db.transact(c -> {
       if (idempotencyKey != null) {
         Optional<String> owner = claim(c, provisional.org(), idempotencyKey, provisional.id());
-        if (owner.isPresent()) return new Registered(owner.get(), false);
+        if (owner.isPresent()) return owner.get();
       }
       insertRow(c, provisional, 0);
-      return new Registered(provisional.id(), webhooks != null && webhooks.enqueue(c, provisional, 0));
+      return provisional.id();
     });
   }
 
@@ -127,9 +124,24 @@ public final class SessionIndex implements SessionObserver {
 
   @Override
   public void statusChanged(Summary summary, long seq) {
+    record(summary, seq, false);
+  }
+
+  @Override
+  public void recovered(Summary summary, long seq) {
+    record(summary, seq, true);
+  }
+
+  /**
+   * Writes the session's row (unless a later change is there already) and owes the org's webhook
+   * the change. Changes can arrive out of order (each is its own transaction), so every change is
+   * owed by its sequence number; a recovering session's status only if the list did not have it
+   * yet (its node stopped before it could record the change).
+   */
+  private void record(Summary summary, long seq, boolean recovered) {
     db.<Boolean>transact(c -> {
-      // A status the list already has (a session recovering reports its status again) is no change to announce.
       String before = statusOf(c, summary.id());
+      boolean owed = webhooks != null && (!recovered || !summary.status().equals(before));
       try (PreparedStatement ps = c.prepareStatement(
           "UPDATE session_index SET status = ?, seq = ?, updated_at = ?, summary = ? WHERE id = ? AND seq <= ?")) {
         ps.setString(1, summary.status());
@@ -138,13 +150,10 @@ public final class SessionIndex implements SessionObserver {
         ps.setString(4, json(summary));
         ps.setString(5, summary.id());
         ps.setLong(6, seq);
-        if (ps.executeUpdate() == 1) {
-          return webhooks != null && !summary.status().equals(before) && webhooks.enqueue(c, summary, seq);
-        }
+        ps.executeUpdate();
       }
-      if (before != null) return false;
-      insertRow(c, summary, seq);
-      return webhooks != null && webhooks.enqueue(c, summary, seq);
+      if (before == null) insertRow(c, summary, seq);
+      return owed && webhooks.enqueue(c, summary, seq);
     }).whenComplete((owed, error) -> {
       if (error != null && !Database.isUniqueViolation(error)) {
         log.warn("could not update the sessions list for {}: {}", summary.id(), error.toString());

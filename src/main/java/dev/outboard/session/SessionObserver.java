@@ -6,5 +6,14 @@ package dev.outboard.session;
  * number of the change; a listener keeps the highest one it has seen.
  */
 public interface SessionObserver {
+  /** The session's status changed with journal event {@code seq}. */
   void statusChanged(Summary summary, long seq);
+
+  /**
+   * The session recovered with this status (at its last event {@code seq}): no change of its own,
+   * but a change this node may not have passed on before it stopped.
+   */
+  default void recovered(Summary summary, long seq) {
+    statusChanged(summary, seq);
+  }
 }
