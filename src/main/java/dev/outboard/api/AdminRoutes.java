@@ -41,14 +41,22 @@ public final class AdminRoutes extends AllDirectives {
         path(PathMatchers.segment().slash("policy"), org -> put(() -> JsonSupport.body(Policy.class, maxBody, p -> setPolicy(org, p)))),
         path(PathMatchers.segment().slash("webhook"), org -> concat(
             put(() -> JsonSupport.body(WebhookRequest.class, maxBody, w -> setWebhook(org, w))),
-            get(() -> onSuccess(webhooks.get(org), endpoint -> {
-              if (endpoint.isEmpty()) throw ApiError.notFound("org " + org + " has no webhook");
-              return complete(StatusCodes.OK, endpoint.get(), JsonSupport.marshaller());
-            })),
-            delete(() -> onSuccess(webhooks.remove(org), removed -> {
-              if (!removed) throw ApiError.notFound("org " + org + " has no webhook");
-              return complete(StatusCodes.NO_CONTENT);
-            }))))))));
+            get(() -> getWebhook(org)),
+            delete(() -> removeWebhook(org))))))));
+  }
+
+  private Route getWebhook(String org) {
+    return onSuccess(webhooks.get(org), endpoint -> {
+      if (endpoint.isEmpty()) throw ApiError.notFound("org " + org + " has no webhook");
+      return complete(StatusCodes.OK, endpoint.get(), JsonSupport.marshaller());
+    });
+  }
+
+  private Route removeWebhook(String org) {
+    return onSuccess(webhooks.remove(org), removed -> {
+      if (!removed) throw ApiError.notFound("org " + org + " has no webhook");
+      return complete(StatusCodes.NO_CONTENT);
+    });
   }
 
   /** Sets the org's webhook; the answer never repeats the secret. */

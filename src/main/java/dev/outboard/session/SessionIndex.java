@@ -140,8 +140,10 @@ public final class SessionIndex implements SessionObserver {
    */
   private void record(Summary summary, long seq, boolean recovered) {
     db.<Boolean>transact(c -> {
-      String before = statusOf(c, summary.id());
-      boolean owed = webhooks != null && (!recovered || !summary.status().equals(before));
+      // Only a recovering session's status is compared with the listed one (see above).
+      boolean compare = recovered && webhooks != null;
+      String before = compare ? statusOf(c, summary.id()) : null;
+      int updated;
       try (PreparedStatement ps = c.prepareStatement(
           "UPDATE session_index SET status = ?, seq = ?, updated_at = ?, summary = ? WHERE id = ? AND seq <= ?")) {
         ps.setString(1, summary.status());
@@ -150,9 +152,11 @@ public final class SessionIndex implements SessionObserver {
         ps.setString(4, json(summary));
         ps.setString(5, summary.id());
         ps.setLong(6, seq);
-        ps.executeUpdate();
+        updated = ps.executeUpdate();
       }
-      if (before == null) insertRow(c, summary, seq);
+      // No row updated: a later change is there already, or there is no row yet.
+      if (updated == 0 && statusOf(c, summary.id()) == null) insertRow(c, summary, seq);
+      boolean owed = webhooks != null && (!compare || !summary.status().equals(before));
       return owed && webhooks.enqueue(c, summary, seq);
     }).whenComplete((owed, error) -> {
       if (error != null && !Database.isUniqueViolation(error)) {

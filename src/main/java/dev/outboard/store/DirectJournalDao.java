@@ -54,7 +54,7 @@ public final class DirectJournalDao extends DefaultJournalDao {
   private final JdbcBackend.JdbcDatabaseDef db;
   private final Serialization serialization;
   private final String insertPrefix;
-  private final String rowValues = "(?,?,?,?,?,?,?,?,?)";
+  private static final String ROW_VALUES = "(?,?,?,?,?,?,?,?,?)";
   private final LinkedBlockingQueue<Pending> queue = new LinkedBlockingQueue<>();
   private final Map<Integer, String> statements = new ConcurrentHashMap<>();
 
@@ -206,9 +206,9 @@ public final class DirectJournalDao extends DefaultJournalDao {
   }
 
   private String build(int rows) {
-    StringBuilder b = new StringBuilder(insertPrefix.length() + rows * (rowValues.length() + 1));
+    StringBuilder b = new StringBuilder(insertPrefix.length() + rows * (ROW_VALUES.length() + 1));
     b.append(insertPrefix);
-    for (int i = 0; i < rows; i++) b.append(i == 0 ? "" : ",").append(rowValues);
+    for (int i = 0; i < rows; i++) b.append(i == 0 ? "" : ",").append(ROW_VALUES);
     return b.toString();
   }
 

@@ -23,7 +23,7 @@ import java.util.concurrent.CompletionStage;
  * once ({@link WebhookDispatcher} delivers).
  */
 public final class Webhooks {
-  /** The statuses a webhook reports. */
+  /** The {@code type} of every delivery's body. */
   public static final String EVENT_TYPE = "session.status_changed";
 
   private final Database db;
