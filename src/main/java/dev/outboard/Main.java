@@ -34,6 +34,8 @@ import dev.outboard.session.SessionEventStream;
 import dev.outboard.webhooks.WebhookDispatcher;
 import dev.outboard.webhooks.Webhooks;
 import dev.outboard.session.SessionIndex;
+import dev.outboard.session.WaitWakeups;
+import dev.outboard.store.OrgPolicies;
 import dev.outboard.session.SessionRoutes;
 import dev.outboard.session.SessionSettings;
 import dev.outboard.store.Database;
@@ -157,9 +159,16 @@ public final class Main {
     OrgFiles orgFiles = new OrgFiles(system, orgStore,
         new SkillIndex(orgStore, memory.getInt("prompt-budget-chars"), memory.getDuration("prompt-index-ttl")),
         memory.getDuration("write-timeout"));
+    OrgPolicies policies = new OrgPolicies(db, config.getDuration("outboard.waits.policy-cache-ttl"));
     SessionEntity.init(system, new SessionEntity.Services(models, router, index, sessionSettings, orgFiles,
         sandboxes, sandboxes == null ? null : SandboxHandle.Settings.from(config),
-        sandboxes == null ? null : new SnapshotStore(db)));
+        sandboxes == null ? null : new SnapshotStore(db), policies));
+    WaitWakeups wakeups = new WaitWakeups(system, index, config.getDuration("outboard.waits.scan-interval"));
+    wakeups.start();
+    CoordinatedShutdown.get(system).addTask(CoordinatedShutdown.PhaseServiceStop(), "stop-wait-wakeups", () -> {
+      wakeups.close();
+      return CompletableFuture.completedFuture(Done.getInstance());
+    });
     system.systemActorOf(ShardStats.create(List.of(SessionEntity.ENTITY_KEY, OrgMemory.ENTITY_KEY),
         config.getDuration("outboard.metrics.shard-stats-interval")), "shard-stats", Props.empty());
     // Join only now: a member whose sharding has not started yet makes the coordinator's
@@ -176,7 +185,7 @@ public final class Main {
     Auth auth = new Auth(keys, config.getString("outboard.admin-token"));
     var routes = HttpServer.api(
         new SessionRoutes(system, auth, index, new SessionEventStream(system, journal), models, sessionSettings, scriptedAllowed).routes(),
-        new AdminRoutes(auth, keys, config.getBytes("outboard.http.max-body-bytes"), orgStore, webhooks).routes(),
+        new AdminRoutes(auth, keys, config.getBytes("outboard.http.max-body-bytes"), policies, webhooks).routes(),
         new FileRoutes(auth, orgFiles, config.getBytes("outboard.http.max-body-bytes")).routes());
     HttpServer.start(system, routes, config.getString("outboard.http.interface"), config.getInt("outboard.http.port"));
     return db;

@@ -57,6 +57,7 @@ class SerializationTest {
   private TestProbe<SessionFeed.Message> feedProbe;
   private TestProbe<StatusReply<SessionFeed.Followed>> followedProbe;
   private TestProbe<StatusReply<SessionEntity.Position>> positionProbe;
+  private TestProbe<StatusReply<SessionEntity.EventAccepted>> acceptedProbe;
 
   @BeforeAll
   void start() {
@@ -67,6 +68,7 @@ class SerializationTest {
     feedProbe = testKit.createTestProbe();
     followedProbe = testKit.createTestProbe();
     positionProbe = testKit.createTestProbe();
+    acceptedProbe = testKit.createTestProbe();
   }
 
   @AfterAll
@@ -121,7 +123,15 @@ class SerializationTest {
         new SessionEntity.SessionCancelled(T1),
         new SessionEntity.SandboxAttached("sbx-1", T1),
         new SessionEntity.SandboxReplaced("sbx-1", "sbx-2", T1),
-        new SessionEntity.SandboxChanged("suspended", T1));
+        new SessionEntity.SandboxChanged("suspended", T1),
+        new SessionEntity.SessionStarted("s-3", "acme", "bob",
+            new SessionSpec("p", new ModelSpec("scripted", null, null), null, 5, false, Json.MAPPER.createObjectNode(),
+                List.of("bash", "write /memory/**")), T0),
+        new SessionEntity.ApprovalRequested(3, "toolu_3_0", "bash", T1),
+        new SessionEntity.ApprovalDecided(3, "toolu_3_0", true, null, T1),
+        new SessionEntity.ApprovalDecided(3, "toolu_3_1", false, "not on prod ☃", T1),
+        new SessionEntity.WaitStarted(3, "toolu_3_2", "ci.finished", 600, T1.plusSeconds(600), T1),
+        new SessionEntity.EventReceived("ci.finished", "{\"ok\":true,\"runs\":[1,2]}", T1));
   }
 
   List<Command> commands() {
@@ -134,6 +144,9 @@ class SerializationTest {
         new SessionEntity.Follow(feedProbe.ref(), followedProbe.ref()),
         new SessionEntity.GetPosition(positionProbe.ref()),
         new SessionEntity.AwaitSettled(30_000, summaryProbe.ref()),
+        new SessionEntity.Decide("toolu_3_0", false, "no", summaryProbe.ref()),
+        new SessionEntity.DeliverEvent("ci.finished", "{\"ok\":true}", acceptedProbe.ref()),
+        SessionEntity.Wake.INSTANCE,
         SessionEntity.Stop.INSTANCE);
   }
 
@@ -163,7 +176,11 @@ class SerializationTest {
         List.of("toolu_2_0", "toolu_2_1"), List.of(RESULT, FAILED_RESULT), List.of("later", "even later"),
         new SessionFiles(files), new Usage(1200, 340, 7, 9), "done",
         new Summary.ErrorView("max_turns", "the session used its budget of 12 turns"), T0, T1,
-        new SessionEntity.SandboxInfo("sbx-2", "hibernated"));
+        new SessionEntity.SandboxInfo("sbx-2", "hibernated"),
+        new SessionEntity.Holds(
+            List.of(new SessionEntity.Approval("toolu_2_0", 2, "bash", T1)),
+            List.of(new SessionEntity.Wait("toolu_2_1", 2, "ci.finished", 60, T1.plusSeconds(60))),
+            List.of(new SessionEntity.Inbound("deploy.done", "{\"env\":\"prod\"}", T1))));
   }
 
   private Object roundTrip(Object original) {

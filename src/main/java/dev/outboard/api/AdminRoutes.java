@@ -1,6 +1,9 @@
 package dev.outboard.api;
 
+import dev.outboard.store.OrgPolicies;
+import dev.outboard.tools.ApprovalPolicy;
 import dev.outboard.webhooks.Webhooks;
+import java.util.List;
 import org.apache.pekko.http.javadsl.model.StatusCodes;
 import org.apache.pekko.http.javadsl.server.AllDirectives;
 import org.apache.pekko.http.javadsl.server.PathMatchers;
@@ -13,8 +16,12 @@ public final class AdminRoutes extends AllDirectives {
 
   public record IssuedKey(String org, String key) {}
 
-  /** Per-org policy: whether the org's agents may write {@code /skills} (default no). */
-  public record Policy(Boolean agentsMayWriteSkills) {}
+  /**
+   * Per-org policy: whether the org's agents may write {@code /skills} (default no), and which tool
+   * calls wait for a person's approval ({@link ApprovalPolicy} patterns; default none). A PUT sets
+   * the parts it names.
+   */
+  public record Policy(Boolean agentsMayWriteSkills, List<String> approvals) {}
 
   /** An org's status webhook: where to POST, and the secret its deliveries are signed with. */
   public record WebhookRequest(String url, String secret) {}
@@ -23,14 +30,14 @@ public final class AdminRoutes extends AllDirectives {
   private final ApiKeys keys;
 
   private final long maxBody;
-  private final dev.outboard.memory.OrgFileStore orgFiles;
+  private final OrgPolicies policies;
   private final Webhooks webhooks;
 
-  public AdminRoutes(Auth auth, ApiKeys keys, long maxBody, dev.outboard.memory.OrgFileStore orgFiles, Webhooks webhooks) {
+  public AdminRoutes(Auth auth, ApiKeys keys, long maxBody, OrgPolicies policies, Webhooks webhooks) {
     this.auth = auth;
     this.keys = keys;
     this.maxBody = maxBody;
-    this.orgFiles = orgFiles;
+    this.policies = policies;
     this.webhooks = webhooks;
   }
 
@@ -38,7 +45,9 @@ public final class AdminRoutes extends AllDirectives {
     return pathPrefix("admin", () -> auth.admin(() -> pathPrefix("orgs", () -> concat(
         pathEndOrSingleSlash(() -> post(() -> JsonSupport.body(CreateOrg.class, maxBody, this::createOrg))),
         path(PathMatchers.segment().slash("keys"), org -> post(() -> JsonSupport.noBody(() -> issueKey(org)))),
-        path(PathMatchers.segment().slash("policy"), org -> put(() -> JsonSupport.body(Policy.class, maxBody, p -> setPolicy(org, p)))),
+        path(PathMatchers.segment().slash("policy"), org -> concat(
+            put(() -> JsonSupport.body(Policy.class, maxBody, p -> setPolicy(org, p))),
+            get(() -> getPolicy(org)))),
         path(PathMatchers.segment().slash("webhook"), org -> concat(
             put(() -> JsonSupport.body(WebhookRequest.class, maxBody, w -> setWebhook(org, w))),
             get(() -> getWebhook(org)),
@@ -86,11 +95,28 @@ public final class AdminRoutes extends AllDirectives {
   }
 
   private Route setPolicy(String org, Policy policy) {
-    if (policy.agentsMayWriteSkills() == null) throw ApiError.badRequest("agentsMayWriteSkills (true or false) is required");
-    return onSuccess(orgFiles.setAgentsMayWriteSkills(org, policy.agentsMayWriteSkills()), found -> {
-      if (!found) throw ApiError.notFound("no org " + org);
-      return complete(StatusCodes.OK, policy, JsonSupport.marshaller());
+    if (policy.agentsMayWriteSkills() == null && policy.approvals() == null) {
+      throw ApiError.badRequest("give agentsMayWriteSkills (true or false), approvals (a list of patterns), or both");
+    }
+    ApprovalPolicy.problem(policy.approvals()).ifPresent(problem -> {
+      throw ApiError.badRequest("approvals: " + problem);
     });
+    List<String> approvals = policy.approvals() == null ? null : policy.approvals().stream().map(String::trim).toList();
+    return onSuccess(policies.set(org, policy.agentsMayWriteSkills(), approvals), after -> {
+      if (after.isEmpty()) throw ApiError.notFound("no org " + org);
+      return complete(StatusCodes.OK, view(after.get()), JsonSupport.marshaller());
+    });
+  }
+
+  private Route getPolicy(String org) {
+    return onSuccess(policies.get(org), policy -> {
+      if (policy.isEmpty()) throw ApiError.notFound("no org " + org);
+      return complete(StatusCodes.OK, view(policy.get()), JsonSupport.marshaller());
+    });
+  }
+
+  private static Policy view(OrgPolicies.Policy p) {
+    return new Policy(p.agentsMayWriteSkills(), p.approvals());
   }
 
   private Route issueKey(String org) {

@@ -18,6 +18,8 @@ import dev.outboard.ops.Metrics;
 import dev.outboard.sandbox.SandboxHandle;
 import dev.outboard.sandbox.SandboxProvider;
 import dev.outboard.sandbox.SnapshotStore;
+import dev.outboard.store.OrgPolicies;
+import dev.outboard.tools.ApprovalPolicy;
 import dev.outboard.tools.ToolCall;
 import dev.outboard.tools.ToolCatalog;
 import dev.outboard.memory.OrgFiles;
@@ -109,12 +111,35 @@ public final class SessionEntity
    */
   public record AwaitSettled(long waitMillis, ActorRef<StatusReply<Summary>> replyTo) implements Command {}
 
+  /**
+   * A person's decision on a tool call that waits for approval: an allowed call runs, a denied one
+   * reaches the model as a tool error carrying {@code message}.
+   */
+  public record Decide(String toolUseId, boolean allow, String message, ActorRef<StatusReply<Summary>> replyTo)
+      implements Command {}
+
+  /**
+   * Event {@code name} from outside, its JSON {@code payload}: the result of the first {@code wait}
+   * for it, or kept for the next one.
+   */
+  public record DeliverEvent(String name, String payload, ActorRef<StatusReply<EventAccepted>> replyTo)
+      implements Command {}
+
+  /** What became of a delivered event: the wait it resolved ({@code toolUseId}), or {@code queued}. */
+  public record EventAccepted(String name, String toolUseId, boolean queued) implements JsonSerializable {}
+
+  /** From {@link WaitWakeups}: a wait of this session is due (the message alone wakes a passivated session). */
+  public enum Wake implements Command {
+    INSTANCE
+  }
+
   /** Sent by sharding when the entity must stop (passivation or hand-off). */
   public enum Stop implements Command {
     INSTANCE
   }
 
-  private record ModelAnswered(int turn, ModelResponse response) implements Command {}
+  /** The model's answer of turn {@code turn}, and the org's approval policy as read for it (null: unreadable). */
+  private record ModelAnswered(int turn, ModelResponse response, ApprovalPolicy orgPolicy) implements Command {}
 
   private record ModelFailed(int turn, String code, String message) implements Command {}
 
@@ -124,6 +149,9 @@ public final class SessionEntity
   private record FollowerGone(ActorRef<SessionFeed.Message> follower) implements Command {}
 
   private record WaitDue(ActorRef<StatusReply<Summary>> waiter) implements Command {}
+
+  /** The deadline of the wait tool call {@code callId} has come. */
+  private record WaitTimedOut(String callId) implements Command {}
 
   private enum IdleTimeout implements Command {
     INSTANCE
@@ -179,6 +207,25 @@ public final class SessionEntity
 
   public record SessionCancelled(Instant at) implements Event {}
 
+  /** Tool call {@code callId} waits for a person's decision (the session shows requires_action). */
+  public record ApprovalRequested(int turn, String callId, String name, Instant at) implements Event {}
+
+  /** The decision on {@code callId}; a denial is followed by the call's error result in the same write. */
+  public record ApprovalDecided(int turn, String callId, boolean allowed, String message, Instant at) implements Event {}
+
+  /**
+   * The {@code wait} call {@code callId} waits for event {@code event} until {@code deadline}; if
+   * such an event was kept already, it takes it and its result follows in the same write.
+   */
+  public record WaitStarted(int turn, String callId, String event, int timeoutSeconds, Instant deadline, Instant at)
+      implements Event {}
+
+  /**
+   * Event {@code name} arrived with {@code payload} (JSON): it resolves the first wait for it (whose
+   * result follows in the same write), or is kept for the next.
+   */
+  public record EventReceived(String name, String payload, Instant at) implements Event {}
+
   /** The session's sandbox got its first sandbox {@code sandboxId}. */
   public record SandboxAttached(String sandboxId, Instant at) implements Event {}
 
@@ -196,6 +243,8 @@ public final class SessionEntity
   public enum Status {
     NEW,
     RUNNING,
+    /** Shown while a tool call of the turn waits for approval (recorded status: running). */
+    REQUIRES_ACTION,
     WAITING,
     COMPLETED,
     FAILED,
@@ -211,10 +260,79 @@ public final class SessionEntity
     }
   }
 
+  /** A tool call of the current turn waiting for a person's decision. */
+  public record Approval(String callId, int turn, String name, Instant requestedAt) implements JsonSerializable {}
+
+  /** A {@code wait} call of the current turn: for event {@code event}, until {@code deadline}. */
+  public record Wait(String callId, int turn, String event, int timeoutSeconds, Instant deadline)
+      implements JsonSerializable {}
+
+  /** An event that arrived before any wait took it. */
+  public record Inbound(String name, String payload, Instant at) implements JsonSerializable {}
+
+  /**
+   * What the session waits for from outside: the current turn's calls held for approval and its
+   * waits (both are open calls, but nothing runs for them), and the events kept for later waits.
+   */
+  public record Holds(List<Approval> approvals, List<Wait> waits, List<Inbound> inbox) implements JsonSerializable {
+    public static final Holds NONE = new Holds(List.of(), List.of(), List.of());
+
+    public Holds {
+      approvals = approvals == null ? List.of() : approvals;
+      waits = waits == null ? List.of() : waits;
+      inbox = inbox == null ? List.of() : inbox;
+    }
+
+    /** True if the open call {@code callId} waits for a decision or an event (nothing runs for it). */
+    public boolean holds(String callId) {
+      return approval(callId) != null || waits.stream().anyMatch(w -> w.callId().equals(callId));
+    }
+
+    public Approval approval(String callId) {
+      return approvals.stream().filter(a -> a.callId().equals(callId)).findFirst().orElse(null);
+    }
+
+    public Wait waitFor(String event) {
+      return waits.stream().filter(w -> w.event().equals(event)).findFirst().orElse(null);
+    }
+
+    public Wait waitCall(String callId) {
+      return waits.stream().filter(w -> w.callId().equals(callId)).findFirst().orElse(null);
+    }
+
+    public Inbound kept(String event) {
+      return inbox.stream().filter(i -> i.name().equals(event)).findFirst().orElse(null);
+    }
+
+    boolean isEmpty() {
+      return approvals.isEmpty() && waits.isEmpty() && inbox.isEmpty();
+    }
+
+    Holds withApprovals(List<Approval> a) {
+      return new Holds(a, waits, inbox);
+    }
+
+    Holds withWaits(List<Wait> w) {
+      return new Holds(approvals, w, inbox);
+    }
+
+    Holds withInbox(List<Inbound> i) {
+      return new Holds(approvals, waits, i);
+    }
+
+    /** Without the call {@code callId}: it completed. */
+    Holds without(String callId) {
+      if (!holds(callId)) return this;
+      return new Holds(approvals.stream().filter(a -> !a.callId().equals(callId)).toList(),
+          waits.stream().filter(w -> !w.callId().equals(callId)).toList(), inbox);
+    }
+  }
+
   /**
    * Immutable session state. {@code messages} is the recorded transcript; the current turn's tool
    * calls that have not completed are {@code openCalls}, the results so far {@code results}, and
    * user messages that arrived while the session ran wait in {@code queued} until the turn ends.
+   * {@code holds}: what the session waits for from outside (approvals, waits, kept events).
    */
   public record State(
       String id,
@@ -233,12 +351,17 @@ public final class SessionEntity
       Summary.ErrorView error,
       Instant createdAt,
       Instant updatedAt,
-      SandboxInfo sandbox)
+      SandboxInfo sandbox,
+      Holds holds)
       implements JsonSerializable {
+
+    public State {
+      holds = holds == null ? Holds.NONE : holds; // snapshots from before approvals and waits
+    }
 
     public static State empty(String id) {
       return new State(id, null, null, Status.NEW, null, 0, List.of(), List.of(), List.of(), List.of(),
-          SessionFiles.EMPTY, Usage.ZERO, null, null, null, null, null);
+          SessionFiles.EMPTY, Usage.ZERO, null, null, null, null, null, Holds.NONE);
     }
 
     /** True when the loop should call the model next. */
@@ -246,10 +369,41 @@ public final class SessionEntity
       return status == Status.RUNNING && openCalls.isEmpty();
     }
 
+    /**
+     * The status the API shows: a running session whose turn waits for a decision is
+     * {@code requires_action}; one whose open calls are all waits is {@code waiting}.
+     */
+    public Status shown() {
+      if (status != Status.RUNNING) return status;
+      if (!holds.approvals().isEmpty()) return Status.REQUIRES_ACTION;
+      if (!holds.waits().isEmpty() && openCalls.size() == holds.waits().size()) return Status.WAITING;
+      return Status.RUNNING;
+    }
+
+    /** True while the loop has work of its own: a model call to make, or a tool call that is not held. */
+    public boolean busy() {
+      return status == Status.RUNNING && (openCalls.isEmpty() || openCalls.stream().anyMatch(id -> !holds.holds(id)));
+    }
+
+    /** The open calls that run (or ran, before a crash): not those held for a decision or an event. */
+    List<String> runningCalls() {
+      return openCalls.stream().filter(id -> !holds.holds(id)).toList();
+    }
+
     public Summary summary() {
-      return new Summary(id, org, user, status.wire(), turns,
+      List<Summary.PendingApproval> pending = List.of();
+      List<Summary.WaitView> waitViews = List.of();
+      if (status == Status.RUNNING && !(holds.approvals().isEmpty() && holds.waits().isEmpty())) {
+        List<Block.ToolUse> uses = lastToolUses();
+        pending = holds.approvals().stream().map(a -> new Summary.PendingApproval(a.callId(), a.turn(), a.name(),
+            uses.stream().filter(u -> u.id().equals(a.callId())).map(Block.ToolUse::input).findFirst().orElse(null),
+            a.requestedAt())).toList();
+        waitViews = holds.waits().stream().map(w -> new Summary.WaitView(w.callId(), w.turn(), w.event(), w.deadline())).toList();
+      }
+      return new Summary(id, org, user, shown().wire(), turns,
           new Summary.UsageView(usage.inputTokens(), usage.outputTokens(), usage.cacheReadTokens(), usage.cacheWriteTokens()),
-          sandbox == null ? new Summary.SandboxView("none") : new Summary.SandboxView(sandbox.state(), sandbox.id()), result, error, spec == null ? null : spec.metadata(), createdAt, updatedAt);
+          sandbox == null ? new Summary.SandboxView("none") : new Summary.SandboxView(sandbox.state(), sandbox.id()), result, error,
+          spec == null ? null : spec.metadata(), createdAt, updatedAt, pending, waitViews);
     }
 
     /** The transcript, including the finished part of a turn in progress. */
@@ -272,16 +426,30 @@ public final class SessionEntity
     }
 
     State with(Status status, Instant at) {
-      return new State(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage, result, error, createdAt, at, sandbox);
+      // A finished session waits for nothing any more.
+      Holds h = status.finished() ? Holds.NONE : holds;
+      return new State(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage, result, error, createdAt, at, sandbox, h);
+    }
+
+    State with(Holds h) {
+      return new State(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage, result, error, createdAt, updatedAt, sandbox, h);
     }
   }
 
   // ---------------------------------------------------------------- wiring
 
-  /** What a session needs from its node; {@code orgFiles} is null where no org store is mounted. */
+  /**
+   * What a session needs from its node; {@code orgFiles} is null where no org store is mounted,
+   * {@code policies} where orgs have no approval policies (only the session's own apply).
+   */
   public record Services(
       ModelClients models, PathRouter router, SessionObserver observer, SessionSettings settings, OrgFiles orgFiles,
-      SandboxProvider sandboxes, SandboxHandle.Settings sandboxSettings, SnapshotStore snapshots) {
+      SandboxProvider sandboxes, SandboxHandle.Settings sandboxSettings, SnapshotStore snapshots, OrgPolicies policies) {
+    public Services(ModelClients models, PathRouter router, SessionObserver observer, SessionSettings settings,
+        OrgFiles orgFiles, SandboxProvider sandboxes, SandboxHandle.Settings sandboxSettings, SnapshotStore snapshots) {
+      this(models, router, observer, settings, orgFiles, sandboxes, sandboxSettings, snapshots, null);
+    }
+
     public Services(ModelClients models, PathRouter router, SessionObserver observer, SessionSettings settings) {
       this(models, router, observer, settings, null);
     }
@@ -326,8 +494,9 @@ public final class SessionEntity
   /** The turn whose model call is in flight, so that it is never asked twice by this incarnation. */
   private int callInFlight;
   private long turnStartNanos;
-  /** The status this incarnation last reported to the observer. */
+  /** The status this incarnation last reported to the observer, and the holds it showed (holdsShown). */
   private Status reported;
+  private List<Object> reportedHolds = List.of();
   /** The sandbox child, spawned on the first /workspace call (or to destroy a recorded sandbox). */
   private ActorRef<SandboxHandle.Command> sandbox;
   /** When this idle session first stayed for its sandbox (0: it has not), see onIdleTimeout. */
@@ -384,7 +553,9 @@ public final class SessionEntity
         .onCommand(Cancel.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
         .onCommand(Follow.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
         .onCommand(GetPosition.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
-        .onCommand(AwaitSettled.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())));
+        .onCommand(AwaitSettled.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
+        .onCommand(Decide.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
+        .onCommand(DeliverEvent.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())));
 
     CommandHandlerWithReplyBuilderByState<Command, Event, State, State> running =
         newCommandHandlerWithReplyBuilder().forState(s -> s.status() == Status.RUNNING);
@@ -393,16 +564,25 @@ public final class SessionEntity
         .onCommand(ModelFailed.class, this::onModelFailed)
         .onCommand(ResumeOpenCalls.class, this::onResumeOpenCalls)
         .onCommand(AddMessage.class, this::onMessage)
-        .onCommand(Cancel.class, this::onCancel);
+        .onCommand(Cancel.class, this::onCancel)
+        .onCommand(Decide.class, this::onDecide)
+        .onCommand(DeliverEvent.class, this::onEvent)
+        .onCommand(WaitTimedOut.class, this::onWaitTimedOut)
+        .onCommand(Wake.class, (s, c) -> {
+          armWaits(s);
+          return Effect().none().thenNoReply();
+        });
 
     CommandHandlerWithReplyBuilderByState<Command, Event, State, State> waiting =
         newCommandHandlerWithReplyBuilder().forState(s -> s.status() == Status.WAITING);
-    waiting.onCommand(AddMessage.class, this::onMessage).onCommand(Cancel.class, this::onCancel);
+    waiting.onCommand(AddMessage.class, this::onMessage).onCommand(Cancel.class, this::onCancel)
+        .onCommand(DeliverEvent.class, this::onEvent);
 
     CommandHandlerWithReplyBuilderByState<Command, Event, State, State> finished =
         newCommandHandlerWithReplyBuilder().forState(s -> s.status().finished());
     finished.onCommand(AddMessage.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(finishedError(s))))
-        .onCommand(Cancel.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(finishedError(s))));
+        .onCommand(Cancel.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(finishedError(s))))
+        .onCommand(DeliverEvent.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(finishedError(s))));
 
     CommandHandlerWithReplyBuilderByState<Command, Event, State, State> any =
         newCommandHandlerWithReplyBuilder().forAnyState();
@@ -434,7 +614,11 @@ public final class SessionEntity
         .onCommand(ModelAnswered.class, (s, c) -> Effect().none().thenNoReply())
         .onCommand(ModelFailed.class, (s, c) -> Effect().none().thenNoReply())
         .onCommand(ResumeOpenCalls.class, (s, c) -> Effect().none().thenNoReply())
-        .onCommand(ToolsFinished.class, (s, c) -> Effect().none().thenNoReply());
+        .onCommand(ToolsFinished.class, (s, c) -> Effect().none().thenNoReply())
+        // Decisions outside a running turn: on a call that waits for none (409) or no such call (404).
+        .onCommand(Decide.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notPending(s, c.toolUseId()))))
+        .onCommand(WaitTimedOut.class, (s, c) -> Effect().none().thenNoReply())
+        .onCommand(Wake.class, (s, c) -> Effect().none().thenNoReply());
 
     return fresh.orElse(running).orElse(waiting).orElse(finished).orElse(any).build();
   }
@@ -469,14 +653,17 @@ public final class SessionEntity
     events.add(new ModelResponded(msg.turn(), response.content(), response.usage(), response.stopReason().name().toLowerCase(), now));
     List<Block.ToolUse> calls = response.toolCalls();
     for (Block.ToolUse call : calls) events.add(new ToolCallStarted(msg.turn(), call.id(), call.name(), now));
-    if (calls.stream().anyMatch(use -> needsOutsideSystem(state, use))) {
+    // Calls held for a decision or an event wait; the others run at once.
+    List<Block.ToolUse> runNow = hold(state, events, msg.turn(), calls, msg.orgPolicy(), now);
+    if (runNow.stream().anyMatch(use -> needsOutsideSystem(state, use))) {
       // Record the answer and the starts now; the results follow in one more write.
       return record(state, events, s -> {
         if (handingOff) ctx.getSelf().tell(HandOffNow.INSTANCE); // the next incarnation runs them (recovery)
-        else runTools(s, msg.turn(), calls);
+        else runTools(s, msg.turn(), runNow);
+        afterPersist(s);
       }).thenNoReply();
     }
-    events.addAll(executeTools(state.files(), msg.turn(), calls, now));
+    events.addAll(executeTools(fold(state, events).files(), msg.turn(), runNow, now));
     if (calls.isEmpty() && response.stopReason() == ModelResponse.StopReason.MAX_TOKENS) {
       events.addAll(ending(fold(state, events),
           new SessionFailed("max_tokens", "the model's answer was cut off at its output token limit", now)));
@@ -487,11 +674,125 @@ public final class SessionEntity
   }
 
   /**
-   * Re-executes tool calls that were started but not completed before a crash. Session files are
-   * recomputed from the recorded state; org-file writes are idempotent by (session, call id).
+   * Adds to {@code events} the holds of this turn's {@code calls}: a {@code wait} starts (and takes
+   * a kept event at once), a call the policy names waits for approval. Returns the calls to run now.
+   * An unreadable org policy ({@code orgPolicy} null) holds every call: approvals fail closed.
+   */
+  private List<Block.ToolUse> hold(
+      State state, List<Event> events, int turn, List<Block.ToolUse> calls, ApprovalPolicy orgPolicy, Instant now) {
+    ApprovalPolicy policy = ApprovalPolicy.of(state.spec().approvals())
+        .and(orgPolicy == null ? ApprovalPolicy.of(List.of("all")) : orgPolicy);
+    int maxTimeout = (int) Math.min(Integer.MAX_VALUE, services.settings().waits().maxTimeout().toSeconds());
+    State s = fold(state, events);
+    List<Block.ToolUse> runNow = new ArrayList<>();
+    for (Block.ToolUse use : calls) {
+      ToolCall call = parsed(use).orElse(null);
+      List<Event> held = new ArrayList<>();
+      if (call instanceof ToolCall.Wait w && w.timeoutSeconds() <= maxTimeout) {
+        held.add(new WaitStarted(turn, use.id(), w.event(), w.timeoutSeconds(), now.plusSeconds(w.timeoutSeconds()), now));
+        Inbound kept = s.holds().kept(w.event());
+        if (kept != null) held.add(new ToolCallCompleted(turn, use.id(), kept.payload(), false, null, now));
+      } else if (call != null && policy.requires(use.name(), call)) {
+        held.add(new ApprovalRequested(turn, use.id(), use.name(), now));
+      } else {
+        runNow.add(use);
+        continue;
+      }
+      events.addAll(held);
+      s = fold(s, held);
+    }
+    return runNow;
+  }
+
+  /** A person decided on a held call: an allowed one runs now, a denied one gets its error result. */
+  private ReplyEffect<Event, State> onDecide(State state, Decide cmd) {
+    Approval pending = state.holds().approval(cmd.toolUseId());
+    if (pending == null) return Effect().reply(cmd.replyTo(), StatusReply.error(notPending(state, cmd.toolUseId())));
+    Instant now = Instant.now();
+    List<Event> events = new ArrayList<>();
+    events.add(new ApprovalDecided(pending.turn(), pending.callId(), cmd.allow(), cmd.message(), now));
+    Block.ToolUse use = state.lastToolUses().stream().filter(u -> u.id().equals(pending.callId())).findFirst().orElseThrow();
+    if (cmd.allow() && needsOutsideSystem(state, use)) {
+      return record(state, events, s -> {
+        if (handingOff) ctx.getSelf().tell(HandOffNow.INSTANCE); // the next incarnation runs it (recovery)
+        else runTools(s, pending.turn(), List.of(use));
+        afterPersist(s);
+      }).thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
+    }
+    if (cmd.allow()) {
+      events.addAll(executeTools(state.files(), pending.turn(), List.of(use), now));
+    } else {
+      String why = cmd.message() == null || cmd.message().isBlank() ? "" : ": " + cmd.message();
+      events.add(new ToolCallCompleted(pending.turn(), pending.callId(),
+          "the call was denied by the person who reviews this session's tool calls" + why, true, null, now));
+    }
+    events.addAll(decideNext(fold(state, events), "", now));
+    return record(state, events, this::afterPersist).thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
+  }
+
+  /** Why {@code toolUseId} cannot be decided: it needs no decision now (409), or there is no such call (404). */
+  private String notPending(State state, String toolUseId) {
+    boolean known = state.messages().stream().flatMap(m -> m.content().stream())
+        .anyMatch(b -> b instanceof Block.ToolUse u && u.id().equals(toolUseId));
+    if (!known) return NOT_FOUND + ": no tool call " + toolUseId + " in session " + sessionId;
+    return CONFLICT + ": tool call " + toolUseId + " is not waiting for approval (it was decided already, or needed none)";
+  }
+
+  /** Event {@code name} arrived: it resolves the first wait for it, or is kept for the next one. */
+  private ReplyEffect<Event, State> onEvent(State state, DeliverEvent cmd) {
+    Wait wait = state.status() == Status.RUNNING ? state.holds().waitFor(cmd.name()) : null;
+    int max = services.settings().waits().maxQueuedEvents();
+    if (wait == null && state.holds().inbox().size() >= max) {
+      return Effect().reply(cmd.replyTo(), StatusReply.error(CONFLICT + ": " + max
+          + " events are kept for this session already and no wait takes them; send more once a wait has taken some"));
+    }
+    Instant now = Instant.now();
+    List<Event> events = new ArrayList<>();
+    events.add(new EventReceived(cmd.name(), cmd.payload(), now));
+    if (wait != null) {
+      events.add(new ToolCallCompleted(wait.turn(), wait.callId(), cmd.payload(), false, null, now));
+      events.addAll(decideNext(fold(state, events), "", now));
+    }
+    EventAccepted accepted = new EventAccepted(cmd.name(), wait == null ? null : wait.callId(), wait == null);
+    return record(state, events, this::afterPersist).thenReply(cmd.replyTo(), s -> StatusReply.success(accepted));
+  }
+
+  /** A wait's deadline came without its event: the call's result says so. */
+  private ReplyEffect<Event, State> onWaitTimedOut(State state, WaitTimedOut msg) {
+    Wait wait = state.holds().waitCall(msg.callId());
+    if (wait == null) return Effect().none().thenNoReply();
+    Instant now = Instant.now();
+    if (wait.deadline().isAfter(now)) { // woken early (a clock ahead, or a Wake): wait on
+      armWaits(state);
+      return Effect().none().thenNoReply();
+    }
+    List<Event> events = new ArrayList<>();
+    events.add(new ToolCallCompleted(wait.turn(), wait.callId(), "the wait timed out: no event '" + wait.event()
+        + "' arrived within " + wait.timeoutSeconds() + " s", true, null, now));
+    events.addAll(decideNext(fold(state, events), "", now));
+    return record(state, events, this::afterPersist).thenNoReply();
+  }
+
+  /** Starts a timer for each wait that has none in this incarnation (a due one fires at once). */
+  private void armWaits(State state) {
+    if (state.status() != Status.RUNNING) return;
+    Instant now = Instant.now();
+    for (Wait w : state.holds().waits()) {
+      WaitTimedOut key = new WaitTimedOut(w.callId());
+      if (timers.isTimerActive(key)) continue;
+      long ms = Math.max(0, Duration.between(now, w.deadline()).toMillis());
+      timers.startSingleTimer(key, key, Duration.ofMillis(ms));
+    }
+  }
+
+  /**
+   * Re-executes tool calls that were started but not completed before a crash (not those held for
+   * a decision or an event). Session files are recomputed from the recorded state; org-file writes
+   * are idempotent by (session, call id).
    */
   private ReplyEffect<Event, State> onResumeOpenCalls(State state, ResumeOpenCalls msg) {
-    List<Block.ToolUse> open = state.lastToolUses().stream().filter(u -> state.openCalls().contains(u.id())).toList();
+    List<String> running = state.runningCalls();
+    List<Block.ToolUse> open = state.lastToolUses().stream().filter(u -> running.contains(u.id())).toList();
     if (open.isEmpty()) return Effect().none().thenNoReply();
     runTools(state, state.turns(), open);
     return Effect().none().thenNoReply();
@@ -537,7 +838,7 @@ public final class SessionEntity
   /** True if the call's result comes from outside the session's state (org files, the sandbox). */
   private boolean needsOutsideSystem(State state, Block.ToolUse use) {
     ToolCall call = parsed(use).orElse(null);
-    if (call == null) return false;
+    if (call == null || call instanceof ToolCall.Wait) return false;
     if (usesSandbox(call) || searchesWorkspace(state, call)) return true;
     if (services.orgFiles() == null) return false;
     PathRouter router = services.router();
@@ -682,8 +983,8 @@ public final class SessionEntity
    * say its host is unreachable, does not keep the session in memory for ever.
    */
   private ReplyEffect<Event, State> onIdleTimeout(State state, IdleTimeout msg) {
-    if (state.status() == Status.RUNNING) return Effect().none().thenNoReply();
-    if (state.status() == Status.WAITING && !followers.isEmpty()) {
+    if (state.busy()) return Effect().none().thenNoReply();
+    if (!state.status().finished() && !followers.isEmpty()) {
       // Someone follows it: it stays (its sandbox still parks on its own timers).
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
     } else if (sandboxHasProcesses(state) && heldWithinBound()) {
@@ -756,6 +1057,10 @@ public final class SessionEntity
       return new SessionFiles.Outcome(e.getMessage(), true, null);
     }
     PathRouter router = services.router();
+    if (call instanceof ToolCall.Wait w) { // a wait within the limit is held, never executed
+      return new SessionFiles.Outcome("invalid arguments for tool 'wait': timeoutSeconds must be at most "
+          + services.settings().waits().maxTimeout().toSeconds() + ", got " + w.timeoutSeconds(), true, null);
+    }
     if (call instanceof ToolCall.Bash) {
       return new SessionFiles.Outcome("bash needs a sandbox (/workspace); " + router.notMounted(call.path()), true, null);
     }
@@ -805,24 +1110,43 @@ public final class SessionEntity
       Metrics.TURN_SECONDS.observe(Metrics.secondsSince(turnStartNanos)); // the turn's last result is recorded
       timedTurn = 0;
     }
+    Status shown = state.shown();
     if (state.status().finished()) destroySandbox(state);
-    if (state.status() != Status.RUNNING) releaseWaiters(state);
-    if (state.status() == Status.RUNNING) {
+    if (shown != Status.RUNNING) releaseWaiters(state);
+    if (state.busy()) {
       timers.cancel(IdleTimeout.INSTANCE);
       heldSinceNanos = 0;
       if (state.readyForModel() && !handingOff) callModel(state);
     } else {
+      // Finished, waiting for a message, or only held calls left: it may passivate (holds wake it).
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().idleTimeout(state.status().finished()));
     }
-    if (state.status() != reported) {
-      reported = state.status();
-      liveStatus.set(state.status().wire());
+    armWaits(state);
+    Summary summary = null;
+    if (shown != reported) {
+      reported = shown;
+      liveStatus.set(shown.wire());
       if (state.status() == Status.FAILED && state.error() != null) {
         ctx.getLog().warn("session failed: {}: {}", state.error().code(), state.error().message());
       }
-      services.observer().statusChanged(summary(state), seq);
+      summary = summary(state);
+      services.observer().statusChanged(summary, seq);
     }
-    if (handingOff && (state.status() != Status.RUNNING || state.readyForModel())) ctx.getSelf().tell(HandOffNow.INSTANCE);
+    // The list shows what a session waits for, and wakes it when a wait is due (WaitWakeups).
+    List<Object> holdsNow = holdsShown(state);
+    if (!holdsNow.equals(reportedHolds)) {
+      reportedHolds = holdsNow;
+      if (summary == null) services.observer().detailsChanged(summary(state), seq);
+    }
+    if (handingOff && (!state.busy() || state.readyForModel())) ctx.getSelf().tell(HandOffNow.INSTANCE);
+  }
+
+  /** What the sessions list shows of the holds: the pending call ids and the earliest deadline. */
+  private static List<Object> holdsShown(State state) {
+    if (state.status() != Status.RUNNING) return List.of();
+    List<Object> shown = new ArrayList<>(state.holds().approvals().stream().map(Approval::callId).toList());
+    state.holds().waits().stream().map(Wait::deadline).min(Instant::compareTo).ifPresent(shown::add);
+    return shown;
   }
 
   /**
@@ -857,7 +1181,7 @@ public final class SessionEntity
   }
 
   private ReplyEffect<Event, State> onAwaitSettled(State state, AwaitSettled cmd) {
-    if (state.status() != Status.RUNNING) return Effect().reply(cmd.replyTo(), StatusReply.success(summary(state)));
+    if (state.shown() != Status.RUNNING) return Effect().reply(cmd.replyTo(), StatusReply.success(summary(state)));
     waiters.add(cmd.replyTo());
     timers.startSingleTimer(new WaitDue(cmd.replyTo()), new WaitDue(cmd.replyTo()), Duration.ofMillis(Math.max(0, cmd.waitMillis())));
     return Effect().noReply();
@@ -884,7 +1208,7 @@ public final class SessionEntity
       Metrics.HANDOFFS.inc();
       ctx.getLog().info("session {} handed off by sharding (rebalance or shutdown)", sessionId);
     }
-    boolean stepInFlight = callInFlight == state.turns() + 1 || !state.openCalls().isEmpty();
+    boolean stepInFlight = callInFlight == state.turns() + 1 || !state.runningCalls().isEmpty();
     if (state.status() == Status.RUNNING && stepInFlight && !passivating) {
       handingOff = true;
       timers.startSingleTimer(HandOffNow.INSTANCE, services.settings().handoffGrace());
@@ -921,6 +1245,7 @@ public final class SessionEntity
           "model provider '" + state.spec().model().provider() + "' is not available on this node"));
       return;
     }
+    CompletionStage<ApprovalPolicy> orgPolicy = orgPolicy(state);
     CompletionStage<ModelResponse> answer = systemPrompt(state).thenCompose(system -> {
       ModelRequest request = new ModelRequest(sessionId, turn, state.spec().model(), system, ToolCatalog.ALL, state.messages());
       try {
@@ -930,14 +1255,29 @@ public final class SessionEntity
         return CompletableFuture.failedFuture(e);
       }
     });
-    ctx.pipeToSelf(answer, (response, error) -> {
+    record Answer(ModelResponse response, ApprovalPolicy orgPolicy) {}
+    // The policy read never fails (unreadable: null), so a failure here is the model call's.
+    ctx.pipeToSelf(answer.thenCombine(orgPolicy, Answer::new), (both, error) -> {
       if (error == null) {
         Metrics.MODEL_CALL_SECONDS.observe(Metrics.secondsSince(turnStartNanos));
-        return new ModelAnswered(turn, response);
+        return new ModelAnswered(turn, both.response(), both.orgPolicy());
       }
       Throwable cause = error instanceof java.util.concurrent.CompletionException && error.getCause() != null ? error.getCause() : error;
       if (cause instanceof ModelCallException m) return new ModelFailed(turn, m.code(), m.getMessage());
       return new ModelFailed(turn, "model_error", Secrets.redact(String.valueOf(cause.getMessage())));
+    });
+  }
+
+  /**
+   * The org's approval policy for the answer of the next call, read while the model thinks; null
+   * if it could not be read (then every call of the answer waits for approval).
+   */
+  private CompletionStage<ApprovalPolicy> orgPolicy(State state) {
+    if (services.policies() == null) return CompletableFuture.completedFuture(ApprovalPolicy.NONE);
+    return services.policies().approvals(state.org()).exceptionally(e -> {
+      log.warn("session {}: the org's approval policy could not be read; this turn's calls wait for approval: {}",
+          sessionId, e.toString());
+      return null;
     });
   }
 
@@ -983,33 +1323,50 @@ public final class SessionEntity
     if (event instanceof SessionStarted e) {
       return new State(e.sessionId(), e.org(), e.user(), Status.RUNNING, e.spec(), 0,
           List.of(Message.user(List.of(new Block.Text(e.spec().prompt())))), List.of(), List.of(), List.of(),
-          SessionFiles.EMPTY, Usage.ZERO, null, null, at, at, null);
+          SessionFiles.EMPTY, Usage.ZERO, null, null, at, at, null, Holds.NONE);
     } else if (event instanceof UserMessageAdded e) {
       if (s.status() == Status.WAITING) {
         return new State(s.id(), s.org(), s.user(), Status.RUNNING, s.spec(), s.turns(),
             append(s.messages(), Message.user(List.of(new Block.Text(e.text())))), s.openCalls(), s.results(),
-            s.queued(), s.files(), s.usage(), null, s.error(), s.createdAt(), at, s.sandbox());
+            s.queued(), s.files(), s.usage(), null, s.error(), s.createdAt(), at, s.sandbox(), s.holds());
       }
       return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(), s.openCalls(),
-          s.results(), append(s.queued(), e.text()), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), at, s.sandbox());
+          s.results(), append(s.queued(), e.text()), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), at, s.sandbox(), s.holds());
     } else if (event instanceof ModelResponded e) {
       State next = new State(s.id(), s.org(), s.user(), s.status(), s.spec(), e.turn(),
           append(s.messages(), Message.assistant(e.content())), s.openCalls(), s.results(), s.queued(), s.files(),
-          s.usage().plus(e.usage()), s.result(), s.error(), s.createdAt(), at, s.sandbox());
+          s.usage().plus(e.usage()), s.result(), s.error(), s.createdAt(), at, s.sandbox(), s.holds());
       boolean asksForTools = e.content().stream().anyMatch(Block.ToolUse.class::isInstance);
       return asksForTools ? next : flushQueued(next);
     } else if (event instanceof ToolCallStarted e) {
       return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(),
           append(s.openCalls(), e.callId()), s.results(), s.queued(), s.files(), s.usage(), s.result(), s.error(),
-          s.createdAt(), at, s.sandbox());
+          s.createdAt(), at, s.sandbox(), s.holds());
     } else if (event instanceof ToolCallCompleted e) {
       List<String> open = new ArrayList<>(s.openCalls());
       open.remove(e.callId());
       State next = new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(), open,
           append(s.results(), new Block.ToolResult(e.callId(), e.content(), e.isError())), s.queued(),
           e.change() == null ? s.files() : s.files().apply(e.change()), s.usage(), s.result(), s.error(),
-          s.createdAt(), at, s.sandbox());
+          s.createdAt(), at, s.sandbox(), s.holds().without(e.callId()));
       return open.isEmpty() ? flushResults(next) : next;
+    } else if (event instanceof ApprovalRequested e) {
+      return s.with(s.holds().withApprovals(append(s.holds().approvals(), new Approval(e.callId(), e.turn(), e.name(), at))));
+    } else if (event instanceof ApprovalDecided e) {
+      return s.with(s.holds().withApprovals(s.holds().approvals().stream().filter(a -> !a.callId().equals(e.callId())).toList()));
+    } else if (event instanceof WaitStarted e) {
+      Inbound kept = s.holds().kept(e.event());
+      if (kept != null) { // it takes the kept event: its result follows in the same write
+        List<Inbound> rest = new ArrayList<>(s.holds().inbox());
+        rest.remove(kept);
+        return s.with(s.holds().withInbox(List.copyOf(rest)));
+      }
+      return s.with(s.holds().withWaits(append(s.holds().waits(),
+          new Wait(e.callId(), e.turn(), e.event(), e.timeoutSeconds(), e.deadline()))));
+    } else if (event instanceof EventReceived e) {
+      // A wait takes it (its result follows in the same write), or it is kept for the next one.
+      if (s.status() == Status.RUNNING && s.holds().waitFor(e.name()) != null) return s;
+      return s.with(s.holds().withInbox(append(s.holds().inbox(), new Inbound(e.name(), e.payload(), at))));
     } else if (event instanceof SessionWaiting e) {
       return withResult(s.with(Status.WAITING, at), e.text(), null);
     } else if (event instanceof SessionCompleted e) {
@@ -1035,7 +1392,7 @@ public final class SessionEntity
     blocks.sort(Comparator.comparingInt(b -> indexOf(order, ((Block.ToolResult) b).toolUseId())));
     for (String q : s.queued()) blocks.add(new Block.Text(q));
     return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), append(s.messages(), Message.user(blocks)),
-        s.openCalls(), List.of(), List.of(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), s.sandbox());
+        s.openCalls(), List.of(), List.of(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), s.sandbox(), s.holds());
   }
 
   /** Messages that arrived during a turn that ended without tool calls start the next turn. */
@@ -1044,7 +1401,7 @@ public final class SessionEntity
     List<Block> blocks = new ArrayList<>();
     for (String q : s.queued()) blocks.add(new Block.Text(q));
     return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), append(s.messages(), Message.user(blocks)),
-        s.openCalls(), s.results(), List.of(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), s.sandbox());
+        s.openCalls(), s.results(), List.of(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), s.sandbox(), s.holds());
   }
 
   private static int indexOf(List<Block.ToolUse> uses, String id) {
@@ -1055,12 +1412,12 @@ public final class SessionEntity
   /** Sandbox events do not touch {@code updatedAt}: they are the sandbox's life, not the session's. */
   private static State withSandbox(State s, SandboxInfo sandbox) {
     return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(), s.openCalls(),
-        s.results(), s.queued(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), sandbox);
+        s.results(), s.queued(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), sandbox, s.holds());
   }
 
   private static State withResult(State s, String result, Summary.ErrorView error) {
     return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(), s.openCalls(),
-        s.results(), s.queued(), s.files(), s.usage(), result, error, s.createdAt(), s.updatedAt(), s.sandbox());
+        s.results(), s.queued(), s.files(), s.usage(), result, error, s.createdAt(), s.updatedAt(), s.sandbox(), s.holds());
   }
 
   private static <T> List<T> append(List<T> list, T item) {
@@ -1088,17 +1445,19 @@ public final class SessionEntity
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
       return;
     }
-    reported = state.status();
+    reported = state.shown();
+    reportedHolds = holdsShown(state);
     orgId = state.org();
-    liveStatus.set(state.status().wire());
+    liveStatus.set(state.shown().wire());
     Metrics.SESSION_RECOVERIES.inc();
     double recoverySeconds = Metrics.secondsSince(startedNanos);
     Metrics.SESSION_RECOVERY_SECONDS.observe(recoverySeconds);
-    ctx.getLog().info("session {} ({}) recovered at event {} in {} ms", sessionId, state.status().wire(),
+    ctx.getLog().info("session {} ({}) recovered at event {} in {} ms", sessionId, state.shown().wire(),
         lastSequenceNumber(ctx), Math.round(recoverySeconds * 1000));
     services.observer().recovered(summary(state), lastSequenceNumber(ctx));
     if (state.status().finished()) destroySandbox(state); // in case the node stopped before it could
-    if (state.status() != Status.RUNNING) {
+    armWaits(state); // a wait that came due while the session was away times out now
+    if (!state.busy()) {
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().idleTimeout(state.status().finished()));
     } else if (!state.openCalls().isEmpty()) {
       ctx.getSelf().tell(ResumeOpenCalls.INSTANCE);

@@ -163,6 +163,15 @@ public final class SessionEventStream {
     ObjectNode data = data(event);
     // Every sandbox event says the state the sandbox is in after it.
     if (type(event).equals("sandbox.changed") && after.sandbox() != null) data.put("state", after.sandbox().state());
+    if (event instanceof SessionEntity.ApprovalRequested e) {
+      // What is to be approved: the call's arguments, from the answer that asked for it.
+      after.lastToolUses().stream().filter(u -> u.id().equals(e.callId())).findFirst()
+          .ifPresent(u -> data.set("input", u.input()));
+    } else if (event instanceof SessionEntity.EventReceived e) {
+      SessionEntity.Wait taker = before.status() == SessionEntity.Status.RUNNING ? before.holds().waitFor(e.name()) : null;
+      if (taker != null) data.put("toolUseId", taker.callId());
+      data.put("queued", taker == null);
+    }
     out.add(new Item(Long.toString(seq), type(event), json(data)));
     if (after.readyForModel() && !before.readyForModel() || event instanceof SessionEntity.SessionStarted) {
       out.add(new Item(null, "turn.started", json(Json.MAPPER.createObjectNode().put("turn", after.turns() + 1))));
@@ -213,6 +222,10 @@ public final class SessionEventStream {
     if (event instanceof SessionEntity.SessionCompleted) return "session.completed";
     if (event instanceof SessionEntity.SessionFailed) return "session.failed";
     if (event instanceof SessionEntity.SessionCancelled) return "session.cancelled";
+    if (event instanceof SessionEntity.ApprovalRequested) return "approval.requested";
+    if (event instanceof SessionEntity.ApprovalDecided) return "approval.decided";
+    if (event instanceof SessionEntity.WaitStarted) return "wait.started";
+    if (event instanceof SessionEntity.EventReceived) return "event.received";
     if (event instanceof SessionEntity.SandboxAttached
         || event instanceof SessionEntity.SandboxReplaced
         || event instanceof SessionEntity.SandboxChanged) return "sandbox.changed";
@@ -229,8 +242,16 @@ public final class SessionEventStream {
     } else if (event instanceof SessionEntity.ToolCallCompleted) {
       node.remove("change");
       node.set("toolUseId", node.remove("callId"));
-    } else if (event instanceof SessionEntity.ToolCallStarted) {
+    } else if (event instanceof SessionEntity.ToolCallStarted
+        || event instanceof SessionEntity.ApprovalRequested
+        || event instanceof SessionEntity.WaitStarted) {
       node.set("toolUseId", node.remove("callId"));
+    } else if (event instanceof SessionEntity.ApprovalDecided e) {
+      node.set("toolUseId", node.remove("callId"));
+      node.remove("allowed");
+      node.put("decision", e.allowed() ? "allow" : "deny");
+    } else if (event instanceof SessionEntity.EventReceived) {
+      node.remove("payload"); // it is the result of the wait that takes it (tool.completed)
     } else if (event instanceof SessionEntity.SessionWaiting) {
       node.set("result", node.remove("text"));
     } else if (event instanceof SessionEntity.SessionFailed e) {

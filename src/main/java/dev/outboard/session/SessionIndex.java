@@ -124,12 +124,17 @@ public final class SessionIndex implements SessionObserver {
 
   @Override
   public void statusChanged(Summary summary, long seq) {
-    record(summary, seq, false);
+    record(summary, seq, false, true);
   }
 
   @Override
   public void recovered(Summary summary, long seq) {
-    record(summary, seq, true);
+    record(summary, seq, true, true);
+  }
+
+  @Override
+  public void detailsChanged(Summary summary, long seq) {
+    record(summary, seq, false, false);
   }
 
   /**
@@ -138,25 +143,26 @@ public final class SessionIndex implements SessionObserver {
    * owed by its sequence number; a recovering session's status only if the list did not have it
    * yet (its node stopped before it could record the change).
    */
-  private void record(Summary summary, long seq, boolean recovered) {
+  private void record(Summary summary, long seq, boolean recovered, boolean statusChange) {
     db.<Boolean>transact(c -> {
       // Only a recovering session's status is compared with the listed one (see above).
       boolean compare = recovered && webhooks != null;
       String before = compare ? statusOf(c, summary.id()) : null;
       int updated;
       try (PreparedStatement ps = c.prepareStatement(
-          "UPDATE session_index SET status = ?, seq = ?, updated_at = ?, summary = ? WHERE id = ? AND seq <= ?")) {
+          "UPDATE session_index SET status = ?, seq = ?, updated_at = ?, summary = ?, wake_at = ? WHERE id = ? AND seq <= ?")) {
         ps.setString(1, summary.status());
         ps.setLong(2, seq);
         ps.setObject(3, utc(summary.updatedAt()));
         ps.setString(4, json(summary));
-        ps.setString(5, summary.id());
-        ps.setLong(6, seq);
+        setInstant(ps, 5, summary.wakeAt());
+        ps.setString(6, summary.id());
+        ps.setLong(7, seq);
         updated = ps.executeUpdate();
       }
       // No row updated: a later change is there already, or there is no row yet.
       if (updated == 0 && statusOf(c, summary.id()) == null) insertRow(c, summary, seq);
-      boolean owed = webhooks != null && (!compare || !summary.status().equals(before));
+      boolean owed = statusChange && webhooks != null && (!compare || !summary.status().equals(before));
       return owed && webhooks.enqueue(c, summary, seq);
     }).whenComplete((owed, error) -> {
       if (error != null && !Database.isUniqueViolation(error)) {
@@ -174,6 +180,21 @@ public final class SessionIndex implements SessionObserver {
         return rs.next() ? rs.getString(1) : null;
       }
     }
+  }
+
+  /** Sessions with a wait due by {@code now} (at most {@code limit}, the earliest first): see {@link WaitWakeups}. */
+  public CompletionStage<List<String>> due(Instant now, int limit) {
+    return db.transact(c -> {
+      try (PreparedStatement ps = c.prepareStatement(
+          "SELECT id FROM session_index WHERE wake_at <= ? ORDER BY wake_at LIMIT " + limit)) {
+        ps.setObject(1, utc(now));
+        List<String> ids = new ArrayList<>();
+        try (ResultSet rs = ps.executeQuery()) {
+          while (rs.next()) ids.add(rs.getString(1));
+        }
+        return ids;
+      }
+    });
   }
 
   /** The org that owns {@code sessionId}, if the session exists. */
@@ -241,7 +262,8 @@ public final class SessionIndex implements SessionObserver {
 
   private static void insertRow(Connection c, Summary s, long seq) throws SQLException {
     try (PreparedStatement ps = c.prepareStatement(
-        "INSERT INTO session_index (id, org_id, user_name, status, seq, created_at, updated_at, summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")) {
+        "INSERT INTO session_index (id, org_id, user_name, status, seq, created_at, updated_at, summary, wake_at) "
+            + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
       ps.setString(1, s.id());
       ps.setString(2, s.org());
       ps.setString(3, s.user());
@@ -250,8 +272,14 @@ public final class SessionIndex implements SessionObserver {
       ps.setObject(6, utc(s.createdAt()));
       ps.setObject(7, utc(s.updatedAt()));
       ps.setString(8, json(s));
+      setInstant(ps, 9, s.wakeAt());
       ps.executeUpdate();
     }
+  }
+
+  private static void setInstant(PreparedStatement ps, int index, Instant instant) throws SQLException {
+    if (instant == null) ps.setNull(index, java.sql.Types.TIMESTAMP_WITH_TIMEZONE);
+    else ps.setObject(index, utc(instant));
   }
 
   private static OffsetDateTime utc(Instant instant) {

@@ -16,4 +16,10 @@ public interface SessionObserver {
   default void recovered(Summary summary, long seq) {
     statusChanged(summary, seq);
   }
+
+  /**
+   * What the session waits for changed without a change of status (another approval is pending,
+   * a wait's deadline moved): the list shows it, and no status webhook is owed.
+   */
+  default void detailsChanged(Summary summary, long seq) {}
 }

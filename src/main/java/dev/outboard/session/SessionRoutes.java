@@ -7,10 +7,13 @@ import dev.outboard.api.JsonSupport;
 import dev.outboard.model.ModelClients;
 import dev.outboard.model.ModelSpec;
 import dev.outboard.model.ScriptedModel;
+import dev.outboard.tools.ApprovalPolicy;
+import dev.outboard.tools.ToolCatalog;
 import java.security.SecureRandom;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.HexFormat;
+import java.util.List;
 import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
@@ -37,12 +40,17 @@ import org.apache.pekko.util.ByteString;
 /** The sessions API of API.md: a thin adapter from HTTP to {@link SessionEntity}. */
 public final class SessionRoutes extends AllDirectives {
   private static final SecureRandom RANDOM = new SecureRandom();
-  private static final Set<String> STATUSES = Set.of("running", "waiting", "completed", "failed", "cancelled");
+  private static final Set<String> STATUSES =
+      Set.of("running", "requires_action", "waiting", "completed", "failed", "cancelled");
   private static final int MAX_TEXT = 1_000_000;
+  private static final int MAX_DECISION_MESSAGE = 10_000;
 
   /** The body of {@code POST /v1/sessions}. */
-  public record CreateRequest(
-      String prompt, String user, ModelSpec model, String system, Integer maxTurns, Boolean keepOpen, JsonNode metadata) {}
+  public record CreateRequest(String prompt, String user, ModelSpec model, String system, Integer maxTurns,
+      Boolean keepOpen, JsonNode metadata, List<String> approvals) {}
+
+  /** The body of {@code POST /v1/sessions/{id}/approvals}. */
+  public record DecisionRequest(String toolUseId, String decision, String message) {}
 
   /** The body of {@code POST /v1/sessions/{id}/messages}. */
   public record MessageRequest(String text) {}
@@ -90,6 +98,8 @@ public final class SessionRoutes extends AllDirectives {
             ? reply(ask(id, SessionEntity.Get::new), this::ok)
             : awaitSettled(id, parseWait(wait.get()))))),
         path("messages", () -> post(() -> message(id))),
+        path("approvals", () -> post(() -> decide(id))),
+        path(PathMatchers.segment("events").slash(PathMatchers.segment()), name -> post(() -> event(id, name))),
         path("cancel", () -> post(() -> JsonSupport.noBody(() -> reply(ask(id, SessionEntity.Cancel::new), this::accepted)))),
         path("transcript", () -> get(() -> reply(ask(id, SessionEntity.GetTranscript::new), this::ok))),
         path("events", () -> get(() -> events(id))));
@@ -115,7 +125,7 @@ public final class SessionRoutes extends AllDirectives {
       String id = newSessionId();
       Instant now = Instant.now();
       Summary provisional = new Summary(id, org, user, "running", 0,
-          new Summary.UsageView(0, 0, 0, 0), new Summary.SandboxView("none"), null, null, spec.metadata(), now, now);
+          new Summary.UsageView(0, 0, 0, 0), new Summary.SandboxView("none"), null, null, spec.metadata(), now, now, null, null);
       CompletionStage<Summary> created = index.register(provisional, idemKey.orElse(null))
           .thenCompose(owner -> entity(owner).<Summary>askWithStatus(
               r -> new SessionEntity.Create(org, user, spec, r), askTimeout));
@@ -146,7 +156,11 @@ public final class SessionRoutes extends AllDirectives {
     String problem = models.check(model);
     if (problem != null) throw ApiError.badRequest(problem);
     JsonNode metadata = req.metadata() == null || req.metadata().isNull() ? dev.outboard.Json.MAPPER.createObjectNode() : req.metadata();
-    return new SessionSpec(req.prompt(), model, req.system(), maxTurns, Boolean.TRUE.equals(req.keepOpen()), metadata);
+    ApprovalPolicy.problem(req.approvals()).ifPresent(why -> {
+      throw ApiError.badRequest("approvals: " + why);
+    });
+    List<String> approvals = req.approvals() == null ? List.of() : req.approvals().stream().map(String::trim).toList();
+    return new SessionSpec(req.prompt(), model, req.system(), maxTurns, Boolean.TRUE.equals(req.keepOpen()), metadata, approvals);
   }
 
   private static String newSessionId() {
@@ -162,6 +176,38 @@ public final class SessionRoutes extends AllDirectives {
       if (req.text() == null || req.text().isBlank()) throw ApiError.badRequest("text is required");
       if (req.text().length() > MAX_TEXT) throw ApiError.badRequest("text is longer than " + MAX_TEXT + " characters");
       return reply(this.<Summary>ask(id, r -> new SessionEntity.AddMessage(req.text(), r)), this::accepted);
+    });
+  }
+
+  private Route decide(String id) {
+    return JsonSupport.body(DecisionRequest.class, maxBody, req -> {
+      if (req.toolUseId() == null || req.toolUseId().isBlank()) throw ApiError.badRequest("toolUseId is required");
+      if (!"allow".equals(req.decision()) && !"deny".equals(req.decision())) {
+        throw ApiError.badRequest("decision must be \"allow\" or \"deny\"");
+      }
+      if (req.message() != null && req.message().length() > MAX_DECISION_MESSAGE) {
+        throw ApiError.badRequest("message is longer than " + MAX_DECISION_MESSAGE + " characters");
+      }
+      return reply(this.<Summary>ask(id, r -> new SessionEntity.Decide(req.toolUseId(), req.decision().equals("allow"),
+          req.message(), r)), this::accepted);
+    });
+  }
+
+  /** {@code POST /v1/sessions/{id}/events/{name}}: the body (any JSON) is the payload. */
+  private Route event(String id, String name) {
+    if (!ToolCatalog.EVENT_NAME.matcher(name).matches()) {
+      throw ApiError.badRequest("an event name is 1 to 128 of letters, digits and . _ : - (starting with a letter or digit)");
+    }
+    return JsonSupport.text(settings.waits().maxPayloadBytes(), text -> {
+      if (text.isBlank()) throw ApiError.badRequest("the body must be the event's JSON payload ({} for none)");
+      JsonNode payload;
+      try {
+        payload = dev.outboard.Json.MAPPER.readTree(text);
+      } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+        throw ApiError.badRequest("the body is not valid JSON: " + e.getOriginalMessage());
+      }
+      return reply(this.<SessionEntity.EventAccepted>ask(id, r -> new SessionEntity.DeliverEvent(name, payload.toString(), r)),
+          this::accepted);
     });
   }
 

@@ -11,7 +11,19 @@ public record SessionSettings(
     int snapshotEvery,
     SessionFiles.Limits fileLimits,
     Duration handoffGrace,
-    Duration passivateFinishedAfter) {
+    Duration passivateFinishedAfter,
+    Waits waits) {
+
+  /** The {@code outboard.waits} limits of the wait tool and of events sent to a session. */
+  public record Waits(Duration maxTimeout, int maxQueuedEvents, int maxPayloadBytes) {
+    public static final Waits DEFAULT = new Waits(Duration.ofDays(7), 100, 256 * 1024);
+  }
+
+  public SessionSettings(Duration passivateAfter, int defaultMaxTurns, int maxMaxTurns, int snapshotEvery,
+      SessionFiles.Limits fileLimits, Duration handoffGrace, Duration passivateFinishedAfter) {
+    this(passivateAfter, defaultMaxTurns, maxMaxTurns, snapshotEvery, fileLimits, handoffGrace, passivateFinishedAfter,
+        Waits.DEFAULT);
+  }
 
   /** With the default hand-off grace (5 s), and finished sessions passivating after {@code passivateAfter} too. */
   public SessionSettings(Duration passivateAfter, int defaultMaxTurns, int maxMaxTurns, int snapshotEvery,
@@ -36,6 +48,8 @@ public record SessionSettings(
             c.getBytes("max-total-file-bytes"),
             (int) Math.min(Integer.MAX_VALUE, c.getBytes("max-tool-output-bytes"))),
         c.getDuration("handoff-grace"),
-        c.getDuration("passivate-finished-after"));
+        c.getDuration("passivate-finished-after"),
+        new Waits(config.getDuration("outboard.waits.max-timeout"), config.getInt("outboard.waits.max-queued-events"),
+            (int) Math.min(Integer.MAX_VALUE, config.getBytes("outboard.waits.max-payload-bytes"))));
   }
 }

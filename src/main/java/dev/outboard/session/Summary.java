@@ -2,7 +2,9 @@ package dev.outboard.session;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.outboard.JsonSerializable;
+import com.fasterxml.jackson.annotation.JsonInclude;
 import java.time.Instant;
+import java.util.List;
 
 /** A session as the API shows it (API.md "Response body"). */
 public record Summary(
@@ -17,8 +19,28 @@ public record Summary(
     ErrorView error,
     JsonNode metadata,
     Instant createdAt,
-    Instant updatedAt)
+    Instant updatedAt,
+    @JsonInclude(JsonInclude.Include.NON_EMPTY) List<PendingApproval> pendingApprovals,
+    @JsonInclude(JsonInclude.Include.NON_EMPTY) List<WaitView> waits)
     implements JsonSerializable {
+
+  public Summary {
+    pendingApprovals = pendingApprovals == null ? List.of() : pendingApprovals;
+    waits = waits == null ? List.of() : waits;
+  }
+
+  /** A tool call waiting for a person's decision ({@code POST /v1/sessions/{id}/approvals}). */
+  public record PendingApproval(String toolUseId, int turn, String name, JsonNode input, Instant requestedAt)
+      implements JsonSerializable {}
+
+  /** A {@code wait} tool call waiting for event {@code event} until {@code deadline}. */
+  public record WaitView(String toolUseId, int turn, String event, Instant deadline) implements JsonSerializable {}
+
+  /** The earliest deadline of the session's waits, if it has any. */
+  @com.fasterxml.jackson.annotation.JsonIgnore
+  public Instant wakeAt() {
+    return waits.stream().map(WaitView::deadline).min(Instant::compareTo).orElse(null);
+  }
 
   public record UsageView(long inputTokens, long outputTokens, long cacheReadTokens, long cacheWriteTokens)
       implements JsonSerializable {}
@@ -40,7 +62,7 @@ public record Summary(
   public Summary withSandboxIsolation(String isolation) {
     if (isolation == null) return this;
     return new Summary(id, org, user, status, turns, usage, new SandboxView(sandbox.state(), sandbox.id(), isolation),
-        result, error, metadata, createdAt, updatedAt);
+        result, error, metadata, createdAt, updatedAt, pendingApprovals, waits);
   }
 
   public record ErrorView(String code, String message) implements JsonSerializable {}

@@ -21,4 +21,7 @@ public sealed interface ToolCall {
   record Grep(VirtualPath path, String pattern, String glob) implements ToolCall {}
 
   record Bash(VirtualPath path, String command, Integer timeoutMs) implements ToolCall {}
+
+  /** Waits for the outside event {@code event}; its path is {@code /} (it touches no file). */
+  record Wait(VirtualPath path, String event, int timeoutSeconds) implements ToolCall {}
 }

@@ -62,7 +62,15 @@ public final class ToolCatalog {
                   opt("glob", Type.STRING, "only files whose path matches this glob"))),
           new ToolSpec("bash", "Run a shell command in the sandbox, cwd /workspace; the working directory and exported variables persist between calls.",
               List.of(req("command", Type.STRING, "the command line"),
-                  opt("timeout_ms", Type.INTEGER, "timeout in milliseconds"))));
+                  opt("timeout_ms", Type.INTEGER, "timeout in milliseconds"))),
+          new ToolSpec("wait", "Wait for an outside event (CI finished, a reply from another system): the session pauses "
+              + "until the event is sent to it and this call's result is the event's JSON payload, or an error once "
+              + "timeoutSeconds have passed without it. An event sent before the wait starts is kept for it.",
+              List.of(req("event", Type.STRING, "the event's name, e.g. ci.finished (letters, digits and . _ : -)"),
+                  req("timeoutSeconds", Type.INTEGER, "how long to wait at most, in seconds"))));
+
+  /** What an event's name may be: 1 to 128 of letters, digits and {@code . _ : -}, starting with a letter or digit. */
+  public static final java.util.regex.Pattern EVENT_NAME = java.util.regex.Pattern.compile("[A-Za-z0-9][A-Za-z0-9._:-]{0,127}");
 
   private static final Map<String, ToolSpec> BY_NAME =
       ALL.stream().collect(Collectors.toMap(ToolSpec::name, Function.identity()));
@@ -87,6 +95,7 @@ public final class ToolCatalog {
       case "glob" -> new ToolCall.Glob(args.optPath("path"), args.nonEmptyString("pattern"));
       case "grep" -> new ToolCall.Grep(args.optPath("path"), args.nonEmptyString("pattern"), args.optString("glob"));
       case "bash" -> new ToolCall.Bash(VirtualPath.parse("/workspace"), args.nonEmptyString("command"), args.optPositiveInt("timeout_ms"));
+      case "wait" -> new ToolCall.Wait(VirtualPath.ROOT, args.eventName("event"), args.positiveInt("timeoutSeconds", 1));
       default -> throw new IllegalStateException("tool without a parser: " + name);
     };
   }
@@ -162,6 +171,14 @@ public final class ToolCatalog {
     int positiveInt(String field, int orElse) {
       Integer v = optPositiveInt(field);
       return v == null ? orElse : v;
+    }
+
+    String eventName(String field) {
+      String s = string(field);
+      if (!EVENT_NAME.matcher(s).matches()) {
+        fail("argument '" + field + "' must be 1 to 128 of letters, digits and . _ : - (starting with a letter or digit)");
+      }
+      return s;
     }
 
     VirtualPath path(String field) {

@@ -1,0 +1,90 @@
+package dev.outboard.store;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.type.TypeReference;
+import dev.outboard.Json;
+import dev.outboard.tools.ApprovalPolicy;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * The per-org policy of the admin API: whether agents may write {@code /skills}, and which tool
+ * calls need a person's approval. Sessions read the approval part before each model call, cached
+ * per org for {@code ttl} (a change through this node applies at once, on other nodes within the
+ * ttl).
+ */
+public final class OrgPolicies {
+  private static final TypeReference<List<String>> PATTERNS = new TypeReference<>() {};
+
+  public record Policy(boolean agentsMayWriteSkills, List<String> approvals) {}
+
+  private record Cached(ApprovalPolicy approvals, long expiresNanos) {}
+
+  private final Database db;
+  private final long ttlNanos;
+  private final Map<String, Cached> cache = new ConcurrentHashMap<>();
+
+  public OrgPolicies(Database db, Duration ttl) {
+    this.db = db;
+    this.ttlNanos = ttl.toNanos();
+  }
+
+  /** The org's policy, or empty if there is no such org. */
+  public CompletionStage<Optional<Policy>> get(String org) {
+    return db.transact(c -> {
+      try (PreparedStatement ps = c.prepareStatement("SELECT agents_write_skills, approval_policy FROM orgs WHERE id = ?")) {
+        ps.setString(1, org);
+        try (ResultSet rs = ps.executeQuery()) {
+          return rs.next() ? Optional.of(new Policy(rs.getBoolean(1), patterns(rs.getString(2)))) : Optional.<Policy>empty();
+        }
+      }
+    });
+  }
+
+  /** Sets the parts given (null: unchanged); the policy after, or empty if there is no such org. */
+  public CompletionStage<Optional<Policy>> set(String org, Boolean agentsMayWriteSkills, List<String> approvals) {
+    return db.transact(c -> {
+      try (PreparedStatement ps = c.prepareStatement(
+          "UPDATE orgs SET agents_write_skills = COALESCE(?, agents_write_skills), "
+              + "approval_policy = COALESCE(?, approval_policy) WHERE id = ?")) {
+        if (agentsMayWriteSkills == null) ps.setNull(1, java.sql.Types.BOOLEAN);
+        else ps.setBoolean(1, agentsMayWriteSkills);
+        ps.setString(2, approvals == null ? null : Json.MAPPER.writeValueAsString(approvals));
+        ps.setString(3, org);
+        return ps.executeUpdate() == 1;
+      } catch (JsonProcessingException e) {
+        throw new SQLException(e);
+      }
+    }).thenCompose(found -> {
+      cache.remove(org);
+      return found ? get(org) : CompletableFuture.completedFuture(Optional.<Policy>empty());
+    });
+  }
+
+  /** The org's approval patterns as a policy, for a session's next model call. */
+  public CompletionStage<ApprovalPolicy> approvals(String org) {
+    Cached cached = cache.get(org);
+    if (cached != null && cached.expiresNanos() > System.nanoTime()) return CompletableFuture.completedFuture(cached.approvals());
+    return get(org).thenApply(policy -> {
+      ApprovalPolicy approvals = ApprovalPolicy.of(policy.map(Policy::approvals).orElse(List.of()));
+      cache.put(org, new Cached(approvals, System.nanoTime() + ttlNanos));
+      return approvals;
+    });
+  }
+
+  private static List<String> patterns(String json) throws SQLException {
+    try {
+      return json == null ? List.of() : Json.MAPPER.readValue(json, PATTERNS);
+    } catch (JsonProcessingException e) {
+      throw new SQLException("unreadable approval policy", e);
+    }
+  }
+}
