@@ -988,4 +988,183 @@ class SessionEntityTest {
     assertThat(s.turns()).isEqualTo(2);
     assertThat(s.summary().usage()).isEqualTo(new Summary.UsageView(300, 30, 5, 3));
   }
+
+  // ------------------------------------------------------------------ approvals and waits
+
+  private static SessionSpec held(List<String> approvals, ScriptedTurn... turns) {
+    return new SessionSpec(PROMPT, new ModelSpec("scripted", null, List.of(turns)), null, 50, false, METADATA, approvals);
+  }
+
+  private static final Instant T = Instant.parse("2025-01-01T00:00:00Z");
+
+  private StatusReply<Summary> decide(Session s, String callId, boolean allow, String message) {
+    return s.es.<StatusReply<Summary>>runCommand(r -> new SessionEntity.Decide(callId, allow, message, r)).reply();
+  }
+
+  @Test
+  void aCallThePolicyNamesWaitsForApprovalWhileTheTurnsOtherCallsRun() {
+    Session s = session();
+    s.create(held(List.of("edit"),
+        tools("", use("write", "{'path': '/session/a', 'content': 'x'}"),
+            use("edit", "{'path': '/session/a', 'old_string': 'x', 'new_string': 'y'}")),
+        say("done")));
+    State asking = s.awaitState(st -> st.shown() == Status.REQUIRES_ACTION && st.results().size() == 1, "requires_action");
+    assertThat(s.journalTypes()).containsExactly("SessionStarted", "ModelResponded", "ToolCallStarted", "ToolCallStarted",
+        "ApprovalRequested", "ToolCallCompleted");
+    assertThat(asking.holds().approvals()).extracting(SessionEntity.Approval::callId).containsExactly("toolu_1_1");
+    assertThat(asking.files().files()).containsExactly(Map.entry("/session/a", "x"));
+    Summary summary = asking.summary();
+    assertThat(summary.status()).isEqualTo("requires_action");
+    assertThat(summary.pendingApprovals()).singleElement().satisfies(p -> {
+      assertThat(p.name()).isEqualTo("edit");
+      assertThat(p.input().path("new_string").asText()).isEqualTo("y");
+    });
+    awaitTrue(() -> s.observer.statuses().equals(List.of("running", "requires_action")), "requires_action reported");
+    // Nothing else happens while it waits: no model call, and a restart (from a snapshot or not) keeps it so.
+    pause(200);
+    assertThat(s.model.turnsAsked()).containsExactly(1);
+    assertThat(s.es.restart().state()).isEqualTo(asking);
+
+    Summary after = success(decide(s, "toolu_1_1", true, null));
+    assertThat(after.pendingApprovals()).isEmpty();
+    State done = s.awaitStatus(Status.COMPLETED);
+    assertThat(done.files().files()).containsExactly(Map.entry("/session/a", "y"));
+    assertThat(s.journal(SessionEntity.ApprovalDecided.class)).singleElement()
+        .satisfies(d -> assertThat(d.allowed()).isTrue());
+    assertThat(s.journal(ToolCallCompleted.class)).extracting(ToolCallCompleted::callId).containsExactly("toolu_1_0", "toolu_1_1");
+    assertThat(s.model.turnsAsked()).containsExactly(1, 2);
+    assertThat(s.observer.statuses()).containsSubsequence("requires_action", "running", "completed");
+  }
+
+  @Test
+  void aCallHeldAtACrashIsNotRunOnRecoveryAndRunsOnceWhenAllowed() {
+    Session s = session();
+    JsonNode write = json("{'path': '/session/plan.md', 'content': 'go'}");
+    SessionSpec spec = held(List.of("all"), tools("", new ScriptedCall("write", write)), say("done"));
+    s.es.initialize(
+        new SessionStarted(s.id, "acme", "alice", spec, T),
+        new ModelResponded(1, List.of(new Block.ToolUse("toolu_1_0", "write", write)), Usage.ZERO, "tool_use", T),
+        new ToolCallStarted(1, "toolu_1_0", "write", T),
+        new SessionEntity.ApprovalRequested(1, "toolu_1_0", "write", T));
+    pause(300);
+    assertThat(s.journal(ToolCallCompleted.class)).isEmpty();
+    assertThat(s.model.turnsAsked()).isEmpty();
+    assertThat(success(s.get().reply()).status()).isEqualTo("requires_action");
+
+    success(decide(s, "toolu_1_0", true, "ok"));
+    State done = s.awaitStatus(Status.COMPLETED);
+    assertThat(done.files().files()).containsExactly(Map.entry("/session/plan.md", "go"));
+    assertThat(s.journal(ToolCallCompleted.class)).hasSize(1);
+    s.es.restart();
+    pause(100);
+    assertThat(s.journal(ToolCallCompleted.class)).hasSize(1);
+  }
+
+  @Test
+  void anAllowedCallCutOffByACrashRunsOnRecoveryAndADeniedOneNever() {
+    Session s = session();
+    JsonNode a = json("{'path': '/session/a', 'content': 'a'}");
+    JsonNode b = json("{'path': '/session/b', 'content': 'b'}");
+    SessionSpec spec = held(List.of("write"), tools("", new ScriptedCall("write", a), new ScriptedCall("write", b)), say("done"));
+    s.es.initialize(
+        new SessionStarted(s.id, "acme", "alice", spec, T),
+        new ModelResponded(1, List.of(new Block.ToolUse("toolu_1_0", "write", a), new Block.ToolUse("toolu_1_1", "write", b)),
+            Usage.ZERO, "tool_use", T),
+        new ToolCallStarted(1, "toolu_1_0", "write", T),
+        new ToolCallStarted(1, "toolu_1_1", "write", T),
+        new SessionEntity.ApprovalRequested(1, "toolu_1_0", "write", T),
+        new SessionEntity.ApprovalRequested(1, "toolu_1_1", "write", T),
+        new SessionEntity.ApprovalDecided(1, "toolu_1_1", false, "no b", T),
+        new ToolCallCompleted(1, "toolu_1_1", "denied: no b", true, null, T),
+        new SessionEntity.ApprovalDecided(1, "toolu_1_0", true, null, T));
+    State done = s.awaitStatus(Status.COMPLETED);
+    assertThat(done.files().files()).containsExactly(Map.entry("/session/a", "a"));
+    assertThat(s.journal(ToolCallCompleted.class)).extracting(ToolCallCompleted::callId).containsExactly("toolu_1_1", "toolu_1_0");
+  }
+
+  @Test
+  void aDenialIsTheCallsErrorAndDecidingTwiceOrOnAnUnknownCallIsRefused() {
+    Session s = session();
+    s.create(held(List.of("write /session/secret/**"),
+        tools("", use("write", "{'path': '/session/secret/k', 'content': 'x'}"), use("write", "{'path': '/session/open', 'content': 'y'}")),
+        say("done")));
+    s.awaitState(st -> st.shown() == Status.REQUIRES_ACTION && st.results().size() == 1, "requires_action");
+    assertThat(decide(s, "toolu_9_9", true, null).getError().getMessage()).startsWith("not_found:");
+    assertThat(decide(s, "toolu_1_1", true, null).getError().getMessage()).startsWith("conflict:");
+    success(decide(s, "toolu_1_0", false, "secrets stay out"));
+    State done = s.awaitStatus(Status.COMPLETED);
+    assertThat(done.files().files()).containsOnlyKeys("/session/open");
+    ToolCallCompleted denied = s.journal(ToolCallCompleted.class).get(1);
+    assertThat(denied.callId()).isEqualTo("toolu_1_0");
+    assertThat(denied.isError()).isTrue();
+    assertThat(denied.content()).contains("denied").endsWith(": secrets stay out");
+    assertThat(decide(s, "toolu_1_0", true, null).getError().getMessage()).startsWith("conflict:");
+  }
+
+  @Test
+  void aWaitThatCameDueWhileTheSessionWasAwayTimesOutOnceOnRecovery() {
+    Session s = session();
+    JsonNode wait = json("{'event': 'ci', 'timeoutSeconds': 5}");
+    SessionSpec spec = held(List.of(), tools("", new ScriptedCall("wait", wait)), say("done"));
+    Instant started = Instant.now().minusSeconds(10);
+    s.es.initialize(
+        new SessionStarted(s.id, "acme", "alice", spec, started),
+        new ModelResponded(1, List.of(new Block.ToolUse("toolu_1_0", "wait", wait)), Usage.ZERO, "tool_use", started),
+        new ToolCallStarted(1, "toolu_1_0", "wait", started),
+        new SessionEntity.WaitStarted(1, "toolu_1_0", "ci", 5, started.plusSeconds(5), started));
+    s.awaitStatus(Status.COMPLETED);
+    assertThat(s.journal(ToolCallCompleted.class)).singleElement().satisfies(c -> {
+      assertThat(c.isError()).isTrue();
+      assertThat(c.content()).isEqualTo("the wait timed out: no event 'ci' arrived within 5 s");
+    });
+    s.es.restart();
+    s.es.runCommand(SessionEntity.Wake.INSTANCE);
+    pause(100);
+    assertThat(s.journal(ToolCallCompleted.class)).hasSize(1);
+  }
+
+  @Test
+  void anEventSentBeforeTheWaitIsKeptAcrossARestartAndTakenWhenTheWaitStarts() {
+    Session s = session();
+    s.create(spec(slowly(400, "", use("ls", "{'path': '/session'}")),
+        tools("", use("wait", "{'event': 'ci', 'timeoutSeconds': 60}")),
+        tools("", use("wait", "{'event': 'ci', 'timeoutSeconds': 60}")),
+        say("done")));
+    SessionEntity.EventAccepted early = s.es.<StatusReply<SessionEntity.EventAccepted>>runCommand(
+        r -> new SessionEntity.DeliverEvent("ci", "{\"run\":1}", r)).reply().getValue();
+    assertThat(early.queued()).isTrue();
+    assertThat(s.es.restart().state().holds().inbox()).extracting(SessionEntity.Inbound::payload).containsExactly("{\"run\":1}");
+    // The first wait takes the kept event in the write that starts it; the second waits.
+    State waiting = s.awaitState(st -> st.shown() == Status.WAITING, "waiting");
+    assertThat(waiting.holds().inbox()).isEmpty();
+    assertThat(waiting.holds().waits()).extracting(SessionEntity.Wait::callId).containsExactly("toolu_3_0");
+    List<ToolCallCompleted> results = s.journal(ToolCallCompleted.class);
+    assertThat(results.get(1).callId()).isEqualTo("toolu_2_0");
+    assertThat(results.get(1).content()).isEqualTo("{\"run\":1}");
+    SessionEntity.EventAccepted later = s.es.<StatusReply<SessionEntity.EventAccepted>>runCommand(
+        r -> new SessionEntity.DeliverEvent("ci", "{\"run\":2}", r)).reply().getValue();
+    assertThat(later.toolUseId()).isEqualTo("toolu_3_0");
+    assertThat(later.queued()).isFalse();
+    State done = s.awaitStatus(Status.COMPLETED);
+    assertThat(done.holds()).isEqualTo(SessionEntity.Holds.NONE);
+    assertThat(s.journal(ToolCallCompleted.class)).extracting(ToolCallCompleted::content)
+        .containsExactly(results.get(0).content(), "{\"run\":1}", "{\"run\":2}");
+  }
+
+  @Test
+  void aCancelledSessionWaitsForNothing() {
+    State st = SessionEntity.apply(State.empty("s"), new SessionStarted("s", "acme", "alice", spec(say("x")), T));
+    JsonNode wait = json("{'event': 'e', 'timeoutSeconds': 9}");
+    st = SessionEntity.apply(st, new ModelResponded(1, List.of(new Block.ToolUse("w", "wait", wait)), Usage.ZERO, "tool_use", T));
+    st = SessionEntity.apply(st, new ToolCallStarted(1, "w", "wait", T));
+    st = SessionEntity.apply(st, new SessionEntity.WaitStarted(1, "w", "e", 9, T.plusSeconds(9), T));
+    st = SessionEntity.apply(st, new SessionEntity.EventReceived("other", "1", T));
+    assertThat(st.shown()).isEqualTo(Status.WAITING);
+    assertThat(st.busy()).isFalse();
+    assertThat(st.summary().waits()).singleElement().satisfies(w -> assertThat(w.deadline()).isEqualTo(T.plusSeconds(9)));
+    State cancelled = SessionEntity.apply(st, new SessionCancelled(T));
+    assertThat(cancelled.holds()).isEqualTo(SessionEntity.Holds.NONE);
+    assertThat(cancelled.summary().waits()).isEmpty();
+    assertThat(cancelled.summary().status()).isEqualTo("cancelled");
+  }
 }

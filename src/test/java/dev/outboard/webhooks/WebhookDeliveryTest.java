@@ -141,6 +141,19 @@ class WebhookDeliveryTest {
       failing.put("maxTurns", 1);
       String failed = create(api, failing);
       String open = create(api, body("open", true, List.of(say("first"), say("second"))));
+      // Waits show as their own statuses: an approval (requires_action), then an event (waiting).
+      Map<String, Object> holding = body("holds", false, List.of(
+          tools("ask", 0, call("write", Map.of("path", "/session/a.md", "content", "a"))),
+          tools("wait", 0, call("wait", Map.of("event", "go", "timeoutSeconds", 60))),
+          say("finished")));
+      holding.put("approvals", List.of("write"));
+      String held = create(api, holding);
+      JsonNode asked = awaitStatus(api, held, "requires_action", WAIT);
+      assertThat(api.post("/v1/sessions/" + held + "/approvals", Map.of("toolUseId",
+          asked.path("pendingApprovals").get(0).path("toolUseId").asText(), "decision", "allow")).status()).isEqualTo(202);
+      awaitStatus(api, held, "waiting", WAIT);
+      assertThat(api.post("/v1/sessions/" + held + "/events/go", Map.of()).status()).isEqualTo(202);
+      awaitStatus(api, held, "completed", WAIT);
       awaitStatus(api, completed, "completed", WAIT);
       awaitStatus(api, failed, "failed", WAIT);
       awaitStatus(api, open, "waiting", WAIT);
@@ -150,7 +163,8 @@ class WebhookDeliveryTest {
       awaitStatus(api, open, "cancelled", WAIT);
 
       await("all deliveries", v -> delivered(completed).size() == 2 && delivered(failed).size() == 2
-          && delivered(open).size() == 5);
+          && delivered(open).size() == 5 && delivered(held).size() == 6);
+      assertThat(delivered(held)).containsExactly("running", "requires_action", "running", "waiting", "running", "completed");
       assertThat(delivered(completed)).containsExactly("running", "completed");
       assertThat(delivered(failed)).containsExactly("running", "failed");
       assertThat(delivered(open)).containsExactly("running", "waiting", "running", "waiting", "cancelled");
