@@ -304,10 +304,6 @@ public final class SessionEntity
       return inbox.stream().filter(i -> i.name().equals(event)).findFirst().orElse(null);
     }
 
-    boolean isEmpty() {
-      return approvals.isEmpty() && waits.isEmpty() && inbox.isEmpty();
-    }
-
     Holds withApprovals(List<Approval> a) {
       return new Holds(a, waits, inbox);
     }

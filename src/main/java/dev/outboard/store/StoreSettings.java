@@ -16,7 +16,9 @@ public record StoreSettings(String url, String user, String password, Path dataD
     String url = config.getString("outboard.db.url").trim();
     int poolSize = config.getInt("outboard.db.pool-size");
     if (url.isEmpty()) {
-      String h2 = "jdbc:h2:file:" + dataDir.resolve("outboard") ;
+      // WRITE_DELAY=0: by default H2 writes a commit to its file up to 500 ms later, so a kill -9
+      // (or an OOM kill) would lose transactions it had acknowledged: journal events, the sessions list.
+      String h2 = "jdbc:h2:file:" + dataDir.resolve("outboard") + ";WRITE_DELAY=0";
       return new StoreSettings(h2, "sa", "", dataDir, true, poolSize);
     }
     if (!url.startsWith("jdbc:postgresql:") && !url.startsWith("jdbc:h2:")) {
