@@ -131,7 +131,12 @@ class SerializationTest {
         new SessionEntity.ApprovalDecided(3, "toolu_3_0", true, null, T1),
         new SessionEntity.ApprovalDecided(3, "toolu_3_1", false, "not on prod ☃", T1),
         new SessionEntity.WaitStarted(3, "toolu_3_2", "ci.finished", 600, T1.plusSeconds(600), T1),
-        new SessionEntity.EventReceived("ci.finished", "{\"ok\":true,\"runs\":[1,2]}", T1));
+        new SessionEntity.EventReceived("ci.finished", "{\"ok\":true,\"runs\":[1,2]}", T1),
+        new SessionEntity.SessionStarted("s-4", "acme", "bob",
+            new SessionSpec("p", new ModelSpec("scripted", null, List.of(), List.of(new ModelSpec.ScriptedTurn("child", null, null))),
+                null, 5, false, Json.MAPPER.createObjectNode(), List.of("bash"), "s-3", 1, List.of("read", "ls")), T0),
+        new SessionEntity.TaskStarted(2, "toolu_2_0", "s_0123", "find the bug", T1),
+        new SessionEntity.TaskFinished(2, "toolu_2_0", "s_0123", "completed", new Usage(10, 2, 0, 0), T1));
   }
 
   List<Command> commands() {
@@ -147,6 +152,7 @@ class SerializationTest {
         new SessionEntity.Decide("toolu_3_0", false, "no", summaryProbe.ref()),
         new SessionEntity.DeliverEvent("ci.finished", "{\"ok\":true}", acceptedProbe.ref()),
         SessionEntity.Wake.INSTANCE,
+        new SessionEntity.ChildFinished("s_0123", richState().summary()),
         SessionEntity.Stop.INSTANCE);
   }
 

@@ -28,16 +28,21 @@ public final class ScriptedModel implements ModelClient {
   @Override
   public Optional<String> validate(ModelSpec spec) {
     if (spec.script() == null) return Optional.of("the scripted model needs model.script (a list of turns)");
-    for (int i = 0; i < spec.script().size(); i++) {
-      ScriptedTurn turn = spec.script().get(i);
-      if (turn == null) return Optional.of("model.script[" + i + "] is null");
+    return problem("model.script", spec.script())
+        .or(() -> spec.subagentScript() == null ? Optional.empty() : problem("model.subagentScript", spec.subagentScript()));
+  }
+
+  private static Optional<String> problem(String field, List<ScriptedTurn> script) {
+    for (int i = 0; i < script.size(); i++) {
+      ScriptedTurn turn = script.get(i);
+      if (turn == null) return Optional.of(field + "[" + i + "] is null");
       if (turn.latencyMs() != null && (turn.latencyMs() < 0 || turn.latencyMs() > MAX_LATENCY_MS)) {
-        return Optional.of("model.script[" + i + "].latencyMs must be between 0 and " + MAX_LATENCY_MS);
+        return Optional.of(field + "[" + i + "].latencyMs must be between 0 and " + MAX_LATENCY_MS);
       }
       for (int j = 0; j < turn.toolCalls().size(); j++) {
         ScriptedCall call = turn.toolCalls().get(j);
         if (call == null || call.name() == null || call.name().isBlank()) {
-          return Optional.of("model.script[" + i + "].toolCalls[" + j + "].name is required");
+          return Optional.of(field + "[" + i + "].toolCalls[" + j + "].name is required");
         }
       }
     }
@@ -57,7 +62,8 @@ public final class ScriptedModel implements ModelClient {
 
   private static ModelResponse play(ModelRequest request, ScriptedTurn turn) {
     List<Block> content = new ArrayList<>();
-    if (turn.text() != null && !turn.text().isEmpty()) content.add(new Block.Text(turn.text()));
+    // "${prompt}" in a turn's text is the session's prompt: subagents playing one script answer apart.
+    if (turn.text() != null && !turn.text().isEmpty()) content.add(new Block.Text(turn.text().replace("${prompt}", prompt(request))));
     for (int i = 0; i < turn.toolCalls().size(); i++) {
       ScriptedCall call = turn.toolCalls().get(i);
       JsonNode input = call.input() == null ? dev.outboard.Json.MAPPER.createObjectNode() : call.input();
@@ -66,6 +72,12 @@ public final class ScriptedModel implements ModelClient {
     ModelResponse.StopReason stop =
         turn.toolCalls().isEmpty() ? ModelResponse.StopReason.END_TURN : ModelResponse.StopReason.TOOL_USE;
     return new ModelResponse(content, stop, estimateUsage(request, content));
+  }
+
+  private static String prompt(ModelRequest request) {
+    if (request.messages().isEmpty()) return "";
+    return request.messages().get(0).content().stream().filter(Block.Text.class::isInstance).map(b -> ((Block.Text) b).text())
+        .findFirst().orElse("");
   }
 
   private static ModelResponse endOfScript() {

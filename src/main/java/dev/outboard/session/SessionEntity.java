@@ -157,6 +157,22 @@ public final class SessionEntity
     INSTANCE
   }
 
+  /**
+   * Subagent {@code childId} finished: sent by the child through sharding when it does, again
+   * each time it recovers finished, and asked for by its parent ({@link CheckChildren}).
+   */
+  public record ChildFinished(String childId, Summary summary) implements Command {}
+
+  /** Ask every subagent still worked on where it stands (every subagents.check-interval). */
+  private enum CheckChildren implements Command {
+    INSTANCE
+  }
+
+  /** Nothing to do (the answer of an ask that needs no action). */
+  private enum Nothing implements Command {
+    INSTANCE
+  }
+
   private enum ResumeOpenCalls implements Command {
     INSTANCE
   }
@@ -206,6 +222,16 @@ public final class SessionEntity
   public record SessionFailed(String code, String message, Instant at) implements Event {}
 
   public record SessionCancelled(Instant at) implements Event {}
+
+  /** The {@code task} call {@code callId} is handed to subagent {@code childId} (a session of the same org). */
+  public record TaskStarted(int turn, String callId, String childId, String description, Instant at) implements Event {}
+
+  /**
+   * Subagent {@code childId} ended with {@code status}; its {@code usage} adds to this session's.
+   * The call's result (the child's final text, or why it has none) follows in the same write.
+   */
+  public record TaskFinished(int turn, String callId, String childId, String status, Usage usage, Instant at)
+      implements Event {}
 
   /** Tool call {@code callId} waits for a person's decision (the session shows requires_action). */
   public record ApprovalRequested(int turn, String callId, String name, Instant at) implements Event {}
@@ -267,6 +293,12 @@ public final class SessionEntity
   public record Wait(String callId, int turn, String event, int timeoutSeconds, Instant deadline)
       implements JsonSerializable {}
 
+  /** A {@code task} call of the current turn: its subagent {@code childId} works on it. */
+  public record Task(String callId, int turn, String childId) implements JsonSerializable {}
+
+  /** A subagent this session started, for the API: the call it answers, and its last known status. */
+  public record Child(String toolUseId, String sessionId, String description, String status) implements JsonSerializable {}
+
   /** An event that arrived before any wait took it. */
   public record Inbound(String name, String payload, Instant at) implements JsonSerializable {}
 
@@ -274,18 +306,37 @@ public final class SessionEntity
    * What the session waits for from outside: the current turn's calls held for approval and its
    * waits (both are open calls, but nothing runs for them), and the events kept for later waits.
    */
-  public record Holds(List<Approval> approvals, List<Wait> waits, List<Inbound> inbox) implements JsonSerializable {
-    public static final Holds NONE = new Holds(List.of(), List.of(), List.of());
+  public record Holds(List<Approval> approvals, List<Wait> waits, List<Inbound> inbox, List<Task> tasks)
+      implements JsonSerializable {
+    public static final Holds NONE = new Holds(List.of(), List.of(), List.of(), List.of());
 
     public Holds {
       approvals = approvals == null ? List.of() : approvals;
       waits = waits == null ? List.of() : waits;
       inbox = inbox == null ? List.of() : inbox;
+      tasks = tasks == null ? List.of() : tasks;
     }
 
-    /** True if the open call {@code callId} waits for a decision or an event (nothing runs for it). */
+    public Holds(List<Approval> approvals, List<Wait> waits, List<Inbound> inbox) {
+      this(approvals, waits, inbox, List.of());
+    }
+
+    /** True if the open call {@code callId} waits for a decision, an event or a subagent (nothing runs for it here). */
     public boolean holds(String callId) {
+      return parks(callId) || task(callId) != null;
+    }
+
+    /** True if the open call {@code callId} waits for a person or an event: the session may passivate meanwhile. */
+    public boolean parks(String callId) {
       return approval(callId) != null || waits.stream().anyMatch(w -> w.callId().equals(callId));
+    }
+
+    public Task task(String callId) {
+      return tasks.stream().filter(t -> t.callId().equals(callId)).findFirst().orElse(null);
+    }
+
+    public Task taskOf(String childId) {
+      return tasks.stream().filter(t -> t.childId().equals(childId)).findFirst().orElse(null);
     }
 
     public Approval approval(String callId) {
@@ -305,22 +356,27 @@ public final class SessionEntity
     }
 
     Holds withApprovals(List<Approval> a) {
-      return new Holds(a, waits, inbox);
+      return new Holds(a, waits, inbox, tasks);
     }
 
     Holds withWaits(List<Wait> w) {
-      return new Holds(approvals, w, inbox);
+      return new Holds(approvals, w, inbox, tasks);
     }
 
     Holds withInbox(List<Inbound> i) {
-      return new Holds(approvals, waits, i);
+      return new Holds(approvals, waits, i, tasks);
+    }
+
+    Holds withTasks(List<Task> t) {
+      return new Holds(approvals, waits, inbox, t);
     }
 
     /** Without the call {@code callId}: it completed. */
     Holds without(String callId) {
       if (!holds(callId)) return this;
       return new Holds(approvals.stream().filter(a -> !a.callId().equals(callId)).toList(),
-          waits.stream().filter(w -> !w.callId().equals(callId)).toList(), inbox);
+          waits.stream().filter(w -> !w.callId().equals(callId)).toList(), inbox,
+          tasks.stream().filter(t -> !t.callId().equals(callId)).toList());
     }
   }
 
@@ -348,16 +404,25 @@ public final class SessionEntity
       Instant createdAt,
       Instant updatedAt,
       SandboxInfo sandbox,
-      Holds holds)
+      Holds holds,
+      List<Child> children)
       implements JsonSerializable {
 
     public State {
       holds = holds == null ? Holds.NONE : holds; // snapshots from before approvals and waits
+      children = children == null ? List.of() : children; // and before subagents
+    }
+
+    public State(String id, String org, String user, Status status, SessionSpec spec, int turns, List<Message> messages,
+        List<String> openCalls, List<Block.ToolResult> results, List<String> queued, SessionFiles files, Usage usage,
+        String result, Summary.ErrorView error, Instant createdAt, Instant updatedAt, SandboxInfo sandbox, Holds holds) {
+      this(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage, result, error,
+          createdAt, updatedAt, sandbox, holds, List.of());
     }
 
     public static State empty(String id) {
       return new State(id, null, null, Status.NEW, null, 0, List.of(), List.of(), List.of(), List.of(),
-          SessionFiles.EMPTY, Usage.ZERO, null, null, null, null, null, Holds.NONE);
+          SessionFiles.EMPTY, Usage.ZERO, null, null, null, null, null, Holds.NONE, List.of());
     }
 
     /** True when the loop should call the model next. */
@@ -376,9 +441,12 @@ public final class SessionEntity
       return Status.RUNNING;
     }
 
-    /** True while the loop has work of its own: a model call to make, or a tool call that is not held. */
+    /**
+     * True while the loop has work of its own: a model call to make, or a tool call that does not
+     * only wait for a person or an event (a running call, or a subagent's answer).
+     */
     public boolean busy() {
-      return status == Status.RUNNING && (openCalls.isEmpty() || openCalls.stream().anyMatch(id -> !holds.holds(id)));
+      return status == Status.RUNNING && (openCalls.isEmpty() || openCalls.stream().anyMatch(id -> !holds.parks(id)));
     }
 
     /** The open calls that run (or ran, before a crash): not those held for a decision or an event. */
@@ -399,7 +467,8 @@ public final class SessionEntity
       return new Summary(id, org, user, shown().wire(), turns,
           new Summary.UsageView(usage.inputTokens(), usage.outputTokens(), usage.cacheReadTokens(), usage.cacheWriteTokens()),
           sandbox == null ? new Summary.SandboxView("none") : new Summary.SandboxView(sandbox.state(), sandbox.id()), result, error,
-          spec == null ? null : spec.metadata(), createdAt, updatedAt, pending, waitViews);
+          spec == null ? null : spec.metadata(), createdAt, updatedAt, pending, waitViews, spec == null ? null : spec.parent(),
+          children.stream().map(c -> new Summary.ChildView(c.sessionId(), c.toolUseId(), c.description(), c.status())).toList());
     }
 
     /** The transcript, including the finished part of a turn in progress. */
@@ -424,11 +493,15 @@ public final class SessionEntity
     State with(Status status, Instant at) {
       // A finished session waits for nothing any more.
       Holds h = status.finished() ? Holds.NONE : holds;
-      return new State(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage, result, error, createdAt, at, sandbox, h);
+      return new State(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage, result, error, createdAt, at, sandbox, h, children);
     }
 
     State with(Holds h) {
-      return new State(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage, result, error, createdAt, updatedAt, sandbox, h);
+      return new State(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage, result, error, createdAt, updatedAt, sandbox, h, children);
+    }
+
+    State with(List<Child> c, Usage u) {
+      return new State(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, u, result, error, createdAt, updatedAt, sandbox, holds, c);
     }
   }
 
@@ -493,6 +566,8 @@ public final class SessionEntity
   /** The status this incarnation last reported to the observer, and the holds it showed (holdsShown). */
   private Status reported;
   private List<Object> reportedHolds = List.of();
+  /** The subagents this incarnation asked to start (startChildren); cleared at each check. */
+  private final Set<String> askedChildren = new HashSet<>();
   /** The sandbox child, spawned on the first /workspace call (or to destroy a recorded sandbox). */
   private ActorRef<SandboxHandle.Command> sandbox;
   /** When this idle session first stayed for its sandbox (0: it has not), see onIdleTimeout. */
@@ -564,6 +639,12 @@ public final class SessionEntity
         .onCommand(Decide.class, this::onDecide)
         .onCommand(DeliverEvent.class, this::onEvent)
         .onCommand(WaitTimedOut.class, this::onWaitTimedOut)
+        .onCommand(ChildFinished.class, this::onChildFinished)
+        .onCommand(CheckChildren.class, (s, c) -> {
+          askedChildren.clear();
+          startChildren(s);
+          return Effect().none().thenNoReply();
+        })
         .onCommand(Wake.class, (s, c) -> {
           armWaits(s);
           return Effect().none().thenNoReply();
@@ -614,6 +695,9 @@ public final class SessionEntity
         // Decisions outside a running turn: on a call that waits for none (409) or no such call (404).
         .onCommand(Decide.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notPending(s, c.toolUseId()))))
         .onCommand(WaitTimedOut.class, (s, c) -> Effect().none().thenNoReply())
+        .onCommand(ChildFinished.class, (s, c) -> Effect().none().thenNoReply())
+        .onCommand(CheckChildren.class, (s, c) -> Effect().none().thenNoReply())
+        .onCommand(Nothing.class, (s, c) -> Effect().none().thenNoReply())
         .onCommand(Wake.class, (s, c) -> Effect().none().thenNoReply());
 
     return fresh.orElse(running).orElse(waiting).orElse(finished).orElse(any).build();
@@ -632,8 +716,21 @@ public final class SessionEntity
   }
 
   private ReplyEffect<Event, State> onCancel(State state, Cancel cmd) {
-    return record(state, ending(state, new SessionCancelled(Instant.now())), this::afterPersist)
-        .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
+    return record(state, ending(state, new SessionCancelled(Instant.now())), s -> {
+      afterPersist(s);
+      cancelChildren(s);
+    }).thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
+  }
+
+  /** A cancelled session cancels the subagents it started that may still run (each cancels its own). */
+  private void cancelChildren(State state) {
+    if (state.status() != Status.CANCELLED) return;
+    for (Child c : state.children()) {
+      if (c.status().equals("running")) {
+        ClusterSharding.get(ctx.getSystem()).entityRefFor(ENTITY_KEY, c.sessionId())
+            .tell(new Cancel(ctx.getSystem().ignoreRef()));
+      }
+    }
   }
 
   /**
@@ -684,12 +781,17 @@ public final class SessionEntity
     for (Block.ToolUse use : calls) {
       ToolCall call = parsed(use).orElse(null);
       List<Event> held = new ArrayList<>();
-      if (call instanceof ToolCall.Wait w && w.timeoutSeconds() <= maxTimeout) {
+      if (ToolCatalog.spec(use.name()).isPresent() && !state.spec().mayUse(use.name())) {
+        held.add(new ToolCallCompleted(turn, use.id(), "tool '" + use.name() + "' is not available to this session; it may use "
+            + String.join(", ", state.spec().tools()), true, null, now));
+      } else if (call instanceof ToolCall.Wait w && w.timeoutSeconds() <= maxTimeout) {
         held.add(new WaitStarted(turn, use.id(), w.event(), w.timeoutSeconds(), now.plusSeconds(w.timeoutSeconds()), now));
         Inbound kept = s.holds().kept(w.event());
         if (kept != null) held.add(new ToolCallCompleted(turn, use.id(), kept.payload(), false, null, now));
       } else if (call != null && policy.requires(use.name(), call)) {
         held.add(new ApprovalRequested(turn, use.id(), use.name(), now));
+      } else if (call instanceof ToolCall.Task t && maySpawn(state)) {
+        held.add(new TaskStarted(turn, use.id(), childId(use.id()), t.description(), now));
       } else {
         runNow.add(use);
         continue;
@@ -708,6 +810,10 @@ public final class SessionEntity
     List<Event> events = new ArrayList<>();
     events.add(new ApprovalDecided(pending.turn(), pending.callId(), cmd.allow(), cmd.message(), now));
     Block.ToolUse use = state.lastToolUses().stream().filter(u -> u.id().equals(pending.callId())).findFirst().orElseThrow();
+    if (cmd.allow() && parsed(use).orElse(null) instanceof ToolCall.Task t && maySpawn(state)) {
+      events.add(new TaskStarted(pending.turn(), pending.callId(), childId(pending.callId()), t.description(), now));
+      return record(state, events, this::afterPersist).thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
+    }
     if (cmd.allow() && needsOutsideSystem(state, use)) {
       return record(state, events, s -> {
         if (handingOff) ctx.getSelf().tell(HandOffNow.INSTANCE); // the next incarnation runs it (recovery)
@@ -834,7 +940,7 @@ public final class SessionEntity
   /** True if the call's result comes from outside the session's state (org files, the sandbox). */
   private boolean needsOutsideSystem(State state, Block.ToolUse use) {
     ToolCall call = parsed(use).orElse(null);
-    if (call == null || call instanceof ToolCall.Wait) return false;
+    if (call == null || call instanceof ToolCall.Wait || call instanceof ToolCall.Task) return false;
     if (usesSandbox(call) || searchesWorkspace(state, call)) return true;
     if (services.orgFiles() == null) return false;
     PathRouter router = services.router();
@@ -1053,6 +1159,10 @@ public final class SessionEntity
       return new SessionFiles.Outcome(e.getMessage(), true, null);
     }
     PathRouter router = services.router();
+    if (call instanceof ToolCall.Task) { // a task that may start is held, never executed
+      return new SessionFiles.Outcome("this session is a subagent at the deepest level allowed (outboard.subagents.max-depth = "
+          + services.settings().subagents().maxDepth() + "): it cannot start subagents; do the work yourself", true, null);
+    }
     if (call instanceof ToolCall.Wait w) { // a wait within the limit is held, never executed
       return new SessionFiles.Outcome("invalid arguments for tool 'wait': timeoutSeconds must be at most "
           + services.settings().waits().maxTimeout().toSeconds() + ", got " + w.timeoutSeconds(), true, null);
@@ -1118,7 +1228,9 @@ public final class SessionEntity
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().idleTimeout(state.status().finished()));
     }
     armWaits(state);
+    startChildren(state);
     Summary summary = null;
+    if (shown != reported && state.status().finished()) notifyParent(state);
     if (shown != reported) {
       reported = shown;
       liveStatus.set(shown.wire());
@@ -1243,7 +1355,7 @@ public final class SessionEntity
     }
     CompletionStage<ApprovalPolicy> orgPolicy = orgPolicy(state);
     CompletionStage<ModelResponse> answer = systemPrompt(state).thenCompose(system -> {
-      ModelRequest request = new ModelRequest(sessionId, turn, state.spec().model(), system, ToolCatalog.ALL, state.messages());
+      ModelRequest request = new ModelRequest(sessionId, turn, state.spec().model(), system, tools(state), state.messages());
       try {
         // Streaming costs the provider client a reading thread per call: only while someone follows.
         return streamed ? client.complete(request, delta -> self.tell(new DeltaArrived(turn, delta))) : client.complete(request);
@@ -1262,6 +1374,85 @@ public final class SessionEntity
       if (cause instanceof ModelCallException m) return new ModelFailed(turn, m.code(), m.getMessage());
       return new ModelFailed(turn, "model_error", Secrets.redact(String.valueOf(cause.getMessage())));
     });
+  }
+
+  /** The tools offered to the model: the session's subset, without {@code task} at the deepest level. */
+  private List<dev.outboard.tools.ToolSpec> tools(State state) {
+    if (state.spec().tools().isEmpty() && maySpawn(state)) return ToolCatalog.ALL;
+    return ToolCatalog.ALL.stream()
+        .filter(t -> state.spec().mayUse(t.name()) && (maySpawn(state) || !t.name().equals("task"))).toList();
+  }
+
+  /** Whether this session may start subagents: it is not at outboard.subagents.max-depth. */
+  private boolean maySpawn(State state) {
+    return state.spec().depth() < services.settings().subagents().maxDepth();
+  }
+
+  /** The id of the subagent that answers call {@code callId}: derived, so that starting it again is the same child. */
+  private String childId(String callId) {
+    try {
+      byte[] digest = java.security.MessageDigest.getInstance("SHA-256")
+          .digest((sessionId + "/" + callId).getBytes(java.nio.charset.StandardCharsets.UTF_8));
+      return "s_" + java.util.HexFormat.of().formatHex(digest, 0, 16);
+    } catch (java.security.NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
+  /**
+   * Asks each subagent this session waits for, and that this incarnation has not asked yet, to
+   * start (a Create, which a child that exists already answers with where it stands); a finished
+   * one's answer is its result. Then every check-interval again, in case a report was lost.
+   */
+  private void startChildren(State state) {
+    if (state.status() != Status.RUNNING || state.holds().tasks().isEmpty()) return;
+    ClusterSharding sharding = ClusterSharding.get(ctx.getSystem());
+    List<Block.ToolUse> uses = state.lastToolUses();
+    for (Task task : state.holds().tasks()) {
+      if (!askedChildren.add(task.childId())) continue;
+      Block.ToolUse use = uses.stream().filter(u -> u.id().equals(task.callId())).findFirst().orElseThrow();
+      ToolCall.Task call = (ToolCall.Task) ToolCatalog.parse(use.name(), use.input());
+      List<String> tools = call.tools().isEmpty() ? state.spec().tools()
+          : call.tools().stream().filter(state.spec()::mayUse).toList();
+      com.fasterxml.jackson.databind.JsonNode metadata = dev.outboard.Json.MAPPER.createObjectNode().put("parent", sessionId).put("toolUseId", task.callId())
+          .put("description", call.description());
+      SessionSpec spec = new SessionSpec(call.prompt(), state.spec().model().forSubagent(), state.spec().system(),
+          state.spec().maxTurns(), false, metadata, state.spec().approvals(), sessionId, state.spec().depth() + 1, tools);
+      CompletionStage<Summary> asked = sharding.entityRefFor(ENTITY_KEY, task.childId())
+          .askWithStatus(r -> new Create(state.org(), state.user(), spec, r), services.settings().subagents().checkInterval());
+      ctx.pipeToSelf(asked, (child, error) ->
+          error == null && child.finished() ? new ChildFinished(task.childId(), child) : Nothing.INSTANCE);
+    }
+    if (!timers.isTimerActive(CheckChildren.INSTANCE)) {
+      timers.startSingleTimer(CheckChildren.INSTANCE, services.settings().subagents().checkInterval());
+    }
+  }
+
+  /** A subagent finished: its final text (or why there is none) is the result of the task call. */
+  private ReplyEffect<Event, State> onChildFinished(State state, ChildFinished msg) {
+    Task task = state.holds().taskOf(msg.childId());
+    if (task == null) return Effect().none().thenNoReply(); // reported before, or not ours
+    Summary child = msg.summary();
+    Instant now = Instant.now();
+    String content = switch (child.status()) {
+      case "completed" -> child.result() == null ? "" : child.result();
+      case "failed" -> "the subagent failed" + (child.error() == null ? "" : ": " + child.error().code() + ": " + child.error().message());
+      default -> "the subagent was " + child.status();
+    };
+    Summary.UsageView u = child.usage();
+    List<Event> events = new ArrayList<>();
+    events.add(new TaskFinished(task.turn(), task.callId(), msg.childId(), child.status(),
+        new Usage(u.inputTokens(), u.outputTokens(), u.cacheReadTokens(), u.cacheWriteTokens()), now));
+    events.add(new ToolCallCompleted(task.turn(), task.callId(), content, !child.status().equals("completed"), null, now));
+    events.addAll(decideNext(fold(state, events), "", now));
+    return record(state, events, this::afterPersist).thenNoReply();
+  }
+
+  /** A finished subagent tells its parent (again on each recovery: the parent ignores a repeat). */
+  private void notifyParent(State state) {
+    String parent = state.spec() == null ? null : state.spec().parent();
+    if (parent == null || !state.status().finished()) return;
+    ClusterSharding.get(ctx.getSystem()).entityRefFor(ENTITY_KEY, parent).tell(new ChildFinished(sessionId, summary(state)));
   }
 
   /**
@@ -1319,33 +1510,41 @@ public final class SessionEntity
     if (event instanceof SessionStarted e) {
       return new State(e.sessionId(), e.org(), e.user(), Status.RUNNING, e.spec(), 0,
           List.of(Message.user(List.of(new Block.Text(e.spec().prompt())))), List.of(), List.of(), List.of(),
-          SessionFiles.EMPTY, Usage.ZERO, null, null, at, at, null, Holds.NONE);
+          SessionFiles.EMPTY, Usage.ZERO, null, null, at, at, null, Holds.NONE, List.of());
     } else if (event instanceof UserMessageAdded e) {
       if (s.status() == Status.WAITING) {
         return new State(s.id(), s.org(), s.user(), Status.RUNNING, s.spec(), s.turns(),
             append(s.messages(), Message.user(List.of(new Block.Text(e.text())))), s.openCalls(), s.results(),
-            s.queued(), s.files(), s.usage(), null, s.error(), s.createdAt(), at, s.sandbox(), s.holds());
+            s.queued(), s.files(), s.usage(), null, s.error(), s.createdAt(), at, s.sandbox(), s.holds(), s.children());
       }
       return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(), s.openCalls(),
-          s.results(), append(s.queued(), e.text()), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), at, s.sandbox(), s.holds());
+          s.results(), append(s.queued(), e.text()), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), at, s.sandbox(), s.holds(), s.children());
     } else if (event instanceof ModelResponded e) {
       State next = new State(s.id(), s.org(), s.user(), s.status(), s.spec(), e.turn(),
           append(s.messages(), Message.assistant(e.content())), s.openCalls(), s.results(), s.queued(), s.files(),
-          s.usage().plus(e.usage()), s.result(), s.error(), s.createdAt(), at, s.sandbox(), s.holds());
+          s.usage().plus(e.usage()), s.result(), s.error(), s.createdAt(), at, s.sandbox(), s.holds(), s.children());
       boolean asksForTools = e.content().stream().anyMatch(Block.ToolUse.class::isInstance);
       return asksForTools ? next : flushQueued(next);
     } else if (event instanceof ToolCallStarted e) {
       return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(),
           append(s.openCalls(), e.callId()), s.results(), s.queued(), s.files(), s.usage(), s.result(), s.error(),
-          s.createdAt(), at, s.sandbox(), s.holds());
+          s.createdAt(), at, s.sandbox(), s.holds(), s.children());
     } else if (event instanceof ToolCallCompleted e) {
       List<String> open = new ArrayList<>(s.openCalls());
       open.remove(e.callId());
       State next = new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(), open,
           append(s.results(), new Block.ToolResult(e.callId(), e.content(), e.isError())), s.queued(),
           e.change() == null ? s.files() : s.files().apply(e.change()), s.usage(), s.result(), s.error(),
-          s.createdAt(), at, s.sandbox(), s.holds().without(e.callId()));
+          s.createdAt(), at, s.sandbox(), s.holds().without(e.callId()), s.children());
       return open.isEmpty() ? flushResults(next) : next;
+    } else if (event instanceof TaskStarted e) {
+      return s.with(s.holds().withTasks(append(s.holds().tasks(), new Task(e.callId(), e.turn(), e.childId()))))
+          .with(append(s.children(), new Child(e.callId(), e.childId(), e.description(), "running")), s.usage());
+    } else if (event instanceof TaskFinished e) {
+      List<Child> children = s.children().stream()
+          .map(c -> c.sessionId().equals(e.childId()) ? new Child(c.toolUseId(), c.sessionId(), c.description(), e.status()) : c)
+          .toList();
+      return s.with(children, s.usage().plus(e.usage()));
     } else if (event instanceof ApprovalRequested e) {
       return s.with(s.holds().withApprovals(append(s.holds().approvals(), new Approval(e.callId(), e.turn(), e.name(), at))));
     } else if (event instanceof ApprovalDecided e) {
@@ -1388,7 +1587,7 @@ public final class SessionEntity
     blocks.sort(Comparator.comparingInt(b -> indexOf(order, ((Block.ToolResult) b).toolUseId())));
     for (String q : s.queued()) blocks.add(new Block.Text(q));
     return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), append(s.messages(), Message.user(blocks)),
-        s.openCalls(), List.of(), List.of(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), s.sandbox(), s.holds());
+        s.openCalls(), List.of(), List.of(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), s.sandbox(), s.holds(), s.children());
   }
 
   /** Messages that arrived during a turn that ended without tool calls start the next turn. */
@@ -1397,7 +1596,7 @@ public final class SessionEntity
     List<Block> blocks = new ArrayList<>();
     for (String q : s.queued()) blocks.add(new Block.Text(q));
     return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), append(s.messages(), Message.user(blocks)),
-        s.openCalls(), s.results(), List.of(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), s.sandbox(), s.holds());
+        s.openCalls(), s.results(), List.of(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), s.sandbox(), s.holds(), s.children());
   }
 
   private static int indexOf(List<Block.ToolUse> uses, String id) {
@@ -1408,12 +1607,12 @@ public final class SessionEntity
   /** Sandbox events do not touch {@code updatedAt}: they are the sandbox's life, not the session's. */
   private static State withSandbox(State s, SandboxInfo sandbox) {
     return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(), s.openCalls(),
-        s.results(), s.queued(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), sandbox, s.holds());
+        s.results(), s.queued(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), sandbox, s.holds(), s.children());
   }
 
   private static State withResult(State s, String result, Summary.ErrorView error) {
     return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(), s.openCalls(),
-        s.results(), s.queued(), s.files(), s.usage(), result, error, s.createdAt(), s.updatedAt(), s.sandbox(), s.holds());
+        s.results(), s.queued(), s.files(), s.usage(), result, error, s.createdAt(), s.updatedAt(), s.sandbox(), s.holds(), s.children());
   }
 
   private static <T> List<T> append(List<T> list, T item) {
@@ -1453,6 +1652,9 @@ public final class SessionEntity
     services.observer().recovered(summary(state), lastSequenceNumber(ctx));
     if (state.status().finished()) destroySandbox(state); // in case the node stopped before it could
     armWaits(state); // a wait that came due while the session was away times out now
+    startChildren(state); // and the subagents it waits for are asked where they stand
+    notifyParent(state); // a finished subagent reports again (its parent ignores a repeat)
+    cancelChildren(state); // a cancelled session's subagents are cancelled (again)
     if (!state.busy()) {
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().idleTimeout(state.status().finished()));
     } else if (!state.openCalls().isEmpty()) {

@@ -222,6 +222,8 @@ public final class SessionEventStream {
     if (event instanceof SessionEntity.SessionCompleted) return "session.completed";
     if (event instanceof SessionEntity.SessionFailed) return "session.failed";
     if (event instanceof SessionEntity.SessionCancelled) return "session.cancelled";
+    if (event instanceof SessionEntity.TaskStarted) return "task.started";
+    if (event instanceof SessionEntity.TaskFinished) return "task.finished";
     if (event instanceof SessionEntity.ApprovalRequested) return "approval.requested";
     if (event instanceof SessionEntity.ApprovalDecided) return "approval.decided";
     if (event instanceof SessionEntity.WaitStarted) return "wait.started";
@@ -246,6 +248,9 @@ public final class SessionEventStream {
         || event instanceof SessionEntity.ApprovalRequested
         || event instanceof SessionEntity.WaitStarted) {
       node.set("toolUseId", node.remove("callId"));
+    } else if (event instanceof SessionEntity.TaskStarted || event instanceof SessionEntity.TaskFinished) {
+      node.set("toolUseId", node.remove("callId"));
+      node.set("session", node.remove("childId"));
     } else if (event instanceof SessionEntity.ApprovalDecided e) {
       node.set("toolUseId", node.remove("callId"));
       node.remove("allowed");

@@ -125,7 +125,7 @@ public final class SessionRoutes extends AllDirectives {
       String id = newSessionId();
       Instant now = Instant.now();
       Summary provisional = new Summary(id, org, user, "running", 0,
-          new Summary.UsageView(0, 0, 0, 0), new Summary.SandboxView("none"), null, null, spec.metadata(), now, now, null, null);
+          new Summary.UsageView(0, 0, 0, 0), new Summary.SandboxView("none"), null, null, spec.metadata(), now, now, null, null, null, null);
       CompletionStage<Summary> created = index.register(provisional, idemKey.orElse(null))
           .thenCompose(owner -> entity(owner).<Summary>askWithStatus(
               r -> new SessionEntity.Create(org, user, spec, r), askTimeout));
@@ -146,12 +146,12 @@ public final class SessionRoutes extends AllDirectives {
       throw ApiError.badRequest("maxTurns must be between 1 and " + settings.maxMaxTurns());
     }
     ModelSpec model = req.model() == null ? new ModelSpec(models.defaultProvider(), null, null) : req.model();
-    if (model.provider() == null) model = new ModelSpec(models.defaultProvider(), model.name(), model.script());
+    if (model.provider() == null) model = new ModelSpec(models.defaultProvider(), model.name(), model.script(), model.subagentScript());
     if (model.provider().equals(ScriptedModel.PROVIDER) && !scriptedAllowed) {
       throw ApiError.badRequest("the scripted model is disabled on this node; set OUTBOARD_ALLOW_SCRIPTED=true to allow it");
     }
-    if (model.script() != null && !model.provider().equals(ScriptedModel.PROVIDER)) {
-      throw ApiError.badRequest("model.script is only for the scripted provider");
+    if ((model.script() != null || model.subagentScript() != null) && !model.provider().equals(ScriptedModel.PROVIDER)) {
+      throw ApiError.badRequest("model.script and model.subagentScript are only for the scripted provider");
     }
     String problem = models.check(model);
     if (problem != null) throw ApiError.badRequest(problem);

@@ -12,7 +12,23 @@ public record SessionSettings(
     SessionFiles.Limits fileLimits,
     Duration handoffGrace,
     Duration passivateFinishedAfter,
-    Waits waits) {
+    Waits waits,
+    Subagents subagents) {
+
+  /**
+   * The {@code outboard.subagents} settings: how deep subagents may nest (a session at
+   * {@code maxDepth} cannot start any), and how often a session waiting for subagents asks them
+   * where they stand (in case a report was lost).
+   */
+  public record Subagents(int maxDepth, Duration checkInterval) {
+    public static final Subagents DEFAULT = new Subagents(2, Duration.ofSeconds(30));
+  }
+
+  public SessionSettings(Duration passivateAfter, int defaultMaxTurns, int maxMaxTurns, int snapshotEvery,
+      SessionFiles.Limits fileLimits, Duration handoffGrace, Duration passivateFinishedAfter, Waits waits) {
+    this(passivateAfter, defaultMaxTurns, maxMaxTurns, snapshotEvery, fileLimits, handoffGrace, passivateFinishedAfter,
+        waits, Subagents.DEFAULT);
+  }
 
   /** The {@code outboard.waits} limits of the wait tool and of events sent to a session. */
   public record Waits(Duration maxTimeout, int maxQueuedEvents, int maxPayloadBytes) {
@@ -50,6 +66,7 @@ public record SessionSettings(
         c.getDuration("handoff-grace"),
         c.getDuration("passivate-finished-after"),
         new Waits(config.getDuration("outboard.waits.max-timeout"), config.getInt("outboard.waits.max-queued-events"),
-            (int) Math.min(Integer.MAX_VALUE, config.getBytes("outboard.waits.max-payload-bytes"))));
+            (int) Math.min(Integer.MAX_VALUE, config.getBytes("outboard.waits.max-payload-bytes"))),
+        new Subagents(config.getInt("outboard.subagents.max-depth"), config.getDuration("outboard.subagents.check-interval")));
   }
 }

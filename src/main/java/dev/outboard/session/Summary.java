@@ -21,13 +21,19 @@ public record Summary(
     Instant createdAt,
     Instant updatedAt,
     @JsonInclude(JsonInclude.Include.NON_EMPTY) List<PendingApproval> pendingApprovals,
-    @JsonInclude(JsonInclude.Include.NON_EMPTY) List<WaitView> waits)
+    @JsonInclude(JsonInclude.Include.NON_EMPTY) List<WaitView> waits,
+    @JsonInclude(JsonInclude.Include.NON_NULL) String parent,
+    @JsonInclude(JsonInclude.Include.NON_EMPTY) List<ChildView> children)
     implements JsonSerializable {
 
   public Summary {
     pendingApprovals = pendingApprovals == null ? List.of() : pendingApprovals;
     waits = waits == null ? List.of() : waits;
+    children = children == null ? List.of() : children;
   }
+
+  /** A subagent of this session: its session id, the task call it answers, and its status as last reported. */
+  public record ChildView(String id, String toolUseId, String description, String status) implements JsonSerializable {}
 
   /** A tool call waiting for a person's decision ({@code POST /v1/sessions/{id}/approvals}). */
   public record PendingApproval(String toolUseId, int turn, String name, JsonNode input, Instant requestedAt)
@@ -62,7 +68,7 @@ public record Summary(
   public Summary withSandboxIsolation(String isolation) {
     if (isolation == null) return this;
     return new Summary(id, org, user, status, turns, usage, new SandboxView(sandbox.state(), sandbox.id(), isolation),
-        result, error, metadata, createdAt, updatedAt, pendingApprovals, waits);
+        result, error, metadata, createdAt, updatedAt, pendingApprovals, waits, parent, children);
   }
 
   public record ErrorView(String code, String message) implements JsonSerializable {}

@@ -67,7 +67,13 @@ public final class ToolCatalog {
               + "until the event is sent to it and this call's result is the event's JSON payload, or an error once "
               + "timeoutSeconds have passed without it. An event sent before the wait starts is kept for it.",
               List.of(req("event", Type.STRING, "the event's name, e.g. ci.finished (letters, digits and . _ : -)"),
-                  req("timeoutSeconds", Type.INTEGER, "how long to wait at most, in seconds"))));
+                  req("timeoutSeconds", Type.INTEGER, "how long to wait at most, in seconds"))),
+          new ToolSpec("task", "Hand a self-contained sub-problem to a subagent: a fresh session of your organisation "
+              + "(same /memory and /skills, its own /session and sandbox) that works on the prompt alone and whose final "
+              + "answer is this call's result. Several task calls in one answer run in parallel.",
+              List.of(req("description", Type.STRING, "a few words on what the subagent is for"),
+                  req("prompt", Type.STRING, "everything the subagent needs to know: it sees nothing else"),
+                  opt("tools", Type.STRING_LIST, "the tools it may use (default: all of yours)"))));
 
   /** What an event's name may be: 1 to 128 of letters, digits and {@code . _ : -}, starting with a letter or digit. */
   public static final java.util.regex.Pattern EVENT_NAME = java.util.regex.Pattern.compile("[A-Za-z0-9][A-Za-z0-9._:-]{0,127}");
@@ -96,6 +102,8 @@ public final class ToolCatalog {
       case "grep" -> new ToolCall.Grep(args.optPath("path"), args.nonEmptyString("pattern"), args.optString("glob"));
       case "bash" -> new ToolCall.Bash(VirtualPath.parse("/workspace"), args.nonEmptyString("command"), args.optPositiveInt("timeout_ms"));
       case "wait" -> new ToolCall.Wait(VirtualPath.ROOT, args.eventName("event"), args.positiveInt("timeoutSeconds", 1));
+      case "task" -> new ToolCall.Task(VirtualPath.ROOT, args.nonEmptyString("description"), args.nonEmptyString("prompt"),
+          args.toolNames("tools"));
       default -> throw new IllegalStateException("tool without a parser: " + name);
     };
   }
@@ -124,6 +132,7 @@ public final class ToolCatalog {
           case STRING -> v.isTextual();
           case INTEGER -> v.isIntegralNumber() && v.canConvertToInt();
           case BOOLEAN -> v.isBoolean();
+          case STRING_LIST -> v.isArray() && java.util.stream.StreamSupport.stream(v.spliterator(), false).allMatch(JsonNode::isTextual);
         };
         if (!ok) fail("argument '" + p.name() + "' must be " + article(p.type()) + ", got " + v.getNodeType().name().toLowerCase());
       }
@@ -134,6 +143,7 @@ public final class ToolCatalog {
     }
 
     private static String article(Type t) {
+      if (t == Type.STRING_LIST) return "an array of strings";
       return t == Type.INTEGER ? "an integer" : "a " + t.json;
     }
 
@@ -171,6 +181,18 @@ public final class ToolCatalog {
     int positiveInt(String field, int orElse) {
       Integer v = optPositiveInt(field);
       return v == null ? orElse : v;
+    }
+
+    /** A list of known tool names (empty if absent). */
+    List<String> toolNames(String field) {
+      JsonNode v = input.get(field);
+      if (v == null || v.isNull()) return List.of();
+      List<String> names = new ArrayList<>();
+      for (JsonNode n : v) {
+        if (spec(n.asText()).isEmpty()) fail("argument '" + field + "': unknown tool '" + n.asText() + "'");
+        names.add(n.asText());
+      }
+      return List.copyOf(names);
     }
 
     String eventName(String field) {

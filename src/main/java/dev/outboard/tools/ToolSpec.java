@@ -14,7 +14,9 @@ public record ToolSpec(String name, String description, List<Param> params) {
   public enum Type {
     STRING("string"),
     INTEGER("integer"),
-    BOOLEAN("boolean");
+    BOOLEAN("boolean"),
+    /** A JSON array of strings. */
+    STRING_LIST("array");
 
     final String json;
 
@@ -35,7 +37,8 @@ public record ToolSpec(String name, String description, List<Param> params) {
     ObjectNode properties = schema.putObject("properties");
     ArrayNode required = Json.MAPPER.createArrayNode();
     for (Param p : params) {
-      properties.putObject(p.name()).put("type", p.type().json).put("description", p.description());
+      ObjectNode property = properties.putObject(p.name()).put("type", p.type().json).put("description", p.description());
+      if (p.type() == Type.STRING_LIST) property.putObject("items").put("type", "string");
       if (p.required()) required.add(p.name());
     }
     schema.set("required", required);

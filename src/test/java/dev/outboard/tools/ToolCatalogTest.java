@@ -37,7 +37,10 @@ class ToolCatalogTest {
         "ls", List.of("path"),
         "glob", List.of("pattern", "path?"),
         "grep", List.of("pattern", "path?", "glob?"),
-        "bash", List.of("command", "timeout_ms?"));
+        "bash", List.of("command", "timeout_ms?"),
+        // Beyond API.md's tools (README "Approvals and waits", "Subagents"):
+        "wait", List.of("event", "timeoutSeconds"),
+        "task", List.of("description", "prompt", "tools?"));
     assertThat(ToolCatalog.ALL).extracting(ToolSpec::name).containsExactlyInAnyOrderElementsOf(expected.keySet());
     for (ToolSpec spec : ToolCatalog.ALL) {
       assertThat(spec.params()).extracting(p -> p.name() + (p.required() ? "" : "?"))
@@ -72,8 +75,12 @@ class ToolCatalogTest {
           case STRING -> "string";
           case INTEGER -> "integer";
           case BOOLEAN -> "boolean";
+          case STRING_LIST -> "array";
         };
         assertThat(prop.path("type").asText()).as(spec.name() + "." + p.name()).isEqualTo(expectedType);
+        if (p.type() == ToolSpec.Type.STRING_LIST) {
+          assertThat(prop.at("/items/type").asText()).as(spec.name() + "." + p.name() + " items").isEqualTo("string");
+        }
         assertThat(prop.path("description").asText()).as(spec.name() + "." + p.name()).isEqualTo(p.description()).isNotBlank();
       }
     }
