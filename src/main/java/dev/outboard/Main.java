@@ -36,6 +36,8 @@ import dev.outboard.webhooks.Webhooks;
 import dev.outboard.session.SessionIndex;
 import dev.outboard.session.WaitWakeups;
 import dev.outboard.store.OrgPolicies;
+import dev.outboard.store.UsageLedger;
+import dev.outboard.api.UsageRoutes;
 import dev.outboard.session.SessionRoutes;
 import dev.outboard.session.SessionSettings;
 import dev.outboard.store.Database;
@@ -151,7 +153,14 @@ public final class Main {
       return CompletableFuture.completedFuture(Done.getInstance());
     });
     dispatcher.start();
-    SessionIndex index = new SessionIndex(db, config.getDuration("outboard.idempotency-ttl"), webhooks);
+    UsageLedger usage = new UsageLedger(db);
+    java.time.Duration usageFlush = config.getDuration("outboard.usage.flush-interval");
+    var usageFlushes = system.scheduler().scheduleWithFixedDelay(usageFlush, usageFlush, usage::flush, system.executionContext());
+    CoordinatedShutdown.get(system).addTask(CoordinatedShutdown.PhaseServiceStop(), "flush-usage", () -> {
+      usageFlushes.cancel();
+      return usage.flush().thenApply(v -> Done.getInstance());
+    });
+    SessionIndex index = new SessionIndex(db, config.getDuration("outboard.idempotency-ttl"), webhooks, usage);
 
     Config memory = config.getConfig("outboard.memory");
     OrgFileStore orgStore = new OrgFileStore(db, memory.getBytes("max-file-bytes"));
@@ -186,7 +195,8 @@ public final class Main {
     var routes = HttpServer.api(
         new SessionRoutes(system, auth, index, new SessionEventStream(system, journal), models, sessionSettings, scriptedAllowed).routes(),
         new AdminRoutes(auth, keys, config.getBytes("outboard.http.max-body-bytes"), policies, webhooks).routes(),
-        new FileRoutes(auth, orgFiles, config.getBytes("outboard.http.max-body-bytes")).routes());
+        new FileRoutes(auth, orgFiles, config.getBytes("outboard.http.max-body-bytes")).routes(),
+        new UsageRoutes(auth, usage).routes());
     HttpServer.start(system, routes, config.getString("outboard.http.interface"), config.getInt("outboard.http.port"));
     return db;
   }

@@ -1,5 +1,6 @@
 package dev.outboard.api;
 
+import dev.outboard.session.Budget;
 import dev.outboard.store.OrgPolicies;
 import dev.outboard.tools.ApprovalPolicy;
 import dev.outboard.webhooks.Webhooks;
@@ -21,7 +22,7 @@ public final class AdminRoutes extends AllDirectives {
    * calls wait for a person's approval ({@link ApprovalPolicy} patterns; default none). A PUT sets
    * the parts it names.
    */
-  public record Policy(Boolean agentsMayWriteSkills, List<String> approvals) {}
+  public record Policy(Boolean agentsMayWriteSkills, List<String> approvals, Budget budget) {}
 
   /** An org's status webhook: where to POST, and the secret its deliveries are signed with. */
   public record WebhookRequest(String url, String secret) {}
@@ -95,14 +96,19 @@ public final class AdminRoutes extends AllDirectives {
   }
 
   private Route setPolicy(String org, Policy policy) {
-    if (policy.agentsMayWriteSkills() == null && policy.approvals() == null) {
-      throw ApiError.badRequest("give agentsMayWriteSkills (true or false), approvals (a list of patterns), or both");
+    if (policy.agentsMayWriteSkills() == null && policy.approvals() == null && policy.budget() == null) {
+      throw ApiError.badRequest("give agentsMayWriteSkills (true or false), approvals (a list of patterns), budget, or several");
+    }
+    if (policy.budget() != null) {
+      policy.budget().problem("budget").ifPresent(problem -> {
+        throw ApiError.badRequest(problem);
+      });
     }
     ApprovalPolicy.problem(policy.approvals()).ifPresent(problem -> {
       throw ApiError.badRequest("approvals: " + problem);
     });
     List<String> approvals = policy.approvals() == null ? null : policy.approvals().stream().map(String::trim).toList();
-    return onSuccess(policies.set(org, policy.agentsMayWriteSkills(), approvals), after -> {
+    return onSuccess(policies.set(org, policy.agentsMayWriteSkills(), approvals, policy.budget()), after -> {
       if (after.isEmpty()) throw ApiError.notFound("no org " + org);
       return complete(StatusCodes.OK, view(after.get()), JsonSupport.marshaller());
     });
@@ -116,7 +122,7 @@ public final class AdminRoutes extends AllDirectives {
   }
 
   private static Policy view(OrgPolicies.Policy p) {
-    return new Policy(p.agentsMayWriteSkills(), p.approvals());
+    return new Policy(p.agentsMayWriteSkills(), p.approvals(), p.budget());
   }
 
   private Route issueKey(String org) {

@@ -168,6 +168,26 @@ public final class SessionEntity
     INSTANCE
   }
 
+  /** Raises the session's budget (null: that limit unchanged); one that paused over its budget goes on. */
+  public record RaiseBudget(Long maxTokens, Integer maxTurns, ActorRef<StatusReply<Summary>> replyTo) implements Command {}
+
+  /** The model call of {@code turn} is not made: the budget's {@code kind} limit is reached. */
+  private record OverBudget(int turn, String kind, long limit, long used, boolean pause) implements Command {}
+
+  /** How an over-budget turn leaves the chain of its model call. */
+  private static final class BudgetReached extends RuntimeException {
+    private final transient OverBudget over;
+
+    BudgetReached(OverBudget over) {
+      super("over budget", null, false, false);
+      this.over = over;
+    }
+
+    OverBudget over() {
+      return over;
+    }
+  }
+
   /** Nothing to do (the answer of an ask that needs no action). */
   private enum Nothing implements Command {
     INSTANCE
@@ -233,6 +253,16 @@ public final class SessionEntity
   public record TaskFinished(int turn, String callId, String childId, String status, Usage usage, Instant at)
       implements Event {}
 
+  /**
+   * The session reached its budget's {@code kind} ({@code tokens} or {@code turns}) limit before a
+   * model call; {@code action} {@code pause} holds it (requires_action), {@code fail} is followed by
+   * its failure in the same write.
+   */
+  public record BudgetExceeded(String kind, long limit, long used, String action, Instant at) implements Event {}
+
+  /** New limits (null: unchanged), above what the session used; a paused session goes on. */
+  public record BudgetRaised(Long maxTokens, Integer maxTurns, Instant at) implements Event {}
+
   /** Tool call {@code callId} waits for a person's decision (the session shows requires_action). */
   public record ApprovalRequested(int turn, String callId, String name, Instant at) implements Event {}
 
@@ -295,6 +325,15 @@ public final class SessionEntity
 
   /** A {@code task} call of the current turn: its subagent {@code childId} works on it. */
   public record Task(String callId, int turn, String childId) implements JsonSerializable {}
+
+  /**
+   * The budget as raised through the API ({@code maxTokens}, {@code maxTurns}; null: as created),
+   * and the limit the session is paused at, if it is ({@code exceeded}: tokens or turns).
+   */
+  public record BudgetState(Long maxTokens, Integer maxTurns, String exceeded, long limit, long used)
+      implements JsonSerializable {
+    public static final BudgetState NONE = new BudgetState(null, null, null, 0, 0);
+  }
 
   /** A subagent this session started, for the API: the call it answers, and its last known status. */
   public record Child(String toolUseId, String sessionId, String description, String status) implements JsonSerializable {}
@@ -405,29 +444,31 @@ public final class SessionEntity
       Instant updatedAt,
       SandboxInfo sandbox,
       Holds holds,
-      List<Child> children)
+      List<Child> children,
+      BudgetState budget)
       implements JsonSerializable {
 
     public State {
       holds = holds == null ? Holds.NONE : holds; // snapshots from before approvals and waits
       children = children == null ? List.of() : children; // and before subagents
+      budget = budget == null ? BudgetState.NONE : budget; // and before budgets
     }
 
     public State(String id, String org, String user, Status status, SessionSpec spec, int turns, List<Message> messages,
         List<String> openCalls, List<Block.ToolResult> results, List<String> queued, SessionFiles files, Usage usage,
         String result, Summary.ErrorView error, Instant createdAt, Instant updatedAt, SandboxInfo sandbox, Holds holds) {
       this(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage, result, error,
-          createdAt, updatedAt, sandbox, holds, List.of());
+          createdAt, updatedAt, sandbox, holds, List.of(), BudgetState.NONE);
     }
 
     public static State empty(String id) {
       return new State(id, null, null, Status.NEW, null, 0, List.of(), List.of(), List.of(), List.of(),
-          SessionFiles.EMPTY, Usage.ZERO, null, null, null, null, null, Holds.NONE, List.of());
+          SessionFiles.EMPTY, Usage.ZERO, null, null, null, null, null, Holds.NONE, List.of(), BudgetState.NONE);
     }
 
     /** True when the loop should call the model next. */
     public boolean readyForModel() {
-      return status == Status.RUNNING && openCalls.isEmpty();
+      return status == Status.RUNNING && openCalls.isEmpty() && budget.exceeded() == null;
     }
 
     /**
@@ -436,7 +477,7 @@ public final class SessionEntity
      */
     public Status shown() {
       if (status != Status.RUNNING) return status;
-      if (!holds.approvals().isEmpty()) return Status.REQUIRES_ACTION;
+      if (!holds.approvals().isEmpty() || budget.exceeded() != null) return Status.REQUIRES_ACTION;
       if (!holds.waits().isEmpty() && openCalls.size() == holds.waits().size()) return Status.WAITING;
       return Status.RUNNING;
     }
@@ -446,7 +487,8 @@ public final class SessionEntity
      * only wait for a person or an event (a running call, or a subagent's answer).
      */
     public boolean busy() {
-      return status == Status.RUNNING && (openCalls.isEmpty() || openCalls.stream().anyMatch(id -> !holds.parks(id)));
+      return status == Status.RUNNING
+          && ((openCalls.isEmpty() && budget.exceeded() == null) || openCalls.stream().anyMatch(id -> !holds.parks(id)));
     }
 
     /** The open calls that run (or ran, before a crash): not those held for a decision or an event. */
@@ -468,7 +510,10 @@ public final class SessionEntity
           new Summary.UsageView(usage.inputTokens(), usage.outputTokens(), usage.cacheReadTokens(), usage.cacheWriteTokens()),
           sandbox == null ? new Summary.SandboxView("none") : new Summary.SandboxView(sandbox.state(), sandbox.id()), result, error,
           spec == null ? null : spec.metadata(), createdAt, updatedAt, pending, waitViews, spec == null ? null : spec.parent(),
-          children.stream().map(c -> new Summary.ChildView(c.sessionId(), c.toolUseId(), c.description(), c.status())).toList());
+          children.stream().map(c -> new Summary.ChildView(c.sessionId(), c.toolUseId(), c.description(), c.status())).toList(),
+          status == Status.RUNNING && budget.exceeded() != null
+              ? new Summary.BudgetView(budget.exceeded(), budget.limit(), budget.used()) : null,
+          Todo.parse(files.files().get(Todo.PATH)));
     }
 
     /** The transcript, including the finished part of a turn in progress. */
@@ -493,15 +538,19 @@ public final class SessionEntity
     State with(Status status, Instant at) {
       // A finished session waits for nothing any more.
       Holds h = status.finished() ? Holds.NONE : holds;
-      return new State(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage, result, error, createdAt, at, sandbox, h, children);
+      return new State(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage, result, error, createdAt, at, sandbox, h, children, budget);
     }
 
     State with(Holds h) {
-      return new State(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage, result, error, createdAt, updatedAt, sandbox, h, children);
+      return new State(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage, result, error, createdAt, updatedAt, sandbox, h, children, budget);
     }
 
     State with(List<Child> c, Usage u) {
-      return new State(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, u, result, error, createdAt, updatedAt, sandbox, holds, c);
+      return new State(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, u, result, error, createdAt, updatedAt, sandbox, holds, c, budget);
+    }
+
+    State with(BudgetState b) {
+      return new State(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage, result, error, createdAt, updatedAt, sandbox, holds, children, b);
     }
   }
 
@@ -640,6 +689,8 @@ public final class SessionEntity
         .onCommand(DeliverEvent.class, this::onEvent)
         .onCommand(WaitTimedOut.class, this::onWaitTimedOut)
         .onCommand(ChildFinished.class, this::onChildFinished)
+        .onCommand(OverBudget.class, this::onOverBudget)
+        .onCommand(RaiseBudget.class, this::onRaiseBudget)
         .onCommand(CheckChildren.class, (s, c) -> {
           askedChildren.clear();
           startChildren(s);
@@ -653,7 +704,8 @@ public final class SessionEntity
     CommandHandlerWithReplyBuilderByState<Command, Event, State, State> waiting =
         newCommandHandlerWithReplyBuilder().forState(s -> s.status() == Status.WAITING);
     waiting.onCommand(AddMessage.class, this::onMessage).onCommand(Cancel.class, this::onCancel)
-        .onCommand(DeliverEvent.class, this::onEvent);
+        .onCommand(DeliverEvent.class, this::onEvent)
+        .onCommand(RaiseBudget.class, this::onRaiseBudget);
 
     CommandHandlerWithReplyBuilderByState<Command, Event, State, State> finished =
         newCommandHandlerWithReplyBuilder().forState(s -> s.status().finished());
@@ -696,6 +748,9 @@ public final class SessionEntity
         .onCommand(Decide.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notPending(s, c.toolUseId()))))
         .onCommand(WaitTimedOut.class, (s, c) -> Effect().none().thenNoReply())
         .onCommand(ChildFinished.class, (s, c) -> Effect().none().thenNoReply())
+        .onCommand(OverBudget.class, (s, c) -> Effect().none().thenNoReply())
+        .onCommand(RaiseBudget.class, (s, c) -> Effect().reply(c.replyTo(),
+            StatusReply.error(s.status() == Status.NEW ? notFound() : finishedOrWaiting(s))))
         .onCommand(CheckChildren.class, (s, c) -> Effect().none().thenNoReply())
         .onCommand(Nothing.class, (s, c) -> Effect().none().thenNoReply())
         .onCommand(Wake.class, (s, c) -> Effect().none().thenNoReply());
@@ -751,6 +806,7 @@ public final class SessionEntity
     if (runNow.stream().anyMatch(use -> needsOutsideSystem(state, use))) {
       // Record the answer and the starts now; the results follow in one more write.
       return record(state, events, s -> {
+        services.observer().usage(s.org(), response.usage(), now);
         if (handingOff) ctx.getSelf().tell(HandOffNow.INSTANCE); // the next incarnation runs them (recovery)
         else runTools(s, msg.turn(), runNow);
         afterPersist(s);
@@ -763,7 +819,10 @@ public final class SessionEntity
     } else {
       events.addAll(decideNext(fold(state, events), response.text(), now));
     }
-    return record(state, events, this::afterPersist).thenNoReply();
+    return record(state, events, s -> {
+      services.observer().usage(s.org(), response.usage(), now);
+      afterPersist(s);
+    }).thenNoReply();
   }
 
   /**
@@ -1191,7 +1250,9 @@ public final class SessionEntity
     if (modelDone) {
       return after.spec().keepOpen() ? List.of(new SessionWaiting(text, now)) : ending(after, new SessionCompleted(text, now));
     }
-    if (after.turns() >= after.spec().maxTurns()) {
+    // The session's own maxTurns fails it as API.md says, unless its budget pauses instead (then
+    // the check before the next model call holds it) or the limit was raised.
+    if (after.budget().maxTurns() == null && !after.spec().ownBudget().pauses() && after.turns() >= after.spec().maxTurns()) {
       return ending(after,
           new SessionFailed("max_turns", "the session used its budget of " + after.spec().maxTurns() + " turns", now));
     }
@@ -1353,24 +1414,29 @@ public final class SessionEntity
           "model provider '" + state.spec().model().provider() + "' is not available on this node"));
       return;
     }
-    CompletionStage<ApprovalPolicy> orgPolicy = orgPolicy(state);
-    CompletionStage<ModelResponse> answer = systemPrompt(state).thenCompose(system -> {
-      ModelRequest request = new ModelRequest(sessionId, turn, state.spec().model(), system, tools(state), state.messages());
-      try {
-        // Streaming costs the provider client a reading thread per call: only while someone follows.
-        return streamed ? client.complete(request, delta -> self.tell(new DeltaArrived(turn, delta))) : client.complete(request);
-      } catch (RuntimeException e) {
-        return CompletableFuture.failedFuture(e);
-      }
-    });
     record Answer(ModelResponse response, ApprovalPolicy orgPolicy) {}
-    // The policy read never fails (unreadable: null), so a failure here is the model call's.
-    ctx.pipeToSelf(answer.thenCombine(orgPolicy, Answer::new), (both, error) -> {
+    // The org's policy first (cached): a session over its budget makes no call. Its read never
+    // fails (unreadable: null), so a failure below is the model call's, or the budget's.
+    CompletionStage<Answer> answer = orgPolicy(state).thenCompose(policy -> {
+      OverBudget over = overBudget(state, turn, policy == null ? Budget.NONE : policy.budget());
+      if (over != null) return CompletableFuture.failedFuture(new BudgetReached(over));
+      return systemPrompt(state).thenCompose(system -> {
+        ModelRequest request = new ModelRequest(sessionId, turn, state.spec().model(), system, tools(state), state.messages());
+        try {
+          // Streaming costs the provider client a reading thread per call: only while someone follows.
+          return streamed ? client.complete(request, delta -> self.tell(new DeltaArrived(turn, delta))) : client.complete(request);
+        } catch (RuntimeException e) {
+          return CompletableFuture.<ModelResponse>failedFuture(e);
+        }
+      }).thenApply(response -> new Answer(response, policy == null ? null : policy.approvals()));
+    });
+    ctx.pipeToSelf(answer, (both, error) -> {
       if (error == null) {
         Metrics.MODEL_CALL_SECONDS.observe(Metrics.secondsSince(turnStartNanos));
         return new ModelAnswered(turn, both.response(), both.orgPolicy());
       }
       Throwable cause = error instanceof java.util.concurrent.CompletionException && error.getCause() != null ? error.getCause() : error;
+      if (cause instanceof BudgetReached b) return b.over();
       if (cause instanceof ModelCallException m) return new ModelFailed(turn, m.code(), m.getMessage());
       return new ModelFailed(turn, "model_error", Secrets.redact(String.valueOf(cause.getMessage())));
     });
@@ -1416,8 +1482,12 @@ public final class SessionEntity
           : call.tools().stream().filter(state.spec()::mayUse).toList();
       com.fasterxml.jackson.databind.JsonNode metadata = dev.outboard.Json.MAPPER.createObjectNode().put("parent", sessionId).put("toolUseId", task.callId())
           .put("description", call.description());
+      // A child may spend what is left of its parent's token budget (its usage adds to the parent's).
+      Long limit = state.budget().maxTokens() != null ? state.budget().maxTokens() : state.spec().ownBudget().maxTokens();
+      long used = state.usage().inputTokens() + state.usage().outputTokens();
+      Budget budget = limit == null ? null : new Budget(Math.max(1, limit - used), null, state.spec().ownBudget().onExceeded());
       SessionSpec spec = new SessionSpec(call.prompt(), state.spec().model().forSubagent(), state.spec().system(),
-          state.spec().maxTurns(), false, metadata, state.spec().approvals(), sessionId, state.spec().depth() + 1, tools);
+          state.spec().maxTurns(), false, metadata, state.spec().approvals(), sessionId, state.spec().depth() + 1, tools, budget);
       CompletionStage<Summary> asked = sharding.entityRefFor(ENTITY_KEY, task.childId())
           .askWithStatus(r -> new Create(state.org(), state.user(), spec, r), services.settings().subagents().checkInterval());
       ctx.pipeToSelf(asked, (child, error) ->
@@ -1459,13 +1529,56 @@ public final class SessionEntity
    * The org's approval policy for the answer of the next call, read while the model thinks; null
    * if it could not be read (then every call of the answer waits for approval).
    */
-  private CompletionStage<ApprovalPolicy> orgPolicy(State state) {
-    if (services.policies() == null) return CompletableFuture.completedFuture(ApprovalPolicy.NONE);
-    return services.policies().approvals(state.org()).exceptionally(e -> {
-      log.warn("session {}: the org's approval policy could not be read; this turn's calls wait for approval: {}",
-          sessionId, e.toString());
+  private CompletionStage<OrgPolicies.ForSessions> orgPolicy(State state) {
+    if (services.policies() == null) {
+      return CompletableFuture.completedFuture(new OrgPolicies.ForSessions(ApprovalPolicy.NONE, Budget.NONE));
+    }
+    return services.policies().forSessions(state.org()).exceptionally(e -> {
+      log.warn("session {}: the org's policy could not be read; this turn's calls wait for approval, only the session's "
+          + "budget applies: {}", sessionId, e.toString());
       return null;
     });
+  }
+
+  /** Why turn {@code turn} may not call the model, under the session's and the org's budget; null if it may. */
+  private static OverBudget overBudget(State state, int turn, Budget orgBudget) {
+    Budget budget = state.spec().ownBudget().and(orgBudget);
+    BudgetState raised = state.budget();
+    Long maxTokens = raised.maxTokens() != null ? raised.maxTokens() : budget.maxTokens();
+    Integer maxTurns = raised.maxTurns() != null ? raised.maxTurns() : budget.maxTurns();
+    long used = state.usage().inputTokens() + state.usage().outputTokens();
+    if (maxTokens != null && used >= maxTokens) return new OverBudget(turn, "tokens", maxTokens, used, budget.pauses());
+    if (maxTurns != null && state.turns() >= maxTurns) return new OverBudget(turn, "turns", maxTurns, state.turns(), budget.pauses());
+    return null;
+  }
+
+  /** The session reached a limit of its budget before the model call of {@code turn}. */
+  private ReplyEffect<Event, State> onOverBudget(State state, OverBudget msg) {
+    callInFlight = 0;
+    if (msg.turn() != state.turns() + 1 || !state.readyForModel()) return Effect().none().thenNoReply();
+    Instant now = Instant.now();
+    List<Event> events = new ArrayList<>();
+    events.add(new BudgetExceeded(msg.kind(), msg.limit(), msg.used(), msg.pause() ? Budget.PAUSE : Budget.FAIL, now));
+    if (!msg.pause()) {
+      events.addAll(ending(state, new SessionFailed("budget_exceeded",
+          "the session used its budget of " + msg.limit() + " " + msg.kind() + " (" + msg.used() + " used)", now)));
+    }
+    return record(state, events, this::afterPersist).thenNoReply();
+  }
+
+  /** New limits for a session (one over its budget goes on if they are above what it used). */
+  private ReplyEffect<Event, State> onRaiseBudget(State state, RaiseBudget cmd) {
+    long used = state.usage().inputTokens() + state.usage().outputTokens();
+    if (cmd.maxTokens() != null && cmd.maxTokens() <= used) {
+      return Effect().reply(cmd.replyTo(), StatusReply.error(CONFLICT + ": the session has used " + used
+          + " tokens already; maxTokens must be above that"));
+    }
+    if (cmd.maxTurns() != null && cmd.maxTurns() <= state.turns()) {
+      return Effect().reply(cmd.replyTo(), StatusReply.error(CONFLICT + ": the session is at turn " + state.turns()
+          + " already; maxTurns must be above that"));
+    }
+    return record(state, List.of(new BudgetRaised(cmd.maxTokens(), cmd.maxTurns(), Instant.now())), this::afterPersist)
+        .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
   }
 
   /** The system prompt of the next call: the harness's, the org's skills and memory, the session's own. */
@@ -1489,6 +1602,10 @@ public final class SessionEntity
     return NOT_FOUND + ": no session " + sessionId;
   }
 
+  private String finishedOrWaiting(State s) {
+    return CONFLICT + ": the session is " + s.shown().wire() + "; a budget is raised while it runs";
+  }
+
   private static String finishedError(State s) {
     return CONFLICT + ": the session is " + s.status().wire();
   }
@@ -1510,33 +1627,40 @@ public final class SessionEntity
     if (event instanceof SessionStarted e) {
       return new State(e.sessionId(), e.org(), e.user(), Status.RUNNING, e.spec(), 0,
           List.of(Message.user(List.of(new Block.Text(e.spec().prompt())))), List.of(), List.of(), List.of(),
-          SessionFiles.EMPTY, Usage.ZERO, null, null, at, at, null, Holds.NONE, List.of());
+          SessionFiles.EMPTY, Usage.ZERO, null, null, at, at, null, Holds.NONE, List.of(), BudgetState.NONE);
     } else if (event instanceof UserMessageAdded e) {
       if (s.status() == Status.WAITING) {
         return new State(s.id(), s.org(), s.user(), Status.RUNNING, s.spec(), s.turns(),
             append(s.messages(), Message.user(List.of(new Block.Text(e.text())))), s.openCalls(), s.results(),
-            s.queued(), s.files(), s.usage(), null, s.error(), s.createdAt(), at, s.sandbox(), s.holds(), s.children());
+            s.queued(), s.files(), s.usage(), null, s.error(), s.createdAt(), at, s.sandbox(), s.holds(), s.children(), s.budget());
       }
       return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(), s.openCalls(),
-          s.results(), append(s.queued(), e.text()), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), at, s.sandbox(), s.holds(), s.children());
+          s.results(), append(s.queued(), e.text()), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), at, s.sandbox(), s.holds(), s.children(), s.budget());
     } else if (event instanceof ModelResponded e) {
       State next = new State(s.id(), s.org(), s.user(), s.status(), s.spec(), e.turn(),
           append(s.messages(), Message.assistant(e.content())), s.openCalls(), s.results(), s.queued(), s.files(),
-          s.usage().plus(e.usage()), s.result(), s.error(), s.createdAt(), at, s.sandbox(), s.holds(), s.children());
+          s.usage().plus(e.usage()), s.result(), s.error(), s.createdAt(), at, s.sandbox(), s.holds(), s.children(), s.budget());
       boolean asksForTools = e.content().stream().anyMatch(Block.ToolUse.class::isInstance);
       return asksForTools ? next : flushQueued(next);
     } else if (event instanceof ToolCallStarted e) {
       return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(),
           append(s.openCalls(), e.callId()), s.results(), s.queued(), s.files(), s.usage(), s.result(), s.error(),
-          s.createdAt(), at, s.sandbox(), s.holds(), s.children());
+          s.createdAt(), at, s.sandbox(), s.holds(), s.children(), s.budget());
     } else if (event instanceof ToolCallCompleted e) {
       List<String> open = new ArrayList<>(s.openCalls());
       open.remove(e.callId());
       State next = new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(), open,
           append(s.results(), new Block.ToolResult(e.callId(), e.content(), e.isError())), s.queued(),
           e.change() == null ? s.files() : s.files().apply(e.change()), s.usage(), s.result(), s.error(),
-          s.createdAt(), at, s.sandbox(), s.holds().without(e.callId()), s.children());
+          s.createdAt(), at, s.sandbox(), s.holds().without(e.callId()), s.children(), s.budget());
       return open.isEmpty() ? flushResults(next) : next;
+    } else if (event instanceof BudgetExceeded e) {
+      BudgetState b = s.budget();
+      return s.with(new BudgetState(b.maxTokens(), b.maxTurns(), e.action().equals(Budget.PAUSE) ? e.kind() : null, e.limit(), e.used()));
+    } else if (event instanceof BudgetRaised e) {
+      BudgetState b = s.budget();
+      return s.with(new BudgetState(e.maxTokens() != null ? e.maxTokens() : b.maxTokens(),
+          e.maxTurns() != null ? e.maxTurns() : b.maxTurns(), null, 0, 0));
     } else if (event instanceof TaskStarted e) {
       return s.with(s.holds().withTasks(append(s.holds().tasks(), new Task(e.callId(), e.turn(), e.childId()))))
           .with(append(s.children(), new Child(e.callId(), e.childId(), e.description(), "running")), s.usage());
@@ -1587,7 +1711,7 @@ public final class SessionEntity
     blocks.sort(Comparator.comparingInt(b -> indexOf(order, ((Block.ToolResult) b).toolUseId())));
     for (String q : s.queued()) blocks.add(new Block.Text(q));
     return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), append(s.messages(), Message.user(blocks)),
-        s.openCalls(), List.of(), List.of(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), s.sandbox(), s.holds(), s.children());
+        s.openCalls(), List.of(), List.of(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), s.sandbox(), s.holds(), s.children(), s.budget());
   }
 
   /** Messages that arrived during a turn that ended without tool calls start the next turn. */
@@ -1596,7 +1720,7 @@ public final class SessionEntity
     List<Block> blocks = new ArrayList<>();
     for (String q : s.queued()) blocks.add(new Block.Text(q));
     return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), append(s.messages(), Message.user(blocks)),
-        s.openCalls(), s.results(), List.of(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), s.sandbox(), s.holds(), s.children());
+        s.openCalls(), s.results(), List.of(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), s.sandbox(), s.holds(), s.children(), s.budget());
   }
 
   private static int indexOf(List<Block.ToolUse> uses, String id) {
@@ -1607,12 +1731,12 @@ public final class SessionEntity
   /** Sandbox events do not touch {@code updatedAt}: they are the sandbox's life, not the session's. */
   private static State withSandbox(State s, SandboxInfo sandbox) {
     return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(), s.openCalls(),
-        s.results(), s.queued(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), sandbox, s.holds(), s.children());
+        s.results(), s.queued(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), sandbox, s.holds(), s.children(), s.budget());
   }
 
   private static State withResult(State s, String result, Summary.ErrorView error) {
     return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(), s.openCalls(),
-        s.results(), s.queued(), s.files(), s.usage(), result, error, s.createdAt(), s.updatedAt(), s.sandbox(), s.holds(), s.children());
+        s.results(), s.queued(), s.files(), s.usage(), result, error, s.createdAt(), s.updatedAt(), s.sandbox(), s.holds(), s.children(), s.budget());
   }
 
   private static <T> List<T> append(List<T> list, T item) {

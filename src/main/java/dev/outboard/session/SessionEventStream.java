@@ -222,6 +222,8 @@ public final class SessionEventStream {
     if (event instanceof SessionEntity.SessionCompleted) return "session.completed";
     if (event instanceof SessionEntity.SessionFailed) return "session.failed";
     if (event instanceof SessionEntity.SessionCancelled) return "session.cancelled";
+    if (event instanceof SessionEntity.BudgetExceeded) return "budget.exceeded";
+    if (event instanceof SessionEntity.BudgetRaised) return "budget.raised";
     if (event instanceof SessionEntity.TaskStarted) return "task.started";
     if (event instanceof SessionEntity.TaskFinished) return "task.finished";
     if (event instanceof SessionEntity.ApprovalRequested) return "approval.requested";

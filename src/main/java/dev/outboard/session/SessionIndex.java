@@ -39,6 +39,8 @@ public final class SessionIndex implements SessionObserver {
   private final Duration idempotencyTtl;
   /** Status webhooks, enqueued with the change they report; null where there are none. */
   private final Webhooks webhooks;
+  /** Daily usage totals per org; null where they are not kept. */
+  private final dev.outboard.store.UsageLedger ledger;
   private final Map<String, String> ownerCache =
       Collections.synchronizedMap(new LinkedHashMap<>(1024, 0.75f, true) {
         @Override
@@ -54,9 +56,19 @@ public final class SessionIndex implements SessionObserver {
   }
 
   public SessionIndex(Database db, Duration idempotencyTtl, Webhooks webhooks) {
+    this(db, idempotencyTtl, webhooks, null);
+  }
+
+  public SessionIndex(Database db, Duration idempotencyTtl, Webhooks webhooks, dev.outboard.store.UsageLedger usage) {
     this.db = db;
     this.idempotencyTtl = idempotencyTtl;
     this.webhooks = webhooks;
+    this.ledger = usage;
+  }
+
+  @Override
+  public void usage(String org, dev.outboard.model.Usage usage, Instant at) {
+    if (ledger != null) ledger.add(org, usage, at);
   }
 
   /**

@@ -22,4 +22,7 @@ public interface SessionObserver {
    * a wait's deadline moved): the list shows it, and no status webhook is owed.
    */
   default void detailsChanged(Summary summary, long seq) {}
+
+  /** A model answer of a session of {@code org} was recorded at {@code at}, costing {@code usage}. */
+  default void usage(String org, dev.outboard.model.Usage usage, java.time.Instant at) {}
 }

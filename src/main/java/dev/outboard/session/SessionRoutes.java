@@ -47,7 +47,10 @@ public final class SessionRoutes extends AllDirectives {
 
   /** The body of {@code POST /v1/sessions}. */
   public record CreateRequest(String prompt, String user, ModelSpec model, String system, Integer maxTurns,
-      Boolean keepOpen, JsonNode metadata, List<String> approvals) {}
+      Boolean keepOpen, JsonNode metadata, List<String> approvals, Budget budget) {}
+
+  /** The body of {@code POST /v1/sessions/{id}/budget}: the new limits (null: unchanged). */
+  public record BudgetRequest(Long maxTokens, Integer maxTurns) {}
 
   /** The body of {@code POST /v1/sessions/{id}/approvals}. */
   public record DecisionRequest(String toolUseId, String decision, String message) {}
@@ -99,6 +102,7 @@ public final class SessionRoutes extends AllDirectives {
             : awaitSettled(id, parseWait(wait.get()))))),
         path("messages", () -> post(() -> message(id))),
         path("approvals", () -> post(() -> decide(id))),
+        path("budget", () -> post(() -> raiseBudget(id))),
         path(PathMatchers.segment("events").slash(PathMatchers.segment()), name -> post(() -> event(id, name))),
         path("cancel", () -> post(() -> JsonSupport.noBody(() -> reply(ask(id, SessionEntity.Cancel::new), this::accepted)))),
         path("transcript", () -> get(() -> reply(ask(id, SessionEntity.GetTranscript::new), this::ok))),
@@ -125,7 +129,7 @@ public final class SessionRoutes extends AllDirectives {
       String id = newSessionId();
       Instant now = Instant.now();
       Summary provisional = new Summary(id, org, user, "running", 0,
-          new Summary.UsageView(0, 0, 0, 0), new Summary.SandboxView("none"), null, null, spec.metadata(), now, now, null, null, null, null);
+          new Summary.UsageView(0, 0, 0, 0), new Summary.SandboxView("none"), null, null, spec.metadata(), now, now, null, null, null, null, null, null);
       CompletionStage<Summary> created = index.register(provisional, idemKey.orElse(null))
           .thenCompose(owner -> entity(owner).<Summary>askWithStatus(
               r -> new SessionEntity.Create(org, user, spec, r), askTimeout));
@@ -160,7 +164,15 @@ public final class SessionRoutes extends AllDirectives {
       throw ApiError.badRequest("approvals: " + why);
     });
     List<String> approvals = req.approvals() == null ? List.of() : req.approvals().stream().map(String::trim).toList();
-    return new SessionSpec(req.prompt(), model, req.system(), maxTurns, Boolean.TRUE.equals(req.keepOpen()), metadata, approvals);
+    Budget budget = req.budget();
+    if (budget != null) {
+      if (budget.maxTurns() != null) throw ApiError.badRequest("budget.maxTurns: give maxTurns at the top level");
+      budget.problem("budget").ifPresent(why -> {
+        throw ApiError.badRequest(why);
+      });
+    }
+    return new SessionSpec(req.prompt(), model, req.system(), maxTurns, Boolean.TRUE.equals(req.keepOpen()), metadata, approvals,
+        null, 0, List.of(), budget);
   }
 
   private static String newSessionId() {
@@ -190,6 +202,19 @@ public final class SessionRoutes extends AllDirectives {
       }
       return reply(this.<Summary>ask(id, r -> new SessionEntity.Decide(req.toolUseId(), req.decision().equals("allow"),
           req.message(), r)), this::accepted);
+    });
+  }
+
+  private Route raiseBudget(String id) {
+    return JsonSupport.body(BudgetRequest.class, maxBody, req -> {
+      if (req.maxTokens() == null && req.maxTurns() == null) throw ApiError.badRequest("give maxTokens, maxTurns or both");
+      if (req.maxTurns() != null && req.maxTurns() > settings.maxMaxTurns()) {
+        throw ApiError.badRequest("maxTurns must be at most " + settings.maxMaxTurns());
+      }
+      new Budget(req.maxTokens(), req.maxTurns(), null).problem("").ifPresent(why -> {
+        throw ApiError.badRequest(why.substring(1));
+      });
+      return reply(this.<Summary>ask(id, r -> new SessionEntity.RaiseBudget(req.maxTokens(), req.maxTurns(), r)), this::accepted);
     });
   }
 

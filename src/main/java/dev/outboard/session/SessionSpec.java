@@ -18,7 +18,8 @@ public record SessionSpec(
     @JsonInclude(JsonInclude.Include.NON_EMPTY) List<String> approvals,
     @JsonInclude(JsonInclude.Include.NON_NULL) String parent,
     @JsonInclude(JsonInclude.Include.NON_DEFAULT) int depth,
-    @JsonInclude(JsonInclude.Include.NON_EMPTY) List<String> tools)
+    @JsonInclude(JsonInclude.Include.NON_EMPTY) List<String> tools,
+    @JsonInclude(JsonInclude.Include.NON_NULL) Budget budget)
     implements JsonSerializable {
 
   public SessionSpec {
@@ -32,7 +33,18 @@ public record SessionSpec(
 
   public SessionSpec(String prompt, ModelSpec model, String system, int maxTurns, boolean keepOpen, JsonNode metadata,
       List<String> approvals) {
-    this(prompt, model, system, maxTurns, keepOpen, metadata, approvals, null, 0, List.of());
+    this(prompt, model, system, maxTurns, keepOpen, metadata, approvals, null, 0, List.of(), null);
+  }
+
+  public SessionSpec(String prompt, ModelSpec model, String system, int maxTurns, boolean keepOpen, JsonNode metadata,
+      List<String> approvals, String parent, int depth, List<String> tools) {
+    this(prompt, model, system, maxTurns, keepOpen, metadata, approvals, parent, depth, tools, null);
+  }
+
+  /** The session's own budget: its token budget and action, and maxTurns. */
+  public Budget ownBudget() {
+    Budget b = budget == null ? Budget.NONE : budget;
+    return new Budget(b.maxTokens(), maxTurns, b.onExceeded());
   }
 
   /** True if this session may use tool {@code name}. */

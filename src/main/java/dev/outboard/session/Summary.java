@@ -23,13 +23,19 @@ public record Summary(
     @JsonInclude(JsonInclude.Include.NON_EMPTY) List<PendingApproval> pendingApprovals,
     @JsonInclude(JsonInclude.Include.NON_EMPTY) List<WaitView> waits,
     @JsonInclude(JsonInclude.Include.NON_NULL) String parent,
-    @JsonInclude(JsonInclude.Include.NON_EMPTY) List<ChildView> children)
+    @JsonInclude(JsonInclude.Include.NON_EMPTY) List<ChildView> children,
+    @JsonInclude(JsonInclude.Include.NON_NULL) BudgetView budget,
+    @JsonInclude(JsonInclude.Include.NON_EMPTY) List<Todo.Item> todo)
     implements JsonSerializable {
+
+  /** A session paused at its budget's {@code exceeded} limit ({@code tokens} or {@code turns}). */
+  public record BudgetView(String exceeded, long limit, long used) implements JsonSerializable {}
 
   public Summary {
     pendingApprovals = pendingApprovals == null ? List.of() : pendingApprovals;
     waits = waits == null ? List.of() : waits;
     children = children == null ? List.of() : children;
+    todo = todo == null ? List.of() : todo;
   }
 
   /** A subagent of this session: its session id, the task call it answers, and its status as last reported. */
@@ -68,7 +74,7 @@ public record Summary(
   public Summary withSandboxIsolation(String isolation) {
     if (isolation == null) return this;
     return new Summary(id, org, user, status, turns, usage, new SandboxView(sandbox.state(), sandbox.id(), isolation),
-        result, error, metadata, createdAt, updatedAt, pendingApprovals, waits, parent, children);
+        result, error, metadata, createdAt, updatedAt, pendingApprovals, waits, parent, children, budget, todo);
   }
 
   public record ErrorView(String code, String message) implements JsonSerializable {}

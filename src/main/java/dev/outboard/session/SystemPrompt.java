@@ -18,6 +18,11 @@ public final class SystemPrompt {
     sb.append("You are an agent working through tools. Your filesystem has these directories: ")
         .append(router.mounted().stream().map(SystemPrompt::describe).collect(Collectors.joining("; ")))
         .append(". Use absolute paths.");
+    if (router.isMounted(Namespace.SESSION)) {
+      sb.append(" For work of several steps, keep your plan as a checklist in ").append(Todo.PATH)
+          .append(" (one line per step: \"- [ ] step\", and \"- [x] step\" once done) and update it as you go;")
+          .append(" the people following this session see it.");
+    }
     if (orgSection != null && !orgSection.isBlank()) sb.append("\n\n").append(orgSection.strip());
     if (extra != null && !extra.isBlank()) sb.append("\n\n").append(extra);
     return sb.toString();

@@ -3,6 +3,7 @@ package dev.outboard.store;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.type.TypeReference;
 import dev.outboard.Json;
+import dev.outboard.session.Budget;
 import dev.outboard.tools.ApprovalPolicy;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
@@ -24,9 +25,12 @@ import java.util.concurrent.ConcurrentHashMap;
 public final class OrgPolicies {
   private static final TypeReference<List<String>> PATTERNS = new TypeReference<>() {};
 
-  public record Policy(boolean agentsMayWriteSkills, List<String> approvals) {}
+  public record Policy(boolean agentsMayWriteSkills, List<String> approvals, Budget budget) {}
 
-  private record Cached(ApprovalPolicy approvals, long expiresNanos) {}
+  /** What a session's next model call needs of its org's policy. */
+  public record ForSessions(ApprovalPolicy approvals, Budget budget) {}
+
+  private record Cached(ForSessions policy, long expiresNanos) {}
 
   private final Database db;
   private final long ttlNanos;
@@ -40,25 +44,34 @@ public final class OrgPolicies {
   /** The org's policy, or empty if there is no such org. */
   public CompletionStage<Optional<Policy>> get(String org) {
     return db.transact(c -> {
-      try (PreparedStatement ps = c.prepareStatement("SELECT agents_write_skills, approval_policy FROM orgs WHERE id = ?")) {
+      try (PreparedStatement ps = c.prepareStatement(
+          "SELECT agents_write_skills, approval_policy, budget_policy FROM orgs WHERE id = ?")) {
         ps.setString(1, org);
         try (ResultSet rs = ps.executeQuery()) {
-          return rs.next() ? Optional.of(new Policy(rs.getBoolean(1), patterns(rs.getString(2)))) : Optional.<Policy>empty();
+          return rs.next() ? Optional.of(new Policy(rs.getBoolean(1), patterns(rs.getString(2)), budget(rs.getString(3))))
+              : Optional.<Policy>empty();
         }
       }
     });
   }
 
-  /** Sets the parts given (null: unchanged); the policy after, or empty if there is no such org. */
-  public CompletionStage<Optional<Policy>> set(String org, Boolean agentsMayWriteSkills, List<String> approvals) {
+  /**
+   * Sets the parts given (null: unchanged; a budget without limits removes it); the policy after,
+   * or empty if there is no such org.
+   */
+  public CompletionStage<Optional<Policy>> set(String org, Boolean agentsMayWriteSkills, List<String> approvals, Budget budget) {
     return db.transact(c -> {
       try (PreparedStatement ps = c.prepareStatement(
           "UPDATE orgs SET agents_write_skills = COALESCE(?, agents_write_skills), "
-              + "approval_policy = COALESCE(?, approval_policy) WHERE id = ?")) {
+              + "approval_policy = COALESCE(?, approval_policy), "
+              + "budget_policy = CASE WHEN ? THEN ? ELSE budget_policy END WHERE id = ?")) {
         if (agentsMayWriteSkills == null) ps.setNull(1, java.sql.Types.BOOLEAN);
         else ps.setBoolean(1, agentsMayWriteSkills);
         ps.setString(2, approvals == null ? null : Json.MAPPER.writeValueAsString(approvals));
-        ps.setString(3, org);
+        boolean limits = budget != null && (budget.maxTokens() != null || budget.maxTurns() != null);
+        ps.setBoolean(3, budget != null);
+        ps.setString(4, limits ? Json.MAPPER.writeValueAsString(budget) : null);
+        ps.setString(5, org);
         return ps.executeUpdate() == 1;
       } catch (JsonProcessingException e) {
         throw new SQLException(e);
@@ -69,15 +82,24 @@ public final class OrgPolicies {
     });
   }
 
-  /** The org's approval patterns as a policy, for a session's next model call. */
-  public CompletionStage<ApprovalPolicy> approvals(String org) {
+  /** The org's approval patterns and budget, for a session's next model call. */
+  public CompletionStage<ForSessions> forSessions(String org) {
     Cached cached = cache.get(org);
-    if (cached != null && cached.expiresNanos() > System.nanoTime()) return CompletableFuture.completedFuture(cached.approvals());
+    if (cached != null && cached.expiresNanos() > System.nanoTime()) return CompletableFuture.completedFuture(cached.policy());
     return get(org).thenApply(policy -> {
-      ApprovalPolicy approvals = ApprovalPolicy.of(policy.map(Policy::approvals).orElse(List.of()));
-      cache.put(org, new Cached(approvals, System.nanoTime() + ttlNanos));
-      return approvals;
+      ForSessions p = new ForSessions(ApprovalPolicy.of(policy.map(Policy::approvals).orElse(List.of())),
+          policy.map(Policy::budget).orElse(Budget.NONE));
+      cache.put(org, new Cached(p, System.nanoTime() + ttlNanos));
+      return p;
     });
+  }
+
+  private static Budget budget(String json) throws SQLException {
+    try {
+      return json == null ? Budget.NONE : Json.MAPPER.readValue(json, Budget.class);
+    } catch (JsonProcessingException e) {
+      throw new SQLException("unreadable budget policy", e);
+    }
   }
 
   private static List<String> patterns(String json) throws SQLException {
