@@ -48,7 +48,9 @@ import org.junit.jupiter.api.Test;
  * </ul>
  *
  * <p>Two ways back, one per test. With remember-entities on (as configured) only the sessions list is
- * polled: sharding restarts the parent and the children by itself. With remember-entities off nothing
+ * polled: sharding restarts the parent and the children by itself (the parent's recovery asks its
+ * children again too; both reach them within milliseconds, and each session recovers exactly once,
+ * which the node's log shows). With remember-entities off nothing
  * restarts by itself (checked: no session recovers while only the list is polled); one GET of the
  * parent wakes it, and its recovery asks its children to start again (a {@code Create} to their
  * derived ids), which recovers them where they were. In both the periodic re-ask
