@@ -59,9 +59,6 @@ import org.junit.jupiter.api.Test;
  *       the sessions list is polled): with remember-entities as configured, and with
  *       remember-entities off, where only the durable wake-up ({@code session_index.wake_at},
  *       {@code WaitWakeups}) can bring the session back.
- *   <li>An event sent while the session's first turn is still running is kept ({@code queued}) and
- *       is the result of the later {@code wait} for it at once; one sent while the session waits
- *       resolves that wait.
  * </ul>
  *
  * <p>The approval test kills the node right after the writes it depends on: embedded H2 runs with
@@ -335,82 +332,6 @@ class ApprovalCrashRecoveryTest {
     assertThat(timedOutAt).as("when the wait timed out").isAfterOrEqualTo(deadline).isAfter(killedAt);
     assertThat(events.get(events.size() - 1).event()).isEqualTo("session.completed");
     assertThat(wakeAt(postgres, id)).as("session_index.wake_at once completed").isNull();
-  }
-
-  @Test
-  void anEventSentBeforeItsWaitIsKeptAndTakenAtOnce() throws Exception {
-    try (TestPostgres postgres = TestPostgres.create()) {
-      Path dataDir = Files.createTempDirectory("outboard-early-event-");
-      String adminToken = "event-admin-" + Long.toHexString(new SecureRandom().nextLong());
-      NodeProcess node = new NodeProcess("early-event-node", postgresEnv(postgres, adminToken, dataDir));
-      try (node) {
-        earlyEvent(node, adminToken);
-      } catch (AssertionError | Exception e) {
-        throw new AssertionError(e + "\n" + node.logTails(60), e);
-      } finally {
-        InProcessNode.deleteRecursively(dataDir);
-      }
-    }
-  }
-
-  private void earlyEvent(NodeProcess node, String adminToken) throws Exception {
-    node.start();
-    node.awaitReady(READY);
-    ApiClient api = new ApiClient(node.baseUrl(), new ApiClient(node.baseUrl(), adminToken).createOrgWithKey("events"));
-
-    String id = create(api, body("eva", false, List.of(
-        tools("slow", 3000, call("write", Map.of("path", "/session/a.txt", "content", "a"))),
-        tools("wait", 0, call("wait", Map.of("event", "ci.done", "timeoutSeconds", 30))),
-        tools("wait again", 0, call("wait", Map.of("event", "ci.again", "timeoutSeconds", 30))),
-        say("done"))));
-    long sent = System.nanoTime();
-    Response early = api.post("/v1/sessions/" + id + "/events/ci.done", Map.of("ok", true));
-    assertThat(early.status()).as(early.toString()).isEqualTo(202);
-    assertThat(early.json().path("name").asText()).isEqualTo("ci.done");
-    assertThat(early.json().path("queued").asBoolean()).as("queued: %s", early).isTrue();
-    assertThat(early.json().path("toolUseId").isNull()).as("toolUseId: %s", early).isTrue();
-    JsonNode first = api.get("/v1/sessions/" + id).json();
-    assertThat(first.path("turns").asInt()).as("turns when the event was sent (the first is still running): %s", first).isZero();
-    assertThat(first.path("status").asText()).isEqualTo("running");
-
-    // The first wait takes the kept event at once; the second waits until its event comes.
-    JsonNode waiting = await(api, id, s -> s.path("status").asText().equals("waiting") && s.path("turns").asInt() == 3,
-        WAIT, "waiting in turn 3");
-    assertThat(Duration.ofNanos(System.nanoTime() - sent)).as("time to the second wait").isLessThan(Duration.ofSeconds(20));
-    String secondWait = waiting.path("waits").get(0).path("toolUseId").asText();
-    assertThat(waiting.path("waits").get(0).path("event").asText()).isEqualTo("ci.again");
-    Response late = api.post("/v1/sessions/" + id + "/events/ci.again", Map.of("build", 42));
-    assertThat(late.status()).as(late.toString()).isEqualTo(202);
-    assertThat(late.json().path("queued").asBoolean()).as("queued: %s", late).isFalse();
-    assertThat(late.json().path("toolUseId").asText()).isEqualTo(secondWait);
-
-    JsonNode done = awaitStatus(api, id, "completed", WAIT);
-    assertThat(done.path("result").asText()).isEqualTo("done");
-    List<ToolCall> calls = toolCalls(api, id);
-    assertThat(calls).extracting(ToolCall::name).containsExactly("write", "wait", "wait");
-    assertThat(calls).extracting(ToolCall::results).containsExactly(1, 1, 1);
-    ToolCall taken = calls.get(1);
-    assertThat(taken.isError()).as(taken.content()).isFalse();
-    assertThat(Json.MAPPER.readTree(taken.content())).isEqualTo(Json.MAPPER.readTree("{\"ok\":true}"));
-    assertThat(calls.get(2).isError()).as(calls.get(2).content()).isFalse();
-    assertThat(Json.MAPPER.readTree(calls.get(2).content())).isEqualTo(Json.MAPPER.readTree("{\"build\":42}"));
-
-    List<SseEvent> events = api.events("/v1/sessions/" + id + "/events", WAIT, "Last-Event-ID", "0");
-    List<SseEvent> started = ofType(events, "wait.started", taken.id());
-    List<SseEvent> completed = ofType(events, "tool.completed", taken.id());
-    assertThat(started).hasSize(1);
-    assertThat(completed).hasSize(1);
-    // The kept event is the wait's result in the write that starts the wait.
-    assertThat(completed.get(0).json().path("at").asText()).isEqualTo(started.get(0).json().path("at").asText());
-    assertThat(completed.get(0).seq()).isEqualTo(started.get(0).seq() + 1);
-    List<SseEvent> received = events.stream().filter(e -> e.event().equals("event.received")).toList();
-    assertThat(received).hasSize(2);
-    assertThat(received.get(0).json().path("name").asText()).isEqualTo("ci.done");
-    assertThat(received.get(0).json().path("queued").asBoolean()).isTrue();
-    assertThat(received.get(0).seq()).isLessThan(started.get(0).seq());
-    assertThat(received.get(1).json().path("name").asText()).isEqualTo("ci.again");
-    assertThat(received.get(1).json().path("queued").asBoolean()).isFalse();
-    assertThat(received.get(1).json().path("toolUseId").asText()).isEqualTo(secondWait);
   }
 
   // ------------------------------------------------------------------ helpers
