@@ -51,6 +51,7 @@ public final class ScriptedModel implements ModelClient {
 
   @Override
   public CompletionStage<ModelResponse> complete(ModelRequest request) {
+    if (request.purpose() == ModelRequest.Purpose.SUMMARY) return CompletableFuture.completedFuture(summary(request));
     List<ScriptedTurn> script = request.model().script() == null ? List.of() : request.model().script();
     int index = request.turn() - 1;
     ModelResponse response = index < script.size() ? play(request, script.get(index)) : endOfScript();
@@ -72,6 +73,20 @@ public final class ScriptedModel implements ModelClient {
     ModelResponse.StopReason stop =
         turn.toolCalls().isEmpty() ? ModelResponse.StopReason.END_TURN : ModelResponse.StopReason.TOOL_USE;
     return new ModelResponse(content, stop, estimateUsage(request, content));
+  }
+
+  /** A compaction's summary: deterministic, naming how much it covers and how it began. */
+  private static ModelResponse summary(ModelRequest request) {
+    String text = request.messages().isEmpty() ? "" : textOf(request.messages().get(0).content());
+    String first = text.length() > 200 ? text.substring(0, 200) : text;
+    List<Block> content = List.of(new Block.Text("Summary (scripted) of the conversation so far: " + first));
+    return new ModelResponse(content, ModelResponse.StopReason.END_TURN, estimateUsage(request, content));
+  }
+
+  private static String textOf(List<Block> blocks) {
+    StringBuilder sb = new StringBuilder();
+    for (Block b : blocks) if (b instanceof Block.Text t) sb.append(t.text());
+    return sb.toString();
   }
 
   private static String prompt(ModelRequest request) {

@@ -27,6 +27,10 @@ public final class Metrics {
       Gauge.builder().name("outboard_sessions").help("Sessions whose entity is live on this node, by status")
           .labelNames("status").register(REGISTRY);
 
+  public static final Counter COMPACTIONS =
+      Counter.builder().name("outboard_compactions_total")
+          .help("Transcripts compacted: their older part replaced by a summary before a model call").register(REGISTRY);
+
   public static final Counter HANDOFFS =
       Counter.builder().name("outboard_handoffs_total")
           .help("Sessions this node stopped because sharding handed them off (rebalance or shutdown)").register(REGISTRY);

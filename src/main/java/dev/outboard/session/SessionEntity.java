@@ -188,6 +188,12 @@ public final class SessionEntity
     }
   }
 
+  /** The summary of {@code messages[0, replaced)} for the call of turn {@code turn} came back (compaction). */
+  private record Summarised(int turn, int replaced, String summary, Usage usage) implements Command {}
+
+  /** The summary call of turn {@code turn} failed: the turn goes on uncompacted. */
+  private record SummaryFailed(int turn, String reason) implements Command {}
+
   /** Nothing to do (the answer of an ask that needs no action). */
   private enum Nothing implements Command {
     INSTANCE
@@ -262,6 +268,14 @@ public final class SessionEntity
 
   /** New limits (null: unchanged), above what the session used; a paused session goes on. */
   public record BudgetRaised(Long maxTokens, Integer maxTurns, Instant at) implements Event {}
+
+  /**
+   * The transcript's first {@code replaced} messages are replaced by {@code summary} (the model's,
+   * costing {@code usage}); they stay in the journal, and as text in the session file
+   * {@code historyPath} ({@code history}, cut to the configured size).
+   */
+  public record TranscriptCompacted(int replaced, String summary, String historyPath, String history, Usage usage, Instant at)
+      implements Event {}
 
   /** Tool call {@code callId} waits for a person's decision (the session shows requires_action). */
   public record ApprovalRequested(int turn, String callId, String name, Instant at) implements Event {}
@@ -690,6 +704,8 @@ public final class SessionEntity
         .onCommand(WaitTimedOut.class, this::onWaitTimedOut)
         .onCommand(ChildFinished.class, this::onChildFinished)
         .onCommand(OverBudget.class, this::onOverBudget)
+        .onCommand(Summarised.class, this::onSummarised)
+        .onCommand(SummaryFailed.class, this::onSummaryFailed)
         .onCommand(RaiseBudget.class, this::onRaiseBudget)
         .onCommand(CheckChildren.class, (s, c) -> {
           askedChildren.clear();
@@ -749,6 +765,8 @@ public final class SessionEntity
         .onCommand(WaitTimedOut.class, (s, c) -> Effect().none().thenNoReply())
         .onCommand(ChildFinished.class, (s, c) -> Effect().none().thenNoReply())
         .onCommand(OverBudget.class, (s, c) -> Effect().none().thenNoReply())
+        .onCommand(Summarised.class, (s, c) -> Effect().none().thenNoReply())
+        .onCommand(SummaryFailed.class, (s, c) -> Effect().none().thenNoReply())
         .onCommand(RaiseBudget.class, (s, c) -> Effect().reply(c.replyTo(),
             StatusReply.error(s.status() == Status.NEW ? notFound() : finishedOrWaiting(s))))
         .onCommand(CheckChildren.class, (s, c) -> Effect().none().thenNoReply())
@@ -1020,8 +1038,10 @@ public final class SessionEntity
     CompletionStage<Progress> chain = CompletableFuture.completedFuture(new Progress(state.files(), new ArrayList<>()));
     for (Block.ToolUse use : calls) {
       chain = chain.thenCompose(p -> timedTool(use, () -> executeToolAsync(state, p.files(), use, handle)).thenApply(outcome -> {
-        p.completions().add(new ToolCallCompleted(turn, use.id(), outcome.content(), outcome.isError(), outcome.change(), Instant.now()));
-        return new Progress(outcome.change() == null ? p.files() : p.files().apply(outcome.change()), p.completions());
+        ToolCallCompleted done = offloaded(
+            new ToolCallCompleted(turn, use.id(), outcome.content(), outcome.isError(), outcome.change(), Instant.now()));
+        p.completions().add(done);
+        return new Progress(done.change() == null ? p.files() : p.files().apply(done.change()), p.completions());
       }));
     }
     ctx.pipeToSelf(chain, (p, error) -> {
@@ -1186,9 +1206,10 @@ public final class SessionEntity
     for (Block.ToolUse use : calls) {
       long started = System.nanoTime();
       SessionFiles.Outcome outcome = executeTool(files, use);
-      if (outcome.change() != null) files = files.apply(outcome.change());
+      ToolCallCompleted done = offloaded(new ToolCallCompleted(turn, use.id(), outcome.content(), outcome.isError(), outcome.change(), now));
+      if (done.change() != null) files = files.apply(done.change());
       recordToolCall(use, outcome, started);
-      completions.add(new ToolCallCompleted(turn, use.id(), outcome.content(), outcome.isError(), outcome.change(), now));
+      completions.add(done);
     }
     return completions;
   }
@@ -1403,6 +1424,11 @@ public final class SessionEntity
   private void callModel(State state) {
     int turn = state.turns() + 1;
     if (callInFlight == turn) return;
+    int cut = compactionCut(state, turn);
+    if (cut > 0) {
+      summarise(state, turn, cut);
+      return;
+    }
     callInFlight = turn;
     turnStartNanos = System.nanoTime();
     timedTurn = turn;
@@ -1440,6 +1466,140 @@ public final class SessionEntity
       if (cause instanceof ModelCallException m) return new ModelFailed(turn, m.code(), m.getMessage());
       return new ModelFailed(turn, "model_error", Secrets.redact(String.valueOf(cause.getMessage())));
     });
+  }
+
+  // ------------------------------------------------------------------ compaction
+
+  /** The user message that stands for the messages a compaction replaced. */
+  static String compactedHead(TranscriptCompacted e) {
+    return "[Summary of the conversation before this point (" + e.replaced() + " messages; the full text is in "
+        + e.historyPath() + ")]\n" + e.summary();
+  }
+
+  /**
+   * How many of the oldest messages to summarise before the call of {@code turn}: 0 when its input
+   * stays within the threshold of the model's context window, or there is too little to replace.
+   * The kept part starts at an answer of the model, so no tool result loses its call.
+   */
+  private int compactionCut(State state, int turn) {
+    SessionSettings.Compaction c = services.settings().compaction();
+    if (turn == summaryFailedTurn) return 0;
+    // The messages, the tool definitions, the session's system text and the harness's (about 2,000 characters).
+    long chars = 2_000 + (state.spec().system() == null ? 0 : state.spec().system().length());
+    for (dev.outboard.tools.ToolSpec t : tools(state)) chars += TOOL_CHARS.getOrDefault(t.name(), 0);
+    for (Message m : state.messages()) chars += charsOf(m.content());
+    long tokens = chars / c.charsPerToken();
+    if (tokens <= c.threshold() * c.window(state.spec().model().name())) return 0;
+    List<Message> messages = state.messages();
+    for (int cut = messages.size() - c.keepMessages(); cut >= 2; cut--) {
+      if (messages.get(cut).role().equals(Message.ASSISTANT)) return cut;
+    }
+    return 0;
+  }
+
+  /** Each tool's definition as sent: its description and input schema, in characters. */
+  private static final Map<String, Integer> TOOL_CHARS = ToolCatalog.ALL.stream().collect(java.util.stream.Collectors.toMap(
+      dev.outboard.tools.ToolSpec::name, t -> t.name().length() + t.description().length() + t.inputSchema().toString().length()));
+
+  private static long charsOf(List<Block> blocks) {
+    long n = 0;
+    for (Block b : blocks) {
+      if (b instanceof Block.Text t) n += t.text().length();
+      else if (b instanceof Block.ToolResult r) n += r.content().length();
+      else if (b instanceof Block.ToolUse u) n += u.name().length() + u.input().toString().length();
+    }
+    return n;
+  }
+
+  /** The turn whose summary call failed, so that it goes on without compaction (0: none). */
+  private int summaryFailedTurn;
+
+  /** Asks the model for a summary of {@code messages[0, cut)}; the answer comes back as {@link Summarised}. */
+  private void summarise(State state, int turn, int cut) {
+    callInFlight = turn;
+    ModelClient client = services.models().get(state.spec().model().provider()).orElse(null);
+    if (client == null) {
+      ctx.getSelf().tell(new SummaryFailed(turn, "no model client"));
+      return;
+    }
+    String older = render(state.messages().subList(0, cut), Integer.MAX_VALUE);
+    String system = "You compact the transcript of an agent session. Summarise the conversation below for the agent "
+        + "that continues it: the task, what was done and found, decisions and their reasons, open questions, "
+        + "files and paths that matter, and what remains to do. Be complete but brief; answer with the summary only.";
+    ModelRequest request = new ModelRequest(sessionId, turn, state.spec().model(), system, List.of(),
+        List.of(Message.user(List.of(new Block.Text(older)))), ModelRequest.Purpose.SUMMARY);
+    CompletionStage<ModelResponse> answer;
+    try {
+      answer = client.complete(request);
+    } catch (RuntimeException e) {
+      answer = CompletableFuture.failedFuture(e);
+    }
+    ctx.pipeToSelf(answer, (response, error) -> error == null
+        ? new Summarised(turn, cut, response.text(), response.usage())
+        : new SummaryFailed(turn, Secrets.redact(String.valueOf(error.getMessage()))));
+  }
+
+  /** The summary is in: record the compaction (the history file with it), then make the turn's call. */
+  private ReplyEffect<Event, State> onSummarised(State state, Summarised msg) {
+    callInFlight = 0;
+    if (msg.turn() != state.turns() + 1 || !state.readyForModel() || msg.replaced() >= state.messages().size()) {
+      return Effect().none().thenNoReply();
+    }
+    int part = (int) state.files().files().keySet().stream().filter(f -> f.startsWith(HISTORY_DIR)).count() + 1;
+    String path = String.format("%s%03d.md", HISTORY_DIR, part);
+    int max = services.settings().compaction().maxHistoryChars();
+    String history = render(state.messages().subList(0, msg.replaced()), max);
+    TranscriptCompacted compacted = new TranscriptCompacted(msg.replaced(), msg.summary().isBlank() ? "(no summary)" : msg.summary(),
+        path, history, msg.usage(), Instant.now());
+    Metrics.COMPACTIONS.inc();
+    return record(state, List.of(compacted), this::afterPersist).thenNoReply();
+  }
+
+  private ReplyEffect<Event, State> onSummaryFailed(State state, SummaryFailed msg) {
+    callInFlight = 0;
+    if (msg.turn() != state.turns() + 1 || !state.readyForModel()) return Effect().none().thenNoReply();
+    log.warn("session {}: the summary for compaction failed ({}); turn {} goes on without it", sessionId, msg.reason(), msg.turn());
+    summaryFailedTurn = msg.turn();
+    callModel(state);
+    return Effect().none().thenNoReply();
+  }
+
+  static final String HISTORY_DIR = "/session/history/";
+
+  /** Messages as plain text for a summary or a history file, cut to {@code max} characters. */
+  private static String render(List<Message> messages, int max) {
+    StringBuilder sb = new StringBuilder();
+    for (Message m : messages) {
+      sb.append("## ").append(m.role()).append('\n');
+      for (Block b : m.content()) {
+        if (b instanceof Block.Text t) sb.append(t.text()).append('\n');
+        else if (b instanceof Block.ToolUse u) sb.append("[tool call ").append(u.id()).append(": ").append(u.name()).append(' ')
+            .append(u.input()).append("]\n");
+        else if (b instanceof Block.ToolResult r) sb.append("[result of ").append(r.toolUseId()).append(r.isError() ? " (error)" : "")
+            .append("]\n").append(r.content()).append('\n');
+      }
+      sb.append('\n');
+      if (sb.length() > max) {
+        sb.setLength(Math.max(0, max - 200));
+        sb.append("\n[cut here: the rest of this part is in GET /v1/sessions/{id}/transcript?full=true]\n");
+        break;
+      }
+    }
+    return sb.toString();
+  }
+
+  /**
+   * A tool's result longer than compaction.max-tool-result-chars is stored whole as
+   * {@code /session/results/<call id>.txt}; the result the model sees is a pointer and a preview.
+   */
+  private ToolCallCompleted offloaded(ToolCallCompleted c) {
+    int max = services.settings().compaction().maxToolResultChars();
+    if (c.change() != null || c.content().length() <= max) return c;
+    String path = "/session/results/" + c.callId() + ".txt";
+    String preview = c.content().substring(0, Math.min(2_000, max));
+    String pointer = "[this result is " + c.content().length() + " characters; it is stored whole in " + path
+        + " (read it with offset and limit, or grep it); its beginning:]\n" + preview;
+    return new ToolCallCompleted(c.turn(), c.callId(), pointer, c.isError(), new SessionFiles.Change(path, c.content()), c.at());
   }
 
   /** The tools offered to the model: the session's subset, without {@code task} at the deepest level. */
@@ -1654,6 +1814,15 @@ public final class SessionEntity
           e.change() == null ? s.files() : s.files().apply(e.change()), s.usage(), s.result(), s.error(),
           s.createdAt(), at, s.sandbox(), s.holds().without(e.callId()), s.children(), s.budget());
       return open.isEmpty() ? flushResults(next) : next;
+    } else if (event instanceof TranscriptCompacted e) {
+      List<Message> kept = new ArrayList<>();
+      kept.add(Message.user(List.of(new Block.Text(compactedHead(e)))));
+      kept.addAll(s.messages().subList(Math.min(e.replaced(), s.messages().size()), s.messages().size()));
+      State next = new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), List.copyOf(kept),
+          s.openCalls(), s.results(), s.queued(), s.files().apply(new SessionFiles.Change(e.historyPath(), e.history())),
+          s.usage().plus(e.usage()), s.result(), s.error(), s.createdAt(), s.updatedAt(), s.sandbox(), s.holds(),
+          s.children(), s.budget());
+      return next;
     } else if (event instanceof BudgetExceeded e) {
       BudgetState b = s.budget();
       return s.with(new BudgetState(b.maxTokens(), b.maxTurns(), e.action().equals(Budget.PAUSE) ? e.kind() : null, e.limit(), e.used()));

@@ -62,6 +62,19 @@ public final class SessionEventStream {
     this.askTimeout = system.settings().config().getDuration("outboard.http.ask-timeout");
   }
 
+  /**
+   * The whole transcript, compactions undone: every message the session recorded, folded from its
+   * first event (compaction keeps the journal whole; snapshots hold the compacted state).
+   */
+  public CompletionStage<Transcript> fullTranscript(String sessionId) {
+    return journal.currentEventsByPersistenceId(persistenceId(sessionId), 0, Long.MAX_VALUE)
+        .runFold(State.empty(sessionId), (state, envelope) -> {
+          Event event = (Event) envelope.event();
+          return event instanceof SessionEntity.TranscriptCompacted ? state : SessionEntity.apply(state, event);
+        }, system)
+        .thenApply(State::transcript);
+  }
+
   /** The recorded events after {@code after} up to {@code to}: the stream of a finished session. */
   public Source<Item, NotUsed> recorded(String sessionId, long after, long to) {
     return replay(sessionId, after + 1, to);
@@ -222,6 +235,7 @@ public final class SessionEventStream {
     if (event instanceof SessionEntity.SessionCompleted) return "session.completed";
     if (event instanceof SessionEntity.SessionFailed) return "session.failed";
     if (event instanceof SessionEntity.SessionCancelled) return "session.cancelled";
+    if (event instanceof SessionEntity.TranscriptCompacted) return "transcript.compacted";
     if (event instanceof SessionEntity.BudgetExceeded) return "budget.exceeded";
     if (event instanceof SessionEntity.BudgetRaised) return "budget.raised";
     if (event instanceof SessionEntity.TaskStarted) return "task.started";
@@ -257,6 +271,8 @@ public final class SessionEventStream {
       node.set("toolUseId", node.remove("callId"));
       node.remove("allowed");
       node.put("decision", e.allowed() ? "allow" : "deny");
+    } else if (event instanceof SessionEntity.TranscriptCompacted) {
+      node.remove("history"); // it is in the session file historyPath, and the whole of it in the journal
     } else if (event instanceof SessionEntity.EventReceived) {
       node.remove("payload"); // it is the result of the wait that takes it (tool.completed)
     } else if (event instanceof SessionEntity.SessionWaiting) {

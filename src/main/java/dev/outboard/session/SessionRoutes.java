@@ -105,7 +105,11 @@ public final class SessionRoutes extends AllDirectives {
         path("budget", () -> post(() -> raiseBudget(id))),
         path(PathMatchers.segment("events").slash(PathMatchers.segment()), name -> post(() -> event(id, name))),
         path("cancel", () -> post(() -> JsonSupport.noBody(() -> reply(ask(id, SessionEntity.Cancel::new), this::accepted)))),
-        path("transcript", () -> get(() -> reply(ask(id, SessionEntity.GetTranscript::new), this::ok))),
+        path("transcript", () -> get(() -> parameterOptional("full", full -> {
+          if (full.isEmpty() || full.get().equals("false")) return reply(ask(id, SessionEntity.GetTranscript::new), this::ok);
+          if (!full.get().equals("true")) throw ApiError.badRequest("full must be true or false");
+          return reply(events.fullTranscript(id), this::ok);
+        }))),
         path("events", () -> get(() -> events(id))));
   }
 

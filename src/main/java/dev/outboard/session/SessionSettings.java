@@ -13,7 +13,35 @@ public record SessionSettings(
     Duration handoffGrace,
     Duration passivateFinishedAfter,
     Waits waits,
-    Subagents subagents) {
+    Subagents subagents,
+    Compaction compaction) {
+
+  /**
+   * The {@code outboard.compaction} settings: a model call whose input would pass
+   * {@code threshold} of its model's context window (tokens estimated as characters /
+   * {@code charsPerToken}) first has the older part summarised, keeping the newest
+   * {@code keepMessages} messages verbatim; a tool result longer than {@code maxToolResultChars}
+   * is stored as a {@code /session} file and the prompt gets a pointer and a preview; each
+   * compacted part is kept readable as a {@code /session/history} file of at most
+   * {@code maxHistoryChars}.
+   */
+  public record Compaction(double threshold, int keepMessages, long defaultContextWindow,
+      java.util.Map<String, Long> contextWindows, int charsPerToken, int maxToolResultChars, int maxHistoryChars) {
+    public static final Compaction DEFAULT =
+        new Compaction(0.75, 8, 200_000, java.util.Map.of(), 4, 50_000, 512 * 1024);
+
+    /** The context window of {@code model} (a model name; null: the provider's default model). */
+    public long window(String model) {
+      return model != null && contextWindows.containsKey(model) ? contextWindows.get(model) : defaultContextWindow;
+    }
+  }
+
+  public SessionSettings(Duration passivateAfter, int defaultMaxTurns, int maxMaxTurns, int snapshotEvery,
+      SessionFiles.Limits fileLimits, Duration handoffGrace, Duration passivateFinishedAfter, Waits waits,
+      Subagents subagents) {
+    this(passivateAfter, defaultMaxTurns, maxMaxTurns, snapshotEvery, fileLimits, handoffGrace, passivateFinishedAfter,
+        waits, subagents, Compaction.DEFAULT);
+  }
 
   /**
    * The {@code outboard.subagents} settings: how deep subagents may nest (a session at
@@ -67,6 +95,16 @@ public record SessionSettings(
         c.getDuration("passivate-finished-after"),
         new Waits(config.getDuration("outboard.waits.max-timeout"), config.getInt("outboard.waits.max-queued-events"),
             (int) Math.min(Integer.MAX_VALUE, config.getBytes("outboard.waits.max-payload-bytes"))),
-        new Subagents(config.getInt("outboard.subagents.max-depth"), config.getDuration("outboard.subagents.check-interval")));
+        new Subagents(config.getInt("outboard.subagents.max-depth"), config.getDuration("outboard.subagents.check-interval")),
+        compaction(config.getConfig("outboard.compaction")));
+  }
+
+  private static Compaction compaction(Config c) {
+    java.util.Map<String, Long> windows = new java.util.HashMap<>();
+    Config w = c.getConfig("context-windows");
+    for (String model : w.root().keySet()) windows.put(model, w.getLong("\"" + model + "\""));
+    return new Compaction(c.getDouble("threshold"), c.getInt("keep-messages"), c.getLong("default-context-window"),
+        java.util.Map.copyOf(windows), c.getInt("chars-per-token"), c.getInt("max-tool-result-chars"),
+        (int) Math.min(Integer.MAX_VALUE, c.getBytes("max-history-chars")));
   }
 }
