@@ -13,7 +13,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
-WAIT_SESSIONS=${WAIT_SESSIONS:-50}
+WAIT_SESSIONS=${WAIT_SESSIONS:-100}
 WAIT_WARMUP_SESSIONS=${WAIT_WARMUP_SESSIONS:-10}
 WAIT_BATCH=${WAIT_BATCH:-10}
 SUSPEND_AFTER=${SUSPEND_AFTER:-1s}
@@ -21,7 +21,7 @@ HIBERNATE_AFTER=${HIBERNATE_AFTER:-5s}
 PASSIVATE_AFTER=${PASSIVATE_AFTER:-2s}
 HEAP_SESSIONS=${HEAP_SESSIONS:-10000}
 HEAP_WARMUP_SESSIONS=${HEAP_WARMUP_SESSIONS:-500}
-HEAP_PASSIVATE_SECONDS=${HEAP_PASSIVATE_SECONDS:-240}
+HEAP_PASSIVATE_SECONDS=${HEAP_PASSIVATE_SECONDS:-180}
 
 readonly DB=outboard_bench_waits
 readonly WAIT_CLIENT=dev.outboard.loadtest.WaitBenchmark
@@ -272,6 +272,7 @@ main() {
         run_wait_client event-suspended event suspended
         run_wait_client event-passivated event passivated
         stop_service
+        mv "$SERVICE_LOG" "$WORK/service-latency.log" # the next start writes a new one
 
         # The heap on a fresh node and database, with sessions that stay in memory long enough.
         recreate_database >/dev/null
