@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 WAIT_SESSIONS=${WAIT_SESSIONS:-100}
-WAIT_WARMUP_SESSIONS=${WAIT_WARMUP_SESSIONS:-10}
+WAIT_WARMUP_SESSIONS=${WAIT_WARMUP_SESSIONS:-20}
 WAIT_BATCH=${WAIT_BATCH:-10}
 SUSPEND_AFTER=${SUSPEND_AFTER:-1s}
 HIBERNATE_AFTER=${HIBERNATE_AFTER:-5s}
@@ -25,6 +25,8 @@ HEAP_PASSIVATE_SECONDS=${HEAP_PASSIVATE_SECONDS:-180}
 
 readonly DB=outboard_bench_waits
 readonly WAIT_CLIENT=dev.outboard.loadtest.WaitBenchmark
+# Untimed sessions at the start of each timed run: the client's own JVM is new every run.
+readonly WAIT_UNTIMED=5
 # Finished sessions passivate at once, so that a passivated run finds only its own sessions live;
 # the entity gauge (outboard_entities) is sampled every second.
 readonly QUICK_OPTS="-Doutboard.session.passivate-finished-after=1s -Doutboard.metrics.shard-stats-interval=1s"
@@ -136,14 +138,29 @@ growth() {
 
 # ---- the runs -------------------------------------------------------------------------------
 
-# run_wait_client <name> <mode> <condition>: a WaitBenchmark latency run; output in $WORK/<name>.txt
+# run_wait_client <name> <mode> <condition> <sessions> <untimed>: a WaitBenchmark latency run;
+# output in $WORK/<name>.txt
 run_wait_client() {
-    local name=$1 mode=$2 condition=$3
-    log "Outboard $mode -> command, $condition: $WAIT_SESSIONS session(s) (after $WAIT_WARMUP_SESSIONS untimed)"
+    local name=$1 mode=$2 condition=$3 sessions=$4 untimed=$5
+    log "Outboard $name: $mode -> command, $condition: $sessions session(s) (after $untimed untimed)"
     run_client "$name" $((BENCH_TIMEOUT_SECONDS * 3 + 120)) \
         java -cp "$CLIENT_JAR" "$WAIT_CLIENT" --base "$BASE" --key "$API_KEY" --metrics "$METRICS_URL" \
-            --mode "$mode" --condition "$condition" --sessions "$WAIT_SESSIONS" \
-            --warmup-sessions "$WAIT_WARMUP_SESSIONS" --batch "$WAIT_BATCH" --timeout-seconds "$BENCH_TIMEOUT_SECONDS"
+            --mode "$mode" --condition "$condition" --sessions "$sessions" \
+            --warmup-sessions "$untimed" --batch "$WAIT_BATCH" --timeout-seconds "$BENCH_TIMEOUT_SECONDS"
+}
+
+# The four latency runs, after one untimed warm-up run of each kind first (WAIT_WARMUP_SESSIONS
+# sessions each; without it the runs that come first pay for the node's JIT).
+measure_latency() {
+    local run
+    if (( WAIT_WARMUP_SESSIONS > 0 )); then
+        for run in approval-suspended approval-passivated event-suspended event-passivated; do
+            run_wait_client "warmup-$run" "${run%-*}" "${run#*-}" "$WAIT_WARMUP_SESSIONS" 0
+        done
+    fi
+    for run in approval-suspended approval-passivated event-suspended event-passivated; do
+        run_wait_client "$run" "${run%-*}" "${run#*-}" "$WAIT_SESSIONS" "$WAIT_UNTIMED"
+    done
 }
 
 # client_said <line>: whether the background park client has printed <line>; dies if it is gone.
@@ -267,10 +284,7 @@ main() {
         start_service
         echo "  timers: suspend-after $SUSPEND_AFTER, hibernate-after $HIBERNATE_AFTER, passivate-after $PASSIVATE_AFTER"
         create_api_key
-        run_wait_client approval-suspended approval suspended
-        run_wait_client approval-passivated approval passivated
-        run_wait_client event-suspended event suspended
-        run_wait_client event-passivated event passivated
+        measure_latency
         stop_service
         mv "$SERVICE_LOG" "$WORK/service-latency.log" # the next start writes a new one
 
