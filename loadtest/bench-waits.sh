@@ -57,6 +57,7 @@ stop_sandbox_host() {
 # lib.sh's cleanup, with the sandbox host stopped after the service (and its log shown on failure).
 cleanup_waits() {
     local rc=$?
+    set +e # or `(exit "$rc")` below would end the trap before lib.sh's cleanup
     stop_service
     stop_sandbox_host
     if (( rc != 0 )) && [[ -s $SANDBOX_HOST_LOG ]]; then
