@@ -36,6 +36,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.LockSupport;
+import java.util.function.Consumer;
 import java.util.function.ToDoubleFunction;
 import java.util.regex.Pattern;
 
@@ -562,7 +563,7 @@ public final class WaitBenchmark {
         }
     }
 
-    private static void forAll(List<String> ids, java.util.function.Consumer<String> action, String what) {
+    private static void forAll(List<String> ids, Consumer<String> action, String what) {
         ExecutorService pool = Executors.newFixedThreadPool(Math.min(CREATORS, ids.size()), TurnBenchmark.daemonThreads());
         try {
             List<CompletableFuture<Void>> futures =
