@@ -483,6 +483,24 @@ public final class TurnBenchmark {
             requireStatus(response, 202, response.body());
         }
 
+        /** {@code GET path} (a path below the base, with its query); its JSON, unless it does not answer 200. */
+        JsonNode get(String path) {
+            HttpResponse<String> response = send(request(path).GET().build(), HttpResponse.BodyHandlers.ofString());
+            requireStatus(response, 200, response.body());
+            return parseJson(response.body());
+        }
+
+        /** {@code POST path} with a JSON body; the answer's JSON, unless its status is not {@code expected}. */
+        JsonNode post(String path, String body, int expected) {
+            HttpRequest request = request(path)
+                    .header("Content-Type", "application/json; charset=utf-8")
+                    .POST(HttpRequest.BodyPublishers.ofString(body))
+                    .build();
+            HttpResponse<String> response = send(request, HttpResponse.BodyHandlers.ofString());
+            requireStatus(response, expected, response.body());
+            return parseJson(response.body());
+        }
+
         <T> CompletableFuture<HttpResponse<T>> sendAsync(HttpRequest request, HttpResponse.BodyHandler<T> handler) {
             return http.sendAsync(request, handler);
         }
