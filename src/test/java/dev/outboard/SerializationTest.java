@@ -136,7 +136,12 @@ class SerializationTest {
             new SessionSpec("p", new ModelSpec("scripted", null, List.of(), List.of(new ModelSpec.ScriptedTurn("child", null, null))),
                 null, 5, false, Json.MAPPER.createObjectNode(), List.of("bash"), "s-3", 1, List.of("read", "ls")), T0),
         new SessionEntity.TaskStarted(2, "toolu_2_0", "s_0123", "find the bug", T1),
-        new SessionEntity.TaskFinished(2, "toolu_2_0", "s_0123", "completed", new Usage(10, 2, 0, 0), T1));
+        new SessionEntity.TaskFinished(2, "toolu_2_0", "s_0123", "completed", new Usage(10, 2, 0, 0), T1),
+        new SessionEntity.TranscriptCompacted(12, "the plan so far", "/session/history/001.md", "## user\nplan ☃\n",
+            new Usage(300, 40, 0, 0), T1),
+        new SessionEntity.BudgetExceeded("tokens", 50_000, 50_210, "pause", T1),
+        new SessionEntity.BudgetRaised(100_000L, null, T1),
+        new SessionEntity.BudgetRaised(null, 40, T1));
   }
 
   List<Command> commands() {
@@ -153,6 +158,7 @@ class SerializationTest {
         new SessionEntity.DeliverEvent("ci.finished", "{\"ok\":true}", acceptedProbe.ref()),
         SessionEntity.Wake.INSTANCE,
         new SessionEntity.ChildFinished("s_0123", richState().summary()),
+        new SessionEntity.RaiseBudget(100_000L, 40, summaryProbe.ref()),
         SessionEntity.Stop.INSTANCE);
   }
 
@@ -186,7 +192,11 @@ class SerializationTest {
         new SessionEntity.Holds(
             List.of(new SessionEntity.Approval("toolu_2_0", 2, "bash", T1)),
             List.of(new SessionEntity.Wait("toolu_2_1", 2, "ci.finished", 60, T1.plusSeconds(60))),
-            List.of(new SessionEntity.Inbound("deploy.done", "{\"env\":\"prod\"}", T1))));
+            List.of(new SessionEntity.Inbound("deploy.done", "{\"env\":\"prod\"}", T1)),
+            List.of(new SessionEntity.Task("toolu_2_2", 2, "s_0456"))),
+        List.of(new SessionEntity.Child("toolu_2_2", "s_0456", "find the bug", "running"),
+            new SessionEntity.Child("toolu_1_9", "s_0789", "read the logs", "completed")),
+        new SessionEntity.BudgetState(100_000L, 40, "tokens", 50_000, 50_210));
   }
 
   private Object roundTrip(Object original) {

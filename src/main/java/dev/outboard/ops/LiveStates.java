@@ -20,7 +20,7 @@ public final class LiveStates {
   }
 
   public static final LiveStates SESSIONS =
-      new LiveStates(Metrics.SESSIONS, Set.of("running", "waiting", "completed", "failed", "cancelled"));
+      new LiveStates(Metrics.SESSIONS, Set.of("running", "requires_action", "waiting", "completed", "failed", "cancelled"));
 
   public static final LiveStates SANDBOXES =
       new LiveStates(Metrics.SANDBOXES, Set.of("provisioning", "active", "suspended", "hibernated", "replacing"));

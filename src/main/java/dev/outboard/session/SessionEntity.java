@@ -524,7 +524,9 @@ public final class SessionEntity
           new Summary.UsageView(usage.inputTokens(), usage.outputTokens(), usage.cacheReadTokens(), usage.cacheWriteTokens()),
           sandbox == null ? new Summary.SandboxView("none") : new Summary.SandboxView(sandbox.state(), sandbox.id()), result, error,
           spec == null ? null : spec.metadata(), createdAt, updatedAt, pending, waitViews, spec == null ? null : spec.parent(),
-          children.stream().map(c -> new Summary.ChildView(c.sessionId(), c.toolUseId(), c.description(), c.status())).toList(),
+          // A cancelled session cancelled the children still running (their reports come after its end).
+          children.stream().map(c -> new Summary.ChildView(c.sessionId(), c.toolUseId(), c.description(),
+              status == Status.CANCELLED && c.status().equals("running") ? "cancelled" : c.status())).toList(),
           status == Status.RUNNING && budget.exceeded() != null
               ? new Summary.BudgetView(budget.exceeded(), budget.limit(), budget.used()) : null,
           Todo.parse(files.files().get(Todo.PATH)));
@@ -1552,7 +1554,10 @@ public final class SessionEntity
     TranscriptCompacted compacted = new TranscriptCompacted(msg.replaced(), msg.summary().isBlank() ? "(no summary)" : msg.summary(),
         path, history, msg.usage(), Instant.now());
     Metrics.COMPACTIONS.inc();
-    return record(state, List.of(compacted), this::afterPersist).thenNoReply();
+    return record(state, List.of(compacted), s -> {
+      services.observer().usage(s.org(), msg.usage(), compacted.at());
+      afterPersist(s);
+    }).thenNoReply();
   }
 
   private ReplyEffect<Event, State> onSummaryFailed(State state, SummaryFailed msg) {

@@ -141,6 +141,8 @@ class SubagentsTest {
     await(api, child, s -> s.path("status").asText().equals("running"), WAIT, "child running");
     assertThat(api.post("/v1/sessions/" + id + "/cancel", Map.of()).status()).isEqualTo(202);
     awaitStatus(api, child, "cancelled", WAIT);
-    assertThat(api.get("/v1/sessions/" + id).json().path("status").asText()).isEqualTo("cancelled");
+    JsonNode parent = api.get("/v1/sessions/" + id).json();
+    assertThat(parent.path("status").asText()).isEqualTo("cancelled");
+    assertThat(parent.path("children").get(0).path("status").asText()).isEqualTo("cancelled");
   }
 }
