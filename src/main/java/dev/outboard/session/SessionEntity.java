@@ -832,7 +832,7 @@ public final class SessionEntity
         afterPersist(s);
       }).thenNoReply();
     }
-    events.addAll(executeTools(fold(state, events).files(), msg.turn(), runNow, now));
+    events.addAll(executeTools(state.files(), msg.turn(), runNow, now)); // holds change no file
     if (calls.isEmpty() && response.stopReason() == ModelResponse.StopReason.MAX_TOKENS) {
       events.addAll(ending(fold(state, events),
           new SessionFailed("max_tokens", "the model's answer was cut off at its output token limit", now)));
@@ -855,7 +855,8 @@ public final class SessionEntity
     ApprovalPolicy policy = ApprovalPolicy.of(state.spec().approvals())
         .and(orgPolicy == null ? ApprovalPolicy.of(List.of("all")) : orgPolicy);
     int maxTimeout = (int) Math.min(Integer.MAX_VALUE, services.settings().waits().maxTimeout().toSeconds());
-    State s = fold(state, events);
+    // The kept events as the turn's waits take them (in the order WaitStarted's event handler does).
+    List<Inbound> inbox = state.holds().inbox().isEmpty() ? List.of() : new ArrayList<>(state.holds().inbox());
     List<Block.ToolUse> runNow = new ArrayList<>();
     for (Block.ToolUse use : calls) {
       ToolCall call = parsed(use).orElse(null);
@@ -865,8 +866,11 @@ public final class SessionEntity
             + String.join(", ", state.spec().tools()), true, null, now));
       } else if (call instanceof ToolCall.Wait w && w.timeoutSeconds() <= maxTimeout) {
         held.add(new WaitStarted(turn, use.id(), w.event(), w.timeoutSeconds(), now.plusSeconds(w.timeoutSeconds()), now));
-        Inbound kept = s.holds().kept(w.event());
-        if (kept != null) held.add(new ToolCallCompleted(turn, use.id(), kept.payload(), false, null, now));
+        Inbound kept = inbox.stream().filter(i -> i.name().equals(w.event())).findFirst().orElse(null);
+        if (kept != null) {
+          inbox.remove(kept);
+          held.add(new ToolCallCompleted(turn, use.id(), kept.payload(), false, null, now));
+        }
       } else if (call != null && policy.requires(use.name(), call)) {
         held.add(new ApprovalRequested(turn, use.id(), use.name(), now));
       } else if (call instanceof ToolCall.Task t && maySpawn(state)) {
@@ -876,7 +880,6 @@ public final class SessionEntity
         continue;
       }
       events.addAll(held);
-      s = fold(s, held);
     }
     return runNow;
   }
