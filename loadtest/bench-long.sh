@@ -22,6 +22,7 @@ NOSNAP_EVERY=${NOSNAP_EVERY:-100000}
 NOSNAP_CHECKPOINTS=${NOSNAP_CHECKPOINTS:-20,$TURNS}
 PASSIVATE_AFTER=${PASSIVATE_AFTER:-1s}
 CONTENT_BYTES=${CONTENT_BYTES:-300}
+SHORT_TURNS=${SHORT_TURNS:-${CHECKPOINTS%%,*}}
 
 readonly DB=outboard_bench_long
 readonly LONG_CLIENT=dev.outboard.loadtest.LongSessionBenchmark
@@ -31,14 +32,18 @@ readonly FLAT_GOAL=2.0
 source ./lib.sh
 
 readonly BASE_JAVA_OPTS=$OUTBOARD_JAVA_OPTS
-FIRST=${CHECKPOINTS%%,*}
+readonly FIRST=${CHECKPOINTS%%,*}
+[[ ,$CHECKPOINTS, == *,$TURNS, && ,$NOSNAP_CHECKPOINTS, == *,$TURNS, ]] \
+    || die "CHECKPOINTS and NOSNAP_CHECKPOINTS must end at TURNS ($TURNS)"
+[[ $SHORT_TURNS == 0 || ,$CHECKPOINTS, == *,$SHORT_TURNS,* ]] || die "SHORT_TURNS must be 0 or one of CHECKPOINTS"
 
 # ---- one long session -----------------------------------------------------------------------
 
-# run_long <name> <snapshot-every> <checkpoints>: the service on a fresh database with that
-# snapshot interval and a short passivation, the client, then the journal's figures (journal_stats).
+# run_long <name> <snapshot-every> <checkpoints> [<short-session turns>]: the service on a fresh
+# database with that snapshot interval and a short passivation, the client, then the journal's
+# figures (journal_stats).
 run_long() {
-    local name=$1 every=$2 checkpoints=$3
+    local name=$1 every=$2 checkpoints=$3 short=${4:-0}
     log "Outboard $name: one session of $TURNS turns, snapshot-every $every, wake-ups at turns $checkpoints"
     recreate_database >/dev/null
     OUTBOARD_JAVA_OPTS="$BASE_JAVA_OPTS -Doutboard.session.snapshot-every=$every"
@@ -51,6 +56,7 @@ run_long() {
             --management "$MANAGEMENT_BASE" --service-log "$SERVICE_LOG" --label "$name" \
             --turns "$TURNS" --checkpoints "$checkpoints" --repeats "$REPEATS" \
             --warmup-runs "$WARMUP_RUNS" --content-bytes "$CONTENT_BYTES" --snapshot-every "$every" \
+            --latency-file "$WORK/$name-turns.csv" --short-session "$short" \
             --timeout-seconds "$BENCH_TIMEOUT_SECONDS"
     journal_stats "$name" "$every" "$checkpoints"
     stop_service
@@ -175,6 +181,12 @@ print_summary() {
     printf '%-52s p50 %8.3f ms   others p50 %8.3f ms\n' "  turns in which a snapshot was taken" \
         "$(result snap snapshot_turn_p50_ms)" "$(result snap other_turn_p50_ms)"
     recovery_lines snap "$CHECKPOINTS"
+    if [[ $SHORT_TURNS != 0 ]]; then
+        printf '%-52s node p50 %8.3f ms  max %8.3f ms   GET p50 %8.3f ms  max %8.3f ms\n' \
+            "  the same, a session with a $SHORT_TURNS-turn script" \
+            "$(result snap small_node_ms)" "$(result snap small_node_max_ms)" \
+            "$(result snap small_get_ms)" "$(result snap small_get_max_ms)"
+    fi
     printf '  (node: the session actor'"'"'s start to the end of its recovery, outboard_session_recovery_seconds;\n'
     printf '   GET: the client'"'"'s GET /v1/sessions/{id} that woke it; p50 and max of %s each)\n' "$REPEATS"
     printf '%-52s %s events (%s per turn), %s bytes\n' "  journal of the session at turn $TURNS" \
@@ -201,6 +213,19 @@ print_summary() {
     read -r late_turn late_ms <<<"$late"
     flat=$(ratio "$late_ms" "$(result snap "rec${FIRST}_node_ms")")
     goal "recovery p50 at turn $late_turn / at turn $FIRST (snapshots)" "$flat" le "$FLAT_GOAL" "<= $FLAT_GOAL"
+    local script_ms short_ms flat_short="" flat_real=""
+    if [[ $SHORT_TURNS != 0 ]]; then
+        # What the long script adds to every recovery (its first event, and every snapshot), measured
+        # at turn SHORT_TURNS; taken off the late recovery too, for an estimate without the script.
+        short_ms=$(result snap small_node_ms)
+        script_ms=$(awk -v a="$(result snap "rec${SHORT_TURNS}_node_ms")" -v b="$short_ms" \
+            'BEGIN { printf "%.3f", (a > b ? a - b : 0) }')
+        flat_short=$(ratio "$late_ms" "$short_ms")
+        flat_real=$(ratio "$(awk -v a="$late_ms" -v b="$script_ms" 'BEGIN { printf "%.3f", a - b }')" "$short_ms")
+        printf '%-56s %8s  (for comparison)\n' "the same / a session with a $SHORT_TURNS-turn script" "$flat_short"
+        printf '%-56s %8s  (estimate; the script costs %s ms)\n' "the same, the long script's part left out" \
+            "$flat_real" "$script_ms"
+    fi
     if [[ $NOSNAP_EVERY != 0 ]]; then
         flat_off=$(ratio "$(result nosnap "rec${TURNS}_node_ms")" "$(result nosnap "rec${nosnap_first}_node_ms")")
         printf '%-56s %8s  (for comparison)\n' "the same at turn $TURNS, snapshot-every $NOSNAP_EVERY" "$flat_off"
@@ -218,6 +243,10 @@ print_summary() {
     done
     printf ' journal_bytes_per_turn=%s journal_events_per_turn=%s snapshot_bytes=%s recovery_ratio=%s' \
         "$(journal snap bytes_per_turn)" "$(journal snap events_per_turn)" "$(journal snap snapshot_latest_bytes)" "$flat"
+    if [[ $SHORT_TURNS != 0 ]]; then
+        printf ' short_node_ms=%s short_get_ms=%s short_ratio=%s script_ms=%s real_ratio_estimate=%s' \
+            "$short_ms" "$(result snap small_get_ms)" "$flat_short" "$script_ms" "$flat_real"
+    fi
     if [[ $NOSNAP_EVERY != 0 ]]; then
         for turn in ${NOSNAP_CHECKPOINTS//,/ }; do
             printf ' nosnap_rec%s_node_ms=%s nosnap_rec%s_get_ms=%s' "$turn" "$(result nosnap "rec${turn}_node_ms")" \
@@ -237,7 +266,7 @@ main() {
     build
     pgbench_baseline
     if [[ $PGBENCH_ONLY != 1 ]]; then
-        run_long snap "$SNAPSHOT_EVERY" "$CHECKPOINTS"
+        run_long snap "$SNAPSHOT_EVERY" "$CHECKPOINTS" "$SHORT_TURNS"
         [[ $NOSNAP_EVERY == 0 ]] || run_long nosnap "$NOSNAP_EVERY" "$NOSNAP_CHECKPOINTS"
     fi
     print_summary

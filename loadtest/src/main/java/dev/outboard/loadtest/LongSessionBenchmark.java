@@ -60,6 +60,10 @@ import java.util.stream.Collectors;
  * {@code --block} turns; the turns before which the transcript was compacted; and checks that no
  * tool call failed. {@code --warmup-runs} whole runs (with {@code --warmup-repeats} wake-ups per
  * checkpoint) come first, untimed, so that the JIT has compiled the turn and the recovery paths.
+ * With {@code --short-session N}, a last session plays only the script's first N turns (N a
+ * checkpoint) and is woken there {@code --repeats} times: the scripted model's script is part of
+ * the session's first event and of its snapshots (a real model's spec is a few hundred bytes), so
+ * this is recovery at turn N without the long script.
  *
  * <p>Prints a human summary and one {@code RESULT key=value ...} line, with the session's id and
  * the sequence number of its last {@code session.waiting} (for the journal's byte count). Exits 1
@@ -82,7 +86,8 @@ public final class LongSessionBenchmark {
                                         [--repeats N (5)] [--warmup-runs N (1)] [--warmup-repeats N (2)]
                                         [--content-bytes B (300)] [--files N (8)]
                                         [--window W (20)] [--block B (250)] [--snapshot-every N (0: unknown)]
-                                        [--label NAME (run)] [--timeout-seconds S (600)]""";
+                                        [--short-session TURNS (0: none)]
+                                        [--label NAME (run)] [--latency-file CSV] [--timeout-seconds S (600)]""";
 
     private LongSessionBenchmark() {
     }
@@ -98,18 +103,28 @@ public final class LongSessionBenchmark {
         api.warmUp();
         System.out.printf("Long session: %d turns, checkpoints %s, %d wake-up(s) each, against %s%n",
                 options.turns(), options.checkpoints(), options.repeats(), options.base());
-        String body = sessionRequest(options).toString();
+        String body = sessionRequest(options, options.turns(), options.checkpoints()).toString();
         System.out.printf("  create body %d bytes (the script: %d turns)%n", body.getBytes(StandardCharsets.UTF_8).length,
                 options.turns());
         for (int w = 1; w <= options.warmupRuns(); w++) {
             long start = System.nanoTime();
-            Run warm = runOnce(api, node, log, body, options, options.warmupRepeats());
+            Run warm = runOnce(api, node, log, body, options.checkpoints(), options.warmupRepeats(), options);
             System.out.printf(Locale.ROOT, "  warm-up run %d: session %s, %.1f s (not reported)%n", w, warm.id(),
                     (System.nanoTime() - start) / 1e9);
         }
         long start = System.nanoTime();
-        Run run = runOnce(api, node, log, body, options, options.repeats());
-        report(options, run, (System.nanoTime() - start) / 1e9);
+        Run run = runOnce(api, node, log, body, options.checkpoints(), options.repeats(), options);
+        double wallSeconds = (System.nanoTime() - start) / 1e9;
+        Checkpoint small = null;
+        if (options.smallTurns() > 0) {
+            // The same first turns with a script of only those: recovery without the long script in its first event.
+            int turns = options.smallTurns();
+            String smallBody = sessionRequest(options, turns, List.of(turns)).toString();
+            small = runOnce(api, node, log, smallBody, List.of(turns), options.repeats(), options).checkpoints().get(0);
+            System.out.printf("  short session: %d turns, create body %d bytes%n", turns,
+                    smallBody.getBytes(StandardCharsets.UTF_8).length);
+        }
+        report(options, run, small, wallSeconds);
         return 0;
     }
 
@@ -119,18 +134,18 @@ public final class LongSessionBenchmark {
      * The create body: a keepOpen session whose turn t plays a checkpoint's text (no tool calls:
      * the session waits) when t is a checkpoint, else the next step of the write / edit / read cycle.
      */
-    static ObjectNode sessionRequest(Options options) {
+    static ObjectNode sessionRequest(Options options, int turns, List<Integer> checkpointTurns) {
         ObjectNode request = JSON.createObjectNode();
         request.put("prompt", "bench: keep the deploy notes in /session up to date");
         request.put("keepOpen", true);
-        request.put("maxTurns", options.turns() + 10);
+        request.put("maxTurns", turns + 10);
         ObjectNode model = request.putObject("model");
         model.put("provider", "scripted");
         ArrayNode script = model.putArray("script");
-        Set<Integer> checkpoints = new TreeSet<>(options.checkpoints());
+        Set<Integer> checkpoints = new TreeSet<>(checkpointTurns);
         int step = 0;
         int lastWrite = 0;
-        for (int turn = 1; turn <= options.turns(); turn++) {
+        for (int turn = 1; turn <= turns; turn++) {
             ObjectNode entry = script.addObject();
             if (checkpoints.contains(turn)) {
                 entry.put("text", "Checkpoint at turn " + turn + ": the notes are up to date.");
@@ -210,12 +225,14 @@ public final class LongSessionBenchmark {
     record Run(String id, List<Checkpoint> checkpoints, List<SseEvent> events) {
     }
 
-    private static Run runOnce(OutboardApi api, NodeMetrics node, ServiceLog log, String body, Options options,
-                               int repeats) {
+    /** One session to the last of {@code checkpointTurns}, woken {@code repeats} times at each; then cancelled. */
+    private static Run runOnce(OutboardApi api, NodeMetrics node, ServiceLog log, String body,
+                               List<Integer> checkpointTurns, int repeats, Options options) {
         String id = api.createSession(body);
         List<Checkpoint> checkpoints = new ArrayList<>();
         long phaseStart = System.nanoTime();
-        for (int turn : options.checkpoints()) {
+        int lastTurn = checkpointTurns.get(checkpointTurns.size() - 1);
+        for (int turn : checkpointTurns) {
             awaitWaiting(api, id, turn, options.timeout());
             double runSeconds = (System.nanoTime() - phaseStart) / 1e9;
             List<Recovery> recoveries = new ArrayList<>();
@@ -223,7 +240,7 @@ public final class LongSessionBenchmark {
                 recoveries.add(wakeUp(api, node, log, id, turn, options.timeout()));
             }
             checkpoints.add(new Checkpoint(turn, runSeconds, recoveries));
-            if (turn != options.turns()) {
+            if (turn != lastTurn) {
                 phaseStart = System.nanoTime();
                 TurnBenchmark.await(api.sendMessage(id, "Go on after turn " + turn + "."),
                         System.nanoTime() + options.timeout().toNanos(), "the message after turn " + turn);
@@ -411,8 +428,11 @@ public final class LongSessionBenchmark {
 
     // ---- reporting ---------------------------------------------------------------------------
 
-    private static void report(Options options, Run run, double wallSeconds) {
+    private static void report(Options options, Run run, Checkpoint small, double wallSeconds) {
         Turns turns = turns(run.id(), run.events(), options);
+        if (options.latencyFile() != null) {
+            writeLatencies(options.latencyFile(), turns);
+        }
         int window = Math.min(options.window(), options.turns());
         int lastFrom = options.turns() - window + 1;
         LatencyStats first = turns.of(1, window);
@@ -462,6 +482,13 @@ public final class LongSessionBenchmark {
                     c.turn(), c.event(), node.p50(), node.max(), get.p50(), get.max(), node.count(),
                     c.recoveries().stream().map(r -> Long.toString(r.logMs())).collect(Collectors.joining(",")));
         }
+        if (small != null) {
+            System.out.printf(Locale.ROOT,
+                    "  at turn %4d       event %5d: node p50 %8.3f ms  max %8.3f ms   GET p50 %8.3f ms  max %8.3f ms"
+                            + "  (n=%d; a session whose script has only these %d turns)%n",
+                    small.turn(), small.event(), small.node().p50(), small.node().max(), small.get().p50(),
+                    small.get().max(), small.node().count(), small.turn());
+        }
         var result = new StringBuilder(String.format(Locale.ROOT,
                 "RESULT label=%s session=%s turns=%d last_seq=%d read_events=%d compactions=%d wall_s=%.1f "
                         + "busy_s=%.3f first_p50_ms=%.3f first_p99_ms=%.3f last_p50_ms=%.3f last_p99_ms=%.3f "
@@ -480,7 +507,31 @@ public final class LongSessionBenchmark {
                     c.recoveries().stream().mapToDouble(Recovery::nodeMs).min().orElseThrow(), c.turn(), node.max(),
                     c.turn(), get.p50(), c.turn(), get.max()));
         }
+        if (small != null) {
+            result.append(String.format(Locale.ROOT,
+                    " small_turns=%d small_event=%d small_node_ms=%.3f small_node_max_ms=%.3f small_get_ms=%.3f"
+                            + " small_get_max_ms=%.3f",
+                    small.turn(), small.event(), small.node().p50(), small.node().max(), small.get().p50(),
+                    small.get().max()));
+        }
         System.out.println(result);
+    }
+
+    /** {@code turn,latency_ms,snapshot,compaction} per turn (latency empty where left out). */
+    private static void writeLatencies(Path file, Turns turns) {
+        Set<Integer> compacted = Set.copyOf(turns.compactedBefore());
+        var csv = new StringBuilder("turn,latency_ms,snapshot,compaction\n");
+        for (int t = 1; t <= turns.latencyMs().length; t++) {
+            double ms = turns.latencyMs()[t - 1];
+            csv.append(t).append(',').append(Double.isNaN(ms) ? "" : String.format(Locale.ROOT, "%.3f", ms))
+                    .append(',').append(turns.snapshotted()[t - 1] ? 1 : 0).append(',')
+                    .append(compacted.contains(t) ? 1 : 0).append('\n');
+        }
+        try {
+            java.nio.file.Files.writeString(file, csv);
+        } catch (IOException e) {
+            throw new BenchmarkFailure("cannot write " + file + ": " + e);
+        }
     }
 
     private static String latencyText(Turns turns, int turn) {
@@ -610,12 +661,15 @@ public final class LongSessionBenchmark {
 
     record Options(URI base, String key, URI management, Path serviceLog, int turns, List<Integer> checkpoints,
                    int repeats, int warmupRuns, int warmupRepeats, int contentBytes, int files, int window,
-                   int block, int snapshotEvery, String label, Duration timeout) {
+                   int block, int snapshotEvery, int smallTurns, String label, Path latencyFile,
+                   Duration timeout) {
 
         static Options parse(String[] args) {
             Flags flags = Flags.parse(args, "Outboard long-session benchmark",
                     Set.of("--management", "--service-log", "--turns", "--checkpoints", "--repeats", "--warmup-runs",
-                            "--warmup-repeats", "--content-bytes", "--files", "--window", "--block", "--snapshot-every", "--label",
+                            "--warmup-repeats", "--content-bytes", "--files", "--window", "--block", "--snapshot-every",
+                            "--short-session", "--label",
+                            "--latency-file",
                             "--timeout-seconds"),
                     Set.of());
             String management = flags.string("--management", "");
@@ -632,7 +686,9 @@ public final class LongSessionBenchmark {
                     flags.positiveInt("--warmup-repeats", 2), flags.positiveInt("--content-bytes", 300),
                     flags.positiveInt("--files", 8), flags.positiveInt("--window", 20),
                     flags.positiveInt("--block", 250), flags.nonNegativeInt("--snapshot-every", 0),
+                    flags.nonNegativeInt("--short-session", 0),
                     flags.string("--label", "run"),
+                    flags.string("--latency-file", "").isEmpty() ? null : Path.of(flags.string("--latency-file", "")),
                     Duration.ofSeconds(flags.positiveInt("--timeout-seconds", 600)));
         }
 
