@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Shared parts of the Outboard benchmarks (bench-turns.sh, bench-memory.sh, bench-events.sh, bench-waits.sh):
+# Shared parts of the Outboard benchmarks (bench-turns.sh, bench-memory.sh, bench-events.sh, bench-waits.sh,
+# bench-long.sh):
 # PostgreSQL, the builds, a fresh database, the pgbench baseline, the service's start and stop, the
 # admin API key, the clients' runs and summary helpers. Only 127.0.0.1 is used.
 #
@@ -190,8 +191,8 @@ service_answers_401() {
     [[ $("${CURL[@]}" --max-time 2 -o /dev/null -w '%{http_code}' "$BASE/v1/sessions" 2>/dev/null) == 401 ]]
 }
 
-# Starts the service on $DB; sets BASE, METRICS_URL (the management port's /metrics), ADMIN_TOKEN
-# and SERVICE_PID.
+# Starts the service on $DB; sets BASE, MANAGEMENT_BASE (pekko-management), METRICS_URL (its
+# /metrics), ADMIN_TOKEN and SERVICE_PID.
 start_service() {
     local ports http_port management_port remote_port java_opts started=$SECONDS
     ports=$(free_ports)
@@ -200,7 +201,8 @@ start_service() {
     read -r -a java_opts <<<"$OUTBOARD_JAVA_OPTS"
     ADMIN_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
     BASE=http://127.0.0.1:$http_port
-    METRICS_URL=http://127.0.0.1:$management_port/metrics
+    MANAGEMENT_BASE=http://127.0.0.1:$management_port
+    METRICS_URL=$MANAGEMENT_BASE/metrics
     mkdir -p "$WORK/data"
 
     log "starting the service on $BASE (log: $SERVICE_LOG)"
