@@ -137,7 +137,7 @@ class SerializationTest {
                 null, 5, false, Json.MAPPER.createObjectNode(), List.of("bash"), "s-3", 1, List.of("read", "ls")), T0),
         new SessionEntity.TaskStarted(2, "toolu_2_0", "s_0123", "find the bug", T1),
         new SessionEntity.TaskFinished(2, "toolu_2_0", "s_0123", "completed", new Usage(10, 2, 0, 0), T1),
-        new SessionEntity.TranscriptCompacted(12, "the plan so far", "/session/history/001.md", "## user\nplan ☃\n",
+        new SessionEntity.TranscriptCompacted(12, "the plan so far ☃", "/session/history/001.md", 524_288,
             new Usage(300, 40, 0, 0), T1),
         new SessionEntity.BudgetExceeded("tokens", 50_000, 50_210, "pause", T1),
         new SessionEntity.BudgetRaised(100_000L, null, T1),

@@ -271,10 +271,11 @@ public final class SessionEntity
 
   /**
    * The transcript's first {@code replaced} messages are replaced by {@code summary} (the model's,
-   * costing {@code usage}); they stay in the journal, and as text in the session file
-   * {@code historyPath} ({@code history}, cut to the configured size).
+   * costing {@code usage}); they stay in the journal (their own events), and as text, at most
+   * {@code historyChars}, in the session file {@code historyPath}, rendered from them when this
+   * event is applied (so the journal does not hold them twice).
    */
-  public record TranscriptCompacted(int replaced, String summary, String historyPath, String history, Usage usage, Instant at)
+  public record TranscriptCompacted(int replaced, String summary, String historyPath, int historyChars, Usage usage, Instant at)
       implements Event {}
 
   /** Tool call {@code callId} waits for a person's decision (the session shows requires_action). */
@@ -1492,7 +1493,7 @@ public final class SessionEntity
     // The messages, the tool definitions, the session's system text and the harness's (about 2,000 characters).
     long chars = 2_000 + (state.spec().system() == null ? 0 : state.spec().system().length());
     for (dev.outboard.tools.ToolSpec t : tools(state)) chars += TOOL_CHARS.getOrDefault(t.name(), 0);
-    for (Message m : state.messages()) chars += charsOf(m.content());
+    chars += transcriptChars(state.messages());
     long tokens = chars / c.charsPerToken();
     if (tokens <= c.threshold() * c.window(state.spec().model().name())) return 0;
     List<Message> messages = state.messages();
@@ -1500,6 +1501,26 @@ public final class SessionEntity
       if (messages.get(cut).role().equals(Message.ASSISTANT)) return cut;
     }
     return 0;
+  }
+
+  /** The transcript that transcriptChars counted last, and its characters. */
+  private List<Message> counted = List.of();
+  private long countedChars;
+
+  /**
+   * The characters of {@code messages}. The transcript only grows between compactions, so when it
+   * starts and goes on with the messages counted last, only the ones appended since are counted
+   * (measuring it whole before every call made a long session's turns grow with its length).
+   */
+  private long transcriptChars(List<Message> messages) {
+    int n = counted.size();
+    boolean grown = n > 0 && n <= messages.size() && messages.get(0) == counted.get(0)
+        && messages.get(n - 1) == counted.get(n - 1);
+    long chars = grown ? countedChars : 0;
+    for (int i = grown ? n : 0; i < messages.size(); i++) chars += charsOf(messages.get(i).content());
+    counted = messages;
+    countedChars = chars;
+    return chars;
   }
 
   /** Each tool's definition as sent: its description and input schema, in characters. */
@@ -1552,10 +1573,8 @@ public final class SessionEntity
     }
     int part = (int) state.files().files().keySet().stream().filter(f -> f.startsWith(HISTORY_DIR)).count() + 1;
     String path = String.format("%s%03d.md", HISTORY_DIR, part);
-    int max = services.settings().compaction().maxHistoryChars();
-    String history = render(state.messages().subList(0, msg.replaced()), max);
     TranscriptCompacted compacted = new TranscriptCompacted(msg.replaced(), msg.summary().isBlank() ? "(no summary)" : msg.summary(),
-        path, history, msg.usage(), Instant.now());
+        path, services.settings().compaction().maxHistoryChars(), msg.usage(), Instant.now());
     Metrics.COMPACTIONS.inc();
     return record(state, List.of(compacted), s -> {
       services.observer().usage(s.org(), msg.usage(), compacted.at());
@@ -1826,8 +1845,9 @@ public final class SessionEntity
       List<Message> kept = new ArrayList<>();
       kept.add(Message.user(List.of(new Block.Text(compactedHead(e)))));
       kept.addAll(s.messages().subList(Math.min(e.replaced(), s.messages().size()), s.messages().size()));
+      String history = render(s.messages().subList(0, Math.min(e.replaced(), s.messages().size())), e.historyChars());
       State next = new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), List.copyOf(kept),
-          s.openCalls(), s.results(), s.queued(), s.files().apply(new SessionFiles.Change(e.historyPath(), e.history())),
+          s.openCalls(), s.results(), s.queued(), s.files().apply(new SessionFiles.Change(e.historyPath(), history)),
           s.usage().plus(e.usage()), s.result(), s.error(), s.createdAt(), s.updatedAt(), s.sandbox(), s.holds(),
           s.children(), s.budget());
       return next;

@@ -271,8 +271,6 @@ public final class SessionEventStream {
       node.set("toolUseId", node.remove("callId"));
       node.remove("allowed");
       node.put("decision", e.allowed() ? "allow" : "deny");
-    } else if (event instanceof SessionEntity.TranscriptCompacted) {
-      node.remove("history"); // it is in the session file historyPath, and the whole of it in the journal
     } else if (event instanceof SessionEntity.EventReceived) {
       node.remove("payload"); // it is the result of the wait that takes it (tool.completed)
     } else if (event instanceof SessionEntity.SessionWaiting) {
