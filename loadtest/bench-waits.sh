@@ -42,15 +42,7 @@ SANDBOX_HOST_PID=
 
 stop_sandbox_host() {
     [[ -n $SANDBOX_HOST_PID ]] || return 0
-    if kill -0 "$SANDBOX_HOST_PID" 2>/dev/null; then
-        kill -TERM "$SANDBOX_HOST_PID" 2>/dev/null || true
-        for _ in $(seq 1 30); do                       # up to 15 s for a clean shutdown
-            kill -0 "$SANDBOX_HOST_PID" 2>/dev/null || break
-            sleep 0.5
-        done
-        kill -KILL "$SANDBOX_HOST_PID" 2>/dev/null || true
-    fi
-    wait "$SANDBOX_HOST_PID" 2>/dev/null || true
+    terminate "$SANDBOX_HOST_PID"
     SANDBOX_HOST_PID=
 }
 

@@ -41,17 +41,23 @@ die() { printf '\nERROR: %s\n' "$*" >&2; exit 1; }
 
 # ---- lifecycle ------------------------------------------------------------------------------
 
-stop_service() {
-    [[ -n $SERVICE_PID ]] || return 0
-    if kill -0 "$SERVICE_PID" 2>/dev/null; then
-        kill -TERM "$SERVICE_PID" 2>/dev/null || true
-        for _ in $(seq 1 30); do                       # up to 15 s for a clean shutdown
-            kill -0 "$SERVICE_PID" 2>/dev/null || break
+# terminate <pid>: SIGTERM, up to 15 s for a clean shutdown, then SIGKILL; reaps it.
+terminate() {
+    local pid=$1
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 30); do
+            kill -0 "$pid" 2>/dev/null || break
             sleep 0.5
         done
-        kill -KILL "$SERVICE_PID" 2>/dev/null || true
+        kill -KILL "$pid" 2>/dev/null || true
     fi
-    wait "$SERVICE_PID" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+stop_service() {
+    [[ -n $SERVICE_PID ]] || return 0
+    terminate "$SERVICE_PID"
     SERVICE_PID=
 }
 

@@ -129,20 +129,7 @@ public final class OrgFileStore {
     });
   }
 
-  public CompletionStage<Boolean> agentsMayWriteSkills(String org) {
-    return db.transact(c -> agentsMayWriteSkills(c, org));
-  }
-
-  public CompletionStage<Boolean> setAgentsMayWriteSkills(String org, boolean allowed) {
-    return db.transact(c -> {
-      try (PreparedStatement ps = c.prepareStatement("UPDATE orgs SET agents_write_skills = ? WHERE id = ?")) {
-        ps.setBoolean(1, allowed);
-        ps.setString(2, org);
-        return ps.executeUpdate() == 1;
-      }
-    });
-  }
-
+  /** Read inside the write batch; the policy itself is set through {@code store.OrgPolicies}. */
   private static boolean agentsMayWriteSkills(Connection c, String org) throws SQLException {
     try (PreparedStatement ps = c.prepareStatement("SELECT agents_write_skills FROM orgs WHERE id = ?")) {
       ps.setString(1, org);

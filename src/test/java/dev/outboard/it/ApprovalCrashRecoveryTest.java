@@ -8,6 +8,7 @@ import static dev.outboard.testing.ScriptedSessions.create;
 import static dev.outboard.testing.ScriptedSessions.say;
 import static dev.outboard.testing.ScriptedSessions.toolCalls;
 import static dev.outboard.testing.ScriptedSessions.tools;
+import static dev.outboard.testing.ScriptedSessions.sleep;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.within;
 
@@ -423,14 +424,5 @@ class ApprovalCrashRecoveryTest {
 
   private static void log(String format, Object... args) {
     System.err.printf("[approval-crash-test] " + format + "%n", args);
-  }
-
-  private static void sleep(long millis) {
-    try {
-      Thread.sleep(millis);
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new IllegalStateException(e);
-    }
   }
 }

@@ -5,6 +5,7 @@ import static dev.outboard.testing.ScriptedSessions.create;
 import static dev.outboard.testing.ScriptedSessions.say;
 import static dev.outboard.testing.ScriptedSessions.toolCalls;
 import static dev.outboard.testing.ScriptedSessions.tools;
+import static dev.outboard.testing.ScriptedSessions.sleep;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
@@ -355,14 +356,5 @@ class SubagentCrashRecoveryTest {
 
   private static void log(String format, Object... args) {
     System.err.printf("[subagent-crash-test] " + format + "%n", args);
-  }
-
-  private static void sleep(long millis) {
-    try {
-      Thread.sleep(millis);
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new IllegalStateException(e);
-    }
   }
 }

@@ -60,6 +60,7 @@ class OrgFileStoreTest {
   private TestPostgres postgres;
   private ExecutorService blocking;
   private Database db;
+  private dev.outboard.store.OrgPolicies policies;
   private OrgFileStore store;
 
   /** Set when PostgreSQL is missing: every test then reports itself skipped. */
@@ -76,6 +77,7 @@ class OrgFileStoreTest {
     blocking = Executors.newFixedThreadPool(2);
     db = database(postgres);
     store = new OrgFileStore(db, CAP);
+    policies = new dev.outboard.store.OrgPolicies(db, java.time.Duration.ZERO);
   }
 
   @BeforeEach
@@ -294,7 +296,7 @@ class OrgFileStoreTest {
   @Test
   void agentsMayNotWriteSkillsUnlessTheOrgAllowsItButPeopleMay() {
     String org = newOrg();
-    assertThat(store.agentsMayWriteSkills(org).toCompletableFuture().join()).isFalse();
+    assertThat(policies.get(org).toCompletableFuture().join().orElseThrow().agentsMayWriteSkills()).isFalse();
 
     Origin agent = new Origin("alice", newSession(), "call-1");
     Outcome refused = one(org, new Write(SKILLS, "deploy/SKILL.md", "---\nname: deploy\n---\n", null), agent);
@@ -310,8 +312,8 @@ class OrgFileStoreTest {
     assertThat(person.ok()).as(person.toString()).isTrue();
     assertThat(person.version()).isEqualTo(1);
 
-    assertThat(store.setAgentsMayWriteSkills(org, true).toCompletableFuture().join()).isTrue();
-    assertThat(store.agentsMayWriteSkills(org).toCompletableFuture().join()).isTrue();
+    assertThat(policies.set(org, true, null, null).toCompletableFuture().join().isPresent()).isTrue();
+    assertThat(policies.get(org).toCompletableFuture().join().orElseThrow().agentsMayWriteSkills()).isTrue();
     Outcome allowed = one(org, new Edit(SKILLS, "deploy/SKILL.md", "by a person", "by an agent", false),
         new Origin("alice", agent.sessionId(), "call-4"));
     assertThat(allowed.ok()).as(allowed.toString()).isTrue();
@@ -319,11 +321,11 @@ class OrgFileStoreTest {
     assertThat(history(org, SKILLS, "deploy/SKILL.md")).extracting(VersionInfo::session)
         .containsExactly(null, agent.sessionId());
 
-    assertThat(store.setAgentsMayWriteSkills(org, false).toCompletableFuture().join()).isTrue();
+    assertThat(policies.set(org, false, null, null).toCompletableFuture().join().isPresent()).isTrue();
     assertFailed(one(org, new Delete(SKILLS, "deploy/SKILL.md", null), new Origin("alice", agent.sessionId(), "call-5")),
         "forbidden", "may not write /skills");
     assertThat(read(org, SKILLS, "deploy/SKILL.md")).isPresent();
-    assertThat(store.setAgentsMayWriteSkills("no-such-org", true).toCompletableFuture().join()).isFalse();
+    assertThat(policies.set("no-such-org", true, null, null).toCompletableFuture().join().isPresent()).isFalse();
   }
 
   // ------------------------------------------------------------------ idempotency
