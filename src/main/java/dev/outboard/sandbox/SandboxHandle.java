@@ -53,8 +53,21 @@ public final class SandboxHandle {
 
   public sealed interface Command {}
 
-  /** Runs one tool call on {@code /workspace} or {@code bash}; the answer goes to {@code replyTo}. */
-  public record Run(String callId, ToolCall call, int maxChars, ActorRef<Result> replyTo) implements Command {}
+  /**
+   * Runs one tool call on {@code /workspace} or {@code bash}; the answer goes to {@code replyTo}.
+   * {@code startBy} ({@link System#nanoTime()}; 0: no limit) is when the caller stops counting on
+   * it: a call not started by then is answered "did not run" and is never started later, so a
+   * caller that gave up never has it run behind its back.
+   */
+  public record Run(String callId, ToolCall call, int maxChars, ActorRef<Result> replyTo, long startBy) implements Command {
+    public Run(String callId, ToolCall call, int maxChars, ActorRef<Result> replyTo) {
+      this(callId, call, maxChars, replyTo, 0L);
+    }
+
+    boolean expired() {
+      return startBy != 0 && System.nanoTime() - startBy > 0;
+    }
+  }
 
   /**
    * The files under {@code /workspace} (with their text when {@code contents}), for a {@code glob}
@@ -96,6 +109,9 @@ public final class SandboxHandle {
 
   private record HealthChecked(String sandboxId, long generation, Throwable error) implements Command {}
 
+  /** Asks the host again for the call at the head of the queue (it did not answer). */
+  private record Retry(long generation) implements Command {}
+
   /** What a call answers on a host without bubblewrap. */
   public static final String BWRAP_MISSING = "bubblewrap (bwrap) is not installed; install the package 'bubblewrap'";
 
@@ -104,12 +120,21 @@ public final class SandboxHandle {
 
   /**
    * Limits, idle times and the health-check interval of sandboxes ({@code outboard.sandbox});
-   * a zero {@code healthCheckEvery} turns the checks off.
+   * a zero {@code healthCheckEvery} turns the checks off. A call waits at most {@code startTimeout}
+   * for its sandbox before it starts; once started, its answer comes within its command's timeout
+   * plus {@code answerMargin} ({@link #answerWithin}); a host that does not answer is asked again
+   * every {@code retryEvery} until the call's start deadline; at most {@code maxPending} calls wait.
    */
-  public record Settings(Limits limits, Duration suspendAfter, Duration hibernateAfter, Duration healthCheckEvery) {
+  public record Settings(Limits limits, Duration suspendAfter, Duration hibernateAfter, Duration healthCheckEvery,
+      Duration startTimeout, Duration answerMargin, Duration retryEvery, int maxPending) {
     /** Without health checks. */
     public Settings(Limits limits, Duration suspendAfter, Duration hibernateAfter) {
       this(limits, suspendAfter, hibernateAfter, Duration.ZERO);
+    }
+
+    public Settings(Limits limits, Duration suspendAfter, Duration hibernateAfter, Duration healthCheckEvery) {
+      this(limits, suspendAfter, hibernateAfter, healthCheckEvery, Duration.ofMinutes(2), Duration.ofSeconds(90),
+          Duration.ofSeconds(2), 16);
     }
 
     public static Settings from(Config config) {
@@ -117,7 +142,18 @@ public final class SandboxHandle {
       Limits limits = new Limits(c.getBytes("memory"), c.getInt("max-processes"), c.getDuration("cpu-time"),
           c.getBytes("max-output-bytes"), c.getDuration("command-timeout"));
       return new Settings(limits, c.getDuration("suspend-after"), c.getDuration("hibernate-after"),
-          c.getDuration("health-check-interval"));
+          c.getDuration("health-check-interval"), c.getDuration("call-start-timeout"), c.getDuration("call-answer-margin"),
+          c.getDuration("unreachable-retry-interval"), c.getInt("max-pending-calls"));
+    }
+
+    /**
+     * How long a caller waits for the answer to a call whose command may run for {@code command}:
+     * the start deadline, the command, and the margin (the host's answer, a kill's grace, a
+     * replacement). The handle answers before that; a caller that still times out must say the
+     * command may have run, and the handle never starts it afterwards.
+     */
+    public Duration answerWithin(Duration command) {
+      return startTimeout.plus(command).plus(answerMargin);
     }
   }
 
@@ -154,6 +190,10 @@ public final class SandboxHandle {
   private boolean checking;
   /** Told with the next answer: the sandbox was replaced since the last one. */
   private String replacedNote;
+  /** Where the last replacement's workspace came from (null: no replacement yet). */
+  private Restored restoredAs;
+  /** Why the host did not answer the call at the head, the last time. */
+  private String lastUnreachable;
   /** Replacements for the call at the head of the queue (a sandbox that dies at once every time). */
   private int replacements;
   /** A sandbox being created, so that one the handle stops meanwhile does not outlive it. */
@@ -202,6 +242,7 @@ public final class SandboxHandle {
         .onMessage(HealthTick.class, t -> onHealthTick())
         .onMessage(Collect.class, this::onCollect)
         .onMessage(HealthChecked.class, this::onHealthChecked)
+        .onMessage(Retry.class, this::onRetry)
         .onMessage(Destroy.class, m -> onDestroy())
         .onSignal(PostStop.class, s -> onStopped())
         .build();
@@ -210,13 +251,40 @@ public final class SandboxHandle {
   // ---------------------------------------------------------------- handlers
 
   private Behavior<Command> onRun(Run run) {
+    dropExpired();
+    if (pending.size() >= settings.maxPending()) {
+      run.replyTo().tell(new Result("did not run: " + pending.size() + " calls are already waiting for this session's "
+          + "sandbox (outboard.sandbox.max-pending-calls); try again once they are answered", true));
+      return Behaviors.same();
+    }
     pending.add(run);
     next();
     return Behaviors.same();
   }
 
+  /** Answers the waiting calls (not the one running) whose callers no longer count on them. */
+  private void dropExpired() {
+    java.util.Iterator<Run> it = pending.iterator();
+    if (busy && it.hasNext()) it.next(); // the head is in progress
+    while (it.hasNext()) {
+      Run r = it.next();
+      if (r.expired()) {
+        it.remove();
+        r.replyTo().tell(notStarted());
+      }
+    }
+  }
+
+  private Result notStarted() {
+    return new Result("did not run: the sandbox was not ready for it within " + settings.startTimeout().toSeconds()
+        + " s (outboard.sandbox.call-start-timeout); it will not run", true);
+  }
+
   private void next() {
-    if (busy || pending.isEmpty()) return;
+    if (busy) return;
+    dropExpired();
+    while (!pending.isEmpty() && pending.peek().expired()) pending.poll().replyTo().tell(notStarted());
+    if (pending.isEmpty()) return;
     busy = true;
     generation++;
     if (sandboxId == null) {
@@ -353,18 +421,50 @@ public final class SandboxHandle {
     lost = false;
     changed("active", old);
     startHealthChecks();
-    if (p.replacing() && !p.retry()) {
+    // A command that may have run is asked again only of a salvaged workspace: its execution
+    // records say whether it ran (its result), was cut off (interrupted) or never started (it runs).
+    if (p.replacing() && run != null && run.expired() && p.restored() == Restored.SALVAGED && !p.retry()) {
+      // Too late to ask the records (that could start it): it may have run.
+      replacedNote = null;
+      finish(new Result(LOST + p.restored().sentence, true));
+      return Behaviors.same();
+    }
+    if (p.replacing() && !p.retry() && p.restored() != Restored.SALVAGED) {
       replacedNote = null; // the answer says so itself
       finish(new Result(LOST + p.restored().sentence, true));
       return Behaviors.same();
     }
-    if (p.replacing()) replacedNote = "[the sandbox was lost and replaced" + p.restored().sentence + "]";
+    if (p.replacing()) {
+      restoredAs = p.restored();
+      replacedNote = "[the sandbox was lost and replaced" + p.restored().sentence + "]";
+    }
     if (run == null) {
       finish(null); // a health check's replacement, with no call waiting
+    } else if (run.expired()) {
+      finish(notStarted());
     } else {
       runOp(run);
     }
     return Behaviors.same();
+  }
+
+  private Behavior<Command> onRetry(Retry r) {
+    Run run = pending.peek();
+    if (r.generation() != generation || run == null || !busy) return Behaviors.same();
+    if (run.expired()) {
+      finish(unreachable(run, lastUnreachable));
+    } else {
+      runOp(run);
+    }
+    return Behaviors.same();
+  }
+
+  /** The answer when the sandbox's host stopped answering during the call. */
+  private static Result unreachable(Run run, String why) {
+    if (run.call() instanceof ToolCall.Bash) {
+      return new Result("interrupted: the sandbox could not be reached (" + why + "); the command may or may not have run", true);
+    }
+    return new Result("the sandbox could not be reached (" + why + "); it may or may not have taken effect", true);
   }
 
   private void runOp(Run run) {
@@ -384,12 +484,25 @@ public final class SandboxHandle {
       return Behaviors.same();
     }
     Throwable cause = cause(d.error());
+    if (cause instanceof SandboxProvider.CommandInterruptedException) {
+      replacedNote = null; // the answer says so itself
+      finish(new Result(LOST + (restoredAs == null ? "" : restoredAs.sentence), true));
+      return Behaviors.same();
+    }
     if (cause instanceof SandboxGoneException gone && !gone.confirmed()) {
-      // Its host did not answer: the sandbox may be fine, so it is kept; the call fails.
+      // Its host did not answer: the sandbox may be fine, so it is kept. A call that is safe to
+      // repeat (a command by its execution id, which the host runs once; a file operation other
+      // than edit) is asked again until its start deadline; then, or for an edit, the call fails.
+      lastUnreachable = cause.getMessage();
+      boolean repeatable = !(d.run().call() instanceof ToolCall.Edit);
+      if (repeatable && d.run().startBy() != 0 && !d.run().expired()) {
+        ctx.getLog().info("sandbox {} could not be reached ({}); asking again in {}", sandboxId, cause.getMessage(),
+            settings.retryEvery());
+        timers.startSingleTimer("retry", new Retry(generation), settings.retryEvery());
+        return Behaviors.same();
+      }
       ctx.getLog().warn("sandbox {} could not be reached: {}", sandboxId, cause.getMessage());
-      boolean bash = d.run().call() instanceof ToolCall.Bash;
-      finish(new Result("the sandbox could not be reached (" + cause.getMessage() + ")"
-          + (bash ? "; the command may or may not have run" : "; it may or may not have taken effect"), true));
+      finish(unreachable(d.run(), cause.getMessage()));
       return Behaviors.same();
     }
     if (cause instanceof SandboxGoneException && ++replacements > MAX_REPLACEMENTS_PER_CALL) {

@@ -46,7 +46,8 @@ public interface SandboxProvider extends AutoCloseable {
   /**
    * Runs {@code command} in the sandbox's shell (cwd and exported variables persist between calls).
    * {@code executionId} makes the call idempotent: asking again with the same id returns the first
-   * run's result instead of running it twice.
+   * run's result instead of running it twice, also in a sandbox created from this one's salvaged
+   * workspace; one whose first run was cut off answers {@link CommandInterruptedException}.
    */
   CompletionStage<ExecResult> exec(String sandboxId, String executionId, String command, Duration timeout);
 
@@ -78,6 +79,17 @@ public interface SandboxProvider extends AutoCloseable {
 
   /** The sandbox's state; a health check: a sandbox whose processes died answers it is gone. */
   CompletionStage<State> state(String sandboxId);
+
+  /**
+   * An earlier run of this execution id was cut off: the sandbox (or its host, or the service
+   * around it) died while the command ran, so it may have run in part. Answered instead of running
+   * it again; the execution record in the workspace ({@code .outboard/exec}) says so.
+   */
+  final class CommandInterruptedException extends RuntimeException {
+    public CommandInterruptedException(String sandboxId) {
+      super("an earlier run of this command in sandbox " + sandboxId + " was cut off when its sandbox was lost", null, false, false);
+    }
+  }
 
   /**
    * The sandbox is gone: its processes died, its host restarted, or it was destroyed. Two facts

@@ -1086,7 +1086,8 @@ public final class SessionEntity
         org ? orgFiles.everything(state.org()) : CompletableFuture.completedFuture(Map.<String, String>of());
     CompletionStage<SandboxHandle.Collected> workspacePart = handle != null && searchesWorkspace(state, call)
         ? AskPattern.<SandboxHandle.Command, SandboxHandle.Collected>ask(handle,
-            replyTo -> new SandboxHandle.Collect(call instanceof ToolCall.Grep, replyTo), Duration.ofMinutes(1), scheduler)
+            replyTo -> new SandboxHandle.Collect(call instanceof ToolCall.Grep, replyTo),
+            services.sandboxSettings().answerMargin(), scheduler)
             .exceptionally(e -> new SandboxHandle.Collected(new java.util.TreeMap<>(), "it did not answer in time"))
         : CompletableFuture.completedFuture(null);
     return orgPart.thenCombine(workspacePart, (orgFilesFound, workspace) -> {
@@ -1111,18 +1112,26 @@ public final class SessionEntity
     });
   }
 
-  /** Asks the sandbox child to run {@code call}; thread-safe (runs inside the tool chain). */
+  /**
+   * Asks the sandbox child to run {@code call}; thread-safe (runs inside the tool chain). The child
+   * starts it only within {@code call-start-timeout} and answers within {@link
+   * SandboxHandle.Settings#answerWithin}; should that wait still run out, the call may be running,
+   * so the result says so, and the child never starts it later.
+   */
   private CompletionStage<SessionFiles.Outcome> inSandbox(
       ActorRef<SandboxHandle.Command> handle, String callId, ToolCall call, int maxChars) {
+    SandboxHandle.Settings settings = services.sandboxSettings();
     Duration command = call instanceof ToolCall.Bash b && b.timeoutMs() != null
-        ? Duration.ofMillis(b.timeoutMs()) : services.sandboxSettings().limits().defaultTimeout();
-    // Room for provisioning, a resume from hibernation or a replacement on top of the command itself.
-    Duration timeout = command.plus(Duration.ofMinutes(2));
+        ? Duration.ofMillis(b.timeoutMs()) : settings.limits().defaultTimeout();
+    Duration timeout = settings.answerWithin(command);
+    long startBy = System.nanoTime() + settings.startTimeout().toNanos();
     return AskPattern.<SandboxHandle.Command, SandboxHandle.Result>ask(handle,
-            replyTo -> new SandboxHandle.Run(callId, call, maxChars, replyTo), timeout, scheduler)
+            replyTo -> new SandboxHandle.Run(callId, call, maxChars, replyTo, startBy), timeout, scheduler)
         .handle((r, e) -> e == null
             ? new SessionFiles.Outcome(r.content(), r.isError(), null)
-            : new SessionFiles.Outcome("the sandbox did not answer within " + timeout.toSeconds() + " s", true, null));
+            : new SessionFiles.Outcome("interrupted: the sandbox did not answer within " + timeout.toSeconds() + " s; "
+                + (call instanceof ToolCall.Bash ? "the command may or may not have run" : "it may or may not have taken effect"),
+                true, null));
   }
 
   /** The sandbox child; spawned on first use, knowing the sandbox the session recorded (if any). */

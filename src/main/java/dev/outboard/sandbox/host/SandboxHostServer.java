@@ -57,7 +57,8 @@ import org.slf4j.LoggerFactory;
  * </pre>
  *
  * Errors are {@code {"error": {"code", "message"}}}: a gone sandbox → 410 {@code gone}, or
- * {@code gone_before_command} when an exec's command surely never ran; bad input
+ * {@code gone_before_command} when an exec's command surely never ran; an exec whose earlier run
+ * (same execution id) was cut off → 409 {@code interrupted}; bad input
  * (JSON, a missing parameter, a path outside /workspace, a missing file, ...) → 400; a wrong or
  * missing token → 401; the provider failing otherwise (e.g. bwrap cannot start) → 500
  * {@code sandbox_error} with its message.
@@ -70,6 +71,8 @@ public final class SandboxHostServer extends AllDirectives {
   static final Duration EXEC_MARGIN = Duration.ofSeconds(60);
   /** The 410 error code when the command surely never ran (plain {@code gone}: it may have). */
   public static final String GONE_BEFORE_COMMAND = "gone_before_command";
+  /** The 409 error code of an exec whose earlier run with the same execution id was cut off. */
+  public static final String INTERRUPTED = "interrupted";
 
   // ---- the wire format (shared with RemoteSandboxProvider) ----------------------------------
 
@@ -247,6 +250,9 @@ public final class SandboxHostServer extends AllDirectives {
     String message = Secrets.redact(e.getMessage() == null ? e.toString() : e.getMessage());
     if (e instanceof SandboxGoneException gone) {
       return ApiError.response(StatusCodes.GONE, gone.commandMayHaveRun() ? "gone" : GONE_BEFORE_COMMAND, message);
+    }
+    if (e instanceof SandboxProvider.CommandInterruptedException) {
+      return ApiError.response(StatusCodes.CONFLICT, INTERRUPTED, message);
     }
     if (e instanceof ApiError api) return api.toResponse();
     if (e instanceof IllegalArgumentException) return ApiError.response(StatusCodes.BAD_REQUEST, "bad_request", message);

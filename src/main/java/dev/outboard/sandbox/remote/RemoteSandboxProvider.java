@@ -230,6 +230,9 @@ public final class RemoteSandboxProvider implements SandboxProvider {
       String why = message.startsWith(prefix) ? message.substring(prefix.length()) : message;
       throw new SandboxGoneException(sandboxId, why, true, !SandboxHostServer.GONE_BEFORE_COMMAND.equals(errorCode(response.body())));
     }
+    if (status == 409 && sandboxId != null && SandboxHostServer.INTERRUPTED.equals(errorCode(response.body()))) {
+      throw new CommandInterruptedException(sandboxId);
+    }
     if (status == 400) throw new IllegalArgumentException(message);
     if (status == 401) {
       throw new IllegalStateException("the sandbox host refused this node's token (401); OUTBOARD_SANDBOX_HOST_TOKEN must match the host's");

@@ -255,6 +255,9 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
             throw new IllegalArgumentException("cannot write /workspace itself; give a file path");
           }
           Path file = WorkspacePaths.resolve(sandbox.workspace, path);
+          if (file.startsWith(sandbox.workspace.resolve(".outboard"))) {
+            throw new IllegalArgumentException("/workspace/.outboard holds the sandbox's execution records; write elsewhere");
+          }
           try {
             createDirectoriesHandedOver(file.getParent());
             if (Files.isDirectory(file, LinkOption.NOFOLLOW_LINKS)) {
@@ -288,6 +291,9 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
           List<Entry> entries = new ArrayList<>();
           try (var children = Files.list(dir)) {
             for (Path child : (Iterable<Path>) children::iterator) {
+              if (child.equals(sandbox.workspace.resolve(".outboard"))) {
+                continue; // the execution records (ExecLedger), not the agent's files
+              }
               BasicFileAttributes a = Files.readAttributes(child, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
               entries.add(new Entry(WorkspacePaths.sandboxPath(sandbox.workspace, child), a.isDirectory(), a.size()));
             }
@@ -411,6 +417,7 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
     final String startedFile;
     final String namesFile;
     final Limits limits;
+    final ExecLedger ledger;
     final String nonce = HexFormat.of().formatHex(ShellSupport.randomBytes(16));
     final Map<String, CompletableFuture<ExecResult>> results =
         new LinkedHashMap<>() {
@@ -443,6 +450,7 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       this.startedFile = ShellSupport.ansiQuote(dir + "/.ob-started");
       this.namesFile = ShellSupport.ansiQuote(dir + "/.ob-names");
       this.limits = limits;
+      this.ledger = new ExecLedger(workspace);
     }
 
     /** Called by the watchdog: kills the running command once it is past its deadline. */
@@ -583,13 +591,14 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
             try {
               ExecResult r;
               synchronized (this) {
-                r = run(command, timeout, called);
+                r = runOnce(executionId, command, timeout, called);
               }
               result.complete(r);
             } catch (Throwable t) {
               // Asked again, a command the sandbox died during answers the same; any other
               // failure left nothing behind, so the command may be tried again.
-              if (!(t instanceof SandboxGoneException gone && gone.commandMayHaveRun())) {
+              if (!(t instanceof SandboxGoneException gone && gone.commandMayHaveRun())
+                  && !(t instanceof CommandInterruptedException)) {
                 synchronized (results) {
                   results.remove(executionId, result);
                 }
@@ -601,14 +610,34 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
     }
 
     /**
-     * Runs one command ({@code called}: when exec was called), resuming or cold-starting the
-     * sandbox first. Called holding the lock.
+     * Runs the command unless the workspace's execution records ({@link ExecLedger}) say this id
+     * ran (its recorded result) or was cut off (then {@link CommandInterruptedException}): so a
+     * command runs at most once per workspace, even across restarts and salvaged replacements.
+     * Called holding the lock.
      */
-    private ExecResult run(String command, Duration timeout, long called) {
+    private ExecResult runOnce(String executionId, String command, Duration timeout, long called) {
+      ExecLedger.Entry known = ledger.lookup(executionId);
+      if (known.status() == ExecLedger.Status.DONE) {
+        return known.result();
+      }
+      if (known.status() == ExecLedger.Status.CUT_OFF) {
+        throw new CommandInterruptedException(id);
+      }
+      ExecResult r = run(executionId, command, timeout, called);
+      ledger.done(executionId, r);
+      return r;
+    }
+
+    /**
+     * Runs one command ({@code called}: when exec was called), resuming or cold-starting the
+     * sandbox first; notes it in the ledger just before it is sent. Called holding the lock.
+     */
+    private ExecResult run(String executionId, String command, Duration timeout, long called) {
       ensureRunning(); // SIGCONT before the line: a line longer than the pipe buffer needs a reader
       if (!shellRuns()) {
         throw died("its shell exited", false);
       }
+      ledger.received(executionId);
       long started = System.nanoTime();
       String line = nonce + " " + ShellSupport.ansiQuote(command) + "\n";
       EndMarkerScanner scanner = new EndMarkerScanner(nonce, limits.maxOutputBytes());
@@ -621,7 +650,12 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       }
       long firstOutput;
       try {
-        send(line);
+        try {
+          send(line);
+        } catch (SandboxGoneException notSent) {
+          ledger.notSent(executionId);
+          throw notSent;
+        }
         firstOutput = readUntilMarker(scanner);
       } finally {
         running = 0;
