@@ -23,6 +23,7 @@ import dev.outboard.ops.ShardStats;
 import dev.outboard.ops.StartupChecks;
 import dev.outboard.sandbox.SandboxHandle;
 import dev.outboard.sandbox.SandboxProvider;
+import dev.outboard.sandbox.SandboxSweeper;
 import dev.outboard.sandbox.SnapshotStore;
 import dev.outboard.sandbox.bwrap.BwrapSandboxProvider;
 import dev.outboard.sandbox.local.UnisolatedSandboxProvider;
@@ -172,6 +173,7 @@ public final class Main {
     SessionEntity.init(system, new SessionEntity.Services(models, router, index, sessionSettings, orgFiles,
         sandboxes, sandboxes == null ? null : SandboxHandle.Settings.from(config),
         sandboxes == null ? null : new SnapshotStore(db), policies));
+    if (sandboxes != null) sweepSandboxes(system, config, sandboxes, index);
     WaitWakeups wakeups = new WaitWakeups(system, index, config.getDuration("outboard.waits.scan-interval"));
     wakeups.start();
     CoordinatedShutdown.get(system).addTask(CoordinatedShutdown.PhaseServiceStop(), "stop-wait-wakeups", () -> {
@@ -199,6 +201,33 @@ public final class Main {
         new UsageRoutes(auth, usage).routes());
     HttpServer.start(system, routes, config.getString("outboard.http.interface"), config.getInt("outboard.http.port"));
     return db;
+  }
+
+  /** Destroys, every sweep-interval, the sandboxes no running session holds (SandboxSweeper). */
+  private static void sweepSandboxes(ActorSystem<?> system, Config config, SandboxProvider sandboxes, SessionIndex index) {
+    Config c = config.getConfig("outboard.sandbox");
+    java.time.Duration unowned = c.getDuration("sweep-unowned-after");
+    java.time.Duration floor = c.getDuration("hibernate-after").plusMinutes(10);
+    if (unowned.compareTo(floor) < 0) {
+      log.warn("outboard.sandbox.sweep-unowned-after ({}) is shorter than hibernate-after + 10 min; using {}", unowned, floor);
+      unowned = floor;
+    }
+    SandboxSweeper sweeper = new SandboxSweeper(system, sandboxes, new SandboxSweeper.Owners() {
+      @Override
+      public java.util.concurrent.CompletionStage<java.util.Map<String, String>> of(java.util.Collection<String> ids) {
+        return index.sandboxOwners(ids);
+      }
+
+      @Override
+      public boolean finished(String status) {
+        return SessionIndex.finished(status);
+      }
+    }, c.getDuration("sweep-interval"), unowned);
+    sweeper.start();
+    CoordinatedShutdown.get(system).addTask(CoordinatedShutdown.PhaseServiceStop(), "stop-sandbox-sweep", () -> {
+      sweeper.close();
+      return CompletableFuture.completedFuture(Done.getInstance());
+    });
   }
 
   /**

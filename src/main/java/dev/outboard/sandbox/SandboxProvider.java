@@ -77,6 +77,18 @@ public interface SandboxProvider extends AutoCloseable {
     return java.util.concurrent.CompletableFuture.completedFuture(null);
   }
 
+  /**
+   * A sandbox this provider holds: running, frozen, hibernated, gone with its files still on disk,
+   * or left over from before a restart; {@code lastUsed} is when it was last created, used or
+   * changed. The sweep ({@code SandboxSweeper}) destroys the ones no running session holds.
+   */
+  record Held(String id, java.time.Instant lastUsed) {}
+
+  /** Every sandbox this provider holds (default: none it could tell of). */
+  default CompletionStage<List<Held>> held() {
+    return java.util.concurrent.CompletableFuture.completedFuture(List.of());
+  }
+
   /** The sandbox's state; a health check: a sandbox whose processes died answers it is gone. */
   CompletionStage<State> state(String sandboxId);
 

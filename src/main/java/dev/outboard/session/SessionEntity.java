@@ -1162,7 +1162,11 @@ public final class SessionEntity
     }
     if (known == null || !r.state().equals(known.state())) events.add(new SandboxChanged(r.state(), now));
     if (events.isEmpty()) return Effect().none().thenNoReply();
-    return record(state, events, s -> { }).thenNoReply();
+    boolean newSandbox = r.sandboxId() != null && !r.sandboxId().equals(knownId);
+    // The list knows each session's current sandbox, for the sandbox sweep (SandboxSweeper).
+    return record(state, events, s -> {
+      if (newSandbox) services.observer().detailsChanged(summary(s), lastSequenceNumber(ctx));
+    }).thenNoReply();
   }
 
   private ReplyEffect<Event, State> onModelFailed(State state, ModelFailed msg) {

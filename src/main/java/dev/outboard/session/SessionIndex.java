@@ -162,14 +162,16 @@ public final class SessionIndex implements SessionObserver {
       String before = compare ? statusOf(c, summary.id()) : null;
       int updated;
       try (PreparedStatement ps = c.prepareStatement(
-          "UPDATE session_index SET status = ?, seq = ?, updated_at = ?, summary = ?, wake_at = ? WHERE id = ? AND seq <= ?")) {
+          "UPDATE session_index SET status = ?, seq = ?, updated_at = ?, summary = ?, wake_at = ?, sandbox_id = ? "
+              + "WHERE id = ? AND seq <= ?")) {
         ps.setString(1, summary.status());
         ps.setLong(2, seq);
         ps.setObject(3, utc(summary.updatedAt()));
         ps.setString(4, json(summary));
         setInstant(ps, 5, summary.wakeAt());
-        ps.setString(6, summary.id());
-        ps.setLong(7, seq);
+        ps.setString(6, sandboxOf(summary));
+        ps.setString(7, summary.id());
+        ps.setLong(8, seq);
         updated = ps.executeUpdate();
       }
       // No row updated: a later change is there already, or there is no row yet.
@@ -207,6 +209,40 @@ public final class SessionIndex implements SessionObserver {
         return ids;
       }
     });
+  }
+
+  private static String sandboxOf(Summary s) {
+    return s.sandbox() == null ? null : s.sandbox().id();
+  }
+
+  /**
+   * Of the sandbox ids given, which belong to which session status (running, waiting, completed,
+   * ...): the current sandbox of a listed session; ids no session holds are absent.
+   */
+  public CompletionStage<Map<String, String>> sandboxOwners(java.util.Collection<String> sandboxIds) {
+    if (sandboxIds.isEmpty()) return CompletableFuture.completedFuture(java.util.Map.of());
+    List<String> ids = List.copyOf(sandboxIds);
+    return db.transact(c -> {
+      Map<String, String> owners = new java.util.HashMap<>();
+      for (int from = 0; from < ids.size(); from += 500) {
+        List<String> part = ids.subList(from, Math.min(ids.size(), from + 500));
+        String marks = String.join(", ", Collections.nCopies(part.size(), "?"));
+        try (PreparedStatement ps = c.prepareStatement(
+            "SELECT sandbox_id, status FROM session_index WHERE sandbox_id IN (" + marks + ")")) {
+          for (int i = 0; i < part.size(); i++) ps.setString(i + 1, part.get(i));
+          try (ResultSet rs = ps.executeQuery()) {
+            // A running owner wins over a finished one (an id is never reused, but be safe).
+            while (rs.next()) owners.merge(rs.getString(1), rs.getString(2), (a, b) -> finished(a) ? b : a);
+          }
+        }
+      }
+      return owners;
+    });
+  }
+
+  /** Whether a listed status is a terminal one. */
+  public static boolean finished(String status) {
+    return status.equals("completed") || status.equals("failed") || status.equals("cancelled");
   }
 
   /** The org that owns {@code sessionId}, if the session exists. */
@@ -274,8 +310,8 @@ public final class SessionIndex implements SessionObserver {
 
   private static void insertRow(Connection c, Summary s, long seq) throws SQLException {
     try (PreparedStatement ps = c.prepareStatement(
-        "INSERT INTO session_index (id, org_id, user_name, status, seq, created_at, updated_at, summary, wake_at) "
-            + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
+        "INSERT INTO session_index (id, org_id, user_name, status, seq, created_at, updated_at, summary, wake_at, sandbox_id) "
+            + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
       ps.setString(1, s.id());
       ps.setString(2, s.org());
       ps.setString(3, s.user());
@@ -285,6 +321,7 @@ public final class SessionIndex implements SessionObserver {
       ps.setObject(7, utc(s.updatedAt()));
       ps.setString(8, json(s));
       setInstant(ps, 9, s.wakeAt());
+      ps.setString(10, sandboxOf(s));
       ps.executeUpdate();
     }
   }

@@ -45,6 +45,7 @@ import org.slf4j.LoggerFactory;
  * <pre>
  * GET    /v1/health                                                                 → {status: "ok"} (checks the token)
  * POST   /v1/sandboxes                  {limits, snapshot (base64 tar, optional)} → 201 {id}
+ * GET    /v1/sandboxes                                                              → {sandboxes: [{id, lastUsed}]}
  * POST   /v1/sandboxes/{id}/exec        {executionId, command, timeoutMs}           → {exitCode, output, truncated, timedOut, tookNanos, firstOutputNanos}
  * GET    /v1/sandboxes/{id}/files?path=                                             → {content}
  * PUT    /v1/sandboxes/{id}/files?path= {content}                                   → 204
@@ -114,6 +115,15 @@ public final class SandboxHostServer extends AllDirectives {
 
   public record StateJson(String state) {}
 
+  /** {@code GET /v1/sandboxes}: every sandbox the host holds, with when it was last used. */
+  public record HeldJson(List<HeldSandbox> sandboxes) {
+    static HeldJson of(List<SandboxProvider.Held> held) {
+      return new HeldJson(held.stream().map(h -> new HeldSandbox(h.id(), h.lastUsed().toString())).toList());
+    }
+  }
+
+  public record HeldSandbox(String id, String lastUsed) {}
+
   // -------------------------------------------------------------------------------------------
 
   private final SandboxProvider provider;
@@ -157,7 +167,9 @@ public final class SandboxHostServer extends AllDirectives {
 
   public Route routes() {
     return HttpServer.api(authenticated(() -> concat(health(), pathPrefix("sandboxes", () -> concat(
-        pathEnd(() -> post(() -> JsonSupport.body(CreateRequest.class, maxBodyBytes, this::create))),
+        pathEnd(() -> concat(
+            post(() -> JsonSupport.body(CreateRequest.class, maxBodyBytes, this::create)),
+            get(() -> reply(provider::held, StatusCodes.OK, HeldJson::of)))),
         pathPrefix(PathMatchers.segment(), id -> concat(
             pathEnd(() -> delete(() -> JsonSupport.noBody(() -> reply(() -> provider.destroy(id), StatusCodes.NO_CONTENT, v -> null)))),
             path("exec", () -> post(() -> JsonSupport.body(ExecRequest.class, maxBodyBytes, r -> exec(id, r)))),

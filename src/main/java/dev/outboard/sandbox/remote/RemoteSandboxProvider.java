@@ -144,6 +144,14 @@ public final class RemoteSandboxProvider implements SandboxProvider {
     });
   }
 
+  /** {@code GET /v1/sandboxes}: what the host holds, for the sweep. */
+  @Override
+  public CompletionStage<List<Held>> held() {
+    return call(null, "GET", null, null, CONNECT_TIMEOUT.plusSeconds(30))
+        .thenApply(body -> parse(body, SandboxHostServer.HeldJson.class).sandboxes().stream()
+            .map(h -> new Held(h.id(), java.time.Instant.parse(h.lastUsed()))).toList());
+  }
+
   @Override
   public CompletionStage<State> state(String sandboxId) {
     return call(sandboxId, "GET", "/state", null, REQUEST_TIMEOUT)
@@ -170,7 +178,7 @@ public final class RemoteSandboxProvider implements SandboxProvider {
 
   // ---- HTTP ---------------------------------------------------------------------------------
 
-  /** One call; {@code suffix} null = create (not retried, never "gone"). */
+  /** One call; {@code suffix} null = create or the list of sandboxes (not retried, never "gone"). */
   private CompletionStage<String> call(String sandboxId, String method, String suffix, Object body, Duration timeout) {
     HttpRequest request;
     try {

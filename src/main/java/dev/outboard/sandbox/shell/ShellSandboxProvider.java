@@ -382,6 +382,47 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
         });
   }
 
+  /**
+   * Every sandbox this provider knows (gone ones included, until destroyed) and every workspace
+   * directory left over from before a restart; a leftover's last use is its newest directory or
+   * execution-record change.
+   */
+  @Override
+  public CompletionStage<List<Held>> held() {
+    return async(
+        () -> {
+          List<Held> held = new ArrayList<>();
+          for (Sandbox s : sandboxes.values()) {
+            held.add(new Held(s.id, java.time.Instant.ofEpochMilli(s.lastUsed)));
+          }
+          if (!Files.isDirectory(root)) {
+            return held;
+          }
+          try (var dirs = Files.list(root)) {
+            for (Path dir : (Iterable<Path>) dirs::iterator) {
+              String id = dir.getFileName().toString();
+              if (sandboxes.containsKey(id) || leftoverWorkspace(id).isEmpty()) {
+                continue;
+              }
+              long last = Math.max(modifiedMillis(dir), Math.max(modifiedMillis(dir.resolve("workspace")),
+                  modifiedMillis(dir.resolve("workspace").resolve(ExecLedger.DIR))));
+              held.add(new Held(id, java.time.Instant.ofEpochMilli(last)));
+            }
+          } catch (IOException e) {
+            throw new UncheckedIOException(e);
+          }
+          return held;
+        });
+  }
+
+  private static long modifiedMillis(Path p) {
+    try {
+      return Files.getLastModifiedTime(p, LinkOption.NOFOLLOW_LINKS).toMillis();
+    } catch (IOException e) {
+      return 0;
+    }
+  }
+
   /** The sandbox's state; gone if it is active or suspended but its shell no longer runs. */
   @Override
   public CompletionStage<State> state(String sandboxId) {
@@ -428,6 +469,8 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
         };
     volatile State state = State.HIBERNATED;
     volatile String goneBecause;
+    /** When it was created or last ran a command (epoch milliseconds), for the sweep. */
+    volatile long lastUsed = System.currentTimeMillis();
     volatile Process process;
     OutputStream stdin;
     InputStream stdout;
@@ -586,6 +629,7 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
         }
       }
       long called = System.nanoTime();
+      lastUsed = System.currentTimeMillis();
       executor.execute(
           () -> {
             try {
@@ -881,6 +925,7 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
     if (sandbox.goneBecause != null) {
       throw new SandboxGoneException(id, sandbox.goneBecause);
     }
+    sandbox.lastUsed = System.currentTimeMillis();
     return sandbox;
   }
 
