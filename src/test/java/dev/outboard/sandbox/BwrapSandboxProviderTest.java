@@ -94,6 +94,24 @@ class BwrapSandboxProviderTest extends ShellSandboxProviderContractTest {
     return () -> killProcesses(id);
   }
 
+  /** Restoring a snapshot needs no second thread of the provider's executor (it deadlocked on one). */
+  @Test
+  void restoresASnapshotOnASingleThreadedExecutor() throws Exception {
+    ExecutorService one = Executors.newSingleThreadExecutor();
+    try (BwrapSandboxProvider small = new BwrapSandboxProvider(tmp.resolve("single"), one)) {
+      String id = await(small.create(LIMITS, null));
+      await(small.write(id, "/workspace/kept.txt", "kept"));
+      byte[] snapshot = await(small.hibernate(id));
+      String restored = small.create(LIMITS, snapshot).toCompletableFuture().get(20, java.util.concurrent.TimeUnit.SECONDS);
+      assertEquals("kept", await(small.read(restored, "/workspace/kept.txt")));
+      Throwable bad = small.create(LIMITS, "not a tar archive".getBytes()).toCompletableFuture()
+          .handle((v, e) -> e).get(20, java.util.concurrent.TimeUnit.SECONDS);
+      assertTrue(String.valueOf(bad).contains("the snapshot could not be restored"), String.valueOf(bad));
+    } finally {
+      one.shutdownNow();
+    }
+  }
+
   @Test
   void runsAsNobodyWithItsOwnHostname() {
     String id = sandbox();

@@ -982,9 +982,13 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
   private void untar(Path workspace, byte[] snapshot) {
     List<String> argv = new ArrayList<>(untarAs());
     argv.addAll(List.of("/usr/bin/tar", "-C", workspace.toString(), "--no-same-owner", "--no-same-permissions", "-xf", "-"));
+    // tar's messages go to a file, not a pipe read on this provider's executor: this runs on that
+    // executor, and waiting there for another of its threads deadlocks a bounded one.
+    Path messages = null;
     try {
-      Process tar = new ProcessBuilder(argv).redirectErrorStream(true).start();
-      CompletableFuture<byte[]> messages = CompletableFuture.supplyAsync(() -> ShellSupport.readAll(tar.getInputStream()), executor);
+      messages = Files.createTempFile("outboard-untar-", ".log");
+      Process tar = new ProcessBuilder(argv).redirectErrorStream(true)
+          .redirectOutput(ProcessBuilder.Redirect.to(messages.toFile())).start();
       try (OutputStream in = tar.getOutputStream()) {
         in.write(snapshot);
       } catch (IOException ignored) {
@@ -992,14 +996,21 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       }
       int exit = tar.waitFor();
       if (exit != 0) {
-        throw new IllegalArgumentException(
-            "the snapshot could not be restored: " + new String(messages.join(), StandardCharsets.UTF_8).strip());
+        throw new IllegalArgumentException("the snapshot could not be restored: " + capped(Files.readString(messages)));
       }
     } catch (IOException e) {
       throw new UncheckedIOException(e);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new IllegalStateException(e);
+    } finally {
+      if (messages != null) {
+        try {
+          Files.deleteIfExists(messages);
+        } catch (IOException ignored) {
+          // a temporary file
+        }
+      }
     }
   }
 
