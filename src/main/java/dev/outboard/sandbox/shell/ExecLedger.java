@@ -32,13 +32,18 @@ import java.util.List;
  * run in part). Neither: it never ran. The done record is written to a temporary name and renamed,
  * so it is whole or absent. The files are as durable as the workspace's own (a killed process
  * loses neither; they are not fsynced, as the command's own writes are not). The newest
- * {@value #KEEP} records are kept. The key is a hash of the execution id, so any id is a safe
+ * {@value #KEEP} or so records are kept. The key is a hash of the execution id, so any id is a safe
  * file name.
  */
 final class ExecLedger {
   /** The ledger's directory, relative to the workspace. */
   static final String DIR = ".outboard/exec";
-  static final int KEEP = 1000;
+  /**
+   * Records kept (pruned every {@value #PRUNE_EVERY} commands): a command is only ever asked again
+   * while its turn is open, and the records travel in every snapshot, so few and recent suffice.
+   */
+  static final int KEEP = 64;
+  private static final int PRUNE_EVERY = 16;
   private static final String VERSION = "ob-exec-1";
 
   /** What the ledger knows of one execution id. */
@@ -105,7 +110,7 @@ final class ExecLedger {
       Files.write(tmp, format(result));
       Files.move(tmp, dir.resolve(key + ".done"), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
       Files.deleteIfExists(dir.resolve(key + ".received"));
-      if (++writes % 64 == 0) prune();
+      if (++writes % PRUNE_EVERY == 0) prune();
     } catch (IOException | RuntimeException ignored) {
       // the received note stays: asked again, the command is reported cut off, not run again
     }
