@@ -259,6 +259,7 @@ class RemoteSandboxProviderTest {
   void aRestartedHostKnowsNoSandboxesButSalvagesTheirFiles() throws Exception {
     String id = await(remote.create(LIMITS, null));
     exec(remote, id, "echo written-after-any-snapshot > notes.txt");
+    ExecResult ranBefore = await(remote.exec(id, "ran-before", "echo once >> once.txt; echo out-$RANDOM", T));
 
     // The host restarts: a new provider over the same sandbox directory, behind a new server.
     try (BwrapSandboxProvider restarted = new BwrapSandboxProvider(tmp.resolve("sandboxes"), executor)) {
@@ -277,7 +278,12 @@ class RemoteSandboxProviderTest {
       assertThat(salvaged).isNotNull();
       String replacement = await(after.create(LIMITS, salvaged));
       assertEquals("written-after-any-snapshot\n", await(after.read(replacement, "/workspace/notes.txt")));
+      // The salvaged workspace's execution records: a command that ran answers its own result, once.
+      assertEquals(ranBefore.output(), await(after.exec(replacement, "ran-before", "echo once >> once.txt; echo out-$RANDOM", T)).output());
+      assertEquals("once\n", await(after.read(replacement, "/workspace/once.txt")));
 
+      // The host lists its leftover for the sweep, with the live replacement.
+      assertThat(await(after.held()).stream().map(SandboxProvider.Held::id)).contains(id, replacement);
       await(after.destroy(id)); // the leftover files go
       assertThat(await(after.salvage(id))).isNull();
       assertThat(tmp.resolve("sandboxes").resolve(id)).doesNotExist();
@@ -305,6 +311,13 @@ class RemoteSandboxProviderTest {
     JsonNode fresh = Json.MAPPER.readTree(raw("POST", "/v1/sandboxes/" + id + "/exec",
         "{\"executionId\":\"fresh\",\"command\":\"true\"}", token).body());
     assertEquals(SandboxHostServer.GONE_BEFORE_COMMAND, fresh.path("error").path("code").asText());
+    // On a replacement from its salvaged workspace, the cut-off command is reported, not run again.
+    String replacement = await(remote.create(LIMITS, await(remote.salvage(id))));
+    assertThat(failure(remote.exec(replacement, "slow", "sleep 20", T))).isInstanceOf(SandboxProvider.CommandInterruptedException.class);
+    JsonNode cut = Json.MAPPER.readTree(raw("POST", "/v1/sandboxes/" + replacement + "/exec",
+        "{\"executionId\":\"slow\",\"command\":\"sleep 20\"}", token).body());
+    assertEquals(SandboxHostServer.INTERRUPTED, cut.path("error").path("code").asText());
+    await(remote.destroy(replacement));
     await(remote.destroy(id));
   }
 
