@@ -89,7 +89,7 @@ public final class SandboxBenchmark {
         Thread.sleep(idleMillis);
       }
       long t0 = System.nanoTime();
-      ExecResult r = provider.exec(id, null, "echo x", null).toCompletableFuture().join();
+      ExecResult r = provider.exec(id, executionId(), "echo x", null).toCompletableFuture().join();
       result[i] = System.nanoTime() - t0;
       first[i] = r.firstOutput().toNanos();
       if (!r.output().equals("x\n")) {
@@ -108,8 +108,15 @@ public final class SandboxBenchmark {
     return new long[][] {first, result, bare};
   }
 
+  /** Each command with its own execution id, as a session's tool calls have (so its execution records are written). */
   static String exec(BwrapSandboxProvider provider, String id, String command) {
-    return provider.exec(id, null, command, null).toCompletableFuture().join().output();
+    return provider.exec(id, executionId(), command, null).toCompletableFuture().join().output();
+  }
+
+  private static long executions;
+
+  static String executionId() {
+    return "bench-" + ++executions;
   }
 
   static void report(String name, long[] nanos) {
