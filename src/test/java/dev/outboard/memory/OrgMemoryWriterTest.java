@@ -15,6 +15,9 @@ import java.sql.Connection;
 import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.UUID;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
@@ -78,12 +81,26 @@ class OrgMemoryWriterTest {
   /** A writer of a new org, spawned directly (sharding plays no part in what is tested here). */
   private final class Writer {
     final String org = "org-" + UUID.randomUUID();
-    final ActorRef<OrgMemory.Command> ref =
-        kit.spawn(OrgMemory.create(org, kit.<ClusterSharding.ShardCommand>createTestProbe().ref(), store, Duration.ofMinutes(1)));
+    final ActorRef<OrgMemory.Command> ref;
+
+    Writer() {
+      this(store, 1000);
+    }
+
+    Writer(OrgFileStore store, int maxQueuedWrites) {
+      ref = kit.spawn(OrgMemory.create(org, kit.<ClusterSharding.ShardCommand>createTestProbe().ref(), store,
+          new OrgMemory.Settings(Duration.ofMinutes(1), maxQueuedWrites)));
+    }
 
     TestProbe<Outcome> write(String path, String content) {
+      return write(path, content, Duration.ofSeconds(30));
+    }
+
+    /** A write whose caller waits {@code waits} for the writer to take it. */
+    TestProbe<Outcome> write(String path, String content, Duration waits) {
       TestProbe<Outcome> reply = kit.createTestProbe();
-      ref.tell(new OrgMemory.Apply(new OrgFileOp.Write(OrgFileStore.MEMORY, path, content, null), API, reply.ref()));
+      ref.tell(new OrgMemory.Apply(new OrgFileOp.Write(OrgFileStore.MEMORY, path, content, null), API,
+          Instant.now().plus(waits), reply.ref()));
       return reply;
     }
 
@@ -164,5 +181,72 @@ class OrgMemoryWriterTest {
     assertThat(w.exists("good.md")).isTrue();
     assertThat(w.exists("bad.md")).isFalse();
     assertThat(w.versions("bad.md")).isZero();
+  }
+
+  // ------------------------------------------------------------------ a database that does not answer
+
+  @Test
+  void writesBeyondTheQueueBoundAreRefusedAtOnceAndTheQueuedOnesLandLater() throws SQLException {
+    Writer w = new Writer(store, 3);
+    TestProbe<Outcome> first;
+    List<TestProbe<Outcome>> queued = new ArrayList<>();
+    List<TestProbe<Outcome>> beyond = new ArrayList<>();
+    try (Blockage blocked = new Blockage()) {
+      first = w.write("first.md", "in the transaction that waits");
+      awaitWaitingOnLock();
+      for (int i = 0; i < 3; i++) queued.add(w.write("queued-" + i + ".md", "x"));
+      for (int i = 0; i < 2; i++) beyond.add(w.write("beyond-" + i + ".md", "x"));
+      for (TestProbe<Outcome> p : beyond) {
+        Outcome o = p.receiveMessage(Duration.ofSeconds(2)); // while the database still blocks
+        assertThat(o.ok()).isFalse();
+        assertThat(o.code()).isEqualTo("overloaded");
+        assertThat(o.message()).contains("nothing was written");
+      }
+      for (TestProbe<Outcome> p : queued) p.expectNoMessage(Duration.ofMillis(50));
+    }
+    assertThat(first.receiveMessage(AWAIT).ok()).isTrue();
+    for (TestProbe<Outcome> p : queued) assertThat(p.receiveMessage(AWAIT).ok()).isTrue();
+    for (int i = 0; i < 3; i++) assertThat(w.exists("queued-" + i + ".md")).isTrue();
+    for (int i = 0; i < 2; i++) assertThat(w.versions("beyond-" + i + ".md")).isZero();
+  }
+
+  @Test
+  void aWriteWhoseCallerStoppedWaitingWhileItQueuedIsNeverApplied() throws SQLException {
+    Writer w = new Writer();
+    TestProbe<Outcome> first;
+    TestProbe<Outcome> late;
+    try (Blockage blocked = new Blockage()) {
+      first = w.write("first.md", "in the transaction that waits");
+      awaitWaitingOnLock();
+      late = w.write("late.md", "its caller waits 200 ms", Duration.ofMillis(200));
+      pause(600);
+    }
+    assertThat(first.receiveMessage(AWAIT).ok()).isTrue();
+    Outcome o = late.receiveMessage(AWAIT);
+    assertThat(o.ok()).isFalse();
+    assertThat(o.code()).isEqualTo("timed_out");
+    assertThat(o.message()).contains("not written: timed out waiting for the org's writer");
+    // Nothing lands later either: the writer is idle, and a write after it goes through.
+    assertThat(w.write("after.md", "x").receiveMessage(AWAIT).ok()).isTrue();
+    assertThat(w.exists("late.md")).isFalse();
+    assertThat(w.versions("late.md")).isZero();
+  }
+
+  @Test
+  void aTransactionThatTheDatabaseHoldsUpIsAbandonedWithinItsBoundAndWritesNothing() throws SQLException {
+    OrgFileStore bounded = new OrgFileStore(db, 256 * 1024, Duration.ofMillis(500));
+    Writer w = new Writer(bounded, 1000);
+    try (Blockage blocked = new Blockage()) {
+      long start = System.nanoTime();
+      TestProbe<Outcome> stuck = w.write("stuck.md", "x", Duration.ofMillis(100));
+      Outcome o = stuck.receiveMessage(Duration.ofSeconds(3)); // the lock is still held
+      assertThat(o.ok()).isFalse();
+      assertThat(o.message()).contains("nothing was written");
+      assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofMillis(1500));
+    }
+    pause(200); // the abandoned backend gets the lock now, and its transaction must not commit
+    assertThat(w.exists("stuck.md")).isFalse();
+    assertThat(w.versions("stuck.md")).isZero();
+    assertThat(w.write("after.md", "x").receiveMessage(AWAIT).ok()).isTrue();
   }
 }
