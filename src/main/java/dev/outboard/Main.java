@@ -164,8 +164,8 @@ public final class Main {
     SessionIndex index = new SessionIndex(db, config.getDuration("outboard.idempotency-ttl"), webhooks, usage);
 
     Config memory = config.getConfig("outboard.memory");
-    OrgFileStore orgStore = new OrgFileStore(db, memory.getBytes("max-file-bytes"));
-    OrgMemory.init(system, orgStore, memory.getDuration("passivate-after"));
+    OrgFileStore orgStore = new OrgFileStore(db, memory.getBytes("max-file-bytes"), memory.getDuration("transaction-timeout"));
+    OrgMemory.init(system, orgStore, OrgMemory.Settings.from(memory));
     OrgFiles orgFiles = new OrgFiles(system, orgStore,
         new SkillIndex(orgStore, memory.getInt("prompt-budget-chars"), memory.getDuration("prompt-index-ttl")),
         memory.getDuration("write-timeout"));

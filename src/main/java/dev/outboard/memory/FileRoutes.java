@@ -157,7 +157,7 @@ public final class FileRoutes extends AllDirectives {
   private Route outcome(CompletionStage<Outcome> stage, Function<Outcome, Route> ok) {
     return onComplete(stage, result -> {
       if (result.isFailure()) {
-        throw new ApiError(StatusCodes.SERVICE_UNAVAILABLE, "unavailable", "the write was not confirmed in time; read the file to see whether it landed");
+        throw new ApiError(StatusCodes.SERVICE_UNAVAILABLE, "unavailable", OrgFiles.notConfirmed("the write"));
       }
       Outcome o = result.get();
       if (o.ok()) return ok.apply(o);
@@ -172,7 +172,7 @@ public final class FileRoutes extends AllDirectives {
       case "too_large" -> StatusCodes.CONTENT_TOO_LARGE;
       case "forbidden" -> StatusCodes.FORBIDDEN;
       case "exists", "edit_failed" -> StatusCodes.CONFLICT;
-      case "unavailable" -> StatusCodes.SERVICE_UNAVAILABLE;
+      case "unavailable", "overloaded", "timed_out", "unconfirmed" -> StatusCodes.SERVICE_UNAVAILABLE;
       default -> StatusCodes.BAD_REQUEST;
     };
   }

@@ -12,6 +12,7 @@ import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
 import java.sql.SQLException;
+import java.time.Duration;
 import java.time.Instant;
 import java.time.OffsetDateTime;
 import java.time.ZoneOffset;
@@ -34,14 +35,29 @@ public final class OrgFileStore {
 
   private final Database db;
   private final long maxFileBytes;
+  private final Duration transactionTimeout;
 
-  public OrgFileStore(Database db, long maxFileBytes) {
+  /**
+   * {@code transactionTimeout} bounds each write batch (see {@link Database#transact(Duration,
+   * Database.Work)}); zero leaves it unbounded.
+   */
+  public OrgFileStore(Database db, long maxFileBytes, Duration transactionTimeout) {
     this.db = db;
     this.maxFileBytes = maxFileBytes;
+    this.transactionTimeout = transactionTimeout;
+  }
+
+  /** A store whose write batches are not bounded in time (tests of the store's semantics). */
+  public OrgFileStore(Database db, long maxFileBytes) {
+    this(db, maxFileBytes, Duration.ZERO);
   }
 
   public long maxFileBytes() {
     return maxFileBytes;
+  }
+
+  public Duration transactionTimeout() {
+    return transactionTimeout;
   }
 
   /** The current version of a file (no content for a listing). */
@@ -171,10 +187,12 @@ public final class OrgFileStore {
 
   /**
    * Applies {@code requests} in order in ONE transaction and returns their outcomes. A request
-   * whose (session, call) already has an outcome gets that outcome again and writes nothing.
+   * whose (session, call) already has an outcome gets that outcome again and writes nothing. The
+   * transaction is bounded by the store's transaction timeout.
    */
   public CompletionStage<List<Outcome>> applyBatch(String org, List<Request> requests) {
-    return db.transact(c -> applyBatch(c, org, requests));
+    if (transactionTimeout.isZero()) return db.transact(c -> applyBatch(c, org, requests));
+    return db.transact(transactionTimeout, c -> applyBatch(c, org, requests));
   }
 
   private List<Outcome> applyBatch(Connection c, String org, List<Request> requests) throws SQLException {

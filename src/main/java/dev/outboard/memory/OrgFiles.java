@@ -8,6 +8,7 @@ import dev.outboard.vfs.Namespace;
 import dev.outboard.vfs.TextFiles.ToolFailure;
 import dev.outboard.vfs.VirtualPath;
 import java.time.Duration;
+import java.time.Instant;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.concurrent.CompletableFuture;
@@ -35,16 +36,20 @@ public final class OrgFiles {
     }
   }
 
+  /** Room for the answer's way back (and clocks a little apart) between the writer's bound and the ask's. */
+  static final Duration ANSWER_MARGIN = Duration.ofSeconds(2);
+
   private final ClusterSharding sharding;
   private final OrgFileStore store;
-  private final Duration askTimeout;
+  private final Duration writeTimeout;
   private final SkillIndex index;
 
-  public OrgFiles(ActorSystem<?> system, OrgFileStore store, SkillIndex index, Duration askTimeout) {
+  /** {@code writeTimeout}: how long a write may wait for the org's writer to start its transaction. */
+  public OrgFiles(ActorSystem<?> system, OrgFileStore store, SkillIndex index, Duration writeTimeout) {
     this.sharding = ClusterSharding.get(system);
     this.store = store;
     this.index = index;
-    this.askTimeout = askTimeout;
+    this.writeTimeout = writeTimeout;
   }
 
   /** The skills and memory section of the system prompt for {@code org}. */
@@ -56,10 +61,17 @@ public final class OrgFiles {
     return store;
   }
 
-  /** Sends one write to the org's writer and waits for its commit. */
+  /**
+   * Sends one write to the org's writer and waits for its commit. The writer starts no transaction
+   * with it after {@code writeTimeout} and each transaction is bounded by the store, so its answer
+   * comes before the ask gives up (write timeout + transaction timeout + a margin); if the ask
+   * fails all the same, the write may still be pending.
+   */
   public CompletionStage<Outcome> write(String org, OrgFileOp op, Origin origin) {
+    Instant deadline = Instant.now().plus(writeTimeout);
+    Duration askTimeout = writeTimeout.plus(store.transactionTimeout()).plus(ANSWER_MARGIN);
     return sharding.entityRefFor(OrgMemory.ENTITY_KEY, org)
-        .<Outcome>ask(replyTo -> new OrgMemory.Apply(op, origin, replyTo), askTimeout)
+        .<Outcome>ask(replyTo -> new OrgMemory.Apply(op, origin, deadline, replyTo), askTimeout)
         .thenApply(outcome -> {
           if (outcome.ok()) index.invalidate(org);
           return outcome;
@@ -107,7 +119,12 @@ public final class OrgFiles {
     if (op.path() == null) return done(Result.error("a file path below /" + op.ns() + " is needed, e.g. /" + op.ns() + "/notes.md"));
     return write(org, op, origin)
         .thenApply(o -> o.ok() ? Result.ok(o.message()) : Result.error(o.message()))
-        .exceptionally(e -> Result.error("the write to /" + op.ns() + "/" + op.path() + " was not confirmed in time; read the file to see whether it landed"));
+        .exceptionally(e -> Result.error(notConfirmed("the write to /" + op.ns() + "/" + op.path())));
+  }
+
+  /** What to say when the writer's answer did not come: the write may be pending still. */
+  static String notConfirmed(String what) {
+    return what + " was not confirmed in time: it may still be pending and land later; read the file to see whether it did";
   }
 
   private static String requireFile(VirtualPath path, String rel) {

@@ -42,6 +42,7 @@ import java.util.concurrent.CompletionStage;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.actor.typed.PostStop;
 import org.apache.pekko.actor.typed.SupervisorStrategy;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
@@ -78,6 +79,8 @@ import org.apache.pekko.persistence.typed.javadsl.SignalHandler;
 public final class SessionEntity
     extends EventSourcedBehaviorWithEnforcedReplies<SessionEntity.Command, SessionEntity.Event, SessionEntity.State> {
 
+  /** The dispatcher of CPU-heavy tool calls on the session's own files (outboard.conf). */
+  public static final String SEARCH_DISPATCHER = "outboard-search-dispatcher";
   public static final EntityTypeKey<Command> ENTITY_KEY = EntityTypeKey.create(Command.class, "Session");
   private static final org.slf4j.Logger log = org.slf4j.LoggerFactory.getLogger(SessionEntity.class);
 
@@ -626,6 +629,8 @@ public final class SessionEntity
   private final TimerScheduler<Command> timers;
   /** For asks made off the actor's thread (the tool chain), where the context must not be touched. */
   private final org.apache.pekko.actor.typed.Scheduler scheduler;
+  /** Where grep and glob over the session's own files run (searchesOwnFiles). */
+  private final java.util.concurrent.Executor searches;
   /** The turn whose model call is in flight, so that it is never asked twice by this incarnation. */
   private int callInFlight;
   private long turnStartNanos;
@@ -664,6 +669,7 @@ public final class SessionEntity
     this.ctx = ctx;
     this.timers = timers;
     this.scheduler = ctx.getSystem().scheduler();
+    this.searches = ctx.getSystem().dispatchers().lookup(DispatcherSelector.fromConfig(SEARCH_DISPATCHER));
     this.startedNanos = System.nanoTime();
   }
 
@@ -824,7 +830,7 @@ public final class SessionEntity
     for (Block.ToolUse call : calls) events.add(new ToolCallStarted(msg.turn(), call.id(), call.name(), now));
     // Calls held for a decision or an event wait; the others run at once.
     List<Block.ToolUse> runNow = hold(state, events, msg.turn(), calls, msg.orgPolicy(), now);
-    if (runNow.stream().anyMatch(use -> needsOutsideSystem(state, use))) {
+    if (runNow.stream().anyMatch(use -> needsOutsideSystem(state, use) || searchesOwnFiles(use))) {
       // Record the answer and the starts now; the results follow in one more write.
       return record(state, events, s -> {
         services.observer().usage(s.org(), response.usage(), now);
@@ -897,7 +903,7 @@ public final class SessionEntity
       events.add(new TaskStarted(pending.turn(), pending.callId(), childId(pending.callId()), t.description(), now));
       return record(state, events, this::afterPersist).thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
     }
-    if (cmd.allow() && needsOutsideSystem(state, use)) {
+    if (cmd.allow() && (needsOutsideSystem(state, use) || searchesOwnFiles(use))) {
       return record(state, events, s -> {
         if (handingOff) ctx.getSelf().tell(HandOffNow.INSTANCE); // the next incarnation runs it (recovery)
         else runTools(s, pending.turn(), List.of(use));
@@ -1032,6 +1038,16 @@ public final class SessionEntity
   }
 
   /**
+   * True if the call is a {@code grep} or {@code glob} the session answers from its own files:
+   * CPU work (a grep may run for its whole budget), so it runs on the search dispatcher, not on
+   * the actor's thread, and its result comes in the write after the turn's starts.
+   */
+  private static boolean searchesOwnFiles(Block.ToolUse use) {
+    ToolCall call = parsed(use).orElse(null);
+    return call instanceof ToolCall.Grep || call instanceof ToolCall.Glob;
+  }
+
+  /**
    * Runs {@code calls} one after the other (a later call sees an earlier one's writes), off the
    * actor's thread, and sends their completions back as {@link ToolsFinished}.
    */
@@ -1063,7 +1079,10 @@ public final class SessionEntity
 
   private CompletionStage<SessionFiles.Outcome> executeToolAsync(
       State state, SessionFiles files, Block.ToolUse use, ActorRef<SandboxHandle.Command> handle) {
-    if (!needsOutsideSystem(state, use)) return CompletableFuture.completedFuture(executeTool(files, use));
+    if (!needsOutsideSystem(state, use)) {
+      if (!searchesOwnFiles(use)) return CompletableFuture.completedFuture(executeTool(files, use));
+      return CompletableFuture.supplyAsync(() -> executeTool(files, use), searches);
+    }
     ToolCall call = ToolCatalog.parse(use.name(), use.input());
     OrgFiles orgFiles = services.orgFiles();
     int maxChars = services.settings().fileLimits().maxOutputChars();

@@ -29,7 +29,8 @@ import org.opentest4j.TestAbortedException;
 /**
  * {@code /v1/files/{ns}/...} (API.md "Org files") and the skills policy of the admin API, on one
  * node in this JVM with a fresh PostgreSQL database. Org files are capped at 1 KiB here and
- * request bodies at 64 KiB, so that both limits are cheap to reach.
+ * request bodies at 64 KiB, and an org's writer queues at most 2 writes, so that these limits are
+ * cheap to reach.
  */
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 class FileRoutesTest {
@@ -62,6 +63,7 @@ class FileRoutesTest {
     node = InProcessNode.start(postgres.url(), Map.of(
         "outboard.memory.max-file-bytes", MAX_FILE_BYTES,
         "outboard.http.max-body-bytes", "64KiB",
+        "outboard.memory.max-queued-writes", 2,
         "outboard.admin-token", adminToken));
     ApiClient admin = node.client(adminToken);
     acmeKey = admin.createOrgWithKey("acme");
@@ -303,6 +305,42 @@ class FileRoutesTest {
     assertError(put(acmeKey, "/v1/files/memory/", "no name"), 400, "bad_request");
     assertThat(paths(acme.get("/v1/files/skills"))).doesNotContain("x/SKILL.md");
     assertThat(paths(acme.get("/v1/files/memory"))).doesNotContain("a.md", "b.md", "a/b.md", "a/a.md", "a\\b.md", "a\u0000.md");
+  }
+
+  @Test
+  void aWriteBeyondTheOrgsQueueIsRefusedWith503OverloadedAndWritesNothing() throws Exception {
+    List<java.util.concurrent.CompletableFuture<Response>> taken = new ArrayList<>();
+    Response beyond;
+    // The database holds the org's writer up: its transaction waits on this lock.
+    try (java.sql.Connection lock = postgres.connection(); java.sql.Statement st = lock.createStatement()) {
+      lock.setAutoCommit(false);
+      st.execute("LOCK TABLE org_files IN ACCESS EXCLUSIVE MODE");
+      taken.add(java.util.concurrent.CompletableFuture.supplyAsync(() -> put(acmeKey, "/v1/files/memory/held/0.md", "x")));
+      long deadline = System.nanoTime() + WAIT.toNanos();
+      while (!waitingOnLock(st)) {
+        if (System.nanoTime() > deadline) throw new AssertionError("the org's writer never waited on the lock");
+        Thread.sleep(10);
+      }
+      for (int i = 1; i <= 2; i++) { // the queue's two places, one after the other
+        String path = "/v1/files/memory/held/" + i + ".md";
+        taken.add(java.util.concurrent.CompletableFuture.supplyAsync(() -> put(acmeKey, path, "x")));
+        Thread.sleep(200);
+      }
+      beyond = put(acmeKey, "/v1/files/memory/held/beyond.md", "x");
+      lock.rollback();
+    }
+    assertError(beyond, 503, "overloaded");
+    assertThat(beyond.json().path("error").path("message").asText()).contains("nothing was written");
+    for (var r : taken) assertThat(r.get(WAIT.toSeconds(), java.util.concurrent.TimeUnit.SECONDS).status()).isEqualTo(201);
+    assertError(acme.get("/v1/files/memory/held/beyond.md?history"), 404, "not_found");
+  }
+
+  private static boolean waitingOnLock(java.sql.Statement st) throws java.sql.SQLException {
+    try (var rs = st.executeQuery("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        + " AND datname = current_database() AND pid <> pg_backend_pid()")) {
+      rs.next();
+      return rs.getInt(1) > 0;
+    }
   }
 
   // ------------------------------------------------------------------ skills policy

@@ -119,7 +119,7 @@ class OrgMemoryReplayTest {
         kit.system().dispatchers().lookup(DispatcherSelector.fromConfig("outboard-blocking-dispatcher")));
     Migrations.migrate(db.dataSource(), true);
     store = new OrgFileStore(db, 256 * 1024);
-    OrgMemory.init(kit.system(), store, Duration.ofMinutes(5));
+    OrgMemory.init(kit.system(), store, new OrgMemory.Settings(Duration.ofMinutes(5), 1000));
     orgFiles = new OrgFiles(kit.system(), store, new SkillIndex(store, 4000, Duration.ofSeconds(2)), Duration.ofSeconds(10));
   }
 

@@ -129,12 +129,13 @@ class LogContextTest {
     db.close();
     String org = "org-" + UUID.randomUUID();
     TestProbe<ClusterSharding.ShardCommand> shard = kit.createTestProbe();
-    ActorRef<OrgMemory.Command> writer = kit.spawn(OrgMemory.create(org, shard.ref(), new OrgFileStore(db, 1024), Duration.ofMinutes(1)));
+    ActorRef<OrgMemory.Command> writer = kit.spawn(OrgMemory.create(org, shard.ref(), new OrgFileStore(db, 1024),
+        new OrgMemory.Settings(Duration.ofMinutes(1), 1000)));
     TestProbe<OrgFileOp.Outcome> replies = kit.createTestProbe();
     // The first write goes alone; the next two queue behind it and go together (then one by one).
     for (int i = 0; i < 3; i++) {
       writer.tell(new OrgMemory.Apply(new OrgFileOp.Write("memory", "notes/" + i + ".md", "x", null),
-          new OrgFileOp.Origin(null, null, null), replies.ref()));
+          new OrgFileOp.Origin(null, null, null), java.time.Instant.now().plusSeconds(10), replies.ref()));
     }
     for (int i = 0; i < 3; i++) assertThat(replies.receiveMessage().ok()).isFalse();
 
