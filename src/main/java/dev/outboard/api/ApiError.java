@@ -1,7 +1,5 @@
 package dev.outboard.api;
 
-import dev.outboard.Json;
-import org.apache.pekko.http.javadsl.model.ContentTypes;
 import org.apache.pekko.http.javadsl.model.HttpEntities;
 import org.apache.pekko.http.javadsl.model.HttpResponse;
 import org.apache.pekko.http.javadsl.model.StatusCode;
@@ -54,12 +52,8 @@ public final class ApiError extends RuntimeException {
   record Detail(String code, String message) {}
 
   public static HttpResponse response(StatusCode status, String code, String message) {
-    try {
-      byte[] json = Json.MAPPER.writeValueAsBytes(new Body(new Detail(code, message)));
-      return HttpResponse.create().withStatus(status).withEntity(HttpEntities.create(ContentTypes.APPLICATION_JSON, json));
-    } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
-      throw new IllegalStateException(e);
-    }
+    byte[] json = JsonSupport.toJson(new Body(new Detail(code, message)));
+    return HttpResponse.create().withStatus(status).withEntity(HttpEntities.create(JsonSupport.JSON, json));
   }
 
   /** A machine code for a status that pekko-http produced itself (rejections). */

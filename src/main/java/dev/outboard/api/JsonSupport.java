@@ -8,9 +8,15 @@ import dev.outboard.session.SessionEntity;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.TimeoutException;
 import java.util.function.Function;
-import org.apache.pekko.http.javadsl.marshallers.jackson.Jackson;
 import org.apache.pekko.http.javadsl.marshalling.Marshaller;
+import org.apache.pekko.http.javadsl.model.ContentType;
+import org.apache.pekko.http.javadsl.model.ContentTypes;
+import org.apache.pekko.http.javadsl.model.HttpCharsets;
+import org.apache.pekko.http.javadsl.model.HttpEntities;
+import org.apache.pekko.http.javadsl.model.HttpResponse;
+import org.apache.pekko.http.javadsl.model.MediaTypes;
 import org.apache.pekko.http.javadsl.model.RequestEntity;
+import org.apache.pekko.http.javadsl.model.ResponseEntity;
 import org.apache.pekko.http.javadsl.model.StatusCodes;
 import org.apache.pekko.http.javadsl.server.Directives;
 import org.apache.pekko.http.javadsl.server.Route;
@@ -24,10 +30,33 @@ import org.slf4j.LoggerFactory;
 public final class JsonSupport {
   private static final Logger log = LoggerFactory.getLogger(JsonSupport.class);
 
+  /**
+   * API.md's content type of every JSON answer, {@code application/json; charset=utf-8}: pekko-http's
+   * own {@code application/json} is rendered without the charset parameter.
+   */
+  public static final ContentType.WithCharset JSON =
+      ContentTypes.create(MediaTypes.applicationWithOpenCharset("json"), HttpCharsets.custom("utf-8"));
+
   private JsonSupport() {}
 
   public static <T> Marshaller<T, RequestEntity> marshaller() {
-    return Jackson.marshaller(Json.MAPPER);
+    return Marshaller.withFixedContentType(JSON, value -> HttpEntities.create(JSON, toJson(value)));
+  }
+
+  /** {@code value} as JSON bytes, through {@link Json#MAPPER}. */
+  static byte[] toJson(Object value) {
+    try {
+      return Json.MAPPER.writeValueAsBytes(value);
+    } catch (JsonProcessingException e) {
+      throw new IllegalStateException("cannot write " + value.getClass().getSimpleName() + " as JSON", e);
+    }
+  }
+
+  /** {@code response} with {@link #JSON} if it is JSON under another content type (e.g. without the charset). */
+  static HttpResponse withJsonCharset(HttpResponse response) {
+    ContentType type = response.entity().getContentType();
+    if (!type.mediaType().equals(MediaTypes.APPLICATION_JSON) || type.equals(JSON)) return response;
+    return response.withEntity((ResponseEntity) response.entity().withContentType(JSON));
   }
 
   /**

@@ -42,6 +42,8 @@ class ApiErrorPathsTest {
   /** A turn that keeps its session running for the whole test class. */
   private static final long FOREVER_MS = 120_000;
   private static final Duration PASSIVATE_AFTER = Duration.ofSeconds(1);
+  /** API.md: "JSON everywhere ({@code application/json; charset=utf-8})". */
+  private static final String JSON = "application/json; charset=utf-8";
 
   private TestPostgres postgres;
   private InProcessNode node;
@@ -164,7 +166,29 @@ class ApiErrorPathsTest {
   @Test
   void unknownRoutesAndMethodsAnswerInTheErrorShape() {
     assertError(acme.get("/v1/no-such-thing"), 404, "not_found");
+    assertError(acme.get("/no-such-thing"), 404, "not_found");
     assertError(acme.delete("/v1/sessions"), 405, "method_not_allowed");
+  }
+
+  @Test
+  void everyJsonAnswerSaysItIsUtf8() {
+    // Answers of our routes, of the error handler, of pekko-http's rejections and of its parser.
+    String id = create(acme, session("charset", turn("done")));
+    List<Response> answers = List.of(
+        acme.post("/v1/sessions", session("charset", turn("again"))),
+        acme.get("/v1/sessions/" + id),
+        acme.get("/v1/sessions?user=charset"),
+        acme.get("/v1/sessions/" + id + "/transcript"),
+        node.admin().get("/v1/admin/orgs/acme/policy"),
+        acme.get("/v1/usage"),
+        acme.get("/v1/no-such-thing"),
+        acme.delete("/v1/sessions"),
+        anonymous.get("/v1/sessions"),
+        acme.postRaw("/v1/sessions", "{"),
+        acme.get("/v1/sessions/" + "x".repeat(20_000)));
+    assertThat(answers).allSatisfy(r ->
+        assertThat(r.header("Content-Type")).as(r.toString()).contains(JSON));
+    assertThat(answers).extracting(Response::status).contains(200, 201, 400, 401, 404, 405, 414);
   }
 
   // ------------------------------------------------------------------ validation
@@ -528,7 +552,7 @@ class ApiErrorPathsTest {
   /** Asserts API.md's error shape: the status, JSON {@code {"error": {"code", "message"}}}. */
   private static void assertError(Response r, int status, String code) {
     assertThat(r.status()).as(r.toString()).isEqualTo(status);
-    assertThat(r.header("Content-Type")).as("content type of " + r).hasValueSatisfying(ct -> assertThat(ct).startsWith("application/json"));
+    assertThat(r.header("Content-Type")).as("content type of " + r).contains(JSON);
     JsonNode error = r.json().path("error");
     assertThat(error.isObject()).as("error object in " + r).isTrue();
     assertThat(error.path("code").isTextual()).as("error.code in " + r).isTrue();
