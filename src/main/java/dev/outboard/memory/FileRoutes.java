@@ -3,6 +3,7 @@ package dev.outboard.memory;
 import dev.outboard.api.ApiError;
 import dev.outboard.api.Auth;
 import dev.outboard.api.JsonSupport;
+import dev.outboard.api.QueryParams;
 import dev.outboard.memory.OrgFileOp.Origin;
 import dev.outboard.memory.OrgFileOp.Outcome;
 import dev.outboard.vfs.VirtualPath;
@@ -54,13 +55,15 @@ public final class FileRoutes extends AllDirectives {
     return pathPrefix("files", () -> auth.org(org -> pathPrefix(PathMatchers.segment(), ns -> {
       if (!NAMESPACES.contains(ns)) throw ApiError.notFound("no file namespace '" + ns + "'; there are memory and skills");
       return concat(
-          pathEndOrSingleSlash(() -> get(() -> parameterOptional("prefix", prefix -> list(org, ns, prefix.orElse(""))))),
+          pathEndOrSingleSlash(() -> get(() -> QueryParams.only(List.of("prefix"), () ->
+              parameterOptional("prefix", prefix -> list(org, ns, prefix.orElse("")))))),
           extractUnmatchedPath(raw -> {
             String path = filePath(ns, raw);
             return concat(
-                get(() -> parameterOptional("history", history -> history.isPresent() ? history(org, ns, path) : read(org, ns, path))),
-                put(() -> ifMatch(version -> JsonSupport.text(maxBody, text -> write(org, ns, path, text, version)))),
-                delete(() -> ifMatch(version -> JsonSupport.noBody(() -> remove(org, ns, path, version)))));
+                get(() -> QueryParams.only(List.of("history"), () ->
+                    parameterOptional("history", history -> history.isPresent() ? history(org, ns, path) : read(org, ns, path)))),
+                put(() -> QueryParams.none(() -> ifMatch(version -> JsonSupport.text(maxBody, text -> write(org, ns, path, text, version))))),
+                delete(() -> QueryParams.none(() -> ifMatch(version -> JsonSupport.noBody(() -> remove(org, ns, path, version))))));
           }));
     })));
   }

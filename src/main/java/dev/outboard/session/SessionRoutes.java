@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.outboard.api.ApiError;
 import dev.outboard.api.Auth;
 import dev.outboard.api.JsonSupport;
+import dev.outboard.api.QueryParams;
 import dev.outboard.model.ModelClients;
 import dev.outboard.model.ModelSpec;
 import dev.outboard.model.ScriptedModel;
@@ -91,26 +92,29 @@ public final class SessionRoutes extends AllDirectives {
 
   public Route routes() {
     return pathPrefix("sessions", () -> auth.org(org -> concat(
-        pathEndOrSingleSlash(() -> concat(post(() -> create(org)), get(() -> list(org)))),
+        pathEndOrSingleSlash(() -> concat(
+            post(() -> QueryParams.none(() -> create(org))),
+            get(() -> QueryParams.only(List.of("status", "user", "limit", "cursor"), () -> list(org))))),
         pathPrefix(PathMatchers.segment(), id -> owned(org, id, () -> session(id))))));
   }
 
   private Route session(String id) {
     return concat(
-        pathEndOrSingleSlash(() -> get(() -> parameterOptional("wait", wait -> wait.isEmpty()
+        pathEndOrSingleSlash(() -> get(() -> QueryParams.only(List.of("wait"), () -> parameterOptional("wait", wait -> wait.isEmpty()
             ? reply(ask(id, SessionEntity.Get::new), this::ok)
-            : awaitSettled(id, parseWait(wait.get()))))),
-        path("messages", () -> post(() -> message(id))),
-        path("approvals", () -> post(() -> decide(id))),
-        path("budget", () -> post(() -> raiseBudget(id))),
-        path(PathMatchers.segment("events").slash(PathMatchers.segment()), name -> post(() -> event(id, name))),
-        path("cancel", () -> post(() -> JsonSupport.noBody(() -> reply(ask(id, SessionEntity.Cancel::new), this::accepted)))),
-        path("transcript", () -> get(() -> parameterOptional("full", full -> {
+            : awaitSettled(id, parseWait(wait.get())))))),
+        path("messages", () -> post(() -> QueryParams.none(() -> message(id)))),
+        path("approvals", () -> post(() -> QueryParams.none(() -> decide(id)))),
+        path("budget", () -> post(() -> QueryParams.none(() -> raiseBudget(id)))),
+        path(PathMatchers.segment("events").slash(PathMatchers.segment()), name -> post(() -> QueryParams.none(() -> event(id, name)))),
+        path("cancel", () -> post(() -> QueryParams.none(() ->
+            JsonSupport.noBody(() -> reply(ask(id, SessionEntity.Cancel::new), this::accepted))))),
+        path("transcript", () -> get(() -> QueryParams.only(List.of("full"), () -> parameterOptional("full", full -> {
           if (full.isEmpty() || full.get().equals("false")) return reply(ask(id, SessionEntity.GetTranscript::new), this::ok);
           if (!full.get().equals("true")) throw ApiError.badRequest("full must be true or false");
           return reply(events.fullTranscript(id), this::ok);
-        }))),
-        path("events", () -> get(() -> events(id))));
+        })))),
+        path("events", () -> get(() -> QueryParams.only(List.of("after"), () -> events(id)))));
   }
 
   private <T> Route ok(T value) {

@@ -227,6 +227,45 @@ class ApiErrorPathsTest {
   }
 
   @Test
+  void unknownQueryParametersAreBadRequestsOnEveryEndpointAndChangeNothing() {
+    String id = create(acme, keepOpen(session("query", turn("ready"))));
+    awaitStatus(acme, id, "waiting");
+    String s = "/v1/sessions/" + id;
+    assertUnknownParameter(acme.get("/v1/sessions?stauts=running"), "stauts", "status, user, limit, cursor");
+    assertUnknownParameter(acme.post("/v1/sessions?dryRun=true", session("query-created", turn("no"))), "dryRun", "none");
+    assertUnknownParameter(acme.get(s + "?wiat=30s"), "wiat", "wait");
+    assertUnknownParameter(acme.get(s + "/transcript?ful=true"), "ful", "full");
+    assertUnknownParameter(acme.get(s + "/events?since=0"), "since", "after");
+    assertUnknownParameter(acme.post(s + "/messages?role=system", Map.of("text", "not delivered")), "role", "none");
+    assertUnknownParameter(acme.post(s + "/approvals?x=1", Map.of("toolUseId", "t", "decision", "allow")), "x", "none");
+    assertUnknownParameter(acme.post(s + "/budget?x=1", Map.of("maxTurns", 9)), "x", "none");
+    assertUnknownParameter(acme.post(s + "/events/ci.done?x=1", Map.of()), "x", "none");
+    assertUnknownParameter(acme.post(s + "/cancel?force", Map.of()), "force", "none");
+    assertUnknownParameter(acme.get("/v1/usage?since=2026-01-01"), "since", "from, to");
+    assertUnknownParameter(node.admin().post("/v1/admin/orgs?x=1", Map.of("id", "query-org", "name", "Q")), "x", "none");
+    assertUnknownParameter(node.admin().get("/v1/admin/orgs/acme/policy?verbose"), "verbose", "none");
+    Response twice = acme.get("/v1/sessions?limit=1&limit=2");
+    assertError(twice, 400, "bad_request");
+    assertThat(twice.json().path("error").path("message").asText()).contains("'limit'", "more than once");
+
+    // Nothing of that happened: the session waits with its two messages, no session or org was made.
+    JsonNode after = acme.get(s).json();
+    assertThat(after.path("status").asText()).isEqualTo("waiting");
+    assertThat(acme.get(s + "/transcript").json().path("messages")).hasSize(2);
+    assertThat(sessionsOf(acme, "user=query-created")).isEmpty();
+    assertError(node.admin().get("/v1/admin/orgs/query-org/policy"), 404, "not_found");
+    // The parameters an endpoint takes still work.
+    assertThat(acme.get(s + "?wait=0s").status()).isEqualTo(200);
+    assertThat(acme.get("/v1/sessions?user=query&limit=5").status()).isEqualTo(200);
+  }
+
+  private static void assertUnknownParameter(Response r, String name, String accepted) {
+    assertError(r, 400, "bad_request");
+    assertThat(r.json().path("error").path("message").asText())
+        .contains("unknown query parameter '" + name + "'", accepted.equals("none") ? "takes none" : "takes " + accepted);
+  }
+
+  @Test
   void invalidMessageBodiesAreBadRequests() {
     String id = create(acme, keepOpen(session("messages", turn("ready"))));
     awaitStatus(acme, id, "waiting");

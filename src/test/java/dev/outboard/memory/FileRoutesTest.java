@@ -248,6 +248,27 @@ class FileRoutesTest {
   }
 
   @Test
+  void unknownQueryParametersAreBadRequestsAndWriteNothing() {
+    String path = "/v1/files/memory/query/kept.md";
+    assertThat(put(acmeKey, path, "kept").status()).isEqualTo(201);
+    assertUnknownParameter(acme.get("/v1/files/memory?prefx=query/"), "prefx", "takes prefix");
+    assertUnknownParameter(acme.get(path + "?histroy"), "histroy", "takes history");
+    assertUnknownParameter(put(acmeKey, path + "?force=true", "replaced"), "force", "takes none");
+    assertUnknownParameter(put(acmeKey, "/v1/files/memory/query/new.md?x=1", "new"), "x", "takes none");
+    assertUnknownParameter(acme.delete(path + "?recursive"), "recursive", "takes none");
+
+    Response kept = acme.get(path);
+    assertThat(kept.body()).isEqualTo("kept");
+    assertThat(kept.header("ETag")).contains("\"1\"");
+    assertError(acme.get("/v1/files/memory/query/new.md"), 404, "not_found");
+  }
+
+  private static void assertUnknownParameter(Response r, String name, String accepted) {
+    assertError(r, 400, "bad_request");
+    assertThat(r.json().path("error").path("message").asText()).contains("unknown query parameter '" + name + "'", accepted);
+  }
+
+  @Test
   void anUnknownNamespaceIsNotFound() {
     assertError(acme.get("/v1/files/secrets/x.md"), 404, "not_found");
     assertError(acme.get("/v1/files/secrets"), 404, "not_found");
