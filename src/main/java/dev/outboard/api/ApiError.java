@@ -67,7 +67,7 @@ public final class ApiError extends RuntimeException {
       case 408 -> "request_timeout";
       case 409 -> "conflict";
       case 412 -> "precondition_failed";
-      case 413 -> "payload_too_large";
+      case 413 -> JsonSupport.BODY_TOO_LARGE; // pekko-http's own 413s are about the request body
       case 414 -> "uri_too_long";
       case 415 -> "unsupported_media_type";
       case 429 -> "too_many_requests";

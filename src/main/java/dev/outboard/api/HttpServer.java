@@ -75,7 +75,7 @@ public final class HttpServer extends AllDirectives {
     return ExceptionHandler.newBuilder()
         .match(ApiError.class, e -> Directives.complete(e.toResponse()))
         .match(EntityStreamSizeException.class, e -> Directives.complete(ApiError.response(StatusCodes.CONTENT_TOO_LARGE,
-            "payload_too_large", "the request body is larger than the limit of " + e.limit() + " bytes")))
+            JsonSupport.BODY_TOO_LARGE, "the request body is larger than the limit of " + e.limit() + " bytes")))
         .match(Throwable.class, e -> Directives.complete(JsonSupport.toApiError(e).toResponse()))
         .build();
   }

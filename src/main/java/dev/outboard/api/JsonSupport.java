@@ -5,8 +5,15 @@ import com.fasterxml.jackson.databind.exc.MismatchedInputException;
 import com.fasterxml.jackson.databind.exc.UnrecognizedPropertyException;
 import dev.outboard.Json;
 import dev.outboard.session.SessionEntity;
+import java.nio.ByteBuffer;
+import java.nio.CharBuffer;
+import java.nio.charset.CharsetDecoder;
+import java.nio.charset.CoderResult;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.TimeoutException;
+import java.util.function.Consumer;
 import java.util.function.Function;
 import org.apache.pekko.http.javadsl.marshalling.Marshaller;
 import org.apache.pekko.http.javadsl.model.ContentType;
@@ -59,6 +66,9 @@ public final class JsonSupport {
     return response.withEntity((ResponseEntity) response.entity().withContentType(JSON));
   }
 
+  /** 413 code: the request body is over {@code outboard.http.max-body-bytes} (or the drain limit). */
+  public static final String BODY_TOO_LARGE = "body_too_large";
+
   /**
    * Parses the request body as {@code type}; bad JSON, wrong types and unknown fields → 400, a body
    * over {@code maxBytes} → 413. The body is read to its end even when too large, so that the
@@ -68,19 +78,65 @@ public final class JsonSupport {
     return text(maxBytes, text -> inner.apply(parse(type, text)));
   }
 
-  /** The request body as UTF-8 text, read to its end; over {@code maxBytes} → 413. */
+  /** The request body as UTF-8 text, read to its end; over {@code maxBytes} → 413 {@link #BODY_TOO_LARGE}. */
   public static Route text(long maxBytes, Function<String, Route> inner) {
+    return text(maxBytes, BODY_TOO_LARGE, "the request body", type -> { }, inner);
+  }
+
+  /** {@link #text(long, Function)}, with {@code checkType} run on the body's content type (before it is decoded). */
+  public static Route text(long maxBytes, Consumer<ContentType> checkType, Function<String, Route> inner) {
+    return text(maxBytes, BODY_TOO_LARGE, "the request body", checkType, inner);
+  }
+
+  /**
+   * The request body as UTF-8 text, read to its end. Over {@code maxBytes} → 413 with
+   * {@code tooLargeCode} ({@code what} names the body in the message); a body that is not UTF-8 →
+   * 400, and one whose {@code Content-Type} declares another charset → 415 ({@code checkType} may
+   * refuse the type before that). Nothing is decoded with replacement characters: the text is
+   * exactly the bytes sent, or there is no text.
+   */
+  public static Route text(long maxBytes, String tooLargeCode, String what, Consumer<ContentType> checkType,
+      Function<String, Route> inner) {
     return Directives.extractRequestEntity(entity -> Directives.extractMaterializer(mat -> {
       CompletionStage<Body> read = entity.withoutSizeLimit().getDataBytes()
           .runFold(new Body(ByteString.emptyByteString(), 0), (acc, chunk) -> acc.add(chunk, maxBytes), mat);
       return Directives.onSuccess(read, body -> {
         if (body.size() > maxBytes) {
-          throw new ApiError(StatusCodes.CONTENT_TOO_LARGE, "payload_too_large",
-              "the request body is " + body.size() + " bytes; the limit is " + maxBytes + " bytes");
+          throw new ApiError(StatusCodes.CONTENT_TOO_LARGE, tooLargeCode,
+              what + " is " + body.size() + " bytes; the limit is " + maxBytes + " bytes");
         }
-        return inner.apply(body.bytes().utf8String());
+        checkType.accept(entity.getContentType());
+        requireUtf8Charset(entity.getContentType());
+        return inner.apply(utf8(body.bytes()));
       });
     }));
+  }
+
+  /** 415 if {@code type} declares a charset that is not UTF-8 (US-ASCII is a part of it): the API reads UTF-8 only. */
+  static void requireUtf8Charset(ContentType type) {
+    type.getCharsetOption().ifPresent(charset -> {
+      String name = charset.value();
+      if (!name.equalsIgnoreCase("utf-8") && !name.equalsIgnoreCase("utf8") && !name.equalsIgnoreCase("us-ascii")) {
+        throw new ApiError(StatusCodes.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+            "the body is declared as charset=" + name + "; the API reads UTF-8 only: send it as UTF-8 with charset=utf-8");
+      }
+    });
+  }
+
+  /** {@code bytes} decoded as UTF-8, strictly: a malformed sequence is a 400 naming its offset, never a U+FFFD. */
+  static String utf8(ByteString bytes) {
+    CharsetDecoder decoder = StandardCharsets.UTF_8.newDecoder()
+        .onMalformedInput(CodingErrorAction.REPORT)
+        .onUnmappableCharacter(CodingErrorAction.REPORT);
+    ByteBuffer in = bytes.asByteBuffer();
+    CharBuffer out = CharBuffer.allocate(bytes.size());
+    CoderResult result = decoder.decode(in, out, true);
+    if (!result.isError()) result = decoder.flush(out);
+    if (result.isError()) {
+      throw ApiError.badRequest("the body is not valid UTF-8 (a malformed byte sequence at byte " + in.position()
+          + "); send text as UTF-8");
+    }
+    return out.flip().toString();
   }
 
   /**

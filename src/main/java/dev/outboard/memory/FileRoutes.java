@@ -14,9 +14,11 @@ import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.CompletionStage;
 import java.util.function.Function;
+import org.apache.pekko.http.javadsl.model.ContentType;
 import org.apache.pekko.http.javadsl.model.ContentTypes;
 import org.apache.pekko.http.javadsl.model.HttpEntities;
 import org.apache.pekko.http.javadsl.model.HttpResponse;
+import org.apache.pekko.http.javadsl.model.MediaTypes;
 import org.apache.pekko.http.javadsl.model.StatusCode;
 import org.apache.pekko.http.javadsl.model.StatusCodes;
 import org.apache.pekko.http.javadsl.model.headers.EntityTag;
@@ -28,6 +30,8 @@ import org.apache.pekko.http.javadsl.server.Route;
 /** {@code /v1/files/{ns}/...}: the org's memory and skills files over HTTP (API.md "Org files"). */
 public final class FileRoutes extends AllDirectives {
   private static final Set<String> NAMESPACES = Set.of(OrgFileStore.MEMORY, OrgFileStore.SKILLS);
+  /** Subtypes of {@code application/} that pekko-http does not know as text but are. */
+  private static final Set<String> TEXT_SUBTYPES = Set.of("json", "xml", "yaml", "x-yaml", "toml", "javascript", "x-sh");
   private static final java.util.regex.Pattern ENCODED =
       java.util.regex.Pattern.compile("%(2e|2f|5c|00)", java.util.regex.Pattern.CASE_INSENSITIVE);
 
@@ -62,7 +66,8 @@ public final class FileRoutes extends AllDirectives {
             return concat(
                 get(() -> QueryParams.only(List.of("history"), () ->
                     parameterOptional("history", history -> history.isPresent() ? history(org, ns, path) : read(org, ns, path)))),
-                put(() -> QueryParams.none(() -> ifMatch(version -> JsonSupport.text(maxBody, text -> write(org, ns, path, text, version))))),
+                put(() -> QueryParams.none(() -> ifMatch(version ->
+                    JsonSupport.text(maxBody, FileRoutes::requireText, text -> write(org, ns, path, text, version))))),
                 delete(() -> QueryParams.none(() -> ifMatch(version -> JsonSupport.noBody(() -> remove(org, ns, path, version))))));
           }));
     })));
@@ -105,6 +110,22 @@ public final class FileRoutes extends AllDirectives {
       out.writeBytes(String.valueOf(c).getBytes(StandardCharsets.UTF_8));
     }
     return out.toString(StandardCharsets.UTF_8);
+  }
+
+  /**
+   * 415 unless the body is declared as text: {@code text/*}, JSON, XML, YAML, or no type in
+   * particular ({@code application/octet-stream}, which is also what a body without
+   * {@code Content-Type} is, and curl's {@code application/x-www-form-urlencoded}), whose bytes
+   * must then be UTF-8 (400 otherwise, see {@link JsonSupport#text}).
+   */
+  static void requireText(ContentType type) {
+    String sub = type.mediaType().subType();
+    boolean text = !type.binary() || type.mediaType().equals(MediaTypes.APPLICATION_OCTET_STREAM)
+        || TEXT_SUBTYPES.contains(sub) || sub.endsWith("+json") || sub.endsWith("+xml") || sub.endsWith("+yaml");
+    if (!text) {
+      throw new ApiError(StatusCodes.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+          "org files are UTF-8 text; a body of type " + type.mediaType() + " is not (send text/plain or text/markdown)");
+    }
   }
 
   private Route ifMatch(Function<Long, Route> inner) {
@@ -172,7 +193,7 @@ public final class FileRoutes extends AllDirectives {
     return switch (Optional.ofNullable(code).orElse("")) {
       case "not_found" -> StatusCodes.NOT_FOUND;
       case "precondition_failed" -> StatusCodes.PRECONDITION_FAILED;
-      case "too_large" -> StatusCodes.CONTENT_TOO_LARGE;
+      case OrgFileStore.FILE_TOO_LARGE -> StatusCodes.CONTENT_TOO_LARGE;
       case "forbidden" -> StatusCodes.FORBIDDEN;
       case "exists", "edit_failed" -> StatusCodes.CONFLICT;
       case "unavailable" -> StatusCodes.SERVICE_UNAVAILABLE;

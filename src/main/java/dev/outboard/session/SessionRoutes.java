@@ -45,6 +45,8 @@ public final class SessionRoutes extends AllDirectives {
       Set.of("running", "requires_action", "waiting", "completed", "failed", "cancelled");
   private static final int MAX_TEXT = 1_000_000;
   private static final int MAX_DECISION_MESSAGE = 10_000;
+  /** 413 code: an event's payload is over {@code outboard.waits.max-payload-bytes}. */
+  static final String EVENT_TOO_LARGE = "event_too_large";
 
   /** The body of {@code POST /v1/sessions}. */
   public record CreateRequest(String prompt, String user, ModelSpec model, String system, Integer maxTurns,
@@ -231,7 +233,7 @@ public final class SessionRoutes extends AllDirectives {
     if (!ToolCatalog.EVENT_NAME.matcher(name).matches()) {
       throw ApiError.badRequest("an event name is 1 to 128 of letters, digits and . _ : - (starting with a letter or digit)");
     }
-    return JsonSupport.text(settings.waits().maxPayloadBytes(), text -> {
+    return JsonSupport.text(settings.waits().maxPayloadBytes(), EVENT_TOO_LARGE, "the event's payload", type -> { }, text -> {
       if (text.isBlank()) throw ApiError.badRequest("the body must be the event's JSON payload ({} for none)");
       JsonNode payload;
       try {

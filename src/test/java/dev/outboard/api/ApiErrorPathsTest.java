@@ -7,6 +7,7 @@ import dev.outboard.testing.ApiClient;
 import dev.outboard.testing.ApiClient.Response;
 import dev.outboard.testing.ApiClient.SseEvent;
 import dev.outboard.testing.InProcessNode;
+import dev.outboard.testing.RawHttp;
 import dev.outboard.testing.TestPostgres;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -287,15 +288,44 @@ class ApiErrorPathsTest {
     String big = "x".repeat(200_000);
     Response r = acme.post("/v1/sessions", Map.of("prompt", big, "user", "big",
         "model", Map.of("provider", "scripted", "script", List.of(turn("ok")))));
-    assertError(r, 413, "payload_too_large");
+    assertError(r, 413, "body_too_large");
     assertThat(sessionsOf(acme, "user=big")).isEmpty();
 
     // Just under the configured 64 KiB is fine.
     String id = create(acme, Map.of("prompt", "y".repeat(60_000), "user", "big",
         "model", Map.of("provider", "scripted", "script", List.of(turn("ok")))));
     awaitStatus(acme, id, "completed");
-    assertError(acme.post("/v1/sessions/" + id + "/messages", Map.of("text", big)), 413, "payload_too_large");
-    assertError(node.admin().post("/v1/admin/orgs", Map.of("id", "big", "name", big)), 413, "payload_too_large");
+    assertError(acme.post("/v1/sessions/" + id + "/messages", Map.of("text", big)), 413, "body_too_large");
+    assertError(node.admin().post("/v1/admin/orgs", Map.of("id", "big", "name", big)), 413, "body_too_large");
+  }
+
+  @Test
+  void eachCauseOfA413HasItsOwnCode() {
+    // A body over outboard.http.max-body-bytes (64 KiB here) is body_too_large; an event's payload
+    // over outboard.waits.max-payload-bytes (256 KiB) is event_too_large; org files: FileRoutesTest.
+    String id = create(acme, keepOpen(session("too-large", turn("ready"))));
+    awaitStatus(acme, id, "waiting");
+    Response event = acme.post("/v1/sessions/" + id + "/events/ci.done", Map.of("log", "x".repeat(300_000)));
+    assertError(event, 413, "event_too_large");
+    assertThat(event.json().path("error").path("message").asText()).contains("event's payload", "262144 bytes");
+    Response body = acme.post("/v1/sessions/" + id + "/messages", Map.of("text", "x".repeat(70_000)));
+    assertError(body, 413, "body_too_large");
+    assertThat(body.json().path("error").path("message").asText()).contains("request body", "65536 bytes");
+    // Between the two limits an event is fine.
+    assertThat(acme.post("/v1/sessions/" + id + "/events/ci.done", Map.of("log", "x".repeat(100_000))).status()).isEqualTo(202);
+  }
+
+  @Test
+  void jsonBodiesThatAreNotUtf8AreRefused() {
+    byte[] latin1 = "{\"prompt\": \"café\", \"user\": \"latin1\"}".getBytes(java.nio.charset.StandardCharsets.ISO_8859_1);
+    Response r = RawHttp.sendBytes("POST", node.baseUrl(), "/v1/sessions", acmeKey, "application/json", latin1);
+    assertError(r, 400, "bad_request");
+    assertThat(r.json().path("error").path("message").asText()).contains("not valid UTF-8");
+    byte[] utf16 = "{\"prompt\": \"x\", \"user\": \"latin1\"}".getBytes(java.nio.charset.StandardCharsets.UTF_16);
+    assertError(RawHttp.sendBytes("POST", node.baseUrl(), "/v1/sessions", acmeKey, "application/json", utf16), 400, "bad_request");
+    assertError(RawHttp.sendBytes("POST", node.baseUrl(), "/v1/sessions", acmeKey, "text/plain; charset=utf-16", utf16),
+        415, "unsupported_media_type");
+    assertThat(sessionsOf(acme, "user=latin1")).isEmpty();
   }
 
   // ------------------------------------------------------------------ conflicts
