@@ -1,6 +1,10 @@
 package dev.outboard.api;
 
+import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.JsonToken;
+import com.fasterxml.jackson.core.exc.InputCoercionException;
+import com.fasterxml.jackson.databind.JsonMappingException;
 import com.fasterxml.jackson.databind.exc.MismatchedInputException;
 import com.fasterxml.jackson.databind.exc.UnrecognizedPropertyException;
 import dev.outboard.Json;
@@ -164,7 +168,14 @@ public final class JsonSupport {
     } catch (UnrecognizedPropertyException e) {
       throw ApiError.badRequest("unknown field '" + e.getPropertyName() + "'" + where(e));
     } catch (MismatchedInputException e) {
-      throw ApiError.badRequest("invalid value" + where(e) + ": " + e.getOriginalMessage());
+      if (e.getPath().isEmpty()) throw ApiError.badRequest("the body must be a JSON object, not " + given(e));
+      throw ApiError.badRequest("invalid value" + where(e) + ": expected " + expected(e.getTargetType()) + ", got " + given(e));
+    } catch (JsonMappingException e) {
+      // A number too large for its field (a wrapped InputCoercionException), or a value a record refused.
+      String why = e.getCause() instanceof InputCoercionException c
+          ? "the number is out of range for " + expected(c.getTargetType())
+          : "not a valid value";
+      throw ApiError.badRequest("invalid value" + where(e) + ": " + why);
     } catch (JsonProcessingException e) {
       throw ApiError.badRequest("the body is not valid JSON: " + e.getOriginalMessage());
     }
@@ -172,7 +183,44 @@ public final class JsonSupport {
     return value;
   }
 
-  private static String where(MismatchedInputException e) {
+  /**
+   * A Java type as the JSON a client should send: the messages of Jackson name Java classes
+   * ({@code java.lang.Integer}), which mean nothing to a client of the API.
+   */
+  static String expected(Class<?> type) {
+    if (type == null) return "another type";
+    if (type == Integer.class || type == int.class || type == Long.class || type == long.class || type == Short.class
+        || type == short.class || type == Byte.class || type == byte.class || type == java.math.BigInteger.class) {
+      return "an integer";
+    }
+    if (Number.class.isAssignableFrom(type) || type == double.class || type == float.class) return "a number";
+    if (type == Boolean.class || type == boolean.class) return "a boolean (true or false)";
+    if (CharSequence.class.isAssignableFrom(type) || type == Character.class || type == char.class || type.isEnum()
+        || java.time.temporal.Temporal.class.isAssignableFrom(type) || type == java.time.Duration.class) {
+      return "a string";
+    }
+    if (java.util.Collection.class.isAssignableFrom(type) || type.isArray()) return "an array";
+    if (com.fasterxml.jackson.databind.JsonNode.class.isAssignableFrom(type)) return "a JSON value";
+    return "an object";
+  }
+
+  /** What the client sent where the parse failed, as a JSON type. */
+  private static String given(MismatchedInputException e) {
+    JsonToken token = e.getProcessor() instanceof JsonParser p ? p.currentToken() : null;
+    if (token == null) return "another type";
+    return switch (token) {
+      case START_OBJECT, END_OBJECT, FIELD_NAME -> "an object";
+      case START_ARRAY, END_ARRAY -> "an array";
+      case VALUE_STRING -> "a string";
+      case VALUE_NUMBER_INT -> "an integer";
+      case VALUE_NUMBER_FLOAT -> "a number";
+      case VALUE_TRUE, VALUE_FALSE -> "a boolean";
+      case VALUE_NULL -> "null";
+      default -> "another type";
+    };
+  }
+
+  private static String where(JsonMappingException e) {
     String path = e.getPath().stream()
         .map(r -> r.getFieldName() != null ? r.getFieldName() : "[" + r.getIndex() + "]")
         .reduce((a, b) -> b.startsWith("[") ? a + b : a + "." + b)

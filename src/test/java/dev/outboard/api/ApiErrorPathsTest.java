@@ -266,6 +266,30 @@ class ApiErrorPathsTest {
         .contains("unknown query parameter '" + name + "'", accepted.equals("none") ? "takes none" : "takes " + accepted);
   }
 
+  static Stream<Arguments> illTypedBodies() {
+    return Stream.of(
+        Arguments.of("{\"prompt\": \"x\", \"maxTurns\": \"x\"}", "at maxTurns: expected an integer, got a string"),
+        Arguments.of("{\"prompt\": {\"text\": \"x\"}}", "at prompt: expected a string, got an object"),
+        Arguments.of("{\"prompt\": \"x\", \"keepOpen\": \"yes\"}", "at keepOpen: expected a boolean (true or false), got a string"),
+        Arguments.of("{\"prompt\": \"x\", \"maxTurns\": 99999999999}", "at maxTurns: the number is out of range for an integer"),
+        Arguments.of("{\"prompt\": \"x\", \"approvals\": \"bash\"}", "at approvals: expected an array, got a string"),
+        Arguments.of("{\"prompt\": \"x\", \"approvals\": [\"bash\", {}]}", "at approvals[1]: expected a string, got an object"),
+        Arguments.of("{\"prompt\": \"x\", \"model\": []}", "at model: expected an object, got an array"),
+        Arguments.of("{\"prompt\": \"x\", \"budget\": {\"maxTokens\": true}}", "at budget.maxTokens: expected an integer, got a boolean"),
+        Arguments.of("{\"prompt\": \"x\", \"model\": {\"provider\": \"scripted\", \"script\": [{\"latencyMs\": \"x\"}]}}",
+            "at model.script[0].latencyMs: expected an integer, got a string"),
+        Arguments.of("[1]", "the body must be a JSON object, not an array"),
+        Arguments.of("3", "the body must be a JSON object, not an integer"));
+  }
+
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("illTypedBodies")
+  void typeErrorsNameJsonTypesNotJavaClasses(String body, String message) {
+    Response r = acme.postRaw("/v1/sessions", body);
+    assertError(r, 400, "bad_request");
+    assertThat(r.json().path("error").path("message").asText()).contains(message).doesNotContain("java.", "`", "dev.outboard");
+  }
+
   @Test
   void invalidMessageBodiesAreBadRequests() {
     String id = create(acme, keepOpen(session("messages", turn("ready"))));
