@@ -177,10 +177,20 @@ public final class JsonSupport {
           : "not a valid value";
       throw ApiError.badRequest("invalid value" + where(e) + ": " + why);
     } catch (JsonProcessingException e) {
-      throw ApiError.badRequest("the body is not valid JSON: " + e.getOriginalMessage());
+      throw notJson(e);
     }
     if (value == null) throw ApiError.badRequest("the body must be a JSON object");
     return value;
+  }
+
+  private static final java.util.regex.Pattern SOURCE = java.util.regex.Pattern.compile("\\s*\\(?start marker at \\[Source:[^\\]]*\\]\\)?|\\s*\\[Source:[^\\]]*\\]");
+
+  /** 400 for a body that is not JSON: Jackson's reason and where, without its notes on its own settings. */
+  public static ApiError notJson(JsonProcessingException e) {
+    String reason = SOURCE.matcher(e.getOriginalMessage()).replaceAll("");
+    String where = e.getLocation() == null || e.getLocation().getLineNr() < 0 ? ""
+        : " (line " + e.getLocation().getLineNr() + ", column " + e.getLocation().getColumnNr() + ")";
+    return ApiError.badRequest("the body is not valid JSON" + where + ": " + reason);
   }
 
   /**

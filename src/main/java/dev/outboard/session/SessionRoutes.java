@@ -239,7 +239,7 @@ public final class SessionRoutes extends AllDirectives {
       try {
         payload = dev.outboard.Json.MAPPER.readTree(text);
       } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
-        throw ApiError.badRequest("the body is not valid JSON: " + e.getOriginalMessage());
+        throw JsonSupport.notJson(e);
       }
       return reply(this.<SessionEntity.EventAccepted>ask(id, r -> new SessionEntity.DeliverEvent(name, payload.toString(), r)),
           this::accepted);

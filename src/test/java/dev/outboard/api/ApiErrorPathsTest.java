@@ -279,7 +279,8 @@ class ApiErrorPathsTest {
         Arguments.of("{\"prompt\": \"x\", \"model\": {\"provider\": \"scripted\", \"script\": [{\"latencyMs\": \"x\"}]}}",
             "at model.script[0].latencyMs: expected an integer, got a string"),
         Arguments.of("[1]", "the body must be a JSON object, not an array"),
-        Arguments.of("3", "the body must be a JSON object, not an integer"));
+        Arguments.of("3", "the body must be a JSON object, not an integer"),
+        Arguments.of("{\"prompt\": ", "the body is not valid JSON (line 1, column 12): Unexpected end-of-input"));
   }
 
   @ParameterizedTest(name = "{0}")
