@@ -5,6 +5,7 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.JsonToken;
 import com.fasterxml.jackson.core.exc.InputCoercionException;
 import com.fasterxml.jackson.databind.JsonMappingException;
+import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.exc.MismatchedInputException;
 import com.fasterxml.jackson.databind.exc.UnrecognizedPropertyException;
 import dev.outboard.Json;
@@ -162,6 +163,7 @@ public final class JsonSupport {
 
   private static <T> T parse(Class<T> type, String text) {
     if (text.isBlank()) throw ApiError.badRequest("a JSON request body is required");
+    if (NUL_ESCAPE.matcher(text).find()) refuseNul(text);
     T value;
     try {
       value = Json.MAPPER.readValue(text, type);
@@ -228,6 +230,43 @@ public final class JsonSupport {
       case VALUE_NULL -> "null";
       default -> "another type";
     };
+  }
+
+  private static final java.util.regex.Pattern NUL_ESCAPE = java.util.regex.Pattern.compile("\\\\u0000", java.util.regex.Pattern.CASE_INSENSITIVE);
+
+  /**
+   * 400 if a string or field name of the body holds NUL ({@code \\u0000}): PostgreSQL's text
+   * cannot store it (the sessions list, org names, webhook secrets). Only bodies that spell the
+   * escape are walked.
+   */
+  private static void refuseNul(String text) {
+    JsonNode tree;
+    try {
+      tree = Json.MAPPER.readTree(text);
+    } catch (JsonProcessingException e) {
+      throw notJson(e);
+    }
+    String at = nulAt(tree, "");
+    if (at != null) throw ApiError.badRequest("text in the body may not contain NUL (\\u0000)" + (at.isEmpty() ? "" : " at " + at));
+  }
+
+  /** The path of the first string or field name in {@code node} with a NUL, or null. */
+  private static String nulAt(JsonNode node, String path) {
+    if (node.isTextual()) return node.textValue().indexOf('\0') >= 0 ? path : null;
+    if (node.isArray()) {
+      for (int i = 0; i < node.size(); i++) {
+        String at = nulAt(node.get(i), path + "[" + i + "]");
+        if (at != null) return at;
+      }
+    }
+    for (var it = node.fields(); node.isObject() && it.hasNext(); ) {
+      var field = it.next();
+      String here = path.isEmpty() ? field.getKey() : path + "." + field.getKey();
+      if (field.getKey().indexOf('\0') >= 0) return here;
+      String at = nulAt(field.getValue(), here);
+      if (at != null) return at;
+    }
+    return null;
   }
 
   private static String where(JsonMappingException e) {

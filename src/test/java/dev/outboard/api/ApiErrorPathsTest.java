@@ -341,6 +341,22 @@ class ApiErrorPathsTest {
   }
 
   @Test
+  void nulCharactersInJsonStringsAreRefused() {
+    // JSON may escape NUL; PostgreSQL's text cannot hold it (the sessions list keeps the user): it was a 500.
+    Response r = acme.postRaw("/v1/sessions", "{\"prompt\": \"x\", \"user\": \"nul\\u0000user\","
+        + " \"model\": {\"provider\": \"scripted\", \"script\": [{\"text\": \"done\"}]}}");
+    assertError(r, 400, "bad_request");
+    assertThat(r.json().path("error").path("message").asText()).contains("NUL", "at user");
+    assertError(node.admin().postRaw("/v1/admin/orgs", "{\"id\": \"nul-org\", \"name\": \"N\\u0000\"}"), 400, "bad_request");
+    assertError(acme.postRaw("/v1/sessions", "{\"prompt\": \"x\", \"metadata\": {\"a\": [\"\\u0000\"]}}"), 400, "bad_request");
+    // A backslash before "u0000" is no NUL.
+    String id = create(acme, Map.of("prompt", "a \\u0000 b", "user", "nul-free",
+        "model", Map.of("provider", "scripted", "script", List.of(turn("done")))));
+    awaitStatus(acme, id, "completed");
+    assertError(node.admin().get("/v1/admin/orgs/nul-org/policy"), 404, "not_found");
+  }
+
+  @Test
   void jsonBodiesThatAreNotUtf8AreRefused() {
     byte[] latin1 = "{\"prompt\": \"café\", \"user\": \"latin1\"}".getBytes(java.nio.charset.StandardCharsets.ISO_8859_1);
     Response r = RawHttp.sendBytes("POST", node.baseUrl(), "/v1/sessions", acmeKey, "application/json", latin1);
