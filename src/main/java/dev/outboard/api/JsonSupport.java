@@ -5,7 +5,11 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.JsonToken;
 import com.fasterxml.jackson.core.exc.InputCoercionException;
 import com.fasterxml.jackson.databind.JsonMappingException;
-import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.DeserializationContext;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.deser.std.StdScalarDeserializer;
+import com.fasterxml.jackson.databind.deser.std.StringDeserializer;
+import com.fasterxml.jackson.databind.module.SimpleModule;
 import com.fasterxml.jackson.databind.exc.MismatchedInputException;
 import com.fasterxml.jackson.databind.exc.UnrecognizedPropertyException;
 import dev.outboard.Json;
@@ -163,10 +167,11 @@ public final class JsonSupport {
 
   private static <T> T parse(Class<T> type, String text) {
     if (text.isBlank()) throw ApiError.badRequest("a JSON request body is required");
-    if (NUL_ESCAPE.matcher(text).find()) refuseNul(text);
     T value;
     try {
-      value = Json.MAPPER.readValue(text, type);
+      value = REQUESTS.readValue(text, type);
+    } catch (NulInText e) {
+      throw ApiError.badRequest("text in the body may not contain NUL (\\u0000)" + where(e));
     } catch (UnrecognizedPropertyException e) {
       throw ApiError.badRequest("unknown field '" + e.getPropertyName() + "'" + where(e));
     } catch (MismatchedInputException e) {
@@ -232,41 +237,27 @@ public final class JsonSupport {
     };
   }
 
-  private static final java.util.regex.Pattern NUL_ESCAPE = java.util.regex.Pattern.compile("\\\\u0000", java.util.regex.Pattern.CASE_INSENSITIVE);
-
   /**
-   * 400 if a string or field name of the body holds NUL ({@code \\u0000}): PostgreSQL's text
-   * cannot store it (the sessions list, org names, webhook secrets). Only bodies that spell the
-   * escape are walked.
+   * Request bodies are read with {@link Json#MAPPER} plus one rule: a JSON string read into a Java
+   * {@code String} may not hold NUL ({@code \\u0000}), since PostgreSQL's text cannot store it (a
+   * session's user, an org's name, a webhook's secret). Values kept as JSON ({@code metadata}, a
+   * scripted tool call's {@code input}) may: they are stored escaped.
    */
-  private static void refuseNul(String text) {
-    JsonNode tree;
-    try {
-      tree = Json.MAPPER.readTree(text);
-    } catch (JsonProcessingException e) {
-      throw notJson(e);
-    }
-    String at = nulAt(tree, "");
-    if (at != null) throw ApiError.badRequest("text in the body may not contain NUL (\\u0000)" + (at.isEmpty() ? "" : " at " + at));
-  }
+  private static final ObjectMapper REQUESTS = Json.MAPPER.copy().registerModule(new SimpleModule("no-nul-in-text")
+      .addDeserializer(String.class, new StdScalarDeserializer<String>(String.class) {
+        @Override
+        public String deserialize(JsonParser p, DeserializationContext ctxt) throws java.io.IOException {
+          String s = StringDeserializer.instance.deserialize(p, ctxt);
+          if (s != null && s.indexOf('\0') >= 0) throw new NulInText(p);
+          return s;
+        }
+      }));
 
-  /** The path of the first string or field name in {@code node} with a NUL, or null. */
-  private static String nulAt(JsonNode node, String path) {
-    if (node.isTextual()) return node.textValue().indexOf('\0') >= 0 ? path : null;
-    if (node.isArray()) {
-      for (int i = 0; i < node.size(); i++) {
-        String at = nulAt(node.get(i), path + "[" + i + "]");
-        if (at != null) return at;
-      }
+  /** A NUL in a string of a request body; Jackson adds the path as it unwinds. */
+  private static final class NulInText extends JsonMappingException {
+    NulInText(JsonParser p) {
+      super(p, "text may not contain NUL (\\u0000)");
     }
-    for (var it = node.fields(); node.isObject() && it.hasNext(); ) {
-      var field = it.next();
-      String here = path.isEmpty() ? field.getKey() : path + "." + field.getKey();
-      if (field.getKey().indexOf('\0') >= 0) return here;
-      String at = nulAt(field.getValue(), here);
-      if (at != null) return at;
-    }
-    return null;
   }
 
   private static String where(JsonMappingException e) {
