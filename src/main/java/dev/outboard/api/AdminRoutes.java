@@ -43,7 +43,8 @@ public final class AdminRoutes extends AllDirectives {
   }
 
   public Route routes() {
-    return pathPrefix("admin", () -> auth.admin(() -> pathPrefix("orgs", () -> concat(
+    // No admin endpoint takes query parameters.
+    return pathPrefix("admin", () -> auth.admin(() -> QueryParams.none(() -> pathPrefix("orgs", () -> concat(
         pathEndOrSingleSlash(() -> post(() -> JsonSupport.body(CreateOrg.class, maxBody, this::createOrg))),
         path(PathMatchers.segment().slash("keys"), org -> post(() -> JsonSupport.noBody(() -> issueKey(org)))),
         path(PathMatchers.segment().slash("policy"), org -> concat(
@@ -52,7 +53,7 @@ public final class AdminRoutes extends AllDirectives {
         path(PathMatchers.segment().slash("webhook"), org -> concat(
             put(() -> JsonSupport.body(WebhookRequest.class, maxBody, w -> setWebhook(org, w))),
             get(() -> getWebhook(org)),
-            delete(() -> removeWebhook(org))))))));
+            delete(() -> removeWebhook(org)))))))));
   }
 
   private Route getWebhook(String org) {

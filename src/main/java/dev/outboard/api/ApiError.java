@@ -1,7 +1,5 @@
 package dev.outboard.api;
 
-import dev.outboard.Json;
-import org.apache.pekko.http.javadsl.model.ContentTypes;
 import org.apache.pekko.http.javadsl.model.HttpEntities;
 import org.apache.pekko.http.javadsl.model.HttpResponse;
 import org.apache.pekko.http.javadsl.model.StatusCode;
@@ -54,12 +52,8 @@ public final class ApiError extends RuntimeException {
   record Detail(String code, String message) {}
 
   public static HttpResponse response(StatusCode status, String code, String message) {
-    try {
-      byte[] json = Json.MAPPER.writeValueAsBytes(new Body(new Detail(code, message)));
-      return HttpResponse.create().withStatus(status).withEntity(HttpEntities.create(ContentTypes.APPLICATION_JSON, json));
-    } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
-      throw new IllegalStateException(e);
-    }
+    byte[] json = JsonSupport.toJson(new Body(new Detail(code, message)));
+    return HttpResponse.create().withStatus(status).withEntity(HttpEntities.create(JsonSupport.JSON, json));
   }
 
   /** A machine code for a status that pekko-http produced itself (rejections). */
@@ -73,7 +67,7 @@ public final class ApiError extends RuntimeException {
       case 408 -> "request_timeout";
       case 409 -> "conflict";
       case 412 -> "precondition_failed";
-      case 413 -> "payload_too_large";
+      case 413 -> JsonSupport.BODY_TOO_LARGE; // pekko-http's own 413s are about the request body
       case 414 -> "uri_too_long";
       case 415 -> "unsupported_media_type";
       case 429 -> "too_many_requests";

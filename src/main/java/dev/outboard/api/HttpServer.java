@@ -7,9 +7,9 @@ import java.util.concurrent.CompletionStage;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.http.javadsl.Http;
 import org.apache.pekko.http.javadsl.ServerBinding;
-import org.apache.pekko.http.javadsl.model.ContentTypes;
 import org.apache.pekko.http.javadsl.model.HttpEntity;
 import org.apache.pekko.http.javadsl.model.HttpResponse;
+import org.apache.pekko.http.javadsl.model.MediaTypes;
 import org.apache.pekko.http.javadsl.model.StatusCodes;
 import org.apache.pekko.http.javadsl.server.AllDirectives;
 import org.apache.pekko.http.javadsl.server.Directives;
@@ -29,7 +29,7 @@ public final class HttpServer extends AllDirectives {
   /** The API routes under {@code /v1}, wrapped in error handling. */
   public static Route api(Route first, Route... more) {
     HttpServer d = new HttpServer();
-    return d.mapResponse(HttpServer::count, () ->
+    return d.mapResponse(response -> count(JsonSupport.withJsonCharset(response)), () ->
         d.handleExceptions(exceptions(), () ->
             d.handleRejections(rejections(), () ->
                 d.handleExceptions(exceptions(), () ->
@@ -75,7 +75,7 @@ public final class HttpServer extends AllDirectives {
     return ExceptionHandler.newBuilder()
         .match(ApiError.class, e -> Directives.complete(e.toResponse()))
         .match(EntityStreamSizeException.class, e -> Directives.complete(ApiError.response(StatusCodes.CONTENT_TOO_LARGE,
-            "payload_too_large", "the request body is larger than the limit of " + e.limit() + " bytes")))
+            JsonSupport.BODY_TOO_LARGE, "the request body is larger than the limit of " + e.limit() + " bytes")))
         .match(Throwable.class, e -> Directives.complete(JsonSupport.toApiError(e).toResponse()))
         .build();
   }
@@ -83,7 +83,7 @@ public final class HttpServer extends AllDirectives {
   /** pekko-http's default rejection answers, re-shaped into our JSON error. */
   static RejectionHandler rejections() {
     return RejectionHandler.defaultHandler().mapRejectionResponse(response -> {
-      if (response.entity().getContentType().equals(ContentTypes.APPLICATION_JSON)) return response;
+      if (response.entity().getContentType().mediaType().equals(MediaTypes.APPLICATION_JSON)) return response;
       String text = response.entity() instanceof HttpEntity.Strict strict ? strict.getData().utf8String() : response.status().reason();
       if (response.status().intValue() == 413 && text.isBlank()) text = "the request body is too large";
       return ApiError.response(response.status(), ApiError.codeFor(response.status()), text.isBlank() ? response.status().reason() : text);

@@ -26,7 +26,8 @@ public final class UsageRoutes extends AllDirectives {
   }
 
   public Route routes() {
-    return path("usage", () -> get(() -> auth.org(org -> parameterOptional("from", from -> parameterOptional("to", to -> {
+    return path("usage", () -> get(() -> auth.org(org -> QueryParams.only(List.of("from", "to"), () ->
+        parameterOptional("from", from -> parameterOptional("to", to -> {
       LocalDate last = to.map(t -> date("to", t)).orElse(LocalDate.now(ZoneOffset.UTC));
       LocalDate first = from.map(f -> date("from", f)).orElse(last.minusDays(29));
       if (first.isAfter(last)) throw ApiError.badRequest("from must not be after to");
@@ -34,7 +35,7 @@ public final class UsageRoutes extends AllDirectives {
       // What this node has not written yet counts too.
       return onSuccess(ledger.flush().thenCompose(v -> ledger.days(org, first, last)), days ->
           complete(StatusCodes.OK, new UsageReport(org, first.toString(), last.toString(), days), JsonSupport.marshaller()));
-    })))));
+    }))))));
   }
 
   private static LocalDate date(String name, String value) {

@@ -3,6 +3,7 @@ package dev.outboard.memory;
 import dev.outboard.api.ApiError;
 import dev.outboard.api.Auth;
 import dev.outboard.api.JsonSupport;
+import dev.outboard.api.QueryParams;
 import dev.outboard.memory.OrgFileOp.Origin;
 import dev.outboard.memory.OrgFileOp.Outcome;
 import dev.outboard.vfs.VirtualPath;
@@ -13,9 +14,11 @@ import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.CompletionStage;
 import java.util.function.Function;
+import org.apache.pekko.http.javadsl.model.ContentType;
 import org.apache.pekko.http.javadsl.model.ContentTypes;
 import org.apache.pekko.http.javadsl.model.HttpEntities;
 import org.apache.pekko.http.javadsl.model.HttpResponse;
+import org.apache.pekko.http.javadsl.model.MediaTypes;
 import org.apache.pekko.http.javadsl.model.StatusCode;
 import org.apache.pekko.http.javadsl.model.StatusCodes;
 import org.apache.pekko.http.javadsl.model.headers.EntityTag;
@@ -27,6 +30,8 @@ import org.apache.pekko.http.javadsl.server.Route;
 /** {@code /v1/files/{ns}/...}: the org's memory and skills files over HTTP (API.md "Org files"). */
 public final class FileRoutes extends AllDirectives {
   private static final Set<String> NAMESPACES = Set.of(OrgFileStore.MEMORY, OrgFileStore.SKILLS);
+  /** Subtypes of {@code application/} that pekko-http does not know as text but are. */
+  private static final Set<String> TEXT_SUBTYPES = Set.of("json", "xml", "yaml", "x-yaml", "toml", "javascript", "x-sh");
   private static final java.util.regex.Pattern ENCODED =
       java.util.regex.Pattern.compile("%(2e|2f|5c|00)", java.util.regex.Pattern.CASE_INSENSITIVE);
 
@@ -54,13 +59,16 @@ public final class FileRoutes extends AllDirectives {
     return pathPrefix("files", () -> auth.org(org -> pathPrefix(PathMatchers.segment(), ns -> {
       if (!NAMESPACES.contains(ns)) throw ApiError.notFound("no file namespace '" + ns + "'; there are memory and skills");
       return concat(
-          pathEndOrSingleSlash(() -> get(() -> parameterOptional("prefix", prefix -> list(org, ns, prefix.orElse(""))))),
+          pathEndOrSingleSlash(() -> get(() -> QueryParams.only(List.of("prefix"), () ->
+              parameterOptional("prefix", prefix -> list(org, ns, prefix.orElse("")))))),
           extractUnmatchedPath(raw -> {
             String path = filePath(ns, raw);
             return concat(
-                get(() -> parameterOptional("history", history -> history.isPresent() ? history(org, ns, path) : read(org, ns, path))),
-                put(() -> ifMatch(version -> JsonSupport.text(maxBody, text -> write(org, ns, path, text, version)))),
-                delete(() -> ifMatch(version -> JsonSupport.noBody(() -> remove(org, ns, path, version)))));
+                get(() -> QueryParams.only(List.of("history"), () ->
+                    parameterOptional("history", history -> history.isPresent() ? history(org, ns, path) : read(org, ns, path)))),
+                put(() -> QueryParams.none(() -> ifMatch(version ->
+                    JsonSupport.text(maxBody, FileRoutes::requireText, text -> write(org, ns, path, text, version))))),
+                delete(() -> QueryParams.none(() -> ifMatch(version -> JsonSupport.noBody(() -> remove(org, ns, path, version))))));
           }));
     })));
   }
@@ -102,6 +110,22 @@ public final class FileRoutes extends AllDirectives {
       out.writeBytes(String.valueOf(c).getBytes(StandardCharsets.UTF_8));
     }
     return out.toString(StandardCharsets.UTF_8);
+  }
+
+  /**
+   * 415 unless the body is declared as text: {@code text/*}, JSON, XML, YAML, or no type in
+   * particular ({@code application/octet-stream}, which is also what a body without
+   * {@code Content-Type} is, and curl's {@code application/x-www-form-urlencoded}), whose bytes
+   * must then be UTF-8 (400 otherwise, see {@link JsonSupport#text}).
+   */
+  static void requireText(ContentType type) {
+    String sub = type.mediaType().subType();
+    boolean text = !type.binary() || type.mediaType().equals(MediaTypes.APPLICATION_OCTET_STREAM)
+        || TEXT_SUBTYPES.contains(sub) || sub.endsWith("+json") || sub.endsWith("+xml") || sub.endsWith("+yaml");
+    if (!text) {
+      throw new ApiError(StatusCodes.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+          "org files are UTF-8 text; a body of type " + type.mediaType() + " is not (send text/plain or text/markdown)");
+    }
   }
 
   private Route ifMatch(Function<Long, Route> inner) {
@@ -169,7 +193,7 @@ public final class FileRoutes extends AllDirectives {
     return switch (Optional.ofNullable(code).orElse("")) {
       case "not_found" -> StatusCodes.NOT_FOUND;
       case "precondition_failed" -> StatusCodes.PRECONDITION_FAILED;
-      case "too_large" -> StatusCodes.CONTENT_TOO_LARGE;
+      case OrgFileStore.FILE_TOO_LARGE -> StatusCodes.CONTENT_TOO_LARGE;
       case "forbidden" -> StatusCodes.FORBIDDEN;
       case "exists", "edit_failed" -> StatusCodes.CONFLICT;
       case "unavailable", "overloaded", "timed_out", "unconfirmed" -> StatusCodes.SERVICE_UNAVAILABLE;

@@ -32,6 +32,10 @@ public final class OrgFileStore {
   public static final String MEMORY = "memory";
   public static final String SKILLS = "skills";
   public static final int MAX_PATH = 1024;
+  /** Failure code (HTTP 413): the file would be over {@code outboard.memory.max-file-bytes}. */
+  public static final String FILE_TOO_LARGE = "file_too_large";
+  /** Failure code (HTTP 400): the content has a NUL or an unpaired surrogate, which is not text. */
+  public static final String NOT_TEXT = "not_text";
 
   private final Database db;
   private final long maxFileBytes;
@@ -273,8 +277,11 @@ public final class OrgFileStore {
     if (next != null) {
       long size = next.getBytes(StandardCharsets.UTF_8).length;
       if (size > maxFileBytes) {
-        return Outcome.failed("too_large", shown + " would be " + size + " bytes; org files are limited to " + maxFileBytes + " bytes");
+        return Outcome.failed(FILE_TOO_LARGE, shown + " would be " + size + " bytes; org files are limited to " + maxFileBytes + " bytes");
       }
+      // PostgreSQL's text cannot hold NUL, and an unpaired surrogate would be stored as '?'.
+      String notText = TextFiles.notText(next);
+      if (notText != null) return Outcome.failed(NOT_TEXT, shown + " would not be text: it contains " + notText);
     }
     boolean created = cur.content == null;
     long version = record(org, cur, op.ns(), op.path(), next, verb, r.origin(), versions, now);

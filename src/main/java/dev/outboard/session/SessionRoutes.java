@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.outboard.api.ApiError;
 import dev.outboard.api.Auth;
 import dev.outboard.api.JsonSupport;
+import dev.outboard.api.QueryParams;
 import dev.outboard.model.ModelClients;
 import dev.outboard.model.ModelSpec;
 import dev.outboard.model.ScriptedModel;
@@ -44,6 +45,8 @@ public final class SessionRoutes extends AllDirectives {
       Set.of("running", "requires_action", "waiting", "completed", "failed", "cancelled");
   private static final int MAX_TEXT = 1_000_000;
   private static final int MAX_DECISION_MESSAGE = 10_000;
+  /** 413 code: an event's payload is over {@code outboard.waits.max-payload-bytes}. */
+  static final String EVENT_TOO_LARGE = "event_too_large";
 
   /** The body of {@code POST /v1/sessions}. */
   public record CreateRequest(String prompt, String user, ModelSpec model, String system, Integer maxTurns,
@@ -91,26 +94,29 @@ public final class SessionRoutes extends AllDirectives {
 
   public Route routes() {
     return pathPrefix("sessions", () -> auth.org(org -> concat(
-        pathEndOrSingleSlash(() -> concat(post(() -> create(org)), get(() -> list(org)))),
+        pathEndOrSingleSlash(() -> concat(
+            post(() -> QueryParams.none(() -> create(org))),
+            get(() -> QueryParams.only(List.of("status", "user", "limit", "cursor"), () -> list(org))))),
         pathPrefix(PathMatchers.segment(), id -> owned(org, id, () -> session(id))))));
   }
 
   private Route session(String id) {
     return concat(
-        pathEndOrSingleSlash(() -> get(() -> parameterOptional("wait", wait -> wait.isEmpty()
+        pathEndOrSingleSlash(() -> get(() -> QueryParams.only(List.of("wait"), () -> parameterOptional("wait", wait -> wait.isEmpty()
             ? reply(ask(id, SessionEntity.Get::new), this::ok)
-            : awaitSettled(id, parseWait(wait.get()))))),
-        path("messages", () -> post(() -> message(id))),
-        path("approvals", () -> post(() -> decide(id))),
-        path("budget", () -> post(() -> raiseBudget(id))),
-        path(PathMatchers.segment("events").slash(PathMatchers.segment()), name -> post(() -> event(id, name))),
-        path("cancel", () -> post(() -> JsonSupport.noBody(() -> reply(ask(id, SessionEntity.Cancel::new), this::accepted)))),
-        path("transcript", () -> get(() -> parameterOptional("full", full -> {
+            : awaitSettled(id, parseWait(wait.get())))))),
+        path("messages", () -> post(() -> QueryParams.none(() -> message(id)))),
+        path("approvals", () -> post(() -> QueryParams.none(() -> decide(id)))),
+        path("budget", () -> post(() -> QueryParams.none(() -> raiseBudget(id)))),
+        path(PathMatchers.segment("events").slash(PathMatchers.segment()), name -> post(() -> QueryParams.none(() -> event(id, name)))),
+        path("cancel", () -> post(() -> QueryParams.none(() ->
+            JsonSupport.noBody(() -> reply(ask(id, SessionEntity.Cancel::new), this::accepted))))),
+        path("transcript", () -> get(() -> QueryParams.only(List.of("full"), () -> parameterOptional("full", full -> {
           if (full.isEmpty() || full.get().equals("false")) return reply(ask(id, SessionEntity.GetTranscript::new), this::ok);
           if (!full.get().equals("true")) throw ApiError.badRequest("full must be true or false");
           return reply(events.fullTranscript(id), this::ok);
-        }))),
-        path("events", () -> get(() -> events(id))));
+        })))),
+        path("events", () -> get(() -> QueryParams.only(List.of("after"), () -> events(id)))));
   }
 
   private <T> Route ok(T value) {
@@ -227,13 +233,13 @@ public final class SessionRoutes extends AllDirectives {
     if (!ToolCatalog.EVENT_NAME.matcher(name).matches()) {
       throw ApiError.badRequest("an event name is 1 to 128 of letters, digits and . _ : - (starting with a letter or digit)");
     }
-    return JsonSupport.text(settings.waits().maxPayloadBytes(), text -> {
+    return JsonSupport.text(settings.waits().maxPayloadBytes(), EVENT_TOO_LARGE, "the event's payload", type -> { }, text -> {
       if (text.isBlank()) throw ApiError.badRequest("the body must be the event's JSON payload ({} for none)");
       JsonNode payload;
       try {
         payload = dev.outboard.Json.MAPPER.readTree(text);
       } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
-        throw ApiError.badRequest("the body is not valid JSON: " + e.getOriginalMessage());
+        throw JsonSupport.notJson(e);
       }
       return reply(this.<SessionEntity.EventAccepted>ask(id, r -> new SessionEntity.DeliverEvent(name, payload.toString(), r)),
           this::accepted);

@@ -134,12 +134,26 @@ public final class ToolCatalog {
           case BOOLEAN -> v.isBoolean();
           case STRING_LIST -> v.isArray() && java.util.stream.StreamSupport.stream(v.spliterator(), false).allMatch(JsonNode::isTextual);
         };
-        if (!ok) fail("argument '" + p.name() + "' must be " + article(p.type()) + ", got " + v.getNodeType().name().toLowerCase());
+        if (!ok && p.type() == Type.INTEGER && v.isIntegralNumber()) {
+          fail("argument '" + p.name() + "' must be an integer of at most " + Integer.MAX_VALUE + ", got " + v.asText());
+        }
+        if (!ok) fail("argument '" + p.name() + "' must be " + article(p.type()) + ", got " + jsonType(v));
       }
     }
 
     private String names() {
       return spec.params().stream().map(p -> p.name() + (p.required() ? "" : "?")).collect(Collectors.joining(", "));
+    }
+
+    /** The JSON type of {@code v}, as a client of a JSON API says it. */
+    private static String jsonType(JsonNode v) {
+      if (v.isIntegralNumber()) return "an integer";
+      if (v.isNumber()) return "a number";
+      if (v.isTextual()) return "a string";
+      if (v.isBoolean()) return "a boolean";
+      if (v.isArray()) return "an array";
+      if (v.isObject()) return "an object";
+      return v.getNodeType().name().toLowerCase();
     }
 
     private static String article(Type t) {

@@ -25,6 +25,23 @@ public final class TextFiles {
 
   public static final int DEFAULT_READ_LINES = 2000;
 
+  /**
+   * Why {@code content} is not text that every store keeps as it is — "a NUL character at index i"
+   * or "an unpaired surrogate at index i" — or null if it is.
+   */
+  public static String notText(String content) {
+    for (int i = 0; i < content.length(); i++) {
+      char c = content.charAt(i);
+      if (c == '\0') return "a NUL character at index " + i;
+      if (Character.isHighSurrogate(c) && i + 1 < content.length() && Character.isLowSurrogate(content.charAt(i + 1))) {
+        i++;
+      } else if (Character.isSurrogate(c)) {
+        return "an unpaired surrogate at index " + i;
+      }
+    }
+    return null;
+  }
+
   /** Lines {@code offset..offset+limit-1} of {@code content}, numbered like {@code cat -n}, within {@code maxChars}. */
   public static String numbered(String path, String content, int offset, Integer limit, int maxChars) {
     if (content.isEmpty()) return "(" + path + " is empty)";

@@ -7,6 +7,7 @@ import dev.outboard.testing.ApiClient;
 import dev.outboard.testing.ApiClient.Response;
 import dev.outboard.testing.ApiClient.SseEvent;
 import dev.outboard.testing.InProcessNode;
+import dev.outboard.testing.RawHttp;
 import dev.outboard.testing.TestPostgres;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -42,6 +43,8 @@ class ApiErrorPathsTest {
   /** A turn that keeps its session running for the whole test class. */
   private static final long FOREVER_MS = 120_000;
   private static final Duration PASSIVATE_AFTER = Duration.ofSeconds(1);
+  /** API.md: "JSON everywhere ({@code application/json; charset=utf-8})". */
+  private static final String JSON = "application/json; charset=utf-8";
 
   private TestPostgres postgres;
   private InProcessNode node;
@@ -164,7 +167,29 @@ class ApiErrorPathsTest {
   @Test
   void unknownRoutesAndMethodsAnswerInTheErrorShape() {
     assertError(acme.get("/v1/no-such-thing"), 404, "not_found");
+    assertError(acme.get("/no-such-thing"), 404, "not_found");
     assertError(acme.delete("/v1/sessions"), 405, "method_not_allowed");
+  }
+
+  @Test
+  void everyJsonAnswerSaysItIsUtf8() {
+    // Answers of our routes, of the error handler, of pekko-http's rejections and of its parser.
+    String id = create(acme, session("charset", turn("done")));
+    List<Response> answers = List.of(
+        acme.post("/v1/sessions", session("charset", turn("again"))),
+        acme.get("/v1/sessions/" + id),
+        acme.get("/v1/sessions?user=charset"),
+        acme.get("/v1/sessions/" + id + "/transcript"),
+        node.admin().get("/v1/admin/orgs/acme/policy"),
+        acme.get("/v1/usage"),
+        acme.get("/v1/no-such-thing"),
+        acme.delete("/v1/sessions"),
+        anonymous.get("/v1/sessions"),
+        acme.postRaw("/v1/sessions", "{"),
+        acme.get("/v1/sessions/" + "x".repeat(20_000)));
+    assertThat(answers).allSatisfy(r ->
+        assertThat(r.header("Content-Type")).as(r.toString()).contains(JSON));
+    assertThat(answers).extracting(Response::status).contains(200, 201, 400, 401, 404, 405, 414);
   }
 
   // ------------------------------------------------------------------ validation
@@ -203,6 +228,70 @@ class ApiErrorPathsTest {
   }
 
   @Test
+  void unknownQueryParametersAreBadRequestsOnEveryEndpointAndChangeNothing() {
+    String id = create(acme, keepOpen(session("query", turn("ready"))));
+    awaitStatus(acme, id, "waiting");
+    String s = "/v1/sessions/" + id;
+    assertUnknownParameter(acme.get("/v1/sessions?stauts=running"), "stauts", "status, user, limit, cursor");
+    assertUnknownParameter(acme.post("/v1/sessions?dryRun=true", session("query-created", turn("no"))), "dryRun", "none");
+    assertUnknownParameter(acme.get(s + "?wiat=30s"), "wiat", "wait");
+    assertUnknownParameter(acme.get(s + "/transcript?ful=true"), "ful", "full");
+    assertUnknownParameter(acme.get(s + "/events?since=0"), "since", "after");
+    assertUnknownParameter(acme.post(s + "/messages?role=system", Map.of("text", "not delivered")), "role", "none");
+    assertUnknownParameter(acme.post(s + "/approvals?x=1", Map.of("toolUseId", "t", "decision", "allow")), "x", "none");
+    assertUnknownParameter(acme.post(s + "/budget?x=1", Map.of("maxTurns", 9)), "x", "none");
+    assertUnknownParameter(acme.post(s + "/events/ci.done?x=1", Map.of()), "x", "none");
+    assertUnknownParameter(acme.post(s + "/cancel?force", Map.of()), "force", "none");
+    assertUnknownParameter(acme.get("/v1/usage?since=2026-01-01"), "since", "from, to");
+    assertUnknownParameter(node.admin().post("/v1/admin/orgs?x=1", Map.of("id", "query-org", "name", "Q")), "x", "none");
+    assertUnknownParameter(node.admin().get("/v1/admin/orgs/acme/policy?verbose"), "verbose", "none");
+    Response twice = acme.get("/v1/sessions?limit=1&limit=2");
+    assertError(twice, 400, "bad_request");
+    assertThat(twice.json().path("error").path("message").asText()).contains("'limit'", "more than once");
+
+    // Nothing of that happened: the session waits with its two messages, no session or org was made.
+    JsonNode after = acme.get(s).json();
+    assertThat(after.path("status").asText()).isEqualTo("waiting");
+    assertThat(acme.get(s + "/transcript").json().path("messages")).hasSize(2);
+    assertThat(sessionsOf(acme, "user=query-created")).isEmpty();
+    assertError(node.admin().get("/v1/admin/orgs/query-org/policy"), 404, "not_found");
+    // The parameters an endpoint takes still work.
+    assertThat(acme.get(s + "?wait=0s").status()).isEqualTo(200);
+    assertThat(acme.get("/v1/sessions?user=query&limit=5").status()).isEqualTo(200);
+  }
+
+  private static void assertUnknownParameter(Response r, String name, String accepted) {
+    assertError(r, 400, "bad_request");
+    assertThat(r.json().path("error").path("message").asText())
+        .contains("unknown query parameter '" + name + "'", accepted.equals("none") ? "takes none" : "takes " + accepted);
+  }
+
+  static Stream<Arguments> illTypedBodies() {
+    return Stream.of(
+        Arguments.of("{\"prompt\": \"x\", \"maxTurns\": \"x\"}", "at maxTurns: expected an integer, got a string"),
+        Arguments.of("{\"prompt\": {\"text\": \"x\"}}", "at prompt: expected a string, got an object"),
+        Arguments.of("{\"prompt\": \"x\", \"keepOpen\": \"yes\"}", "at keepOpen: expected a boolean (true or false), got a string"),
+        Arguments.of("{\"prompt\": \"x\", \"maxTurns\": 99999999999}", "at maxTurns: the number is out of range for an integer"),
+        Arguments.of("{\"prompt\": \"x\", \"approvals\": \"bash\"}", "at approvals: expected an array, got a string"),
+        Arguments.of("{\"prompt\": \"x\", \"approvals\": [\"bash\", {}]}", "at approvals[1]: expected a string, got an object"),
+        Arguments.of("{\"prompt\": \"x\", \"model\": []}", "at model: expected an object, got an array"),
+        Arguments.of("{\"prompt\": \"x\", \"budget\": {\"maxTokens\": true}}", "at budget.maxTokens: expected an integer, got a boolean"),
+        Arguments.of("{\"prompt\": \"x\", \"model\": {\"provider\": \"scripted\", \"script\": [{\"latencyMs\": \"x\"}]}}",
+            "at model.script[0].latencyMs: expected an integer, got a string"),
+        Arguments.of("[1]", "the body must be a JSON object, not an array"),
+        Arguments.of("3", "the body must be a JSON object, not an integer"),
+        Arguments.of("{\"prompt\": ", "the body is not valid JSON (line 1, column 12): Unexpected end-of-input"));
+  }
+
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("illTypedBodies")
+  void typeErrorsNameJsonTypesNotJavaClasses(String body, String message) {
+    Response r = acme.postRaw("/v1/sessions", body);
+    assertError(r, 400, "bad_request");
+    assertThat(r.json().path("error").path("message").asText()).contains(message).doesNotContain("java.", "`", "dev.outboard");
+  }
+
+  @Test
   void invalidMessageBodiesAreBadRequests() {
     String id = create(acme, keepOpen(session("messages", turn("ready"))));
     awaitStatus(acme, id, "waiting");
@@ -224,15 +313,59 @@ class ApiErrorPathsTest {
     String big = "x".repeat(200_000);
     Response r = acme.post("/v1/sessions", Map.of("prompt", big, "user", "big",
         "model", Map.of("provider", "scripted", "script", List.of(turn("ok")))));
-    assertError(r, 413, "payload_too_large");
+    assertError(r, 413, "body_too_large");
     assertThat(sessionsOf(acme, "user=big")).isEmpty();
 
     // Just under the configured 64 KiB is fine.
     String id = create(acme, Map.of("prompt", "y".repeat(60_000), "user", "big",
         "model", Map.of("provider", "scripted", "script", List.of(turn("ok")))));
     awaitStatus(acme, id, "completed");
-    assertError(acme.post("/v1/sessions/" + id + "/messages", Map.of("text", big)), 413, "payload_too_large");
-    assertError(node.admin().post("/v1/admin/orgs", Map.of("id", "big", "name", big)), 413, "payload_too_large");
+    assertError(acme.post("/v1/sessions/" + id + "/messages", Map.of("text", big)), 413, "body_too_large");
+    assertError(node.admin().post("/v1/admin/orgs", Map.of("id", "big", "name", big)), 413, "body_too_large");
+  }
+
+  @Test
+  void eachCauseOfA413HasItsOwnCode() {
+    // A body over outboard.http.max-body-bytes (64 KiB here) is body_too_large; an event's payload
+    // over outboard.waits.max-payload-bytes (256 KiB) is event_too_large; org files: FileRoutesTest.
+    String id = create(acme, keepOpen(session("too-large", turn("ready"))));
+    awaitStatus(acme, id, "waiting");
+    Response event = acme.post("/v1/sessions/" + id + "/events/ci.done", Map.of("log", "x".repeat(300_000)));
+    assertError(event, 413, "event_too_large");
+    assertThat(event.json().path("error").path("message").asText()).contains("event's payload", "262144 bytes");
+    Response body = acme.post("/v1/sessions/" + id + "/messages", Map.of("text", "x".repeat(70_000)));
+    assertError(body, 413, "body_too_large");
+    assertThat(body.json().path("error").path("message").asText()).contains("request body", "65536 bytes");
+    // Between the two limits an event is fine.
+    assertThat(acme.post("/v1/sessions/" + id + "/events/ci.done", Map.of("log", "x".repeat(100_000))).status()).isEqualTo(202);
+  }
+
+  @Test
+  void nulCharactersInJsonStringsAreRefused() {
+    // JSON may escape NUL; PostgreSQL's text cannot hold it (the sessions list keeps the user): it was a 500.
+    Response r = acme.postRaw("/v1/sessions", "{\"prompt\": \"x\", \"user\": \"nul\\u0000user\","
+        + " \"model\": {\"provider\": \"scripted\", \"script\": [{\"text\": \"done\"}]}}");
+    assertError(r, 400, "bad_request");
+    assertThat(r.json().path("error").path("message").asText()).contains("NUL", "at user");
+    assertError(node.admin().postRaw("/v1/admin/orgs", "{\"id\": \"nul-org\", \"name\": \"N\\u0000\"}"), 400, "bad_request");
+    // A backslash before "u0000" is no NUL; values kept as JSON (metadata, a scripted call's input) may hold one.
+    String id = create(acme, Map.of("prompt", "a \\u0000 b", "user", "nul-free", "metadata", Map.of("k", "v\u0000"),
+        "model", Map.of("provider", "scripted", "script", List.of(turn("done")))));
+    assertThat(awaitStatus(acme, id, "completed").path("metadata").path("k").asText()).isEqualTo("v\u0000");
+    assertError(node.admin().get("/v1/admin/orgs/nul-org/policy"), 404, "not_found");
+  }
+
+  @Test
+  void jsonBodiesThatAreNotUtf8AreRefused() {
+    byte[] latin1 = "{\"prompt\": \"café\", \"user\": \"latin1\"}".getBytes(java.nio.charset.StandardCharsets.ISO_8859_1);
+    Response r = RawHttp.sendBytes("POST", node.baseUrl(), "/v1/sessions", acmeKey, "application/json", latin1);
+    assertError(r, 400, "bad_request");
+    assertThat(r.json().path("error").path("message").asText()).contains("not valid UTF-8");
+    byte[] utf16 = "{\"prompt\": \"x\", \"user\": \"latin1\"}".getBytes(java.nio.charset.StandardCharsets.UTF_16);
+    assertError(RawHttp.sendBytes("POST", node.baseUrl(), "/v1/sessions", acmeKey, "application/json", utf16), 400, "bad_request");
+    assertError(RawHttp.sendBytes("POST", node.baseUrl(), "/v1/sessions", acmeKey, "text/plain; charset=utf-16", utf16),
+        415, "unsupported_media_type");
+    assertThat(sessionsOf(acme, "user=latin1")).isEmpty();
   }
 
   // ------------------------------------------------------------------ conflicts
@@ -528,7 +661,7 @@ class ApiErrorPathsTest {
   /** Asserts API.md's error shape: the status, JSON {@code {"error": {"code", "message"}}}. */
   private static void assertError(Response r, int status, String code) {
     assertThat(r.status()).as(r.toString()).isEqualTo(status);
-    assertThat(r.header("Content-Type")).as("content type of " + r).hasValueSatisfying(ct -> assertThat(ct).startsWith("application/json"));
+    assertThat(r.header("Content-Type")).as("content type of " + r).contains(JSON);
     JsonNode error = r.json().path("error");
     assertThat(error.isObject()).as("error object in " + r).isTrue();
     assertThat(error.path("code").isTextual()).as("error.code in " + r).isTrue();

@@ -7,12 +7,14 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.outboard.testing.ApiClient;
 import dev.outboard.testing.ApiClient.Response;
 import dev.outboard.testing.InProcessNode;
+import dev.outboard.testing.RawHttp;
 import dev.outboard.testing.TestPostgres;
 import java.io.IOException;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
@@ -235,18 +237,95 @@ class FileRoutesTest {
   void aFileOverThePerFileCapIsPayloadTooLarge() {
     String path = "/v1/files/memory/big.md";
     Response tooBig = put(acmeKey, path, "x".repeat(MAX_FILE_BYTES + 1));
-    assertError(tooBig, 413, "too_large");
+    assertError(tooBig, 413, "file_too_large");
     assertThat(tooBig.json().path("error").path("message").asText()).contains(Integer.toString(MAX_FILE_BYTES));
     assertError(acme.get(path), 404, "not_found");
     // The cap counts UTF-8 bytes.
-    assertError(put(acmeKey, path, "é".repeat(MAX_FILE_BYTES / 2 + 1)), 413, "too_large");
+    assertError(put(acmeKey, path, "é".repeat(MAX_FILE_BYTES / 2 + 1)), 413, "file_too_large");
 
     assertThat(put(acmeKey, path, "x".repeat(MAX_FILE_BYTES)).status()).isEqualTo(201);
-    assertError(put(acmeKey, path, "y".repeat(MAX_FILE_BYTES + 1)), 413, "too_large");
+    assertError(put(acmeKey, path, "y".repeat(MAX_FILE_BYTES + 1)), 413, "file_too_large");
     assertThat(acme.get(path).body()).isEqualTo("x".repeat(MAX_FILE_BYTES));
 
     // Over the request body limit, the request itself is refused.
-    assertError(put(acmeKey, path, "z".repeat(70_000)), 413, "payload_too_large");
+    assertError(put(acmeKey, path, "z".repeat(70_000)), 413, "body_too_large");
+  }
+
+  @Test
+  void unknownQueryParametersAreBadRequestsAndWriteNothing() {
+    String path = "/v1/files/memory/query/kept.md";
+    assertThat(put(acmeKey, path, "kept").status()).isEqualTo(201);
+    assertUnknownParameter(acme.get("/v1/files/memory?prefx=query/"), "prefx", "takes prefix");
+    assertUnknownParameter(acme.get(path + "?histroy"), "histroy", "takes history");
+    assertUnknownParameter(put(acmeKey, path + "?force=true", "replaced"), "force", "takes none");
+    assertUnknownParameter(put(acmeKey, "/v1/files/memory/query/new.md?x=1", "new"), "x", "takes none");
+    assertUnknownParameter(acme.delete(path + "?recursive"), "recursive", "takes none");
+
+    Response kept = acme.get(path);
+    assertThat(kept.body()).isEqualTo("kept");
+    assertThat(kept.header("ETag")).contains("\"1\"");
+    assertError(acme.get("/v1/files/memory/query/new.md"), 404, "not_found");
+  }
+
+  private static void assertUnknownParameter(Response r, String name, String accepted) {
+    assertError(r, 400, "bad_request");
+    assertThat(r.json().path("error").path("message").asText()).contains("unknown query parameter '" + name + "'", accepted);
+  }
+
+  @Test
+  void bodiesThatAreNotUtf8TextAreRefusedAndWriteNothing() {
+    String path = "/v1/files/memory/bytes/kept.md";
+    assertThat(put(acmeKey, path, "kept").status()).isEqualTo(201);
+    byte[] invalid = {'a', (byte) 0xC3, '(', 'b'};
+    byte[] latin1 = "café".getBytes(StandardCharsets.ISO_8859_1);
+    byte[] utf16 = "\uFEFFhello".getBytes(StandardCharsets.UTF_16LE);
+    byte[] png = {(byte) 0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n', 0, 0, 0, 0x0D};
+    for (String target : List.of(path, "/v1/files/memory/bytes/new.md")) {
+      assertNotUtf8(putBytes(target, "text/plain", invalid), "byte 1");
+      assertNotUtf8(putBytes(target, "text/markdown; charset=utf-8", latin1), "byte 3");
+      assertNotUtf8(putBytes(target, null, utf16), "byte 0");
+      assertNotUtf8(putBytes(target, "application/octet-stream", png), "byte 0");
+      assertError(putBytes(target, "image/png", png), 415, "unsupported_media_type");
+      assertError(putBytes(target, "application/pdf", "%PDF-1.7".getBytes(StandardCharsets.UTF_8)), 415, "unsupported_media_type");
+      assertError(putBytes(target, "text/plain; charset=iso-8859-1", latin1), 415, "unsupported_media_type");
+      assertError(putBytes(target, "text/plain; charset=utf-16", utf16), 415, "unsupported_media_type");
+      // Valid UTF-8, but PostgreSQL's text cannot hold NUL.
+      Response nul = putBytes(target, "text/plain", "a\0b".getBytes(StandardCharsets.UTF_8));
+      assertError(nul, 400, "not_text");
+      assertThat(nul.json().path("error").path("message").asText()).contains("NUL");
+    }
+    Response kept = acme.get(path);
+    assertThat(kept.body()).isEqualTo("kept");
+    assertThat(kept.header("ETag")).contains("\"1\"");
+    assertError(acme.get("/v1/files/memory/bytes/new.md"), 404, "not_found");
+    assertThat(versions(acme.get(path + "?history"))).hasSize(1);
+
+    // UTF-8 is kept byte for byte, a byte order mark too; without a Content-Type, or as JSON, it is text all the same.
+    String bom = "\uFEFF# Title\nnaïve 日本 🚀\n";
+    assertThat(putBytes("/v1/files/memory/bytes/bom.md", null, bom.getBytes(StandardCharsets.UTF_8)).status()).isEqualTo(201);
+    assertThat(acme.get("/v1/files/memory/bytes/bom.md").body()).isEqualTo(bom);
+    assertThat(putBytes("/v1/files/memory/bytes/x.json", "application/json", "{\"a\": 1}".getBytes(StandardCharsets.UTF_8)).status())
+        .isEqualTo(201);
+  }
+
+  @Test
+  void anAgentsWriteOfContentThatIsNotTextIsAToolErrorAndTheSessionGoesOn() {
+    String session = runSession("nul-writer", toolTurn("writing",
+        Map.of("name", "write", "input", Map.of("path", "/memory/nul.md", "content", "a\u0000b"))));
+    List<JsonNode> results = toolResults(session);
+    assertThat(results).hasSize(1);
+    assertThat(results.get(0).path("isError").asBoolean()).isTrue();
+    assertThat(results.get(0).path("content").asText()).contains("NUL");
+    assertError(acme.get("/v1/files/memory/nul.md"), 404, "not_found");
+  }
+
+  private Response putBytes(String path, String contentType, byte[] body) {
+    return RawHttp.sendBytes("PUT", node.baseUrl(), path, acmeKey, contentType, body);
+  }
+
+  private static void assertNotUtf8(Response r, String where) {
+    assertError(r, 400, "bad_request");
+    assertThat(r.json().path("error").path("message").asText()).contains("not valid UTF-8", where);
   }
 
   @Test

@@ -277,16 +277,16 @@ class OrgFileStoreTest {
     assertThat(small.maxFileBytes()).isEqualTo(100);
 
     Outcome tooBig = small.applyBatch(org, List.of(new Request(write("big.md", "x".repeat(101)), ALICE))).toCompletableFuture().join().get(0);
-    assertFailed(tooBig, "too_large", "/memory/big.md", "101 bytes", "100 bytes");
+    assertFailed(tooBig, "file_too_large", "/memory/big.md", "101 bytes", "100 bytes");
     assertThat(read(org, MEMORY, "big.md")).isEmpty();
     assertThat(history(org, MEMORY, "big.md")).isEmpty();
 
     assertThat(oneIn(small, org, write("big.md", "x".repeat(99) + "z")).version()).isEqualTo(1);
     assertThat(oneIn(small, org, write("utf8.md", "é".repeat(50))).ok()).isTrue();
-    assertFailed(oneIn(small, org, write("utf8.md", "é".repeat(51))), "too_large", "102 bytes");
+    assertFailed(oneIn(small, org, write("utf8.md", "é".repeat(51))), "file_too_large", "102 bytes");
 
     // An edit that would grow a file over the cap fails too, and leaves it as it was.
-    assertFailed(oneIn(small, org, edit("big.md", "z", "zz", false)), "too_large", "101 bytes");
+    assertFailed(oneIn(small, org, edit("big.md", "z", "zz", false)), "file_too_large", "101 bytes");
     assertThat(read(org, MEMORY, "big.md").orElseThrow().content()).isEqualTo("x".repeat(99) + "z");
     assertThat(history(org, MEMORY, "big.md")).hasSize(1);
   }

@@ -129,6 +129,11 @@ public final class InProcessNode implements AutoCloseable {
     return system;
   }
 
+  /** The node's admin token. */
+  public String adminToken() {
+    return adminToken;
+  }
+
   /** A client with the admin token. */
   public ApiClient admin() {
     return new ApiClient(baseUrl, adminToken);

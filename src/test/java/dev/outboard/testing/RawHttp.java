@@ -18,7 +18,8 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 
 /**
- * Requests {@link ApiClient} does not make: any method with a text body (the files API's PUT),
+ * Requests {@link ApiClient} does not make: any method with a text body (the files API's PUT) or
+ * with exact bytes,
  * and request targets sent exactly as written ({@link URI#create} keeps {@code ..} and
  * percent-escapes as they are), plus a check of what {@link HttpClient} really puts on the wire.
  */
@@ -42,6 +43,29 @@ public final class RawHttp {
     try {
       HttpResponse<String> r = HTTP.send(b.build(), HttpResponse.BodyHandlers.ofString());
       return new ApiClient.Response(r.statusCode(), r.body(), r.headers());
+    } catch (IOException e) {
+      throw new UncheckedIOException(method + " " + rawPath, e);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException(e);
+    }
+  }
+
+  /**
+   * {@code method baseUrl+rawPath} with {@code bearer} (null: none), {@code body} as these exact
+   * bytes (null: none) under {@code contentType} (null: no {@code Content-Type} header), and header
+   * name/value pairs. The answer's body is read as UTF-8.
+   */
+  public static ApiClient.Response sendBytes(String method, String baseUrl, String rawPath, String bearer, String contentType,
+      byte[] body, String... headers) {
+    HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(baseUrl + rawPath)).timeout(TIMEOUT);
+    if (bearer != null) b.header("Authorization", "Bearer " + bearer);
+    if (headers.length > 0) b.headers(headers);
+    if (contentType != null) b.header("Content-Type", contentType);
+    b.method(method, body == null ? HttpRequest.BodyPublishers.noBody() : HttpRequest.BodyPublishers.ofByteArray(body));
+    try {
+      HttpResponse<byte[]> r = HTTP.send(b.build(), HttpResponse.BodyHandlers.ofByteArray());
+      return new ApiClient.Response(r.statusCode(), new String(r.body(), StandardCharsets.UTF_8), r.headers());
     } catch (IOException e) {
       throw new UncheckedIOException(method + " " + rawPath, e);
     } catch (InterruptedException e) {

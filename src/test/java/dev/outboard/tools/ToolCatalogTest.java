@@ -147,14 +147,14 @@ class ToolCatalogTest {
 
   @ParameterizedTest
   @CsvSource(delimiter = '|', value = {
-      "read  | {'path': 42}                                          | argument 'path' must be a string, got number",
-      "read  | {'path': '/session/a', 'offset': '2'}                 | argument 'offset' must be an integer, got string",
-      "read  | {'path': '/session/a', 'limit': 1.5}                  | argument 'limit' must be an integer, got number",
-      "read  | {'path': '/session/a', 'limit': 10000000000}          | argument 'limit' must be an integer, got number",
-      "write | {'path': '/session/a', 'content': ['x']}              | argument 'content' must be a string, got array",
-      "edit  | {'path': '/session/a', 'old_string': 'a', 'new_string': 'b', 'replace_all': 'yes'} | argument 'replace_all' must be a boolean, got string",
-      "grep  | {'pattern': 'x', 'glob': {}}                          | argument 'glob' must be a string, got object",
-      "bash  | {'command': 'ls', 'timeout_ms': true}                 | argument 'timeout_ms' must be an integer, got boolean",
+      "read  | {'path': 42}                                          | argument 'path' must be a string, got an integer",
+      "read  | {'path': '/session/a', 'offset': '2'}                 | argument 'offset' must be an integer, got a string",
+      "read  | {'path': '/session/a', 'limit': 1.5}                  | argument 'limit' must be an integer, got a number",
+      "read  | {'path': '/session/a', 'limit': 10000000000}          | argument 'limit' must be an integer of at most 2147483647, got 10000000000",
+      "write | {'path': '/session/a', 'content': ['x']}              | argument 'content' must be a string, got an array",
+      "edit  | {'path': '/session/a', 'old_string': 'a', 'new_string': 'b', 'replace_all': 'yes'} | argument 'replace_all' must be a boolean, got a string",
+      "grep  | {'pattern': 'x', 'glob': {}}                          | argument 'glob' must be a string, got an object",
+      "bash  | {'command': 'ls', 'timeout_ms': true}                 | argument 'timeout_ms' must be an integer, got a boolean",
   })
   void illTypedArgumentsAreNamedWithTheExpectedAndActualType(String tool, String input, String message) {
     assertThatThrownBy(() -> parse(tool, input))
