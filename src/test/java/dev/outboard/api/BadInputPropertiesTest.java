@@ -20,13 +20,13 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
-import net.jqwik.api.Arbitraries;
-import net.jqwik.api.Arbitrary;
-import net.jqwik.api.ForAll;
-import net.jqwik.api.Property;
-import net.jqwik.api.Provide;
-import net.jqwik.api.lifecycle.AfterContainer;
-import net.jqwik.api.lifecycle.BeforeContainer;
+import java.util.function.Function;
+import java.util.stream.IntStream;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.DynamicTest;
+import org.junit.jupiter.api.TestFactory;
 
 /**
  * Property tests of bad input (issue 13): whatever bytes, encodings, JSON shapes and paths a
@@ -34,8 +34,18 @@ import net.jqwik.api.lifecycle.BeforeContainer;
  * whatever arguments a model gives its tools, each call gets a result (a tool error when they are
  * bad) and the session finishes. One embedded node (H2) for every try; bounded tries, so the
  * class stays within a few seconds of its node's start.
+ *
+ * <p>Plain JUnit 5: each property is a {@link TestFactory} of as many {@link DynamicTest}s as it
+ * has tries, each try drawing its inputs from its own {@link Random}. The seeds derive from one
+ * base seed, random on every run (so runs keep exploring new inputs) and printed at the start
+ * (in the class's {@code -output.txt} under target/surefire-reports); {@code
+ * -Doutboard.props.seed=N} fixes it, and then every try gets the same inputs again. A try's name
+ * says its number, its seed and its input; its failure says those and the base seed.
  */
 class BadInputPropertiesTest {
+  /** The system property that fixes the base seed. */
+  static final String SEED_PROPERTY = "outboard.props.seed";
+  private static final long BASE_SEED = baseSeed();
   private static final String JSON = "application/json; charset=utf-8";
   private static final Duration SESSION_TIMEOUT = Duration.ofSeconds(20);
   private static final JsonNodeFactory NODES = JsonNodeFactory.instance;
@@ -55,8 +65,11 @@ class BadInputPropertiesTest {
   private static ApiClient api;
   private static String waitingSession;
 
-  @BeforeContainer
+  @BeforeAll
   static void startNode() throws Exception {
+    System.out.println("BadInputPropertiesTest: base seed " + BASE_SEED
+        + (System.getProperty(SEED_PROPERTY, "").isBlank() ? " (random; rerun with -D" + SEED_PROPERTY + "=" + BASE_SEED + ")"
+            : " (from -D" + SEED_PROPERTY + ")"));
     node = InProcessNode.start(null, Map.of(
         "outboard.http.max-body-bytes", "64KiB",
         "outboard.memory.max-file-bytes", 8192));
@@ -66,7 +79,7 @@ class BadInputPropertiesTest {
     ScriptedSessions.awaitStatus(api, waitingSession, "waiting", SESSION_TIMEOUT);
   }
 
-  @AfterContainer
+  @AfterAll
   static void stopNode() {
     if (node != null) node.close();
   }
@@ -74,9 +87,17 @@ class BadInputPropertiesTest {
   // ------------------------------------------------------------------ properties
 
   /** A body of any shape, size and encoding, to any endpoint that reads one, is never a 5xx. */
-  @Property(tries = 200)
-  void anyBodyToAnEndpointIsACleanAnswer(@ForAll("endpoints") String endpoint, @ForAll("bodies") byte[] body,
-      @ForAll("contentTypes") String contentType) {
+  @TestFactory
+  Stream<DynamicTest> anyBodyToAnEndpointIsACleanAnswer() {
+    record Input(String endpoint, byte[] body, String contentType) {}
+    return tries("anyBodyToAnEndpointIsACleanAnswer", 200,
+        random -> new Input(endpoint(random), body(random), contentType(random)),
+        in -> in.endpoint() + ", " + (in.contentType().isEmpty() ? "no content type" : in.contentType()) + ", "
+            + describe(in.body()),
+        in -> anyBodyToAnEndpointIsACleanAnswer(in.endpoint(), in.body(), in.contentType()));
+  }
+
+  private static void anyBodyToAnEndpointIsACleanAnswer(String endpoint, byte[] body, String contentType) {
     String[] methodAndPath = endpoint.split(" ", 2);
     String bearer = methodAndPath[1].startsWith("/v1/admin") ? node.adminToken() : key;
     assertClean(RawHttp.sendBytes(methodAndPath[0], node.baseUrl(), methodAndPath[1], bearer,
@@ -87,8 +108,16 @@ class BadInputPropertiesTest {
    * Any path below {@code /v1/files/memory/} is a clean answer for GET, PUT and DELETE, and what a
    * PUT accepted reads back unchanged.
    */
-  @Property(tries = 150)
-  void anyFilePathIsACleanAnswerAndAnAcceptedWriteReadsBack(@ForAll("filePaths") String path, @ForAll("texts") String content) {
+  @TestFactory
+  Stream<DynamicTest> anyFilePathIsACleanAnswerAndAnAcceptedWriteReadsBack() {
+    record Input(String path, String content) {}
+    return tries("anyFilePathIsACleanAnswerAndAnAcceptedWriteReadsBack", 150,
+        random -> new Input(filePath(random), text(random)),
+        in -> "path " + in.path() + ", " + in.content().length() + " chars: " + in.content(),
+        in -> anyFilePathIsACleanAnswerAndAnAcceptedWriteReadsBack(in.path(), in.content()));
+  }
+
+  private static void anyFilePathIsACleanAnswerAndAnAcceptedWriteReadsBack(String path, String content) {
     String target = "/v1/files/memory/" + path;
     byte[] bytes = content.getBytes(StandardCharsets.UTF_8); // an unpaired surrogate goes as '?'
     Response put = RawHttp.sendBytes("PUT", node.baseUrl(), target, key, "text/plain", bytes);
@@ -103,8 +132,16 @@ class BadInputPropertiesTest {
   }
 
   /** Any arguments for any tool name are a typed call or an {@link ToolCatalog.InvalidToolCallException}, nothing else. */
-  @Property(tries = 200)
-  void anyToolArgumentsParseOrAreAToolError(@ForAll("toolNames") String name, @ForAll("toolInputs") JsonNode input) {
+  @TestFactory
+  Stream<DynamicTest> anyToolArgumentsParseOrAreAToolError() {
+    record Input(String name, JsonNode input) {}
+    return tries("anyToolArgumentsParseOrAreAToolError", 200,
+        random -> new Input(toolName(random), randomToolInput(random)),
+        in -> "tool \"" + in.name() + "\", input " + in.input(),
+        in -> anyToolArgumentsParseOrAreAToolError(in.name(), in.input()));
+  }
+
+  private static void anyToolArgumentsParseOrAreAToolError(String name, JsonNode input) {
     try {
       assertThat(ToolCatalog.parse(name, input)).isNotNull();
     } catch (ToolCatalog.InvalidToolCallException e) {
@@ -116,8 +153,15 @@ class BadInputPropertiesTest {
    * A scripted model that gives its tools random arguments (wrong types, missing or unknown ones,
    * bad paths, NULs): every call gets exactly one result, and the session completes.
    */
-  @Property(tries = 40)
-  void aSessionWhoseModelGivesBadToolArgumentsStillFinishes(@ForAll("toolCallLists") List<Map<String, Object>> calls) {
+  @TestFactory
+  Stream<DynamicTest> aSessionWhoseModelGivesBadToolArgumentsStillFinishes() {
+    return tries("aSessionWhoseModelGivesBadToolArgumentsStillFinishes", 40,
+        BadInputPropertiesTest::toolCallList,
+        calls -> calls.size() + " calls: " + String.join(", ", calls.stream().map(c -> c.get("name") + " " + c.get("input")).toList()),
+        BadInputPropertiesTest::aSessionWhoseModelGivesBadToolArgumentsStillFinishes);
+  }
+
+  private static void aSessionWhoseModelGivesBadToolArgumentsStillFinishes(List<Map<String, Object>> calls) {
     List<Map<String, Object>> turns = new ArrayList<>();
     Map<String, Object> turn = new LinkedHashMap<>();
     turn.put("text", "calling");
@@ -134,89 +178,144 @@ class BadInputPropertiesTest {
     });
   }
 
-  // ------------------------------------------------------------------ generators
+  // ------------------------------------------------------------------ tries and seeds
 
-  @Provide
-  Arbitrary<String> endpoints() {
-    String s = "/v1/sessions/" + waitingSession;
-    return Arbitraries.of("POST /v1/sessions", "POST " + s + "/messages", "POST " + s + "/approvals", "POST " + s + "/budget",
-        "POST " + s + "/events/ci.done", "POST " + s + "/cancel", "PUT /v1/files/memory/props/any.md",
-        "PUT /v1/files/skills/props/SKILL.md", "GET /v1/sessions", "PUT /v1/admin/orgs/props/policy",
-        "POST /v1/admin/orgs", "PUT /v1/admin/orgs/props/webhook");
+  /** What a try checks of its input; anything it throws fails the try. */
+  private interface Check<T> {
+    void accept(T input) throws Exception;
   }
 
-  @Provide
-  Arbitrary<String> contentTypes() {
-    return Arbitraries.of(CONTENT_TYPES);
+  /**
+   * {@code tries} dynamic tests of {@code check}, try {@code i} on what {@code generator} draws
+   * from {@code new Random(trySeed(property, i))}; each named by its number, its seed and (in
+   * printable ASCII, shortened) its input, and a failure says the same and the base seed. The
+   * stream is lazy: a try's input is drawn just before it runs.
+   */
+  private static <T> Stream<DynamicTest> tries(String property, int tries, Function<Random, T> generator,
+      Function<T, String> describe, Check<T> check) {
+    return IntStream.rangeClosed(1, tries).mapToObj(i -> {
+      long seed = trySeed(property, i);
+      T input = generator.apply(new Random(seed));
+      String what = "try " + i + "/" + tries + ", seed " + seed + ": " + printable(describe.apply(input));
+      return DynamicTest.dynamicTest(abbreviate(what, 160), () -> {
+        try {
+          check.accept(input);
+        } catch (Exception | AssertionError e) {
+          throw new AssertionError(property + " failed on " + abbreviate(what, 1000) + " (base seed " + BASE_SEED
+              + ", rerun with -D" + SEED_PROPERTY + "=" + BASE_SEED + "): " + e.getMessage(), e);
+        }
+      });
+    });
+  }
+
+  /** {@code -Doutboard.props.seed=N} if given, else a random seed. */
+  private static long baseSeed() {
+    String fixed = System.getProperty(SEED_PROPERTY, "").strip();
+    if (fixed.isEmpty()) return new Random().nextLong();
+    try {
+      return Long.parseLong(fixed);
+    } catch (NumberFormatException e) {
+      throw new IllegalArgumentException("-D" + SEED_PROPERTY + " must be a long, not \"" + fixed + "\"", e);
+    }
+  }
+
+  /** The seed of try {@code i} of {@code property}: the base seed, the property and the try, mixed (SplitMix64's finaliser). */
+  static long trySeed(String property, int i) {
+    long z = BASE_SEED ^ ((property.hashCode() * 0x9E3779B97F4A7C15L) + (i * 0xBF58476D1CE4E5B9L));
+    z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+    z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+    return z ^ (z >>> 31);
+  }
+
+  /** Printable ASCII as it is, anything else as a Java escape (a NUL or a lone surrogate in a test's name breaks reports). */
+  private static String printable(String s) {
+    StringBuilder out = new StringBuilder();
+    for (int i = 0; i < s.length(); i++) {
+      char c = s.charAt(i);
+      if (c >= 0x20 && c < 0x7F) out.append(c);
+      else out.append(String.format("\\u%04x", (int) c));
+    }
+    return out.toString();
+  }
+
+  private static String abbreviate(String s, int max) {
+    return s.length() <= max ? s : s.substring(0, max) + "... (" + s.length() + " chars)";
+  }
+
+  /** Its length and its start, byte by byte (as ISO-8859-1, so it stays one char a byte). */
+  private static String describe(byte[] body) {
+    return body.length + " bytes: " + new String(body, 0, Math.min(body.length, 60), StandardCharsets.ISO_8859_1);
+  }
+
+  // ------------------------------------------------------------------ generators
+
+  private static <T> T oneOf(Random random, List<T> values) {
+    return values.get(random.nextInt(values.size()));
+  }
+
+  private static String endpoint(Random random) {
+    String s = "/v1/sessions/" + waitingSession;
+    return oneOf(random, List.of("POST /v1/sessions", "POST " + s + "/messages", "POST " + s + "/approvals", "POST " + s + "/budget",
+        "POST " + s + "/events/ci.done", "POST " + s + "/cancel", "PUT /v1/files/memory/props/any.md",
+        "PUT /v1/files/skills/props/SKILL.md", "GET /v1/sessions", "PUT /v1/admin/orgs/props/policy",
+        "POST /v1/admin/orgs", "PUT /v1/admin/orgs/props/webhook"));
+  }
+
+  private static String contentType(Random random) {
+    return oneOf(random, CONTENT_TYPES);
   }
 
   /** JSON of random shapes, then as it is, re-encoded, damaged or replaced by random bytes. */
-  @Provide
-  Arbitrary<byte[]> bodies() {
-    return Arbitraries.randomValue(random -> {
-      byte[] json = ApiClient.json(randomJson(random, 4)).getBytes(StandardCharsets.UTF_8);
-      return switch (random.nextInt(10)) {
-        case 0 -> randomBytes(random, random.nextInt(2000));
-        case 1 -> concat(new byte[] {(byte) 0xEF, (byte) 0xBB, (byte) 0xBF}, json); // UTF-8 BOM
-        case 2 -> new String(json, StandardCharsets.UTF_8).getBytes(StandardCharsets.UTF_16); // BOM + UTF-16BE
-        case 3 -> new String(json, StandardCharsets.UTF_8).getBytes(StandardCharsets.UTF_16LE);
-        case 4 -> insert(json, random.nextInt(json.length + 1), new byte[] {0});
-        case 5 -> insert(json, random.nextInt(json.length + 1), new byte[] {(byte) 0xC3}); // a cut sequence
-        case 6 -> java.util.Arrays.copyOf(json, random.nextInt(json.length + 1)); // truncated
-        case 7 -> ("{\"prompt\": \"" + "x".repeat(70_000) + "\"}").getBytes(StandardCharsets.UTF_8); // over the limit
-        default -> json;
-      };
-    });
+  private static byte[] body(Random random) {
+    byte[] json = ApiClient.json(randomJson(random, 4)).getBytes(StandardCharsets.UTF_8);
+    return switch (random.nextInt(10)) {
+      case 0 -> randomBytes(random, random.nextInt(2000));
+      case 1 -> concat(new byte[] {(byte) 0xEF, (byte) 0xBB, (byte) 0xBF}, json); // UTF-8 BOM
+      case 2 -> new String(json, StandardCharsets.UTF_8).getBytes(StandardCharsets.UTF_16); // BOM + UTF-16BE
+      case 3 -> new String(json, StandardCharsets.UTF_8).getBytes(StandardCharsets.UTF_16LE);
+      case 4 -> insert(json, random.nextInt(json.length + 1), new byte[] {0});
+      case 5 -> insert(json, random.nextInt(json.length + 1), new byte[] {(byte) 0xC3}); // a cut sequence
+      case 6 -> java.util.Arrays.copyOf(json, random.nextInt(json.length + 1)); // truncated
+      case 7 -> ("{\"prompt\": \"" + "x".repeat(70_000) + "\"}").getBytes(StandardCharsets.UTF_8); // over the limit
+      default -> json;
+    };
   }
 
-  @Provide
-  Arbitrary<String> filePaths() {
-    return Arbitraries.randomValue(random -> {
-      StringBuilder raw = new StringBuilder();
-      int segments = 1 + random.nextInt(5);
-      for (int i = 0; i < segments; i++) {
-        if (i > 0) raw.append(random.nextInt(8) == 0 ? "//" : "/");
-        raw.append(random.nextInt(3) == 0 ? randomString(random, 12) : PATH_PIECES.get(random.nextInt(PATH_PIECES.size())));
-      }
-      if (random.nextInt(20) == 0) raw.append("/").append("y".repeat(1100)); // over the path limit
-      return encodeForUri(raw.toString(), random);
-    });
+  private static String filePath(Random random) {
+    StringBuilder raw = new StringBuilder();
+    int segments = 1 + random.nextInt(5);
+    for (int i = 0; i < segments; i++) {
+      if (i > 0) raw.append(random.nextInt(8) == 0 ? "//" : "/");
+      raw.append(random.nextInt(3) == 0 ? randomString(random, 12) : PATH_PIECES.get(random.nextInt(PATH_PIECES.size())));
+    }
+    if (random.nextInt(20) == 0) raw.append("/").append("y".repeat(1100)); // over the path limit
+    return encodeForUri(raw.toString(), random);
   }
 
-  @Provide
-  Arbitrary<String> texts() {
-    return Arbitraries.randomValue(random -> randomString(random, random.nextInt(4) == 0 ? 3000 : 40));
+  private static String text(Random random) {
+    return randomString(random, random.nextInt(4) == 0 ? 3000 : 40);
   }
 
-  @Provide
-  Arbitrary<String> toolNames() {
+  private static String toolName(Random random) {
     List<String> names = new ArrayList<>(ToolCatalog.ALL.stream().map(t -> t.name()).toList());
     names.addAll(List.of("", "READ", "unknown", "../read", "read\u0000"));
-    return Arbitraries.of(names);
-  }
-
-  @Provide
-  Arbitrary<JsonNode> toolInputs() {
-    return Arbitraries.randomValue(BadInputPropertiesTest::randomToolInput);
+    return oneOf(random, names);
   }
 
   /**
    * One to four calls of the file tools (the sandbox's, subagents and waits stay out: they would
    * start sandboxes, sessions or waits) or unknown tools, with random arguments.
    */
-  @Provide
-  Arbitrary<List<Map<String, Object>>> toolCallLists() {
+  private static List<Map<String, Object>> toolCallList(Random random) {
     List<String> names = List.of("read", "write", "edit", "ls", "glob", "grep", "nope");
-    return Arbitraries.randomValue(random -> {
-      List<Map<String, Object>> calls = new ArrayList<>();
-      for (int i = 1 + random.nextInt(4); i > 0; i--) {
-        Map<String, Object> call = new LinkedHashMap<>();
-        call.put("name", names.get(random.nextInt(names.size())));
-        call.put("input", randomToolInput(random));
-        calls.add(call);
-      }
-      return calls;
-    });
+    List<Map<String, Object>> calls = new ArrayList<>();
+    for (int i = 1 + random.nextInt(4); i > 0; i--) {
+      Map<String, Object> call = new LinkedHashMap<>();
+      call.put("name", names.get(random.nextInt(names.size())));
+      call.put("input", randomToolInput(random));
+      calls.add(call);
+    }
+    return calls;
   }
 
   // ------------------------------------------------------------------ helpers
