@@ -37,9 +37,10 @@ import org.junit.jupiter.api.TestFactory;
  *
  * <p>Plain JUnit 5: each property is a {@link TestFactory} of as many {@link DynamicTest}s as it
  * has tries, each try drawing its inputs from its own {@link Random}. The seeds derive from one
- * base seed, random on every run (so runs keep exploring new inputs) and printed at the start
- * (in the class's {@code -output.txt} under target/surefire-reports); {@code
- * -Doutboard.props.seed=N} fixes it, and then every try gets the same inputs again. A try's name
+ * base seed, printed at the start (in the class's {@code -output.txt} under
+ * target/surefire-reports): a fixed one by default, so the suite is the same on every run; {@code
+ * -Doutboard.props.seed=N} takes another, {@code -Doutboard.props.seed=random} a new one per run
+ * (to explore); the same seed gives every try the same inputs again. A try's name
  * says its number, its seed and its input; its failure says those and the base seed.
  */
 class BadInputPropertiesTest {
@@ -208,10 +209,11 @@ class BadInputPropertiesTest {
     });
   }
 
-  /** {@code -Doutboard.props.seed=N} if given, else a random seed. */
+  /** {@code -Doutboard.props.seed=N} if given ({@code random}: a new one), else the suite's fixed seed. */
   private static long baseSeed() {
     String fixed = System.getProperty(SEED_PROPERTY, "").strip();
-    if (fixed.isEmpty()) return new Random().nextLong();
+    if (fixed.isEmpty()) return 20261203L;
+    if (fixed.equals("random")) return new Random().nextLong();
     try {
       return Long.parseLong(fixed);
     } catch (NumberFormatException e) {
