@@ -194,6 +194,8 @@ public final class SandboxHandle {
   private Restored restoredAs;
   /** Why the host did not answer the call at the head, the last time. */
   private String lastUnreachable;
+  /** Whether the call at the head may run on the sandbox being started again (see pipeCreate). */
+  private boolean retryCreate = true;
   /** Replacements for the call at the head of the queue (a sandbox that dies at once every time). */
   private int replacements;
   /** A sandbox being created, so that one the handle stops meanwhile does not outlive it. */
@@ -401,6 +403,18 @@ public final class SandboxHandle {
       String why = cause(p.error()).getMessage();
       // The provider names the Debian package; the session's answer is the same for every distribution.
       boolean noBwrap = why != null && why.startsWith("bubblewrap (bwrap) is not installed");
+      if (!noBwrap && run != null && run.startBy() != 0 && !run.expired()) {
+        // Its host restarting, a sandbox killed while it started: tried again until the call's deadline.
+        ctx.getLog().info("could not start a sandbox ({}); trying again in {}", why, settings.retryEvery());
+        if (p.replacing()) {
+          lost = true;
+        } else {
+          sandboxId = null;
+        }
+        retryCreate = p.retry();
+        timers.startSingleTimer("retry", new Retry(generation), settings.retryEvery());
+        return Behaviors.same();
+      }
       ctx.getLog().warn("could not start a sandbox: {}", why);
       if (p.replacing()) {
         lost = true; // the next call tries again, salvaging the lost one first
@@ -451,7 +465,12 @@ public final class SandboxHandle {
   private Behavior<Command> onRetry(Retry r) {
     Run run = pending.peek();
     if (r.generation() != generation || run == null || !busy) return Behaviors.same();
-    if (run.expired()) {
+    if (sandboxId == null || lost) {
+      // Provisioning or a replacement failed: start again (nothing ran yet; the deadline is checked when it is there).
+      boolean replacing = lost;
+      changed(replacing ? "replacing" : "provisioning", null);
+      pipeCreate(replacing, retryCreate);
+    } else if (run.expired()) {
       finish(unreachable(run, lastUnreachable));
     } else {
       runOp(run);

@@ -1981,6 +1981,22 @@ public final class SessionEntity
         .build();
   }
 
+  /**
+   * Forgets what the previous incarnation had in flight. After a journal failure the entity is
+   * restarted in place (restartWithBackoff): this object stays, its children (the sandbox handle)
+   * are stopped, and its model calls, tool chains and asks died with it. A stale sandbox ref would
+   * send every later call to dead letters, and a stale callInFlight would never ask the model again.
+   */
+  private void freshIncarnation() {
+    sandbox = null;
+    callInFlight = 0;
+    askedChildren.clear();
+    handingOff = false;
+    passivating = false;
+    heldSinceNanos = 0;
+    timedTurn = 0;
+  }
+
   /** This incarnation stops: its waiters and followers go on with the next one. */
   private void onStopped(State state) {
     liveStatus.clear();
@@ -1989,6 +2005,7 @@ public final class SessionEntity
   }
 
   private void onRecovered(State state) {
+    freshIncarnation();
     if (state.status() == Status.NEW) {
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
       return;

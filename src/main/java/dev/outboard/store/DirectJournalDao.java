@@ -161,7 +161,22 @@ public final class DirectJournalDao extends DefaultJournalDao {
       insert(connection, batch);
       for (Pending p : batch) p.done().trySuccess(CollectionConverters.asScala(p.results()).toList());
       return connection;
-    } catch (SQLException e) {
+    } catch (SQLException first) {
+      SQLException e = first;
+      if (!isValid(connection)) {
+        // The database dropped the connection (a restart): once more on a new one. Had the first
+        // statement committed after all, this one fails on the taken sequence numbers, the writes
+        // fail, and the entity's recovery finds its events.
+        connection = replace(connection);
+        try {
+          insert(connection, batch);
+          for (Pending p : batch) p.done().trySuccess(CollectionConverters.asScala(p.results()).toList());
+          return connection;
+        } catch (SQLException again) {
+          e = again;
+          if (!isValid(connection)) throw again;
+        }
+      }
       if (batch.size() == 1) throw e;
       log.debug("a batch of {} journal writes failed; writing them one by one: {}", batch.size(), e.toString());
       connection = isValid(connection) ? connection : replace(connection);

@@ -115,6 +115,20 @@ class SandboxCallDeadlinesTest {
     assertThat(fake.executions.size()).isGreaterThan(1);
   }
 
+  @Test
+  void aSandboxThatCannotBeStartedWhileItsHostRestartsIsStartedOnceItIsBack() {
+    Fake fake = new Fake();
+    fake.failCreates.set(3);
+    ActorRef<SandboxHandle.Command> handle = spawn(fake, settings(Duration.ofSeconds(5), 16));
+    TestProbe<SandboxHandle.Result> reply = testKit.createTestProbe();
+    handle.tell(new SandboxHandle.Run("toolu_1", bash("echo ok"), 1000, reply.ref(), System.nanoTime() + WAIT.toNanos()));
+    SandboxHandle.Result r = reply.receiveMessage(WAIT);
+    assertThat(r.isError()).as(r.content()).isFalse();
+    assertThat(r.content()).isEqualTo("ok");
+    assertThat(fake.creates.get()).isEqualTo(4);
+    assertThat(fake.executions).containsExactly("toolu_1");
+  }
+
   private static ActorRef<SandboxHandle.Command> spawn(Fake fake, SandboxHandle.Settings settings) {
     TestProbe<SandboxHandle.Report> reports = testKit.createTestProbe();
     return testKit.spawn(SandboxHandle.create(fake, settings, reports.ref(), null, null));
@@ -128,6 +142,8 @@ class SandboxCallDeadlinesTest {
   private static final class Fake implements SandboxProvider {
     volatile CompletableFuture<String> creating = CompletableFuture.completedFuture("sb-1");
     final AtomicInteger unreachableFor = new AtomicInteger();
+    final AtomicInteger failCreates = new AtomicInteger();
+    final AtomicInteger creates = new AtomicInteger();
     final List<String> executions = new CopyOnWriteArrayList<>();
     final Map<String, ExecResult> ran = new ConcurrentHashMap<>();
 
@@ -135,7 +151,13 @@ class SandboxCallDeadlinesTest {
       return CompletableFuture.completedFuture(value);
     }
 
-    @Override public CompletionStage<String> create(Limits limits, byte[] snapshot) { return creating; }
+    @Override public CompletionStage<String> create(Limits limits, byte[] snapshot) {
+      creates.incrementAndGet();
+      if (failCreates.getAndDecrement() > 0) {
+        return CompletableFuture.failedFuture(new IllegalStateException("the sandbox host cannot be reached (ConnectException)"));
+      }
+      return creating;
+    }
     @Override public CompletionStage<ExecResult> exec(String id, String executionId, String command, Duration timeout) {
       executions.add(executionId);
       if (unreachableFor.getAndDecrement() > 0) {

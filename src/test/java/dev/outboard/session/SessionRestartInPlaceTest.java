@@ -1,0 +1,141 @@
+package dev.outboard.session;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.fail;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
+import dev.outboard.Json;
+import dev.outboard.model.ModelClients;
+import dev.outboard.model.ModelSpec;
+import dev.outboard.model.ModelSpec.ScriptedCall;
+import dev.outboard.model.ModelSpec.ScriptedTurn;
+import dev.outboard.model.ScriptedModel;
+import dev.outboard.sandbox.SandboxHandle;
+import dev.outboard.sandbox.SandboxProvider;
+import dev.outboard.sandbox.SandboxProvider.Limits;
+import dev.outboard.session.SessionEntity.Command;
+import dev.outboard.session.SessionEntity.Create;
+import dev.outboard.session.SessionEntity.Event;
+import dev.outboard.session.SessionEntity.State;
+import dev.outboard.session.SessionEntity.Status;
+import dev.outboard.session.SessionEntity.ToolCallCompleted;
+import dev.outboard.vfs.Namespace;
+import dev.outboard.vfs.PathRouter;
+import java.time.Duration;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.CopyOnWriteArrayList;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
+import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
+import org.apache.pekko.persistence.testkit.javadsl.EventSourcedBehaviorTestKit;
+import org.apache.pekko.persistence.typed.PersistenceId;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * A journal write that fails (the database restarted) restarts the session in place: the entity
+ * object stays, its sandbox child is stopped, its model call died. Found by the fault campaign: the
+ * restarted session kept the stopped child's ref (every later bash call went to dead letters and
+ * failed) and the turn it had in flight (so it never asked the model again). Here the write of
+ * turn 2's answer fails; the session must ask again, run turn 2's command on a new sandbox child
+ * and complete, each call with one result.
+ */
+class SessionRestartInPlaceTest {
+  static ActorTestKit kit;
+
+  @BeforeAll
+  static void start() {
+    Config config = ConfigFactory.parseResources("unit-test.conf")
+        .withFallback(EventSourcedBehaviorTestKit.config())
+        .withFallback(ConfigFactory.load())
+        .resolve();
+    kit = ActorTestKit.create("SessionRestartInPlaceTest", config);
+  }
+
+  @AfterAll
+  static void stop() {
+    kit.shutdownTestKit();
+  }
+
+  @Test
+  void aFailedJournalWriteRestartsTheSessionWhichAsksAgainAndUsesANewSandboxChild() throws Exception {
+    String id = "s-" + UUID.randomUUID();
+    TestProbe<ClusterSharding.ShardCommand> shard = kit.createTestProbe();
+    Echo sandboxes = new Echo();
+    Limits limits = new Limits(1L << 30, 64, Duration.ofMinutes(1), 1 << 16, Duration.ofSeconds(30));
+    SessionEntity.Services services = new SessionEntity.Services(new ModelClients("scripted", new ScriptedModel()),
+        new PathRouter(EnumSet.of(Namespace.SESSION, Namespace.WORKSPACE)), (summary, seq) -> { },
+        new SessionSettings(Duration.ofMinutes(2), 500, 10_000, 200, new SessionFiles.Limits(1 << 20, 8 << 20, 256 * 1024)),
+        null, sandboxes, new SandboxHandle.Settings(limits, Duration.ofMinutes(5), Duration.ofMinutes(10)));
+    EventSourcedBehaviorTestKit<Command, Event, State> es =
+        EventSourcedBehaviorTestKit.create(kit.system(), SessionEntity.create(id, shard.ref(), services));
+    String pid = PersistenceId.of(SessionEntity.ENTITY_KEY.name(), id).id();
+
+    List<ScriptedTurn> turns = List.of(
+        new ScriptedTurn("", List.of(bash("echo one")), null),
+        new ScriptedTurn("", List.of(bash("echo two")), 1000L), // the window for the failure
+        new ScriptedTurn("done", null, null));
+    es.<org.apache.pekko.pattern.StatusReply<Summary>>runCommand(replyTo -> new Create("acme", "alice",
+        new SessionSpec("go", new ModelSpec("scripted", null, turns), null, 10, false, null), replyTo));
+    awaitJournal(es, pid, 1);
+    es.persistenceTestKit().failNextPersisted(pid); // turn 2's answer
+
+    long deadline = System.nanoTime() + Duration.ofSeconds(20).toNanos();
+    while (es.getState().status() != Status.COMPLETED) {
+      if (System.nanoTime() > deadline) fail("the session never completed after the failed write; state: " + es.getState());
+      Thread.sleep(20);
+    }
+    List<ToolCallCompleted> results = completed(es, pid);
+    assertThat(results).extracting(ToolCallCompleted::content).containsExactly("one\n", "two\n");
+    assertThat(results).allMatch(r -> !r.isError());
+    assertThat(sandboxes.commands).containsExactly("echo one", "echo two");
+  }
+
+  private static ScriptedCall bash(String command) {
+    return new ScriptedCall("bash", Json.MAPPER.createObjectNode().put("command", command));
+  }
+
+  private static void awaitJournal(EventSourcedBehaviorTestKit<Command, Event, State> es, String pid, int results)
+      throws InterruptedException {
+    long deadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();
+    while (completed(es, pid).size() < results) {
+      if (System.nanoTime() > deadline) fail("turn 1's command never completed");
+      Thread.sleep(10);
+    }
+  }
+
+  private static List<ToolCallCompleted> completed(EventSourcedBehaviorTestKit<Command, Event, State> es, String pid) {
+    return es.persistenceTestKit().persistedInStorage(pid).stream()
+        .filter(ToolCallCompleted.class::isInstance).map(ToolCallCompleted.class::cast).toList();
+  }
+
+  /** One sandbox that echoes (`echo x` prints x) and records what it ran. */
+  private static final class Echo implements SandboxProvider {
+    final List<String> commands = new CopyOnWriteArrayList<>();
+
+    private static <T> CompletionStage<T> done(T value) {
+      return CompletableFuture.completedFuture(value);
+    }
+
+    @Override public CompletionStage<String> create(Limits limits, byte[] snapshot) { return done("sb-1"); }
+    @Override public CompletionStage<ExecResult> exec(String sandboxId, String executionId, String command, Duration timeout) {
+      commands.add(command);
+      return done(new ExecResult(0, command.replace("echo ", "") + "\n", false, false, Duration.ZERO, Duration.ZERO));
+    }
+    @Override public CompletionStage<String> read(String sandboxId, String path) { return done(""); }
+    @Override public CompletionStage<Void> write(String sandboxId, String path, String content) { return done(null); }
+    @Override public CompletionStage<List<Entry>> list(String sandboxId, String path) { return done(List.of()); }
+    @Override public CompletionStage<Void> suspend(String sandboxId) { return done(null); }
+    @Override public CompletionStage<Void> resume(String sandboxId) { return done(null); }
+    @Override public CompletionStage<byte[]> hibernate(String sandboxId) { return done(new byte[0]); }
+    @Override public CompletionStage<Void> destroy(String sandboxId) { return done(null); }
+    @Override public CompletionStage<State> state(String sandboxId) { return done(SandboxProvider.State.ACTIVE); }
+    @Override public void close() { }
+  }
+}
