@@ -67,7 +67,8 @@ import org.junit.jupiter.api.Test;
  *
  * <p>The checks, per session, from the event journal ({@code event_journal}, the events as the
  * session recorded them), the org-file tables ({@code org_files}, {@code org_file_versions}) and
- * that final read: the session completed; no turn recorded twice and every scripted turn recorded;
+ * that final read: the session completed; it never went silent for longer than {@code .stall-seconds}
+ * (60; running sessions come back by themselves); no turn recorded twice and every scripted turn recorded;
  * every tool call exactly one result (and no result without its call); every bash line at most
  * once in the file, and exactly once unless its call's result says "interrupted"; every memory
  * edit landed exactly once (one version, the line once in the file; an edit whose result is an
@@ -79,7 +80,7 @@ import org.junit.jupiter.api.Test;
  * <p>Defaults are a short run for the suite; {@code loadtest/fault-campaign.sh} runs the long one.
  * System properties: {@code outboard.campaign.sessions}, {@code .faults}, {@code .turns},
  * {@code .seed}, {@code .report} (a file for the RESULT, FAULT and VIOLATION lines),
- * {@code .gap-ms} (the longest pause between faults), {@code .create-every-ms}, {@code .drain-seconds}
+ * {@code .gap-ms} (the longest pause between faults), {@code .create-every-ms}, {@code .stall-seconds}, {@code .drain-seconds}
  * (how long to wait for the sessions to finish once the faults are over). PostgreSQL faults
  * need root and {@code pg_ctlcluster} ({@link PostgresControl}); without them those kinds are
  * skipped with a notice, and under {@code CI=true} their absence fails the test.
@@ -95,6 +96,8 @@ class FaultCampaignTest {
   private static final long CREATE_EVERY_MS = Long.getLong("outboard.campaign.create-every-ms", Math.max(300, FAULTS * 4500L / SESSIONS));
   private static final Duration PAUSE = Duration.ofSeconds(5);
   private static final Duration READY = Duration.ofSeconds(120);
+  /** A session that records nothing for this long (outside its wait for the campaign's end) did not come back by itself. */
+  private static final Duration STALL = Duration.ofSeconds(Long.getLong("outboard.campaign.stall-seconds", 60));
   private static final Duration DRAIN = Duration.ofSeconds(Long.getLong("outboard.campaign.drain-seconds", 240));
   private static final String ORG = "campaign";
   private static final String OVER = "campaign.over";
@@ -252,10 +255,15 @@ class FaultCampaignTest {
     creator.start();
     try {
       sleep(1500); // the first sessions are under way
-      for (int n = 1; n <= schedule.size(); n++) {
+      // A sandbox kill finds no sandbox at times; it goes back into the schedule, so that FAULTS faults happen.
+      for (int n = 1, attempts = 0; n <= schedule.size() && attempts < 3 * FAULTS && creatorFailure.get() == null; attempts++) {
         sleep(200 + (long) (random.nextDouble() * GAP_MS));
-        inject(n, schedule.get(n - 1), pg);
-        if (creatorFailure.get() != null) break;
+        if (inject(n, schedule.get(n - 1), pg)) {
+          n++;
+        } else {
+          Kind later = schedule.remove(n - 1);
+          schedule.add(n - 1 + random.nextInt(schedule.size() - n + 2), later);
+        }
       }
     } finally {
       creator.join(READY.toMillis());
@@ -284,7 +292,8 @@ class FaultCampaignTest {
     return schedule;
   }
 
-  private void inject(int n, Kind kind, Optional<PostgresControl> pg) throws Exception {
+  /** Injects fault {@code n}; false if there was nothing to inject it into (no sandbox running). */
+  private boolean inject(int n, Kind kind, Optional<PostgresControl> pg) throws Exception {
     long start = System.currentTimeMillis();
     String detail;
     switch (kind) {
@@ -308,8 +317,8 @@ class FaultCampaignTest {
       case SANDBOX -> {
         detail = killOneSandbox();
         if (detail == null) {
-          log("fault #%d sandbox: no sandbox process to kill right now; skipped", n);
-          return;
+          log("fault #%d sandbox: no sandbox process to kill right now; later", n);
+          return false;
         }
       }
       case PG_RESTART -> {
@@ -325,6 +334,7 @@ class FaultCampaignTest {
     Fault f = new Fault(n, kind, start, System.currentTimeMillis(), detail);
     faults.add(f);
     log("fault #%d %s at +%.1f s: %s", n, kind.key, (start - t0) / 1000.0, detail);
+    return true;
   }
 
   /**
@@ -492,8 +502,9 @@ class FaultCampaignTest {
     String who = plan.name() + " (" + id + ")";
     List<Written> journal = journal(db, id);
     int before = violations.size();
+    int notesBefore = notes.size();
     checkSession(db, id, plan, last, who, journal);
-    if (violations.size() > before) {
+    if (violations.size() > before || notes.size() > notesBefore) {
       for (Written w : journal) {
         timelines.add(String.format("JOURNAL %s seq=%d at=+%.1fs %s %s", plan.name(), w.seq(), (w.atMs() - t0) / 1000.0, w.type(), brief(summary(w))));
       }
@@ -525,6 +536,16 @@ class FaultCampaignTest {
       String why = journal.stream().filter(w -> w.type().equals("SessionFailed")).map(w -> w.event().toString()).findFirst().orElse("");
       violation("session_not_completed", who, null, "status " + status + ", " + completedEvents + " SessionCompleted events"
           + (why.isEmpty() ? "" : "; " + why) + (last == null ? "" : "; error " + last.path("error")) + around(lastMs(journal), lastMs(journal)));
+    }
+
+    // Running sessions come back by themselves: no long silence in the journal, except while waiting for the campaign's end.
+    for (int i = 1; i < journal.size(); i++) {
+      Written prev = journal.get(i - 1);
+      Written next = journal.get(i);
+      if (prev.type().equals("WaitStarted") || next.atMs() - prev.atMs() <= STALL.toMillis()) continue;
+      violation("session_stalled", who, null, String.format("no event for %.1f s between seq %d (%s %s) and seq %d (%s)",
+          (next.atMs() - prev.atMs()) / 1000.0, prev.seq(), prev.type(), brief(summary(prev)), next.seq(), next.type())
+          + around(prev.atMs(), next.atMs()));
     }
 
     // No turn twice, and every scripted turn once.
