@@ -111,6 +111,13 @@ public final class ApiClient {
         .PUT(HttpRequest.BodyPublishers.ofString(json(body))));
   }
 
+  /** PUT with {@code text} sent as given, as {@code text/plain} (an org file's content). */
+  public Response putText(String path, String text, String... headers) {
+    return send(request(path, headers)
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .PUT(HttpRequest.BodyPublishers.ofString(text)));
+  }
+
   public Response delete(String path, String... headers) {
     return send(request(path, headers).DELETE());
   }

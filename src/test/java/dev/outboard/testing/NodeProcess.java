@@ -99,6 +99,14 @@ public final class NodeProcess implements AutoCloseable {
     awaitAnswer(new ApiClient(managementUrl(), null), "/ready", 200, timeout);
   }
 
+  /**
+   * Waits until {@code GET baseUrl + path}, without a token, answers {@code status} (e.g. a sandbox
+   * host's {@code /v1/health} answering 401); fails early if the JVM exits.
+   */
+  public void awaitAnswer(String baseUrl, String path, int status, Duration timeout) {
+    awaitAnswer(new ApiClient(baseUrl, null), path, status, timeout);
+  }
+
   private void awaitAnswer(ApiClient client, String path, int status, Duration timeout) {
     long deadline = System.nanoTime() + timeout.toNanos();
     while (System.nanoTime() < deadline) {
@@ -142,9 +150,20 @@ public final class NodeProcess implements AutoCloseable {
     return process.exitValue();
   }
 
+  /** The log files of every start so far, oldest first. */
+  public List<Path> logs() {
+    return List.copyOf(logs);
+  }
+
   /** The whole log of the latest start. */
   public String log() throws IOException {
     return Files.readString(logs.get(logs.size() - 1), StandardCharsets.UTF_8);
+  }
+
+  /** The running JVM's process (its descendants: e.g. a sandbox host's bwrap trees). */
+  public ProcessHandle handle() {
+    if (process == null) throw new IllegalStateException(name + " was never started");
+    return process.toHandle();
   }
 
   public boolean isAlive() {
