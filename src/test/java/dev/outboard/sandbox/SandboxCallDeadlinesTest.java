@@ -2,10 +2,10 @@ package dev.outboard.sandbox;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import dev.outboard.sandbox.SandboxProvider.Entry;
 import dev.outboard.sandbox.SandboxProvider.ExecResult;
 import dev.outboard.sandbox.SandboxProvider.Limits;
 import dev.outboard.sandbox.SandboxProvider.SandboxGoneException;
+import dev.outboard.testing.EchoSandboxes;
 import dev.outboard.tools.ToolCall;
 import dev.outboard.vfs.VirtualPath;
 import java.time.Duration;
@@ -14,7 +14,6 @@ import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
@@ -139,17 +138,12 @@ class SandboxCallDeadlinesTest {
   }
 
   /** One sandbox, "sb-1", whose creation and reachability the test controls; commands echo. */
-  private static final class Fake implements SandboxProvider {
+  private static final class Fake extends EchoSandboxes {
     volatile CompletableFuture<String> creating = CompletableFuture.completedFuture("sb-1");
     final AtomicInteger unreachableFor = new AtomicInteger();
     final AtomicInteger failCreates = new AtomicInteger();
     final AtomicInteger creates = new AtomicInteger();
-    final List<String> executions = new CopyOnWriteArrayList<>();
     final Map<String, ExecResult> ran = new ConcurrentHashMap<>();
-
-    private static <T> CompletionStage<T> done(T value) {
-      return CompletableFuture.completedFuture(value);
-    }
 
     @Override public CompletionStage<String> create(Limits limits, byte[] snapshot) {
       creates.incrementAndGet();
@@ -158,6 +152,7 @@ class SandboxCallDeadlinesTest {
       }
       return creating;
     }
+
     @Override public CompletionStage<ExecResult> exec(String id, String executionId, String command, Duration timeout) {
       executions.add(executionId);
       if (unreachableFor.getAndDecrement() > 0) {
@@ -166,14 +161,5 @@ class SandboxCallDeadlinesTest {
       return done(ran.computeIfAbsent(executionId,
           k -> new ExecResult(0, command.replace("echo ", ""), false, false, Duration.ZERO, Duration.ZERO)));
     }
-    @Override public CompletionStage<String> read(String id, String path) { return done(""); }
-    @Override public CompletionStage<Void> write(String id, String path, String content) { return done(null); }
-    @Override public CompletionStage<List<Entry>> list(String id, String path) { return done(List.of()); }
-    @Override public CompletionStage<Void> suspend(String id) { return done(null); }
-    @Override public CompletionStage<Void> resume(String id) { return done(null); }
-    @Override public CompletionStage<byte[]> hibernate(String id) { return done(new byte[0]); }
-    @Override public CompletionStage<Void> destroy(String id) { return done(null); }
-    @Override public CompletionStage<State> state(String id) { return done(State.ACTIVE); }
-    @Override public void close() { }
   }
 }

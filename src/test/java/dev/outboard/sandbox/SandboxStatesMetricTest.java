@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.typesafe.config.ConfigFactory;
 import dev.outboard.ops.Metrics;
+import dev.outboard.testing.EchoSandboxes;
 import dev.outboard.sandbox.SandboxProvider.Limits;
 import dev.outboard.tools.ToolCall;
 import dev.outboard.vfs.VirtualPath;
@@ -11,8 +12,6 @@ import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionStage;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
@@ -42,7 +41,7 @@ class SandboxStatesMetricTest {
     Map<String, Double> before = gauge();
     TestProbe<SandboxHandle.Report> session = kit.createTestProbe();
     TestProbe<SandboxHandle.Result> replies = kit.createTestProbe();
-    ActorRef<SandboxHandle.Command> handle = kit.spawn(SandboxHandle.create(new FakeSandboxes(), SETTINGS, session.ref(), null, null));
+    ActorRef<SandboxHandle.Command> handle = kit.spawn(SandboxHandle.create(new EchoSandboxes(), SETTINGS, session.ref(), null, null));
 
     handle.tell(new SandboxHandle.Run("toolu_1", new ToolCall.Bash(VirtualPath.parse("/workspace"), "echo hi", null), 10_000, replies.ref()));
     assertThat(replies.receiveMessage().content()).isEqualTo("hi");
@@ -58,7 +57,7 @@ class SandboxStatesMetricTest {
     awaitDelta(before, Map.of("provisioning", 0.0, "active", 0.0, "suspended", 0.0, "hibernated", 0.0, "replacing", 0.0));
 
     // A new handle for the recorded sandbox counts it again, in its recorded state; Destroy lets go.
-    ActorRef<SandboxHandle.Command> next = kit.spawn(SandboxHandle.create(new FakeSandboxes(), SETTINGS, session.ref(), "sb-1", "hibernated"));
+    ActorRef<SandboxHandle.Command> next = kit.spawn(SandboxHandle.create(new EchoSandboxes(), SETTINGS, session.ref(), "sb-1", "hibernated"));
     awaitDelta(before, Map.of("provisioning", 0.0, "active", 0.0, "suspended", 0.0, "hibernated", 1.0, "replacing", 0.0));
     next.tell(SandboxHandle.Destroy.INSTANCE);
     awaitDelta(before, Map.of("provisioning", 0.0, "active", 0.0, "suspended", 0.0, "hibernated", 0.0, "replacing", 0.0));
@@ -96,26 +95,5 @@ class SandboxStatesMetricTest {
       Thread.currentThread().interrupt();
       throw new AssertionError(e);
     }
-  }
-
-  /** One sandbox, "sb-1", that echoes and parks on request. */
-  private static final class FakeSandboxes implements SandboxProvider {
-    private static <T> CompletionStage<T> done(T value) {
-      return CompletableFuture.completedFuture(value);
-    }
-
-    @Override public CompletionStage<String> create(Limits limits, byte[] snapshot) { return done("sb-1"); }
-    @Override public CompletionStage<ExecResult> exec(String id, String executionId, String command, Duration timeout) {
-      return done(new ExecResult(0, command.replace("echo ", ""), false, false, Duration.ZERO, Duration.ZERO));
-    }
-    @Override public CompletionStage<String> read(String id, String path) { return done(""); }
-    @Override public CompletionStage<Void> write(String id, String path, String content) { return done(null); }
-    @Override public CompletionStage<List<Entry>> list(String id, String path) { return done(List.of()); }
-    @Override public CompletionStage<Void> suspend(String id) { return done(null); }
-    @Override public CompletionStage<Void> resume(String id) { return done(null); }
-    @Override public CompletionStage<byte[]> hibernate(String id) { return done(new byte[0]); }
-    @Override public CompletionStage<Void> destroy(String id) { return done(null); }
-    @Override public CompletionStage<State> state(String id) { return done(State.ACTIVE); }
-    @Override public void close() { }
   }
 }

@@ -12,7 +12,6 @@ import dev.outboard.model.ModelSpec.ScriptedCall;
 import dev.outboard.model.ModelSpec.ScriptedTurn;
 import dev.outboard.model.ScriptedModel;
 import dev.outboard.sandbox.SandboxHandle;
-import dev.outboard.sandbox.SandboxProvider;
 import dev.outboard.sandbox.SandboxProvider.Limits;
 import dev.outboard.session.SessionEntity.Command;
 import dev.outboard.session.SessionEntity.Create;
@@ -20,15 +19,13 @@ import dev.outboard.session.SessionEntity.Event;
 import dev.outboard.session.SessionEntity.State;
 import dev.outboard.session.SessionEntity.Status;
 import dev.outboard.session.SessionEntity.ToolCallCompleted;
+import dev.outboard.testing.EchoSandboxes;
 import dev.outboard.vfs.Namespace;
 import dev.outboard.vfs.PathRouter;
 import java.time.Duration;
 import java.util.EnumSet;
 import java.util.List;
 import java.util.UUID;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionStage;
-import java.util.concurrent.CopyOnWriteArrayList;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
@@ -67,7 +64,7 @@ class SessionRestartInPlaceTest {
   void aFailedJournalWriteRestartsTheSessionWhichAsksAgainAndUsesANewSandboxChild() throws Exception {
     String id = "s-" + UUID.randomUUID();
     TestProbe<ClusterSharding.ShardCommand> shard = kit.createTestProbe();
-    Echo sandboxes = new Echo();
+    EchoSandboxes sandboxes = new EchoSandboxes();
     Limits limits = new Limits(1L << 30, 64, Duration.ofMinutes(1), 1 << 16, Duration.ofSeconds(30));
     SessionEntity.Services services = new SessionEntity.Services(new ModelClients("scripted", new ScriptedModel()),
         new PathRouter(EnumSet.of(Namespace.SESSION, Namespace.WORKSPACE)), (summary, seq) -> { },
@@ -92,7 +89,7 @@ class SessionRestartInPlaceTest {
       Thread.sleep(20);
     }
     List<ToolCallCompleted> results = completed(es, pid);
-    assertThat(results).extracting(ToolCallCompleted::content).containsExactly("one\n", "two\n");
+    assertThat(results).extracting(ToolCallCompleted::content).containsExactly("one", "two");
     assertThat(results).allMatch(r -> !r.isError());
     assertThat(sandboxes.commands).containsExactly("echo one", "echo two");
   }
@@ -113,29 +110,5 @@ class SessionRestartInPlaceTest {
   private static List<ToolCallCompleted> completed(EventSourcedBehaviorTestKit<Command, Event, State> es, String pid) {
     return es.persistenceTestKit().persistedInStorage(pid).stream()
         .filter(ToolCallCompleted.class::isInstance).map(ToolCallCompleted.class::cast).toList();
-  }
-
-  /** One sandbox that echoes (`echo x` prints x) and records what it ran. */
-  private static final class Echo implements SandboxProvider {
-    final List<String> commands = new CopyOnWriteArrayList<>();
-
-    private static <T> CompletionStage<T> done(T value) {
-      return CompletableFuture.completedFuture(value);
-    }
-
-    @Override public CompletionStage<String> create(Limits limits, byte[] snapshot) { return done("sb-1"); }
-    @Override public CompletionStage<ExecResult> exec(String sandboxId, String executionId, String command, Duration timeout) {
-      commands.add(command);
-      return done(new ExecResult(0, command.replace("echo ", "") + "\n", false, false, Duration.ZERO, Duration.ZERO));
-    }
-    @Override public CompletionStage<String> read(String sandboxId, String path) { return done(""); }
-    @Override public CompletionStage<Void> write(String sandboxId, String path, String content) { return done(null); }
-    @Override public CompletionStage<List<Entry>> list(String sandboxId, String path) { return done(List.of()); }
-    @Override public CompletionStage<Void> suspend(String sandboxId) { return done(null); }
-    @Override public CompletionStage<Void> resume(String sandboxId) { return done(null); }
-    @Override public CompletionStage<byte[]> hibernate(String sandboxId) { return done(new byte[0]); }
-    @Override public CompletionStage<Void> destroy(String sandboxId) { return done(null); }
-    @Override public CompletionStage<State> state(String sandboxId) { return done(SandboxProvider.State.ACTIVE); }
-    @Override public void close() { }
   }
 }
