@@ -403,7 +403,10 @@ public final class SandboxHandle {
       String why = cause(p.error()).getMessage();
       // The provider names the Debian package; the session's answer is the same for every distribution.
       boolean noBwrap = why != null && why.startsWith("bubblewrap (bwrap) is not installed");
-      if (!noBwrap && run != null && run.startBy() != 0 && !run.expired()) {
+      // Not a refusal that would only repeat itself (no bwrap, a wrong host token, bad limits).
+      boolean lasting = noBwrap || cause(p.error()) instanceof IllegalArgumentException
+          || (why != null && why.contains("refused this node's token"));
+      if (!lasting && run != null && run.startBy() != 0 && !run.expired()) {
         // Its host restarting, a sandbox killed while it started: tried again until the call's deadline.
         ctx.getLog().info("could not start a sandbox ({}); trying again in {}", why, settings.retryEvery());
         if (p.replacing()) {
