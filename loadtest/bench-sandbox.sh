@@ -7,6 +7,8 @@
 #   cd loadtest && ./bench-sandbox.sh
 #
 # Knobs: SANDBOX_TRIALS [500], SANDBOX_IDLE_MS [5] (the idle time of the second resume series),
+# SANDBOX_RECORDS [1] (0: commands without execution ids, so without the execution records that a
+# session's commands write; to show what the records cost),
 # OUTBOARD_JAR [../target/outboard.jar]. Needs bwrap; no database.
 # Bars (the issue): resume p99 < 1 ms, cold start p99 < 50 ms.
 set -euo pipefail
@@ -15,6 +17,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 
 SANDBOX_TRIALS=${SANDBOX_TRIALS:-500}
 SANDBOX_IDLE_MS=${SANDBOX_IDLE_MS:-5}
+SANDBOX_RECORDS=${SANDBOX_RECORDS:-1}
 OUTBOARD_JAR=${OUTBOARD_JAR:-../target/outboard.jar}
 
 command -v bwrap >/dev/null || { echo "bubblewrap (bwrap) is not installed; install the Debian/Ubuntu package 'bubblewrap'" >&2; exit 2; }
@@ -29,7 +32,7 @@ trap 'rm -rf "$work"' EXIT
 chmod 711 "$work" # bwrap runs as uid 65534 under root and must reach the sandbox root
 mkdir -p "$work/classes"
 javac -nowarn -d "$work/classes" -cp "$OUTBOARD_JAR" inprocess/SandboxBenchmark.java
-java -cp "$work/classes:$OUTBOARD_JAR" SandboxBenchmark "$work/sandboxes" "$SANDBOX_TRIALS" "$SANDBOX_IDLE_MS" | tee "$work/result.txt"
+java -cp "$work/classes:$OUTBOARD_JAR" SandboxBenchmark "$work/sandboxes" "$SANDBOX_TRIALS" "$SANDBOX_IDLE_MS" "$SANDBOX_RECORDS" | tee "$work/result.txt"
 
 p99() { awk -v n="$1" '$2 == n { for (i = 3; i <= NF; i++) if ($i ~ /^p99_ms=/) { sub(/p99_ms=/, "", $i); print $i } }' "$work/result.txt"; }
 status=0

@@ -405,7 +405,7 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
                 continue;
               }
               long last = Math.max(modifiedMillis(dir), Math.max(modifiedMillis(dir.resolve("workspace")),
-                  modifiedMillis(dir.resolve("workspace").resolve(ExecLedger.DIR))));
+                  modifiedMillis(dir.resolve("workspace").resolve(ExecLedger.FILE))));
               held.add(new Held(id, java.time.Instant.ofEpochMilli(last)));
             }
           } catch (IOException e) {
