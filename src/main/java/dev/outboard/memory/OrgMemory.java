@@ -176,7 +176,7 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
         live.forEach(q -> q.answer(unconfirmed()));
         return DONE;
       }
-      if (transientFailure(e)) {
+      if (Database.isTransient(e)) {
         // The database restarted or paused: nothing committed, so the same writes go again, as long
         // as their callers wait (startable answers the others "timed out").
         logged("org file write could not reach the database ({}); trying again", e);
@@ -194,26 +194,6 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
       for (Queued q : live) all = all.thenCompose(v -> attempt(List.of(q), true));
       return all;
     }).thenCompose(next -> next);
-  }
-
-  /**
-   * A failure that says nothing about the writes, only that the database could not be reached or
-   * was going away (connection errors, an administrator's shutdown, the pool's closed connections,
-   * a bounded transaction that was aborted): none of them committed, so they may be tried again.
-   */
-  static boolean transientFailure(Throwable error) {
-    for (Throwable t = error; t != null; t = t.getCause() == t ? null : t.getCause()) {
-      if (t instanceof Database.TransactionTimeout || t instanceof java.sql.SQLTransientException
-          || t instanceof java.net.ConnectException) {
-        return true;
-      }
-      if (t instanceof java.sql.SQLException sql) {
-        // No SQL state: the pool's own errors ("Connection is closed"); PostgreSQL's refusals all have one.
-        String state = sql.getSQLState();
-        if (state == null || state.startsWith("08") || state.startsWith("57P") || state.equals("53300")) return true;
-      }
-    }
-    return false;
   }
 
   /** The writes whose caller still waits; the others are answered that they were not written. */

@@ -180,6 +180,26 @@ public final class Database implements AutoCloseable {
   }
 
   /** True if {@code e} (or its cause) is a unique-key violation. */
+  /**
+   * A failure that says nothing about the work, only that the database could not be reached or
+   * was going away (connection errors, an administrator's shutdown, the pool's closed connections,
+   * a bounded transaction that was aborted): none of it committed, so it may be tried again.
+   */
+  public static boolean isTransient(Throwable error) {
+    for (Throwable t = error; t != null; t = t.getCause() == t ? null : t.getCause()) {
+      if (t instanceof CommitUnconfirmed) return false; // it may have committed
+      if (t instanceof TransactionTimeout || t instanceof java.sql.SQLTransientException || t instanceof java.net.ConnectException) {
+        return true;
+      }
+      if (t instanceof SQLException sql) {
+        // No SQL state: the pool's own errors ("Connection is closed"); PostgreSQL's refusals all have one.
+        String state = sql.getSQLState();
+        if (state == null || state.startsWith("08") || state.startsWith("57P") || state.equals("53300")) return true;
+      }
+    }
+    return false;
+  }
+
   public static boolean isUniqueViolation(Throwable e) {
     for (Throwable t = e; t != null; t = t.getCause()) {
       if (t instanceof SQLException sql && "23505".equals(sql.getSQLState())) return true;

@@ -23,6 +23,7 @@ import java.util.concurrent.ConcurrentHashMap;
  * ttl).
  */
 public final class OrgPolicies {
+  private static final org.slf4j.Logger log = org.slf4j.LoggerFactory.getLogger(OrgPolicies.class);
   private static final TypeReference<List<String>> PATTERNS = new TypeReference<>() {};
 
   public record Policy(boolean agentsMayWriteSkills, List<String> approvals, Budget budget) {}
@@ -37,8 +38,15 @@ public final class OrgPolicies {
   private final Map<String, Cached> cache = new ConcurrentHashMap<>();
 
   public OrgPolicies(Database db, Duration ttl) {
+    this(db, ttl, Duration.ofMillis(500), 16);
+  }
+
+  /** {@code readAttempts} reads in all, {@code retryEvery} apart, while the database does not answer. */
+  public OrgPolicies(Database db, Duration ttl, Duration retryEvery, int readAttempts) {
     this.db = db;
     this.ttlNanos = ttl.toNanos();
+    this.retryMillis = retryEvery.toMillis();
+    this.readAttempts = readAttempts;
   }
 
   /** The org's policy, or empty if there is no such org. */
@@ -82,16 +90,43 @@ public final class OrgPolicies {
     });
   }
 
-  /** The org's approval patterns and budget, for a session's next model call. */
+  /**
+   * The org's approval patterns and budget, for a session's next model call. A database that does
+   * not answer (a restart, a pause) is asked again (every 500 ms, 16 times in all, by default);
+   * then the policy this node read last is used, however old (an
+   * admin's change could not have been written meanwhile either); only a node that never read it
+   * fails, and the session's calls then wait for approval (fail closed).
+   */
   public CompletionStage<ForSessions> forSessions(String org) {
     Cached cached = cache.get(org);
     if (cached != null && cached.expiresNanos() > System.nanoTime()) return CompletableFuture.completedFuture(cached.policy());
+    return read(org, 1).handle((p, e) -> {
+      if (e == null) return CompletableFuture.completedFuture(p);
+      Cached last = cache.get(org);
+      if (last != null) {
+        log.warn("the policy of org {} could not be read ({}); using the one read last", org, e.toString());
+        return CompletableFuture.completedFuture(last.policy());
+      }
+      return CompletableFuture.<ForSessions>failedFuture(e);
+    }).thenCompose(f -> f);
+  }
+
+  private final long retryMillis;
+  private final int readAttempts;
+
+  private CompletionStage<ForSessions> read(String org, int attempt) {
     return get(org).thenApply(policy -> {
       ForSessions p = new ForSessions(ApprovalPolicy.of(policy.map(Policy::approvals).orElse(List.of())),
           policy.map(Policy::budget).orElse(Budget.NONE));
       cache.put(org, new Cached(p, System.nanoTime() + ttlNanos));
       return p;
-    });
+    }).handle((p, e) -> {
+      if (e == null) return CompletableFuture.completedFuture(p);
+      if (attempt >= readAttempts || !Database.isTransient(e)) return CompletableFuture.<ForSessions>failedFuture(e);
+      return CompletableFuture.supplyAsync(() -> null,
+          CompletableFuture.delayedExecutor(retryMillis, java.util.concurrent.TimeUnit.MILLISECONDS))
+          .thenCompose(v -> read(org, attempt + 1));
+    }).thenCompose(f -> f);
   }
 
   private static Budget budget(String json) throws SQLException {
