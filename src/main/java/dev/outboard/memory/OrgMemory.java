@@ -180,8 +180,7 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
         // The database restarted or paused: nothing committed, so the same writes go again, as long
         // as their callers wait (startable answers the others "timed out").
         logged("org file write could not reach the database ({}); trying again", e);
-        return CompletableFuture.supplyAsync(() -> null, CompletableFuture.delayedExecutor(TRANSIENT_RETRY.toMillis(),
-            java.util.concurrent.TimeUnit.MILLISECONDS)).thenCompose(v -> attempt(live, retried));
+        return dev.outboard.Futures.after(TRANSIENT_RETRY).thenCompose(v -> attempt(live, retried));
       }
       if (!retried) return attempt(live, true);
       if (live.size() == 1) {

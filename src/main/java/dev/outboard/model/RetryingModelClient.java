@@ -4,7 +4,6 @@ import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
-import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -64,7 +63,7 @@ public final class RetryingModelClient implements ModelClient {
       long wait = policy.delay(attempt, failure).toMillis();
       log.info("session {} turn {}: {} model call failed ({}); attempt {} in {} ms",
           request.sessionId(), request.turn(), inner.provider(), failure.code(), attempt + 1, wait);
-      return CompletableFuture.supplyAsync(() -> null, CompletableFuture.delayedExecutor(wait, TimeUnit.MILLISECONDS))
+      return dev.outboard.Futures.after(java.time.Duration.ofMillis(wait))
           .thenCompose(ignored -> attempt(request, deltas, attempt + 1));
     }).thenCompose(stage -> stage);
   }

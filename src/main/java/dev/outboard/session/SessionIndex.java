@@ -240,9 +240,12 @@ public final class SessionIndex implements SessionObserver {
     });
   }
 
-  /** Whether a listed status is a terminal one. */
+  /** Whether a listed status (a {@link SessionEntity.Status} in its wire form) is a terminal one. */
   public static boolean finished(String status) {
-    return status.equals("completed") || status.equals("failed") || status.equals("cancelled");
+    for (SessionEntity.Status s : SessionEntity.Status.values()) {
+      if (s.wire().equals(status)) return s.finished();
+    }
+    return false;
   }
 
   /** The org that owns {@code sessionId}, if the session exists. */

@@ -45,7 +45,7 @@ public final class OrgPolicies {
   public OrgPolicies(Database db, Duration ttl, Duration retryEvery, int readAttempts) {
     this.db = db;
     this.ttlNanos = ttl.toNanos();
-    this.retryMillis = retryEvery.toMillis();
+    this.retryEvery = retryEvery;
     this.readAttempts = readAttempts;
   }
 
@@ -111,7 +111,7 @@ public final class OrgPolicies {
     }).thenCompose(f -> f);
   }
 
-  private final long retryMillis;
+  private final Duration retryEvery;
   private final int readAttempts;
 
   private CompletionStage<ForSessions> read(String org, int attempt) {
@@ -123,9 +123,7 @@ public final class OrgPolicies {
     }).handle((p, e) -> {
       if (e == null) return CompletableFuture.completedFuture(p);
       if (attempt >= readAttempts || !Database.isTransient(e)) return CompletableFuture.<ForSessions>failedFuture(e);
-      return CompletableFuture.supplyAsync(() -> null,
-          CompletableFuture.delayedExecutor(retryMillis, java.util.concurrent.TimeUnit.MILLISECONDS))
-          .thenCompose(v -> read(org, attempt + 1));
+      return dev.outboard.Futures.after(retryEvery).thenCompose(v -> read(org, attempt + 1));
     }).thenCompose(f -> f);
   }
 
