@@ -11,6 +11,7 @@ public final class Futures {
 
   /** A stage that completes after {@code delay}, on no thread of ours (for "try again in ..."). */
   public static CompletionStage<Void> after(Duration delay) {
-    return CompletableFuture.runAsync(() -> { }, CompletableFuture.delayedExecutor(delay.toNanos(), TimeUnit.NANOSECONDS));
+    return CompletableFuture.runAsync(
+        () -> {}, CompletableFuture.delayedExecutor(delay.toNanos(), TimeUnit.NANOSECONDS));
   }
 }

@@ -14,8 +14,14 @@ import org.junit.jupiter.api.Test;
 class ConfOverlaysTest {
 
   private static Config overlay(String name) {
-    Config file = ConfigFactory.parseFile(new File("conf/" + name + ".conf"), ConfigParseOptions.defaults().setAllowMissing(false));
-    return ConfigFactory.defaultOverrides().withFallback(file).withFallback(ConfigFactory.defaultReference()).resolve();
+    Config file =
+        ConfigFactory.parseFile(
+            new File("conf/" + name + ".conf"),
+            ConfigParseOptions.defaults().setAllowMissing(false));
+    return ConfigFactory.defaultOverrides()
+        .withFallback(file)
+        .withFallback(ConfigFactory.defaultReference())
+        .resolve();
   }
 
   @Test
@@ -23,7 +29,8 @@ class ConfOverlaysTest {
     Config c = overlay("embedded");
     assertThat(StoreSettings.from(c).embedded()).isTrue();
     assertThat(c.getString("pekko.persistence.journal.plugin")).isEqualTo("jdbc-journal");
-    assertThat(c.getString("pekko.cluster.sharding.remember-entities-store")).isEqualTo("eventsourced");
+    assertThat(c.getString("pekko.cluster.sharding.remember-entities-store"))
+        .isEqualTo("eventsourced");
   }
 
   @Test
@@ -44,17 +51,21 @@ class ConfOverlaysTest {
   void kubernetesOverlayFormsTheClusterThroughBootstrap() {
     Config c = overlay("kubernetes");
     assertThat(c.getBoolean("outboard.cluster.bootstrap")).isTrue();
-    assertThat(c.getString("pekko.management.cluster.bootstrap.contact-point-discovery.discovery-method"))
+    assertThat(
+            c.getString(
+                "pekko.management.cluster.bootstrap.contact-point-discovery.discovery-method"))
         .isEqualTo("kubernetes-api");
   }
 
   @Test
   void aPostgresUrlSelectsThePostgresProfile() {
-    Config c = ConfigFactory.parseMap(Map.of("outboard.db.url", "jdbc:postgresql://127.0.0.1:5432/x"))
-        .withFallback(ConfigFactory.load());
+    Config c =
+        ConfigFactory.parseMap(Map.of("outboard.db.url", "jdbc:postgresql://127.0.0.1:5432/x"))
+            .withFallback(ConfigFactory.load());
     StoreSettings store = StoreSettings.from(c);
     assertThat(store.embedded()).isFalse();
     Config merged = store.persistenceOverlay().withFallback(c);
-    assertThat(merged.getString("pekko-persistence-jdbc.shared-databases.slick.profile")).isEqualTo("slick.jdbc.PostgresProfile$");
+    assertThat(merged.getString("pekko-persistence-jdbc.shared-databases.slick.profile"))
+        .isEqualTo("slick.jdbc.PostgresProfile$");
   }
 }

@@ -47,7 +47,9 @@ import org.junit.jupiter.params.provider.MethodSource;
 class SerializationTest {
 
   static Config config() {
-    return ConfigFactory.parseResources("unit-test.conf").withFallback(ConfigFactory.load()).resolve();
+    return ConfigFactory.parseResources("unit-test.conf")
+        .withFallback(ConfigFactory.load())
+        .resolve();
   }
 
   private ActorTestKit testKit;
@@ -88,34 +90,78 @@ class SerializationTest {
   }
 
   private static final JsonNode METADATA =
-      json("{'ticket': 'OPS-1', 'n': 3, 'big': 12345678901234, 'ratio': 2.5, 'ok': true, 'none': null,"
-          + " 'nested': {'list': [1, 'two', false, null, {'x': []}]}, 'unicode': 'héllo \\u2603 \\ud83d\\ude00'}");
+      json(
+          "{'ticket': 'OPS-1', 'n': 3, 'big': 12345678901234, 'ratio': 2.5, 'ok': true, 'none':"
+              + " null, 'nested': {'list': [1, 'two', false, null, {'x': []}]}, 'unicode': 'héllo"
+              + " \\u2603 \\ud83d\\ude00'}");
 
-  private static final SessionSpec SPEC = new SessionSpec("plan the release", new ModelSpec("scripted", "replay-1", List.of(
-      new ModelSpec.ScriptedTurn("writing", List.of(new ModelSpec.ScriptedCall("write", json("{'path': '/session/p.md', 'content': 'x'}"))), 25L),
-      new ModelSpec.ScriptedTurn("done", null, null))),
-      "be brief", 12, true, METADATA);
+  private static final SessionSpec SPEC =
+      new SessionSpec(
+          "plan the release",
+          new ModelSpec(
+              "scripted",
+              "replay-1",
+              List.of(
+                  new ModelSpec.ScriptedTurn(
+                      "writing",
+                      List.of(
+                          new ModelSpec.ScriptedCall(
+                              "write", json("{'path': '/session/p.md', 'content': 'x'}"))),
+                      25L),
+                  new ModelSpec.ScriptedTurn("done", null, null))),
+          "be brief",
+          12,
+          true,
+          METADATA);
 
-  private static final Block.ToolUse WRITE = new Block.ToolUse("toolu_1_0", "write",
-      json("{'path': '/session/plan.md', 'content': 'line 1\\n\\tline 2', 'extra': [1, {'deep': null}]}"));
-  private static final Block.ToolUse READ = new Block.ToolUse("toolu_1_1", "read", json("{'path': '/session/plan.md', 'offset': 1}"));
-  private static final Block.ToolResult RESULT = new Block.ToolResult("toolu_1_0", "wrote /session/plan.md (15 bytes)", false);
-  private static final Block.ToolResult FAILED_RESULT = new Block.ToolResult("toolu_1_1", "file not found: /session/x", true);
+  private static final Block.ToolUse WRITE =
+      new Block.ToolUse(
+          "toolu_1_0",
+          "write",
+          json(
+              "{'path': '/session/plan.md', 'content': 'line 1\\n"
+                  + "\\tline 2', 'extra': [1, {'deep': null}]}"));
+  private static final Block.ToolUse READ =
+      new Block.ToolUse("toolu_1_1", "read", json("{'path': '/session/plan.md', 'offset': 1}"));
+  private static final Block.ToolResult RESULT =
+      new Block.ToolResult("toolu_1_0", "wrote /session/plan.md (15 bytes)", false);
+  private static final Block.ToolResult FAILED_RESULT =
+      new Block.ToolResult("toolu_1_1", "file not found: /session/x", true);
 
   static List<Event> events() {
     return List.of(
         new SessionEntity.SessionStarted("s-1", "acme", "alice", SPEC, T0),
-        new SessionEntity.SessionStarted("s-2", "acme", null,
-            new SessionSpec("p", new ModelSpec("anthropic", "claude", null), null, 500, false, Json.MAPPER.createObjectNode()), T0),
+        new SessionEntity.SessionStarted(
+            "s-2",
+            "acme",
+            null,
+            new SessionSpec(
+                "p",
+                new ModelSpec("anthropic", "claude", null),
+                null,
+                500,
+                false,
+                Json.MAPPER.createObjectNode()),
+            T0),
         new SessionEntity.UserMessageAdded("and also this", T1),
-        new SessionEntity.ModelResponded(1, List.of(new Block.Text("I'll write the plan."), WRITE, READ, RESULT),
-            new Usage(1200, 340, 7, 9), "tool_use", T1),
+        new SessionEntity.ModelResponded(
+            1,
+            List.of(new Block.Text("I'll write the plan."), WRITE, READ, RESULT),
+            new Usage(1200, 340, 7, 9),
+            "tool_use",
+            T1),
         new SessionEntity.ModelResponded(2, List.of(), Usage.ZERO, "end_turn", T1),
         new SessionEntity.ToolCallStarted(1, "toolu_1_0", "write", T1),
-        new SessionEntity.ToolCallCompleted(1, "toolu_1_0", "wrote /session/plan.md (15 bytes)", false,
-            new SessionFiles.Change("/session/plan.md", "line 1\nline \"2\""), T1),
+        new SessionEntity.ToolCallCompleted(
+            1,
+            "toolu_1_0",
+            "wrote /session/plan.md (15 bytes)",
+            false,
+            new SessionFiles.Change("/session/plan.md", "line 1\nline \"2\""),
+            T1),
         new SessionEntity.ToolCallCompleted(1, "toolu_1_1", "file not found", true, null, T1),
-        new SessionEntity.ToolCallCompleted(1, "toolu_1_2", "removed", false, new SessionFiles.Change("/session/old.md", null), T1),
+        new SessionEntity.ToolCallCompleted(
+            1, "toolu_1_2", "removed", false, new SessionFiles.Change("/session/old.md", null), T1),
         new SessionEntity.SessionWaiting("what next?", T1),
         new SessionEntity.SessionCompleted("all done", T1),
         new SessionEntity.SessionCompleted("", T1),
@@ -124,21 +170,54 @@ class SerializationTest {
         new SessionEntity.SandboxAttached("sbx-1", T1),
         new SessionEntity.SandboxReplaced("sbx-1", "sbx-2", T1),
         new SessionEntity.SandboxChanged("suspended", T1),
-        new SessionEntity.SessionStarted("s-3", "acme", "bob",
-            new SessionSpec("p", new ModelSpec("scripted", null, null), null, 5, false, Json.MAPPER.createObjectNode(),
-                List.of("bash", "write /memory/**")), T0),
+        new SessionEntity.SessionStarted(
+            "s-3",
+            "acme",
+            "bob",
+            new SessionSpec(
+                "p",
+                new ModelSpec("scripted", null, null),
+                null,
+                5,
+                false,
+                Json.MAPPER.createObjectNode(),
+                List.of("bash", "write /memory/**")),
+            T0),
         new SessionEntity.ApprovalRequested(3, "toolu_3_0", "bash", T1),
         new SessionEntity.ApprovalDecided(3, "toolu_3_0", true, null, T1),
         new SessionEntity.ApprovalDecided(3, "toolu_3_1", false, "not on prod ☃", T1),
         new SessionEntity.WaitStarted(3, "toolu_3_2", "ci.finished", 600, T1.plusSeconds(600), T1),
         new SessionEntity.EventReceived("ci.finished", "{\"ok\":true,\"runs\":[1,2]}", T1),
-        new SessionEntity.SessionStarted("s-4", "acme", "bob",
-            new SessionSpec("p", new ModelSpec("scripted", null, List.of(), List.of(new ModelSpec.ScriptedTurn("child", null, null))),
-                null, 5, false, Json.MAPPER.createObjectNode(), List.of("bash"), "s-3", 1, List.of("read", "ls")), T0),
+        new SessionEntity.SessionStarted(
+            "s-4",
+            "acme",
+            "bob",
+            new SessionSpec(
+                "p",
+                new ModelSpec(
+                    "scripted",
+                    null,
+                    List.of(),
+                    List.of(new ModelSpec.ScriptedTurn("child", null, null))),
+                null,
+                5,
+                false,
+                Json.MAPPER.createObjectNode(),
+                List.of("bash"),
+                "s-3",
+                1,
+                List.of("read", "ls")),
+            T0),
         new SessionEntity.TaskStarted(2, "toolu_2_0", "s_0123", "find the bug", T1),
-        new SessionEntity.TaskFinished(2, "toolu_2_0", "s_0123", "completed", new Usage(10, 2, 0, 0), T1),
-        new SessionEntity.TranscriptCompacted(12, "the plan so far ☃", "/session/history/001.md", 524_288,
-            new Usage(300, 40, 0, 0), T1),
+        new SessionEntity.TaskFinished(
+            2, "toolu_2_0", "s_0123", "completed", new Usage(10, 2, 0, 0), T1),
+        new SessionEntity.TranscriptCompacted(
+            12,
+            "the plan so far ☃",
+            "/session/history/001.md",
+            524_288,
+            new Usage(300, 40, 0, 0),
+            T1),
         new SessionEntity.BudgetExceeded("tokens", 50_000, 50_210, "pause", T1),
         new SessionEntity.BudgetRaised(100_000L, null, T1),
         new SessionEntity.BudgetRaised(null, 40, T1));
@@ -165,12 +244,18 @@ class SerializationTest {
   @Test
   void whatASessionPushesToItsStreamsSurvivesTheSerializerUnchanged() {
     TestProbe<SessionEntity.Command> entity = testKit.createTestProbe();
-    List<Object> messages = List.of(
-        new SessionFeed.Followed(42, entity.ref()),
-        new SessionFeed.Recorded(43, List.of(new SessionFeed.Item("43", "model.responded", "{\"turn\":3}"),
-            new SessionFeed.Item(null, "turn.started", "{\"turn\":4}"))),
-        new SessionFeed.Live(43, new SessionFeed.Item(null, "model.delta", "{\"type\":\"text\",\"text\":\"he\"}")),
-        new SessionEntity.Position(true, 44));
+    List<Object> messages =
+        List.of(
+            new SessionFeed.Followed(42, entity.ref()),
+            new SessionFeed.Recorded(
+                43,
+                List.of(
+                    new SessionFeed.Item("43", "model.responded", "{\"turn\":3}"),
+                    new SessionFeed.Item(null, "turn.started", "{\"turn\":4}"))),
+            new SessionFeed.Live(
+                43,
+                new SessionFeed.Item(null, "model.delta", "{\"type\":\"text\",\"text\":\"he\"}")),
+            new SessionEntity.Position(true, 44));
     for (Object m : messages) assertThat(viaSerializer(m)).isEqualTo(m);
   }
 
@@ -179,34 +264,53 @@ class SerializationTest {
     files.put("/session/plan.md", "# Plan\n- [ ] ship\n");
     files.put("/session/notes/ünïcode.md", "☃ \uD83D\uDE00");
     files.put("/session/empty", "");
-    List<Message> messages = List.of(
-        Message.user(List.of(new Block.Text("plan the release"))),
-        Message.assistant(List.of(new Block.Text("I'll write the plan."), WRITE, READ)),
-        Message.user(List.of(RESULT, FAILED_RESULT, new Block.Text("queued message"))),
-        Message.assistant(List.of(new Block.Text("done"))));
-    return new SessionEntity.State("s-1", "acme", "alice", SessionEntity.Status.FAILED, SPEC, 2, messages,
-        List.of("toolu_2_0", "toolu_2_1"), List.of(RESULT, FAILED_RESULT), List.of("later", "even later"),
-        new SessionFiles(files), new Usage(1200, 340, 7, 9), "done",
-        new Summary.ErrorView("max_turns", "the session used its budget of 12 turns"), T0, T1,
+    List<Message> messages =
+        List.of(
+            Message.user(List.of(new Block.Text("plan the release"))),
+            Message.assistant(List.of(new Block.Text("I'll write the plan."), WRITE, READ)),
+            Message.user(List.of(RESULT, FAILED_RESULT, new Block.Text("queued message"))),
+            Message.assistant(List.of(new Block.Text("done"))));
+    return new SessionEntity.State(
+        "s-1",
+        "acme",
+        "alice",
+        SessionEntity.Status.FAILED,
+        SPEC,
+        2,
+        messages,
+        List.of("toolu_2_0", "toolu_2_1"),
+        List.of(RESULT, FAILED_RESULT),
+        List.of("later", "even later"),
+        new SessionFiles(files),
+        new Usage(1200, 340, 7, 9),
+        "done",
+        new Summary.ErrorView("max_turns", "the session used its budget of 12 turns"),
+        T0,
+        T1,
         new SessionEntity.SandboxInfo("sbx-2", "hibernated"),
         new SessionEntity.Holds(
             List.of(new SessionEntity.Approval("toolu_2_0", 2, "bash", T1)),
             List.of(new SessionEntity.Wait("toolu_2_1", 2, "ci.finished", 60, T1.plusSeconds(60))),
             List.of(new SessionEntity.Inbound("deploy.done", "{\"env\":\"prod\"}", T1)),
             List.of(new SessionEntity.Task("toolu_2_2", 2, "s_0456"))),
-        List.of(new SessionEntity.Child("toolu_2_2", "s_0456", "find the bug", "running"),
+        List.of(
+            new SessionEntity.Child("toolu_2_2", "s_0456", "find the bug", "running"),
             new SessionEntity.Child("toolu_1_9", "s_0789", "read the logs", "completed")),
         new SessionEntity.BudgetState(100_000L, 40, "tokens", 50_000, 50_210));
   }
 
   private Object roundTrip(Object original) {
     Serializer serializer = serialization.findSerializerFor(original);
-    assertThat(serializer.getClass().getName()).as("serializer of %s", original.getClass())
+    assertThat(serializer.getClass().getName())
+        .as("serializer of %s", original.getClass())
         .isEqualTo("org.apache.pekko.serialization.jackson.JacksonJsonSerializer");
     return viaSerializer(original);
   }
 
-  /** Serialises with the serializer configured for {@code original} and reads back with its manifest. */
+  /**
+   * Serialises with the serializer configured for {@code original} and reads back with its
+   * manifest.
+   */
   private Object viaSerializer(Object original) {
     Serializer serializer = serialization.findSerializerFor(original);
     byte[] bytes = serialization.serialize(original).get();
@@ -233,7 +337,8 @@ class SerializationTest {
     Object back = roundTrip(state);
     assertThat(back).isEqualTo(state);
     SessionEntity.State s = (SessionEntity.State) back;
-    assertThat(s.messages().get(2).content()).containsExactly(RESULT, FAILED_RESULT, new Block.Text("queued message"));
+    assertThat(s.messages().get(2).content())
+        .containsExactly(RESULT, FAILED_RESULT, new Block.Text("queued message"));
     assertThat(s.files().files()).isEqualTo(state.files().files());
     assertThat(s.spec().metadata()).isEqualTo(METADATA);
   }
@@ -247,10 +352,13 @@ class SerializationTest {
   @Test
   void sessionFilesFromASnapshotWithoutTotalBytesKnowTheirTrueSize() {
     // Snapshots written before SessionFiles carried its total have only the files.
-    byte[] older = "{\"files\":{\"/session/a\":\"hello\",\"/session/b\":\"\u00e9\"}}".getBytes(java.nio.charset.StandardCharsets.UTF_8);
+    byte[] older =
+        "{\"files\":{\"/session/a\":\"hello\",\"/session/b\":\"\u00e9\"}}"
+            .getBytes(java.nio.charset.StandardCharsets.UTF_8);
     Serializer serializer = serialization.findSerializerFor(SessionFiles.EMPTY);
     String manifest = Serializers.manifestFor(serializer, SessionFiles.EMPTY);
-    SessionFiles files = (SessionFiles) serialization.deserialize(older, serializer.identifier(), manifest).get();
+    SessionFiles files =
+        (SessionFiles) serialization.deserialize(older, serializer.identifier(), manifest).get();
     assertThat(files.files()).containsOnlyKeys("/session/a", "/session/b");
     assertThat(files.totalBytes()).isEqualTo(7);
     assertThat(files).isEqualTo(new SessionFiles(new TreeMap<>(files.files())));
@@ -272,20 +380,28 @@ class SerializationTest {
   @Test
   void everyPublicEventTypeIsCoveredHere() {
     Set<Class<?>> covered = events().stream().map(Object::getClass).collect(Collectors.toSet());
-    assertThat(publicSubtypes(Event.class)).isNotEmpty().allSatisfy(c -> assertThat(covered).as("events()").contains(c));
+    assertThat(publicSubtypes(Event.class))
+        .isNotEmpty()
+        .allSatisfy(c -> assertThat(covered).as("events()").contains(c));
   }
 
   @Test
   void everyPublicCommandTypeIsCoveredHere() {
     Set<Class<?>> covered = commands().stream().map(Object::getClass).collect(Collectors.toSet());
-    assertThat(publicSubtypes(Command.class)).isNotEmpty().allSatisfy(c -> assertThat(covered).as("commands()").contains(c));
+    assertThat(publicSubtypes(Command.class))
+        .isNotEmpty()
+        .allSatisfy(c -> assertThat(covered).as("commands()").contains(c));
   }
 
   private static Set<Class<?>> publicSubtypes(Class<?> sealed) {
     assertThat(sealed.isSealed()).isTrue();
     return Arrays.stream(sealed.getPermittedSubclasses())
         .filter(c -> Modifier.isPublic(c.getModifiers()))
-        .flatMap(c -> c.isSealed() ? Stream.concat(Stream.of(c), publicSubtypes(c).stream()) : Stream.of(c))
+        .flatMap(
+            c ->
+                c.isSealed()
+                    ? Stream.concat(Stream.of(c), publicSubtypes(c).stream())
+                    : Stream.of(c))
         .collect(Collectors.toSet());
   }
 }

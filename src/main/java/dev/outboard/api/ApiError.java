@@ -6,8 +6,8 @@ import org.apache.pekko.http.javadsl.model.StatusCode;
 import org.apache.pekko.http.javadsl.model.StatusCodes;
 
 /**
- * An error answer in API.md's shape, {@code {"error": {"code", "message"}}}. Thrown by route helpers
- * and turned into a response by {@link HttpServer}'s exception handler.
+ * An error answer in API.md's shape, {@code {"error": {"code", "message"}}}. Thrown by route
+ * helpers and turned into a response by {@link HttpServer}'s exception handler.
  */
 public final class ApiError extends RuntimeException {
   private final StatusCode status;
@@ -53,7 +53,9 @@ public final class ApiError extends RuntimeException {
 
   public static HttpResponse response(StatusCode status, String code, String message) {
     byte[] json = JsonSupport.toJson(new Body(new Detail(code, message)));
-    return HttpResponse.create().withStatus(status).withEntity(HttpEntities.create(JsonSupport.JSON, json));
+    return HttpResponse.create()
+        .withStatus(status)
+        .withEntity(HttpEntities.create(JsonSupport.JSON, json));
   }
 
   /** A machine code for a status that pekko-http produced itself (rejections). */
@@ -73,7 +75,8 @@ public final class ApiError extends RuntimeException {
       case 429 -> "too_many_requests";
       case 431 -> "headers_too_large";
       case 503 -> "unavailable";
-      default -> status.isSuccess() ? "ok" : status.intValue() >= 500 ? "internal" : "request_error";
+      default ->
+          status.isSuccess() ? "ok" : status.intValue() >= 500 ? "internal" : "request_error";
     };
   }
 }

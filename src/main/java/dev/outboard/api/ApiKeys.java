@@ -20,9 +20,9 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.regex.Pattern;
 
 /**
- * Orgs and their API keys. A key reads {@code ob_<keyId>_<secret>}; the table keeps the key id,
- * the org and the SHA-256 of the secret, never the secret. Verification looks the row up by key id
- * and compares hashes in constant time; verified rows are cached for {@code cacheTtl}.
+ * Orgs and their API keys. A key reads {@code ob_<keyId>_<secret>}; the table keeps the key id, the
+ * org and the SHA-256 of the secret, never the secret. Verification looks the row up by key id and
+ * compares hashes in constant time; verified rows are cached for {@code cacheTtl}.
  */
 public final class ApiKeys {
   private static final Pattern ORG_ID = Pattern.compile("[a-z0-9][a-z0-9-]{0,62}");
@@ -49,19 +49,22 @@ public final class ApiKeys {
   /** Creates an org; completes with empty if one with that id exists. */
   public CompletionStage<Optional<Org>> createOrg(String id, String name) {
     Instant now = Instant.now();
-    return db.transact(c -> {
-          try (PreparedStatement ps = c.prepareStatement("INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)")) {
-            ps.setString(1, id);
-            ps.setString(2, name);
-            ps.setObject(3, OffsetDateTime.ofInstant(now, ZoneOffset.UTC));
-            ps.executeUpdate();
-          }
-          return Optional.of(new Org(id, name, now));
-        })
-        .exceptionally(e -> {
-          if (Database.isUniqueViolation(e)) return Optional.empty();
-          throw new java.util.concurrent.CompletionException(e);
-        });
+    return db.transact(
+            c -> {
+              try (PreparedStatement ps =
+                  c.prepareStatement("INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)")) {
+                ps.setString(1, id);
+                ps.setString(2, name);
+                ps.setObject(3, OffsetDateTime.ofInstant(now, ZoneOffset.UTC));
+                ps.executeUpdate();
+              }
+              return Optional.of(new Org(id, name, now));
+            })
+        .exceptionally(
+            e -> {
+              if (Database.isUniqueViolation(e)) return Optional.empty();
+              throw new java.util.concurrent.CompletionException(e);
+            });
   }
 
   /** Issues a new key for {@code org}; completes with empty if the org does not exist. */
@@ -69,7 +72,8 @@ public final class ApiKeys {
     return db.transact(c -> issueKeyNow(c, org));
   }
 
-  private static Optional<String> issueKeyNow(java.sql.Connection c, String org) throws java.sql.SQLException {
+  private static Optional<String> issueKeyNow(java.sql.Connection c, String org)
+      throws java.sql.SQLException {
     try (PreparedStatement ps = c.prepareStatement("SELECT 1 FROM orgs WHERE id = ?")) {
       ps.setString(1, org);
       try (ResultSet rs = ps.executeQuery()) {
@@ -82,8 +86,9 @@ public final class ApiKeys {
     RANDOM.nextBytes(secretBytes);
     String keyId = HexFormat.of().formatHex(idBytes);
     String secret = Base64.getUrlEncoder().withoutPadding().encodeToString(secretBytes);
-    try (PreparedStatement ps = c.prepareStatement(
-        "INSERT INTO api_keys (key_id, org_id, secret_hash, created_at) VALUES (?, ?, ?, ?)")) {
+    try (PreparedStatement ps =
+        c.prepareStatement(
+            "INSERT INTO api_keys (key_id, org_id, secret_hash, created_at) VALUES (?, ?, ?, ?)")) {
       ps.setString(1, keyId);
       ps.setString(2, org);
       ps.setString(3, HexFormat.of().formatHex(sha256(secret)));
@@ -103,43 +108,58 @@ public final class ApiKeys {
     if (cached != null && cached.until().isAfter(Instant.now())) {
       return CompletableFuture.completedFuture(verify(cached, presented));
     }
-    return db.transact(c -> {
-          try (PreparedStatement ps = c.prepareStatement(
-              "SELECT org_id, secret_hash FROM api_keys WHERE key_id = ? AND revoked_at IS NULL")) {
-            ps.setString(1, keyId);
-            try (ResultSet rs = ps.executeQuery()) {
-              if (!rs.next()) return Optional.<Cached>empty();
-              return Optional.of(new Cached(rs.getString(1), HexFormat.of().parseHex(rs.getString(2)), Instant.now().plus(cacheTtl)));
-            }
-          }
-        })
-        .thenApply(row -> row.flatMap(r -> {
-          cache.put(keyId, r);
-          return verify(r, presented);
-        }));
+    return db.transact(
+            c -> {
+              try (PreparedStatement ps =
+                  c.prepareStatement(
+                      "SELECT org_id, secret_hash FROM api_keys WHERE key_id = ? AND revoked_at IS"
+                          + " NULL")) {
+                ps.setString(1, keyId);
+                try (ResultSet rs = ps.executeQuery()) {
+                  if (!rs.next()) return Optional.<Cached>empty();
+                  return Optional.of(
+                      new Cached(
+                          rs.getString(1),
+                          HexFormat.of().parseHex(rs.getString(2)),
+                          Instant.now().plus(cacheTtl)));
+                }
+              }
+            })
+        .thenApply(
+            row ->
+                row.flatMap(
+                    r -> {
+                      cache.put(keyId, r);
+                      return verify(r, presented);
+                    }));
   }
 
   private static Optional<String> verify(Cached row, byte[] presented) {
-    return MessageDigest.isEqual(row.secretHash(), presented) ? Optional.of(row.org()) : Optional.empty();
+    return MessageDigest.isEqual(row.secretHash(), presented)
+        ? Optional.of(row.org())
+        : Optional.empty();
   }
 
   /**
-   * Embedded mode with an empty database: creates org {@code default} and one key, and returns
-   * the key (to print once and write to the data directory). Empty if any org exists already.
+   * Embedded mode with an empty database: creates org {@code default} and one key, and returns the
+   * key (to print once and write to the data directory). Empty if any org exists already.
    */
   public Optional<String> bootstrapDevOrg() {
-    return db.transactNow(c -> {
-      try (PreparedStatement ps = c.prepareStatement("SELECT COUNT(*) FROM orgs");
-          ResultSet rs = ps.executeQuery()) {
-        rs.next();
-        if (rs.getLong(1) > 0) return Optional.<String>empty();
-      }
-      try (PreparedStatement ps = c.prepareStatement("INSERT INTO orgs (id, name, created_at) VALUES ('default', 'Default', ?)")) {
-        ps.setObject(1, OffsetDateTime.now(ZoneOffset.UTC));
-        ps.executeUpdate();
-      }
-      return issueKeyNow(c, "default");
-    });
+    return db.transactNow(
+        c -> {
+          try (PreparedStatement ps = c.prepareStatement("SELECT COUNT(*) FROM orgs");
+              ResultSet rs = ps.executeQuery()) {
+            rs.next();
+            if (rs.getLong(1) > 0) return Optional.<String>empty();
+          }
+          try (PreparedStatement ps =
+              c.prepareStatement(
+                  "INSERT INTO orgs (id, name, created_at) VALUES ('default', 'Default', ?)")) {
+            ps.setObject(1, OffsetDateTime.now(ZoneOffset.UTC));
+            ps.executeUpdate();
+          }
+          return issueKeyNow(c, "default");
+        });
   }
 
   static byte[] sha256(String s) {

@@ -17,12 +17,15 @@ import org.apache.pekko.http.javadsl.server.Route;
 public final class QueryParams {
   private QueryParams() {}
 
-  /** Runs {@code inner} if the query names only parameters of {@code accepted}, each at most once. */
+  /**
+   * Runs {@code inner} if the query names only parameters of {@code accepted}, each at most once.
+   */
   public static Route only(List<String> accepted, Supplier<Route> inner) {
-    return Directives.parameterList(params -> {
-      check(accepted, params);
-      return inner.get();
-    });
+    return Directives.parameterList(
+        params -> {
+          check(accepted, params);
+          return inner.get();
+        });
   }
 
   /** For endpoints that take no query parameters. */
@@ -35,10 +38,16 @@ public final class QueryParams {
     for (Map.Entry<String, String> p : params) {
       String name = p.getKey();
       if (!accepted.contains(name)) {
-        throw ApiError.badRequest("unknown query parameter '" + name + "'; "
-            + (accepted.isEmpty() ? "this endpoint takes none" : "this endpoint takes " + String.join(", ", accepted)));
+        throw ApiError.badRequest(
+            "unknown query parameter '"
+                + name
+                + "'; "
+                + (accepted.isEmpty()
+                    ? "this endpoint takes none"
+                    : "this endpoint takes " + String.join(", ", accepted)));
       }
-      if (!seen.add(name)) throw ApiError.badRequest("query parameter '" + name + "' is given more than once");
+      if (!seen.add(name))
+        throw ApiError.badRequest("query parameter '" + name + "' is given more than once");
     }
   }
 }

@@ -5,8 +5,8 @@ import com.fasterxml.jackson.annotation.JsonTypeInfo;
 import dev.outboard.JsonSerializable;
 
 /**
- * A write to an org file, as {@link OrgMemory} applies it. {@code ns} is {@code memory} or
- * {@code skills}; {@code path} is below it, without a leading slash.
+ * A write to an org file, as {@link OrgMemory} applies it. {@code ns} is {@code memory} or {@code
+ * skills}; {@code path} is below it, without a leading slash.
  */
 @JsonTypeInfo(use = JsonTypeInfo.Id.NAME, property = "op")
 @JsonSubTypes({
@@ -24,13 +24,17 @@ public sealed interface OrgFileOp extends JsonSerializable {
   record Write(String ns, String path, String content, Long ifVersion) implements OrgFileOp {}
 
   /** Exact-string replacement against the current version. */
-  record Edit(String ns, String path, String oldString, String newString, boolean replaceAll) implements OrgFileOp {}
+  record Edit(String ns, String path, String oldString, String newString, boolean replaceAll)
+      implements OrgFileOp {}
 
   record Delete(String ns, String path, Long ifVersion) implements OrgFileOp {}
 
   record Rename(String ns, String path, String toPath) implements OrgFileOp {}
 
-  /** Who asked: the user, and for an agent's tool call the session and call ids (the idempotency key). */
+  /**
+   * Who asked: the user, and for an agent's tool call the session and call ids (the idempotency
+   * key).
+   */
   record Origin(String user, String sessionId, String callId) implements JsonSerializable {
     public boolean isAgent() {
       return sessionId != null;
@@ -42,7 +46,8 @@ public sealed interface OrgFileOp extends JsonSerializable {
   }
 
   /** What an op came to. {@code code} is null when {@code ok}. */
-  record Outcome(boolean ok, String code, String message, String path, long version, boolean created)
+  record Outcome(
+      boolean ok, String code, String message, String path, long version, boolean created)
       implements JsonSerializable {
     public static Outcome done(String path, long version, boolean created, String message) {
       return new Outcome(true, null, message, path, version, created);

@@ -36,7 +36,10 @@ public final class OrgFiles {
     }
   }
 
-  /** Room for the answer's way back (and clocks a little apart) between the writer's bound and the ask's. */
+  /**
+   * Room for the answer's way back (and clocks a little apart) between the writer's bound and the
+   * ask's.
+   */
   static final Duration ANSWER_MARGIN = Duration.ofSeconds(2);
 
   private final ClusterSharding sharding;
@@ -44,8 +47,11 @@ public final class OrgFiles {
   private final Duration writeTimeout;
   private final SkillIndex index;
 
-  /** {@code writeTimeout}: how long a write may wait for the org's writer to start its transaction. */
-  public OrgFiles(ActorSystem<?> system, OrgFileStore store, SkillIndex index, Duration writeTimeout) {
+  /**
+   * {@code writeTimeout}: how long a write may wait for the org's writer to start its transaction.
+   */
+  public OrgFiles(
+      ActorSystem<?> system, OrgFileStore store, SkillIndex index, Duration writeTimeout) {
     this.sharding = ClusterSharding.get(system);
     this.store = store;
     this.index = index;
@@ -70,61 +76,86 @@ public final class OrgFiles {
   public CompletionStage<Outcome> write(String org, OrgFileOp op, Origin origin) {
     Instant deadline = Instant.now().plus(writeTimeout);
     Duration askTimeout = writeTimeout.plus(store.transactionTimeout()).plus(ANSWER_MARGIN);
-    return sharding.entityRefFor(OrgMemory.ENTITY_KEY, org)
+    return sharding
+        .entityRefFor(OrgMemory.ENTITY_KEY, org)
         .<Outcome>ask(replyTo -> new OrgMemory.Apply(op, origin, deadline, replyTo), askTimeout)
-        .thenApply(outcome -> {
-          if (outcome.ok()) index.invalidate(org);
-          return outcome;
-        });
+        .thenApply(
+            outcome -> {
+              if (outcome.ok()) index.invalidate(org);
+              return outcome;
+            });
   }
 
   /** Runs a tool call on a path in {@code /memory} or {@code /skills}. */
-  public CompletionStage<Result> execute(Caller caller, String callId, ToolCall call, int maxChars) {
+  public CompletionStage<Result> execute(
+      Caller caller, String callId, ToolCall call, int maxChars) {
     VirtualPath path = call.path();
     String ns = path.top();
     String rel = String.join("/", path.segments().subList(1, path.segments().size()));
     if (rel.length() > OrgFileStore.MAX_PATH) {
-      return done(Result.error("path " + path + " is longer than " + OrgFileStore.MAX_PATH + " characters"));
+      return done(
+          Result.error(
+              "path " + path + " is longer than " + OrgFileStore.MAX_PATH + " characters"));
     }
     Origin origin = new Origin(caller.user(), caller.sessionId(), callId);
     if (call instanceof ToolCall.Write w) {
-      return writeResult(caller.org(), new OrgFileOp.Write(ns, requireFile(path, rel), w.content(), null), origin);
+      return writeResult(
+          caller.org(), new OrgFileOp.Write(ns, requireFile(path, rel), w.content(), null), origin);
     } else if (call instanceof ToolCall.Edit e) {
-      return writeResult(caller.org(), new OrgFileOp.Edit(ns, requireFile(path, rel), e.oldString(), e.newString(), e.replaceAll()), origin);
+      return writeResult(
+          caller.org(),
+          new OrgFileOp.Edit(
+              ns, requireFile(path, rel), e.oldString(), e.newString(), e.replaceAll()),
+          origin);
     }
-    return store.contents(caller.org(), ns).thenApply(files -> {
-      FileTree tree = new FileTree(files, Set.of("/" + ns));
-      try {
-        if (call instanceof ToolCall.Read r) return Result.ok(tree.read(path, r.offset(), r.limit(), maxChars));
-        if (call instanceof ToolCall.Ls) return Result.ok(tree.ls(path));
-        if (call instanceof ToolCall.Glob g) return Result.ok(tree.glob(path, g.pattern()));
-        if (call instanceof ToolCall.Grep g) return Result.ok(tree.grep(path, g.pattern(), g.glob(), maxChars));
-        return Result.error("this tool does not work on " + path);
-      } catch (ToolFailure f) {
-        return Result.error(f.getMessage());
-      }
-    });
+    return store
+        .contents(caller.org(), ns)
+        .thenApply(
+            files -> {
+              FileTree tree = new FileTree(files, Set.of("/" + ns));
+              try {
+                if (call instanceof ToolCall.Read r)
+                  return Result.ok(tree.read(path, r.offset(), r.limit(), maxChars));
+                if (call instanceof ToolCall.Ls) return Result.ok(tree.ls(path));
+                if (call instanceof ToolCall.Glob g) return Result.ok(tree.glob(path, g.pattern()));
+                if (call instanceof ToolCall.Grep g)
+                  return Result.ok(tree.grep(path, g.pattern(), g.glob(), maxChars));
+                return Result.error("this tool does not work on " + path);
+              } catch (ToolFailure f) {
+                return Result.error(f.getMessage());
+              }
+            });
   }
 
   /** All org files (both namespaces) keyed by full path, for a search over {@code /}. */
   public CompletionStage<TreeMap<String, String>> everything(String org) {
-    return store.contents(org, OrgFileStore.MEMORY).thenCombine(store.contents(org, OrgFileStore.SKILLS), (m, s) -> {
-      TreeMap<String, String> all = new TreeMap<>(m);
-      all.putAll(s);
-      return all;
-    });
+    return store
+        .contents(org, OrgFileStore.MEMORY)
+        .thenCombine(
+            store.contents(org, OrgFileStore.SKILLS),
+            (m, s) -> {
+              TreeMap<String, String> all = new TreeMap<>(m);
+              all.putAll(s);
+              return all;
+            });
   }
 
   private CompletionStage<Result> writeResult(String org, OrgFileOp op, Origin origin) {
-    if (op.path() == null) return done(Result.error("a file path below /" + op.ns() + " is needed, e.g. /" + op.ns() + "/notes.md"));
+    if (op.path() == null)
+      return done(
+          Result.error(
+              "a file path below /" + op.ns() + " is needed, e.g. /" + op.ns() + "/notes.md"));
     return write(org, op, origin)
         .thenApply(o -> o.ok() ? Result.ok(o.message()) : Result.error(o.message()))
-        .exceptionally(e -> Result.error(notConfirmed("the write to /" + op.ns() + "/" + op.path())));
+        .exceptionally(
+            e -> Result.error(notConfirmed("the write to /" + op.ns() + "/" + op.path())));
   }
 
   /** What to say when the writer's answer did not come: the write may be pending still. */
   static String notConfirmed(String what) {
-    return what + " was not confirmed in time: it may still be pending and land later; read the file to see whether it did";
+    return what
+        + " was not confirmed in time: it may still be pending and land later; read the file to see"
+        + " whether it did";
   }
 
   private static String requireFile(VirtualPath path, String rel) {

@@ -35,21 +35,24 @@ import org.slf4j.MDC;
  * The single writer of one org's {@code /memory} and {@code /skills} files (sharded by org id, so
  * one per org in the cluster). Writes queue here and are applied in order; while one transaction
  * runs, the next ones queue up and then go together in the next transaction (group commit). Every
- * write is acknowledged only after its transaction committed. The state lives in the database:
- * the actor holds only the queue.
+ * write is acknowledged only after its transaction committed. The state lives in the database: the
+ * actor holds only the queue.
  *
  * <p>The queue is bounded ({@link Settings#maxQueuedWrites}): a write beyond it is refused at once
  * as {@code overloaded}. Each write carries the deadline after which its caller stops waiting; a
- * transaction is never started with a write whose deadline has passed (it is answered
- * {@code timed_out}, not written), and the store bounds each transaction, so the true answer
- * reaches the caller before it gives up (see {@link OrgFiles#write}).
+ * transaction is never started with a write whose deadline has passed (it is answered {@code
+ * timed_out}, not written), and the store bounds each transaction, so the true answer reaches the
+ * caller before it gives up (see {@link OrgFiles#write}).
  */
 public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
 
-  public static final EntityTypeKey<Command> ENTITY_KEY = EntityTypeKey.create(Command.class, "OrgMemory");
+  public static final EntityTypeKey<Command> ENTITY_KEY =
+      EntityTypeKey.create(Command.class, "OrgMemory");
   private static final int MAX_BATCH = 500;
+
   /** How long a write that could not reach the database waits before it goes again. */
   private static final Duration TRANSIENT_RETRY = Duration.ofMillis(500);
+
   private static final Logger log = LoggerFactory.getLogger(OrgMemory.class);
   private static final CompletionStage<Void> DONE = CompletableFuture.completedFuture(null);
 
@@ -58,7 +61,8 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
   public sealed interface Command extends JsonSerializable {}
 
   /** A write; {@code deadline} is when its caller stops waiting for the answer. */
-  public record Apply(OrgFileOp op, Origin origin, Instant deadline, ActorRef<Outcome> replyTo) implements Command {}
+  public record Apply(OrgFileOp op, Origin origin, Instant deadline, ActorRef<Outcome> replyTo)
+      implements Command {}
 
   /** Stops the actor (passivation and hand-off); queued writes are answered first. */
   public enum Stop implements Command {
@@ -71,9 +75,15 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
     INSTANCE
   }
 
-  /** A write waiting or being written: when it arrived (for its latency) and whether it was answered. */
+  /**
+   * A write waiting or being written: when it arrived (for its latency) and whether it was
+   * answered.
+   */
   private record Queued(Apply apply, long arrivedNanos, AtomicBoolean answered) {
-    /** Answers the write once (from any thread: the write's outcome is known as soon as its transaction ends). */
+    /**
+     * Answers the write once (from any thread: the write's outcome is known as soon as its
+     * transaction ends).
+     */
     void answer(Outcome outcome) {
       if (!answered.compareAndSet(false, true)) return;
       apply.replyTo().tell(outcome);
@@ -81,10 +91,14 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
     }
   }
 
-  /** {@code maxQueuedWrites}: writes waiting (beyond the transaction running) before more are refused. */
+  /**
+   * {@code maxQueuedWrites}: writes waiting (beyond the transaction running) before more are
+   * refused.
+   */
   public record Settings(Duration passivateAfter, int maxQueuedWrites) {
     public static Settings from(Config memory) {
-      return new Settings(memory.getDuration("passivate-after"), memory.getInt("max-queued-writes"));
+      return new Settings(
+          memory.getDuration("passivate-after"), memory.getInt("max-queued-writes"));
     }
   }
 
@@ -92,16 +106,25 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
 
   public static void init(ActorSystem<?> system, OrgFileStore store, Settings settings) {
     ClusterSharding.get(system)
-        .init(Entity.of(ENTITY_KEY, ctx -> create(ctx.getEntityId(), ctx.getShard(), store, settings))
-            // Its state is in the database: nothing to remember, nothing to restart after a crash.
-            .withSettings(ClusterShardingSettings.create(system).withRememberEntities(false))
-            .withStopMessage(Stop.INSTANCE));
+        .init(
+            Entity.of(ENTITY_KEY, ctx -> create(ctx.getEntityId(), ctx.getShard(), store, settings))
+                // Its state is in the database: nothing to remember, nothing to restart after a
+                // crash.
+                .withSettings(ClusterShardingSettings.create(system).withRememberEntities(false))
+                .withStopMessage(Stop.INSTANCE));
   }
 
   public static Behavior<Command> create(
-      String org, ActorRef<ClusterSharding.ShardCommand> shard, OrgFileStore store, Settings settings) {
-    return Behaviors.setup(ctx -> Behaviors.withMdc(Command.class, Map.of("org", org),
-        new OrgMemory(ctx, org, shard, store, settings)));
+      String org,
+      ActorRef<ClusterSharding.ShardCommand> shard,
+      OrgFileStore store,
+      Settings settings) {
+    return Behaviors.setup(
+        ctx ->
+            Behaviors.withMdc(
+                Command.class,
+                Map.of("org", org),
+                new OrgMemory(ctx, org, shard, store, settings)));
   }
 
   private final String org;
@@ -112,8 +135,12 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
   private boolean writing;
   private boolean stopping;
 
-  private OrgMemory(ActorContext<Command> ctx, String org, ActorRef<ClusterSharding.ShardCommand> shard,
-      OrgFileStore store, Settings settings) {
+  private OrgMemory(
+      ActorContext<Command> ctx,
+      String org,
+      ActorRef<ClusterSharding.ShardCommand> shard,
+      OrgFileStore store,
+      Settings settings) {
     super(ctx);
     this.org = org;
     this.shard = shard;
@@ -135,9 +162,13 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
   private Behavior<Command> onApply(Apply apply) {
     Queued queued = new Queued(apply, System.nanoTime(), new AtomicBoolean());
     if (queue.size() >= settings.maxQueuedWrites()) {
-      queued.answer(Outcome.failed("overloaded", "not written: " + settings.maxQueuedWrites()
-          + " writes to this organisation's files are queued already (the database is slow or unavailable);"
-          + " nothing was written, try again later"));
+      queued.answer(
+          Outcome.failed(
+              "overloaded",
+              "not written: "
+                  + settings.maxQueuedWrites()
+                  + " writes to this organisation's files are queued already (the database is slow"
+                  + " or unavailable); nothing was written, try again later"));
       return this;
     }
     queue.add(queued);
@@ -157,42 +188,54 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
   /**
    * The writes in one transaction, each answered as soon as its outcome is known; if that fails (a
    * conflicting writer, a dropped connection), once more, and then each write in a transaction of
-   * its own so that one bad write cannot sink others. A write whose deadline has passed is
-   * answered instead of taken into the next transaction. Runs off the actor's thread from the
-   * first callback on: its context must not be used here.
+   * its own so that one bad write cannot sink others. A write whose deadline has passed is answered
+   * instead of taken into the next transaction. Runs off the actor's thread from the first callback
+   * on: its context must not be used here.
    */
   private CompletionStage<Void> attempt(List<Queued> writes, boolean retried) {
     List<Queued> live = startable(writes);
     if (live.isEmpty()) return DONE;
-    List<OrgFileStore.Request> requests = live.stream().map(q -> new OrgFileStore.Request(q.apply().op(), q.apply().origin())).toList();
-    return store.applyBatch(org, requests).handle((outcomes, error) -> {
-      if (error == null) {
-        for (int i = 0; i < live.size(); i++) live.get(i).answer(outcomes.get(i));
-        return DONE;
-      }
-      Throwable e = error instanceof CompletionException && error.getCause() != null ? error.getCause() : error;
-      if (e instanceof Database.CommitUnconfirmed) { // trying again could write twice
-        logged("org file write failed: {}", e);
-        live.forEach(q -> q.answer(unconfirmed()));
-        return DONE;
-      }
-      if (Database.isTransient(e)) {
-        // The database restarted or paused: nothing committed, so the same writes go again, as long
-        // as their callers wait (startable answers the others "timed out").
-        logged("org file write could not reach the database ({}); trying again", e);
-        return dev.outboard.Futures.after(TRANSIENT_RETRY).thenCompose(v -> attempt(live, retried));
-      }
-      if (!retried) return attempt(live, true);
-      if (live.size() == 1) {
-        logged("org file write failed: {}", e);
-        live.get(0).answer(unavailable(e));
-        return DONE;
-      }
-      logged("group write of " + live.size() + " failed ({}); writing one by one", e);
-      CompletionStage<Void> all = DONE;
-      for (Queued q : live) all = all.thenCompose(v -> attempt(List.of(q), true));
-      return all;
-    }).thenCompose(next -> next);
+    List<OrgFileStore.Request> requests =
+        live.stream()
+            .map(q -> new OrgFileStore.Request(q.apply().op(), q.apply().origin()))
+            .toList();
+    return store
+        .applyBatch(org, requests)
+        .handle(
+            (outcomes, error) -> {
+              if (error == null) {
+                for (int i = 0; i < live.size(); i++) live.get(i).answer(outcomes.get(i));
+                return DONE;
+              }
+              Throwable e =
+                  error instanceof CompletionException && error.getCause() != null
+                      ? error.getCause()
+                      : error;
+              if (e instanceof Database.CommitUnconfirmed) { // trying again could write twice
+                logged("org file write failed: {}", e);
+                live.forEach(q -> q.answer(unconfirmed()));
+                return DONE;
+              }
+              if (Database.isTransient(e)) {
+                // The database restarted or paused: nothing committed, so the same writes go again,
+                // as long
+                // as their callers wait (startable answers the others "timed out").
+                logged("org file write could not reach the database ({}); trying again", e);
+                return dev.outboard.Futures.after(TRANSIENT_RETRY)
+                    .thenCompose(v -> attempt(live, retried));
+              }
+              if (!retried) return attempt(live, true);
+              if (live.size() == 1) {
+                logged("org file write failed: {}", e);
+                live.get(0).answer(unavailable(e));
+                return DONE;
+              }
+              logged("group write of " + live.size() + " failed ({}); writing one by one", e);
+              CompletionStage<Void> all = DONE;
+              for (Queued q : live) all = all.thenCompose(v -> attempt(List.of(q), true));
+              return all;
+            })
+        .thenCompose(next -> next);
   }
 
   /** The writes whose caller still waits; the others are answered that they were not written. */
@@ -203,8 +246,11 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
       if (now.isBefore(q.apply().deadline())) {
         live.add(q);
       } else {
-        q.answer(Outcome.failed("timed_out", "not written: timed out waiting for the org's writer"
-            + " (earlier writes to this organisation's files held it up); nothing was written"));
+        q.answer(
+            Outcome.failed(
+                "timed_out",
+                "not written: timed out waiting for the org's writer (earlier writes to this"
+                    + " organisation's files held it up); nothing was written"));
       }
     }
     return live;
@@ -235,18 +281,26 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
 
   private static Outcome unavailable(Throwable error) {
     if (error instanceof Database.TransactionTimeout) {
-      return Outcome.failed("unavailable", "the org file store did not answer in time; nothing was written");
+      return Outcome.failed(
+          "unavailable", "the org file store did not answer in time; nothing was written");
     }
-    return Outcome.failed("unavailable", "the org file store is unavailable; nothing was written (" + error.getClass().getSimpleName() + ")");
+    return Outcome.failed(
+        "unavailable",
+        "the org file store is unavailable; nothing was written ("
+            + error.getClass().getSimpleName()
+            + ")");
   }
 
   private static Outcome unconfirmed() {
-    return Outcome.failed("unconfirmed", "the database did not confirm the write in time: it may still land;"
-        + " read the file to see whether it did");
+    return Outcome.failed(
+        "unconfirmed",
+        "the database did not confirm the write in time: it may still land;"
+            + " read the file to see whether it did");
   }
 
   private Behavior<Command> onIdle() {
-    if (!writing && queue.isEmpty()) shard.tell(new ClusterSharding.Passivate<>(getContext().getSelf()));
+    if (!writing && queue.isEmpty())
+      shard.tell(new ClusterSharding.Passivate<>(getContext().getSelf()));
     return this;
   }
 

@@ -13,8 +13,8 @@ import java.util.concurrent.ConcurrentHashMap;
 /**
  * The part of every system prompt that comes from the org's files: the skills index (name,
  * description and path of each {@code /skills/<name>/SKILL.md}, from its front matter; bodies are
- * read on demand) and the memory files (path and first line) up to a size budget, with a short
- * note on how memory works. Cached per org for a moment so that a busy session does not query the
+ * read on demand) and the memory files (path and first line) up to a size budget, with a short note
+ * on how memory works. Cached per org for a moment so that a busy session does not query the
  * database on every turn; a write through this node refreshes it at once.
  */
 public final class SkillIndex {
@@ -41,20 +41,29 @@ public final class SkillIndex {
   /** The prompt section for {@code org}. */
   public CompletionStage<String> section(String org) {
     Cached cached = cache.get(org);
-    if (cached != null && cached.expiresNanos() > System.nanoTime()) return CompletableFuture.completedFuture(cached.text());
-    return store.contents(org, OrgFileStore.SKILLS)
+    if (cached != null && cached.expiresNanos() > System.nanoTime())
+      return CompletableFuture.completedFuture(cached.text());
+    return store
+        .contents(org, OrgFileStore.SKILLS)
         .thenCombine(store.contents(org, OrgFileStore.MEMORY), this::render)
-        .thenApply(text -> {
-          cache.put(org, new Cached(text, System.nanoTime() + ttlNanos));
-          return text;
-        });
+        .thenApply(
+            text -> {
+              cache.put(org, new Cached(text, System.nanoTime() + ttlNanos));
+              return text;
+            });
   }
 
   String render(TreeMap<String, String> skills, TreeMap<String, String> memory) {
     StringBuilder sb = new StringBuilder();
-    sb.append("Memory: /memory holds notes shared by everyone in your organisation and survives this session. ")
-        .append("Read it before you start; when you learn something others will need, write or edit a file there ")
-        .append("(edit replaces an exact string, so concurrent edits by other sessions are never lost). ")
+    sb.append(
+            "Memory: /memory holds notes shared by everyone in your organisation and survives this"
+                + " session. ")
+        .append(
+            "Read it before you start; when you learn something others will need, write or edit a"
+                + " file there ")
+        .append(
+            "(edit replaces an exact string, so concurrent edits by other sessions are never lost)."
+                + " ")
         .append("Keep /session for notes that only matter to this session.\n");
     List<Skill> index = skills(skills);
     if (!index.isEmpty()) {
@@ -72,7 +81,8 @@ public final class SkillIndex {
       sb.append("\nMemory files:\n");
       int shown = 0;
       for (Map.Entry<String, String> e : firstLines(memory).entrySet()) {
-        String first = e.getValue().length() > 160 ? e.getValue().substring(0, 160) + "..." : e.getValue();
+        String first =
+            e.getValue().length() > 160 ? e.getValue().substring(0, 160) + "..." : e.getValue();
         String line = "- " + e.getKey() + (first.isEmpty() ? "" : ": " + first) + "\n";
         if (sb.length() + line.length() > budgetChars) {
           sb.append("- ... ").append(memory.size() - shown).append(" more: ls /memory\n");
@@ -85,7 +95,10 @@ public final class SkillIndex {
     return sb.toString();
   }
 
-  /** Skills from {@code /skills/<name>/SKILL.md} files with {@code name}/{@code description} front matter. */
+  /**
+   * Skills from {@code /skills/<name>/SKILL.md} files with {@code name}/{@code description} front
+   * matter.
+   */
   public static List<Skill> skills(Map<String, String> files) {
     List<Skill> out = new ArrayList<>();
     for (Map.Entry<String, String> e : files.entrySet()) {
@@ -108,7 +121,9 @@ public final class SkillIndex {
       int colon = lines[i].indexOf(':');
       if (colon <= 0) continue;
       String value = lines[i].substring(colon + 1).strip();
-      if (value.length() >= 2 && (value.startsWith("\"") && value.endsWith("\"") || value.startsWith("'") && value.endsWith("'"))) {
+      if (value.length() >= 2
+          && (value.startsWith("\"") && value.endsWith("\"")
+              || value.startsWith("'") && value.endsWith("'"))) {
         value = value.substring(1, value.length() - 1);
       }
       out.put(lines[i].substring(0, colon).strip(), value);

@@ -76,18 +76,26 @@ public final class AnthropicModel implements ModelClient {
   public AnthropicModel(ProviderSettings settings) {
     this.settings = settings;
     Duration timeout = settings.requestTimeout();
-    Duration connect = timeout.compareTo(Duration.ofSeconds(10)) < 0 ? timeout : Duration.ofSeconds(10);
+    Duration connect =
+        timeout.compareTo(Duration.ofSeconds(10)) < 0 ? timeout : Duration.ofSeconds(10);
     int limit = Math.max(1, settings.maxConcurrentRequests());
-    this.client = AnthropicOkHttpClientAsync.builder()
-        .baseUrl(settings.baseUrl())
-        .apiKey(settings.apiKey())
-        .maxRetries(0)
-        .timeout(Timeout.builder().connect(connect).read(timeout).write(timeout).request(timeout).build())
-        // Warm connections for HTTP/1.1 servers (HTTP/2 multiplexes on few connections anyway).
-        .maxIdleConnections(Math.min(limit, 256))
-        .keepAliveDuration(Duration.ofMinutes(1))
-        .logLevel(LogLevel.OFF)
-        .build();
+    this.client =
+        AnthropicOkHttpClientAsync.builder()
+            .baseUrl(settings.baseUrl())
+            .apiKey(settings.apiKey())
+            .maxRetries(0)
+            .timeout(
+                Timeout.builder()
+                    .connect(connect)
+                    .read(timeout)
+                    .write(timeout)
+                    .request(timeout)
+                    .build())
+            // Warm connections for HTTP/1.1 servers (HTTP/2 multiplexes on few connections anyway).
+            .maxIdleConnections(Math.min(limit, 256))
+            .keepAliveDuration(Duration.ofMinutes(1))
+            .logLevel(LogLevel.OFF)
+            .build();
     this.maxRequestsPerHost = raiseDispatcherLimits(client, limit);
   }
 
@@ -118,19 +126,23 @@ public final class AnthropicModel implements ModelClient {
    * AnthropicStream} for the deltas' indexes.
    */
   @Override
-  public CompletionStage<ModelResponse> complete(ModelRequest request, Consumer<ModelDelta> deltas) {
+  public CompletionStage<ModelResponse> complete(
+      ModelRequest request, Consumer<ModelDelta> deltas) {
     DeltaSink sink = new DeltaSink(PROVIDER, deltas);
     return call(request, params -> AnthropicStream.start(client.messages(), params, sink));
   }
 
-  private CompletionStage<ModelResponse> call(ModelRequest request,
-      Function<MessageCreateParams, CompletableFuture<com.anthropic.models.messages.Message>> send) {
+  private CompletionStage<ModelResponse> call(
+      ModelRequest request,
+      Function<MessageCreateParams, CompletableFuture<com.anthropic.models.messages.Message>>
+          send) {
     MessageCreateParams params;
     try {
       params = toParams(request);
     } catch (RuntimeException e) {
-      return CompletableFuture.failedFuture(ModelCallException.fatal("model_request_invalid",
-          "could not build the Anthropic request: " + e.getMessage()));
+      return CompletableFuture.failedFuture(
+          ModelCallException.fatal(
+              "model_request_invalid", "could not build the Anthropic request: " + e.getMessage()));
     }
     CompletableFuture<com.anthropic.models.messages.Message> call;
     try {
@@ -139,19 +151,20 @@ public final class AnthropicModel implements ModelClient {
       return CompletableFuture.failedFuture(classify(e));
     }
     CompletableFuture<ModelResponse> out = new CompletableFuture<>();
-    call.whenComplete((message, error) -> {
-      if (error != null) {
-        out.completeExceptionally(classify(error));
-        return;
-      }
-      try {
-        out.complete(toResponse(message));
-      } catch (ModelCallException e) {
-        out.completeExceptionally(e);
-      } catch (RuntimeException e) {
-        out.completeExceptionally(classify(e));
-      }
-    });
+    call.whenComplete(
+        (message, error) -> {
+          if (error != null) {
+            out.completeExceptionally(classify(error));
+            return;
+          }
+          try {
+            out.complete(toResponse(message));
+          } catch (ModelCallException e) {
+            out.completeExceptionally(e);
+          } catch (RuntimeException e) {
+            out.completeExceptionally(classify(e));
+          }
+        });
     return out;
   }
 
@@ -159,16 +172,26 @@ public final class AnthropicModel implements ModelClient {
   // Request mapping
 
   MessageCreateParams toParams(ModelRequest request) {
-    String model = request.model() != null && request.model().name() != null && !request.model().name().isBlank()
-        ? request.model().name() : settings.defaultModel();
-    MessageCreateParams.Builder b = MessageCreateParams.builder().model(model).maxTokens(settings.maxTokens());
+    String model =
+        request.model() != null
+                && request.model().name() != null
+                && !request.model().name().isBlank()
+            ? request.model().name()
+            : settings.defaultModel();
+    MessageCreateParams.Builder b =
+        MessageCreateParams.builder().model(model).maxTokens(settings.maxTokens());
     if (request.system() != null && !request.system().isBlank()) {
-      b.systemOfTextBlockParams(List.of(TextBlockParam.builder().text(request.system()).cacheControl(EPHEMERAL).build()));
+      b.systemOfTextBlockParams(
+          List.of(TextBlockParam.builder().text(request.system()).cacheControl(EPHEMERAL).build()));
     }
     List<ToolSpec> tools = request.tools() == null ? ToolCatalog.ALL : request.tools();
     for (int i = 0; i < tools.size(); i++) {
       ToolSpec t = tools.get(i);
-      Tool.Builder tb = Tool.builder().name(t.name()).description(t.description()).inputSchema(inputSchema(t.inputSchema()));
+      Tool.Builder tb =
+          Tool.builder()
+              .name(t.name())
+              .description(t.description())
+              .inputSchema(inputSchema(t.inputSchema()));
       if (i == tools.size() - 1) tb.cacheControl(EPHEMERAL);
       b.addTool(tb.build());
     }
@@ -180,9 +203,10 @@ public final class AnthropicModel implements ModelClient {
       for (int j = 0; j < m.content().size(); j++) {
         blocks.add(toParam(m.content().get(j), last && j == m.content().size() - 1));
       }
-      b.addMessage(Message.ASSISTANT.equals(m.role())
-          ? MessageParam.ofAssistantOfContentBlockParams(blocks)
-          : MessageParam.ofUserOfContentBlockParams(blocks));
+      b.addMessage(
+          Message.ASSISTANT.equals(m.role())
+              ? MessageParam.ofAssistantOfContentBlockParams(blocks)
+              : MessageParam.ofUserOfContentBlockParams(blocks));
     }
     return b.build();
   }
@@ -210,16 +234,18 @@ public final class AnthropicModel implements ModelClient {
   }
 
   /**
-   * The transcript as the API accepts it: no empty messages or empty text blocks (an assistant
-   * turn may have been recorded with no content), and strictly alternating roles — consecutive
-   * messages of one role, which skipping can produce, are merged.
+   * The transcript as the API accepts it: no empty messages or empty text blocks (an assistant turn
+   * may have been recorded with no content), and strictly alternating roles — consecutive messages
+   * of one role, which skipping can produce, are merged.
    */
   static List<Message> normalise(List<Message> messages) {
     List<Message> out = new ArrayList<>();
     for (Message m : messages) {
-      List<Block> content = m.content().stream()
-          .filter(bl -> !(bl instanceof Block.Text t) || (t.text() != null && !t.text().isEmpty()))
-          .toList();
+      List<Block> content =
+          m.content().stream()
+              .filter(
+                  bl -> !(bl instanceof Block.Text t) || (t.text() != null && !t.text().isEmpty()))
+              .toList();
       if (content.isEmpty()) continue;
       String role = Message.ASSISTANT.equals(m.role()) ? Message.ASSISTANT : Message.USER;
       if (!out.isEmpty() && out.get(out.size() - 1).role().equals(role)) {
@@ -249,7 +275,8 @@ public final class AnthropicModel implements ModelClient {
           input.putAdditionalProperty(e.getKey(), JsonValue.fromJsonNode(e.getValue()));
         }
       }
-      ToolUseBlockParam.Builder p = ToolUseBlockParam.builder().id(u.id()).name(u.name()).input(input.build());
+      ToolUseBlockParam.Builder p =
+          ToolUseBlockParam.builder().id(u.id()).name(u.name()).input(input.build());
       if (cacheBreakpoint) p.cacheControl(EPHEMERAL);
       return ContentBlockParam.ofToolUse(p.build());
     }
@@ -266,20 +293,30 @@ public final class AnthropicModel implements ModelClient {
 
   static ModelResponse toResponse(com.anthropic.models.messages.Message message) {
     try {
-      StopReason reason = message.stopReason().orElseThrow(() ->
-          ModelCallException.fatal("model_bad_response", "anthropic answered without a stop_reason"));
+      StopReason reason =
+          message
+              .stopReason()
+              .orElseThrow(
+                  () ->
+                      ModelCallException.fatal(
+                          "model_bad_response", "anthropic answered without a stop_reason"));
       ModelResponse.StopReason stop;
-      if (reason.equals(StopReason.END_TURN) || reason.equals(StopReason.STOP_SEQUENCE) || reason.equals(StopReason.REFUSAL)) {
+      if (reason.equals(StopReason.END_TURN)
+          || reason.equals(StopReason.STOP_SEQUENCE)
+          || reason.equals(StopReason.REFUSAL)) {
         stop = ModelResponse.StopReason.END_TURN;
       } else if (reason.equals(StopReason.TOOL_USE)) {
         stop = ModelResponse.StopReason.TOOL_USE;
       } else if (reason.equals(StopReason.MAX_TOKENS)) {
         stop = ModelResponse.StopReason.MAX_TOKENS;
       } else if (reason.equals(StopReason.MODEL_CONTEXT_WINDOW_EXCEEDED)) {
-        throw ModelCallException.fatal("model_context_exceeded",
+        throw ModelCallException.fatal(
+            "model_context_exceeded",
             "anthropic stopped: the conversation no longer fits the model's context window");
       } else {
-        throw ModelCallException.fatal("model_bad_response", "anthropic answered with unsupported stop_reason '" + reason + "'");
+        throw ModelCallException.fatal(
+            "model_bad_response",
+            "anthropic answered with unsupported stop_reason '" + reason + "'");
       }
       List<Block> content = new ArrayList<>();
       for (ContentBlock cb : message.content()) {
@@ -288,24 +325,37 @@ public final class AnthropicModel implements ModelClient {
         } else if (cb.isToolUse()) {
           ToolUseBlock u = cb.asToolUse();
           JsonNode input = u._input().convert(JsonNode.class);
-          if (input == null || input.isNull() || input.isMissingNode()) input = Json.MAPPER.createObjectNode();
+          if (input == null || input.isNull() || input.isMissingNode())
+            input = Json.MAPPER.createObjectNode();
           content.add(new Block.ToolUse(u.id(), u.name(), input));
         }
         // Other block kinds (thinking, server tools) are not requested and not recorded.
       }
-      if (stop == ModelResponse.StopReason.MAX_TOKENS && !content.isEmpty()
+      if (stop == ModelResponse.StopReason.MAX_TOKENS
+          && !content.isEmpty()
           && content.get(content.size() - 1) instanceof Block.ToolUse cut) {
         // The answer stopped inside this tool call: its input may be incomplete, never run it.
-        log.warn("anthropic answer cut off at max_tokens inside tool call {} ({}); dropping that call", cut.id(), cut.name());
+        log.warn(
+            "anthropic answer cut off at max_tokens inside tool call {} ({}); dropping that call",
+            cut.id(),
+            cut.name());
         content.remove(content.size() - 1);
       }
       var u = message.usage();
-      Usage usage = new Usage(u.inputTokens(), u.outputTokens(),
-          u.cacheReadInputTokens().orElse(0L), u.cacheCreationInputTokens().orElse(0L));
+      Usage usage =
+          new Usage(
+              u.inputTokens(),
+              u.outputTokens(),
+              u.cacheReadInputTokens().orElse(0L),
+              u.cacheCreationInputTokens().orElse(0L));
       return new ModelResponse(List.copyOf(content), stop, usage);
     } catch (AnthropicInvalidDataException | IllegalArgumentException e) {
-      throw new ModelCallException("model_bad_response",
-          "anthropic answered with a malformed message: " + e.getMessage(), false, null, e);
+      throw new ModelCallException(
+          "model_bad_response",
+          "anthropic answered with a malformed message: " + e.getMessage(),
+          false,
+          null,
+          e);
     }
   }
 
@@ -314,34 +364,54 @@ public final class AnthropicModel implements ModelClient {
 
   static ModelCallException classify(Throwable error) {
     Throwable e = error;
-    while ((e instanceof CompletionException || e instanceof ExecutionException) && e.getCause() != null) e = e.getCause();
+    while ((e instanceof CompletionException || e instanceof ExecutionException)
+        && e.getCause() != null) e = e.getCause();
     if (e instanceof ModelCallException m) return m;
     if (e instanceof SseException s) return midStream(s);
     if (e instanceof AnthropicServiceException s) {
       Headers h = s.headers();
-      Duration retryAfter = ModelCallException.parseRetryAfter(first(h, "retry-after-ms"), first(h, "retry-after")).orElse(null);
-      return ModelCallException.forStatus(PROVIDER, s.statusCode(), providerMessage(s), retryAfter, s);
+      Duration retryAfter =
+          ModelCallException.parseRetryAfter(first(h, "retry-after-ms"), first(h, "retry-after"))
+              .orElse(null);
+      return ModelCallException.forStatus(
+          PROVIDER, s.statusCode(), providerMessage(s), retryAfter, s);
     }
     // A complete body that is not a valid message: a protocol fault that repeating will not fix.
     Throwable json = find(e, JsonProcessingException.class);
     Throwable io = find(e, IOException.class);
     if (json != null) {
       if (!(json instanceof com.fasterxml.jackson.core.io.JsonEOFException)) {
-        return new ModelCallException("model_bad_response",
-            "anthropic answered with a malformed body: " + firstLine(json.getMessage()), false, null, e);
+        return new ModelCallException(
+            "model_bad_response",
+            "anthropic answered with a malformed body: " + firstLine(json.getMessage()),
+            false,
+            null,
+            e);
       }
       // A body that ends in the middle of the JSON was cut off in transit: try again.
-      return new ModelCallException("model_unreachable",
-          "anthropic's answer was cut off: " + firstLine(json.getMessage()), true, null, e);
+      return new ModelCallException(
+          "model_unreachable",
+          "anthropic's answer was cut off: " + firstLine(json.getMessage()),
+          true,
+          null,
+          e);
     }
     if (io != null) {
       boolean timeout = io instanceof InterruptedIOException;
-      return new ModelCallException(timeout ? "model_timeout" : "model_unreachable",
-          "anthropic " + (timeout ? "call timed out" : "connection failed") + ": " + io, true, null, e);
+      return new ModelCallException(
+          timeout ? "model_timeout" : "model_unreachable",
+          "anthropic " + (timeout ? "call timed out" : "connection failed") + ": " + io,
+          true,
+          null,
+          e);
     }
     if (e instanceof AnthropicInvalidDataException) {
-      return new ModelCallException("model_bad_response",
-          "anthropic answered with a malformed message: " + firstLine(e.getMessage()), false, null, e);
+      return new ModelCallException(
+          "model_bad_response",
+          "anthropic answered with a malformed message: " + firstLine(e.getMessage()),
+          false,
+          null,
+          e);
     }
     return new ModelCallException("model_error", "anthropic call failed: " + e, true, null, e);
   }
@@ -359,13 +429,20 @@ public final class AnthropicModel implements ModelClient {
     } catch (RuntimeException ignored) {
       // no type: a generic code
     }
-    String code = switch (type) {
-      case "overloaded_error" -> "overloaded";
-      case "rate_limit_error" -> "rate_limited";
-      default -> "model_unavailable";
-    };
-    return new ModelCallException(code, "anthropic's stream failed mid-way: "
-        + (type.isEmpty() ? "" : type + ": ") + providerMessage(s), true, null, s);
+    String code =
+        switch (type) {
+          case "overloaded_error" -> "overloaded";
+          case "rate_limit_error" -> "rate_limited";
+          default -> "model_unavailable";
+        };
+    return new ModelCallException(
+        code,
+        "anthropic's stream failed mid-way: "
+            + (type.isEmpty() ? "" : type + ": ")
+            + providerMessage(s),
+        true,
+        null,
+        s);
   }
 
   private static String providerMessage(AnthropicServiceException s) {
@@ -422,19 +499,26 @@ public final class AnthropicModel implements ModelClient {
     try {
       Object dispatcher = findDispatcher(client.options().httpClient());
       if (dispatcher == null) {
-        log.warn("anthropic: OkHttp dispatcher not found; at most 64 calls run at once (the SDK's default)");
+        log.warn(
+            "anthropic: OkHttp dispatcher not found; at most 64 calls run at once (the SDK's"
+                + " default)");
         return -1;
       }
       dispatcher.getClass().getMethod("setMaxRequests", int.class).invoke(dispatcher, limit);
       dispatcher.getClass().getMethod("setMaxRequestsPerHost", int.class).invoke(dispatcher, limit);
       return (Integer) dispatcher.getClass().getMethod("getMaxRequestsPerHost").invoke(dispatcher);
     } catch (ReflectiveOperationException | RuntimeException e) {
-      log.warn("anthropic: could not raise OkHttp's request limits ({}); at most 64 calls run at once", e.toString());
+      log.warn(
+          "anthropic: could not raise OkHttp's request limits ({}); at most 64 calls run at once",
+          e.toString());
       return -1;
     }
   }
 
-  /** Walks the SDK's HTTP client wrappers (fields of com.anthropic/okhttp3 classes) to OkHttp's dispatcher. */
+  /**
+   * Walks the SDK's HTTP client wrappers (fields of com.anthropic/okhttp3 classes) to OkHttp's
+   * dispatcher.
+   */
   private static Object findDispatcher(Object root) throws IllegalAccessException {
     Deque<Object[]> queue = new ArrayDeque<>();
     Set<Object> seen = Collections.newSetFromMap(new IdentityHashMap<>());

@@ -36,8 +36,10 @@ final class AnthropicStream extends StreamedCall<RawMessageStreamEvent, Message>
     implements AsyncStreamResponse.Handler<RawMessageStreamEvent> {
   private final DeltaSink deltas;
   private final MessageAccumulator accumulator = MessageAccumulator.create();
+
   /** Stream index of each text or tool_use block → its index in the answer. */
   private final Map<Long, Integer> blocks = new HashMap<>();
+
   private final Map<Integer, ToolUseBlock> toolUses = new HashMap<>();
 
   private AnthropicStream(DeltaSink deltas, AsyncStreamResponse<RawMessageStreamEvent> response) {
@@ -46,7 +48,8 @@ final class AnthropicStream extends StreamedCall<RawMessageStreamEvent, Message>
   }
 
   /** Starts the call; the future completes with the accumulated message or the SDK's failure. */
-  static CompletableFuture<Message> start(MessageServiceAsync messages, MessageCreateParams params, DeltaSink deltas) {
+  static CompletableFuture<Message> start(
+      MessageServiceAsync messages, MessageCreateParams params, DeltaSink deltas) {
     AsyncStreamResponse<RawMessageStreamEvent> response = messages.createStreaming(params);
     AnthropicStream stream = new AnthropicStream(deltas, response);
     response.subscribe(stream);
@@ -67,7 +70,8 @@ final class AnthropicStream extends StreamedCall<RawMessageStreamEvent, Message>
   void accept(RawMessageStreamEvent event) {
     accumulator.accumulate(event);
     if (event.isContentBlockStart()) onBlockStart(event.asContentBlockStart());
-    else if (event.isContentBlockDelta()) onBlockDelta(event.asContentBlockDelta().index(), event.asContentBlockDelta().delta());
+    else if (event.isContentBlockDelta())
+      onBlockDelta(event.asContentBlockDelta().index(), event.asContentBlockDelta().delta());
   }
 
   @Override
@@ -77,8 +81,12 @@ final class AnthropicStream extends StreamedCall<RawMessageStreamEvent, Message>
 
   @Override
   ModelCallException cutOff(IllegalStateException cause) {
-    return new ModelCallException("model_unreachable",
-        "anthropic's stream ended before message_stop: the answer was cut off", true, null, cause);
+    return new ModelCallException(
+        "model_unreachable",
+        "anthropic's stream ended before message_stop: the answer was cut off",
+        true,
+        null,
+        cause);
   }
 
   private void onBlockStart(RawContentBlockStartEvent start) {
@@ -103,7 +111,10 @@ final class AnthropicStream extends StreamedCall<RawMessageStreamEvent, Message>
       deltas.accept(new ModelDelta.Text(index, delta.asText().text()));
     } else if (delta.isInputJson()) {
       ToolUseBlock use = toolUses.get(index);
-      if (use != null) deltas.accept(new ModelDelta.ToolInput(index, use.id(), use.name(), delta.asInputJson().partialJson()));
+      if (use != null)
+        deltas.accept(
+            new ModelDelta.ToolInput(
+                index, use.id(), use.name(), delta.asInputJson().partialJson()));
     }
   }
 }

@@ -6,8 +6,8 @@ import org.slf4j.LoggerFactory;
 
 /**
  * Hands a streamed call's {@link ModelDelta}s to the caller's consumer, on the SDK's thread and in
- * arrival order. Deltas are a live view only, so a consumer that throws must not fail the call:
- * its exception is swallowed and logged once (at debug) per call.
+ * arrival order. Deltas are a live view only, so a consumer that throws must not fail the call: its
+ * exception is swallowed and logged once (at debug) per call.
  */
 final class DeltaSink {
   private static final Logger log = LoggerFactory.getLogger(DeltaSink.class);
@@ -27,7 +27,10 @@ final class DeltaSink {
     } catch (RuntimeException e) {
       if (!failed) {
         failed = true;
-        log.debug("{}: the delta consumer failed; the call goes on without it ({})", provider, Secrets.redact(e.toString()));
+        log.debug(
+            "{}: the delta consumer failed; the call goes on without it ({})",
+            provider,
+            Secrets.redact(e.toString()));
       }
     }
   }

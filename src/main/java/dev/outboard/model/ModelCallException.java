@@ -15,7 +15,8 @@ public final class ModelCallException extends RuntimeException {
   private final boolean retryable;
   private final Duration retryAfter;
 
-  public ModelCallException(String code, String message, boolean retryable, Duration retryAfter, Throwable cause) {
+  public ModelCallException(
+      String code, String message, boolean retryable, Duration retryAfter, Throwable cause) {
     super(Secrets.redact(message), cause, false, false);
     this.code = code;
     this.retryable = retryable;
@@ -42,16 +43,23 @@ public final class ModelCallException extends RuntimeException {
    * Classifies an HTTP status from a provider: 408, 409, 429, 5xx and 529 (overloaded) are worth
    * another try; everything else is the request's fault or the account's and is not.
    */
-  public static ModelCallException forStatus(String provider, int status, String providerMessage, Duration retryAfter, Throwable cause) {
-    String code = switch (status) {
-      case 429 -> "rate_limited";
-      case 529 -> "overloaded";
-      case 401, 403 -> "model_auth";
-      case 400, 404, 413, 422 -> "model_request_rejected";
-      default -> status >= 500 ? "model_unavailable" : "model_error";
-    };
+  public static ModelCallException forStatus(
+      String provider, int status, String providerMessage, Duration retryAfter, Throwable cause) {
+    String code =
+        switch (status) {
+          case 429 -> "rate_limited";
+          case 529 -> "overloaded";
+          case 401, 403 -> "model_auth";
+          case 400, 404, 413, 422 -> "model_request_rejected";
+          default -> status >= 500 ? "model_unavailable" : "model_error";
+        };
     boolean retryable = status == 408 || status == 409 || status == 429 || status >= 500;
-    return new ModelCallException(code, provider + " answered " + status + ": " + providerMessage, retryable, retryAfter, cause);
+    return new ModelCallException(
+        code,
+        provider + " answered " + status + ": " + providerMessage,
+        retryable,
+        retryAfter,
+        cause);
   }
 
   /**
@@ -65,8 +73,10 @@ public final class ModelCallException extends RuntimeException {
       }
       if (retryAfter == null || retryAfter.isBlank()) return Optional.empty();
       String v = retryAfter.trim();
-      if (v.matches("\\d+(\\.\\d+)?")) return Optional.of(Duration.ofMillis((long) (Double.parseDouble(v) * 1000)));
-      java.time.ZonedDateTime at = java.time.ZonedDateTime.parse(v, java.time.format.DateTimeFormatter.RFC_1123_DATE_TIME);
+      if (v.matches("\\d+(\\.\\d+)?"))
+        return Optional.of(Duration.ofMillis((long) (Double.parseDouble(v) * 1000)));
+      java.time.ZonedDateTime at =
+          java.time.ZonedDateTime.parse(v, java.time.format.DateTimeFormatter.RFC_1123_DATE_TIME);
       Duration d = Duration.between(java.time.Instant.now(), at.toInstant());
       return Optional.of(d.isNegative() ? Duration.ZERO : d);
     } catch (RuntimeException e) {

@@ -24,7 +24,8 @@ public interface ModelClient {
    * they arrive, on the client's own threads, before the stage completes. A provider without
    * streaming sends none.
    */
-  default CompletionStage<ModelResponse> complete(ModelRequest request, Consumer<ModelDelta> deltas) {
+  default CompletionStage<ModelResponse> complete(
+      ModelRequest request, Consumer<ModelDelta> deltas) {
     return complete(request);
   }
 }

@@ -26,8 +26,11 @@ public final class ModelClients {
   public String check(ModelSpec spec) {
     ModelClient client = clients.get(spec.provider());
     if (client == null) {
-      return "model provider '" + spec.provider() + "' is not available on this node (available: "
-          + String.join(", ", clients.keySet()) + ")";
+      return "model provider '"
+          + spec.provider()
+          + "' is not available on this node (available: "
+          + String.join(", ", clients.keySet())
+          + ")";
     }
     return client.validate(spec).orElse(null);
   }

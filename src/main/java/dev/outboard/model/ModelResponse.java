@@ -12,7 +12,10 @@ public record ModelResponse(List<Block> content, StopReason stopReason, Usage us
   }
 
   public List<Block.ToolUse> toolCalls() {
-    return content.stream().filter(Block.ToolUse.class::isInstance).map(Block.ToolUse.class::cast).toList();
+    return content.stream()
+        .filter(Block.ToolUse.class::isInstance)
+        .map(Block.ToolUse.class::cast)
+        .toList();
   }
 
   public String text() {

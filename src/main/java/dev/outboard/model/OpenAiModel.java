@@ -56,17 +56,17 @@ import okhttp3.OkHttpClient;
  * becomes one {@code tool} message per tool result (in order, first, since they must directly
  * follow the assistant message whose {@code tool_calls} they answer) and then one {@code user}
  * message with its text, if any. An assistant message becomes {@code content} (its text, or none)
- * plus {@code tool_calls} ({@code id}, {@code type: function}, {@code function.name},
- * {@code function.arguments} = the input as a JSON string); an assistant message with neither is
- * left out, as the API rejects it. The chat format has no error flag on tool results: a result
- * with {@code isError} is sent as {@code "ERROR: " + content}.
+ * plus {@code tool_calls} ({@code id}, {@code type: function}, {@code function.name}, {@code
+ * function.arguments} = the input as a JSON string); an assistant message with neither is left out,
+ * as the API rejects it. The chat format has no error flag on tool results: a result with {@code
+ * isError} is sent as {@code "ERROR: " + content}.
  *
  * <p><b>Answers.</b> {@code choices[0].message}: its content becomes a text block, its tool calls
- * tool_use blocks with the provider's ids. Arguments that are not a JSON object are kept as
- * {@code {"_unparseable_arguments": "<raw>"}}: the call stays in the transcript (so its result has
- * a call to answer), and {@link dev.outboard.tools.ToolCatalog} rejects the unknown argument,
- * telling the model its arguments were not valid JSON. {@code finish_reason} stop → end of turn,
- * tool_calls → tool use (also when a server says stop but returns tool calls), length → max tokens;
+ * tool_use blocks with the provider's ids. Arguments that are not a JSON object are kept as {@code
+ * {"_unparseable_arguments": "<raw>"}}: the call stays in the transcript (so its result has a call
+ * to answer), and {@link dev.outboard.tools.ToolCatalog} rejects the unknown argument, telling the
+ * model its arguments were not valid JSON. {@code finish_reason} stop → end of turn, tool_calls →
+ * tool use (also when a server says stop but returns tool calls), length → max tokens;
  * content_filter fails the turn.
  *
  * <p><b>Failures.</b> HTTP errors are classified by {@link ModelCallException#forStatus} with the
@@ -76,10 +76,10 @@ import okhttp3.OkHttpClient;
  * the wrong shape, is {@code model_bad_response} and not retried: it is what a wrong base URL or a
  * server that does not speak this API sends, and it will send it again.
  *
- * <p><b>Concurrency.</b> The SDK builder does not expose OkHttp's dispatcher limits (its own
- * client keeps OkHttp's default of 64 calls in flight, per host and in all), so this class builds
- * the {@link OkHttpClient} itself — dispatcher limits and an idle pool of
- * {@code max-concurrent-requests} — and hands it to the SDK with {@code okHttpClient(...)}.
+ * <p><b>Concurrency.</b> The SDK builder does not expose OkHttp's dispatcher limits (its own client
+ * keeps OkHttp's default of 64 calls in flight, per host and in all), so this class builds the
+ * {@link OkHttpClient} itself — dispatcher limits and an idle pool of {@code
+ * max-concurrent-requests} — and hands it to the SDK with {@code okHttpClient(...)}.
  *
  * <p><b>Streaming.</b> {@link #complete(ModelRequest, Consumer)} asks for server-sent chunks on the
  * same client (same dispatcher and pool) and returns the same answer, or the same failure, as
@@ -89,9 +89,12 @@ import okhttp3.OkHttpClient;
 public final class OpenAiModel implements ModelClient {
   public static final String PROVIDER = "openai";
   static final String UNPARSEABLE = "_unparseable_arguments";
+
   /** Sent when no key is configured (keyless local servers); the SDK wants some credential. */
   private static final String NO_KEY = "none";
-  private static final ChatCompletionStreamOptions INCLUDE_USAGE = ChatCompletionStreamOptions.builder().includeUsage(true).build();
+
+  private static final ChatCompletionStreamOptions INCLUDE_USAGE =
+      ChatCompletionStreamOptions.builder().includeUsage(true).build();
 
   private final ProviderSettings settings;
   private final OpenAIClientAsync client;
@@ -106,22 +109,31 @@ public final class OpenAiModel implements ModelClient {
     dispatcher.setMaxRequests(limit);
     dispatcher.setMaxRequestsPerHost(limit);
     Duration timeout = settings.requestTimeout();
-    Duration connect = timeout.compareTo(Duration.ofSeconds(10)) < 0 ? timeout : Duration.ofSeconds(10);
-    this.http = new OkHttpClient.Builder()
-        .dispatcher(dispatcher)
-        .connectionPool(new ConnectionPool(limit, 5, TimeUnit.MINUTES))
-        .connectTimeout(connect)
-        .readTimeout(timeout)
-        .writeTimeout(timeout)
-        .callTimeout(timeout)
-        .build();
-    this.client = OpenAIOkHttpClientAsync.builder()
-        .okHttpClient(http)
-        .baseUrl(settings.baseUrl())
-        .apiKey(settings.apiKey().isBlank() ? NO_KEY : settings.apiKey())
-        .maxRetries(0)
-        .timeout(Timeout.builder().connect(connect).read(timeout).write(timeout).request(timeout).build())
-        .build();
+    Duration connect =
+        timeout.compareTo(Duration.ofSeconds(10)) < 0 ? timeout : Duration.ofSeconds(10);
+    this.http =
+        new OkHttpClient.Builder()
+            .dispatcher(dispatcher)
+            .connectionPool(new ConnectionPool(limit, 5, TimeUnit.MINUTES))
+            .connectTimeout(connect)
+            .readTimeout(timeout)
+            .writeTimeout(timeout)
+            .callTimeout(timeout)
+            .build();
+    this.client =
+        OpenAIOkHttpClientAsync.builder()
+            .okHttpClient(http)
+            .baseUrl(settings.baseUrl())
+            .apiKey(settings.apiKey().isBlank() ? NO_KEY : settings.apiKey())
+            .maxRetries(0)
+            .timeout(
+                Timeout.builder()
+                    .connect(connect)
+                    .read(timeout)
+                    .write(timeout)
+                    .request(timeout)
+                    .build())
+            .build();
     this.tools = toolsOf(dev.outboard.tools.ToolCatalog.ALL);
   }
 
@@ -148,20 +160,28 @@ public final class OpenAiModel implements ModelClient {
    * OpenAiStream} for how tool calls get their block indexes.
    */
   @Override
-  public CompletionStage<ModelResponse> complete(ModelRequest request, Consumer<ModelDelta> deltas) {
+  public CompletionStage<ModelResponse> complete(
+      ModelRequest request, Consumer<ModelDelta> deltas) {
     DeltaSink sink = new DeltaSink(PROVIDER, deltas);
-    return call(request, params -> OpenAiStream.start(client.chat().completions(),
-        params.toBuilder().streamOptions(INCLUDE_USAGE).build(), sink));
+    return call(
+        request,
+        params ->
+            OpenAiStream.start(
+                client.chat().completions(),
+                params.toBuilder().streamOptions(INCLUDE_USAGE).build(),
+                sink));
   }
 
-  private CompletionStage<ModelResponse> call(ModelRequest request,
+  private CompletionStage<ModelResponse> call(
+      ModelRequest request,
       Function<ChatCompletionCreateParams, CompletableFuture<ChatCompletion>> send) {
     ChatCompletionCreateParams params;
     try {
       params = params(request);
     } catch (RuntimeException e) {
-      return CompletableFuture.failedFuture(ModelCallException.fatal("model_request_rejected",
-          "could not build the openai request: " + e.getMessage()));
+      return CompletableFuture.failedFuture(
+          ModelCallException.fatal(
+              "model_request_rejected", "could not build the openai request: " + e.getMessage()));
     }
     CompletableFuture<ChatCompletion> call;
     try {
@@ -169,33 +189,40 @@ public final class OpenAiModel implements ModelClient {
     } catch (RuntimeException e) {
       return CompletableFuture.failedFuture(classify(e));
     }
-    return call.handle((completion, error) -> {
-      if (error != null) throw classify(error);
-      try {
-        return response(completion);
-      } catch (ModelCallException e) {
-        throw e;
-      } catch (RuntimeException e) {
-        throw badResponse(e);
-      }
-    });
+    return call.handle(
+        (completion, error) -> {
+          if (error != null) throw classify(error);
+          try {
+            return response(completion);
+          } catch (ModelCallException e) {
+            throw e;
+          } catch (RuntimeException e) {
+            throw badResponse(e);
+          }
+        });
   }
 
   // ------------------------------------------------------------------ request
 
   ChatCompletionCreateParams params(ModelRequest request) {
-    String model = request.model() != null && request.model().name() != null && !request.model().name().isBlank()
-        ? request.model().name() : settings.defaultModel();
-    ChatCompletionCreateParams.Builder b = ChatCompletionCreateParams.builder()
-        .model(model)
-        .maxCompletionTokens(settings.maxTokens());
-    if (request.system() != null && !request.system().isEmpty()) b.addSystemMessage(request.system());
+    String model =
+        request.model() != null
+                && request.model().name() != null
+                && !request.model().name().isBlank()
+            ? request.model().name()
+            : settings.defaultModel();
+    ChatCompletionCreateParams.Builder b =
+        ChatCompletionCreateParams.builder().model(model).maxCompletionTokens(settings.maxTokens());
+    if (request.system() != null && !request.system().isEmpty())
+      b.addSystemMessage(request.system());
     for (Message m : request.messages()) {
       if (Message.ASSISTANT.equals(m.role())) addAssistant(b, m);
       else addUser(b, m);
     }
-    List<ChatCompletionFunctionTool> requestTools = request.tools() == null || request.tools() == dev.outboard.tools.ToolCatalog.ALL
-        ? tools : toolsOf(request.tools());
+    List<ChatCompletionFunctionTool> requestTools =
+        request.tools() == null || request.tools() == dev.outboard.tools.ToolCatalog.ALL
+            ? tools
+            : toolsOf(request.tools());
     for (ChatCompletionFunctionTool t : requestTools) b.addTool(t);
     return b.build();
   }
@@ -205,7 +232,11 @@ public final class OpenAiModel implements ModelClient {
     for (Block block : m.content()) {
       if (block instanceof Block.ToolResult r) {
         String content = r.isError() ? "ERROR: " + r.content() : r.content();
-        b.addMessage(ChatCompletionToolMessageParam.builder().toolCallId(r.toolUseId()).content(content).build());
+        b.addMessage(
+            ChatCompletionToolMessageParam.builder()
+                .toolCallId(r.toolUseId())
+                .content(content)
+                .build());
       } else if (block instanceof Block.Text t) {
         if (text.length() > 0) text.append("\n\n");
         text.append(t.text());
@@ -220,13 +251,15 @@ public final class OpenAiModel implements ModelClient {
     for (Block block : m.content()) {
       if (block instanceof Block.Text t) text.append(t.text());
       else if (block instanceof Block.ToolUse u) {
-        calls.add(ChatCompletionMessageFunctionToolCall.builder()
-            .id(u.id())
-            .function(ChatCompletionMessageFunctionToolCall.Function.builder()
-                .name(u.name())
-                .arguments(argumentsOf(u.input()))
-                .build())
-            .build());
+        calls.add(
+            ChatCompletionMessageFunctionToolCall.builder()
+                .id(u.id())
+                .function(
+                    ChatCompletionMessageFunctionToolCall.Function.builder()
+                        .name(u.name())
+                        .arguments(argumentsOf(u.input()))
+                        .build())
+                .build());
       }
     }
     if (text.length() == 0 && calls.isEmpty()) return;
@@ -253,13 +286,15 @@ public final class OpenAiModel implements ModelClient {
         Map.Entry<String, JsonNode> field = it.next();
         params.putAdditionalProperty(field.getKey(), JsonValue.fromJsonNode(field.getValue()));
       }
-      out.add(ChatCompletionFunctionTool.builder()
-          .function(FunctionDefinition.builder()
-              .name(spec.name())
-              .description(spec.description())
-              .parameters(params.build())
-              .build())
-          .build());
+      out.add(
+          ChatCompletionFunctionTool.builder()
+              .function(
+                  FunctionDefinition.builder()
+                      .name(spec.name())
+                      .description(spec.description())
+                      .parameters(params.build())
+                      .build())
+              .build());
     }
     return List.copyOf(out);
   }
@@ -268,7 +303,8 @@ public final class OpenAiModel implements ModelClient {
 
   static ModelResponse response(ChatCompletion completion) {
     List<ChatCompletion.Choice> choices = completion.choices();
-    if (choices.isEmpty()) throw ModelCallException.fatal("model_bad_response", "openai answered without choices");
+    if (choices.isEmpty())
+      throw ModelCallException.fatal("model_bad_response", "openai answered without choices");
     ChatCompletion.Choice choice = choices.get(0);
     ChatCompletionMessage message = choice.message();
     List<Block> content = new ArrayList<>();
@@ -283,23 +319,37 @@ public final class OpenAiModel implements ModelClient {
       if (call.isFunction()) {
         ChatCompletionMessageFunctionToolCall f = call.asFunction();
         String id = f._id().asKnown().filter(s -> !s.isBlank()).orElse(fallbackId);
-        content.add(new Block.ToolUse(id, f.function().name(), parseArguments(f.function()._arguments().asKnown().orElse(""))));
+        content.add(
+            new Block.ToolUse(
+                id,
+                f.function().name(),
+                parseArguments(f.function()._arguments().asKnown().orElse(""))));
       } else if (call.isCustom()) {
         var c = call.asCustom();
         String id = c._id().asKnown().filter(s -> !s.isBlank()).orElse(fallbackId);
         content.add(new Block.ToolUse(id, c.custom().name(), unparseable(c.custom().input())));
       } else {
-        throw ModelCallException.fatal("model_bad_response", "openai answered a tool call of an unknown type");
+        throw ModelCallException.fatal(
+            "model_bad_response", "openai answered a tool call of an unknown type");
       }
     }
     boolean hasCalls = !calls.isEmpty();
-    String finish = choice._finishReason().asKnown().map(ChatCompletion.Choice.FinishReason::asString).orElse("");
-    ModelResponse.StopReason stop = switch (finish) {
-      case "length" -> ModelResponse.StopReason.MAX_TOKENS;
-      case "content_filter" -> throw ModelCallException.fatal("model_content_filter",
-          "openai stopped the answer: finish_reason content_filter");
-      default -> hasCalls ? ModelResponse.StopReason.TOOL_USE : ModelResponse.StopReason.END_TURN;
-    };
+    String finish =
+        choice
+            ._finishReason()
+            .asKnown()
+            .map(ChatCompletion.Choice.FinishReason::asString)
+            .orElse("");
+    ModelResponse.StopReason stop =
+        switch (finish) {
+          case "length" -> ModelResponse.StopReason.MAX_TOKENS;
+          case "content_filter" ->
+              throw ModelCallException.fatal(
+                  "model_content_filter",
+                  "openai stopped the answer: finish_reason content_filter");
+          default ->
+              hasCalls ? ModelResponse.StopReason.TOOL_USE : ModelResponse.StopReason.END_TURN;
+        };
     return new ModelResponse(content, stop, usage(completion.usage()));
   }
 
@@ -323,7 +373,10 @@ public final class OpenAiModel implements ModelClient {
     CompletionUsage u = usage.get();
     long prompt = u._promptTokens().asKnown().orElse(0L);
     long completion = u._completionTokens().asKnown().orElse(0L);
-    long cached = u.promptTokensDetails().flatMap(CompletionUsage.PromptTokensDetails::cachedTokens).orElse(0L);
+    long cached =
+        u.promptTokensDetails()
+            .flatMap(CompletionUsage.PromptTokensDetails::cachedTokens)
+            .orElse(0L);
     return new Usage(Math.max(0, prompt - cached), completion, cached, 0);
   }
 
@@ -336,17 +389,25 @@ public final class OpenAiModel implements ModelClient {
     if (e instanceof SseException s) return midStream(s);
     if (e instanceof OpenAIServiceException s) {
       Headers h = s.headers();
-      Duration retryAfter = ModelCallException.parseRetryAfter(first(h, "retry-after-ms"), first(h, "retry-after")).orElse(null);
-      return ModelCallException.forStatus(PROVIDER, s.statusCode(), providerMessage(s), retryAfter, null);
+      Duration retryAfter =
+          ModelCallException.parseRetryAfter(first(h, "retry-after-ms"), first(h, "retry-after"))
+              .orElse(null);
+      return ModelCallException.forStatus(
+          PROVIDER, s.statusCode(), providerMessage(s), retryAfter, null);
     }
     IOException io = ioCause(e);
     if (io != null) {
       boolean timeout = io instanceof InterruptedIOException;
-      return new ModelCallException(timeout ? "model_timeout" : "model_unavailable",
-          PROVIDER + (timeout ? " call timed out: " : " connection failed: ") + describe(io), true, null, e);
+      return new ModelCallException(
+          timeout ? "model_timeout" : "model_unavailable",
+          PROVIDER + (timeout ? " call timed out: " : " connection failed: ") + describe(io),
+          true,
+          null,
+          e);
     }
     if (e instanceof OpenAIInvalidDataException) return badResponse(e);
-    return new ModelCallException("model_error", PROVIDER + " call failed: " + describe(e), true, null, null);
+    return new ModelCallException(
+        "model_error", PROVIDER + " call failed: " + describe(e), true, null, null);
   }
 
   /**
@@ -357,18 +418,29 @@ public final class OpenAiModel implements ModelClient {
   private static ModelCallException midStream(SseException s) {
     String kind = s.code().or(s::type).orElse("");
     String code = kind.contains("rate_limit") ? "rate_limited" : "model_unavailable";
-    return new ModelCallException(code, PROVIDER + "'s stream failed mid-way: "
-        + (kind.isEmpty() ? "" : kind + ": ") + providerMessage(s), true, null, null);
+    return new ModelCallException(
+        code,
+        PROVIDER
+            + "'s stream failed mid-way: "
+            + (kind.isEmpty() ? "" : kind + ": ")
+            + providerMessage(s),
+        true,
+        null,
+        null);
   }
 
   private static ModelCallException badResponse(Throwable e) {
-    return new ModelCallException("model_bad_response",
-        PROVIDER + " answered something that is not a chat completion: " + describe(e), false, null, e);
+    return new ModelCallException(
+        "model_bad_response",
+        PROVIDER + " answered something that is not a chat completion: " + describe(e),
+        false,
+        null,
+        e);
   }
 
   /**
-   * The transport failure under {@code e}, if any: an {@link IOException} that is not a JSON
-   * parse error. A body cut off by a dropped connection shows up here (OkHttp checks the framing —
+   * The transport failure under {@code e}, if any: an {@link IOException} that is not a JSON parse
+   * error. A body cut off by a dropped connection shows up here (OkHttp checks the framing —
    * Content-Length or chunks — and reports "unexpected end of stream"); a body that arrived whole
    * but is not valid JSON, even if it merely stops early, is the server's answer, not a transport
    * accident.
@@ -389,9 +461,16 @@ public final class OpenAiModel implements ModelClient {
       sb.append(": ").append(msg);
     }
     Throwable cause = e.getCause();
-    if (cause != null && cause != e && cause.getMessage() != null && (msg == null || !msg.contains(cause.getMessage()))) {
+    if (cause != null
+        && cause != e
+        && cause.getMessage() != null
+        && (msg == null || !msg.contains(cause.getMessage()))) {
       String c = cause.getMessage();
-      sb.append(" (").append(cause.getClass().getSimpleName()).append(": ").append(c.length() > 200 ? c.substring(0, 200) + "..." : c).append(')');
+      sb.append(" (")
+          .append(cause.getClass().getSimpleName())
+          .append(": ")
+          .append(c.length() > 200 ? c.substring(0, 200) + "..." : c)
+          .append(')');
     }
     return Secrets.redact(sb.toString());
   }
@@ -401,7 +480,10 @@ public final class OpenAiModel implements ModelClient {
     return v.isEmpty() ? null : v.get(0);
   }
 
-  /** The provider's own words: {@code error.message} of the error body, else the body, else the status text. */
+  /**
+   * The provider's own words: {@code error.message} of the error body, else the body, else the
+   * status text.
+   */
   private static String providerMessage(OpenAIServiceException s) {
     try {
       JsonNode body = s.body().convert(JsonNode.class);
@@ -425,10 +507,16 @@ public final class OpenAiModel implements ModelClient {
 
   private static ExecutorService executor() {
     AtomicInteger n = new AtomicInteger();
-    return new ThreadPoolExecutor(0, Integer.MAX_VALUE, 60, TimeUnit.SECONDS, new SynchronousQueue<>(), r -> {
-      Thread t = new Thread(r, "openai-http-" + n.incrementAndGet());
-      t.setDaemon(true);
-      return t;
-    });
+    return new ThreadPoolExecutor(
+        0,
+        Integer.MAX_VALUE,
+        60,
+        TimeUnit.SECONDS,
+        new SynchronousQueue<>(),
+        r -> {
+          Thread t = new Thread(r, "openai-http-" + n.incrementAndGet());
+          t.setDaemon(true);
+          return t;
+        });
   }
 }

@@ -19,14 +19,23 @@ public record ProviderSettings(
 
   public static ProviderSettings from(Config model, String provider) {
     Config c = model.getConfig(provider);
-    ProviderSettings s = new ProviderSettings(provider, c.getString("base-url"), c.getString("api-key"),
-        c.getString("default-model"), c.getLong("max-tokens"), model.getDuration("request-timeout"),
-        model.getInt("max-concurrent-requests"));
+    ProviderSettings s =
+        new ProviderSettings(
+            provider,
+            c.getString("base-url"),
+            c.getString("api-key"),
+            c.getString("default-model"),
+            c.getLong("max-tokens"),
+            model.getDuration("request-timeout"),
+            model.getInt("max-concurrent-requests"));
     Secrets.register(s.apiKey());
     return s;
   }
 
-  /** A provider is offered when it has a key (or, for OpenAI-compatible local servers, a base URL of its own). */
+  /**
+   * A provider is offered when it has a key (or, for OpenAI-compatible local servers, a base URL of
+   * its own).
+   */
   public boolean configured(String defaultBaseUrl) {
     return !apiKey.isBlank() || !baseUrl.equals(defaultBaseUrl);
   }
@@ -34,6 +43,14 @@ public record ProviderSettings(
   /** Never prints the key. */
   @Override
   public String toString() {
-    return "ProviderSettings[" + provider + " at " + baseUrl + ", model " + defaultModel + ", key " + (apiKey.isBlank() ? "unset" : "set") + "]";
+    return "ProviderSettings["
+        + provider
+        + " at "
+        + baseUrl
+        + ", model "
+        + defaultModel
+        + ", key "
+        + (apiKey.isBlank() ? "unset" : "set")
+        + "]";
   }
 }

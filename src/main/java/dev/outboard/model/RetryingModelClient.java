@@ -41,37 +41,55 @@ public final class RetryingModelClient implements ModelClient {
   }
 
   @Override
-  public CompletionStage<ModelResponse> complete(ModelRequest request, Consumer<ModelDelta> deltas) {
+  public CompletionStage<ModelResponse> complete(
+      ModelRequest request, Consumer<ModelDelta> deltas) {
     return attempt(request, deltas, 1);
   }
 
-  private CompletionStage<ModelResponse> attempt(ModelRequest request, Consumer<ModelDelta> deltas, int attempt) {
+  private CompletionStage<ModelResponse> attempt(
+      ModelRequest request, Consumer<ModelDelta> deltas, int attempt) {
     CompletionStage<ModelResponse> call;
     try {
       call = deltas == null ? inner.complete(request) : inner.complete(request, deltas);
     } catch (RuntimeException e) {
       call = CompletableFuture.failedFuture(e);
     }
-    return call.handle((response, error) -> {
-      if (error == null) return CompletableFuture.completedFuture(response);
-      ModelCallException failure = classify(error);
-      if (!failure.retryable()) return CompletableFuture.<ModelResponse>failedFuture(failure);
-      if (attempt >= policy.maxAttempts()) {
-        return CompletableFuture.<ModelResponse>failedFuture(new ModelCallException(failure.code(),
-            "gave up after " + attempt + " attempts; last: " + failure.getMessage(), false, null, failure));
-      }
-      long wait = policy.delay(attempt, failure).toMillis();
-      log.info("session {} turn {}: {} model call failed ({}); attempt {} in {} ms",
-          request.sessionId(), request.turn(), inner.provider(), failure.code(), attempt + 1, wait);
-      return dev.outboard.Futures.after(java.time.Duration.ofMillis(wait))
-          .thenCompose(ignored -> attempt(request, deltas, attempt + 1));
-    }).thenCompose(stage -> stage);
+    return call.handle(
+            (response, error) -> {
+              if (error == null) return CompletableFuture.completedFuture(response);
+              ModelCallException failure = classify(error);
+              if (!failure.retryable())
+                return CompletableFuture.<ModelResponse>failedFuture(failure);
+              if (attempt >= policy.maxAttempts()) {
+                return CompletableFuture.<ModelResponse>failedFuture(
+                    new ModelCallException(
+                        failure.code(),
+                        "gave up after " + attempt + " attempts; last: " + failure.getMessage(),
+                        false,
+                        null,
+                        failure));
+              }
+              long wait = policy.delay(attempt, failure).toMillis();
+              log.info(
+                  "session {} turn {}: {} model call failed ({}); attempt {} in {} ms",
+                  request.sessionId(),
+                  request.turn(),
+                  inner.provider(),
+                  failure.code(),
+                  attempt + 1,
+                  wait);
+              return dev.outboard.Futures.after(java.time.Duration.ofMillis(wait))
+                  .thenCompose(ignored -> attempt(request, deltas, attempt + 1));
+            })
+        .thenCompose(stage -> stage);
   }
 
   private ModelCallException classify(Throwable error) {
-    Throwable e = error instanceof CompletionException && error.getCause() != null ? error.getCause() : error;
+    Throwable e =
+        error instanceof CompletionException && error.getCause() != null ? error.getCause() : error;
     if (e instanceof ModelCallException m) return m;
     // Anything the provider client did not classify is treated as a transient transport problem.
-    return new ModelCallException("model_error", inner.provider() + " call failed: " + e, true, null, e);
+    return new ModelCallException(
+        "model_error", inner.provider() + " call failed: " + e, true, null, e);
   }
 }

@@ -4,12 +4,17 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * The secrets this node holds (from its environment), so that any text that might leave the
- * node — an error message recorded in an event, a log line — can be scrubbed of them.
+ * The secrets this node holds (from its environment), so that any text that might leave the node —
+ * an error message recorded in an event, a log line — can be scrubbed of them.
  */
 public final class Secrets {
   private static final List<String> NAMES =
-      List.of("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OUTBOARD_ADMIN_TOKEN", "OUTBOARD_DB_PASSWORD", "OUTBOARD_SANDBOX_HOST_TOKEN");
+      List.of(
+          "ANTHROPIC_API_KEY",
+          "OPENAI_API_KEY",
+          "OUTBOARD_ADMIN_TOKEN",
+          "OUTBOARD_DB_PASSWORD",
+          "OUTBOARD_SANDBOX_HOST_TOKEN");
   private static volatile List<String> values = load();
 
   private Secrets() {}
@@ -23,7 +28,10 @@ public final class Secrets {
     return List.copyOf(out);
   }
 
-  /** Also treats {@code secret} as one (keys given through configuration rather than the environment). */
+  /**
+   * Also treats {@code secret} as one (keys given through configuration rather than the
+   * environment).
+   */
   public static synchronized void register(String secret) {
     if (secret == null || secret.length() < 8 || values.contains(secret)) return;
     List<String> next = new ArrayList<>(values);

@@ -5,10 +5,10 @@ import java.util.concurrent.CompletableFuture;
 
 /**
  * What both providers' streamed calls share: each event is folded into the SDK's accumulator and
- * its deltas passed on; the call completes once, with the accumulated answer or the first
- * failure. An event the accumulator refuses (out of order, of the wrong shape) stops the reading
- * and fails the call; a stream that ends cleanly but short of its end is cut off, and retryable.
- * (The delta consumer's own failures never get here: see {@link DeltaSink}.)
+ * its deltas passed on; the call completes once, with the accumulated answer or the first failure.
+ * An event the accumulator refuses (out of order, of the wrong shape) stops the reading and fails
+ * the call; a stream that ends cleanly but short of its end is cut off, and retryable. (The delta
+ * consumer's own failures never get here: see {@link DeltaSink}.)
  *
  * @param <E> the SDK's stream event
  * @param <M> the accumulated answer, as a non-streaming call returns it
@@ -25,7 +25,10 @@ abstract class StreamedCall<E, M> {
   /** Folds {@code event} into the accumulator and passes on its deltas. */
   abstract void accept(E event);
 
-  /** The accumulated answer; an {@link IllegalStateException} if the stream stopped short of its end. */
+  /**
+   * The accumulated answer; an {@link IllegalStateException} if the stream stopped short of its
+   * end.
+   */
   abstract M result();
 
   /** The failure of a stream that ended cleanly but short of its end. */

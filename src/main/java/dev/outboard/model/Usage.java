@@ -3,7 +3,8 @@ package dev.outboard.model;
 import dev.outboard.JsonSerializable;
 
 /** Tokens of one model call, or summed over a session. */
-public record Usage(long inputTokens, long outputTokens, long cacheReadTokens, long cacheWriteTokens)
+public record Usage(
+    long inputTokens, long outputTokens, long cacheReadTokens, long cacheWriteTokens)
     implements JsonSerializable {
   public static final Usage ZERO = new Usage(0, 0, 0, 0);
 

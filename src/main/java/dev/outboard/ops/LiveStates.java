@@ -20,10 +20,14 @@ public final class LiveStates {
   }
 
   public static final LiveStates SESSIONS =
-      new LiveStates(Metrics.SESSIONS, Set.of("running", "requires_action", "waiting", "completed", "failed", "cancelled"));
+      new LiveStates(
+          Metrics.SESSIONS,
+          Set.of("running", "requires_action", "waiting", "completed", "failed", "cancelled"));
 
   public static final LiveStates SANDBOXES =
-      new LiveStates(Metrics.SANDBOXES, Set.of("provisioning", "active", "suspended", "hibernated", "replacing"));
+      new LiveStates(
+          Metrics.SANDBOXES,
+          Set.of("provisioning", "active", "suspended", "hibernated", "replacing"));
 
   public Member member() {
     return new Member();
@@ -35,7 +39,10 @@ public final class LiveStates {
 
     private Member() {}
 
-    /** Counts the actor under {@code next} (null or an uncounted state: not at all) instead of its last state. */
+    /**
+     * Counts the actor under {@code next} (null or an uncounted state: not at all) instead of its
+     * last state.
+     */
     public void set(String next) {
       String now = next != null && counted.contains(next) ? next : null;
       if (Objects.equals(state, now)) return;

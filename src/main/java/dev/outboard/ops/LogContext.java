@@ -6,11 +6,11 @@ import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 
 /**
- * MDC for every line an actor logs while it handles a message ({@code sessionId}, {@code org}),
- * for JSON logs. {@link Behaviors#withMdc} given the actor's command class skips the messages
- * that are not commands: an event-sourced actor's journal answers (in which its persist callbacks
- * run and its stashed commands are handled) and timer messages delivered through an inner
- * {@code withTimers}. This interceptor takes every message.
+ * MDC for every line an actor logs while it handles a message ({@code sessionId}, {@code org}), for
+ * JSON logs. {@link Behaviors#withMdc} given the actor's command class skips the messages that are
+ * not commands: an event-sourced actor's journal answers (in which its persist callbacks run and
+ * its stashed commands are handled) and timer messages delivered through an inner {@code
+ * withTimers}. This interceptor takes every message.
  */
 public final class LogContext {
   private LogContext() {}
@@ -21,9 +21,12 @@ public final class LogContext {
    */
   @SuppressWarnings("unchecked")
   public static <T> Behavior<T> everyMessage(
-      Map<String, String> staticMdc, Function<Object, Map<String, String>> dynamicMdc, Behavior<T> behavior) {
+      Map<String, String> staticMdc,
+      Function<Object, Map<String, String>> dynamicMdc,
+      Behavior<T> behavior) {
     Behavior<Object> any = (Behavior<Object>) (Behavior<?>) behavior;
-    return (Behavior<T>) (Behavior<?>) Behaviors.withMdc(Object.class, staticMdc, dynamicMdc::apply, any);
+    return (Behavior<T>)
+        (Behavior<?>) Behaviors.withMdc(Object.class, staticMdc, dynamicMdc::apply, any);
   }
 
   /** {@code behavior} with {@code mdc} on every message and signal. */

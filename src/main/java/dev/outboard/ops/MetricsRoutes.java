@@ -16,7 +16,8 @@ import org.apache.pekko.management.javadsl.ManagementRouteProviderSettings;
 
 /** Adds {@code GET /metrics} (Prometheus text format) to the pekko-management HTTP endpoint. */
 public final class MetricsRoutes extends AllDirectives implements ManagementRouteProvider {
-  private static final ContentType TEXT = ContentTypes.parse("text/plain; version=0.0.4; charset=utf-8");
+  private static final ContentType TEXT =
+      ContentTypes.parse("text/plain; version=0.0.4; charset=utf-8");
 
   public MetricsRoutes(ExtendedActorSystem system) {
     Metrics.registerJvmMetrics();
@@ -24,7 +25,13 @@ public final class MetricsRoutes extends AllDirectives implements ManagementRout
 
   @Override
   public Route routes(ManagementRouteProviderSettings settings) {
-    return path("metrics", () -> get(() -> complete(HttpResponse.create().withEntity(HttpEntities.create(TEXT, scrape())))));
+    return path(
+        "metrics",
+        () ->
+            get(
+                () ->
+                    complete(
+                        HttpResponse.create().withEntity(HttpEntities.create(TEXT, scrape())))));
   }
 
   static byte[] scrape() {

@@ -27,13 +27,17 @@ public final class ShardStats {
     INSTANCE
   }
 
-  private record Answered(String type, CurrentShardRegionState state, Throwable error) implements Command {}
+  private record Answered(String type, CurrentShardRegionState state, Throwable error)
+      implements Command {}
 
   public static Behavior<Command> create(List<EntityTypeKey<?>> types, Duration interval) {
-    return Behaviors.setup(ctx -> Behaviors.withTimers(timers -> {
-      timers.startTimerWithFixedDelay(Tick.INSTANCE, Duration.ZERO, interval);
-      return new ShardStats(ctx, types, interval).behavior();
-    }));
+    return Behaviors.setup(
+        ctx ->
+            Behaviors.withTimers(
+                timers -> {
+                  timers.startTimerWithFixedDelay(Tick.INSTANCE, Duration.ZERO, interval);
+                  return new ShardStats(ctx, types, interval).behavior();
+                }));
   }
 
   private final ActorContext<Command> ctx;
@@ -57,7 +61,11 @@ public final class ShardStats {
 
   private Behavior<Command> onTick() {
     for (EntityTypeKey<?> type : types) {
-      ctx.ask(CurrentShardRegionState.class, query, interval, replyTo -> new GetShardRegionState(type, replyTo),
+      ctx.ask(
+          CurrentShardRegionState.class,
+          query,
+          interval,
+          replyTo -> new GetShardRegionState(type, replyTo),
           (state, error) -> new Answered(type.name(), state, error));
     }
     return Behaviors.same();

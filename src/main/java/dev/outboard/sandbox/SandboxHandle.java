@@ -46,8 +46,8 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  */
 public final class SandboxHandle {
   /** For callbacks that run off the actor's thread, where the actor context must not be used. */
-  private static final org.slf4j.Logger log = org.slf4j.LoggerFactory.getLogger(SandboxHandle.class);
-
+  private static final org.slf4j.Logger log =
+      org.slf4j.LoggerFactory.getLogger(SandboxHandle.class);
 
   // ---------------------------------------------------------------- protocol
 
@@ -59,7 +59,9 @@ public final class SandboxHandle {
    * it: a call not started by then is answered "did not run" and is never started later, so a
    * caller that gave up never has it run behind its back.
    */
-  public record Run(String callId, ToolCall call, int maxChars, ActorRef<Result> replyTo, long startBy) implements Command {
+  public record Run(
+      String callId, ToolCall call, int maxChars, ActorRef<Result> replyTo, long startBy)
+      implements Command {
     public Run(String callId, ToolCall call, int maxChars, ActorRef<Result> replyTo) {
       this(callId, call, maxChars, replyTo, 0L);
     }
@@ -88,16 +90,25 @@ public final class SandboxHandle {
   public record Result(String content, boolean isError) {}
 
   /**
-   * Sent to the session on every change: {@code state} is the API's sandbox state; {@code sandboxId}
-   * the current sandbox (null before the first one); {@code replacedId} the sandbox it replaced.
+   * Sent to the session on every change: {@code state} is the API's sandbox state; {@code
+   * sandboxId} the current sandbox (null before the first one); {@code replacedId} the sandbox it
+   * replaced.
    */
   public record Report(String state, String sandboxId, String replacedId) {}
 
   private record IdleTimeout(int stage, long generation) implements Command {}
 
-  /** {@code salvaged}: the lost sandbox (if any) answered salvage, so destroying it loses nothing. */
-  private record Provisioned(String sandboxId, Throwable error, boolean replacing, boolean retry, Restored restored,
-      boolean salvaged) implements Command {}
+  /**
+   * {@code salvaged}: the lost sandbox (if any) answered salvage, so destroying it loses nothing.
+   */
+  private record Provisioned(
+      String sandboxId,
+      Throwable error,
+      boolean replacing,
+      boolean retry,
+      Restored restored,
+      boolean salvaged)
+      implements Command {}
 
   private record OpDone(Run run, Result result, Throwable error) implements Command {}
 
@@ -107,43 +118,72 @@ public final class SandboxHandle {
     INSTANCE
   }
 
-  private record HealthChecked(String sandboxId, long generation, Throwable error) implements Command {}
+  private record HealthChecked(String sandboxId, long generation, Throwable error)
+      implements Command {}
 
   /** Asks the host again for the call at the head of the queue (it did not answer). */
   private record Retry(long generation) implements Command {}
 
   /** What a call answers on a host without bubblewrap. */
-  public static final String BWRAP_MISSING = "bubblewrap (bwrap) is not installed; install the package 'bubblewrap'";
+  public static final String BWRAP_MISSING =
+      "bubblewrap (bwrap) is not installed; install the package 'bubblewrap'";
 
   public static final String LOST =
       "interrupted: the sandbox was lost while this command ran; a new sandbox replaced it";
 
   /**
-   * Limits, idle times and the health-check interval of sandboxes ({@code outboard.sandbox});
-   * a zero {@code healthCheckEvery} turns the checks off. A call waits at most {@code startTimeout}
+   * Limits, idle times and the health-check interval of sandboxes ({@code outboard.sandbox}); a
+   * zero {@code healthCheckEvery} turns the checks off. A call waits at most {@code startTimeout}
    * for its sandbox before it starts; once started, its answer comes within its command's timeout
    * plus {@code answerMargin} ({@link #answerWithin}); a host that does not answer is asked again
-   * every {@code retryEvery} until the call's start deadline; at most {@code maxPending} calls wait.
+   * every {@code retryEvery} until the call's start deadline; at most {@code maxPending} calls
+   * wait.
    */
-  public record Settings(Limits limits, Duration suspendAfter, Duration hibernateAfter, Duration healthCheckEvery,
-      Duration startTimeout, Duration answerMargin, Duration retryEvery, int maxPending) {
+  public record Settings(
+      Limits limits,
+      Duration suspendAfter,
+      Duration hibernateAfter,
+      Duration healthCheckEvery,
+      Duration startTimeout,
+      Duration answerMargin,
+      Duration retryEvery,
+      int maxPending) {
     /** Without health checks. */
     public Settings(Limits limits, Duration suspendAfter, Duration hibernateAfter) {
       this(limits, suspendAfter, hibernateAfter, Duration.ZERO);
     }
 
-    public Settings(Limits limits, Duration suspendAfter, Duration hibernateAfter, Duration healthCheckEvery) {
-      this(limits, suspendAfter, hibernateAfter, healthCheckEvery, Duration.ofMinutes(2), Duration.ofSeconds(90),
-          Duration.ofSeconds(2), 16);
+    public Settings(
+        Limits limits, Duration suspendAfter, Duration hibernateAfter, Duration healthCheckEvery) {
+      this(
+          limits,
+          suspendAfter,
+          hibernateAfter,
+          healthCheckEvery,
+          Duration.ofMinutes(2),
+          Duration.ofSeconds(90),
+          Duration.ofSeconds(2),
+          16);
     }
 
     public static Settings from(Config config) {
       Config c = config.getConfig("outboard.sandbox");
-      Limits limits = new Limits(c.getBytes("memory"), c.getInt("max-processes"), c.getDuration("cpu-time"),
-          c.getBytes("max-output-bytes"), c.getDuration("command-timeout"));
-      return new Settings(limits, c.getDuration("suspend-after"), c.getDuration("hibernate-after"),
-          c.getDuration("health-check-interval"), c.getDuration("call-start-timeout"), c.getDuration("call-answer-margin"),
-          c.getDuration("unreachable-retry-interval"), c.getInt("max-pending-calls"));
+      Limits limits =
+          new Limits(
+              c.getBytes("memory"),
+              c.getInt("max-processes"),
+              c.getDuration("cpu-time"),
+              c.getBytes("max-output-bytes"),
+              c.getDuration("command-timeout"));
+      return new Settings(
+          limits,
+          c.getDuration("suspend-after"),
+          c.getDuration("hibernate-after"),
+          c.getDuration("health-check-interval"),
+          c.getDuration("call-start-timeout"),
+          c.getDuration("call-answer-margin"),
+          c.getDuration("unreachable-retry-interval"),
+          c.getInt("max-pending-calls"));
     }
 
     /**
@@ -157,9 +197,15 @@ public final class SandboxHandle {
     }
   }
 
-  /** A handle for a session that has no sandbox yet ({@code knownId} null) or had {@code knownId}. */
+  /**
+   * A handle for a session that has no sandbox yet ({@code knownId} null) or had {@code knownId}.
+   */
   public static Behavior<Command> create(
-      SandboxProvider provider, Settings settings, ActorRef<Report> session, String knownId, String knownState) {
+      SandboxProvider provider,
+      Settings settings,
+      ActorRef<Report> session,
+      String knownId,
+      String knownState) {
     return create(provider, settings, session, knownId, knownState, null, null);
   }
 
@@ -167,10 +213,29 @@ public final class SandboxHandle {
    * As above; with {@code snapshots} (and the session's id) hibernation snapshots are also saved to
    * the store, and a replacement restores from the stored one when this handle has none in memory.
    */
-  public static Behavior<Command> create(SandboxProvider provider, Settings settings, ActorRef<Report> session,
-      String knownId, String knownState, SnapshotStore snapshots, String sessionId) {
-    return Behaviors.setup(ctx -> Behaviors.withTimers(timers ->
-        new SandboxHandle(provider, settings, session, knownId, knownState, snapshots, sessionId, ctx, timers).behavior()));
+  public static Behavior<Command> create(
+      SandboxProvider provider,
+      Settings settings,
+      ActorRef<Report> session,
+      String knownId,
+      String knownState,
+      SnapshotStore snapshots,
+      String sessionId) {
+    return Behaviors.setup(
+        ctx ->
+            Behaviors.withTimers(
+                timers ->
+                    new SandboxHandle(
+                            provider,
+                            settings,
+                            session,
+                            knownId,
+                            knownState,
+                            snapshots,
+                            sessionId,
+                            ctx,
+                            timers)
+                        .behavior()));
   }
 
   private final SandboxProvider provider;
@@ -182,34 +247,55 @@ public final class SandboxHandle {
   private final TimerScheduler<Command> timers;
   private final ArrayDeque<Run> pending = new ArrayDeque<>();
   private String sandboxId;
+
   /** The sandbox id the session knows. */
   private String reportedId;
+
   private String state;
   private byte[] snapshot;
   private boolean busy;
   private boolean checking;
+
   /** Told with the next answer: the sandbox was replaced since the last one. */
   private String replacedNote;
+
   /** Where the last replacement's workspace came from (null: no replacement yet). */
   private Restored restoredAs;
+
   /** Why the host did not answer the call at the head, the last time. */
   private String lastUnreachable;
+
   /** Whether the call at the head may run on the sandbox being started again (see pipeCreate). */
   private boolean retryCreate = true;
-  /** Replacements for the call at the head of the queue (a sandbox that dies at once every time). */
+
+  /**
+   * Replacements for the call at the head of the queue (a sandbox that dies at once every time).
+   */
   private int replacements;
+
   /** A sandbox being created, so that one the handle stops meanwhile does not outlive it. */
   private CompletionStage<Created> creating;
+
   /** A suspend or hibernate in flight (its snapshot save included). */
   private CompletionStage<?> parking;
+
   /** A health check found the (hibernated) sandbox gone; the next call replaces it. */
   private boolean lost;
+
   private long generation;
+
   /** This handle's sandbox in the node's sandboxes-by-state gauge. */
   private final LiveStates.Member liveState = LiveStates.SANDBOXES.member();
 
-  private SandboxHandle(SandboxProvider provider, Settings settings, ActorRef<Report> session, String knownId,
-      String knownState, SnapshotStore snapshots, String sessionId, ActorContext<Command> ctx,
+  private SandboxHandle(
+      SandboxProvider provider,
+      Settings settings,
+      ActorRef<Report> session,
+      String knownId,
+      String knownState,
+      SnapshotStore snapshots,
+      String sessionId,
+      ActorContext<Command> ctx,
       TimerScheduler<Command> timers) {
     this.provider = provider;
     this.snapshots = sessionId == null ? null : snapshots;
@@ -229,7 +315,8 @@ public final class SandboxHandle {
         timers.startSingleTimer("idle", new IdleTimeout(1, generation), settings.suspendAfter());
       } else if (state.equals("suspended")) {
         Duration rest = settings.hibernateAfter().minus(settings.suspendAfter());
-        timers.startSingleTimer("idle", new IdleTimeout(2, generation), rest.isNegative() ? Duration.ZERO : rest);
+        timers.startSingleTimer(
+            "idle", new IdleTimeout(2, generation), rest.isNegative() ? Duration.ZERO : rest);
       }
     }
   }
@@ -255,8 +342,14 @@ public final class SandboxHandle {
   private Behavior<Command> onRun(Run run) {
     dropExpired();
     if (pending.size() >= settings.maxPending()) {
-      run.replyTo().tell(new Result("did not run: " + pending.size() + " calls are already waiting for this session's "
-          + "sandbox (outboard.sandbox.max-pending-calls); try again once they are answered", true));
+      run.replyTo()
+          .tell(
+              new Result(
+                  "did not run: "
+                      + pending.size()
+                      + " calls are already waiting for this session's sandbox"
+                      + " (outboard.sandbox.max-pending-calls); try again once they are answered",
+                  true));
       return Behaviors.same();
     }
     pending.add(run);
@@ -278,14 +371,18 @@ public final class SandboxHandle {
   }
 
   private Result notStarted() {
-    return new Result("did not run: the sandbox was not ready for it within " + settings.startTimeout().toSeconds()
-        + " s (outboard.sandbox.call-start-timeout); it will not run", true);
+    return new Result(
+        "did not run: the sandbox was not ready for it within "
+            + settings.startTimeout().toSeconds()
+            + " s (outboard.sandbox.call-start-timeout); it will not run",
+        true);
   }
 
   private void next() {
     if (busy) return;
     dropExpired();
-    while (!pending.isEmpty() && pending.peek().expired()) pending.poll().replyTo().tell(notStarted());
+    while (!pending.isEmpty() && pending.peek().expired())
+      pending.poll().replyTo().tell(notStarted());
     if (pending.isEmpty()) return;
     busy = true;
     generation++;
@@ -336,24 +433,43 @@ public final class SandboxHandle {
     String sid = sessionId;
     CompletionStage<Salvage> salvaged =
         old == null ? CompletableFuture.completedFuture(new Salvage(null, true)) : salvage(old);
-    CompletionStage<Created> created = salvaged.thenCompose(sv -> {
-      CompletionStage<Created> c;
-      if (sv.bytes() != null) {
-        c = createFrom(sv.bytes()).thenApply(id -> new Created(id, Restored.SALVAGED, true));
-      } else if (inMemory != null) {
-        c = createFrom(inMemory).thenApply(id -> new Created(id, Restored.SNAPSHOT, true));
-      } else if (!lookInStore) {
-        c = createFrom(null).thenApply(id -> new Created(id, Restored.NOTHING, true));
-      } else {
-        c = loadSnapshot(sid).thenCompose(stored -> createFrom(stored)
-            .thenApply(id -> new Created(id, stored == null ? Restored.NOTHING : Restored.SNAPSHOT, true)));
-      }
-      return c.thenApply(x -> x.salvaged(sv.answered()));
-    });
+    CompletionStage<Created> created =
+        salvaged.thenCompose(
+            sv -> {
+              CompletionStage<Created> c;
+              if (sv.bytes() != null) {
+                c =
+                    createFrom(sv.bytes())
+                        .thenApply(id -> new Created(id, Restored.SALVAGED, true));
+              } else if (inMemory != null) {
+                c = createFrom(inMemory).thenApply(id -> new Created(id, Restored.SNAPSHOT, true));
+              } else if (!lookInStore) {
+                c = createFrom(null).thenApply(id -> new Created(id, Restored.NOTHING, true));
+              } else {
+                c =
+                    loadSnapshot(sid)
+                        .thenCompose(
+                            stored ->
+                                createFrom(stored)
+                                    .thenApply(
+                                        id ->
+                                            new Created(
+                                                id,
+                                                stored == null
+                                                    ? Restored.NOTHING
+                                                    : Restored.SNAPSHOT,
+                                                true)));
+              }
+              return c.thenApply(x -> x.salvaged(sv.answered()));
+            });
     creating = created;
-    ctx.pipeToSelf(created, (c, error) -> c == null
-        ? new Provisioned(null, error, replacing, retry, null, false)
-        : new Provisioned(c.sandboxId(), null, replacing, retry, c.restored(), c.salvaged()));
+    ctx.pipeToSelf(
+        created,
+        (c, error) ->
+            c == null
+                ? new Provisioned(null, error, replacing, retry, null, false)
+                : new Provisioned(
+                    c.sandboxId(), null, replacing, retry, c.restored(), c.salvaged()));
   }
 
   private CompletionStage<Salvage> salvage(String id) {
@@ -363,13 +479,14 @@ public final class SandboxHandle {
     } catch (RuntimeException e) {
       salvaged = CompletableFuture.failedFuture(e);
     }
-    return salvaged.handle((bytes, e) -> {
-      if (e != null) {
-        log.warn("nothing could be salvaged from sandbox {}: {}", id, cause(e).toString());
-        return new Salvage(null, false);
-      }
-      return new Salvage(bytes, true);
-    });
+    return salvaged.handle(
+        (bytes, e) -> {
+          if (e != null) {
+            log.warn("nothing could be salvaged from sandbox {}: {}", id, cause(e).toString());
+            return new Salvage(null, false);
+          }
+          return new Salvage(bytes, true);
+        });
   }
 
   private CompletionStage<byte[]> loadSnapshot(String sid) {
@@ -379,13 +496,15 @@ public final class SandboxHandle {
     } catch (RuntimeException e) {
       loaded = CompletableFuture.failedFuture(e);
     }
-    return loaded.handle((s, e) -> {
-      if (e != null) {
-        log.warn("could not load the sandbox snapshot of session {}: {}", sid, cause(e).toString());
-        return null;
-      }
-      return s.map(SnapshotStore.Snapshot::bytes).orElse(null);
-    });
+    return loaded.handle(
+        (s, e) -> {
+          if (e != null) {
+            log.warn(
+                "could not load the sandbox snapshot of session {}: {}", sid, cause(e).toString());
+            return null;
+          }
+          return s.map(SnapshotStore.Snapshot::bytes).orElse(null);
+        });
   }
 
   private CompletionStage<String> createFrom(byte[] bytes) {
@@ -401,14 +520,19 @@ public final class SandboxHandle {
     Run run = pending.peek();
     if (p.error() != null) {
       String why = cause(p.error()).getMessage();
-      // The provider names the Debian package; the session's answer is the same for every distribution.
+      // The provider names the Debian package; the session's answer is the same for every
+      // distribution.
       boolean noBwrap = why != null && why.startsWith("bubblewrap (bwrap) is not installed");
       // Not a refusal that would only repeat itself (no bwrap, a wrong host token, bad limits).
-      boolean lasting = noBwrap || cause(p.error()) instanceof IllegalArgumentException
-          || (why != null && why.contains("refused this node's token"));
+      boolean lasting =
+          noBwrap
+              || cause(p.error()) instanceof IllegalArgumentException
+              || (why != null && why.contains("refused this node's token"));
       if (!lasting && run != null && run.startBy() != 0 && !run.expired()) {
-        // Its host restarting, a sandbox killed while it started: tried again until the call's deadline.
-        ctx.getLog().info("could not start a sandbox ({}); trying again in {}", why, settings.retryEvery());
+        // Its host restarting, a sandbox killed while it started: tried again until the call's
+        // deadline.
+        ctx.getLog()
+            .info("could not start a sandbox ({}); trying again in {}", why, settings.retryEvery());
         if (p.replacing()) {
           lost = true;
         } else {
@@ -432,15 +556,24 @@ public final class SandboxHandle {
     if (old != null && p.salvaged()) {
       destroyQuietly(old);
     } else if (old != null) {
-      ctx.getLog().warn("sandbox {} is left in place: it did not answer salvage, so its files may be all there is", old);
+      ctx.getLog()
+          .warn(
+              "sandbox {} is left in place: it did not answer salvage, so its files may be all"
+                  + " there is",
+              old);
     }
     sandboxId = p.sandboxId();
     lost = false;
     changed("active", old);
     startHealthChecks();
     // A command that may have run is asked again only of a salvaged workspace: its execution
-    // records say whether it ran (its result), was cut off (interrupted) or never started (it runs).
-    if (p.replacing() && run != null && run.expired() && p.restored() == Restored.SALVAGED && !p.retry()) {
+    // records say whether it ran (its result), was cut off (interrupted) or never started (it
+    // runs).
+    if (p.replacing()
+        && run != null
+        && run.expired()
+        && p.restored() == Restored.SALVAGED
+        && !p.retry()) {
       // Too late to ask the records (that could start it): it may have run.
       replacedNote = null;
       finish(new Result(LOST + p.restored().sentence, true));
@@ -469,7 +602,8 @@ public final class SandboxHandle {
     Run run = pending.peek();
     if (r.generation() != generation || run == null || !busy) return Behaviors.same();
     if (sandboxId == null || lost) {
-      // Provisioning or a replacement failed: start again (nothing ran yet; the deadline is checked when it is there).
+      // Provisioning or a replacement failed: start again (nothing ran yet; the deadline is checked
+      // when it is there).
       boolean replacing = lost;
       changed(replacing ? "replacing" : "provisioning", null);
       pipeCreate(replacing, retryCreate);
@@ -484,9 +618,15 @@ public final class SandboxHandle {
   /** The answer when the sandbox's host stopped answering during the call. */
   private static Result unreachable(Run run, String why) {
     if (run.call() instanceof ToolCall.Bash) {
-      return new Result("interrupted: the sandbox could not be reached (" + why + "); the command may or may not have run", true);
+      return new Result(
+          "interrupted: the sandbox could not be reached ("
+              + why
+              + "); the command may or may not have run",
+          true);
     }
-    return new Result("the sandbox could not be reached (" + why + "); it may or may not have taken effect", true);
+    return new Result(
+        "the sandbox could not be reached (" + why + "); it may or may not have taken effect",
+        true);
   }
 
   private void runOp(Run run) {
@@ -518,8 +658,12 @@ public final class SandboxHandle {
       lastUnreachable = cause.getMessage();
       boolean repeatable = !(d.run().call() instanceof ToolCall.Edit);
       if (repeatable && d.run().startBy() != 0 && !d.run().expired()) {
-        ctx.getLog().info("sandbox {} could not be reached ({}); asking again in {}", sandboxId, cause.getMessage(),
-            settings.retryEvery());
+        ctx.getLog()
+            .info(
+                "sandbox {} could not be reached ({}); asking again in {}",
+                sandboxId,
+                cause.getMessage(),
+                settings.retryEvery());
         timers.startSingleTimer("retry", new Retry(generation), settings.retryEvery());
         return Behaviors.same();
       }
@@ -528,12 +672,19 @@ public final class SandboxHandle {
       return Behaviors.same();
     }
     if (cause instanceof SandboxGoneException && ++replacements > MAX_REPLACEMENTS_PER_CALL) {
-      finish(new Result("the sandbox was lost " + MAX_REPLACEMENTS_PER_CALL + " times in a row during this call; "
-          + "the last time: " + cause.getMessage(), true));
+      finish(
+          new Result(
+              "the sandbox was lost "
+                  + MAX_REPLACEMENTS_PER_CALL
+                  + " times in a row during this call; "
+                  + "the last time: "
+                  + cause.getMessage(),
+              true));
       return Behaviors.same();
     }
     if (cause instanceof SandboxGoneException gone) {
-      ctx.getLog().warn("sandbox {} is gone ({}); starting a new one", sandboxId, cause.getMessage());
+      ctx.getLog()
+          .warn("sandbox {} is gone ({}); starting a new one", sandboxId, cause.getMessage());
       changed("replacing", null);
       // A file operation is simply redone on the new sandbox, and so is a command that never
       // started; a command during which the sandbox died is not run twice.
@@ -558,7 +709,8 @@ public final class SandboxHandle {
     if (run != null) run.replyTo().tell(result);
     busy = false;
     if (pending.isEmpty()) {
-      if (sandboxId != null) timers.startSingleTimer("idle", new IdleTimeout(1, generation), settings.suspendAfter());
+      if (sandboxId != null)
+        timers.startSingleTimer("idle", new IdleTimeout(1, generation), settings.suspendAfter());
     } else {
       next();
     }
@@ -574,7 +726,8 @@ public final class SandboxHandle {
         parking = suspended;
         ctx.pipeToSelf(suspended, (v, error) -> new Parked("suspended", null, error));
       } else {
-        CompletionStage<byte[]> hibernated = provider.hibernate(id).thenCompose(bytes -> saveSnapshot(id, bytes));
+        CompletionStage<byte[]> hibernated =
+            provider.hibernate(id).thenCompose(bytes -> saveSnapshot(id, bytes));
         parking = hibernated;
         ctx.pipeToSelf(hibernated, (bytes, error) -> new Parked("hibernated", bytes, error));
       }
@@ -584,7 +737,10 @@ public final class SandboxHandle {
     return Behaviors.same();
   }
 
-  /** Saves the snapshot to the store (when there is one), off the actor thread; a failure only loses durability. */
+  /**
+   * Saves the snapshot to the store (when there is one), off the actor thread; a failure only loses
+   * durability.
+   */
   private CompletionStage<byte[]> saveSnapshot(String id, byte[] bytes) {
     if (snapshots == null || bytes == null) return CompletableFuture.completedFuture(bytes);
     String sid = sessionId;
@@ -594,12 +750,17 @@ public final class SandboxHandle {
     } catch (RuntimeException e) {
       saved = CompletableFuture.failedFuture(e);
     }
-    return saved.handle((v, e) -> {
-      if (e != null) {
-        log.warn("could not store the snapshot of sandbox {} (session {}): {}", id, sid, cause(e).toString());
-      }
-      return bytes;
-    });
+    return saved.handle(
+        (v, e) -> {
+          if (e != null) {
+            log.warn(
+                "could not store the snapshot of sandbox {} (session {}): {}",
+                id,
+                sid,
+                cause(e).toString());
+          }
+          return bytes;
+        });
   }
 
   private Behavior<Command> onParked(Parked p) {
@@ -609,20 +770,31 @@ public final class SandboxHandle {
     if (error instanceof SandboxGoneException gone && gone.confirmed()) {
       // Nothing left to freeze or stop: as good as hibernated (the next call replaces it, with its
       // files if they can be salvaged), so the idle session may passivate.
-      ctx.getLog().info("sandbox {} is gone ({}); the next call replaces it", sandboxId, error.getMessage());
+      ctx.getLog()
+          .info(
+              "sandbox {} is gone ({}); the next call replaces it", sandboxId, error.getMessage());
       lost = true;
       changed("hibernated", null);
     } else if (error != null) {
       // Tried again later (the idle session stays for it, within bounds; see SessionEntity).
-      ctx.getLog().warn("sandbox {} could not be {} ({}); trying again in {}", sandboxId, p.state(), error.getMessage(),
+      ctx.getLog()
+          .warn(
+              "sandbox {} could not be {} ({}); trying again in {}",
+              sandboxId,
+              p.state(),
+              error.getMessage(),
+              settings.suspendAfter());
+      timers.startSingleTimer(
+          "idle",
+          new IdleTimeout(p.state().equals("suspended") ? 1 : 2, generation),
           settings.suspendAfter());
-      timers.startSingleTimer("idle", new IdleTimeout(p.state().equals("suspended") ? 1 : 2, generation), settings.suspendAfter());
     } else {
       if (p.snapshot() != null) snapshot = p.snapshot();
       changed(p.state(), null);
       if (p.state().equals("suspended")) {
         Duration rest = settings.hibernateAfter().minus(settings.suspendAfter());
-        timers.startSingleTimer("idle", new IdleTimeout(2, generation), rest.isNegative() ? Duration.ZERO : rest);
+        timers.startSingleTimer(
+            "idle", new IdleTimeout(2, generation), rest.isNegative() ? Duration.ZERO : rest);
       }
     }
     next();
@@ -638,13 +810,24 @@ public final class SandboxHandle {
     String id = sandboxId;
     CompletionStage<TreeMap<String, String>> files;
     try {
-      files = c.contents() ? walk(id, "/workspace").thenCompose(f -> readAll(id, f)) : walk(id, "/workspace");
+      files =
+          c.contents()
+              ? walk(id, "/workspace").thenCompose(f -> readAll(id, f))
+              : walk(id, "/workspace");
     } catch (RuntimeException e) {
       files = CompletableFuture.failedFuture(e);
     }
-    files.whenComplete((f, e) -> c.replyTo().tell(e == null
-        ? new Collected(f, null)
-        : new Collected(new TreeMap<>(), cause(e).getMessage() == null ? cause(e).toString() : cause(e).getMessage())));
+    files.whenComplete(
+        (f, e) ->
+            c.replyTo()
+                .tell(
+                    e == null
+                        ? new Collected(f, null)
+                        : new Collected(
+                            new TreeMap<>(),
+                            cause(e).getMessage() == null
+                                ? cause(e).toString()
+                                : cause(e).getMessage())));
     return Behaviors.same();
   }
 
@@ -672,23 +855,40 @@ public final class SandboxHandle {
 
   private Behavior<Command> onHealthChecked(HealthChecked h) {
     checking = false;
-    if (h.error() == null || busy || h.generation() != generation || !h.sandboxId().equals(sandboxId)) {
+    if (h.error() == null
+        || busy
+        || h.generation() != generation
+        || !h.sandboxId().equals(sandboxId)) {
       return Behaviors.same(); // healthy, or the answer is stale: a call ran since
     }
     Throwable cause = cause(h.error());
-    if (cause instanceof SandboxGoneException gone && gone.confirmed() && state.equals("hibernated")) {
+    if (cause instanceof SandboxGoneException gone
+        && gone.confirmed()
+        && state.equals("hibernated")) {
       // It had no processes to lose: the next call starts its replacement (a cold start anyway).
-      ctx.getLog().info("health check: hibernated sandbox {} is gone ({}); the next call replaces it", sandboxId, cause.getMessage());
+      ctx.getLog()
+          .info(
+              "health check: hibernated sandbox {} is gone ({}); the next call replaces it",
+              sandboxId,
+              cause.getMessage());
       lost = true;
     } else if (cause instanceof SandboxGoneException gone && gone.confirmed()) {
-      ctx.getLog().warn("health check: sandbox {} is gone ({}); starting a new one", sandboxId, cause.getMessage());
+      ctx.getLog()
+          .warn(
+              "health check: sandbox {} is gone ({}); starting a new one",
+              sandboxId,
+              cause.getMessage());
       busy = true;
       generation++;
       timers.cancel("idle");
       changed("replacing", null);
       pipeCreate(true, true);
     } else {
-      ctx.getLog().info("health check of sandbox {} failed, trying again later: {}", sandboxId, cause.getMessage());
+      ctx.getLog()
+          .info(
+              "health check of sandbox {} failed, trying again later: {}",
+              sandboxId,
+              cause.getMessage());
     }
     return Behaviors.same();
   }
@@ -700,16 +900,18 @@ public final class SandboxHandle {
     } catch (RuntimeException e) {
       return;
     }
-    destroyed.whenComplete((v, e) -> {
-      if (e != null && !(cause(e) instanceof SandboxGoneException)) {
-        log.info("could not destroy the replaced sandbox {}: {}", id, cause(e).toString());
-      }
-    });
+    destroyed.whenComplete(
+        (v, e) -> {
+          if (e != null && !(cause(e) instanceof SandboxGoneException)) {
+            log.info("could not destroy the replaced sandbox {}: {}", id, cause(e).toString());
+          }
+        });
   }
 
   private Behavior<Command> onDestroy() {
     timers.cancelAll();
-    for (Run run : pending) run.replyTo().tell(new Result("the session ended; the sandbox was destroyed", true));
+    for (Run run : pending)
+      run.replyTo().tell(new Result("the session ended; the sandbox was destroyed", true));
     pending.clear();
     if (sandboxId != null) destroyQuietly(sandboxId);
     sandboxId = null;
@@ -717,16 +919,28 @@ public final class SandboxHandle {
     if (snapshots != null) {
       String sid = sessionId;
       // After a hibernation in flight has saved its snapshot, or the delete would come first.
-      CompletionStage<?> before = parking == null ? CompletableFuture.completedFuture(null) : parking;
-      before.handle((v, e) -> null).thenCompose(v -> snapshots.delete(sid)).whenComplete((v, e) -> {
-        if (e != null) log.warn("could not delete the sandbox snapshot of session {}: {}", sid, cause(e).toString());
-      });
+      CompletionStage<?> before =
+          parking == null ? CompletableFuture.completedFuture(null) : parking;
+      before
+          .handle((v, e) -> null)
+          .thenCompose(v -> snapshots.delete(sid))
+          .whenComplete(
+              (v, e) -> {
+                if (e != null)
+                  log.warn(
+                      "could not delete the sandbox snapshot of session {}: {}",
+                      sid,
+                      cause(e).toString());
+              });
     }
     changed("destroyed", null);
     return Behaviors.stopped();
   }
 
-  /** The session actor stopped (passivation, hand-off): freeze the sandbox, the next incarnation resumes it. */
+  /**
+   * The session actor stopped (passivation, hand-off): freeze the sandbox, the next incarnation
+   * resumes it.
+   */
   private Behavior<Command> onStopped() {
     if (sandboxId != null && !state.equals("destroyed") && !lost) {
       try {
@@ -772,37 +986,63 @@ public final class SandboxHandle {
     String path = call.path().toString();
     if (call instanceof ToolCall.Bash b) {
       Duration timeout = b.timeoutMs() == null ? null : Duration.ofMillis(b.timeoutMs());
-      return provider.exec(id, run.callId(), b.command(), timeout).thenApply(r -> ok(bashResult(r, timeout, maxChars)));
+      return provider
+          .exec(id, run.callId(), b.command(), timeout)
+          .thenApply(r -> ok(bashResult(r, timeout, maxChars)));
     } else if (call instanceof ToolCall.Read r) {
-      return fileOp(provider.read(id, path).thenApply(c -> ok(TextFiles.numbered(path, c, r.offset(), r.limit(), maxChars))));
+      return fileOp(
+          provider
+              .read(id, path)
+              .thenApply(c -> ok(TextFiles.numbered(path, c, r.offset(), r.limit(), maxChars))));
     } else if (call instanceof ToolCall.Write w) {
-      return fileOp(provider.write(id, path, w.content()).thenApply(v -> ok(wrote("wrote", path, w.content()))));
+      return fileOp(
+          provider
+              .write(id, path, w.content())
+              .thenApply(v -> ok(wrote("wrote", path, w.content()))));
     } else if (call instanceof ToolCall.Edit e) {
-      return fileOp(provider.read(id, path).thenCompose(c -> {
-        String edited = TextFiles.edit(path, c, e.oldString(), e.newString(), e.replaceAll());
-        return provider.write(id, path, edited).thenApply(v -> ok(wrote("edited", path, edited)));
-      }));
+      return fileOp(
+          provider
+              .read(id, path)
+              .thenCompose(
+                  c -> {
+                    String edited =
+                        TextFiles.edit(path, c, e.oldString(), e.newString(), e.replaceAll());
+                    return provider
+                        .write(id, path, edited)
+                        .thenApply(v -> ok(wrote("edited", path, edited)));
+                  }));
     } else if (call instanceof ToolCall.Ls) {
       return fileOp(provider.list(id, path).thenApply(entries -> ok(ls(path, entries))));
     } else if (call instanceof ToolCall.Glob g) {
-      return fileOp(walk(id, path).thenApply(files -> ok(tree(files).glob(call.path(), g.pattern()))));
+      return fileOp(
+          walk(id, path).thenApply(files -> ok(tree(files).glob(call.path(), g.pattern()))));
     } else if (call instanceof ToolCall.Grep g) {
-      return fileOp(walk(id, path).thenCompose(files -> readAll(id, files))
-          .thenApply(contents -> ok(tree(contents).grep(call.path(), g.pattern(), g.glob(), maxChars))));
+      return fileOp(
+          walk(id, path)
+              .thenCompose(files -> readAll(id, files))
+              .thenApply(
+                  contents ->
+                      ok(tree(contents).grep(call.path(), g.pattern(), g.glob(), maxChars))));
     }
-    return CompletableFuture.completedFuture(new Result("this tool does not work on " + path, true));
+    return CompletableFuture.completedFuture(
+        new Result("this tool does not work on " + path, true));
   }
 
-  /** Tool-level failures (missing file, bad regex, ...) become error results; a gone sandbox stays a failure. */
+  /**
+   * Tool-level failures (missing file, bad regex, ...) become error results; a gone sandbox stays a
+   * failure.
+   */
   private static CompletionStage<Result> fileOp(CompletionStage<Result> op) {
-    return op.handle((r, e) -> {
-      if (e == null) return CompletableFuture.completedFuture(r);
-      Throwable c = cause(e);
-      if (c instanceof TextFiles.ToolFailure || c instanceof IllegalArgumentException) {
-        return CompletableFuture.completedFuture(new Result(c.getMessage(), true));
-      }
-      return CompletableFuture.<Result>failedFuture(c);
-    }).thenCompose(s -> s);
+    return op.handle(
+            (r, e) -> {
+              if (e == null) return CompletableFuture.completedFuture(r);
+              Throwable c = cause(e);
+              if (c instanceof TextFiles.ToolFailure || c instanceof IllegalArgumentException) {
+                return CompletableFuture.completedFuture(new Result(c.getMessage(), true));
+              }
+              return CompletableFuture.<Result>failedFuture(c);
+            })
+        .thenCompose(s -> s);
   }
 
   private static Result ok(String content) {
@@ -814,12 +1054,17 @@ public final class SandboxHandle {
   }
 
   private static String bashResult(ExecResult r, Duration timeout, int maxChars) {
-    StringBuilder out = new StringBuilder(r.output().length() > maxChars ? r.output().substring(0, maxChars) : r.output());
+    StringBuilder out =
+        new StringBuilder(
+            r.output().length() > maxChars ? r.output().substring(0, maxChars) : r.output());
     if (r.truncated() || r.output().length() > maxChars) out.append("\n[output truncated]");
     if (r.timedOut()) {
-      out.append("\n[the command timed out").append(timeout == null ? "" : " after " + timeout.toMillis() + " ms").append(" and was killed]");
+      out.append("\n[the command timed out")
+          .append(timeout == null ? "" : " after " + timeout.toMillis() + " ms")
+          .append(" and was killed]");
     }
-    if (r.exitCode() != 0 && !r.timedOut()) out.append("\n[exit code ").append(r.exitCode()).append("]");
+    if (r.exitCode() != 0 && !r.timedOut())
+      out.append("\n[exit code ").append(r.exitCode()).append("]");
     if (out.length() == 0) out.append("(no output)");
     return out.toString();
   }
@@ -840,25 +1085,35 @@ public final class SandboxHandle {
   /** Every file at or below {@code path} (a file: itself), keyed by its /workspace path. */
   private CompletionStage<TreeMap<String, String>> walk(String id, String path) {
     TreeMap<String, String> files = new TreeMap<>();
-    return provider.list(id, path)
-        .handle((entries, e) -> {
-          if (e != null && cause(e).getMessage() != null && cause(e).getMessage().endsWith("is not a directory")) {
-            files.put(path, "");
-            return CompletableFuture.<Void>completedFuture(null);
-          }
-          if (e != null) return CompletableFuture.<Void>failedFuture(cause(e));
-          return walkEntries(id, entries, files);
-        })
+    return provider
+        .list(id, path)
+        .handle(
+            (entries, e) -> {
+              if (e != null
+                  && cause(e).getMessage() != null
+                  && cause(e).getMessage().endsWith("is not a directory")) {
+                files.put(path, "");
+                return CompletableFuture.<Void>completedFuture(null);
+              }
+              if (e != null) return CompletableFuture.<Void>failedFuture(cause(e));
+              return walkEntries(id, entries, files);
+            })
         .thenCompose(s -> s)
         .thenApply(v -> files);
   }
 
-  private CompletionStage<Void> walkEntries(String id, List<Entry> entries, TreeMap<String, String> files) {
+  private CompletionStage<Void> walkEntries(
+      String id, List<Entry> entries, TreeMap<String, String> files) {
     CompletionStage<Void> chain = CompletableFuture.completedFuture(null);
     for (Entry e : entries) {
       if (files.size() >= MAX_WALK) break;
       if (e.directory()) {
-        chain = chain.thenCompose(v -> provider.list(id, e.path()).thenCompose(children -> walkEntries(id, children, files)));
+        chain =
+            chain.thenCompose(
+                v ->
+                    provider
+                        .list(id, e.path())
+                        .thenCompose(children -> walkEntries(id, children, files)));
       } else {
         files.put(e.path(), "");
       }
@@ -866,15 +1121,22 @@ public final class SandboxHandle {
     return chain;
   }
 
-  private CompletionStage<TreeMap<String, String>> readAll(String id, TreeMap<String, String> files) {
+  private CompletionStage<TreeMap<String, String>> readAll(
+      String id, TreeMap<String, String> files) {
     TreeMap<String, String> contents = new TreeMap<>();
     CompletionStage<Void> chain = CompletableFuture.completedFuture(null);
     for (String f : files.keySet()) {
       // Files that cannot be read as text (binary, too big) are skipped, as grep -I would.
-      chain = chain.thenCompose(v -> provider.read(id, f).handle((c, e) -> {
-        if (e == null) contents.put(f, c);
-        return null;
-      }));
+      chain =
+          chain.thenCompose(
+              v ->
+                  provider
+                      .read(id, f)
+                      .handle(
+                          (c, e) -> {
+                            if (e == null) contents.put(f, c);
+                            return null;
+                          }));
     }
     return chain.thenApply(v -> contents);
   }

@@ -5,10 +5,10 @@ import java.util.List;
 import java.util.concurrent.CompletionStage;
 
 /**
- * Where sandboxes come from (DESIGN.md §4): an isolated process tree with a private
- * {@code /workspace}, no network and an environment scrubbed of every secret. Implementations:
- * local bubblewrap today; remote (a sandbox host over HTTP) and microVMs or pods later. Every call
- * is asynchronous; blocking process work runs on the provider's own threads.
+ * Where sandboxes come from (DESIGN.md §4): an isolated process tree with a private {@code
+ * /workspace}, no network and an environment scrubbed of every secret. Implementations: local
+ * bubblewrap today; remote (a sandbox host over HTTP) and microVMs or pods later. Every call is
+ * asynchronous; blocking process work runs on the provider's own threads.
  *
  * <p>Sandbox ids outlive the caller: a session that restarts, or moves to another node, asks for
  * the same id again. A sandbox that is gone answers {@link SandboxGoneException}.
@@ -22,7 +22,12 @@ public interface SandboxProvider extends AutoCloseable {
   }
 
   /** Limits of one sandbox. */
-  record Limits(long memoryBytes, int maxProcesses, Duration cpuTime, long maxOutputBytes, Duration defaultTimeout) {}
+  record Limits(
+      long memoryBytes,
+      int maxProcesses,
+      Duration cpuTime,
+      long maxOutputBytes,
+      Duration defaultTimeout) {}
 
   /**
    * The outcome of one command; {@code truncated} says the output cap cut it. {@code took} is the
@@ -30,7 +35,13 @@ public interface SandboxProvider extends AutoCloseable {
    * exec call to the sandbox's first answering byte (its output, or the end of a silent command),
    * resuming or starting the sandbox included.
    */
-  record ExecResult(int exitCode, String output, boolean truncated, boolean timedOut, Duration took, Duration firstOutput) {}
+  record ExecResult(
+      int exitCode,
+      String output,
+      boolean truncated,
+      boolean timedOut,
+      Duration took,
+      Duration firstOutput) {}
 
   /** A directory entry below {@code /workspace}. */
   record Entry(String path, boolean directory, long size) {}
@@ -40,7 +51,9 @@ public interface SandboxProvider extends AutoCloseable {
     return null;
   }
 
-  /** Creates a sandbox with an empty workspace (or restores one from {@code snapshot}, when given). */
+  /**
+   * Creates a sandbox with an empty workspace (or restores one from {@code snapshot}, when given).
+   */
   CompletionStage<String> create(Limits limits, byte[] snapshot);
 
   /**
@@ -49,7 +62,8 @@ public interface SandboxProvider extends AutoCloseable {
    * run's result instead of running it twice, also in a sandbox created from this one's salvaged
    * workspace; one whose first run was cut off answers {@link CommandInterruptedException}.
    */
-  CompletionStage<ExecResult> exec(String sandboxId, String executionId, String command, Duration timeout);
+  CompletionStage<ExecResult> exec(
+      String sandboxId, String executionId, String command, Duration timeout);
 
   CompletionStage<String> read(String sandboxId, String path);
 
@@ -99,7 +113,13 @@ public interface SandboxProvider extends AutoCloseable {
    */
   final class CommandInterruptedException extends RuntimeException {
     public CommandInterruptedException(String sandboxId) {
-      super("an earlier run of this command in sandbox " + sandboxId + " was cut off when its sandbox was lost", null, false, false);
+      super(
+          "an earlier run of this command in sandbox "
+              + sandboxId
+              + " was cut off when its sandbox was lost",
+          null,
+          false,
+          false);
     }
   }
 
@@ -122,7 +142,8 @@ public interface SandboxProvider extends AutoCloseable {
       this(sandboxId, why, true, true);
     }
 
-    public SandboxGoneException(String sandboxId, String why, boolean confirmed, boolean commandMayHaveRun) {
+    public SandboxGoneException(
+        String sandboxId, String why, boolean confirmed, boolean commandMayHaveRun) {
       super("sandbox " + sandboxId + " is gone: " + why, null, false, false);
       this.confirmed = confirmed;
       this.commandMayHaveRun = commandMayHaveRun;

@@ -18,21 +18,23 @@ import org.slf4j.LoggerFactory;
 /**
  * Sandboxes nobody needs any more are destroyed: those of sessions that ended while their sandbox
  * could not be destroyed (its host was away, the node died first), replaced ones that did not
- * answer salvage, and workspaces left over from before a provider restarted. Every {@code
- * interval} (and shortly after the node starts) the provider says what it holds ({@link
+ * answer salvage, and workspaces left over from before a provider restarted. Every {@code interval}
+ * (and shortly after the node starts) the provider says what it holds ({@link
  * SandboxProvider#held}); the sessions list says whose current sandbox each one is. The current
- * sandbox of a session that has not finished is kept; that of a finished session goes at once;
- * one that no session holds goes once unused for {@code unownedAfter}, which is longer than
- * {@code hibernate-after}, so whatever it held was snapshotted first (a session whose list entry
- * lags behind loses at most a replacement from its last snapshot, never running work). A sandbox
- * host that was away is swept within one interval of coming back. Several nodes sweeping the same
- * host is harmless: a sandbox is destroyed once, the others find it gone.
+ * sandbox of a session that has not finished is kept; that of a finished session goes at once; one
+ * that no session holds goes once unused for {@code unownedAfter}, which is longer than {@code
+ * hibernate-after}, so whatever it held was snapshotted first (a session whose list entry lags
+ * behind loses at most a replacement from its last snapshot, never running work). A sandbox host
+ * that was away is swept within one interval of coming back. Several nodes sweeping the same host
+ * is harmless: a sandbox is destroyed once, the others find it gone.
  */
 public final class SandboxSweeper implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(SandboxSweeper.class);
   private static final Duration FIRST_SWEEP = Duration.ofSeconds(10);
 
-  /** The status of the session whose current sandbox each id is (ids no session holds are absent). */
+  /**
+   * The status of the session whose current sandbox each id is (ids no session holds are absent).
+   */
   public interface Owners {
     CompletionStage<Map<String, String>> of(Collection<String> sandboxIds);
 
@@ -51,7 +53,12 @@ public final class SandboxSweeper implements AutoCloseable {
   private final AtomicBoolean sweeping = new AtomicBoolean();
   private volatile Cancellable schedule;
 
-  public SandboxSweeper(ActorSystem<?> system, SandboxProvider provider, Owners owners, Duration interval, Duration unownedAfter) {
+  public SandboxSweeper(
+      ActorSystem<?> system,
+      SandboxProvider provider,
+      Owners owners,
+      Duration interval,
+      Duration unownedAfter) {
     this.system = system;
     this.provider = provider;
     this.owners = owners;
@@ -61,28 +68,42 @@ public final class SandboxSweeper implements AutoCloseable {
 
   public void start() {
     Duration first = interval.compareTo(FIRST_SWEEP) < 0 ? interval : FIRST_SWEEP;
-    schedule = system.scheduler().scheduleWithFixedDelay(first, interval, () -> sweep(), system.executionContext());
+    schedule =
+        system
+            .scheduler()
+            .scheduleWithFixedDelay(first, interval, () -> sweep(), system.executionContext());
   }
 
   /** One sweep (skipped, answering nothing destroyed, while the previous one runs). */
   public CompletionStage<Swept> sweep() {
-    if (!sweeping.compareAndSet(false, true)) return CompletableFuture.completedFuture(new Swept(0, 0, List.of()));
+    if (!sweeping.compareAndSet(false, true))
+      return CompletableFuture.completedFuture(new Swept(0, 0, List.of()));
     CompletionStage<Swept> swept;
     try {
-      swept = provider.held().thenCompose(held -> owners.of(held.stream().map(Held::id).toList())
-          .thenCompose(owned -> destroyUnneeded(held, owned)));
+      swept =
+          provider
+              .held()
+              .thenCompose(
+                  held ->
+                      owners
+                          .of(held.stream().map(Held::id).toList())
+                          .thenCompose(owned -> destroyUnneeded(held, owned)));
     } catch (RuntimeException e) {
       swept = CompletableFuture.failedFuture(e);
     }
-    return swept.whenComplete((s, error) -> {
-      sweeping.set(false);
-      if (error != null) {
-        log.info("sandbox sweep skipped: {}", error.toString());
-      } else if (!s.destroyed().isEmpty()) {
-        log.info("sandbox sweep: destroyed {} of {} sandboxes no running session holds: {}", s.destroyed().size(), s.held(),
-            s.destroyed());
-      }
-    });
+    return swept.whenComplete(
+        (s, error) -> {
+          sweeping.set(false);
+          if (error != null) {
+            log.info("sandbox sweep skipped: {}", error.toString());
+          } else if (!s.destroyed().isEmpty()) {
+            log.info(
+                "sandbox sweep: destroyed {} of {} sandboxes no running session holds: {}",
+                s.destroyed().size(),
+                s.held(),
+                s.destroyed());
+          }
+        });
   }
 
   private CompletionStage<Swept> destroyUnneeded(List<Held> held, Map<String, String> owned) {
@@ -97,9 +118,14 @@ public final class SandboxSweeper implements AutoCloseable {
     CompletionStage<Void> all = CompletableFuture.completedFuture(null);
     List<String> destroyed = new ArrayList<>();
     for (String id : doomed) {
-      all = all.thenCompose(v -> destroy(id).thenAccept(ok -> {
-        if (ok) destroyed.add(id);
-      }));
+      all =
+          all.thenCompose(
+              v ->
+                  destroy(id)
+                      .thenAccept(
+                          ok -> {
+                            if (ok) destroyed.add(id);
+                          }));
     }
     return all.thenApply(v -> new Swept(held.size(), held.size() - doomed.size(), destroyed));
   }
@@ -112,13 +138,18 @@ public final class SandboxSweeper implements AutoCloseable {
     } catch (RuntimeException e) {
       d = CompletableFuture.failedFuture(e);
     }
-    return d.handle((v, e) -> {
-      if (e == null) return true;
-      Throwable c = e instanceof java.util.concurrent.CompletionException && e.getCause() != null ? e.getCause() : e;
-      if (c instanceof SandboxProvider.SandboxGoneException gone && gone.confirmed()) return true;
-      log.info("sandbox sweep could not destroy {}: {}", id, c.toString());
-      return false;
-    });
+    return d.handle(
+        (v, e) -> {
+          if (e == null) return true;
+          Throwable c =
+              e instanceof java.util.concurrent.CompletionException && e.getCause() != null
+                  ? e.getCause()
+                  : e;
+          if (c instanceof SandboxProvider.SandboxGoneException gone && gone.confirmed())
+            return true;
+          log.info("sandbox sweep could not destroy {}: {}", id, c.toString());
+          return false;
+        });
   }
 
   @Override

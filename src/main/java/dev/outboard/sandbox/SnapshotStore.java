@@ -9,9 +9,9 @@ import java.util.Optional;
 import java.util.concurrent.CompletionStage;
 
 /**
- * The last hibernation snapshot of each session's sandbox, in the store (table
- * {@code sandbox_snapshots}), so that a sandbox lost after its session restarted or moved to
- * another node is restored with its workspace. All calls run on the database's blocking executor.
+ * The last hibernation snapshot of each session's sandbox, in the store (table {@code
+ * sandbox_snapshots}), so that a sandbox lost after its session restarted or moved to another node
+ * is restored with its workspace. All calls run on the database's blocking executor.
  */
 public final class SnapshotStore {
 
@@ -27,45 +27,55 @@ public final class SnapshotStore {
   /** Replaces the session's snapshot with {@code bytes}, taken of {@code sandboxId}. */
   public CompletionStage<Void> save(String sessionId, String sandboxId, byte[] bytes) {
     Instant now = Instant.now();
-    return db.transact(c -> {
-      try (PreparedStatement del = c.prepareStatement("DELETE FROM sandbox_snapshots WHERE session_id = ?")) {
-        del.setString(1, sessionId);
-        del.executeUpdate();
-      }
-      try (PreparedStatement ins = c.prepareStatement(
-          "INSERT INTO sandbox_snapshots (session_id, sandbox_id, snapshot, taken_at) VALUES (?, ?, ?, ?)")) {
-        ins.setString(1, sessionId);
-        ins.setString(2, sandboxId);
-        ins.setBytes(3, bytes);
-        ins.setTimestamp(4, Timestamp.from(now));
-        ins.executeUpdate();
-      }
-      return null;
-    });
+    return db.transact(
+        c -> {
+          try (PreparedStatement del =
+              c.prepareStatement("DELETE FROM sandbox_snapshots WHERE session_id = ?")) {
+            del.setString(1, sessionId);
+            del.executeUpdate();
+          }
+          try (PreparedStatement ins =
+              c.prepareStatement(
+                  "INSERT INTO sandbox_snapshots (session_id, sandbox_id, snapshot, taken_at)"
+                      + " VALUES (?, ?, ?, ?)")) {
+            ins.setString(1, sessionId);
+            ins.setString(2, sandboxId);
+            ins.setBytes(3, bytes);
+            ins.setTimestamp(4, Timestamp.from(now));
+            ins.executeUpdate();
+          }
+          return null;
+        });
   }
 
   /** The session's last snapshot, if any. */
   public CompletionStage<Optional<Snapshot>> load(String sessionId) {
-    return db.transact(c -> {
-      try (PreparedStatement q = c.prepareStatement(
-          "SELECT sandbox_id, snapshot, taken_at FROM sandbox_snapshots WHERE session_id = ?")) {
-        q.setString(1, sessionId);
-        try (ResultSet rs = q.executeQuery()) {
-          if (!rs.next()) return Optional.<Snapshot>empty();
-          return Optional.of(new Snapshot(rs.getString(1), rs.getBytes(2), rs.getTimestamp(3).toInstant()));
-        }
-      }
-    });
+    return db.transact(
+        c -> {
+          try (PreparedStatement q =
+              c.prepareStatement(
+                  "SELECT sandbox_id, snapshot, taken_at FROM sandbox_snapshots WHERE session_id ="
+                      + " ?")) {
+            q.setString(1, sessionId);
+            try (ResultSet rs = q.executeQuery()) {
+              if (!rs.next()) return Optional.<Snapshot>empty();
+              return Optional.of(
+                  new Snapshot(rs.getString(1), rs.getBytes(2), rs.getTimestamp(3).toInstant()));
+            }
+          }
+        });
   }
 
   /** Forgets the session's snapshot (its sandbox was destroyed). */
   public CompletionStage<Void> delete(String sessionId) {
-    return db.transact(c -> {
-      try (PreparedStatement del = c.prepareStatement("DELETE FROM sandbox_snapshots WHERE session_id = ?")) {
-        del.setString(1, sessionId);
-        del.executeUpdate();
-      }
-      return null;
-    });
+    return db.transact(
+        c -> {
+          try (PreparedStatement del =
+              c.prepareStatement("DELETE FROM sandbox_snapshots WHERE session_id = ?")) {
+            del.setString(1, sessionId);
+            del.executeUpdate();
+          }
+          return null;
+        });
   }
 }

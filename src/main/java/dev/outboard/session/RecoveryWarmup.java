@@ -18,12 +18,12 @@ import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Props;
 import org.apache.pekko.persistence.typed.PersistenceId;
 import org.apache.pekko.persistence.typed.RecoveryCompleted;
+import org.apache.pekko.persistence.typed.SnapshotSelectionCriteria;
 import org.apache.pekko.persistence.typed.javadsl.CommandHandler;
 import org.apache.pekko.persistence.typed.javadsl.EventHandler;
 import org.apache.pekko.persistence.typed.javadsl.EventSourcedBehavior;
 import org.apache.pekko.persistence.typed.javadsl.Recovery;
 import org.apache.pekko.persistence.typed.javadsl.SignalHandler;
-import org.apache.pekko.persistence.typed.SnapshotSelectionCriteria;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -40,10 +40,12 @@ public final class RecoveryWarmup {
   private RecoveryWarmup() {}
 
   /**
-   * Replays up to {@code sessions} recent sessions (and their shards' entity stores), {@code rounds}
-   * times, within {@code budget}; returns the number of events replayed (0 when it did nothing).
+   * Replays up to {@code sessions} recent sessions (and their shards' entity stores), {@code
+   * rounds} times, within {@code budget}; returns the number of events replayed (0 when it did
+   * nothing).
    */
-  public static long run(ActorSystem<?> system, Database db, int sessions, int rounds, Duration budget) {
+  public static long run(
+      ActorSystem<?> system, Database db, int sessions, int rounds, Duration budget) {
     if (sessions <= 0) return 0;
     long t0 = System.nanoTime();
     List<String> ids;
@@ -59,13 +61,18 @@ public final class RecoveryWarmup {
       List<CompletableFuture<Integer>> done = new ArrayList<>();
       for (String id : ids) {
         CompletableFuture<Integer> recovered = new CompletableFuture<>();
-        ActorRef<Object> replay = system.systemActorOf(new Replay(id, recovered), "recovery-warmup-" + round + "-" + done.size(), Props.empty());
+        ActorRef<Object> replay =
+            system.systemActorOf(
+                new Replay(id, recovered),
+                "recovery-warmup-" + round + "-" + done.size(),
+                Props.empty());
         recovered.whenComplete((n, e) -> replay.tell(Replay.STOP));
         done.add(recovered);
       }
       try {
         long left = budget.toNanos() - (System.nanoTime() - t0);
-        CompletableFuture.allOf(done.toArray(CompletableFuture[]::new)).get(Math.max(0, left), TimeUnit.NANOSECONDS);
+        CompletableFuture.allOf(done.toArray(CompletableFuture[]::new))
+            .get(Math.max(0, left), TimeUnit.NANOSECONDS);
       } catch (TimeoutException e) {
         log.info("recovery warm-up stopped at its budget of {}", budget);
         return events;
@@ -75,19 +82,27 @@ public final class RecoveryWarmup {
       }
       for (CompletableFuture<Integer> f : done) events += f.join();
     }
-    log.info("recovery warm-up: {} replays of {} journals ({} events) in {} ms", rounds * ids.size(), ids.size(), events,
+    log.info(
+        "recovery warm-up: {} replays of {} journals ({} events) in {} ms",
+        rounds * ids.size(),
+        ids.size(),
+        events,
         (System.nanoTime() - t0) / 1_000_000);
     return events;
   }
 
-  /** The most recently written sessions, and the remembered-entity stores of the shards they are in. */
+  /**
+   * The most recently written sessions, and the remembered-entity stores of the shards they are in.
+   */
   private static List<String> recentPersistenceIds(Database db, int limit) throws SQLException {
     Set<String> ids = new LinkedHashSet<>();
     try (Connection c = db.dataSource().getConnection();
-        PreparedStatement st = c.prepareStatement(
-            // quoted: the H2 schema's names are lower case too
-            "SELECT \"persistence_id\" FROM \"event_journal\" WHERE \"ordering\" >"
-                + " (SELECT COALESCE(MAX(\"ordering\"), 0) - 5000 FROM \"event_journal\") ORDER BY \"ordering\" DESC")) {
+        PreparedStatement st =
+            c.prepareStatement(
+                // quoted: the H2 schema's names are lower case too
+                "SELECT \"persistence_id\" FROM \"event_journal\" WHERE \"ordering\" > (SELECT"
+                    + " COALESCE(MAX(\"ordering\"), 0) - 5000 FROM \"event_journal\") ORDER BY"
+                    + " \"ordering\" DESC")) {
       st.setMaxRows(5000);
       try (ResultSet rs = st.executeQuery()) {
         int sessions = 0;
@@ -138,7 +153,9 @@ public final class RecoveryWarmup {
 
     @Override
     public SignalHandler<Integer> signalHandler() {
-      return newSignalHandlerBuilder().onSignal(RecoveryCompleted.instance(), recovered::complete).build();
+      return newSignalHandlerBuilder()
+          .onSignal(RecoveryCompleted.instance(), recovered::complete)
+          .build();
     }
   }
 }

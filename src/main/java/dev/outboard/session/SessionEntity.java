@@ -2,6 +2,7 @@ package dev.outboard.session;
 
 import com.fasterxml.jackson.annotation.JsonValue;
 import dev.outboard.JsonSerializable;
+import dev.outboard.memory.OrgFiles;
 import dev.outboard.model.Block;
 import dev.outboard.model.Message;
 import dev.outboard.model.ModelCallException;
@@ -22,11 +23,10 @@ import dev.outboard.store.OrgPolicies;
 import dev.outboard.tools.ApprovalPolicy;
 import dev.outboard.tools.ToolCall;
 import dev.outboard.tools.ToolCatalog;
-import dev.outboard.memory.OrgFiles;
 import dev.outboard.vfs.FileTree;
 import dev.outboard.vfs.Namespace;
-import dev.outboard.vfs.TextFiles;
 import dev.outboard.vfs.PathRouter;
+import dev.outboard.vfs.TextFiles;
 import dev.outboard.vfs.VirtualPath;
 import java.time.Duration;
 import java.time.Instant;
@@ -60,7 +60,6 @@ import org.apache.pekko.persistence.typed.javadsl.CommandHandlerWithReply;
 import org.apache.pekko.persistence.typed.javadsl.CommandHandlerWithReplyBuilderByState;
 import org.apache.pekko.persistence.typed.javadsl.EffectBuilder;
 import org.apache.pekko.persistence.typed.javadsl.EventHandler;
-import org.apache.pekko.persistence.typed.javadsl.EventSourcedBehavior;
 import org.apache.pekko.persistence.typed.javadsl.EventSourcedBehaviorWithEnforcedReplies;
 import org.apache.pekko.persistence.typed.javadsl.ReplyEffect;
 import org.apache.pekko.persistence.typed.javadsl.RetentionCriteria;
@@ -72,35 +71,42 @@ import org.apache.pekko.persistence.typed.javadsl.SignalHandler;
  * <p>A turn is one model call plus the tool calls it asked for. The model call is not an event: if
  * the node dies while it is in flight, recovery simply calls again with the same transcript. The
  * answer, the start of every tool call it asked for and the results of the tools that live in the
- * session's own state ({@code /session}, and every refused call) are persisted in one write. A
- * tool call started but not completed when the node died is executed again on recovery; session
- * files are idempotent by call id because their result depends only on the recorded state.
+ * session's own state ({@code /session}, and every refused call) are persisted in one write. A tool
+ * call started but not completed when the node died is executed again on recovery; session files
+ * are idempotent by call id because their result depends only on the recorded state.
  */
 public final class SessionEntity
-    extends EventSourcedBehaviorWithEnforcedReplies<SessionEntity.Command, SessionEntity.Event, SessionEntity.State> {
+    extends EventSourcedBehaviorWithEnforcedReplies<
+        SessionEntity.Command, SessionEntity.Event, SessionEntity.State> {
 
   /** The dispatcher of CPU-heavy tool calls on the session's own files (outboard.conf). */
   public static final String SEARCH_DISPATCHER = "outboard-search-dispatcher";
-  public static final EntityTypeKey<Command> ENTITY_KEY = EntityTypeKey.create(Command.class, "Session");
-  private static final org.slf4j.Logger log = org.slf4j.LoggerFactory.getLogger(SessionEntity.class);
+
+  public static final EntityTypeKey<Command> ENTITY_KEY =
+      EntityTypeKey.create(Command.class, "Session");
+  private static final org.slf4j.Logger log =
+      org.slf4j.LoggerFactory.getLogger(SessionEntity.class);
 
   // ---------------------------------------------------------------- protocol
 
   public sealed interface Command extends JsonSerializable {}
 
-  public record Create(String org, String user, SessionSpec spec, ActorRef<StatusReply<Summary>> replyTo)
+  public record Create(
+      String org, String user, SessionSpec spec, ActorRef<StatusReply<Summary>> replyTo)
       implements Command {}
 
   public record Get(ActorRef<StatusReply<Summary>> replyTo) implements Command {}
 
   public record GetTranscript(ActorRef<StatusReply<Transcript>> replyTo) implements Command {}
 
-  public record AddMessage(String text, ActorRef<StatusReply<Summary>> replyTo) implements Command {}
+  public record AddMessage(String text, ActorRef<StatusReply<Summary>> replyTo)
+      implements Command {}
 
   public record Cancel(ActorRef<StatusReply<Summary>> replyTo) implements Command {}
 
   /** Push this session's events to {@code follower} from now on; the reply says where it stands. */
-  public record Follow(ActorRef<SessionFeed.Message> follower, ActorRef<StatusReply<SessionFeed.Followed>> replyTo)
+  public record Follow(
+      ActorRef<SessionFeed.Message> follower, ActorRef<StatusReply<SessionFeed.Followed>> replyTo)
       implements Command {}
 
   /** Where the session stands: whether it finished, and its last recorded event. */
@@ -112,26 +118,35 @@ public final class SessionEntity
    * Answers as soon as the session is not {@code running}, or after {@code waitMillis} (or when
    * this incarnation stops: the caller asks again, see {@code SessionRoutes}).
    */
-  public record AwaitSettled(long waitMillis, ActorRef<StatusReply<Summary>> replyTo) implements Command {}
+  public record AwaitSettled(long waitMillis, ActorRef<StatusReply<Summary>> replyTo)
+      implements Command {}
 
   /**
    * A person's decision on a tool call that waits for approval: an allowed call runs, a denied one
    * reaches the model as a tool error carrying {@code message}.
    */
-  public record Decide(String toolUseId, boolean allow, String message, ActorRef<StatusReply<Summary>> replyTo)
+  public record Decide(
+      String toolUseId, boolean allow, String message, ActorRef<StatusReply<Summary>> replyTo)
       implements Command {}
 
   /**
    * Event {@code name} from outside, its JSON {@code payload}: the result of the first {@code wait}
    * for it, or kept for the next one.
    */
-  public record DeliverEvent(String name, String payload, ActorRef<StatusReply<EventAccepted>> replyTo)
+  public record DeliverEvent(
+      String name, String payload, ActorRef<StatusReply<EventAccepted>> replyTo)
       implements Command {}
 
-  /** What became of a delivered event: the wait it resolved ({@code toolUseId}), or {@code queued}. */
-  public record EventAccepted(String name, String toolUseId, boolean queued) implements JsonSerializable {}
+  /**
+   * What became of a delivered event: the wait it resolved ({@code toolUseId}), or {@code queued}.
+   */
+  public record EventAccepted(String name, String toolUseId, boolean queued)
+      implements JsonSerializable {}
 
-  /** From {@link WaitWakeups}: a wait of this session is due (the message alone wakes a passivated session). */
+  /**
+   * From {@link WaitWakeups}: a wait of this session is due (the message alone wakes a passivated
+   * session).
+   */
   public enum Wake implements Command {
     INSTANCE
   }
@@ -141,8 +156,12 @@ public final class SessionEntity
     INSTANCE
   }
 
-  /** The model's answer of turn {@code turn}, and the org's approval policy as read for it (null: unreadable). */
-  private record ModelAnswered(int turn, ModelResponse response, ApprovalPolicy orgPolicy) implements Command {}
+  /**
+   * The model's answer of turn {@code turn}, and the org's approval policy as read for it (null:
+   * unreadable).
+   */
+  private record ModelAnswered(int turn, ModelResponse response, ApprovalPolicy orgPolicy)
+      implements Command {}
 
   private record ModelFailed(int turn, String code, String message) implements Command {}
 
@@ -161,8 +180,8 @@ public final class SessionEntity
   }
 
   /**
-   * Subagent {@code childId} finished: sent by the child through sharding when it does, again
-   * each time it recovers finished, and asked for by its parent ({@link CheckChildren}).
+   * Subagent {@code childId} finished: sent by the child through sharding when it does, again each
+   * time it recovers finished, and asked for by its parent ({@link CheckChildren}).
    */
   public record ChildFinished(String childId, Summary summary) implements Command {}
 
@@ -171,11 +190,17 @@ public final class SessionEntity
     INSTANCE
   }
 
-  /** Raises the session's budget (null: that limit unchanged); one that paused over its budget goes on. */
-  public record RaiseBudget(Long maxTokens, Integer maxTurns, ActorRef<StatusReply<Summary>> replyTo) implements Command {}
+  /**
+   * Raises the session's budget (null: that limit unchanged); one that paused over its budget goes
+   * on.
+   */
+  public record RaiseBudget(
+      Long maxTokens, Integer maxTurns, ActorRef<StatusReply<Summary>> replyTo)
+      implements Command {}
 
   /** The model call of {@code turn} is not made: the budget's {@code kind} limit is reached. */
-  private record OverBudget(int turn, String kind, long limit, long used, boolean pause) implements Command {}
+  private record OverBudget(int turn, String kind, long limit, long used, boolean pause)
+      implements Command {}
 
   /** How an over-budget turn leaves the chain of its model call. */
   private static final class BudgetReached extends RuntimeException {
@@ -191,8 +216,12 @@ public final class SessionEntity
     }
   }
 
-  /** The summary of {@code messages[0, replaced)} for the call of turn {@code turn} came back (compaction). */
-  private record Summarised(int turn, int replaced, String summary, Usage usage) implements Command {}
+  /**
+   * The summary of {@code messages[0, replaced)} for the call of turn {@code turn} came back
+   * (compaction).
+   */
+  private record Summarised(int turn, int replaced, String summary, Usage usage)
+      implements Command {}
 
   /** The summary call of turn {@code turn} failed: the turn goes on uncompacted. */
   private record SummaryFailed(int turn, String reason) implements Command {}
@@ -222,6 +251,7 @@ public final class SessionEntity
 
   /** Error strings of the replies: {@code "<code>: <sentence>"}, mapped to HTTP by the routes. */
   public static final String NOT_FOUND = "not_found";
+
   public static final String CONFLICT = "conflict";
 
   // ---------------------------------------------------------------- events
@@ -230,18 +260,24 @@ public final class SessionEntity
     Instant at();
   }
 
-  public record SessionStarted(String sessionId, String org, String user, SessionSpec spec, Instant at)
-      implements Event {}
+  public record SessionStarted(
+      String sessionId, String org, String user, SessionSpec spec, Instant at) implements Event {}
 
   public record UserMessageAdded(String text, Instant at) implements Event {}
 
-  public record ModelResponded(int turn, List<Block> content, Usage usage, String stopReason, Instant at)
+  public record ModelResponded(
+      int turn, List<Block> content, Usage usage, String stopReason, Instant at) implements Event {}
+
+  public record ToolCallStarted(int turn, String callId, String name, Instant at)
       implements Event {}
 
-  public record ToolCallStarted(int turn, String callId, String name, Instant at) implements Event {}
-
   public record ToolCallCompleted(
-      int turn, String callId, String content, boolean isError, SessionFiles.Change change, Instant at)
+      int turn,
+      String callId,
+      String content,
+      boolean isError,
+      SessionFiles.Change change,
+      Instant at)
       implements Event {}
 
   public record SessionWaiting(String text, Instant at) implements Event {}
@@ -252,22 +288,28 @@ public final class SessionEntity
 
   public record SessionCancelled(Instant at) implements Event {}
 
-  /** The {@code task} call {@code callId} is handed to subagent {@code childId} (a session of the same org). */
-  public record TaskStarted(int turn, String callId, String childId, String description, Instant at) implements Event {}
+  /**
+   * The {@code task} call {@code callId} is handed to subagent {@code childId} (a session of the
+   * same org).
+   */
+  public record TaskStarted(int turn, String callId, String childId, String description, Instant at)
+      implements Event {}
 
   /**
    * Subagent {@code childId} ended with {@code status}; its {@code usage} adds to this session's.
    * The call's result (the child's final text, or why it has none) follows in the same write.
    */
-  public record TaskFinished(int turn, String callId, String childId, String status, Usage usage, Instant at)
+  public record TaskFinished(
+      int turn, String callId, String childId, String status, Usage usage, Instant at)
       implements Event {}
 
   /**
    * The session reached its budget's {@code kind} ({@code tokens} or {@code turns}) limit before a
-   * model call; {@code action} {@code pause} holds it (requires_action), {@code fail} is followed by
-   * its failure in the same write.
+   * model call; {@code action} {@code pause} holds it (requires_action), {@code fail} is followed
+   * by its failure in the same write.
    */
-  public record BudgetExceeded(String kind, long limit, long used, String action, Instant at) implements Event {}
+  public record BudgetExceeded(String kind, long limit, long used, String action, Instant at)
+      implements Event {}
 
   /** New limits (null: unchanged), above what the session used; a paused session goes on. */
   public record BudgetRaised(Long maxTokens, Integer maxTurns, Instant at) implements Event {}
@@ -278,25 +320,32 @@ public final class SessionEntity
    * {@code historyChars}, in the session file {@code historyPath}, rendered from them when this
    * event is applied (so the journal does not hold them twice).
    */
-  public record TranscriptCompacted(int replaced, String summary, String historyPath, int historyChars, Usage usage, Instant at)
+  public record TranscriptCompacted(
+      int replaced, String summary, String historyPath, int historyChars, Usage usage, Instant at)
       implements Event {}
 
   /** Tool call {@code callId} waits for a person's decision (the session shows requires_action). */
-  public record ApprovalRequested(int turn, String callId, String name, Instant at) implements Event {}
+  public record ApprovalRequested(int turn, String callId, String name, Instant at)
+      implements Event {}
 
-  /** The decision on {@code callId}; a denial is followed by the call's error result in the same write. */
-  public record ApprovalDecided(int turn, String callId, boolean allowed, String message, Instant at) implements Event {}
+  /**
+   * The decision on {@code callId}; a denial is followed by the call's error result in the same
+   * write.
+   */
+  public record ApprovalDecided(
+      int turn, String callId, boolean allowed, String message, Instant at) implements Event {}
 
   /**
    * The {@code wait} call {@code callId} waits for event {@code event} until {@code deadline}; if
    * such an event was kept already, it takes it and its result follows in the same write.
    */
-  public record WaitStarted(int turn, String callId, String event, int timeoutSeconds, Instant deadline, Instant at)
+  public record WaitStarted(
+      int turn, String callId, String event, int timeoutSeconds, Instant deadline, Instant at)
       implements Event {}
 
   /**
-   * Event {@code name} arrived with {@code payload} (JSON): it resolves the first wait for it (whose
-   * result follows in the same write), or is kept for the next.
+   * Event {@code name} arrived with {@code payload} (JSON): it resolves the first wait for it
+   * (whose result follows in the same write), or is kept for the next.
    */
   public record EventReceived(String name, String payload, Instant at) implements Event {}
 
@@ -306,7 +355,10 @@ public final class SessionEntity
   /** The sandbox {@code oldId} was gone and {@code newId} took its place. */
   public record SandboxReplaced(String oldId, String newId, Instant at) implements Event {}
 
-  /** The sandbox went to {@code state} (API.md: provisioning, active, suspended, hibernated, replacing, destroyed, none). */
+  /**
+   * The sandbox went to {@code state} (API.md: provisioning, active, suspended, hibernated,
+   * replacing, destroyed, none).
+   */
   public record SandboxChanged(String state, Instant at) implements Event {}
 
   // ---------------------------------------------------------------- state
@@ -335,7 +387,8 @@ public final class SessionEntity
   }
 
   /** A tool call of the current turn waiting for a person's decision. */
-  public record Approval(String callId, int turn, String name, Instant requestedAt) implements JsonSerializable {}
+  public record Approval(String callId, int turn, String name, Instant requestedAt)
+      implements JsonSerializable {}
 
   /** A {@code wait} call of the current turn: for event {@code event}, until {@code deadline}. */
   public record Wait(String callId, int turn, String event, int timeoutSeconds, Instant deadline)
@@ -348,13 +401,17 @@ public final class SessionEntity
    * The budget as raised through the API ({@code maxTokens}, {@code maxTurns}; null: as created),
    * and the limit the session is paused at, if it is ({@code exceeded}: tokens or turns).
    */
-  public record BudgetState(Long maxTokens, Integer maxTurns, String exceeded, long limit, long used)
+  public record BudgetState(
+      Long maxTokens, Integer maxTurns, String exceeded, long limit, long used)
       implements JsonSerializable {
     public static final BudgetState NONE = new BudgetState(null, null, null, 0, 0);
   }
 
-  /** A subagent this session started, for the API: the call it answers, and its last known status. */
-  public record Child(String toolUseId, String sessionId, String description, String status) implements JsonSerializable {}
+  /**
+   * A subagent this session started, for the API: the call it answers, and its last known status.
+   */
+  public record Child(String toolUseId, String sessionId, String description, String status)
+      implements JsonSerializable {}
 
   /** An event that arrived before any wait took it. */
   public record Inbound(String name, String payload, Instant at) implements JsonSerializable {}
@@ -363,7 +420,8 @@ public final class SessionEntity
    * What the session waits for from outside: the current turn's calls held for approval and its
    * waits (both are open calls, but nothing runs for them), and the events kept for later waits.
    */
-  public record Holds(List<Approval> approvals, List<Wait> waits, List<Inbound> inbox, List<Task> tasks)
+  public record Holds(
+      List<Approval> approvals, List<Wait> waits, List<Inbound> inbox, List<Task> tasks)
       implements JsonSerializable {
     public static final Holds NONE = new Holds(List.of(), List.of(), List.of(), List.of());
 
@@ -378,12 +436,18 @@ public final class SessionEntity
       this(approvals, waits, inbox, List.of());
     }
 
-    /** True if the open call {@code callId} waits for a decision, an event or a subagent (nothing runs for it here). */
+    /**
+     * True if the open call {@code callId} waits for a decision, an event or a subagent (nothing
+     * runs for it here).
+     */
     public boolean holds(String callId) {
       return parks(callId) || task(callId) != null;
     }
 
-    /** True if the open call {@code callId} waits for a person or an event: the session may passivate meanwhile. */
+    /**
+     * True if the open call {@code callId} waits for a person or an event: the session may
+     * passivate meanwhile.
+     */
     public boolean parks(String callId) {
       return approval(callId) != null || waits.stream().anyMatch(w -> w.callId().equals(callId));
     }
@@ -431,8 +495,10 @@ public final class SessionEntity
     /** Without the call {@code callId}: it completed. */
     Holds without(String callId) {
       if (!holds(callId)) return this;
-      return new Holds(approvals.stream().filter(a -> !a.callId().equals(callId)).toList(),
-          waits.stream().filter(w -> !w.callId().equals(callId)).toList(), inbox,
+      return new Holds(
+          approvals.stream().filter(a -> !a.callId().equals(callId)).toList(),
+          waits.stream().filter(w -> !w.callId().equals(callId)).toList(),
+          inbox,
           tasks.stream().filter(t -> !t.callId().equals(callId)).toList());
     }
   }
@@ -472,16 +538,70 @@ public final class SessionEntity
       budget = budget == null ? BudgetState.NONE : budget; // and before budgets
     }
 
-    public State(String id, String org, String user, Status status, SessionSpec spec, int turns, List<Message> messages,
-        List<String> openCalls, List<Block.ToolResult> results, List<String> queued, SessionFiles files, Usage usage,
-        String result, Summary.ErrorView error, Instant createdAt, Instant updatedAt, SandboxInfo sandbox, Holds holds) {
-      this(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage, result, error,
-          createdAt, updatedAt, sandbox, holds, List.of(), BudgetState.NONE);
+    public State(
+        String id,
+        String org,
+        String user,
+        Status status,
+        SessionSpec spec,
+        int turns,
+        List<Message> messages,
+        List<String> openCalls,
+        List<Block.ToolResult> results,
+        List<String> queued,
+        SessionFiles files,
+        Usage usage,
+        String result,
+        Summary.ErrorView error,
+        Instant createdAt,
+        Instant updatedAt,
+        SandboxInfo sandbox,
+        Holds holds) {
+      this(
+          id,
+          org,
+          user,
+          status,
+          spec,
+          turns,
+          messages,
+          openCalls,
+          results,
+          queued,
+          files,
+          usage,
+          result,
+          error,
+          createdAt,
+          updatedAt,
+          sandbox,
+          holds,
+          List.of(),
+          BudgetState.NONE);
     }
 
     public static State empty(String id) {
-      return new State(id, null, null, Status.NEW, null, 0, List.of(), List.of(), List.of(), List.of(),
-          SessionFiles.EMPTY, Usage.ZERO, null, null, null, null, null, Holds.NONE, List.of(), BudgetState.NONE);
+      return new State(
+          id,
+          null,
+          null,
+          Status.NEW,
+          null,
+          0,
+          List.of(),
+          List.of(),
+          List.of(),
+          List.of(),
+          SessionFiles.EMPTY,
+          Usage.ZERO,
+          null,
+          null,
+          null,
+          null,
+          null,
+          Holds.NONE,
+          List.of(),
+          BudgetState.NONE);
     }
 
     /** True when the loop should call the model next. */
@@ -490,13 +610,14 @@ public final class SessionEntity
     }
 
     /**
-     * The status the API shows: a running session whose turn waits for a decision is
-     * {@code requires_action}; one whose open calls are all waits is {@code waiting}.
+     * The status the API shows: a running session whose turn waits for a decision is {@code
+     * requires_action}; one whose open calls are all waits is {@code waiting}.
      */
     public Status shown() {
       if (status != Status.RUNNING) return status;
       if (!holds.approvals().isEmpty() || budget.exceeded() != null) return Status.REQUIRES_ACTION;
-      if (!holds.waits().isEmpty() && openCalls.size() == holds.waits().size()) return Status.WAITING;
+      if (!holds.waits().isEmpty() && openCalls.size() == holds.waits().size())
+        return Status.WAITING;
       return Status.RUNNING;
     }
 
@@ -506,10 +627,13 @@ public final class SessionEntity
      */
     public boolean busy() {
       return status == Status.RUNNING
-          && ((openCalls.isEmpty() && budget.exceeded() == null) || openCalls.stream().anyMatch(id -> !holds.parks(id)));
+          && ((openCalls.isEmpty() && budget.exceeded() == null)
+              || openCalls.stream().anyMatch(id -> !holds.parks(id)));
     }
 
-    /** The open calls that run (or ran, before a crash): not those held for a decision or an event. */
+    /**
+     * The open calls that run (or ran, before a crash): not those held for a decision or an event.
+     */
     List<String> runningCalls() {
       return openCalls.stream().filter(id -> !holds.holds(id)).toList();
     }
@@ -519,20 +643,64 @@ public final class SessionEntity
       List<Summary.WaitView> waitViews = List.of();
       if (status == Status.RUNNING && !(holds.approvals().isEmpty() && holds.waits().isEmpty())) {
         List<Block.ToolUse> uses = lastToolUses();
-        pending = holds.approvals().stream().map(a -> new Summary.PendingApproval(a.callId(), a.turn(), a.name(),
-            uses.stream().filter(u -> u.id().equals(a.callId())).map(Block.ToolUse::input).findFirst().orElse(null),
-            a.requestedAt())).toList();
-        waitViews = holds.waits().stream().map(w -> new Summary.WaitView(w.callId(), w.turn(), w.event(), w.deadline())).toList();
+        pending =
+            holds.approvals().stream()
+                .map(
+                    a ->
+                        new Summary.PendingApproval(
+                            a.callId(),
+                            a.turn(),
+                            a.name(),
+                            uses.stream()
+                                .filter(u -> u.id().equals(a.callId()))
+                                .map(Block.ToolUse::input)
+                                .findFirst()
+                                .orElse(null),
+                            a.requestedAt()))
+                .toList();
+        waitViews =
+            holds.waits().stream()
+                .map(w -> new Summary.WaitView(w.callId(), w.turn(), w.event(), w.deadline()))
+                .toList();
       }
-      return new Summary(id, org, user, shown().wire(), turns,
-          new Summary.UsageView(usage.inputTokens(), usage.outputTokens(), usage.cacheReadTokens(), usage.cacheWriteTokens()),
-          sandbox == null ? new Summary.SandboxView("none") : new Summary.SandboxView(sandbox.state(), sandbox.id()), result, error,
-          spec == null ? null : spec.metadata(), createdAt, updatedAt, pending, waitViews, spec == null ? null : spec.parent(),
-          // A cancelled session cancelled the children still running (their reports come after its end).
-          children.stream().map(c -> new Summary.ChildView(c.sessionId(), c.toolUseId(), c.description(),
-              status == Status.CANCELLED && c.status().equals("running") ? "cancelled" : c.status())).toList(),
+      return new Summary(
+          id,
+          org,
+          user,
+          shown().wire(),
+          turns,
+          new Summary.UsageView(
+              usage.inputTokens(),
+              usage.outputTokens(),
+              usage.cacheReadTokens(),
+              usage.cacheWriteTokens()),
+          sandbox == null
+              ? new Summary.SandboxView("none")
+              : new Summary.SandboxView(sandbox.state(), sandbox.id()),
+          result,
+          error,
+          spec == null ? null : spec.metadata(),
+          createdAt,
+          updatedAt,
+          pending,
+          waitViews,
+          spec == null ? null : spec.parent(),
+          // A cancelled session cancelled the children still running (their reports come after its
+          // end).
+          children.stream()
+              .map(
+                  c ->
+                      new Summary.ChildView(
+                          c.sessionId(),
+                          c.toolUseId(),
+                          c.description(),
+                          status == Status.CANCELLED && c.status().equals("running")
+                              ? "cancelled"
+                              : c.status()))
+              .toList(),
           status == Status.RUNNING && budget.exceeded() != null
-              ? new Summary.BudgetView(budget.exceeded(), budget.limit(), budget.used()) : null,
+              ? new Summary.BudgetView(budget.exceeded(), budget.limit(), budget.used())
+              : null,
           Todo.parse(files.files().get(Todo.PATH)));
     }
 
@@ -549,7 +717,10 @@ public final class SessionEntity
       for (int i = messages.size() - 1; i >= 0; i--) {
         Message m = messages.get(i);
         if (m.role().equals(Message.ASSISTANT)) {
-          return m.content().stream().filter(Block.ToolUse.class::isInstance).map(Block.ToolUse.class::cast).toList();
+          return m.content().stream()
+              .filter(Block.ToolUse.class::isInstance)
+              .map(Block.ToolUse.class::cast)
+              .toList();
         }
       }
       return List.of();
@@ -558,19 +729,27 @@ public final class SessionEntity
     State with(Status status, Instant at) {
       // A finished session waits for nothing any more.
       Holds h = status.finished() ? Holds.NONE : holds;
-      return new State(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage, result, error, createdAt, at, sandbox, h, children, budget);
+      return new State(
+          id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
+          result, error, createdAt, at, sandbox, h, children, budget);
     }
 
     State with(Holds h) {
-      return new State(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage, result, error, createdAt, updatedAt, sandbox, h, children, budget);
+      return new State(
+          id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
+          result, error, createdAt, updatedAt, sandbox, h, children, budget);
     }
 
     State with(List<Child> c, Usage u) {
-      return new State(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, u, result, error, createdAt, updatedAt, sandbox, holds, c, budget);
+      return new State(
+          id, org, user, status, spec, turns, messages, openCalls, results, queued, files, u,
+          result, error, createdAt, updatedAt, sandbox, holds, c, budget);
     }
 
     State with(BudgetState b) {
-      return new State(id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage, result, error, createdAt, updatedAt, sandbox, holds, children, b);
+      return new State(
+          id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
+          result, error, createdAt, updatedAt, sandbox, holds, children, b);
     }
   }
 
@@ -581,24 +760,61 @@ public final class SessionEntity
    * {@code policies} where orgs have no approval policies (only the session's own apply).
    */
   public record Services(
-      ModelClients models, PathRouter router, SessionObserver observer, SessionSettings settings, OrgFiles orgFiles,
-      SandboxProvider sandboxes, SandboxHandle.Settings sandboxSettings, SnapshotStore snapshots, OrgPolicies policies) {
-    public Services(ModelClients models, PathRouter router, SessionObserver observer, SessionSettings settings,
-        OrgFiles orgFiles, SandboxProvider sandboxes, SandboxHandle.Settings sandboxSettings, SnapshotStore snapshots) {
-      this(models, router, observer, settings, orgFiles, sandboxes, sandboxSettings, snapshots, null);
+      ModelClients models,
+      PathRouter router,
+      SessionObserver observer,
+      SessionSettings settings,
+      OrgFiles orgFiles,
+      SandboxProvider sandboxes,
+      SandboxHandle.Settings sandboxSettings,
+      SnapshotStore snapshots,
+      OrgPolicies policies) {
+    public Services(
+        ModelClients models,
+        PathRouter router,
+        SessionObserver observer,
+        SessionSettings settings,
+        OrgFiles orgFiles,
+        SandboxProvider sandboxes,
+        SandboxHandle.Settings sandboxSettings,
+        SnapshotStore snapshots) {
+      this(
+          models,
+          router,
+          observer,
+          settings,
+          orgFiles,
+          sandboxes,
+          sandboxSettings,
+          snapshots,
+          null);
     }
 
-    public Services(ModelClients models, PathRouter router, SessionObserver observer, SessionSettings settings) {
+    public Services(
+        ModelClients models,
+        PathRouter router,
+        SessionObserver observer,
+        SessionSettings settings) {
       this(models, router, observer, settings, null);
     }
 
     public Services(
-        ModelClients models, PathRouter router, SessionObserver observer, SessionSettings settings, OrgFiles orgFiles) {
+        ModelClients models,
+        PathRouter router,
+        SessionObserver observer,
+        SessionSettings settings,
+        OrgFiles orgFiles) {
       this(models, router, observer, settings, orgFiles, null, null);
     }
 
-    public Services(ModelClients models, PathRouter router, SessionObserver observer, SessionSettings settings,
-        OrgFiles orgFiles, SandboxProvider sandboxes, SandboxHandle.Settings sandboxSettings) {
+    public Services(
+        ModelClients models,
+        PathRouter router,
+        SessionObserver observer,
+        SessionSettings settings,
+        OrgFiles orgFiles,
+        SandboxProvider sandboxes,
+        SandboxHandle.Settings sandboxSettings) {
       this(models, router, observer, settings, orgFiles, sandboxes, sandboxSettings, null);
     }
 
@@ -610,16 +826,21 @@ public final class SessionEntity
 
   public static void init(ActorSystem<?> system, Services services) {
     ClusterSharding.get(system)
-        .init(Entity.of(ENTITY_KEY, ctx -> create(ctx.getEntityId(), ctx.getShard(), services))
-            .withStopMessage(Stop.INSTANCE));
+        .init(
+            Entity.of(ENTITY_KEY, ctx -> create(ctx.getEntityId(), ctx.getShard(), services))
+                .withStopMessage(Stop.INSTANCE));
   }
 
   public static Behavior<Command> create(
       String sessionId, ActorRef<ClusterSharding.ShardCommand> shard, Services services) {
-    return Behaviors.<Command>setup(ctx -> Behaviors.withTimers(timers -> {
-      SessionEntity entity = new SessionEntity(sessionId, shard, services, ctx, timers);
-      return LogContext.everyMessage(Map.of("sessionId", sessionId), entity::orgMdc, entity);
-    }));
+    return Behaviors.<Command>setup(
+        ctx ->
+            Behaviors.withTimers(
+                timers -> {
+                  SessionEntity entity = new SessionEntity(sessionId, shard, services, ctx, timers);
+                  return LogContext.everyMessage(
+                      Map.of("sessionId", sessionId), entity::orgMdc, entity);
+                }));
   }
 
   private final String sessionId;
@@ -627,41 +848,72 @@ public final class SessionEntity
   private final Services services;
   private final ActorContext<Command> ctx;
   private final TimerScheduler<Command> timers;
-  /** For asks made off the actor's thread (the tool chain), where the context must not be touched. */
+
+  /**
+   * For asks made off the actor's thread (the tool chain), where the context must not be touched.
+   */
   private final org.apache.pekko.actor.typed.Scheduler scheduler;
+
   /** Where grep and glob over the session's own files run (searchesOwnFiles). */
   private final java.util.concurrent.Executor searches;
-  /** The turn whose model call is in flight, so that it is never asked twice by this incarnation. */
+
+  /**
+   * The turn whose model call is in flight, so that it is never asked twice by this incarnation.
+   */
   private int callInFlight;
+
   private long turnStartNanos;
-  /** The status this incarnation last reported to the observer, and the holds it showed (holdsShown). */
+
+  /**
+   * The status this incarnation last reported to the observer, and the holds it showed
+   * (holdsShown).
+   */
   private Status reported;
+
   private List<Object> reportedHolds = List.of();
+
   /** The subagents this incarnation asked to start (startChildren); cleared at each check. */
   private final Set<String> askedChildren = new HashSet<>();
+
   /** The sandbox child, spawned on the first /workspace call (or to destroy a recorded sandbox). */
   private ActorRef<SandboxHandle.Command> sandbox;
+
   /** When this idle session first stayed for its sandbox (0: it has not), see onIdleTimeout. */
   private long heldSinceNanos;
+
   /** The org, once known: for the MDC of log lines. */
   private String orgId;
+
   /** The turn whose duration turnStartNanos times (0: none), see afterPersist. */
   private int timedTurn;
+
   /** This entity asked sharding to passivate it: the Stop that follows is not a hand-off. */
   private boolean passivating;
-  /** Sharding asked this entity to stop while a step was in flight: it records the step, then stops. */
+
+  /**
+   * Sharding asked this entity to stop while a step was in flight: it records the step, then stops.
+   */
   private boolean handingOff;
+
   private final LiveStates.Member liveStatus = LiveStates.SESSIONS.member();
+
   /** The open event streams that follow this session (SessionFollower), on any node. */
   private final Set<ActorRef<SessionFeed.Message>> followers = new HashSet<>();
+
   /** Callers waiting for the session to leave running (AwaitSettled). */
   private final List<ActorRef<StatusReply<Summary>>> waiters = new ArrayList<>();
+
   /** When this incarnation started, for the recovery time. */
   private final long startedNanos;
 
-  private SessionEntity(String sessionId, ActorRef<ClusterSharding.ShardCommand> shard, Services services,
-      ActorContext<Command> ctx, TimerScheduler<Command> timers) {
-    super(PersistenceId.of(ENTITY_KEY.name(), sessionId),
+  private SessionEntity(
+      String sessionId,
+      ActorRef<ClusterSharding.ShardCommand> shard,
+      Services services,
+      ActorContext<Command> ctx,
+      TimerScheduler<Command> timers) {
+    super(
+        PersistenceId.of(ENTITY_KEY.name(), sessionId),
         SupervisorStrategy.restartWithBackoff(Duration.ofMillis(200), Duration.ofSeconds(10), 0.2));
     this.sessionId = sessionId;
     this.shard = shard;
@@ -669,7 +921,8 @@ public final class SessionEntity
     this.ctx = ctx;
     this.timers = timers;
     this.scheduler = ctx.getSystem().scheduler();
-    this.searches = ctx.getSystem().dispatchers().lookup(DispatcherSelector.fromConfig(SEARCH_DISPATCHER));
+    this.searches =
+        ctx.getSystem().dispatchers().lookup(DispatcherSelector.fromConfig(SEARCH_DISPATCHER));
     this.startedNanos = System.nanoTime();
   }
 
@@ -689,20 +942,33 @@ public final class SessionEntity
   public CommandHandlerWithReply<Command, Event, State> commandHandler() {
     CommandHandlerWithReplyBuilderByState<Command, Event, State, State> fresh =
         newCommandHandlerWithReplyBuilder().forState(s -> s.status() == Status.NEW);
-    fresh.onCommand(Create.class, this::onCreate)
+    fresh
+        .onCommand(Create.class, this::onCreate)
         .onCommand(Get.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
-        .onCommand(GetTranscript.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
-        .onCommand(AddMessage.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
-        .onCommand(Cancel.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
-        .onCommand(Follow.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
-        .onCommand(GetPosition.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
-        .onCommand(AwaitSettled.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
-        .onCommand(Decide.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
-        .onCommand(DeliverEvent.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())));
+        .onCommand(
+            GetTranscript.class,
+            (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
+        .onCommand(
+            AddMessage.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
+        .onCommand(
+            Cancel.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
+        .onCommand(
+            Follow.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
+        .onCommand(
+            GetPosition.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
+        .onCommand(
+            AwaitSettled.class,
+            (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
+        .onCommand(
+            Decide.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
+        .onCommand(
+            DeliverEvent.class,
+            (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())));
 
     CommandHandlerWithReplyBuilderByState<Command, Event, State, State> running =
         newCommandHandlerWithReplyBuilder().forState(s -> s.status() == Status.RUNNING);
-    running.onCommand(ModelAnswered.class, this::onModelAnswered)
+    running
+        .onCommand(ModelAnswered.class, this::onModelAnswered)
         .onCommand(ToolsFinished.class, this::onToolsFinished)
         .onCommand(ModelFailed.class, this::onModelFailed)
         .onCommand(ResumeOpenCalls.class, this::onResumeOpenCalls)
@@ -716,52 +982,81 @@ public final class SessionEntity
         .onCommand(Summarised.class, this::onSummarised)
         .onCommand(SummaryFailed.class, this::onSummaryFailed)
         .onCommand(RaiseBudget.class, this::onRaiseBudget)
-        .onCommand(CheckChildren.class, (s, c) -> {
-          askedChildren.clear();
-          startChildren(s);
-          return Effect().none().thenNoReply();
-        })
-        .onCommand(Wake.class, (s, c) -> {
-          armWaits(s);
-          return Effect().none().thenNoReply();
-        });
+        .onCommand(
+            CheckChildren.class,
+            (s, c) -> {
+              askedChildren.clear();
+              startChildren(s);
+              return Effect().none().thenNoReply();
+            })
+        .onCommand(
+            Wake.class,
+            (s, c) -> {
+              armWaits(s);
+              return Effect().none().thenNoReply();
+            });
 
     CommandHandlerWithReplyBuilderByState<Command, Event, State, State> waiting =
         newCommandHandlerWithReplyBuilder().forState(s -> s.status() == Status.WAITING);
-    waiting.onCommand(AddMessage.class, this::onMessage).onCommand(Cancel.class, this::onCancel)
+    waiting
+        .onCommand(AddMessage.class, this::onMessage)
+        .onCommand(Cancel.class, this::onCancel)
         .onCommand(DeliverEvent.class, this::onEvent)
         .onCommand(RaiseBudget.class, this::onRaiseBudget);
 
     CommandHandlerWithReplyBuilderByState<Command, Event, State, State> finished =
         newCommandHandlerWithReplyBuilder().forState(s -> s.status().finished());
-    finished.onCommand(AddMessage.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(finishedError(s))))
-        .onCommand(Cancel.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(finishedError(s))))
-        .onCommand(DeliverEvent.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(finishedError(s))));
+    finished
+        .onCommand(
+            AddMessage.class,
+            (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(finishedError(s))))
+        .onCommand(
+            Cancel.class,
+            (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(finishedError(s))))
+        .onCommand(
+            DeliverEvent.class,
+            (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(finishedError(s))));
 
     CommandHandlerWithReplyBuilderByState<Command, Event, State, State> any =
         newCommandHandlerWithReplyBuilder().forAnyState();
-    any.onCommand(Create.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(summary(s))))
-        .onCommand(Get.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(summary(s))))
-        .onCommand(GetTranscript.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(s.transcript())))
-        .onCommand(GetPosition.class, (s, c) ->
-            Effect().reply(c.replyTo(), StatusReply.success(new Position(s.status().finished(), lastSequenceNumber(ctx)))))
+    any.onCommand(
+            Create.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(summary(s))))
+        .onCommand(
+            Get.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(summary(s))))
+        .onCommand(
+            GetTranscript.class,
+            (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(s.transcript())))
+        .onCommand(
+            GetPosition.class,
+            (s, c) ->
+                Effect()
+                    .reply(
+                        c.replyTo(),
+                        StatusReply.success(
+                            new Position(s.status().finished(), lastSequenceNumber(ctx)))))
         .onCommand(Follow.class, this::onFollow)
-        .onCommand(FollowerGone.class, (s, c) -> {
-          followers.remove(c.follower());
-          return Effect().none().thenNoReply();
-        })
+        .onCommand(
+            FollowerGone.class,
+            (s, c) -> {
+              followers.remove(c.follower());
+              return Effect().none().thenNoReply();
+            })
         .onCommand(DeltaArrived.class, this::onDelta)
         .onCommand(AwaitSettled.class, this::onAwaitSettled)
-        .onCommand(WaitDue.class, (s, c) -> {
-          if (waiters.remove(c.waiter())) c.waiter().tell(StatusReply.success(summary(s)));
-          return Effect().none().thenNoReply();
-        })
+        .onCommand(
+            WaitDue.class,
+            (s, c) -> {
+              if (waiters.remove(c.waiter())) c.waiter().tell(StatusReply.success(summary(s)));
+              return Effect().none().thenNoReply();
+            })
         .onCommand(IdleTimeout.class, this::onIdleTimeout)
         .onCommand(SandboxReported.class, this::onSandboxReported)
-        .onCommand(SandboxStopped.class, (s, c) -> {
-          if (c.child().equals(sandbox)) sandbox = null; // the next use starts another
-          return Effect().none().thenNoReply();
-        })
+        .onCommand(
+            SandboxStopped.class,
+            (s, c) -> {
+              if (c.child().equals(sandbox)) sandbox = null; // the next use starts another
+              return Effect().none().thenNoReply();
+            })
         .onCommand(Stop.class, this::onStop)
         .onCommand(HandOffNow.class, (s, c) -> Effect().stop().thenNoReply())
         // A model answer or failure for a session that is no longer running (cancelled) is dropped.
@@ -769,15 +1064,24 @@ public final class SessionEntity
         .onCommand(ModelFailed.class, (s, c) -> Effect().none().thenNoReply())
         .onCommand(ResumeOpenCalls.class, (s, c) -> Effect().none().thenNoReply())
         .onCommand(ToolsFinished.class, (s, c) -> Effect().none().thenNoReply())
-        // Decisions outside a running turn: on a call that waits for none (409) or no such call (404).
-        .onCommand(Decide.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notPending(s, c.toolUseId()))))
+        // Decisions outside a running turn: on a call that waits for none (409) or no such call
+        // (404).
+        .onCommand(
+            Decide.class,
+            (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notPending(s, c.toolUseId()))))
         .onCommand(WaitTimedOut.class, (s, c) -> Effect().none().thenNoReply())
         .onCommand(ChildFinished.class, (s, c) -> Effect().none().thenNoReply())
         .onCommand(OverBudget.class, (s, c) -> Effect().none().thenNoReply())
         .onCommand(Summarised.class, (s, c) -> Effect().none().thenNoReply())
         .onCommand(SummaryFailed.class, (s, c) -> Effect().none().thenNoReply())
-        .onCommand(RaiseBudget.class, (s, c) -> Effect().reply(c.replyTo(),
-            StatusReply.error(s.status() == Status.NEW ? notFound() : finishedOrWaiting(s))))
+        .onCommand(
+            RaiseBudget.class,
+            (s, c) ->
+                Effect()
+                    .reply(
+                        c.replyTo(),
+                        StatusReply.error(
+                            s.status() == Status.NEW ? notFound() : finishedOrWaiting(s))))
         .onCommand(CheckChildren.class, (s, c) -> Effect().none().thenNoReply())
         .onCommand(Nothing.class, (s, c) -> Effect().none().thenNoReply())
         .onCommand(Wake.class, (s, c) -> Effect().none().thenNoReply());
@@ -788,28 +1092,40 @@ public final class SessionEntity
   private ReplyEffect<Event, State> onCreate(State state, Create cmd) {
     Metrics.SESSIONS_STARTED.inc();
     orgId = cmd.org();
-    return record(state, List.of(new SessionStarted(sessionId, cmd.org(), cmd.user(), cmd.spec(), Instant.now())), this::afterPersist)
+    return record(
+            state,
+            List.of(
+                new SessionStarted(sessionId, cmd.org(), cmd.user(), cmd.spec(), Instant.now())),
+            this::afterPersist)
         .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
   }
 
   private ReplyEffect<Event, State> onMessage(State state, AddMessage cmd) {
-    return record(state, List.of(new UserMessageAdded(cmd.text(), Instant.now())), this::afterPersist)
+    return record(
+            state, List.of(new UserMessageAdded(cmd.text(), Instant.now())), this::afterPersist)
         .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
   }
 
   private ReplyEffect<Event, State> onCancel(State state, Cancel cmd) {
-    return record(state, ending(state, new SessionCancelled(Instant.now())), s -> {
-      afterPersist(s);
-      cancelChildren(s);
-    }).thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
+    return record(
+            state,
+            ending(state, new SessionCancelled(Instant.now())),
+            s -> {
+              afterPersist(s);
+              cancelChildren(s);
+            })
+        .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
   }
 
-  /** A cancelled session cancels the subagents it started that may still run (each cancels its own). */
+  /**
+   * A cancelled session cancels the subagents it started that may still run (each cancels its own).
+   */
   private void cancelChildren(State state) {
     if (state.status() != Status.CANCELLED) return;
     for (Child c : state.children()) {
       if (c.status().equals("running")) {
-        ClusterSharding.get(ctx.getSystem()).entityRefFor(ENTITY_KEY, c.sessionId())
+        ClusterSharding.get(ctx.getSystem())
+            .entityRefFor(ENTITY_KEY, c.sessionId())
             .tell(new Cancel(ctx.getSystem().ignoreRef()));
       }
     }
@@ -821,59 +1137,106 @@ public final class SessionEntity
    */
   private ReplyEffect<Event, State> onModelAnswered(State state, ModelAnswered msg) {
     callInFlight = 0;
-    if (msg.turn() != state.turns() + 1 || !state.readyForModel()) return Effect().none().thenNoReply();
+    if (msg.turn() != state.turns() + 1 || !state.readyForModel())
+      return Effect().none().thenNoReply();
     Instant now = Instant.now();
     ModelResponse response = msg.response();
     List<Event> events = new ArrayList<>();
-    events.add(new ModelResponded(msg.turn(), response.content(), response.usage(), response.stopReason().name().toLowerCase(), now));
+    events.add(
+        new ModelResponded(
+            msg.turn(),
+            response.content(),
+            response.usage(),
+            response.stopReason().name().toLowerCase(),
+            now));
     List<Block.ToolUse> calls = response.toolCalls();
-    for (Block.ToolUse call : calls) events.add(new ToolCallStarted(msg.turn(), call.id(), call.name(), now));
+    for (Block.ToolUse call : calls)
+      events.add(new ToolCallStarted(msg.turn(), call.id(), call.name(), now));
     // Calls held for a decision or an event wait; the others run at once.
     List<Block.ToolUse> runNow = hold(state, events, msg.turn(), calls, msg.orgPolicy(), now);
     if (runNow.stream().anyMatch(use -> needsOutsideSystem(state, use) || searchesOwnFiles(use))) {
       // Record the answer and the starts now; the results follow in one more write.
-      return record(state, events, s -> {
-        services.observer().usage(s.org(), response.usage(), now);
-        if (handingOff) ctx.getSelf().tell(HandOffNow.INSTANCE); // the next incarnation runs them (recovery)
-        else runTools(s, msg.turn(), runNow);
-        afterPersist(s);
-      }).thenNoReply();
+      return record(
+              state,
+              events,
+              s -> {
+                services.observer().usage(s.org(), response.usage(), now);
+                if (handingOff)
+                  ctx.getSelf()
+                      .tell(HandOffNow.INSTANCE); // the next incarnation runs them (recovery)
+                else runTools(s, msg.turn(), runNow);
+                afterPersist(s);
+              })
+          .thenNoReply();
     }
     events.addAll(executeTools(state.files(), msg.turn(), runNow, now)); // holds change no file
     if (calls.isEmpty() && response.stopReason() == ModelResponse.StopReason.MAX_TOKENS) {
-      events.addAll(ending(fold(state, events),
-          new SessionFailed("max_tokens", "the model's answer was cut off at its output token limit", now)));
+      events.addAll(
+          ending(
+              fold(state, events),
+              new SessionFailed(
+                  "max_tokens", "the model's answer was cut off at its output token limit", now)));
     } else {
       events.addAll(decideNext(fold(state, events), response.text(), now));
     }
-    return record(state, events, s -> {
-      services.observer().usage(s.org(), response.usage(), now);
-      afterPersist(s);
-    }).thenNoReply();
+    return record(
+            state,
+            events,
+            s -> {
+              services.observer().usage(s.org(), response.usage(), now);
+              afterPersist(s);
+            })
+        .thenNoReply();
   }
 
   /**
    * Adds to {@code events} the holds of this turn's {@code calls}: a {@code wait} starts (and takes
-   * a kept event at once), a call the policy names waits for approval. Returns the calls to run now.
-   * An unreadable org policy ({@code orgPolicy} null) holds every call: approvals fail closed.
+   * a kept event at once), a call the policy names waits for approval. Returns the calls to run
+   * now. An unreadable org policy ({@code orgPolicy} null) holds every call: approvals fail closed.
    */
   private List<Block.ToolUse> hold(
-      State state, List<Event> events, int turn, List<Block.ToolUse> calls, ApprovalPolicy orgPolicy, Instant now) {
-    ApprovalPolicy policy = ApprovalPolicy.of(state.spec().approvals())
-        .and(orgPolicy == null ? ApprovalPolicy.of(List.of("all")) : orgPolicy);
-    int maxTimeout = (int) Math.min(Integer.MAX_VALUE, services.settings().waits().maxTimeout().toSeconds());
-    // The kept events as the turn's waits take them (in the order WaitStarted's event handler does).
-    List<Inbound> inbox = state.holds().inbox().isEmpty() ? List.of() : new ArrayList<>(state.holds().inbox());
+      State state,
+      List<Event> events,
+      int turn,
+      List<Block.ToolUse> calls,
+      ApprovalPolicy orgPolicy,
+      Instant now) {
+    ApprovalPolicy policy =
+        ApprovalPolicy.of(state.spec().approvals())
+            .and(orgPolicy == null ? ApprovalPolicy.of(List.of("all")) : orgPolicy);
+    int maxTimeout =
+        (int) Math.min(Integer.MAX_VALUE, services.settings().waits().maxTimeout().toSeconds());
+    // The kept events as the turn's waits take them (in the order WaitStarted's event handler
+    // does).
+    List<Inbound> inbox =
+        state.holds().inbox().isEmpty() ? List.of() : new ArrayList<>(state.holds().inbox());
     List<Block.ToolUse> runNow = new ArrayList<>();
     for (Block.ToolUse use : calls) {
       ToolCall call = parsed(use).orElse(null);
       List<Event> held = new ArrayList<>();
       if (ToolCatalog.spec(use.name()).isPresent() && !state.spec().mayUse(use.name())) {
-        held.add(new ToolCallCompleted(turn, use.id(), "tool '" + use.name() + "' is not available to this session; it may use "
-            + String.join(", ", state.spec().tools()), true, null, now));
+        held.add(
+            new ToolCallCompleted(
+                turn,
+                use.id(),
+                "tool '"
+                    + use.name()
+                    + "' is not available to this session; it may use "
+                    + String.join(", ", state.spec().tools()),
+                true,
+                null,
+                now));
       } else if (call instanceof ToolCall.Wait w && w.timeoutSeconds() <= maxTimeout) {
-        held.add(new WaitStarted(turn, use.id(), w.event(), w.timeoutSeconds(), now.plusSeconds(w.timeoutSeconds()), now));
-        Inbound kept = inbox.stream().filter(i -> i.name().equals(w.event())).findFirst().orElse(null);
+        held.add(
+            new WaitStarted(
+                turn,
+                use.id(),
+                w.event(),
+                w.timeoutSeconds(),
+                now.plusSeconds(w.timeoutSeconds()),
+                now));
+        Inbound kept =
+            inbox.stream().filter(i -> i.name().equals(w.event())).findFirst().orElse(null);
         if (kept != null) {
           inbox.remove(kept);
           held.add(new ToolCallCompleted(turn, use.id(), kept.payload(), false, null, now));
@@ -891,42 +1254,74 @@ public final class SessionEntity
     return runNow;
   }
 
-  /** A person decided on a held call: an allowed one runs now, a denied one gets its error result. */
+  /**
+   * A person decided on a held call: an allowed one runs now, a denied one gets its error result.
+   */
   private ReplyEffect<Event, State> onDecide(State state, Decide cmd) {
     Approval pending = state.holds().approval(cmd.toolUseId());
-    if (pending == null) return Effect().reply(cmd.replyTo(), StatusReply.error(notPending(state, cmd.toolUseId())));
+    if (pending == null)
+      return Effect().reply(cmd.replyTo(), StatusReply.error(notPending(state, cmd.toolUseId())));
     Instant now = Instant.now();
     List<Event> events = new ArrayList<>();
-    events.add(new ApprovalDecided(pending.turn(), pending.callId(), cmd.allow(), cmd.message(), now));
-    Block.ToolUse use = state.lastToolUses().stream().filter(u -> u.id().equals(pending.callId())).findFirst().orElseThrow();
+    events.add(
+        new ApprovalDecided(pending.turn(), pending.callId(), cmd.allow(), cmd.message(), now));
+    Block.ToolUse use =
+        state.lastToolUses().stream()
+            .filter(u -> u.id().equals(pending.callId()))
+            .findFirst()
+            .orElseThrow();
     if (cmd.allow() && parsed(use).orElse(null) instanceof ToolCall.Task t && maySpawn(state)) {
-      events.add(new TaskStarted(pending.turn(), pending.callId(), childId(pending.callId()), t.description(), now));
-      return record(state, events, this::afterPersist).thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
+      events.add(
+          new TaskStarted(
+              pending.turn(), pending.callId(), childId(pending.callId()), t.description(), now));
+      return record(state, events, this::afterPersist)
+          .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
     }
     if (cmd.allow() && (needsOutsideSystem(state, use) || searchesOwnFiles(use))) {
-      return record(state, events, s -> {
-        if (handingOff) ctx.getSelf().tell(HandOffNow.INSTANCE); // the next incarnation runs it (recovery)
-        else runTools(s, pending.turn(), List.of(use));
-        afterPersist(s);
-      }).thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
+      return record(
+              state,
+              events,
+              s -> {
+                if (handingOff)
+                  ctx.getSelf()
+                      .tell(HandOffNow.INSTANCE); // the next incarnation runs it (recovery)
+                else runTools(s, pending.turn(), List.of(use));
+                afterPersist(s);
+              })
+          .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
     }
     if (cmd.allow()) {
       events.addAll(executeTools(state.files(), pending.turn(), List.of(use), now));
     } else {
       String why = cmd.message() == null || cmd.message().isBlank() ? "" : ": " + cmd.message();
-      events.add(new ToolCallCompleted(pending.turn(), pending.callId(),
-          "the call was denied by the person who reviews this session's tool calls" + why, true, null, now));
+      events.add(
+          new ToolCallCompleted(
+              pending.turn(),
+              pending.callId(),
+              "the call was denied by the person who reviews this session's tool calls" + why,
+              true,
+              null,
+              now));
     }
     events.addAll(decideNext(fold(state, events), "", now));
-    return record(state, events, this::afterPersist).thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
+    return record(state, events, this::afterPersist)
+        .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
   }
 
-  /** Why {@code toolUseId} cannot be decided: it needs no decision now (409), or there is no such call (404). */
+  /**
+   * Why {@code toolUseId} cannot be decided: it needs no decision now (409), or there is no such
+   * call (404).
+   */
   private String notPending(State state, String toolUseId) {
-    boolean known = state.messages().stream().flatMap(m -> m.content().stream())
-        .anyMatch(b -> b instanceof Block.ToolUse u && u.id().equals(toolUseId));
+    boolean known =
+        state.messages().stream()
+            .flatMap(m -> m.content().stream())
+            .anyMatch(b -> b instanceof Block.ToolUse u && u.id().equals(toolUseId));
     if (!known) return NOT_FOUND + ": no tool call " + toolUseId + " in session " + sessionId;
-    return CONFLICT + ": tool call " + toolUseId + " is not waiting for approval (it was decided already, or needed none)";
+    return CONFLICT
+        + ": tool call "
+        + toolUseId
+        + " is not waiting for approval (it was decided already, or needed none)";
   }
 
   /** Event {@code name} arrived: it resolves the first wait for it, or is kept for the next one. */
@@ -934,18 +1329,28 @@ public final class SessionEntity
     Wait wait = state.status() == Status.RUNNING ? state.holds().waitFor(cmd.name()) : null;
     int max = services.settings().waits().maxQueuedEvents();
     if (wait == null && state.holds().inbox().size() >= max) {
-      return Effect().reply(cmd.replyTo(), StatusReply.error(CONFLICT + ": " + max
-          + " events are kept for this session already and no wait takes them; send more once a wait has taken some"));
+      return Effect()
+          .reply(
+              cmd.replyTo(),
+              StatusReply.error(
+                  CONFLICT
+                      + ": "
+                      + max
+                      + " events are kept for this session already and no wait takes them; send"
+                      + " more once a wait has taken some"));
     }
     Instant now = Instant.now();
     List<Event> events = new ArrayList<>();
     events.add(new EventReceived(cmd.name(), cmd.payload(), now));
     if (wait != null) {
-      events.add(new ToolCallCompleted(wait.turn(), wait.callId(), cmd.payload(), false, null, now));
+      events.add(
+          new ToolCallCompleted(wait.turn(), wait.callId(), cmd.payload(), false, null, now));
       events.addAll(decideNext(fold(state, events), "", now));
     }
-    EventAccepted accepted = new EventAccepted(cmd.name(), wait == null ? null : wait.callId(), wait == null);
-    return record(state, events, this::afterPersist).thenReply(cmd.replyTo(), s -> StatusReply.success(accepted));
+    EventAccepted accepted =
+        new EventAccepted(cmd.name(), wait == null ? null : wait.callId(), wait == null);
+    return record(state, events, this::afterPersist)
+        .thenReply(cmd.replyTo(), s -> StatusReply.success(accepted));
   }
 
   /** A wait's deadline came without its event: the call's result says so. */
@@ -958,8 +1363,18 @@ public final class SessionEntity
       return Effect().none().thenNoReply();
     }
     List<Event> events = new ArrayList<>();
-    events.add(new ToolCallCompleted(wait.turn(), wait.callId(), "the wait timed out: no event '" + wait.event()
-        + "' arrived within " + wait.timeoutSeconds() + " s", true, null, now));
+    events.add(
+        new ToolCallCompleted(
+            wait.turn(),
+            wait.callId(),
+            "the wait timed out: no event '"
+                + wait.event()
+                + "' arrived within "
+                + wait.timeoutSeconds()
+                + " s",
+            true,
+            null,
+            now));
     events.addAll(decideNext(fold(state, events), "", now));
     return record(state, events, this::afterPersist).thenNoReply();
   }
@@ -977,13 +1392,14 @@ public final class SessionEntity
   }
 
   /**
-   * Re-executes tool calls that were started but not completed before a crash (not those held for
-   * a decision or an event). Session files are recomputed from the recorded state; org-file writes
+   * Re-executes tool calls that were started but not completed before a crash (not those held for a
+   * decision or an event). Session files are recomputed from the recorded state; org-file writes
    * are idempotent by (session, call id).
    */
   private ReplyEffect<Event, State> onResumeOpenCalls(State state, ResumeOpenCalls msg) {
     List<String> running = state.runningCalls();
-    List<Block.ToolUse> open = state.lastToolUses().stream().filter(u -> running.contains(u.id())).toList();
+    List<Block.ToolUse> open =
+        state.lastToolUses().stream().filter(u -> running.contains(u.id())).toList();
     if (open.isEmpty()) return Effect().none().thenNoReply();
     runTools(state, state.turns(), open);
     return Effect().none().thenNoReply();
@@ -993,7 +1409,9 @@ public final class SessionEntity
   private ReplyEffect<Event, State> onToolsFinished(State state, ToolsFinished msg) {
     List<Event> events = new ArrayList<>();
     for (Event e : msg.completions()) {
-      if (e instanceof ToolCallCompleted c && c.turn() == state.turns() && state.openCalls().contains(c.callId())) events.add(e);
+      if (e instanceof ToolCallCompleted c
+          && c.turn() == state.turns()
+          && state.openCalls().contains(c.callId())) events.add(e);
     }
     if (events.isEmpty()) return Effect().none().thenNoReply();
     events.addAll(decideNext(fold(state, events), "", Instant.now()));
@@ -1009,10 +1427,14 @@ public final class SessionEntity
     }
   }
 
-  /** True if {@code call} runs in the session's sandbox: {@code bash}, or a file tool on {@code /workspace}. */
+  /**
+   * True if {@code call} runs in the session's sandbox: {@code bash}, or a file tool on {@code
+   * /workspace}.
+   */
   private boolean usesSandbox(ToolCall call) {
     if (!services.hasSandboxes()) return false;
-    return call instanceof ToolCall.Bash || (!call.path().isRoot() && call.path().top().equals(Namespace.WORKSPACE.dir()));
+    return call instanceof ToolCall.Bash
+        || (!call.path().isRoot() && call.path().top().equals(Namespace.WORKSPACE.dir()));
   }
 
   /**
@@ -1029,18 +1451,23 @@ public final class SessionEntity
   /** True if the call's result comes from outside the session's state (org files, the sandbox). */
   private boolean needsOutsideSystem(State state, Block.ToolUse use) {
     ToolCall call = parsed(use).orElse(null);
-    if (call == null || call instanceof ToolCall.Wait || call instanceof ToolCall.Task) return false;
+    if (call == null || call instanceof ToolCall.Wait || call instanceof ToolCall.Task)
+      return false;
     if (usesSandbox(call) || searchesWorkspace(state, call)) return true;
     if (services.orgFiles() == null) return false;
     PathRouter router = services.router();
-    if (call.path().isRoot()) return router.isMounted(Namespace.MEMORY) || router.isMounted(Namespace.SKILLS);
-    return Namespace.ofDir(call.path().top()).filter(router::isMounted).filter(OrgFiles::isOrgNamespace).isPresent();
+    if (call.path().isRoot())
+      return router.isMounted(Namespace.MEMORY) || router.isMounted(Namespace.SKILLS);
+    return Namespace.ofDir(call.path().top())
+        .filter(router::isMounted)
+        .filter(OrgFiles::isOrgNamespace)
+        .isPresent();
   }
 
   /**
-   * True if the call is a {@code grep} or {@code glob} the session answers from its own files:
-   * CPU work (a grep may run for its whole budget), so it runs on the search dispatcher, not on
-   * the actor's thread, and its result comes in the write after the turn's starts.
+   * True if the call is a {@code grep} or {@code glob} the session answers from its own files: CPU
+   * work (a grep may run for its whole budget), so it runs on the search dispatcher, not on the
+   * actor's thread, and its result comes in the write after the turn's starts.
    */
   private static boolean searchesOwnFiles(Block.ToolUse use) {
     ToolCall call = parsed(use).orElse(null);
@@ -1054,27 +1481,56 @@ public final class SessionEntity
   private void runTools(State state, int turn, List<Block.ToolUse> calls) {
     if (state.status() != Status.RUNNING) return;
     ActorRef<SandboxHandle.Command> handle =
-        calls.stream().map(SessionEntity::parsed).flatMap(Optional::stream)
-            .anyMatch(call -> usesSandbox(call) || searchesWorkspace(state, call)) ? sandbox(state) : null;
+        calls.stream()
+                .map(SessionEntity::parsed)
+                .flatMap(Optional::stream)
+                .anyMatch(call -> usesSandbox(call) || searchesWorkspace(state, call))
+            ? sandbox(state)
+            : null;
     record Progress(SessionFiles files, List<Event> completions) {}
-    CompletionStage<Progress> chain = CompletableFuture.completedFuture(new Progress(state.files(), new ArrayList<>()));
+    CompletionStage<Progress> chain =
+        CompletableFuture.completedFuture(new Progress(state.files(), new ArrayList<>()));
     for (Block.ToolUse use : calls) {
-      chain = chain.thenCompose(p -> timedTool(use, () -> executeToolAsync(state, p.files(), use, handle)).thenApply(outcome -> {
-        ToolCallCompleted done = offloaded(
-            new ToolCallCompleted(turn, use.id(), outcome.content(), outcome.isError(), outcome.change(), Instant.now()));
-        p.completions().add(done);
-        return new Progress(done.change() == null ? p.files() : p.files().apply(done.change()), p.completions());
-      }));
+      chain =
+          chain.thenCompose(
+              p ->
+                  timedTool(use, () -> executeToolAsync(state, p.files(), use, handle))
+                      .thenApply(
+                          outcome -> {
+                            ToolCallCompleted done =
+                                offloaded(
+                                    new ToolCallCompleted(
+                                        turn,
+                                        use.id(),
+                                        outcome.content(),
+                                        outcome.isError(),
+                                        outcome.change(),
+                                        Instant.now()));
+                            p.completions().add(done);
+                            return new Progress(
+                                done.change() == null ? p.files() : p.files().apply(done.change()),
+                                p.completions());
+                          }));
     }
-    ctx.pipeToSelf(chain, (p, error) -> {
-      if (error == null) return new ToolsFinished(turn, p.completions());
-      // Not expected (each call turns its failures into an error result); answer every call honestly.
-      List<Event> failed = new ArrayList<>();
-      for (Block.ToolUse use : calls) {
-        failed.add(new ToolCallCompleted(turn, use.id(), "the tool failed: " + error.getMessage(), true, null, Instant.now()));
-      }
-      return new ToolsFinished(turn, failed);
-    });
+    ctx.pipeToSelf(
+        chain,
+        (p, error) -> {
+          if (error == null) return new ToolsFinished(turn, p.completions());
+          // Not expected (each call turns its failures into an error result); answer every call
+          // honestly.
+          List<Event> failed = new ArrayList<>();
+          for (Block.ToolUse use : calls) {
+            failed.add(
+                new ToolCallCompleted(
+                    turn,
+                    use.id(),
+                    "the tool failed: " + error.getMessage(),
+                    true,
+                    null,
+                    Instant.now()));
+          }
+          return new ToolsFinished(turn, failed);
+        });
   }
 
   private CompletionStage<SessionFiles.Outcome> executeToolAsync(
@@ -1088,47 +1544,72 @@ public final class SessionEntity
     int maxChars = services.settings().fileLimits().maxOutputChars();
     if (usesSandbox(call)) return inSandbox(handle, use.id(), call, maxChars);
     if (call.path().isRoot()) return searchEverything(state, files, call, handle, maxChars);
-    return orgFiles.execute(new OrgFiles.Caller(state.org(), state.user(), sessionId), use.id(), call, maxChars)
+    return orgFiles
+        .execute(
+            new OrgFiles.Caller(state.org(), state.user(), sessionId), use.id(), call, maxChars)
         .thenApply(r -> new SessionFiles.Outcome(r.content(), r.isError(), null));
   }
 
   /**
    * A {@code glob} or {@code grep} over {@code /}: every namespace the session can see, its
-   * sandbox's {@code /workspace} included when it has one. Thread-safe (runs inside the tool chain).
+   * sandbox's {@code /workspace} included when it has one. Thread-safe (runs inside the tool
+   * chain).
    */
   private CompletionStage<SessionFiles.Outcome> searchEverything(
-      State state, SessionFiles files, ToolCall call, ActorRef<SandboxHandle.Command> handle, int maxChars) {
+      State state,
+      SessionFiles files,
+      ToolCall call,
+      ActorRef<SandboxHandle.Command> handle,
+      int maxChars) {
     OrgFiles orgFiles = services.orgFiles();
     PathRouter router = services.router();
-    boolean org = orgFiles != null && (router.isMounted(Namespace.MEMORY) || router.isMounted(Namespace.SKILLS));
+    boolean org =
+        orgFiles != null
+            && (router.isMounted(Namespace.MEMORY) || router.isMounted(Namespace.SKILLS));
     CompletionStage<? extends Map<String, String>> orgPart =
-        org ? orgFiles.everything(state.org()) : CompletableFuture.completedFuture(Map.<String, String>of());
-    CompletionStage<SandboxHandle.Collected> workspacePart = handle != null && searchesWorkspace(state, call)
-        ? AskPattern.<SandboxHandle.Command, SandboxHandle.Collected>ask(handle,
-            replyTo -> new SandboxHandle.Collect(call instanceof ToolCall.Grep, replyTo),
-            services.sandboxSettings().answerMargin(), scheduler)
-            .exceptionally(e -> new SandboxHandle.Collected(new java.util.TreeMap<>(), "it did not answer in time"))
-        : CompletableFuture.completedFuture(null);
-    return orgPart.thenCombine(workspacePart, (orgFilesFound, workspace) -> {
-      java.util.TreeMap<String, String> all = new java.util.TreeMap<>(orgFilesFound);
-      all.putAll(files.files());
-      Set<String> roots = new java.util.HashSet<>(Set.of("/session", "/memory", "/skills"));
-      if (workspace != null && workspace.error() == null) {
-        all.putAll(workspace.files());
-        roots.add("/workspace");
-      }
-      FileTree tree = new FileTree(all, roots);
-      try {
-        String out = call instanceof ToolCall.Glob g ? tree.glob(call.path(), g.pattern())
-            : tree.grep(call.path(), ((ToolCall.Grep) call).pattern(), ((ToolCall.Grep) call).glob(), maxChars);
-        if (workspace != null && workspace.error() != null) {
-          out += "\n[/workspace was not searched: " + workspace.error() + "]";
-        }
-        return new SessionFiles.Outcome(out, false, null);
-      } catch (TextFiles.ToolFailure f) {
-        return new SessionFiles.Outcome(f.getMessage(), true, null);
-      }
-    });
+        org
+            ? orgFiles.everything(state.org())
+            : CompletableFuture.completedFuture(Map.<String, String>of());
+    CompletionStage<SandboxHandle.Collected> workspacePart =
+        handle != null && searchesWorkspace(state, call)
+            ? AskPattern.<SandboxHandle.Command, SandboxHandle.Collected>ask(
+                    handle,
+                    replyTo -> new SandboxHandle.Collect(call instanceof ToolCall.Grep, replyTo),
+                    services.sandboxSettings().answerMargin(),
+                    scheduler)
+                .exceptionally(
+                    e ->
+                        new SandboxHandle.Collected(
+                            new java.util.TreeMap<>(), "it did not answer in time"))
+            : CompletableFuture.completedFuture(null);
+    return orgPart.thenCombine(
+        workspacePart,
+        (orgFilesFound, workspace) -> {
+          java.util.TreeMap<String, String> all = new java.util.TreeMap<>(orgFilesFound);
+          all.putAll(files.files());
+          Set<String> roots = new java.util.HashSet<>(Set.of("/session", "/memory", "/skills"));
+          if (workspace != null && workspace.error() == null) {
+            all.putAll(workspace.files());
+            roots.add("/workspace");
+          }
+          FileTree tree = new FileTree(all, roots);
+          try {
+            String out =
+                call instanceof ToolCall.Glob g
+                    ? tree.glob(call.path(), g.pattern())
+                    : tree.grep(
+                        call.path(),
+                        ((ToolCall.Grep) call).pattern(),
+                        ((ToolCall.Grep) call).glob(),
+                        maxChars);
+            if (workspace != null && workspace.error() != null) {
+              out += "\n[/workspace was not searched: " + workspace.error() + "]";
+            }
+            return new SessionFiles.Outcome(out, false, null);
+          } catch (TextFiles.ToolFailure f) {
+            return new SessionFiles.Outcome(f.getMessage(), true, null);
+          }
+        });
   }
 
   /**
@@ -1140,28 +1621,52 @@ public final class SessionEntity
   private CompletionStage<SessionFiles.Outcome> inSandbox(
       ActorRef<SandboxHandle.Command> handle, String callId, ToolCall call, int maxChars) {
     SandboxHandle.Settings settings = services.sandboxSettings();
-    Duration command = call instanceof ToolCall.Bash b && b.timeoutMs() != null
-        ? Duration.ofMillis(b.timeoutMs()) : settings.limits().defaultTimeout();
+    Duration command =
+        call instanceof ToolCall.Bash b && b.timeoutMs() != null
+            ? Duration.ofMillis(b.timeoutMs())
+            : settings.limits().defaultTimeout();
     Duration timeout = settings.answerWithin(command);
     long startBy = System.nanoTime() + settings.startTimeout().toNanos();
-    return AskPattern.<SandboxHandle.Command, SandboxHandle.Result>ask(handle,
-            replyTo -> new SandboxHandle.Run(callId, call, maxChars, replyTo, startBy), timeout, scheduler)
-        .handle((r, e) -> e == null
-            ? new SessionFiles.Outcome(r.content(), r.isError(), null)
-            : new SessionFiles.Outcome("interrupted: the sandbox did not answer within " + timeout.toSeconds() + " s; "
-                + (call instanceof ToolCall.Bash ? "the command may or may not have run" : "it may or may not have taken effect"),
-                true, null));
+    return AskPattern.<SandboxHandle.Command, SandboxHandle.Result>ask(
+            handle,
+            replyTo -> new SandboxHandle.Run(callId, call, maxChars, replyTo, startBy),
+            timeout,
+            scheduler)
+        .handle(
+            (r, e) ->
+                e == null
+                    ? new SessionFiles.Outcome(r.content(), r.isError(), null)
+                    : new SessionFiles.Outcome(
+                        "interrupted: the sandbox did not answer within "
+                            + timeout.toSeconds()
+                            + " s; "
+                            + (call instanceof ToolCall.Bash
+                                ? "the command may or may not have run"
+                                : "it may or may not have taken effect"),
+                        true,
+                        null));
   }
 
   /** The sandbox child; spawned on first use, knowing the sandbox the session recorded (if any). */
   private ActorRef<SandboxHandle.Command> sandbox(State state) {
     if (sandbox == null) {
-      ActorRef<SandboxHandle.Report> reports = ctx.messageAdapter(SandboxHandle.Report.class, SandboxReported::new);
+      ActorRef<SandboxHandle.Report> reports =
+          ctx.messageAdapter(SandboxHandle.Report.class, SandboxReported::new);
       SandboxInfo known = state.sandbox();
-      sandbox = ctx.spawnAnonymous(LogContext.everyMessage(
-          state.org() == null ? Map.of("sessionId", state.id()) : Map.of("sessionId", state.id(), "org", state.org()),
-          SandboxHandle.create(services.sandboxes(), services.sandboxSettings(), reports,
-          known == null ? null : known.id(), known == null ? null : known.state(), services.snapshots(), state.id())));
+      sandbox =
+          ctx.spawnAnonymous(
+              LogContext.everyMessage(
+                  state.org() == null
+                      ? Map.of("sessionId", state.id())
+                      : Map.of("sessionId", state.id(), "org", state.org()),
+                  SandboxHandle.create(
+                      services.sandboxes(),
+                      services.sandboxSettings(),
+                      reports,
+                      known == null ? null : known.id(),
+                      known == null ? null : known.state(),
+                      services.snapshots(),
+                      state.id())));
       ctx.watchWith(sandbox, new SandboxStopped(sandbox));
     }
     return sandbox;
@@ -1169,37 +1674,52 @@ public final class SessionEntity
 
   /** Records what the sandbox child reported: a new sandbox id and/or a new state. */
   private ReplyEffect<Event, State> onSandboxReported(State state, SandboxReported msg) {
-    // A finished session records nothing after its terminal event (which says its sandbox is destroyed).
-    if (state.status() == Status.NEW || state.status().finished()) return Effect().none().thenNoReply();
+    // A finished session records nothing after its terminal event (which says its sandbox is
+    // destroyed).
+    if (state.status() == Status.NEW || state.status().finished())
+      return Effect().none().thenNoReply();
     SandboxHandle.Report r = msg.report();
     SandboxInfo known = state.sandbox();
     String knownId = known == null ? null : known.id();
     Instant now = Instant.now();
     List<Event> events = new ArrayList<>();
     if (r.sandboxId() != null && !r.sandboxId().equals(knownId)) {
-      events.add(knownId == null ? new SandboxAttached(r.sandboxId(), now) : new SandboxReplaced(knownId, r.sandboxId(), now));
+      events.add(
+          knownId == null
+              ? new SandboxAttached(r.sandboxId(), now)
+              : new SandboxReplaced(knownId, r.sandboxId(), now));
     }
-    if (known == null || !r.state().equals(known.state())) events.add(new SandboxChanged(r.state(), now));
+    if (known == null || !r.state().equals(known.state()))
+      events.add(new SandboxChanged(r.state(), now));
     if (events.isEmpty()) return Effect().none().thenNoReply();
     boolean newSandbox = r.sandboxId() != null && !r.sandboxId().equals(knownId);
     // The list knows each session's current sandbox, for the sandbox sweep (SandboxSweeper).
-    return record(state, events, s -> {
-      if (newSandbox) services.observer().detailsChanged(summary(s), lastSequenceNumber(ctx));
-    }).thenNoReply();
+    return record(
+            state,
+            events,
+            s -> {
+              if (newSandbox)
+                services.observer().detailsChanged(summary(s), lastSequenceNumber(ctx));
+            })
+        .thenNoReply();
   }
 
   private ReplyEffect<Event, State> onModelFailed(State state, ModelFailed msg) {
     callInFlight = 0;
-    if (msg.turn() != state.turns() + 1 || !state.readyForModel()) return Effect().none().thenNoReply();
-    return record(state, ending(state, new SessionFailed(msg.code(), msg.message(), Instant.now())), this::afterPersist)
+    if (msg.turn() != state.turns() + 1 || !state.readyForModel())
+      return Effect().none().thenNoReply();
+    return record(
+            state,
+            ending(state, new SessionFailed(msg.code(), msg.message(), Instant.now())),
+            this::afterPersist)
         .thenNoReply();
   }
 
   /**
    * Passivates an idle session, but not while its sandbox still has processes: the sandbox child
-   * (started for it if need be) hibernates it first, and the next idle timeout passivates. The
-   * stay is bounded (hibernate-after plus twice passivate-after): a sandbox that cannot be parked,
-   * say its host is unreachable, does not keep the session in memory for ever.
+   * (started for it if need be) hibernates it first, and the next idle timeout passivates. The stay
+   * is bounded (hibernate-after plus twice passivate-after): a sandbox that cannot be parked, say
+   * its host is unreachable, does not keep the session in memory for ever.
    */
   private ReplyEffect<Event, State> onIdleTimeout(State state, IdleTimeout msg) {
     if (state.busy()) return Effect().none().thenNoReply();
@@ -1225,13 +1745,19 @@ public final class SessionEntity
   private boolean heldWithinBound() {
     long now = System.nanoTime();
     if (heldSinceNanos == 0) heldSinceNanos = now;
-    Duration bound = services.sandboxSettings().hibernateAfter().plus(services.settings().passivateAfter().multipliedBy(2));
+    Duration bound =
+        services
+            .sandboxSettings()
+            .hibernateAfter()
+            .plus(services.settings().passivateAfter().multipliedBy(2));
     return now - heldSinceNanos < bound.toNanos();
   }
 
   private boolean sandboxHasProcesses(State state) {
     SandboxInfo s = state.sandbox();
-    return services.hasSandboxes() && s != null && s.id() != null
+    return services.hasSandboxes()
+        && s != null
+        && s.id() != null
         && Set.of("active", "suspended", "provisioning", "replacing").contains(s.state());
   }
 
@@ -1239,12 +1765,16 @@ public final class SessionEntity
    * Runs the tool calls that the session can answer itself — {@code /session} files and every
    * refusal — against the files as they evolve through the turn, and returns their completions.
    */
-  private List<Event> executeTools(SessionFiles files, int turn, List<Block.ToolUse> calls, Instant now) {
+  private List<Event> executeTools(
+      SessionFiles files, int turn, List<Block.ToolUse> calls, Instant now) {
     List<Event> completions = new ArrayList<>();
     for (Block.ToolUse use : calls) {
       long started = System.nanoTime();
       SessionFiles.Outcome outcome = executeTool(files, use);
-      ToolCallCompleted done = offloaded(new ToolCallCompleted(turn, use.id(), outcome.content(), outcome.isError(), outcome.change(), now));
+      ToolCallCompleted done =
+          offloaded(
+              new ToolCallCompleted(
+                  turn, use.id(), outcome.content(), outcome.isError(), outcome.change(), now));
       if (done.change() != null) files = files.apply(done.change());
       recordToolCall(use, outcome, started);
       completions.add(done);
@@ -1252,18 +1782,24 @@ public final class SessionEntity
     return completions;
   }
 
-  /** Runs a tool call that completes later, and records it with {@link #recordToolCall} when it does. */
+  /**
+   * Runs a tool call that completes later, and records it with {@link #recordToolCall} when it
+   * does.
+   */
   private static CompletionStage<SessionFiles.Outcome> timedTool(
       Block.ToolUse use, java.util.function.Supplier<CompletionStage<SessionFiles.Outcome>> call) {
     long started = System.nanoTime();
-    return call.get().thenApply(outcome -> {
-      recordToolCall(use, outcome, started);
-      return outcome;
-    });
+    return call.get()
+        .thenApply(
+            outcome -> {
+              recordToolCall(use, outcome, started);
+              return outcome;
+            });
   }
 
   /** Counts a tool call by tool and outcome and records its duration by tool. */
-  private static void recordToolCall(Block.ToolUse use, SessionFiles.Outcome outcome, long startedNanos) {
+  private static void recordToolCall(
+      Block.ToolUse use, SessionFiles.Outcome outcome, long startedNanos) {
     String tool = ToolCatalog.spec(use.name()).isPresent() ? use.name() : "unknown";
     Metrics.TOOL_CALLS.labelValues(tool, outcome.isError() ? "error" : "ok").inc();
     Metrics.TOOL_CALL_SECONDS.labelValues(tool).observe(Metrics.secondsSince(startedNanos));
@@ -1278,18 +1814,29 @@ public final class SessionEntity
     }
     PathRouter router = services.router();
     if (call instanceof ToolCall.Task) { // a task that may start is held, never executed
-      return new SessionFiles.Outcome("this session is a subagent at the deepest level allowed (outboard.subagents.max-depth = "
-          + services.settings().subagents().maxDepth() + "): it cannot start subagents; do the work yourself", true, null);
+      return new SessionFiles.Outcome(
+          "this session is a subagent at the deepest level allowed (outboard.subagents.max-depth = "
+              + services.settings().subagents().maxDepth()
+              + "): it cannot start subagents; do the work yourself",
+          true,
+          null);
     }
     if (call instanceof ToolCall.Wait w) { // a wait within the limit is held, never executed
-      return new SessionFiles.Outcome("invalid arguments for tool 'wait': timeoutSeconds must be at most "
-          + services.settings().waits().maxTimeout().toSeconds() + ", got " + w.timeoutSeconds(), true, null);
+      return new SessionFiles.Outcome(
+          "invalid arguments for tool 'wait': timeoutSeconds must be at most "
+              + services.settings().waits().maxTimeout().toSeconds()
+              + ", got "
+              + w.timeoutSeconds(),
+          true,
+          null);
     }
     if (call instanceof ToolCall.Bash) {
-      return new SessionFiles.Outcome("bash needs a sandbox (/workspace); " + router.notMounted(call.path()), true, null);
+      return new SessionFiles.Outcome(
+          "bash needs a sandbox (/workspace); " + router.notMounted(call.path()), true, null);
     }
     VirtualPath path = call.path();
-    boolean searchAll = path.isRoot() && (call instanceof ToolCall.Glob || call instanceof ToolCall.Grep);
+    boolean searchAll =
+        path.isRoot() && (call instanceof ToolCall.Glob || call instanceof ToolCall.Grep);
     if (!searchAll) {
       try {
         if (router.route(path) != Namespace.SESSION) {
@@ -1305,15 +1852,24 @@ public final class SessionEntity
   /** After a turn's events: stop the loop (completed / waiting / budget spent) or let it go on. */
   private List<Event> decideNext(State after, String text, Instant now) {
     if (!after.readyForModel()) return List.of();
-    boolean modelDone = after.messages().get(after.messages().size() - 1).role().equals(Message.ASSISTANT);
+    boolean modelDone =
+        after.messages().get(after.messages().size() - 1).role().equals(Message.ASSISTANT);
     if (modelDone) {
-      return after.spec().keepOpen() ? List.of(new SessionWaiting(text, now)) : ending(after, new SessionCompleted(text, now));
+      return after.spec().keepOpen()
+          ? List.of(new SessionWaiting(text, now))
+          : ending(after, new SessionCompleted(text, now));
     }
     // The session's own maxTurns fails it as API.md says, unless its budget pauses instead (then
     // the check before the next model call holds it) or the limit was raised.
-    if (after.budget().maxTurns() == null && !after.spec().ownBudget().pauses() && after.turns() >= after.spec().maxTurns()) {
-      return ending(after,
-          new SessionFailed("max_turns", "the session used its budget of " + after.spec().maxTurns() + " turns", now));
+    if (after.budget().maxTurns() == null
+        && !after.spec().ownBudget().pauses()
+        && after.turns() >= after.spec().maxTurns()) {
+      return ending(
+          after,
+          new SessionFailed(
+              "max_turns",
+              "the session used its budget of " + after.spec().maxTurns() + " turns",
+              now));
     }
     return List.of();
   }
@@ -1333,7 +1889,8 @@ public final class SessionEntity
   private void afterPersist(State state) {
     long seq = lastSequenceNumber(ctx);
     if (timedTurn != 0 && timedTurn == state.turns() && state.openCalls().isEmpty()) {
-      Metrics.TURN_SECONDS.observe(Metrics.secondsSince(turnStartNanos)); // the turn's last result is recorded
+      Metrics.TURN_SECONDS.observe(
+          Metrics.secondsSince(turnStartNanos)); // the turn's last result is recorded
       timedTurn = 0;
     }
     Status shown = state.shown();
@@ -1345,7 +1902,8 @@ public final class SessionEntity
       if (state.readyForModel() && !handingOff) callModel(state);
     } else {
       // Finished, waiting for a message, or only held calls left: it may passivate (holds wake it).
-      timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().idleTimeout(state.status().finished()));
+      timers.startSingleTimer(
+          IdleTimeout.INSTANCE, services.settings().idleTimeout(state.status().finished()));
     }
     armWaits(state);
     startChildren(state);
@@ -1366,14 +1924,19 @@ public final class SessionEntity
       reportedHolds = holdsNow;
       if (summary == null) services.observer().detailsChanged(summary(state), seq);
     }
-    if (handingOff && (!state.busy() || state.readyForModel())) ctx.getSelf().tell(HandOffNow.INSTANCE);
+    if (handingOff && (!state.busy() || state.readyForModel()))
+      ctx.getSelf().tell(HandOffNow.INSTANCE);
   }
 
   /** What the sessions list shows of the holds: the pending call ids and the earliest deadline. */
   private static List<Object> holdsShown(State state) {
     if (state.status() != Status.RUNNING) return List.of();
-    List<Object> shown = new ArrayList<>(state.holds().approvals().stream().map(Approval::callId).toList());
-    state.holds().waits().stream().map(Wait::deadline).min(Instant::compareTo).ifPresent(shown::add);
+    List<Object> shown =
+        new ArrayList<>(state.holds().approvals().stream().map(Approval::callId).toList());
+    state.holds().waits().stream()
+        .map(Wait::deadline)
+        .min(Instant::compareTo)
+        .ifPresent(shown::add);
     return shown;
   }
 
@@ -1382,40 +1945,59 @@ public final class SessionEntity
    * followers and runs {@code then}. Times the journal write, from here to the callback. The
    * followers cannot change in between: commands wait while the entity persists.
    */
-  private EffectBuilder<Event, State> record(State before, List<Event> events, Procedure<State> then) {
+  private EffectBuilder<Event, State> record(
+      State before, List<Event> events, Procedure<State> then) {
     long started = System.nanoTime();
-    List<SessionFeed.Recorded> pushes = followers.isEmpty()
-        ? List.of() : SessionEventStream.render(lastSequenceNumber(ctx) + 1, events, before);
-    return Effect().persist(events).thenRun(s -> {
-      Metrics.JOURNAL_WRITE_SECONDS.observe(Metrics.secondsSince(started));
-      for (SessionFeed.Recorded push : pushes) {
-        for (ActorRef<SessionFeed.Message> follower : followers) follower.tell(push);
-      }
-      then.apply(s);
-    });
+    List<SessionFeed.Recorded> pushes =
+        followers.isEmpty()
+            ? List.of()
+            : SessionEventStream.render(lastSequenceNumber(ctx) + 1, events, before);
+    return Effect()
+        .persist(events)
+        .thenRun(
+            s -> {
+              Metrics.JOURNAL_WRITE_SECONDS.observe(Metrics.secondsSince(started));
+              for (SessionFeed.Recorded push : pushes) {
+                for (ActorRef<SessionFeed.Message> follower : followers) follower.tell(push);
+              }
+              then.apply(s);
+            });
   }
 
   private ReplyEffect<Event, State> onFollow(State state, Follow cmd) {
-    if (followers.add(cmd.follower())) ctx.watchWith(cmd.follower(), new FollowerGone(cmd.follower()));
-    return Effect().reply(cmd.replyTo(), StatusReply.success(new SessionFeed.Followed(lastSequenceNumber(ctx), ctx.getSelf())));
+    if (followers.add(cmd.follower()))
+      ctx.watchWith(cmd.follower(), new FollowerGone(cmd.follower()));
+    return Effect()
+        .reply(
+            cmd.replyTo(),
+            StatusReply.success(new SessionFeed.Followed(lastSequenceNumber(ctx), ctx.getSelf())));
   }
 
   /** A piece of the model's answer in flight: live to the followers, never recorded. */
   private ReplyEffect<Event, State> onDelta(State state, DeltaArrived msg) {
     if (msg.turn() != callInFlight || followers.isEmpty()) return Effect().none().thenNoReply();
-    SessionFeed.Live push = new SessionFeed.Live(lastSequenceNumber(ctx), SessionEventStream.delta(msg.turn(), msg.delta()));
+    SessionFeed.Live push =
+        new SessionFeed.Live(
+            lastSequenceNumber(ctx), SessionEventStream.delta(msg.turn(), msg.delta()));
     for (ActorRef<SessionFeed.Message> follower : followers) follower.tell(push);
     return Effect().none().thenNoReply();
   }
 
   private ReplyEffect<Event, State> onAwaitSettled(State state, AwaitSettled cmd) {
-    if (state.shown() != Status.RUNNING) return Effect().reply(cmd.replyTo(), StatusReply.success(summary(state)));
+    if (state.shown() != Status.RUNNING)
+      return Effect().reply(cmd.replyTo(), StatusReply.success(summary(state)));
     waiters.add(cmd.replyTo());
-    timers.startSingleTimer(new WaitDue(cmd.replyTo()), new WaitDue(cmd.replyTo()), Duration.ofMillis(Math.max(0, cmd.waitMillis())));
+    timers.startSingleTimer(
+        new WaitDue(cmd.replyTo()),
+        new WaitDue(cmd.replyTo()),
+        Duration.ofMillis(Math.max(0, cmd.waitMillis())));
     return Effect().noReply();
   }
 
-  /** Answers the callers waiting for the session to leave running (it did, or this incarnation stops). */
+  /**
+   * Answers the callers waiting for the session to leave running (it did, or this incarnation
+   * stops).
+   */
   private void releaseWaiters(State state) {
     for (ActorRef<StatusReply<Summary>> waiter : waiters) {
       timers.cancel(new WaitDue(waiter));
@@ -1474,44 +2056,81 @@ public final class SessionEntity
     ActorRef<Command> self = ctx.getSelf();
     boolean streamed = !followers.isEmpty();
     if (client == null) {
-      ctx.getSelf().tell(new ModelFailed(turn, "model_unavailable",
-          "model provider '" + state.spec().model().provider() + "' is not available on this node"));
+      ctx.getSelf()
+          .tell(
+              new ModelFailed(
+                  turn,
+                  "model_unavailable",
+                  "model provider '"
+                      + state.spec().model().provider()
+                      + "' is not available on this node"));
       return;
     }
     record Answer(ModelResponse response, ApprovalPolicy orgPolicy) {}
     // The org's policy first (cached): a session over its budget makes no call. Its read never
     // fails (unreadable: null), so a failure below is the model call's, or the budget's.
-    CompletionStage<Answer> answer = orgPolicy(state).thenCompose(policy -> {
-      OverBudget over = overBudget(state, turn, policy == null ? Budget.NONE : policy.budget());
-      if (over != null) return CompletableFuture.failedFuture(new BudgetReached(over));
-      return systemPrompt(state).thenCompose(system -> {
-        ModelRequest request = new ModelRequest(sessionId, turn, state.spec().model(), system, tools(state), state.messages());
-        try {
-          // Streaming costs the provider client a reading thread per call: only while someone follows.
-          return streamed ? client.complete(request, delta -> self.tell(new DeltaArrived(turn, delta))) : client.complete(request);
-        } catch (RuntimeException e) {
-          return CompletableFuture.<ModelResponse>failedFuture(e);
-        }
-      }).thenApply(response -> new Answer(response, policy == null ? null : policy.approvals()));
-    });
-    ctx.pipeToSelf(answer, (both, error) -> {
-      if (error == null) {
-        Metrics.MODEL_CALL_SECONDS.observe(Metrics.secondsSince(turnStartNanos));
-        return new ModelAnswered(turn, both.response(), both.orgPolicy());
-      }
-      Throwable cause = error instanceof java.util.concurrent.CompletionException && error.getCause() != null ? error.getCause() : error;
-      if (cause instanceof BudgetReached b) return b.over();
-      if (cause instanceof ModelCallException m) return new ModelFailed(turn, m.code(), m.getMessage());
-      return new ModelFailed(turn, "model_error", Secrets.redact(String.valueOf(cause.getMessage())));
-    });
+    CompletionStage<Answer> answer =
+        orgPolicy(state)
+            .thenCompose(
+                policy -> {
+                  OverBudget over =
+                      overBudget(state, turn, policy == null ? Budget.NONE : policy.budget());
+                  if (over != null) return CompletableFuture.failedFuture(new BudgetReached(over));
+                  return systemPrompt(state)
+                      .thenCompose(
+                          system -> {
+                            ModelRequest request =
+                                new ModelRequest(
+                                    sessionId,
+                                    turn,
+                                    state.spec().model(),
+                                    system,
+                                    tools(state),
+                                    state.messages());
+                            try {
+                              // Streaming costs the provider client a reading thread per call: only
+                              // while someone follows.
+                              return streamed
+                                  ? client.complete(
+                                      request, delta -> self.tell(new DeltaArrived(turn, delta)))
+                                  : client.complete(request);
+                            } catch (RuntimeException e) {
+                              return CompletableFuture.<ModelResponse>failedFuture(e);
+                            }
+                          })
+                      .thenApply(
+                          response ->
+                              new Answer(response, policy == null ? null : policy.approvals()));
+                });
+    ctx.pipeToSelf(
+        answer,
+        (both, error) -> {
+          if (error == null) {
+            Metrics.MODEL_CALL_SECONDS.observe(Metrics.secondsSince(turnStartNanos));
+            return new ModelAnswered(turn, both.response(), both.orgPolicy());
+          }
+          Throwable cause =
+              error instanceof java.util.concurrent.CompletionException && error.getCause() != null
+                  ? error.getCause()
+                  : error;
+          if (cause instanceof BudgetReached b) return b.over();
+          if (cause instanceof ModelCallException m)
+            return new ModelFailed(turn, m.code(), m.getMessage());
+          return new ModelFailed(
+              turn, "model_error", Secrets.redact(String.valueOf(cause.getMessage())));
+        });
   }
 
   // ------------------------------------------------------------------ compaction
 
   /** The user message that stands for the messages a compaction replaced. */
   static String compactedHead(TranscriptCompacted e) {
-    return "[Summary of the conversation before this point (" + e.replaced() + " messages; the full text is in "
-        + e.historyPath() + ")]\n" + e.summary();
+    return "[Summary of the conversation before this point ("
+        + e.replaced()
+        + " messages; the full text is in "
+        + e.historyPath()
+        + ")]\n"
+        + e.summary();
   }
 
   /**
@@ -1522,9 +2141,11 @@ public final class SessionEntity
   private int compactionCut(State state, int turn) {
     SessionSettings.Compaction c = services.settings().compaction();
     if (turn == summaryFailedTurn) return 0;
-    // The messages, the tool definitions, the session's system text and the harness's (about 2,000 characters).
+    // The messages, the tool definitions, the session's system text and the harness's (about 2,000
+    // characters).
     long chars = 2_000 + (state.spec().system() == null ? 0 : state.spec().system().length());
-    for (dev.outboard.tools.ToolSpec t : tools(state)) chars += TOOL_CHARS.getOrDefault(t.name(), 0);
+    for (dev.outboard.tools.ToolSpec t : tools(state))
+      chars += TOOL_CHARS.getOrDefault(t.name(), 0);
     chars += transcriptChars(state.messages());
     long tokens = chars / c.charsPerToken();
     if (tokens <= c.threshold() * c.window(state.spec().model().name())) return 0;
@@ -1537,6 +2158,7 @@ public final class SessionEntity
 
   /** The transcript that transcriptChars counted last, and its characters. */
   private List<Message> counted = List.of();
+
   private long countedChars;
 
   /**
@@ -1546,18 +2168,29 @@ public final class SessionEntity
    */
   private long transcriptChars(List<Message> messages) {
     int n = counted.size();
-    boolean grown = n > 0 && n <= messages.size() && messages.get(0) == counted.get(0)
-        && messages.get(n - 1) == counted.get(n - 1);
+    boolean grown =
+        n > 0
+            && n <= messages.size()
+            && messages.get(0) == counted.get(0)
+            && messages.get(n - 1) == counted.get(n - 1);
     long chars = grown ? countedChars : 0;
-    for (int i = grown ? n : 0; i < messages.size(); i++) chars += charsOf(messages.get(i).content());
+    for (int i = grown ? n : 0; i < messages.size(); i++)
+      chars += charsOf(messages.get(i).content());
     counted = messages;
     countedChars = chars;
     return chars;
   }
 
   /** Each tool's definition as sent: its description and input schema, in characters. */
-  private static final Map<String, Integer> TOOL_CHARS = ToolCatalog.ALL.stream().collect(java.util.stream.Collectors.toMap(
-      dev.outboard.tools.ToolSpec::name, t -> t.name().length() + t.description().length() + t.inputSchema().toString().length()));
+  private static final Map<String, Integer> TOOL_CHARS =
+      ToolCatalog.ALL.stream()
+          .collect(
+              java.util.stream.Collectors.toMap(
+                  dev.outboard.tools.ToolSpec::name,
+                  t ->
+                      t.name().length()
+                          + t.description().length()
+                          + t.inputSchema().toString().length()));
 
   private static long charsOf(List<Block> blocks) {
     long n = 0;
@@ -1572,7 +2205,10 @@ public final class SessionEntity
   /** The turn whose summary call failed, so that it goes on without compaction (0: none). */
   private int summaryFailedTurn;
 
-  /** Asks the model for a summary of {@code messages[0, cut)}; the answer comes back as {@link Summarised}. */
+  /**
+   * Asks the model for a summary of {@code messages[0, cut)}; the answer comes back as {@link
+   * Summarised}.
+   */
   private void summarise(State state, int turn, int cut) {
     callInFlight = turn;
     ModelClient client = services.models().get(state.spec().model().provider()).orElse(null);
@@ -1581,43 +2217,76 @@ public final class SessionEntity
       return;
     }
     String older = render(state.messages().subList(0, cut), Integer.MAX_VALUE);
-    String system = "You compact the transcript of an agent session. Summarise the conversation below for the agent "
-        + "that continues it: the task, what was done and found, decisions and their reasons, open questions, "
-        + "files and paths that matter, and what remains to do. Be complete but brief; answer with the summary only.";
-    ModelRequest request = new ModelRequest(sessionId, turn, state.spec().model(), system, List.of(),
-        List.of(Message.user(List.of(new Block.Text(older)))), ModelRequest.Purpose.SUMMARY);
+    String system =
+        "You compact the transcript of an agent session. Summarise the conversation below for the"
+            + " agent that continues it: the task, what was done and found, decisions and their"
+            + " reasons, open questions, files and paths that matter, and what remains to do. Be"
+            + " complete but brief; answer with the summary only.";
+    ModelRequest request =
+        new ModelRequest(
+            sessionId,
+            turn,
+            state.spec().model(),
+            system,
+            List.of(),
+            List.of(Message.user(List.of(new Block.Text(older)))),
+            ModelRequest.Purpose.SUMMARY);
     CompletionStage<ModelResponse> answer;
     try {
       answer = client.complete(request);
     } catch (RuntimeException e) {
       answer = CompletableFuture.failedFuture(e);
     }
-    ctx.pipeToSelf(answer, (response, error) -> error == null
-        ? new Summarised(turn, cut, response.text(), response.usage())
-        : new SummaryFailed(turn, Secrets.redact(String.valueOf(error.getMessage()))));
+    ctx.pipeToSelf(
+        answer,
+        (response, error) ->
+            error == null
+                ? new Summarised(turn, cut, response.text(), response.usage())
+                : new SummaryFailed(turn, Secrets.redact(String.valueOf(error.getMessage()))));
   }
 
-  /** The summary is in: record the compaction (the history file with it), then make the turn's call. */
+  /**
+   * The summary is in: record the compaction (the history file with it), then make the turn's call.
+   */
   private ReplyEffect<Event, State> onSummarised(State state, Summarised msg) {
     callInFlight = 0;
-    if (msg.turn() != state.turns() + 1 || !state.readyForModel() || msg.replaced() >= state.messages().size()) {
+    if (msg.turn() != state.turns() + 1
+        || !state.readyForModel()
+        || msg.replaced() >= state.messages().size()) {
       return Effect().none().thenNoReply();
     }
-    int part = (int) state.files().files().keySet().stream().filter(f -> f.startsWith(HISTORY_DIR)).count() + 1;
+    int part =
+        (int) state.files().files().keySet().stream().filter(f -> f.startsWith(HISTORY_DIR)).count()
+            + 1;
     String path = String.format("%s%03d.md", HISTORY_DIR, part);
-    TranscriptCompacted compacted = new TranscriptCompacted(msg.replaced(), msg.summary().isBlank() ? "(no summary)" : msg.summary(),
-        path, services.settings().compaction().maxHistoryChars(), msg.usage(), Instant.now());
+    TranscriptCompacted compacted =
+        new TranscriptCompacted(
+            msg.replaced(),
+            msg.summary().isBlank() ? "(no summary)" : msg.summary(),
+            path,
+            services.settings().compaction().maxHistoryChars(),
+            msg.usage(),
+            Instant.now());
     Metrics.COMPACTIONS.inc();
-    return record(state, List.of(compacted), s -> {
-      services.observer().usage(s.org(), msg.usage(), compacted.at());
-      afterPersist(s);
-    }).thenNoReply();
+    return record(
+            state,
+            List.of(compacted),
+            s -> {
+              services.observer().usage(s.org(), msg.usage(), compacted.at());
+              afterPersist(s);
+            })
+        .thenNoReply();
   }
 
   private ReplyEffect<Event, State> onSummaryFailed(State state, SummaryFailed msg) {
     callInFlight = 0;
-    if (msg.turn() != state.turns() + 1 || !state.readyForModel()) return Effect().none().thenNoReply();
-    log.warn("session {}: the summary for compaction failed ({}); turn {} goes on without it", sessionId, msg.reason(), msg.turn());
+    if (msg.turn() != state.turns() + 1 || !state.readyForModel())
+      return Effect().none().thenNoReply();
+    log.warn(
+        "session {}: the summary for compaction failed ({}); turn {} goes on without it",
+        sessionId,
+        msg.reason(),
+        msg.turn());
     summaryFailedTurn = msg.turn();
     callModel(state);
     return Effect().none().thenNoReply();
@@ -1632,15 +2301,29 @@ public final class SessionEntity
       sb.append("## ").append(m.role()).append('\n');
       for (Block b : m.content()) {
         if (b instanceof Block.Text t) sb.append(t.text()).append('\n');
-        else if (b instanceof Block.ToolUse u) sb.append("[tool call ").append(u.id()).append(": ").append(u.name()).append(' ')
-            .append(u.input()).append("]\n");
-        else if (b instanceof Block.ToolResult r) sb.append("[result of ").append(r.toolUseId()).append(r.isError() ? " (error)" : "")
-            .append("]\n").append(r.content()).append('\n');
+        else if (b instanceof Block.ToolUse u)
+          sb.append("[tool call ")
+              .append(u.id())
+              .append(": ")
+              .append(u.name())
+              .append(' ')
+              .append(u.input())
+              .append("]\n");
+        else if (b instanceof Block.ToolResult r)
+          sb.append("[result of ")
+              .append(r.toolUseId())
+              .append(r.isError() ? " (error)" : "")
+              .append("]\n")
+              .append(r.content())
+              .append('\n');
       }
       sb.append('\n');
       if (sb.length() > max) {
         sb.setLength(Math.max(0, max - 200));
-        sb.append("\n[cut here: the rest of this part is in GET /v1/sessions/{id}/transcript?full=true]\n");
+        sb.append(
+            "\n"
+                + "[cut here: the rest of this part is in GET"
+                + " /v1/sessions/{id}/transcript?full=true]\n");
         break;
       }
     }
@@ -1648,24 +2331,39 @@ public final class SessionEntity
   }
 
   /**
-   * A tool's result longer than compaction.max-tool-result-chars is stored whole as
-   * {@code /session/results/<call id>.txt}; the result the model sees is a pointer and a preview.
+   * A tool's result longer than compaction.max-tool-result-chars is stored whole as {@code
+   * /session/results/<call id>.txt}; the result the model sees is a pointer and a preview.
    */
   private ToolCallCompleted offloaded(ToolCallCompleted c) {
     int max = services.settings().compaction().maxToolResultChars();
     if (c.change() != null || c.content().length() <= max) return c;
     String path = "/session/results/" + c.callId() + ".txt";
     String preview = c.content().substring(0, Math.min(2_000, max));
-    String pointer = "[this result is " + c.content().length() + " characters; it is stored whole in " + path
-        + " (read it with offset and limit, or grep it); its beginning:]\n" + preview;
-    return new ToolCallCompleted(c.turn(), c.callId(), pointer, c.isError(), new SessionFiles.Change(path, c.content()), c.at());
+    String pointer =
+        "[this result is "
+            + c.content().length()
+            + " characters; it is stored whole in "
+            + path
+            + " (read it with offset and limit, or grep it); its beginning:]\n"
+            + preview;
+    return new ToolCallCompleted(
+        c.turn(),
+        c.callId(),
+        pointer,
+        c.isError(),
+        new SessionFiles.Change(path, c.content()),
+        c.at());
   }
 
-  /** The tools offered to the model: the session's subset, without {@code task} at the deepest level. */
+  /**
+   * The tools offered to the model: the session's subset, without {@code task} at the deepest
+   * level.
+   */
   private List<dev.outboard.tools.ToolSpec> tools(State state) {
     if (state.spec().tools().isEmpty() && maySpawn(state)) return ToolCatalog.ALL;
     return ToolCatalog.ALL.stream()
-        .filter(t -> state.spec().mayUse(t.name()) && (maySpawn(state) || !t.name().equals("task"))).toList();
+        .filter(t -> state.spec().mayUse(t.name()) && (maySpawn(state) || !t.name().equals("task")))
+        .toList();
   }
 
   /** Whether this session may start subagents: it is not at outboard.subagents.max-depth. */
@@ -1673,11 +2371,15 @@ public final class SessionEntity
     return state.spec().depth() < services.settings().subagents().maxDepth();
   }
 
-  /** The id of the subagent that answers call {@code callId}: derived, so that starting it again is the same child. */
+  /**
+   * The id of the subagent that answers call {@code callId}: derived, so that starting it again is
+   * the same child.
+   */
   private String childId(String callId) {
     try {
-      byte[] digest = java.security.MessageDigest.getInstance("SHA-256")
-          .digest((sessionId + "/" + callId).getBytes(java.nio.charset.StandardCharsets.UTF_8));
+      byte[] digest =
+          java.security.MessageDigest.getInstance("SHA-256")
+              .digest((sessionId + "/" + callId).getBytes(java.nio.charset.StandardCharsets.UTF_8));
       return "s_" + java.util.HexFormat.of().formatHex(digest, 0, 16);
     } catch (java.security.NoSuchAlgorithmException e) {
       throw new IllegalStateException(e);
@@ -1695,25 +2397,59 @@ public final class SessionEntity
     List<Block.ToolUse> uses = state.lastToolUses();
     for (Task task : state.holds().tasks()) {
       if (!askedChildren.add(task.childId())) continue;
-      Block.ToolUse use = uses.stream().filter(u -> u.id().equals(task.callId())).findFirst().orElseThrow();
+      Block.ToolUse use =
+          uses.stream().filter(u -> u.id().equals(task.callId())).findFirst().orElseThrow();
       ToolCall.Task call = (ToolCall.Task) ToolCatalog.parse(use.name(), use.input());
-      List<String> tools = call.tools().isEmpty() ? state.spec().tools()
-          : call.tools().stream().filter(state.spec()::mayUse).toList();
-      com.fasterxml.jackson.databind.JsonNode metadata = dev.outboard.Json.MAPPER.createObjectNode().put("parent", sessionId).put("toolUseId", task.callId())
-          .put("description", call.description());
-      // A child may spend what is left of its parent's token budget (its usage adds to the parent's).
-      Long limit = state.budget().maxTokens() != null ? state.budget().maxTokens() : state.spec().ownBudget().maxTokens();
+      List<String> tools =
+          call.tools().isEmpty()
+              ? state.spec().tools()
+              : call.tools().stream().filter(state.spec()::mayUse).toList();
+      com.fasterxml.jackson.databind.JsonNode metadata =
+          dev.outboard.Json.MAPPER
+              .createObjectNode()
+              .put("parent", sessionId)
+              .put("toolUseId", task.callId())
+              .put("description", call.description());
+      // A child may spend what is left of its parent's token budget (its usage adds to the
+      // parent's).
+      Long limit =
+          state.budget().maxTokens() != null
+              ? state.budget().maxTokens()
+              : state.spec().ownBudget().maxTokens();
       long used = state.usage().inputTokens() + state.usage().outputTokens();
-      Budget budget = limit == null ? null : new Budget(Math.max(1, limit - used), null, state.spec().ownBudget().onExceeded());
-      SessionSpec spec = new SessionSpec(call.prompt(), state.spec().model().forSubagent(), state.spec().system(),
-          state.spec().maxTurns(), false, metadata, state.spec().approvals(), sessionId, state.spec().depth() + 1, tools, budget);
-      CompletionStage<Summary> asked = sharding.entityRefFor(ENTITY_KEY, task.childId())
-          .askWithStatus(r -> new Create(state.org(), state.user(), spec, r), services.settings().subagents().checkInterval());
-      ctx.pipeToSelf(asked, (child, error) ->
-          error == null && child.finished() ? new ChildFinished(task.childId(), child) : Nothing.INSTANCE);
+      Budget budget =
+          limit == null
+              ? null
+              : new Budget(Math.max(1, limit - used), null, state.spec().ownBudget().onExceeded());
+      SessionSpec spec =
+          new SessionSpec(
+              call.prompt(),
+              state.spec().model().forSubagent(),
+              state.spec().system(),
+              state.spec().maxTurns(),
+              false,
+              metadata,
+              state.spec().approvals(),
+              sessionId,
+              state.spec().depth() + 1,
+              tools,
+              budget);
+      CompletionStage<Summary> asked =
+          sharding
+              .entityRefFor(ENTITY_KEY, task.childId())
+              .askWithStatus(
+                  r -> new Create(state.org(), state.user(), spec, r),
+                  services.settings().subagents().checkInterval());
+      ctx.pipeToSelf(
+          asked,
+          (child, error) ->
+              error == null && child.finished()
+                  ? new ChildFinished(task.childId(), child)
+                  : Nothing.INSTANCE);
     }
     if (!timers.isTimerActive(CheckChildren.INSTANCE)) {
-      timers.startSingleTimer(CheckChildren.INSTANCE, services.settings().subagents().checkInterval());
+      timers.startSingleTimer(
+          CheckChildren.INSTANCE, services.settings().subagents().checkInterval());
     }
   }
 
@@ -1723,16 +2459,29 @@ public final class SessionEntity
     if (task == null) return Effect().none().thenNoReply(); // reported before, or not ours
     Summary child = msg.summary();
     Instant now = Instant.now();
-    String content = switch (child.status()) {
-      case "completed" -> child.result() == null ? "" : child.result();
-      case "failed" -> "the subagent failed" + (child.error() == null ? "" : ": " + child.error().code() + ": " + child.error().message());
-      default -> "the subagent was " + child.status();
-    };
+    String content =
+        switch (child.status()) {
+          case "completed" -> child.result() == null ? "" : child.result();
+          case "failed" ->
+              "the subagent failed"
+                  + (child.error() == null
+                      ? ""
+                      : ": " + child.error().code() + ": " + child.error().message());
+          default -> "the subagent was " + child.status();
+        };
     Summary.UsageView u = child.usage();
     List<Event> events = new ArrayList<>();
-    events.add(new TaskFinished(task.turn(), task.callId(), msg.childId(), child.status(),
-        new Usage(u.inputTokens(), u.outputTokens(), u.cacheReadTokens(), u.cacheWriteTokens()), now));
-    events.add(new ToolCallCompleted(task.turn(), task.callId(), content, !child.status().equals("completed"), null, now));
+    events.add(
+        new TaskFinished(
+            task.turn(),
+            task.callId(),
+            msg.childId(),
+            child.status(),
+            new Usage(u.inputTokens(), u.outputTokens(), u.cacheReadTokens(), u.cacheWriteTokens()),
+            now));
+    events.add(
+        new ToolCallCompleted(
+            task.turn(), task.callId(), content, !child.status().equals("completed"), null, now));
     events.addAll(decideNext(fold(state, events), "", now));
     return record(state, events, this::afterPersist).thenNoReply();
   }
@@ -1741,46 +2490,75 @@ public final class SessionEntity
   private void notifyParent(State state) {
     String parent = state.spec() == null ? null : state.spec().parent();
     if (parent == null || !state.status().finished()) return;
-    ClusterSharding.get(ctx.getSystem()).entityRefFor(ENTITY_KEY, parent).tell(new ChildFinished(sessionId, summary(state)));
+    ClusterSharding.get(ctx.getSystem())
+        .entityRefFor(ENTITY_KEY, parent)
+        .tell(new ChildFinished(sessionId, summary(state)));
   }
 
   /**
-   * The org's approval policy for the answer of the next call, read while the model thinks; null
-   * if it could not be read (then every call of the answer waits for approval).
+   * The org's approval policy for the answer of the next call, read while the model thinks; null if
+   * it could not be read (then every call of the answer waits for approval).
    */
   private CompletionStage<OrgPolicies.ForSessions> orgPolicy(State state) {
     if (services.policies() == null) {
-      return CompletableFuture.completedFuture(new OrgPolicies.ForSessions(ApprovalPolicy.NONE, Budget.NONE));
+      return CompletableFuture.completedFuture(
+          new OrgPolicies.ForSessions(ApprovalPolicy.NONE, Budget.NONE));
     }
-    return services.policies().forSessions(state.org()).exceptionally(e -> {
-      log.warn("session {}: the org's policy could not be read; this turn's calls wait for approval, only the session's "
-          + "budget applies: {}", sessionId, e.toString());
-      return null;
-    });
+    return services
+        .policies()
+        .forSessions(state.org())
+        .exceptionally(
+            e -> {
+              log.warn(
+                  "session {}: the org's policy could not be read; this turn's calls wait for"
+                      + " approval, only the session's budget applies: {}",
+                  sessionId,
+                  e.toString());
+              return null;
+            });
   }
 
-  /** Why turn {@code turn} may not call the model, under the session's and the org's budget; null if it may. */
+  /**
+   * Why turn {@code turn} may not call the model, under the session's and the org's budget; null if
+   * it may.
+   */
   private static OverBudget overBudget(State state, int turn, Budget orgBudget) {
     Budget budget = state.spec().ownBudget().and(orgBudget);
     BudgetState raised = state.budget();
     Long maxTokens = raised.maxTokens() != null ? raised.maxTokens() : budget.maxTokens();
     Integer maxTurns = raised.maxTurns() != null ? raised.maxTurns() : budget.maxTurns();
     long used = state.usage().inputTokens() + state.usage().outputTokens();
-    if (maxTokens != null && used >= maxTokens) return new OverBudget(turn, "tokens", maxTokens, used, budget.pauses());
-    if (maxTurns != null && state.turns() >= maxTurns) return new OverBudget(turn, "turns", maxTurns, state.turns(), budget.pauses());
+    if (maxTokens != null && used >= maxTokens)
+      return new OverBudget(turn, "tokens", maxTokens, used, budget.pauses());
+    if (maxTurns != null && state.turns() >= maxTurns)
+      return new OverBudget(turn, "turns", maxTurns, state.turns(), budget.pauses());
     return null;
   }
 
   /** The session reached a limit of its budget before the model call of {@code turn}. */
   private ReplyEffect<Event, State> onOverBudget(State state, OverBudget msg) {
     callInFlight = 0;
-    if (msg.turn() != state.turns() + 1 || !state.readyForModel()) return Effect().none().thenNoReply();
+    if (msg.turn() != state.turns() + 1 || !state.readyForModel())
+      return Effect().none().thenNoReply();
     Instant now = Instant.now();
     List<Event> events = new ArrayList<>();
-    events.add(new BudgetExceeded(msg.kind(), msg.limit(), msg.used(), msg.pause() ? Budget.PAUSE : Budget.FAIL, now));
+    events.add(
+        new BudgetExceeded(
+            msg.kind(), msg.limit(), msg.used(), msg.pause() ? Budget.PAUSE : Budget.FAIL, now));
     if (!msg.pause()) {
-      events.addAll(ending(state, new SessionFailed("budget_exceeded",
-          "the session used its budget of " + msg.limit() + " " + msg.kind() + " (" + msg.used() + " used)", now)));
+      events.addAll(
+          ending(
+              state,
+              new SessionFailed(
+                  "budget_exceeded",
+                  "the session used its budget of "
+                      + msg.limit()
+                      + " "
+                      + msg.kind()
+                      + " ("
+                      + msg.used()
+                      + " used)",
+                  now)));
     }
     return record(state, events, this::afterPersist).thenNoReply();
   }
@@ -1789,32 +2567,57 @@ public final class SessionEntity
   private ReplyEffect<Event, State> onRaiseBudget(State state, RaiseBudget cmd) {
     long used = state.usage().inputTokens() + state.usage().outputTokens();
     if (cmd.maxTokens() != null && cmd.maxTokens() <= used) {
-      return Effect().reply(cmd.replyTo(), StatusReply.error(CONFLICT + ": the session has used " + used
-          + " tokens already; maxTokens must be above that"));
+      return Effect()
+          .reply(
+              cmd.replyTo(),
+              StatusReply.error(
+                  CONFLICT
+                      + ": the session has used "
+                      + used
+                      + " tokens already; maxTokens must be above that"));
     }
     if (cmd.maxTurns() != null && cmd.maxTurns() <= state.turns()) {
-      return Effect().reply(cmd.replyTo(), StatusReply.error(CONFLICT + ": the session is at turn " + state.turns()
-          + " already; maxTurns must be above that"));
+      return Effect()
+          .reply(
+              cmd.replyTo(),
+              StatusReply.error(
+                  CONFLICT
+                      + ": the session is at turn "
+                      + state.turns()
+                      + " already; maxTurns must be above that"));
     }
-    return record(state, List.of(new BudgetRaised(cmd.maxTokens(), cmd.maxTurns(), Instant.now())), this::afterPersist)
+    return record(
+            state,
+            List.of(new BudgetRaised(cmd.maxTokens(), cmd.maxTurns(), Instant.now())),
+            this::afterPersist)
         .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
   }
 
-  /** The system prompt of the next call: the harness's, the org's skills and memory, the session's own. */
+  /**
+   * The system prompt of the next call: the harness's, the org's skills and memory, the session's
+   * own.
+   */
   private CompletionStage<String> systemPrompt(State state) {
     String extra = state.spec().system();
-    if (services.orgFiles() == null) return CompletableFuture.completedFuture(SystemPrompt.build(services.router(), extra));
-    return services.orgFiles().promptSection(state.org())
+    if (services.orgFiles() == null)
+      return CompletableFuture.completedFuture(SystemPrompt.build(services.router(), extra));
+    return services
+        .orgFiles()
+        .promptSection(state.org())
         .thenApply(section -> SystemPrompt.build(services.router(), extra, section))
-        .exceptionally(e -> {
-          log.warn("session {}: no skills/memory index for this call: {}", sessionId, e.toString());
-          return SystemPrompt.build(services.router(), extra);
-        });
+        .exceptionally(
+            e -> {
+              log.warn(
+                  "session {}: no skills/memory index for this call: {}", sessionId, e.toString());
+              return SystemPrompt.build(services.router(), extra);
+            });
   }
 
   /** The state as the API shows it, with the sandbox's isolation when it has none. */
   private Summary summary(State state) {
-    return services.sandboxes() == null ? state.summary() : state.summary().withSandboxIsolation(services.sandboxes().isolation());
+    return services.sandboxes() == null
+        ? state.summary()
+        : state.summary().withSandboxIsolation(services.sandboxes().isolation());
   }
 
   private String notFound() {
@@ -1844,64 +2647,225 @@ public final class SessionEntity
   static State apply(State s, Event event) {
     Instant at = event.at();
     if (event instanceof SessionStarted e) {
-      return new State(e.sessionId(), e.org(), e.user(), Status.RUNNING, e.spec(), 0,
-          List.of(Message.user(List.of(new Block.Text(e.spec().prompt())))), List.of(), List.of(), List.of(),
-          SessionFiles.EMPTY, Usage.ZERO, null, null, at, at, null, Holds.NONE, List.of(), BudgetState.NONE);
+      return new State(
+          e.sessionId(),
+          e.org(),
+          e.user(),
+          Status.RUNNING,
+          e.spec(),
+          0,
+          List.of(Message.user(List.of(new Block.Text(e.spec().prompt())))),
+          List.of(),
+          List.of(),
+          List.of(),
+          SessionFiles.EMPTY,
+          Usage.ZERO,
+          null,
+          null,
+          at,
+          at,
+          null,
+          Holds.NONE,
+          List.of(),
+          BudgetState.NONE);
     } else if (event instanceof UserMessageAdded e) {
       if (s.status() == Status.WAITING) {
-        return new State(s.id(), s.org(), s.user(), Status.RUNNING, s.spec(), s.turns(),
-            append(s.messages(), Message.user(List.of(new Block.Text(e.text())))), s.openCalls(), s.results(),
-            s.queued(), s.files(), s.usage(), null, s.error(), s.createdAt(), at, s.sandbox(), s.holds(), s.children(), s.budget());
+        return new State(
+            s.id(),
+            s.org(),
+            s.user(),
+            Status.RUNNING,
+            s.spec(),
+            s.turns(),
+            append(s.messages(), Message.user(List.of(new Block.Text(e.text())))),
+            s.openCalls(),
+            s.results(),
+            s.queued(),
+            s.files(),
+            s.usage(),
+            null,
+            s.error(),
+            s.createdAt(),
+            at,
+            s.sandbox(),
+            s.holds(),
+            s.children(),
+            s.budget());
       }
-      return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(), s.openCalls(),
-          s.results(), append(s.queued(), e.text()), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), at, s.sandbox(), s.holds(), s.children(), s.budget());
+      return new State(
+          s.id(),
+          s.org(),
+          s.user(),
+          s.status(),
+          s.spec(),
+          s.turns(),
+          s.messages(),
+          s.openCalls(),
+          s.results(),
+          append(s.queued(), e.text()),
+          s.files(),
+          s.usage(),
+          s.result(),
+          s.error(),
+          s.createdAt(),
+          at,
+          s.sandbox(),
+          s.holds(),
+          s.children(),
+          s.budget());
     } else if (event instanceof ModelResponded e) {
-      State next = new State(s.id(), s.org(), s.user(), s.status(), s.spec(), e.turn(),
-          append(s.messages(), Message.assistant(e.content())), s.openCalls(), s.results(), s.queued(), s.files(),
-          s.usage().plus(e.usage()), s.result(), s.error(), s.createdAt(), at, s.sandbox(), s.holds(), s.children(), s.budget());
+      State next =
+          new State(
+              s.id(),
+              s.org(),
+              s.user(),
+              s.status(),
+              s.spec(),
+              e.turn(),
+              append(s.messages(), Message.assistant(e.content())),
+              s.openCalls(),
+              s.results(),
+              s.queued(),
+              s.files(),
+              s.usage().plus(e.usage()),
+              s.result(),
+              s.error(),
+              s.createdAt(),
+              at,
+              s.sandbox(),
+              s.holds(),
+              s.children(),
+              s.budget());
       boolean asksForTools = e.content().stream().anyMatch(Block.ToolUse.class::isInstance);
       return asksForTools ? next : flushQueued(next);
     } else if (event instanceof ToolCallStarted e) {
-      return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(),
-          append(s.openCalls(), e.callId()), s.results(), s.queued(), s.files(), s.usage(), s.result(), s.error(),
-          s.createdAt(), at, s.sandbox(), s.holds(), s.children(), s.budget());
+      return new State(
+          s.id(),
+          s.org(),
+          s.user(),
+          s.status(),
+          s.spec(),
+          s.turns(),
+          s.messages(),
+          append(s.openCalls(), e.callId()),
+          s.results(),
+          s.queued(),
+          s.files(),
+          s.usage(),
+          s.result(),
+          s.error(),
+          s.createdAt(),
+          at,
+          s.sandbox(),
+          s.holds(),
+          s.children(),
+          s.budget());
     } else if (event instanceof ToolCallCompleted e) {
       List<String> open = new ArrayList<>(s.openCalls());
       open.remove(e.callId());
-      State next = new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(), open,
-          append(s.results(), new Block.ToolResult(e.callId(), e.content(), e.isError())), s.queued(),
-          e.change() == null ? s.files() : s.files().apply(e.change()), s.usage(), s.result(), s.error(),
-          s.createdAt(), at, s.sandbox(), s.holds().without(e.callId()), s.children(), s.budget());
+      State next =
+          new State(
+              s.id(),
+              s.org(),
+              s.user(),
+              s.status(),
+              s.spec(),
+              s.turns(),
+              s.messages(),
+              open,
+              append(s.results(), new Block.ToolResult(e.callId(), e.content(), e.isError())),
+              s.queued(),
+              e.change() == null ? s.files() : s.files().apply(e.change()),
+              s.usage(),
+              s.result(),
+              s.error(),
+              s.createdAt(),
+              at,
+              s.sandbox(),
+              s.holds().without(e.callId()),
+              s.children(),
+              s.budget());
       return open.isEmpty() ? flushResults(next) : next;
     } else if (event instanceof TranscriptCompacted e) {
       List<Message> kept = new ArrayList<>();
       kept.add(Message.user(List.of(new Block.Text(compactedHead(e)))));
-      kept.addAll(s.messages().subList(Math.min(e.replaced(), s.messages().size()), s.messages().size()));
-      String history = render(s.messages().subList(0, Math.min(e.replaced(), s.messages().size())), e.historyChars());
-      State next = new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), List.copyOf(kept),
-          s.openCalls(), s.results(), s.queued(), s.files().apply(new SessionFiles.Change(e.historyPath(), history)),
-          s.usage().plus(e.usage()), s.result(), s.error(), s.createdAt(), s.updatedAt(), s.sandbox(), s.holds(),
-          s.children(), s.budget());
+      kept.addAll(
+          s.messages().subList(Math.min(e.replaced(), s.messages().size()), s.messages().size()));
+      String history =
+          render(
+              s.messages().subList(0, Math.min(e.replaced(), s.messages().size())),
+              e.historyChars());
+      State next =
+          new State(
+              s.id(),
+              s.org(),
+              s.user(),
+              s.status(),
+              s.spec(),
+              s.turns(),
+              List.copyOf(kept),
+              s.openCalls(),
+              s.results(),
+              s.queued(),
+              s.files().apply(new SessionFiles.Change(e.historyPath(), history)),
+              s.usage().plus(e.usage()),
+              s.result(),
+              s.error(),
+              s.createdAt(),
+              s.updatedAt(),
+              s.sandbox(),
+              s.holds(),
+              s.children(),
+              s.budget());
       return next;
     } else if (event instanceof BudgetExceeded e) {
       BudgetState b = s.budget();
-      return s.with(new BudgetState(b.maxTokens(), b.maxTurns(), e.action().equals(Budget.PAUSE) ? e.kind() : null, e.limit(), e.used()));
+      return s.with(
+          new BudgetState(
+              b.maxTokens(),
+              b.maxTurns(),
+              e.action().equals(Budget.PAUSE) ? e.kind() : null,
+              e.limit(),
+              e.used()));
     } else if (event instanceof BudgetRaised e) {
       BudgetState b = s.budget();
-      return s.with(new BudgetState(e.maxTokens() != null ? e.maxTokens() : b.maxTokens(),
-          e.maxTurns() != null ? e.maxTurns() : b.maxTurns(), null, 0, 0));
+      return s.with(
+          new BudgetState(
+              e.maxTokens() != null ? e.maxTokens() : b.maxTokens(),
+              e.maxTurns() != null ? e.maxTurns() : b.maxTurns(),
+              null,
+              0,
+              0));
     } else if (event instanceof TaskStarted e) {
-      return s.with(s.holds().withTasks(append(s.holds().tasks(), new Task(e.callId(), e.turn(), e.childId()))))
-          .with(append(s.children(), new Child(e.callId(), e.childId(), e.description(), "running")), s.usage());
+      return s.with(
+              s.holds()
+                  .withTasks(
+                      append(s.holds().tasks(), new Task(e.callId(), e.turn(), e.childId()))))
+          .with(
+              append(s.children(), new Child(e.callId(), e.childId(), e.description(), "running")),
+              s.usage());
     } else if (event instanceof TaskFinished e) {
-      List<Child> children = s.children().stream()
-          .map(c -> c.sessionId().equals(e.childId()) ? new Child(c.toolUseId(), c.sessionId(), c.description(), e.status()) : c)
-          .toList();
+      List<Child> children =
+          s.children().stream()
+              .map(
+                  c ->
+                      c.sessionId().equals(e.childId())
+                          ? new Child(c.toolUseId(), c.sessionId(), c.description(), e.status())
+                          : c)
+              .toList();
       return s.with(children, s.usage().plus(e.usage()));
     } else if (event instanceof ApprovalRequested e) {
-      return s.with(s.holds().withApprovals(append(s.holds().approvals(), new Approval(e.callId(), e.turn(), e.name(), at))));
+      return s.with(
+          s.holds()
+              .withApprovals(
+                  append(s.holds().approvals(), new Approval(e.callId(), e.turn(), e.name(), at))));
     } else if (event instanceof ApprovalDecided e) {
-      return s.with(s.holds().withApprovals(s.holds().approvals().stream().filter(a -> !a.callId().equals(e.callId())).toList()));
+      return s.with(
+          s.holds()
+              .withApprovals(
+                  s.holds().approvals().stream()
+                      .filter(a -> !a.callId().equals(e.callId()))
+                      .toList()));
     } else if (event instanceof WaitStarted e) {
       Inbound kept = s.holds().kept(e.event());
       if (kept != null) { // it takes the kept event: its result follows in the same write
@@ -1909,38 +2873,72 @@ public final class SessionEntity
         rest.remove(kept);
         return s.with(s.holds().withInbox(List.copyOf(rest)));
       }
-      return s.with(s.holds().withWaits(append(s.holds().waits(),
-          new Wait(e.callId(), e.turn(), e.event(), e.timeoutSeconds(), e.deadline()))));
+      return s.with(
+          s.holds()
+              .withWaits(
+                  append(
+                      s.holds().waits(),
+                      new Wait(
+                          e.callId(), e.turn(), e.event(), e.timeoutSeconds(), e.deadline()))));
     } else if (event instanceof EventReceived e) {
       // A wait takes it (its result follows in the same write), or it is kept for the next one.
       if (s.status() == Status.RUNNING && s.holds().waitFor(e.name()) != null) return s;
-      return s.with(s.holds().withInbox(append(s.holds().inbox(), new Inbound(e.name(), e.payload(), at))));
+      return s.with(
+          s.holds().withInbox(append(s.holds().inbox(), new Inbound(e.name(), e.payload(), at))));
     } else if (event instanceof SessionWaiting e) {
       return withResult(s.with(Status.WAITING, at), e.text(), null);
     } else if (event instanceof SessionCompleted e) {
       return withResult(s.with(Status.COMPLETED, at), e.result(), null);
     } else if (event instanceof SessionFailed e) {
-      return withResult(s.with(Status.FAILED, at), s.result(), new Summary.ErrorView(e.code(), e.message()));
+      return withResult(
+          s.with(Status.FAILED, at), s.result(), new Summary.ErrorView(e.code(), e.message()));
     } else if (event instanceof SessionCancelled) {
       return s.with(Status.CANCELLED, at);
     } else if (event instanceof SandboxAttached e) {
-      return withSandbox(s, new SandboxInfo(e.sandboxId(), s.sandbox() == null ? "provisioning" : s.sandbox().state()));
+      return withSandbox(
+          s,
+          new SandboxInfo(
+              e.sandboxId(), s.sandbox() == null ? "provisioning" : s.sandbox().state()));
     } else if (event instanceof SandboxReplaced e) {
-      return withSandbox(s, new SandboxInfo(e.newId(), s.sandbox() == null ? "replacing" : s.sandbox().state()));
+      return withSandbox(
+          s, new SandboxInfo(e.newId(), s.sandbox() == null ? "replacing" : s.sandbox().state()));
     } else if (event instanceof SandboxChanged e) {
-      return withSandbox(s, new SandboxInfo(s.sandbox() == null ? null : s.sandbox().id(), e.state()));
+      return withSandbox(
+          s, new SandboxInfo(s.sandbox() == null ? null : s.sandbox().id(), e.state()));
     }
     throw new IllegalStateException("unknown event " + event.getClass());
   }
 
-  /** The turn's tool results (in the order the model asked) plus queued messages become one user message. */
+  /**
+   * The turn's tool results (in the order the model asked) plus queued messages become one user
+   * message.
+   */
   private static State flushResults(State s) {
     List<Block.ToolUse> order = s.lastToolUses();
     List<Block> blocks = new ArrayList<>(s.results());
     blocks.sort(Comparator.comparingInt(b -> indexOf(order, ((Block.ToolResult) b).toolUseId())));
     for (String q : s.queued()) blocks.add(new Block.Text(q));
-    return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), append(s.messages(), Message.user(blocks)),
-        s.openCalls(), List.of(), List.of(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), s.sandbox(), s.holds(), s.children(), s.budget());
+    return new State(
+        s.id(),
+        s.org(),
+        s.user(),
+        s.status(),
+        s.spec(),
+        s.turns(),
+        append(s.messages(), Message.user(blocks)),
+        s.openCalls(),
+        List.of(),
+        List.of(),
+        s.files(),
+        s.usage(),
+        s.result(),
+        s.error(),
+        s.createdAt(),
+        s.updatedAt(),
+        s.sandbox(),
+        s.holds(),
+        s.children(),
+        s.budget());
   }
 
   /** Messages that arrived during a turn that ended without tool calls start the next turn. */
@@ -1948,8 +2946,27 @@ public final class SessionEntity
     if (s.queued().isEmpty()) return s;
     List<Block> blocks = new ArrayList<>();
     for (String q : s.queued()) blocks.add(new Block.Text(q));
-    return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), append(s.messages(), Message.user(blocks)),
-        s.openCalls(), s.results(), List.of(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), s.sandbox(), s.holds(), s.children(), s.budget());
+    return new State(
+        s.id(),
+        s.org(),
+        s.user(),
+        s.status(),
+        s.spec(),
+        s.turns(),
+        append(s.messages(), Message.user(blocks)),
+        s.openCalls(),
+        s.results(),
+        List.of(),
+        s.files(),
+        s.usage(),
+        s.result(),
+        s.error(),
+        s.createdAt(),
+        s.updatedAt(),
+        s.sandbox(),
+        s.holds(),
+        s.children(),
+        s.budget());
   }
 
   private static int indexOf(List<Block.ToolUse> uses, String id) {
@@ -1957,15 +2974,55 @@ public final class SessionEntity
     return Integer.MAX_VALUE;
   }
 
-  /** Sandbox events do not touch {@code updatedAt}: they are the sandbox's life, not the session's. */
+  /**
+   * Sandbox events do not touch {@code updatedAt}: they are the sandbox's life, not the session's.
+   */
   private static State withSandbox(State s, SandboxInfo sandbox) {
-    return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(), s.openCalls(),
-        s.results(), s.queued(), s.files(), s.usage(), s.result(), s.error(), s.createdAt(), s.updatedAt(), sandbox, s.holds(), s.children(), s.budget());
+    return new State(
+        s.id(),
+        s.org(),
+        s.user(),
+        s.status(),
+        s.spec(),
+        s.turns(),
+        s.messages(),
+        s.openCalls(),
+        s.results(),
+        s.queued(),
+        s.files(),
+        s.usage(),
+        s.result(),
+        s.error(),
+        s.createdAt(),
+        s.updatedAt(),
+        sandbox,
+        s.holds(),
+        s.children(),
+        s.budget());
   }
 
   private static State withResult(State s, String result, Summary.ErrorView error) {
-    return new State(s.id(), s.org(), s.user(), s.status(), s.spec(), s.turns(), s.messages(), s.openCalls(),
-        s.results(), s.queued(), s.files(), s.usage(), result, error, s.createdAt(), s.updatedAt(), s.sandbox(), s.holds(), s.children(), s.budget());
+    return new State(
+        s.id(),
+        s.org(),
+        s.user(),
+        s.status(),
+        s.spec(),
+        s.turns(),
+        s.messages(),
+        s.openCalls(),
+        s.results(),
+        s.queued(),
+        s.files(),
+        s.usage(),
+        result,
+        error,
+        s.createdAt(),
+        s.updatedAt(),
+        s.sandbox(),
+        s.holds(),
+        s.children(),
+        s.budget());
   }
 
   private static <T> List<T> append(List<T> list, T item) {
@@ -1976,7 +3033,8 @@ public final class SessionEntity
 
   @Override
   public SignalHandler<State> signalHandler() {
-    return newSignalHandlerBuilder().onSignal(RecoveryCompleted.instance(), this::onRecovered)
+    return newSignalHandlerBuilder()
+        .onSignal(RecoveryCompleted.instance(), this::onRecovered)
         .onSignal(PostStop.instance(), this::onStopped)
         .build();
   }
@@ -1985,7 +3043,8 @@ public final class SessionEntity
    * Forgets what the previous incarnation had in flight. After a journal failure the entity is
    * restarted in place (restartWithBackoff): this object stays, its children (the sandbox handle)
    * are stopped, and its model calls, tool chains and asks died with it. A stale sandbox ref would
-   * send every later call to dead letters, and a stale callInFlight would never ask the model again.
+   * send every later call to dead letters, and a stale callInFlight would never ask the model
+   * again.
    */
   private void freshIncarnation() {
     sandbox = null;
@@ -2017,16 +3076,23 @@ public final class SessionEntity
     Metrics.SESSION_RECOVERIES.inc();
     double recoverySeconds = Metrics.secondsSince(startedNanos);
     Metrics.SESSION_RECOVERY_SECONDS.observe(recoverySeconds);
-    ctx.getLog().info("session {} ({}) recovered at event {} in {} ms", sessionId, state.shown().wire(),
-        lastSequenceNumber(ctx), Math.round(recoverySeconds * 1000));
+    ctx.getLog()
+        .info(
+            "session {} ({}) recovered at event {} in {} ms",
+            sessionId,
+            state.shown().wire(),
+            lastSequenceNumber(ctx),
+            Math.round(recoverySeconds * 1000));
     services.observer().recovered(summary(state), lastSequenceNumber(ctx));
-    if (state.status().finished()) destroySandbox(state); // in case the node stopped before it could
+    if (state.status().finished())
+      destroySandbox(state); // in case the node stopped before it could
     armWaits(state); // a wait that came due while the session was away times out now
     startChildren(state); // and the subagents it waits for are asked where they stand
     notifyParent(state); // a finished subagent reports again (its parent ignores a repeat)
     cancelChildren(state); // a cancelled session's subagents are cancelled (again)
     if (!state.busy()) {
-      timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().idleTimeout(state.status().finished()));
+      timers.startSingleTimer(
+          IdleTimeout.INSTANCE, services.settings().idleTimeout(state.status().finished()));
     } else if (!state.openCalls().isEmpty()) {
       ctx.getSelf().tell(ResumeOpenCalls.INSTANCE);
     } else {

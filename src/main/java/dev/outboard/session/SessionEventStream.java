@@ -37,16 +37,20 @@ import org.apache.pekko.stream.typed.javadsl.ActorSource;
 import org.apache.pekko.util.ByteString;
 
 /**
- * A session's events as Server-Sent Events. The {@code id} of each is its journal sequence
- * number, so {@code Last-Event-ID: n} gets everything after {@code n}: what is already recorded
- * from the journal, once (starting from the newest snapshot before {@code n}, not from the first
- * event), then what the session pushes as it records it ({@link SessionFeed}), without polling
- * the database. Between a turn's last recorded event and the next model answer the stream also
- * says {@code turn.started} (without an id: it is derived, not recorded).
+ * A session's events as Server-Sent Events. The {@code id} of each is its journal sequence number,
+ * so {@code Last-Event-ID: n} gets everything after {@code n}: what is already recorded from the
+ * journal, once (starting from the newest snapshot before {@code n}, not from the first event),
+ * then what the session pushes as it records it ({@link SessionFeed}), without polling the
+ * database. Between a turn's last recorded event and the next model answer the stream also says
+ * {@code turn.started} (without an id: it is derived, not recorded).
  */
 public final class SessionEventStream {
-  /** Pushes a slow client has not taken yet; past this the oldest go, and the gap is read from the journal. */
+  /**
+   * Pushes a slow client has not taken yet; past this the oldest go, and the gap is read from the
+   * journal.
+   */
   private static final int FEED_BUFFER = 1024;
+
   private static final AtomicLong FOLLOWERS = new AtomicLong();
 
   private final ActorSystem<?> system;
@@ -57,8 +61,9 @@ public final class SessionEventStream {
   public SessionEventStream(ActorSystem<?> system, JdbcReadJournal journal) {
     this.system = system;
     this.journal = journal;
-    this.snapshots = Persistence.get(org.apache.pekko.actor.typed.javadsl.Adapter.toClassic(system))
-        .snapshotStoreFor("jdbc-snapshot-store", ConfigFactory.empty());
+    this.snapshots =
+        Persistence.get(org.apache.pekko.actor.typed.javadsl.Adapter.toClassic(system))
+            .snapshotStoreFor("jdbc-snapshot-store", ConfigFactory.empty());
     this.askTimeout = system.settings().config().getDuration("outboard.http.ask-timeout");
   }
 
@@ -67,11 +72,17 @@ public final class SessionEventStream {
    * first event (compaction keeps the journal whole; snapshots hold the compacted state).
    */
   public CompletionStage<Transcript> fullTranscript(String sessionId) {
-    return journal.currentEventsByPersistenceId(persistenceId(sessionId), 0, Long.MAX_VALUE)
-        .runFold(State.empty(sessionId), (state, envelope) -> {
-          Event event = (Event) envelope.event();
-          return event instanceof SessionEntity.TranscriptCompacted ? state : SessionEntity.apply(state, event);
-        }, system)
+    return journal
+        .currentEventsByPersistenceId(persistenceId(sessionId), 0, Long.MAX_VALUE)
+        .runFold(
+            State.empty(sessionId),
+            (state, envelope) -> {
+              Event event = (Event) envelope.event();
+              return event instanceof SessionEntity.TranscriptCompacted
+                  ? state
+                  : SessionEntity.apply(state, event);
+            },
+            system)
         .thenApply(State::transcript);
   }
 
@@ -82,18 +93,21 @@ public final class SessionEventStream {
 
   /**
    * Events after {@code after} until the terminal event: the recorded ones from the journal up to
-   * where the session is when the stream starts following it, then its pushes. A push that is
-   * older than what was sent is dropped; one that skips ahead first reads the missing events.
+   * where the session is when the stream starts following it, then its pushes. A push that is older
+   * than what was sent is dropped; one that skips ahead first reads the missing events.
    */
   public Source<Item, NotUsed> follow(String sessionId, long after) {
     Source<Message, ActorRef<Message>> feed =
-        ActorSource.actorRef(m -> false, m -> Optional.empty(), FEED_BUFFER, OverflowStrategy.dropHead());
-    return feed
-        .mapMaterializedValue(out -> {
-          system.systemActorOf(SessionFollower.create(sessionId, out, askTimeout),
-              "follower-" + FOLLOWERS.incrementAndGet(), Props.empty());
-          return NotUsed.getInstance();
-        })
+        ActorSource.actorRef(
+            m -> false, m -> Optional.empty(), FEED_BUFFER, OverflowStrategy.dropHead());
+    return feed.mapMaterializedValue(
+            out -> {
+              system.systemActorOf(
+                  SessionFollower.create(sessionId, out, askTimeout),
+                  "follower-" + FOLLOWERS.incrementAndGet(),
+                  Props.empty());
+              return NotUsed.getInstance();
+            })
         .flatMapConcat(new Sequencer(sessionId, after)::next)
         .takeWhile(item -> !item.terminal(), true);
   }
@@ -101,6 +115,7 @@ public final class SessionEventStream {
   /** Turns the feed into items in sequence order, each recorded event exactly once. */
   private final class Sequencer {
     private final String sessionId;
+
     /** The sequence number of the last recorded event sent (or read, for one being read). */
     private long sent;
 
@@ -134,20 +149,30 @@ public final class SessionEventStream {
     }
   }
 
-  /** Recorded events {@code from..to}, rendered with the state before each: folded from the newest snapshot before {@code from}. */
+  /**
+   * Recorded events {@code from..to}, rendered with the state before each: folded from the newest
+   * snapshot before {@code from}.
+   */
   private Source<Item, NotUsed> replay(String sessionId, long from, long to) {
     if (from > to) return Source.empty();
     String pid = persistenceId(sessionId);
-    return Source.completionStage(stateBefore(pid, sessionId, from)).flatMapConcat(start ->
-        journal.currentEventsByPersistenceId(pid, start.seq() + 1, to).statefulMapConcat(() -> {
-          State[] state = {start.state()};
-          return envelope -> {
-            Event event = (Event) envelope.event();
-            State before = state[0];
-            state[0] = SessionEntity.apply(before, event);
-            return envelope.sequenceNr() < from ? List.of() : render(envelope.sequenceNr(), event, before, state[0]);
-          };
-        }));
+    return Source.completionStage(stateBefore(pid, sessionId, from))
+        .flatMapConcat(
+            start ->
+                journal
+                    .currentEventsByPersistenceId(pid, start.seq() + 1, to)
+                    .statefulMapConcat(
+                        () -> {
+                          State[] state = {start.state()};
+                          return envelope -> {
+                            Event event = (Event) envelope.event();
+                            State before = state[0];
+                            state[0] = SessionEntity.apply(before, event);
+                            return envelope.sequenceNr() < from
+                                ? List.of()
+                                : render(envelope.sequenceNr(), event, before, state[0]);
+                          };
+                        }));
   }
 
   private record Start(long seq, State state) {}
@@ -156,14 +181,21 @@ public final class SessionEventStream {
   private CompletionStage<Start> stateBefore(String pid, String sessionId, long from) {
     Start empty = new Start(0, State.empty(sessionId));
     if (from <= 1) return CompletableFuture.completedFuture(empty);
-    var load = new SnapshotProtocol.LoadSnapshot(pid, SnapshotSelectionCriteria.create(from - 1, Long.MAX_VALUE), from - 1);
-    return Patterns.ask(snapshots, load, askTimeout).thenApply(reply -> {
-      if (reply instanceof SnapshotProtocol.LoadSnapshotResult r && r.snapshot().isDefined()) {
-        SelectedSnapshot selected = r.snapshot().get();
-        if (selected.snapshot() instanceof State s) return new Start(selected.metadata().sequenceNr(), s);
-      }
-      return empty;
-    }).exceptionally(e -> empty); // an unreadable snapshot costs a longer read, not the stream
+    var load =
+        new SnapshotProtocol.LoadSnapshot(
+            pid, SnapshotSelectionCriteria.create(from - 1, Long.MAX_VALUE), from - 1);
+    return Patterns.ask(snapshots, load, askTimeout)
+        .thenApply(
+            reply -> {
+              if (reply instanceof SnapshotProtocol.LoadSnapshotResult r
+                  && r.snapshot().isDefined()) {
+                SelectedSnapshot selected = r.snapshot().get();
+                if (selected.snapshot() instanceof State s)
+                  return new Start(selected.metadata().sequenceNr(), s);
+              }
+              return empty;
+            })
+        .exceptionally(e -> empty); // an unreadable snapshot costs a longer read, not the stream
   }
 
   static String persistenceId(String sessionId) {
@@ -175,35 +207,52 @@ public final class SessionEventStream {
     List<Item> out = new ArrayList<>(2);
     ObjectNode data = data(event);
     // Every sandbox event says the state the sandbox is in after it.
-    if (type(event).equals("sandbox.changed") && after.sandbox() != null) data.put("state", after.sandbox().state());
+    if (type(event).equals("sandbox.changed") && after.sandbox() != null)
+      data.put("state", after.sandbox().state());
     if (event instanceof SessionEntity.ApprovalRequested e) {
       // What is to be approved: the call's arguments, from the answer that asked for it.
-      after.lastToolUses().stream().filter(u -> u.id().equals(e.callId())).findFirst()
+      after.lastToolUses().stream()
+          .filter(u -> u.id().equals(e.callId()))
+          .findFirst()
           .ifPresent(u -> data.set("input", u.input()));
     } else if (event instanceof SessionEntity.EventReceived e) {
-      SessionEntity.Wait taker = before.status() == SessionEntity.Status.RUNNING ? before.holds().waitFor(e.name()) : null;
+      SessionEntity.Wait taker =
+          before.status() == SessionEntity.Status.RUNNING ? before.holds().waitFor(e.name()) : null;
       if (taker != null) data.put("toolUseId", taker.callId());
       data.put("queued", taker == null);
     }
     out.add(new Item(Long.toString(seq), type(event), json(data)));
-    if (after.readyForModel() && !before.readyForModel() || event instanceof SessionEntity.SessionStarted) {
-      out.add(new Item(null, "turn.started", json(Json.MAPPER.createObjectNode().put("turn", after.turns() + 1))));
+    if (after.readyForModel() && !before.readyForModel()
+        || event instanceof SessionEntity.SessionStarted) {
+      out.add(
+          new Item(
+              null,
+              "turn.started",
+              json(Json.MAPPER.createObjectNode().put("turn", after.turns() + 1))));
     }
     return out;
   }
 
-  /** A piece of turn {@code turn}'s model answer as a {@code model.delta} item (live only: no id). */
+  /**
+   * A piece of turn {@code turn}'s model answer as a {@code model.delta} item (live only: no id).
+   */
   static Item delta(int turn, ModelDelta delta) {
     ObjectNode data = Json.MAPPER.createObjectNode().put("turn", turn).put("index", delta.index());
     if (delta instanceof ModelDelta.Text t) {
       data.put("type", "text").put("text", t.text());
     } else if (delta instanceof ModelDelta.ToolInput t) {
-      data.put("type", "tool_input").put("toolUseId", t.toolUseId()).put("name", t.name()).put("partialJson", t.partialJson());
+      data.put("type", "tool_input")
+          .put("toolUseId", t.toolUseId())
+          .put("name", t.name())
+          .put("partialJson", t.partialJson());
     }
     return new Item(null, "model.delta", json(data));
   }
 
-  /** The SSE items of {@code events} recorded from {@code firstSeq} on, starting in state {@code before}. */
+  /**
+   * The SSE items of {@code events} recorded from {@code firstSeq} on, starting in state {@code
+   * before}.
+   */
   static List<Recorded> render(long firstSeq, List<Event> events, State before) {
     List<Recorded> out = new ArrayList<>(events.size());
     State state = before;
@@ -215,7 +264,9 @@ public final class SessionEventStream {
     return out;
   }
 
-  /** An item on the wire: {@code id:}, {@code event:} and one {@code data:} line per line of data. */
+  /**
+   * An item on the wire: {@code id:}, {@code event:} and one {@code data:} line per line of data.
+   */
   public static ByteString wire(Item item) {
     StringBuilder b = new StringBuilder(item.data().length() + 64);
     if (item.id() != null) b.append("id: ").append(item.id()).append('\n');
@@ -264,7 +315,8 @@ public final class SessionEventStream {
         || event instanceof SessionEntity.ApprovalRequested
         || event instanceof SessionEntity.WaitStarted) {
       node.set("toolUseId", node.remove("callId"));
-    } else if (event instanceof SessionEntity.TaskStarted || event instanceof SessionEntity.TaskFinished) {
+    } else if (event instanceof SessionEntity.TaskStarted
+        || event instanceof SessionEntity.TaskFinished) {
       node.set("toolUseId", node.remove("callId"));
       node.set("session", node.remove("childId"));
     } else if (event instanceof SessionEntity.ApprovalDecided e) {

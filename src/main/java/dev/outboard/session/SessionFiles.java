@@ -19,7 +19,8 @@ import java.util.TreeMap;
  * its journal). Immutable: an operation returns its result and, for writes, the {@link Change} to
  * record; the entity's event handler applies the change. Paths are map keys in normalised form.
  */
-public record SessionFiles(SortedMap<String, String> files, @JsonIgnore long totalBytes) implements JsonSerializable {
+public record SessionFiles(SortedMap<String, String> files, @JsonIgnore long totalBytes)
+    implements JsonSerializable {
   public static final SessionFiles EMPTY = new SessionFiles(new TreeMap<>());
 
   public SessionFiles {
@@ -61,8 +62,14 @@ public record SessionFiles(SortedMap<String, String> files, @JsonIgnore long tot
 
   public SessionFiles apply(Change change) {
     TreeMap<String, String> next = new TreeMap<>(files);
-    String old = change.content() == null ? next.remove(change.path()) : next.put(change.path(), change.content());
-    long total = totalBytes - (old == null ? 0 : utf8Length(old)) + (change.content() == null ? 0 : utf8Length(change.content()));
+    String old =
+        change.content() == null
+            ? next.remove(change.path())
+            : next.put(change.path(), change.content());
+    long total =
+        totalBytes
+            - (old == null ? 0 : utf8Length(old))
+            + (change.content() == null ? 0 : utf8Length(change.content()));
     return new SessionFiles(next, total);
   }
 
@@ -73,7 +80,9 @@ public record SessionFiles(SortedMap<String, String> files, @JsonIgnore long tot
       } else if (call instanceof ToolCall.Write w) {
         return write(w.path(), w.content(), limits, "wrote");
       } else if (call instanceof ToolCall.Edit e) {
-        String edited = TextFiles.edit(e.path().toString(), file(e.path()), e.oldString(), e.newString(), e.replaceAll());
+        String edited =
+            TextFiles.edit(
+                e.path().toString(), file(e.path()), e.oldString(), e.newString(), e.replaceAll());
         return write(e.path(), edited, limits, "edited");
       } else if (call instanceof ToolCall.Ls l) {
         return Outcome.ok(tree().ls(l.path()));
@@ -102,19 +111,33 @@ public record SessionFiles(SortedMap<String, String> files, @JsonIgnore long tot
 
   private Outcome write(VirtualPath path, String content, Limits limits, String verb) {
     String key = path.toString();
-    if (path.segments().size() < 2) throw new ToolFailure(key + " is a directory; write a file below it, e.g. /session/notes.md");
+    if (path.segments().size() < 2)
+      throw new ToolFailure(key + " is a directory; write a file below it, e.g. /session/notes.md");
     if (isDirectory(key)) throw new ToolFailure(key + " is a directory");
     long size = utf8Length(content);
     if (size > limits.maxFileBytes()) {
-      throw new ToolFailure("content of " + key + " is " + size + " bytes; session files are limited to " + limits.maxFileBytes() + " bytes");
+      throw new ToolFailure(
+          "content of "
+              + key
+              + " is "
+              + size
+              + " bytes; session files are limited to "
+              + limits.maxFileBytes()
+              + " bytes");
     }
     String old = files.get(key);
     long total = totalBytes() - (old == null ? 0 : utf8Length(old)) + size;
     if (total > limits.maxTotalBytes()) {
-      throw new ToolFailure("session files would total " + total + " bytes; the limit is " + limits.maxTotalBytes() + " bytes");
+      throw new ToolFailure(
+          "session files would total "
+              + total
+              + " bytes; the limit is "
+              + limits.maxTotalBytes()
+              + " bytes");
     }
     for (VirtualPath p = parent(path); p.segments().size() > 1; p = parent(p)) {
-      if (files.containsKey(p.toString())) throw new ToolFailure("cannot create " + key + ": " + p + " is a file");
+      if (files.containsKey(p.toString()))
+        throw new ToolFailure("cannot create " + key + ": " + p + " is a file");
     }
     return new Outcome(verb + " " + key + " (" + size + " bytes)", false, new Change(key, content));
   }

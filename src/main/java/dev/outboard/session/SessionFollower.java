@@ -38,14 +38,18 @@ final class SessionFollower {
   private static final Duration MAX_RETRY = Duration.ofSeconds(5);
 
   static Behavior<Command> create(String sessionId, ActorRef<Message> out, Duration askTimeout) {
-    return Behaviors.setup(ctx -> Behaviors.withTimers(timers -> {
-      ctx.watchWith(out, StreamGone.INSTANCE);
-      EntityRef<SessionEntity.Command> entity =
-          ClusterSharding.get(ctx.getSystem()).entityRefFor(SessionEntity.ENTITY_KEY, sessionId);
-      Following following = new Following(ctx, timers, entity, out, askTimeout);
-      following.follow();
-      return following.behavior();
-    }));
+    return Behaviors.setup(
+        ctx ->
+            Behaviors.withTimers(
+                timers -> {
+                  ctx.watchWith(out, StreamGone.INSTANCE);
+                  EntityRef<SessionEntity.Command> entity =
+                      ClusterSharding.get(ctx.getSystem())
+                          .entityRefFor(SessionEntity.ENTITY_KEY, sessionId);
+                  Following following = new Following(ctx, timers, entity, out, askTimeout);
+                  following.follow();
+                  return following.behavior();
+                }));
   }
 
   private static final class Following {
@@ -54,12 +58,18 @@ final class SessionFollower {
     private final EntityRef<SessionEntity.Command> entity;
     private final ActorRef<Message> out;
     private final Duration askTimeout;
+
     /** The incarnation followed, null while (re)connecting. */
     private ActorRef<SessionEntity.Command> incarnation;
+
     private Duration nextRetry = FIRST_RETRY;
 
-    Following(ActorContext<Command> ctx, TimerScheduler<Command> timers, EntityRef<SessionEntity.Command> entity,
-        ActorRef<Message> out, Duration askTimeout) {
+    Following(
+        ActorContext<Command> ctx,
+        TimerScheduler<Command> timers,
+        EntityRef<SessionEntity.Command> entity,
+        ActorRef<Message> out,
+        Duration askTimeout) {
       this.ctx = ctx;
       this.timers = timers;
       this.entity = entity;
@@ -67,22 +77,30 @@ final class SessionFollower {
       this.askTimeout = askTimeout;
     }
 
-    /** The session pushes straight to the stream ({@code out}); this actor only keeps it following. */
+    /**
+     * The session pushes straight to the stream ({@code out}); this actor only keeps it following.
+     */
     void follow() {
-      ctx.pipeToSelf(entity.<Followed>askWithStatus(r -> new SessionEntity.Follow(out, r), askTimeout), Answered::new);
+      ctx.pipeToSelf(
+          entity.<Followed>askWithStatus(r -> new SessionEntity.Follow(out, r), askTimeout),
+          Answered::new);
     }
 
     Behavior<Command> behavior() {
       return Behaviors.receive(Command.class)
           .onMessage(Answered.class, this::onAnswered)
-          .onMessage(EntityGone.class, m -> {
-            if (m.entity().equals(incarnation)) lost();
-            return Behaviors.same();
-          })
-          .onMessageEquals(Retry.INSTANCE, () -> {
-            follow();
-            return Behaviors.same();
-          })
+          .onMessage(
+              EntityGone.class,
+              m -> {
+                if (m.entity().equals(incarnation)) lost();
+                return Behaviors.same();
+              })
+          .onMessageEquals(
+              Retry.INSTANCE,
+              () -> {
+                follow();
+                return Behaviors.same();
+              })
           .onMessageEquals(StreamGone.INSTANCE, Behaviors::stopped)
           .build();
     }
@@ -91,7 +109,10 @@ final class SessionFollower {
       if (answer.error() != null) {
         // The session is moving or its node is gone: ask again, less often each time.
         timers.startSingleTimer(Retry.INSTANCE, nextRetry);
-        nextRetry = nextRetry.multipliedBy(2).compareTo(MAX_RETRY) > 0 ? MAX_RETRY : nextRetry.multipliedBy(2);
+        nextRetry =
+            nextRetry.multipliedBy(2).compareTo(MAX_RETRY) > 0
+                ? MAX_RETRY
+                : nextRetry.multipliedBy(2);
         return Behaviors.same();
       }
       nextRetry = FIRST_RETRY;
@@ -102,7 +123,10 @@ final class SessionFollower {
       return Behaviors.same();
     }
 
-    /** The incarnation stopped: follow the next one (which the ask starts, wherever sharding puts it). */
+    /**
+     * The incarnation stopped: follow the next one (which the ask starts, wherever sharding puts
+     * it).
+     */
     private void lost() {
       if (incarnation != null) ctx.unwatch(incarnation);
       incarnation = null;

@@ -37,17 +37,21 @@ public final class SessionIndex implements SessionObserver {
 
   private final Database db;
   private final Duration idempotencyTtl;
+
   /** Status webhooks, enqueued with the change they report; null where there are none. */
   private final Webhooks webhooks;
+
   /** Daily usage totals per org; null where they are not kept. */
   private final dev.outboard.store.UsageLedger ledger;
+
   private final Map<String, String> ownerCache =
-      Collections.synchronizedMap(new LinkedHashMap<>(1024, 0.75f, true) {
-        @Override
-        protected boolean removeEldestEntry(Map.Entry<String, String> eldest) {
-          return size() > OWNER_CACHE;
-        }
-      });
+      Collections.synchronizedMap(
+          new LinkedHashMap<>(1024, 0.75f, true) {
+            @Override
+            protected boolean removeEldestEntry(Map.Entry<String, String> eldest) {
+              return size() > OWNER_CACHE;
+            }
+          });
 
   public record Page(List<Summary> sessions, String next) {}
 
@@ -59,7 +63,11 @@ public final class SessionIndex implements SessionObserver {
     this(db, idempotencyTtl, webhooks, null);
   }
 
-  public SessionIndex(Database db, Duration idempotencyTtl, Webhooks webhooks, dev.outboard.store.UsageLedger usage) {
+  public SessionIndex(
+      Database db,
+      Duration idempotencyTtl,
+      Webhooks webhooks,
+      dev.outboard.store.UsageLedger usage) {
     this.db = db;
     this.idempotencyTtl = idempotencyTtl;
     this.webhooks = webhooks;
@@ -72,47 +80,60 @@ public final class SessionIndex implements SessionObserver {
   }
 
   /**
-   * Records a new session before it starts. With an idempotency key already used by the org in
-   * the last {@code idempotencyTtl}, records nothing and returns the id of the session that key
+   * Records a new session before it starts. With an idempotency key already used by the org in the
+   * last {@code idempotencyTtl}, records nothing and returns the id of the session that key
    * created; otherwise returns {@code provisional.id()}.
    */
   public CompletionStage<String> register(Summary provisional, String idempotencyKey) {
     return registerOnce(provisional, idempotencyKey)
-        .exceptionallyCompose(e -> idempotencyKey != null && Database.isUniqueViolation(e)
-            // A concurrent request with the same key won the race and has committed: answer with its session.
-            ? registerOnce(provisional, idempotencyKey)
-            : CompletableFuture.failedStage(e))
-        .thenApply(id -> {
-          if (id.equals(provisional.id())) ownerCache.put(id, provisional.org());
-          return id;
+        .exceptionallyCompose(
+            e ->
+                idempotencyKey != null && Database.isUniqueViolation(e)
+                    // A concurrent request with the same key won the race and has committed: answer
+                    // with its session.
+                    ? registerOnce(provisional, idempotencyKey)
+                    : CompletableFuture.failedStage(e))
+        .thenApply(
+            id -> {
+              if (id.equals(provisional.id())) ownerCache.put(id, provisional.org());
+              return id;
+            });
+  }
+
+  /**
+   * The row of a session about to start; its first status change ({@code running}) comes from the
+   * session.
+   */
+  private CompletionStage<String> registerOnce(Summary provisional, String idempotencyKey) {
+    return db.transact(
+        c -> {
+          if (idempotencyKey != null) {
+            Optional<String> owner = claim(c, provisional.org(), idempotencyKey, provisional.id());
+            if (owner.isPresent()) return owner.get();
+          }
+          insertRow(c, provisional, 0);
+          return provisional.id();
         });
   }
 
-  /** The row of a session about to start; its first status change ({@code running}) comes from the session. */
-  private CompletionStage<String> registerOnce(Summary provisional, String idempotencyKey) {
-    return db.transact(c -> {
-      if (idempotencyKey != null) {
-        Optional<String> owner = claim(c, provisional.org(), idempotencyKey, provisional.id());
-        if (owner.isPresent()) return owner.get();
-      }
-      insertRow(c, provisional, 0);
-      return provisional.id();
-    });
-  }
-
   /** Empty if this request won the key, else the session id that owns it. */
-  private Optional<String> claim(Connection c, String org, String key, String sessionId) throws SQLException {
+  private Optional<String> claim(Connection c, String org, String key, String sessionId)
+      throws SQLException {
     Instant now = Instant.now();
-    try (PreparedStatement ps = c.prepareStatement(
-        "SELECT session_id, created_at FROM idempotency_keys WHERE org_id = ? AND idem_key = ? FOR UPDATE")) {
+    try (PreparedStatement ps =
+        c.prepareStatement(
+            "SELECT session_id, created_at FROM idempotency_keys WHERE org_id = ? AND idem_key = ?"
+                + " FOR UPDATE")) {
       ps.setString(1, org);
       ps.setString(2, key);
       try (ResultSet rs = ps.executeQuery()) {
         if (rs.next()) {
           Instant created = rs.getObject(2, OffsetDateTime.class).toInstant();
           if (created.plus(idempotencyTtl).isAfter(now)) return Optional.of(rs.getString(1));
-          try (PreparedStatement up = c.prepareStatement(
-              "UPDATE idempotency_keys SET session_id = ?, created_at = ? WHERE org_id = ? AND idem_key = ?")) {
+          try (PreparedStatement up =
+              c.prepareStatement(
+                  "UPDATE idempotency_keys SET session_id = ?, created_at = ? WHERE org_id = ? AND"
+                      + " idem_key = ?")) {
             up.setString(1, sessionId);
             up.setObject(2, utc(now));
             up.setString(3, org);
@@ -123,8 +144,10 @@ public final class SessionIndex implements SessionObserver {
         }
       }
     }
-    try (PreparedStatement ps = c.prepareStatement(
-        "INSERT INTO idempotency_keys (org_id, idem_key, session_id, created_at) VALUES (?, ?, ?, ?)")) {
+    try (PreparedStatement ps =
+        c.prepareStatement(
+            "INSERT INTO idempotency_keys (org_id, idem_key, session_id, created_at) VALUES (?, ?,"
+                + " ?, ?)")) {
       ps.setString(1, org);
       ps.setString(2, key);
       ps.setString(3, sessionId);
@@ -152,43 +175,54 @@ public final class SessionIndex implements SessionObserver {
   /**
    * Writes the session's row (unless a later change is there already) and owes the org's webhook
    * the change. Changes can arrive out of order (each is its own transaction), so every change is
-   * owed by its sequence number; a recovering session's status only if the list did not have it
-   * yet (its node stopped before it could record the change).
+   * owed by its sequence number; a recovering session's status only if the list did not have it yet
+   * (its node stopped before it could record the change).
    */
   private void record(Summary summary, long seq, boolean recovered, boolean statusChange) {
-    db.<Boolean>transact(c -> {
-      // Only a recovering session's status is compared with the listed one (see above).
-      boolean compare = recovered && webhooks != null;
-      String before = compare ? statusOf(c, summary.id()) : null;
-      int updated;
-      try (PreparedStatement ps = c.prepareStatement(
-          "UPDATE session_index SET status = ?, seq = ?, updated_at = ?, summary = ?, wake_at = ?, sandbox_id = ? "
-              + "WHERE id = ? AND seq <= ?")) {
-        ps.setString(1, summary.status());
-        ps.setLong(2, seq);
-        ps.setObject(3, utc(summary.updatedAt()));
-        ps.setString(4, json(summary));
-        setInstant(ps, 5, summary.wakeAt());
-        ps.setString(6, sandboxOf(summary));
-        ps.setString(7, summary.id());
-        ps.setLong(8, seq);
-        updated = ps.executeUpdate();
-      }
-      // No row updated: a later change is there already, or there is no row yet.
-      if (updated == 0 && statusOf(c, summary.id()) == null) insertRow(c, summary, seq);
-      boolean owed = statusChange && webhooks != null && (!compare || !summary.status().equals(before));
-      return owed && webhooks.enqueue(c, summary, seq);
-    }).whenComplete((owed, error) -> {
-      if (error != null && !Database.isUniqueViolation(error)) {
-        log.warn("could not update the sessions list for {}: {}", summary.id(), error.toString());
-      } else if (Boolean.TRUE.equals(owed)) {
-        webhooks.enqueued();
-      }
-    });
+    db.<Boolean>transact(
+            c -> {
+              // Only a recovering session's status is compared with the listed one (see above).
+              boolean compare = recovered && webhooks != null;
+              String before = compare ? statusOf(c, summary.id()) : null;
+              int updated;
+              try (PreparedStatement ps =
+                  c.prepareStatement(
+                      "UPDATE session_index SET status = ?, seq = ?, updated_at = ?, summary = ?,"
+                          + " wake_at = ?, sandbox_id = ? WHERE id = ? AND seq <= ?")) {
+                ps.setString(1, summary.status());
+                ps.setLong(2, seq);
+                ps.setObject(3, utc(summary.updatedAt()));
+                ps.setString(4, json(summary));
+                setInstant(ps, 5, summary.wakeAt());
+                ps.setString(6, sandboxOf(summary));
+                ps.setString(7, summary.id());
+                ps.setLong(8, seq);
+                updated = ps.executeUpdate();
+              }
+              // No row updated: a later change is there already, or there is no row yet.
+              if (updated == 0 && statusOf(c, summary.id()) == null) insertRow(c, summary, seq);
+              boolean owed =
+                  statusChange
+                      && webhooks != null
+                      && (!compare || !summary.status().equals(before));
+              return owed && webhooks.enqueue(c, summary, seq);
+            })
+        .whenComplete(
+            (owed, error) -> {
+              if (error != null && !Database.isUniqueViolation(error)) {
+                log.warn(
+                    "could not update the sessions list for {}: {}",
+                    summary.id(),
+                    error.toString());
+              } else if (Boolean.TRUE.equals(owed)) {
+                webhooks.enqueued();
+              }
+            });
   }
 
   private static String statusOf(Connection c, String id) throws SQLException {
-    try (PreparedStatement ps = c.prepareStatement("SELECT status FROM session_index WHERE id = ?")) {
+    try (PreparedStatement ps =
+        c.prepareStatement("SELECT status FROM session_index WHERE id = ?")) {
       ps.setString(1, id);
       try (ResultSet rs = ps.executeQuery()) {
         return rs.next() ? rs.getString(1) : null;
@@ -196,19 +230,25 @@ public final class SessionIndex implements SessionObserver {
     }
   }
 
-  /** Sessions with a wait due by {@code now} (at most {@code limit}, the earliest first): see {@link WaitWakeups}. */
+  /**
+   * Sessions with a wait due by {@code now} (at most {@code limit}, the earliest first): see {@link
+   * WaitWakeups}.
+   */
   public CompletionStage<List<String>> due(Instant now, int limit) {
-    return db.transact(c -> {
-      try (PreparedStatement ps = c.prepareStatement(
-          "SELECT id FROM session_index WHERE wake_at <= ? ORDER BY wake_at LIMIT " + limit)) {
-        ps.setObject(1, utc(now));
-        List<String> ids = new ArrayList<>();
-        try (ResultSet rs = ps.executeQuery()) {
-          while (rs.next()) ids.add(rs.getString(1));
-        }
-        return ids;
-      }
-    });
+    return db.transact(
+        c -> {
+          try (PreparedStatement ps =
+              c.prepareStatement(
+                  "SELECT id FROM session_index WHERE wake_at <= ? ORDER BY wake_at LIMIT "
+                      + limit)) {
+            ps.setObject(1, utc(now));
+            List<String> ids = new ArrayList<>();
+            try (ResultSet rs = ps.executeQuery()) {
+              while (rs.next()) ids.add(rs.getString(1));
+            }
+            return ids;
+          }
+        });
   }
 
   private static String sandboxOf(Summary s) {
@@ -219,28 +259,36 @@ public final class SessionIndex implements SessionObserver {
    * Of the sandbox ids given, which belong to which session status (running, waiting, completed,
    * ...): the current sandbox of a listed session; ids no session holds are absent.
    */
-  public CompletionStage<Map<String, String>> sandboxOwners(java.util.Collection<String> sandboxIds) {
+  public CompletionStage<Map<String, String>> sandboxOwners(
+      java.util.Collection<String> sandboxIds) {
     if (sandboxIds.isEmpty()) return CompletableFuture.completedFuture(java.util.Map.of());
     List<String> ids = List.copyOf(sandboxIds);
-    return db.transact(c -> {
-      Map<String, String> owners = new java.util.HashMap<>();
-      for (int from = 0; from < ids.size(); from += 500) {
-        List<String> part = ids.subList(from, Math.min(ids.size(), from + 500));
-        String marks = String.join(", ", Collections.nCopies(part.size(), "?"));
-        try (PreparedStatement ps = c.prepareStatement(
-            "SELECT sandbox_id, status FROM session_index WHERE sandbox_id IN (" + marks + ")")) {
-          for (int i = 0; i < part.size(); i++) ps.setString(i + 1, part.get(i));
-          try (ResultSet rs = ps.executeQuery()) {
-            // A running owner wins over a finished one (an id is never reused, but be safe).
-            while (rs.next()) owners.merge(rs.getString(1), rs.getString(2), (a, b) -> finished(a) ? b : a);
+    return db.transact(
+        c -> {
+          Map<String, String> owners = new java.util.HashMap<>();
+          for (int from = 0; from < ids.size(); from += 500) {
+            List<String> part = ids.subList(from, Math.min(ids.size(), from + 500));
+            String marks = String.join(", ", Collections.nCopies(part.size(), "?"));
+            try (PreparedStatement ps =
+                c.prepareStatement(
+                    "SELECT sandbox_id, status FROM session_index WHERE sandbox_id IN ("
+                        + marks
+                        + ")")) {
+              for (int i = 0; i < part.size(); i++) ps.setString(i + 1, part.get(i));
+              try (ResultSet rs = ps.executeQuery()) {
+                // A running owner wins over a finished one (an id is never reused, but be safe).
+                while (rs.next())
+                  owners.merge(rs.getString(1), rs.getString(2), (a, b) -> finished(a) ? b : a);
+              }
+            }
           }
-        }
-      }
-      return owners;
-    });
+          return owners;
+        });
   }
 
-  /** Whether a listed status (a {@link SessionEntity.Status} in its wire form) is a terminal one. */
+  /**
+   * Whether a listed status (a {@link SessionEntity.Status} in its wire form) is a terminal one.
+   */
   public static boolean finished(String status) {
     for (SessionEntity.Status s : SessionEntity.Status.values()) {
       if (s.wire().equals(status)) return s.finished();
@@ -252,69 +300,76 @@ public final class SessionIndex implements SessionObserver {
   public CompletionStage<Optional<String>> orgOf(String sessionId) {
     String cached = ownerCache.get(sessionId);
     if (cached != null) return CompletableFuture.completedFuture(Optional.of(cached));
-    return db.transact(c -> {
-      try (PreparedStatement ps = c.prepareStatement("SELECT org_id FROM session_index WHERE id = ?")) {
-        ps.setString(1, sessionId);
-        try (ResultSet rs = ps.executeQuery()) {
-          return rs.next() ? Optional.of(rs.getString(1)) : Optional.<String>empty();
-        }
-      }
-    }).thenApply(org -> {
-      org.ifPresent(o -> ownerCache.put(sessionId, o));
-      return org;
-    });
+    return db.transact(
+            c -> {
+              try (PreparedStatement ps =
+                  c.prepareStatement("SELECT org_id FROM session_index WHERE id = ?")) {
+                ps.setString(1, sessionId);
+                try (ResultSet rs = ps.executeQuery()) {
+                  return rs.next() ? Optional.of(rs.getString(1)) : Optional.<String>empty();
+                }
+              }
+            })
+        .thenApply(
+            org -> {
+              org.ifPresent(o -> ownerCache.put(sessionId, o));
+              return org;
+            });
   }
 
   /** An org's sessions, newest first, optionally by status and user. */
-  public CompletionStage<Page> list(String org, String status, String user, int limit, String cursor) {
+  public CompletionStage<Page> list(
+      String org, String status, String user, int limit, String cursor) {
     Cursor after = cursor == null ? null : Cursor.decode(cursor);
-    return db.transact(c -> {
-      StringBuilder sql = new StringBuilder("SELECT id, created_at, summary FROM session_index WHERE org_id = ?");
-      List<Object> args = new ArrayList<>(List.of(org));
-      if (status != null) {
-        sql.append(" AND status = ?");
-        args.add(status);
-      }
-      if (user != null) {
-        sql.append(" AND user_name = ?");
-        args.add(user);
-      }
-      if (after != null) {
-        sql.append(" AND (created_at < ? OR (created_at = ? AND id < ?))");
-        args.add(utc(after.createdAt()));
-        args.add(utc(after.createdAt()));
-        args.add(after.id());
-      }
-      sql.append(" ORDER BY created_at DESC, id DESC LIMIT ").append(limit + 1);
-      try (PreparedStatement ps = c.prepareStatement(sql.toString())) {
-        for (int i = 0; i < args.size(); i++) ps.setObject(i + 1, args.get(i));
-        List<Summary> out = new ArrayList<>();
-        String next = null;
-        Instant lastCreated = null;
-        try (ResultSet rs = ps.executeQuery()) {
-          while (rs.next()) {
-            if (out.size() == limit) {
-              Summary last = out.get(out.size() - 1);
-              next = new Cursor(lastCreated, last.id()).encode();
-              break;
-            }
-            lastCreated = rs.getObject(2, OffsetDateTime.class).toInstant();
-            out.add(Json.MAPPER.readValue(rs.getString(3), Summary.class));
+    return db.transact(
+        c -> {
+          StringBuilder sql =
+              new StringBuilder(
+                  "SELECT id, created_at, summary FROM session_index WHERE org_id = ?");
+          List<Object> args = new ArrayList<>(List.of(org));
+          if (status != null) {
+            sql.append(" AND status = ?");
+            args.add(status);
           }
-        } catch (JsonProcessingException e) {
-          throw new SQLException("unreadable session summary", e);
-        }
-        return new Page(out, next);
-      }
-    });
+          if (user != null) {
+            sql.append(" AND user_name = ?");
+            args.add(user);
+          }
+          if (after != null) {
+            sql.append(" AND (created_at < ? OR (created_at = ? AND id < ?))");
+            args.add(utc(after.createdAt()));
+            args.add(utc(after.createdAt()));
+            args.add(after.id());
+          }
+          sql.append(" ORDER BY created_at DESC, id DESC LIMIT ").append(limit + 1);
+          try (PreparedStatement ps = c.prepareStatement(sql.toString())) {
+            for (int i = 0; i < args.size(); i++) ps.setObject(i + 1, args.get(i));
+            List<Summary> out = new ArrayList<>();
+            String next = null;
+            Instant lastCreated = null;
+            try (ResultSet rs = ps.executeQuery()) {
+              while (rs.next()) {
+                if (out.size() == limit) {
+                  Summary last = out.get(out.size() - 1);
+                  next = new Cursor(lastCreated, last.id()).encode();
+                  break;
+                }
+                lastCreated = rs.getObject(2, OffsetDateTime.class).toInstant();
+                out.add(Json.MAPPER.readValue(rs.getString(3), Summary.class));
+              }
+            } catch (JsonProcessingException e) {
+              throw new SQLException("unreadable session summary", e);
+            }
+            return new Page(out, next);
+          }
+        });
   }
 
-
-
   private static void insertRow(Connection c, Summary s, long seq) throws SQLException {
-    try (PreparedStatement ps = c.prepareStatement(
-        "INSERT INTO session_index (id, org_id, user_name, status, seq, created_at, updated_at, summary, wake_at, sandbox_id) "
-            + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
+    try (PreparedStatement ps =
+        c.prepareStatement(
+            "INSERT INTO session_index (id, org_id, user_name, status, seq, created_at, updated_at,"
+                + " summary, wake_at, sandbox_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
       ps.setString(1, s.id());
       ps.setString(2, s.org());
       ps.setString(3, s.user());
@@ -329,7 +384,8 @@ public final class SessionIndex implements SessionObserver {
     }
   }
 
-  private static void setInstant(PreparedStatement ps, int index, Instant instant) throws SQLException {
+  private static void setInstant(PreparedStatement ps, int index, Instant instant)
+      throws SQLException {
     if (instant == null) ps.setNull(index, java.sql.Types.TIMESTAMP_WITH_TIMEZONE);
     else ps.setObject(index, utc(instant));
   }
@@ -350,13 +406,18 @@ public final class SessionIndex implements SessionObserver {
   private record Cursor(Instant createdAt, String id) {
     String encode() {
       String raw = createdAt.getEpochSecond() + "." + createdAt.getNano() + "." + id;
-      return Base64.getUrlEncoder().withoutPadding().encodeToString(raw.getBytes(StandardCharsets.UTF_8));
+      return Base64.getUrlEncoder()
+          .withoutPadding()
+          .encodeToString(raw.getBytes(StandardCharsets.UTF_8));
     }
 
     static Cursor decode(String cursor) {
       try {
-        String[] parts = new String(Base64.getUrlDecoder().decode(cursor), StandardCharsets.UTF_8).split("\\.", 3);
-        return new Cursor(Instant.ofEpochSecond(Long.parseLong(parts[0]), Long.parseLong(parts[1])), parts[2]);
+        String[] parts =
+            new String(Base64.getUrlDecoder().decode(cursor), StandardCharsets.UTF_8)
+                .split("\\.", 3);
+        return new Cursor(
+            Instant.ofEpochSecond(Long.parseLong(parts[0]), Long.parseLong(parts[1])), parts[2]);
       } catch (RuntimeException e) {
         throw new IllegalArgumentException("cursor is not one this API returned");
       }

@@ -1,8 +1,8 @@
 package dev.outboard.session;
 
+import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.outboard.JsonSerializable;
-import com.fasterxml.jackson.annotation.JsonInclude;
 import java.time.Instant;
 import java.util.List;
 
@@ -38,15 +38,21 @@ public record Summary(
     todo = todo == null ? List.of() : todo;
   }
 
-  /** A subagent of this session: its session id, the task call it answers, and its status as last reported. */
-  public record ChildView(String id, String toolUseId, String description, String status) implements JsonSerializable {}
+  /**
+   * A subagent of this session: its session id, the task call it answers, and its status as last
+   * reported.
+   */
+  public record ChildView(String id, String toolUseId, String description, String status)
+      implements JsonSerializable {}
 
   /** A tool call waiting for a person's decision ({@code POST /v1/sessions/{id}/approvals}). */
-  public record PendingApproval(String toolUseId, int turn, String name, JsonNode input, Instant requestedAt)
+  public record PendingApproval(
+      String toolUseId, int turn, String name, JsonNode input, Instant requestedAt)
       implements JsonSerializable {}
 
   /** A {@code wait} tool call waiting for event {@code event} until {@code deadline}. */
-  public record WaitView(String toolUseId, int turn, String event, Instant deadline) implements JsonSerializable {}
+  public record WaitView(String toolUseId, int turn, String event, Instant deadline)
+      implements JsonSerializable {}
 
   /** The earliest deadline of the session's waits, if it has any. */
   @com.fasterxml.jackson.annotation.JsonIgnore
@@ -54,12 +60,14 @@ public record Summary(
     return waits.stream().map(WaitView::deadline).min(Instant::compareTo).orElse(null);
   }
 
-  public record UsageView(long inputTokens, long outputTokens, long cacheReadTokens, long cacheWriteTokens)
+  public record UsageView(
+      long inputTokens, long outputTokens, long cacheReadTokens, long cacheWriteTokens)
       implements JsonSerializable {}
 
   /** The session's sandbox: its state and, once it has one, its id. */
   /** {@code isolation} is present only when sandboxes are not isolated ({@code "none"}). */
-  @com.fasterxml.jackson.annotation.JsonInclude(com.fasterxml.jackson.annotation.JsonInclude.Include.NON_NULL)
+  @com.fasterxml.jackson.annotation.JsonInclude(
+      com.fasterxml.jackson.annotation.JsonInclude.Include.NON_NULL)
   public record SandboxView(String state, String id, String isolation) implements JsonSerializable {
     public SandboxView(String state) {
       this(state, null, null);
@@ -73,8 +81,25 @@ public record Summary(
   /** This summary with the sandbox view marked as {@code isolation}. */
   public Summary withSandboxIsolation(String isolation) {
     if (isolation == null) return this;
-    return new Summary(id, org, user, status, turns, usage, new SandboxView(sandbox.state(), sandbox.id(), isolation),
-        result, error, metadata, createdAt, updatedAt, pendingApprovals, waits, parent, children, budget, todo);
+    return new Summary(
+        id,
+        org,
+        user,
+        status,
+        turns,
+        usage,
+        new SandboxView(sandbox.state(), sandbox.id(), isolation),
+        result,
+        error,
+        metadata,
+        createdAt,
+        updatedAt,
+        pendingApprovals,
+        waits,
+        parent,
+        children,
+        budget,
+        todo);
   }
 
   public record ErrorView(String code, String message) implements JsonSerializable {}

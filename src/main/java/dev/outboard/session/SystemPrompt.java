@@ -16,11 +16,15 @@ public final class SystemPrompt {
   public static String build(PathRouter router, String extra, String orgSection) {
     StringBuilder sb = new StringBuilder();
     sb.append("You are an agent working through tools. Your filesystem has these directories: ")
-        .append(router.mounted().stream().map(SystemPrompt::describe).collect(Collectors.joining("; ")))
+        .append(
+            router.mounted().stream().map(SystemPrompt::describe).collect(Collectors.joining("; ")))
         .append(". Use absolute paths.");
     if (router.isMounted(Namespace.SESSION)) {
-      sb.append(" For work of several steps, keep your plan as a checklist in ").append(Todo.PATH)
-          .append(" (one line per step: \"- [ ] step\", and \"- [x] step\" once done) and update it as you go;")
+      sb.append(" For work of several steps, keep your plan as a checklist in ")
+          .append(Todo.PATH)
+          .append(
+              " (one line per step: \"- [ ] step\", and \"- [x] step\" once done) and update it as"
+                  + " you go;")
           .append(" the people following this session see it.");
     }
     if (orgSection != null && !orgSection.isBlank()) sb.append("\n\n").append(orgSection.strip());

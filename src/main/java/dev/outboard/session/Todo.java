@@ -7,8 +7,8 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * The session's todo list: the checklist the system prompt asks the agent to keep in
- * {@code /session/todo.md} ({@code - [ ] step} / {@code - [x] step} lines), as the API shows it.
+ * The session's todo list: the checklist the system prompt asks the agent to keep in {@code
+ * /session/todo.md} ({@code - [ ] step} / {@code - [x] step} lines), as the API shows it.
  */
 public final class Todo {
   public static final String PATH = "/session/todo.md";
@@ -20,7 +20,9 @@ public final class Todo {
   /** One step: its text and whether it is done. */
   public record Item(String text, boolean done) implements JsonSerializable {}
 
-  /** The checklist items of {@code markdown} (other lines are ignored), at most {@value #MAX_ITEMS}. */
+  /**
+   * The checklist items of {@code markdown} (other lines are ignored), at most {@value #MAX_ITEMS}.
+   */
   public static List<Item> parse(String markdown) {
     if (markdown == null || markdown.isEmpty()) return List.of();
     List<Item> items = new ArrayList<>();

@@ -7,12 +7,12 @@ import java.util.RandomAccess;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
- * Immutable lists that grow at the end in constant time, for a session's transcript: every
- * event appends to it, and a long session's state would otherwise copy thousands of messages per
- * event (several times per turn, as the entity folds each write's events before and as it
- * records them). A list shares its backing array with the longer lists made from it; appending
- * to a list that is not the longest one made from its array appends in place if the next slot
- * already holds an equal item (the same event folded twice), and copies otherwise.
+ * Immutable lists that grow at the end in constant time, for a session's transcript: every event
+ * appends to it, and a long session's state would otherwise copy thousands of messages per event
+ * (several times per turn, as the entity folds each write's events before and as it records them).
+ * A list shares its backing array with the longer lists made from it; appending to a list that is
+ * not the longest one made from its array appends in place if the next slot already holds an equal
+ * item (the same event folded twice), and copies otherwise.
  */
 final class Transcripts {
   private Transcripts() {}
@@ -30,6 +30,7 @@ final class Transcripts {
 
   private static final class Store {
     final Object[] items;
+
     /** How many slots the longest list made from this array uses. */
     final AtomicInteger used = new AtomicInteger();
 

@@ -12,10 +12,10 @@ import org.slf4j.LoggerFactory;
 /**
  * The durable part of wait timeouts. A session in memory times its waits itself; one that
  * passivated, or whose node went away, is not in memory to do so. The sessions list keeps each
- * waiting session's earliest deadline ({@code wake_at}), and every node looks every
- * {@code scan-interval} for deadlines that have come and sends those sessions {@link
- * SessionEntity.Wake}: sharding starts each where it lives, it recovers, and its due wait times
- * out. Several nodes waking the same session is harmless (a wait times out once: it is an event).
+ * waiting session's earliest deadline ({@code wake_at}), and every node looks every {@code
+ * scan-interval} for deadlines that have come and sends those sessions {@link SessionEntity.Wake}:
+ * sharding starts each where it lives, it recovers, and its due wait times out. Several nodes
+ * waking the same session is harmless (a wait times out once: it is an event).
  */
 public final class WaitWakeups implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(WaitWakeups.class);
@@ -34,21 +34,30 @@ public final class WaitWakeups implements AutoCloseable {
   }
 
   public void start() {
-    schedule = system.scheduler().scheduleWithFixedDelay(interval, interval, this::scan, system.executionContext());
+    schedule =
+        system
+            .scheduler()
+            .scheduleWithFixedDelay(interval, interval, this::scan, system.executionContext());
   }
 
   /** One look for due waits; skipped while the previous one is still running. */
   void scan() {
     if (!scanning.compareAndSet(false, true)) return;
     ClusterSharding sharding = ClusterSharding.get(system);
-    index.due(Instant.now(), BATCH).whenComplete((ids, error) -> {
-      scanning.set(false);
-      if (error != null) {
-        log.warn("could not look for due waits: {}", error.toString());
-        return;
-      }
-      for (String id : ids) sharding.entityRefFor(SessionEntity.ENTITY_KEY, id).tell(SessionEntity.Wake.INSTANCE);
-    });
+    index
+        .due(Instant.now(), BATCH)
+        .whenComplete(
+            (ids, error) -> {
+              scanning.set(false);
+              if (error != null) {
+                log.warn("could not look for due waits: {}", error.toString());
+                return;
+              }
+              for (String id : ids)
+                sharding
+                    .entityRefFor(SessionEntity.ENTITY_KEY, id)
+                    .tell(SessionEntity.Wake.INSTANCE);
+            });
   }
 
   @Override

@@ -14,8 +14,8 @@ import java.util.concurrent.atomic.AtomicInteger;
 import javax.sql.DataSource;
 
 /**
- * Outboard's own tables (orgs, keys, sessions list, idempotency keys): a small connection pool
- * and a dedicated executor, so JDBC never runs on an actor's or the HTTP server's threads.
+ * Outboard's own tables (orgs, keys, sessions list, idempotency keys): a small connection pool and
+ * a dedicated executor, so JDBC never runs on an actor's or the HTTP server's threads.
  */
 public final class Database implements AutoCloseable {
 
@@ -59,9 +59,9 @@ public final class Database implements AutoCloseable {
   /**
    * Runs {@code work} in its own transaction on the blocking executor, bounded by {@code bound}
    * from now (waiting for a connection included): if it is still running then, its connection is
-   * aborted and the stage fails at once with {@link TransactionTimeout} (nothing was committed),
-   * or with {@link CommitUnconfirmed} if the commit had been sent (it may have landed). A commit
-   * that fails on a broken connection also ends in {@link CommitUnconfirmed}.
+   * aborted and the stage fails at once with {@link TransactionTimeout} (nothing was committed), or
+   * with {@link CommitUnconfirmed} if the commit had been sent (it may have landed). A commit that
+   * fails on a broken connection also ends in {@link CommitUnconfirmed}.
    */
   public <T> CompletionStage<T> transact(Duration bound, Work<T> work) {
     Bounded<T> tx = new Bounded<>(work, bound);
@@ -73,18 +73,25 @@ public final class Database implements AutoCloseable {
   /** The bounded transaction did not finish in time; it was rolled back, nothing was committed. */
   public static final class TransactionTimeout extends SQLException {
     TransactionTimeout(Duration bound) {
-      super("the transaction did not finish within " + bound.toMillis() + " ms and was rolled back");
+      super(
+          "the transaction did not finish within " + bound.toMillis() + " ms and was rolled back");
     }
   }
 
-  /** The commit was sent but not confirmed (timeout or broken connection): it may or may not have landed. */
+  /**
+   * The commit was sent but not confirmed (timeout or broken connection): it may or may not have
+   * landed.
+   */
   public static final class CommitUnconfirmed extends SQLException {
     CommitUnconfirmed(String message, Throwable cause) {
       super(message, cause);
     }
   }
 
-  /** One bounded transaction: the worker and the watchdog race for its outcome through {@code state}. */
+  /**
+   * One bounded transaction: the worker and the watchdog race for its outcome through {@code
+   * state}.
+   */
   private final class Bounded<T> {
     private static final int RUNNING = 0;
     private static final int COMMITTING = 1;
@@ -123,14 +130,17 @@ public final class Database implements AutoCloseable {
           c.commit();
         } catch (SQLException e) {
           // A refused commit rolled back; one on a broken connection may have landed.
-          SQLException failure = e.getSQLState() != null && e.getSQLState().startsWith("08")
-              ? new CommitUnconfirmed("the commit was not confirmed: " + e.getMessage(), e) : e;
+          SQLException failure =
+              e.getSQLState() != null && e.getSQLState().startsWith("08")
+                  ? new CommitUnconfirmed("the commit was not confirmed: " + e.getMessage(), e)
+                  : e;
           if (state.compareAndSet(COMMITTING, DONE)) result.completeExceptionally(failure);
           return;
         }
         if (state.compareAndSet(COMMITTING, DONE)) result.complete(value);
       } catch (SQLException | RuntimeException e) {
-        if (state.compareAndSet(RUNNING, DONE) || state.compareAndSet(COMMITTING, DONE)) result.completeExceptionally(e);
+        if (state.compareAndSet(RUNNING, DONE) || state.compareAndSet(COMMITTING, DONE))
+          result.completeExceptionally(e);
       }
     }
 
@@ -138,15 +148,17 @@ public final class Database implements AutoCloseable {
       if (state.compareAndSet(RUNNING, EXPIRED)) {
         result.completeExceptionally(new TransactionTimeout(bound));
       } else if (state.compareAndSet(COMMITTING, EXPIRED)) {
-        result.completeExceptionally(new CommitUnconfirmed(
-            "the commit was not confirmed within " + bound.toMillis() + " ms", null));
+        result.completeExceptionally(
+            new CommitUnconfirmed(
+                "the commit was not confirmed within " + bound.toMillis() + " ms", null));
       } else {
         return;
       }
       Connection c = connection;
       if (c != null) {
         try {
-          c.abort(Runnable::run); // fails the worker's statement at once; the pool drops the connection
+          c.abort(
+              Runnable::run); // fails the worker's statement at once; the pool drops the connection
         } catch (SQLException | RuntimeException e) {
           // Not supported (H2 embedded has no network to hang on): the worker ends on its own.
         }
@@ -181,20 +193,26 @@ public final class Database implements AutoCloseable {
 
   /** True if {@code e} (or its cause) is a unique-key violation. */
   /**
-   * A failure that says nothing about the work, only that the database could not be reached or
-   * was going away (connection errors, an administrator's shutdown, the pool's closed connections,
-   * a bounded transaction that was aborted): none of it committed, so it may be tried again.
+   * A failure that says nothing about the work, only that the database could not be reached or was
+   * going away (connection errors, an administrator's shutdown, the pool's closed connections, a
+   * bounded transaction that was aborted): none of it committed, so it may be tried again.
    */
   public static boolean isTransient(Throwable error) {
     for (Throwable t = error; t != null; t = t.getCause() == t ? null : t.getCause()) {
       if (t instanceof CommitUnconfirmed) return false; // it may have committed
-      if (t instanceof TransactionTimeout || t instanceof java.sql.SQLTransientException || t instanceof java.net.ConnectException) {
+      if (t instanceof TransactionTimeout
+          || t instanceof java.sql.SQLTransientException
+          || t instanceof java.net.ConnectException) {
         return true;
       }
       if (t instanceof SQLException sql) {
-        // No SQL state: the pool's own errors ("Connection is closed"); PostgreSQL's refusals all have one.
+        // No SQL state: the pool's own errors ("Connection is closed"); PostgreSQL's refusals all
+        // have one.
         String state = sql.getSQLState();
-        if (state == null || state.startsWith("08") || state.startsWith("57P") || state.equals("53300")) return true;
+        if (state == null
+            || state.startsWith("08")
+            || state.startsWith("57P")
+            || state.equals("53300")) return true;
       }
     }
     return false;

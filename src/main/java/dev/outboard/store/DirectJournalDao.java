@@ -32,23 +32,25 @@ import slick.jdbc.JdbcBackend;
 import slick.jdbc.JdbcProfile;
 
 /**
- * pekko-persistence-jdbc's journal with a shorter write path: the events of a write go to the
- * same table, in the same columns and serialization, but as one multi-row {@code INSERT} (atomic
- * on its own, so one round trip and one commit) on a connection that a writer thread keeps,
- * instead of a stream stage, Slick's executor and a transaction of two round trips. The writes
- * waiting when a writer is free go together, as the plugin's own batching does. Reads, deletes
- * and everything else are the plugin's ({@link DefaultJournalDao}). Writes with tags or event
- * metadata, which this service does not use, take the plugin's path as well.
+ * pekko-persistence-jdbc's journal with a shorter write path: the events of a write go to the same
+ * table, in the same columns and serialization, but as one multi-row {@code INSERT} (atomic on its
+ * own, so one round trip and one commit) on a connection that a writer thread keeps, instead of a
+ * stream stage, Slick's executor and a transaction of two round trips. The writes waiting when a
+ * writer is free go together, as the plugin's own batching does. Reads, deletes and everything else
+ * are the plugin's ({@link DefaultJournalDao}). Writes with tags or event metadata, which this
+ * service does not use, take the plugin's path as well.
  *
  * <p>Selected by {@code jdbc-journal.dao}; {@code jdbc-journal.direct-writers} threads write.
  */
 public final class DirectJournalDao extends DefaultJournalDao {
   private static final Logger log = LoggerFactory.getLogger(DirectJournalDao.class);
+
   /**
-   * Rows a writer gathers before it writes (it may take one more write, of at most as many rows,
-   * so a statement has at most 2,000 rows: 18,000 of the 65,535 parameters Postgres allows).
+   * Rows a writer gathers before it writes (it may take one more write, of at most as many rows, so
+   * a statement has at most 2,000 rows: 18,000 of the 65,535 parameters Postgres allows).
    */
   private static final int MAX_ROWS = 1000;
+
   private static final BoxedUnit UNIT = BoxedUnit.UNIT;
 
   private final JdbcBackend.JdbcDatabaseDef db;
@@ -59,22 +61,50 @@ public final class DirectJournalDao extends DefaultJournalDao {
   private final Map<Integer, String> statements = new ConcurrentHashMap<>();
 
   /** One {@code asyncWriteMessages}: its rows, and its answer once written. */
-  private record Pending(List<Row> rows, List<Try<BoxedUnit>> results, Promise<Seq<Try<BoxedUnit>>> done) {}
+  private record Pending(
+      List<Row> rows, List<Try<BoxedUnit>> results, Promise<Seq<Try<BoxedUnit>>> done) {}
 
-  private record Row(String persistenceId, long seq, String writer, long timestamp, String adapterManifest,
-      int serId, String serManifest, byte[] payload) {}
+  private record Row(
+      String persistenceId,
+      long seq,
+      String writer,
+      long timestamp,
+      String adapterManifest,
+      int serId,
+      String serManifest,
+      byte[] payload) {}
 
-  public DirectJournalDao(JdbcBackend.JdbcDatabaseDef db, JdbcProfile profile, JournalConfig journalConfig,
-      Serialization serialization, ExecutionContext ec, Materializer mat) {
+  public DirectJournalDao(
+      JdbcBackend.JdbcDatabaseDef db,
+      JdbcProfile profile,
+      JournalConfig journalConfig,
+      Serialization serialization,
+      ExecutionContext ec,
+      Materializer mat) {
     super(db, profile, journalConfig, serialization, ec, mat);
     this.db = db;
     this.serialization = serialization;
     EventJournalTableConfiguration table = journalConfig.eventJournalTableConfiguration();
     EventJournalTableColumnNames c = table.columnNames();
-    String name = (table.schemaName().isDefined() ? quote(table.schemaName().get()) + "." : "") + quote(table.tableName());
-    this.insertPrefix = "INSERT INTO " + name + " (" + String.join(",", quote(c.deleted()), quote(c.persistenceId()),
-        quote(c.sequenceNumber()), quote(c.writer()), quote(c.writeTimestamp()), quote(c.adapterManifest()),
-        quote(c.eventSerId()), quote(c.eventSerManifest()), quote(c.eventPayload())) + ") VALUES ";
+    String name =
+        (table.schemaName().isDefined() ? quote(table.schemaName().get()) + "." : "")
+            + quote(table.tableName());
+    this.insertPrefix =
+        "INSERT INTO "
+            + name
+            + " ("
+            + String.join(
+                ",",
+                quote(c.deleted()),
+                quote(c.persistenceId()),
+                quote(c.sequenceNumber()),
+                quote(c.writer()),
+                quote(c.writeTimestamp()),
+                quote(c.adapterManifest()),
+                quote(c.eventSerId()),
+                quote(c.eventSerManifest()),
+                quote(c.eventPayload()))
+            + ") VALUES ";
     int writers = mat.system().settings().config().getInt("jdbc-journal.direct-writers");
     List<Thread> threads = new ArrayList<>();
     for (int i = 0; i < writers; i++) {
@@ -98,13 +128,22 @@ public final class DirectJournalDao extends DefaultJournalDao {
       List<Row> written = new ArrayList<>();
       try {
         for (PersistentRepr repr : CollectionConverters.asJava(write.payload())) {
-          if (repr.metadata().isDefined() || repr.payload() instanceof org.apache.pekko.persistence.journal.Tagged) {
+          if (repr.metadata().isDefined()
+              || repr.payload() instanceof org.apache.pekko.persistence.journal.Tagged) {
             return super.asyncWriteMessages(messages);
           }
-          PekkoSerialization.PekkoSerialized s = PekkoSerialization.serialize(serialization, repr.payload()).get();
-          written.add(new Row(repr.persistenceId(), repr.sequenceNr(), repr.writerUuid(),
-              repr.timestamp() == 0 ? System.currentTimeMillis() : repr.timestamp(), repr.manifest(),
-              s.serId(), s.serManifest(), s.payload()));
+          PekkoSerialization.PekkoSerialized s =
+              PekkoSerialization.serialize(serialization, repr.payload()).get();
+          written.add(
+              new Row(
+                  repr.persistenceId(),
+                  repr.sequenceNr(),
+                  repr.writerUuid(),
+                  repr.timestamp() == 0 ? System.currentTimeMillis() : repr.timestamp(),
+                  repr.manifest(),
+                  s.serId(),
+                  s.serManifest(),
+                  s.payload()));
         }
       } catch (RuntimeException e) {
         results.add(new Failure<>(e)); // rejected: not written, the entity is told
@@ -116,7 +155,8 @@ public final class DirectJournalDao extends DefaultJournalDao {
     // A very large write goes the plugin's way (a statement has at most 65,535 parameters).
     if (rows.size() > MAX_ROWS) return super.asyncWriteMessages(messages);
     Promise<Seq<Try<BoxedUnit>>> done = Promise.apply();
-    if (rows.isEmpty()) return done.success(CollectionConverters.asScala(results).toList()).future();
+    if (rows.isEmpty())
+      return done.success(CollectionConverters.asScala(results).toList()).future();
     queue.add(new Pending(rows, results, done));
     return done.future();
   }
@@ -145,7 +185,8 @@ public final class DirectJournalDao extends DefaultJournalDao {
         // Whatever went wrong, the writes are answered and the writer goes on.
         for (Pending p : batch) p.done().tryFailure(e);
         connection = closeQuietly(connection);
-        if (!(e instanceof SQLException)) log.error("the journal writer failed a batch of {} writes", batch.size(), e);
+        if (!(e instanceof SQLException))
+          log.error("the journal writer failed a batch of {} writes", batch.size(), e);
       } finally {
         batch.clear();
       }
@@ -153,13 +194,14 @@ public final class DirectJournalDao extends DefaultJournalDao {
   }
 
   /**
-   * Writes {@code batch} in one statement; if that fails and there was more than one write,
-   * each alone, so that one bad write (a sequence number already taken) fails only itself.
+   * Writes {@code batch} in one statement; if that fails and there was more than one write, each
+   * alone, so that one bad write (a sequence number already taken) fails only itself.
    */
   private Connection write(Connection connection, List<Pending> batch) throws SQLException {
     try {
       insert(connection, batch);
-      for (Pending p : batch) p.done().trySuccess(CollectionConverters.asScala(p.results()).toList());
+      for (Pending p : batch)
+        p.done().trySuccess(CollectionConverters.asScala(p.results()).toList());
       return connection;
     } catch (SQLException first) {
       SQLException e = first;
@@ -170,7 +212,8 @@ public final class DirectJournalDao extends DefaultJournalDao {
         connection = replace(connection);
         try {
           insert(connection, batch);
-          for (Pending p : batch) p.done().trySuccess(CollectionConverters.asScala(p.results()).toList());
+          for (Pending p : batch)
+            p.done().trySuccess(CollectionConverters.asScala(p.results()).toList());
           return connection;
         } catch (SQLException again) {
           e = again;
@@ -178,7 +221,10 @@ public final class DirectJournalDao extends DefaultJournalDao {
         }
       }
       if (batch.size() == 1) throw e;
-      log.debug("a batch of {} journal writes failed; writing them one by one: {}", batch.size(), e.toString());
+      log.debug(
+          "a batch of {} journal writes failed; writing them one by one: {}",
+          batch.size(),
+          e.toString());
       connection = isValid(connection) ? connection : replace(connection);
       for (Pending p : batch) {
         try {

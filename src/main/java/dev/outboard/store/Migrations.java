@@ -6,8 +6,9 @@ import org.flywaydb.core.api.output.MigrateResult;
 
 /**
  * Creates and upgrades the schema (persistence tables and our own) through versioned Flyway
- * migrations: {@code db/migration/h2} or {@code db/migration/postgresql} holds the persistence plugin's tables per database,
- * {@code db/migration/common} our portable ones. Runs before the ActorSystem starts sharding.
+ * migrations: {@code db/migration/h2} or {@code db/migration/postgresql} holds the persistence
+ * plugin's tables per database, {@code db/migration/common} our portable ones. Runs before the
+ * ActorSystem starts sharding.
  */
 public final class Migrations {
   private Migrations() {}

@@ -41,7 +41,10 @@ public final class OrgPolicies {
     this(db, ttl, Duration.ofMillis(500), 16);
   }
 
-  /** {@code readAttempts} reads in all, {@code retryEvery} apart, while the database does not answer. */
+  /**
+   * {@code readAttempts} reads in all, {@code retryEvery} apart, while the database does not
+   * answer.
+   */
   public OrgPolicies(Database db, Duration ttl, Duration retryEvery, int readAttempts) {
     this.db = db;
     this.ttlNanos = ttl.toNanos();
@@ -51,80 +54,109 @@ public final class OrgPolicies {
 
   /** The org's policy, or empty if there is no such org. */
   public CompletionStage<Optional<Policy>> get(String org) {
-    return db.transact(c -> {
-      try (PreparedStatement ps = c.prepareStatement(
-          "SELECT agents_write_skills, approval_policy, budget_policy FROM orgs WHERE id = ?")) {
-        ps.setString(1, org);
-        try (ResultSet rs = ps.executeQuery()) {
-          return rs.next() ? Optional.of(new Policy(rs.getBoolean(1), patterns(rs.getString(2)), budget(rs.getString(3))))
-              : Optional.<Policy>empty();
-        }
-      }
-    });
+    return db.transact(
+        c -> {
+          try (PreparedStatement ps =
+              c.prepareStatement(
+                  "SELECT agents_write_skills, approval_policy, budget_policy FROM orgs WHERE id ="
+                      + " ?")) {
+            ps.setString(1, org);
+            try (ResultSet rs = ps.executeQuery()) {
+              return rs.next()
+                  ? Optional.of(
+                      new Policy(
+                          rs.getBoolean(1), patterns(rs.getString(2)), budget(rs.getString(3))))
+                  : Optional.<Policy>empty();
+            }
+          }
+        });
   }
 
   /**
    * Sets the parts given (null: unchanged; a budget without limits removes it); the policy after,
    * or empty if there is no such org.
    */
-  public CompletionStage<Optional<Policy>> set(String org, Boolean agentsMayWriteSkills, List<String> approvals, Budget budget) {
-    return db.transact(c -> {
-      try (PreparedStatement ps = c.prepareStatement(
-          "UPDATE orgs SET agents_write_skills = COALESCE(?, agents_write_skills), "
-              + "approval_policy = COALESCE(?, approval_policy), "
-              + "budget_policy = CASE WHEN ? THEN ? ELSE budget_policy END WHERE id = ?")) {
-        if (agentsMayWriteSkills == null) ps.setNull(1, java.sql.Types.BOOLEAN);
-        else ps.setBoolean(1, agentsMayWriteSkills);
-        ps.setString(2, approvals == null ? null : Json.MAPPER.writeValueAsString(approvals));
-        boolean limits = budget != null && (budget.maxTokens() != null || budget.maxTurns() != null);
-        ps.setBoolean(3, budget != null);
-        ps.setString(4, limits ? Json.MAPPER.writeValueAsString(budget) : null);
-        ps.setString(5, org);
-        return ps.executeUpdate() == 1;
-      } catch (JsonProcessingException e) {
-        throw new SQLException(e);
-      }
-    }).thenCompose(found -> {
-      cache.remove(org);
-      return found ? get(org) : CompletableFuture.completedFuture(Optional.<Policy>empty());
-    });
+  public CompletionStage<Optional<Policy>> set(
+      String org, Boolean agentsMayWriteSkills, List<String> approvals, Budget budget) {
+    return db.transact(
+            c -> {
+              try (PreparedStatement ps =
+                  c.prepareStatement(
+                      "UPDATE orgs SET agents_write_skills = COALESCE(?, agents_write_skills),"
+                          + " approval_policy = COALESCE(?, approval_policy), budget_policy = CASE"
+                          + " WHEN ? THEN ? ELSE budget_policy END WHERE id = ?")) {
+                if (agentsMayWriteSkills == null) ps.setNull(1, java.sql.Types.BOOLEAN);
+                else ps.setBoolean(1, agentsMayWriteSkills);
+                ps.setString(
+                    2, approvals == null ? null : Json.MAPPER.writeValueAsString(approvals));
+                boolean limits =
+                    budget != null && (budget.maxTokens() != null || budget.maxTurns() != null);
+                ps.setBoolean(3, budget != null);
+                ps.setString(4, limits ? Json.MAPPER.writeValueAsString(budget) : null);
+                ps.setString(5, org);
+                return ps.executeUpdate() == 1;
+              } catch (JsonProcessingException e) {
+                throw new SQLException(e);
+              }
+            })
+        .thenCompose(
+            found -> {
+              cache.remove(org);
+              return found ? get(org) : CompletableFuture.completedFuture(Optional.<Policy>empty());
+            });
   }
 
   /**
    * The org's approval patterns and budget, for a session's next model call. A database that does
    * not answer (a restart, a pause) is asked again (every 500 ms, 16 times in all, by default);
-   * then the policy this node read last is used, however old (an
-   * admin's change could not have been written meanwhile either); only a node that never read it
-   * fails, and the session's calls then wait for approval (fail closed).
+   * then the policy this node read last is used, however old (an admin's change could not have been
+   * written meanwhile either); only a node that never read it fails, and the session's calls then
+   * wait for approval (fail closed).
    */
   public CompletionStage<ForSessions> forSessions(String org) {
     Cached cached = cache.get(org);
-    if (cached != null && cached.expiresNanos() > System.nanoTime()) return CompletableFuture.completedFuture(cached.policy());
-    return read(org, 1).handle((p, e) -> {
-      if (e == null) return CompletableFuture.completedFuture(p);
-      Cached last = cache.get(org);
-      if (last != null) {
-        log.warn("the policy of org {} could not be read ({}); using the one read last", org, e.toString());
-        return CompletableFuture.completedFuture(last.policy());
-      }
-      return CompletableFuture.<ForSessions>failedFuture(e);
-    }).thenCompose(f -> f);
+    if (cached != null && cached.expiresNanos() > System.nanoTime())
+      return CompletableFuture.completedFuture(cached.policy());
+    return read(org, 1)
+        .handle(
+            (p, e) -> {
+              if (e == null) return CompletableFuture.completedFuture(p);
+              Cached last = cache.get(org);
+              if (last != null) {
+                log.warn(
+                    "the policy of org {} could not be read ({}); using the one read last",
+                    org,
+                    e.toString());
+                return CompletableFuture.completedFuture(last.policy());
+              }
+              return CompletableFuture.<ForSessions>failedFuture(e);
+            })
+        .thenCompose(f -> f);
   }
 
   private final Duration retryEvery;
   private final int readAttempts;
 
   private CompletionStage<ForSessions> read(String org, int attempt) {
-    return get(org).thenApply(policy -> {
-      ForSessions p = new ForSessions(ApprovalPolicy.of(policy.map(Policy::approvals).orElse(List.of())),
-          policy.map(Policy::budget).orElse(Budget.NONE));
-      cache.put(org, new Cached(p, System.nanoTime() + ttlNanos));
-      return p;
-    }).handle((p, e) -> {
-      if (e == null) return CompletableFuture.completedFuture(p);
-      if (attempt >= readAttempts || !Database.isTransient(e)) return CompletableFuture.<ForSessions>failedFuture(e);
-      return dev.outboard.Futures.after(retryEvery).thenCompose(v -> read(org, attempt + 1));
-    }).thenCompose(f -> f);
+    return get(org)
+        .thenApply(
+            policy -> {
+              ForSessions p =
+                  new ForSessions(
+                      ApprovalPolicy.of(policy.map(Policy::approvals).orElse(List.of())),
+                      policy.map(Policy::budget).orElse(Budget.NONE));
+              cache.put(org, new Cached(p, System.nanoTime() + ttlNanos));
+              return p;
+            })
+        .handle(
+            (p, e) -> {
+              if (e == null) return CompletableFuture.completedFuture(p);
+              if (attempt >= readAttempts || !Database.isTransient(e))
+                return CompletableFuture.<ForSessions>failedFuture(e);
+              return dev.outboard.Futures.after(retryEvery)
+                  .thenCompose(v -> read(org, attempt + 1));
+            })
+        .thenCompose(f -> f);
   }
 
   private static Budget budget(String json) throws SQLException {

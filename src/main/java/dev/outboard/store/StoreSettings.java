@@ -9,7 +9,8 @@ import java.util.Map;
  * Which database this node uses. No {@code outboard.db.url} means embedded mode: an H2 file
  * database under {@code outboard.data-dir}. A {@code jdbc:postgresql:} URL means PostgreSQL.
  */
-public record StoreSettings(String url, String user, String password, Path dataDir, boolean embedded, int poolSize) {
+public record StoreSettings(
+    String url, String user, String password, Path dataDir, boolean embedded, int poolSize) {
 
   public static StoreSettings from(Config config) {
     Path dataDir = Path.of(config.getString("outboard.data-dir")).toAbsolutePath().normalize();
@@ -17,17 +18,24 @@ public record StoreSettings(String url, String user, String password, Path dataD
     int poolSize = config.getInt("outboard.db.pool-size");
     if (url.isEmpty()) {
       // WRITE_DELAY=0: by default H2 writes a commit to its file up to 500 ms later, so a kill -9
-      // (or an OOM kill) would lose transactions it had acknowledged: journal events, the sessions list.
+      // (or an OOM kill) would lose transactions it had acknowledged: journal events, the sessions
+      // list.
       String h2 = "jdbc:h2:file:" + dataDir.resolve("outboard") + ";WRITE_DELAY=0";
       return new StoreSettings(h2, "sa", "", dataDir, true, poolSize);
     }
     if (!url.startsWith("jdbc:postgresql:") && !url.startsWith("jdbc:h2:")) {
       throw new IllegalArgumentException(
-          "OUTBOARD_DB_URL must be a jdbc:postgresql:// URL (or jdbc:h2: for tests), got a URL starting "
+          "OUTBOARD_DB_URL must be a jdbc:postgresql:// URL (or jdbc:h2: for tests), got a URL"
+              + " starting "
               + url.substring(0, Math.min(url.length(), 16)));
     }
     return new StoreSettings(
-        url, config.getString("outboard.db.user"), config.getString("outboard.db.password"), dataDir, false, poolSize);
+        url,
+        config.getString("outboard.db.user"),
+        config.getString("outboard.db.password"),
+        dataDir,
+        false,
+        poolSize);
   }
 
   public boolean postgres() {
@@ -43,7 +51,8 @@ public record StoreSettings(String url, String user, String password, Path dataD
     String prefix = "pekko-persistence-jdbc.shared-databases.slick.";
     return ConfigFactory.parseMap(
         Map.of(
-            prefix + "profile", postgres() ? "slick.jdbc.PostgresProfile$" : "slick.jdbc.H2Profile$",
+            prefix + "profile",
+                postgres() ? "slick.jdbc.PostgresProfile$" : "slick.jdbc.H2Profile$",
             prefix + "db.url", url,
             prefix + "db.user", user,
             prefix + "db.password", password,

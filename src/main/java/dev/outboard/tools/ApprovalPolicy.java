@@ -10,8 +10,8 @@ import java.util.stream.Collectors;
  * Which tool calls wait for a person's approval: a list of patterns, each {@code all}, a tool name
  * ({@code bash}), or a tool name and a path glob ({@code write /memory/**}). A tool name may use
  * {@code *}; in a path glob {@code *} stays within one directory and {@code **} crosses them. A
- * pattern with a path applies only to the file tools ({@code read write edit ls glob grep}), on
- * the path they name.
+ * pattern with a path applies only to the file tools ({@code read write edit ls glob grep}), on the
+ * path they name.
  */
 public final class ApprovalPolicy {
   public static final int MAX_PATTERNS = 100;
@@ -63,20 +63,32 @@ public final class ApprovalPolicy {
   /** What is wrong with {@code patterns} as a policy, for a 400 that names the pattern. */
   public static Optional<String> problem(List<String> patterns) {
     if (patterns == null) return Optional.empty();
-    if (patterns.size() > MAX_PATTERNS) return Optional.of("at most " + MAX_PATTERNS + " approval patterns");
+    if (patterns.size() > MAX_PATTERNS)
+      return Optional.of("at most " + MAX_PATTERNS + " approval patterns");
     for (String raw : patterns) {
       if (raw == null || raw.isBlank()) return Optional.of("an approval pattern must not be empty");
-      if (raw.length() > MAX_PATTERN_CHARS) return Optional.of("approval pattern longer than " + MAX_PATTERN_CHARS + " characters");
+      if (raw.length() > MAX_PATTERN_CHARS)
+        return Optional.of("approval pattern longer than " + MAX_PATTERN_CHARS + " characters");
       String p = raw.trim();
       String[] parts = p.split("\\s+");
-      if (parts.length > 2) return Optional.of("approval pattern '" + p + "' is not 'all', 'tool' or 'tool /path/glob'");
+      if (parts.length > 2)
+        return Optional.of(
+            "approval pattern '" + p + "' is not 'all', 'tool' or 'tool /path/glob'");
       if (parts[0].equals("all") && parts.length == 1) continue;
-      if (!parts[0].matches("[A-Za-z0-9_*.-]+")) return Optional.of("approval pattern '" + p + "': tool names are letters, digits, _ - . and *");
+      if (!parts[0].matches("[A-Za-z0-9_*.-]+"))
+        return Optional.of(
+            "approval pattern '" + p + "': tool names are letters, digits, _ - . and *");
       if (!parts[0].contains("*") && ToolCatalog.spec(parts[0]).isEmpty()) {
-        return Optional.of("approval pattern '" + p + "': unknown tool '" + parts[0] + "'; tools: "
-            + ToolCatalog.ALL.stream().map(ToolSpec::name).collect(Collectors.joining(", ")));
+        return Optional.of(
+            "approval pattern '"
+                + p
+                + "': unknown tool '"
+                + parts[0]
+                + "'; tools: "
+                + ToolCatalog.ALL.stream().map(ToolSpec::name).collect(Collectors.joining(", ")));
       }
-      if (parts.length == 2 && !parts[1].startsWith("/")) return Optional.of("approval pattern '" + p + "': the path glob must start with /");
+      if (parts.length == 2 && !parts[1].startsWith("/"))
+        return Optional.of("approval pattern '" + p + "': the path glob must start with /");
     }
     return Optional.empty();
   }
@@ -84,12 +96,19 @@ public final class ApprovalPolicy {
   private static Rule rule(String pattern) {
     String[] parts = pattern.split("\\s+");
     if (parts[0].equals("all") && parts.length == 1) return new Rule(Pattern.compile(".*"), null);
-    Pattern tool = Pattern.compile(parts[0].chars().mapToObj(c -> c == '*' ? ".*" : Pattern.quote(String.valueOf((char) c)))
-        .collect(Collectors.joining()));
+    Pattern tool =
+        Pattern.compile(
+            parts[0]
+                .chars()
+                .mapToObj(c -> c == '*' ? ".*" : Pattern.quote(String.valueOf((char) c)))
+                .collect(Collectors.joining()));
     return new Rule(tool, parts.length == 2 ? Pattern.compile(pathRegex(parts[1])) : null);
   }
 
-  /** A path glob as a regular expression: {@code **} any characters, {@code *} any but {@code /}, {@code ?} one. */
+  /**
+   * A path glob as a regular expression: {@code **} any characters, {@code *} any but {@code /},
+   * {@code ?} one.
+   */
   static String pathRegex(String glob) {
     StringBuilder re = new StringBuilder();
     for (int i = 0; i < glob.length(); i++) {

@@ -12,7 +12,8 @@ public sealed interface ToolCall {
 
   record Write(VirtualPath path, String content) implements ToolCall {}
 
-  record Edit(VirtualPath path, String oldString, String newString, boolean replaceAll) implements ToolCall {}
+  record Edit(VirtualPath path, String oldString, String newString, boolean replaceAll)
+      implements ToolCall {}
 
   record Ls(VirtualPath path) implements ToolCall {}
 
@@ -23,10 +24,11 @@ public sealed interface ToolCall {
   record Bash(VirtualPath path, String command, Integer timeoutMs) implements ToolCall {}
 
   /**
-   * Hands {@code prompt} to a subagent (a child session) and waits for its final text;
-   * {@code tools} (empty: the session's own) limits what the child may use. Its path is {@code /}.
+   * Hands {@code prompt} to a subagent (a child session) and waits for its final text; {@code
+   * tools} (empty: the session's own) limits what the child may use. Its path is {@code /}.
    */
-  record Task(VirtualPath path, String description, String prompt, java.util.List<String> tools) implements ToolCall {}
+  record Task(VirtualPath path, String description, String prompt, java.util.List<String> tools)
+      implements ToolCall {}
 
   /** Waits for the outside event {@code event}; its path is {@code /} (it touches no file). */
   record Wait(VirtualPath path, String event, int timeoutSeconds) implements ToolCall {}

@@ -13,9 +13,9 @@ import java.util.function.Function;
 import java.util.stream.Collectors;
 
 /**
- * The tools of API.md: their definitions, and the parsing of a model's arguments into a
- * {@link ToolCall}. Anything wrong — unknown tool, missing or ill-typed argument, unknown argument,
- * bad path — becomes a {@link InvalidToolCallException} whose message is shown to the model.
+ * The tools of API.md: their definitions, and the parsing of a model's arguments into a {@link
+ * ToolCall}. Anything wrong — unknown tool, missing or ill-typed argument, unknown argument, bad
+ * path — becomes a {@link InvalidToolCallException} whose message is shown to the model.
  */
 public final class ToolCatalog {
   private ToolCatalog() {}
@@ -35,48 +35,90 @@ public final class ToolCatalog {
   }
 
   private static final String PATHS =
-      " Paths are absolute: /workspace/** (the sandbox), /memory/** and /skills/** (shared by the organisation), /session/** (private notes of this session).";
+      " Paths are absolute: /workspace/** (the sandbox), /memory/** and /skills/** (shared by the"
+          + " organisation), /session/** (private notes of this session).";
 
   public static final List<ToolSpec> ALL =
       List.of(
-          new ToolSpec("read", "Read a text file; lines come back numbered." + PATHS,
-              List.of(req("path", Type.STRING, "absolute path of the file"),
+          new ToolSpec(
+              "read",
+              "Read a text file; lines come back numbered." + PATHS,
+              List.of(
+                  req("path", Type.STRING, "absolute path of the file"),
                   opt("offset", Type.INTEGER, "first line to return, 1-based"),
                   opt("limit", Type.INTEGER, "number of lines to return"))),
-          new ToolSpec("write", "Create or overwrite a text file." + PATHS,
-              List.of(req("path", Type.STRING, "absolute path of the file"),
+          new ToolSpec(
+              "write",
+              "Create or overwrite a text file." + PATHS,
+              List.of(
+                  req("path", Type.STRING, "absolute path of the file"),
                   req("content", Type.STRING, "the whole new content"))),
-          new ToolSpec("edit", "Replace an exact string in a file. old_string must occur exactly once unless replace_all is true." + PATHS,
-              List.of(req("path", Type.STRING, "absolute path of the file"),
+          new ToolSpec(
+              "edit",
+              "Replace an exact string in a file. old_string must occur exactly once unless"
+                  + " replace_all is true."
+                  + PATHS,
+              List.of(
+                  req("path", Type.STRING, "absolute path of the file"),
                   req("old_string", Type.STRING, "the exact text to replace"),
                   req("new_string", Type.STRING, "the replacement text"),
                   opt("replace_all", Type.BOOLEAN, "replace every occurrence"))),
-          new ToolSpec("ls", "List a directory." + PATHS,
+          new ToolSpec(
+              "ls",
+              "List a directory." + PATHS,
               List.of(req("path", Type.STRING, "absolute path of the directory"))),
-          new ToolSpec("glob", "Find files whose path matches a glob pattern (** crosses directories)." + PATHS,
-              List.of(req("pattern", Type.STRING, "glob pattern, relative to path (e.g. **/*.md)"),
+          new ToolSpec(
+              "glob",
+              "Find files whose path matches a glob pattern (** crosses directories)." + PATHS,
+              List.of(
+                  req("pattern", Type.STRING, "glob pattern, relative to path (e.g. **/*.md)"),
                   opt("path", Type.STRING, "directory to search; default /"))),
-          new ToolSpec("grep", "Search file contents with a regular expression; answers path:line:text." + PATHS,
-              List.of(req("pattern", Type.STRING, "Java regular expression"),
+          new ToolSpec(
+              "grep",
+              "Search file contents with a regular expression; answers path:line:text." + PATHS,
+              List.of(
+                  req("pattern", Type.STRING, "Java regular expression"),
                   opt("path", Type.STRING, "directory or file to search; default /"),
                   opt("glob", Type.STRING, "only files whose path matches this glob"))),
-          new ToolSpec("bash", "Run a shell command in the sandbox, cwd /workspace; the working directory and exported variables persist between calls.",
-              List.of(req("command", Type.STRING, "the command line"),
+          new ToolSpec(
+              "bash",
+              "Run a shell command in the sandbox, cwd /workspace; the working directory and"
+                  + " exported variables persist between calls.",
+              List.of(
+                  req("command", Type.STRING, "the command line"),
                   opt("timeout_ms", Type.INTEGER, "timeout in milliseconds"))),
-          new ToolSpec("wait", "Wait for an outside event (CI finished, a reply from another system): the session pauses "
-              + "until the event is sent to it and this call's result is the event's JSON payload, or an error once "
-              + "timeoutSeconds have passed without it. An event sent before the wait starts is kept for it.",
-              List.of(req("event", Type.STRING, "the event's name, e.g. ci.finished (letters, digits and . _ : -)"),
+          new ToolSpec(
+              "wait",
+              "Wait for an outside event (CI finished, a reply from another system): the session"
+                  + " pauses until the event is sent to it and this call's result is the event's"
+                  + " JSON payload, or an error once timeoutSeconds have passed without it. An"
+                  + " event sent before the wait starts is kept for it.",
+              List.of(
+                  req(
+                      "event",
+                      Type.STRING,
+                      "the event's name, e.g. ci.finished (letters, digits and . _ : -)"),
                   req("timeoutSeconds", Type.INTEGER, "how long to wait at most, in seconds"))),
-          new ToolSpec("task", "Hand a self-contained sub-problem to a subagent: a fresh session of your organisation "
-              + "(same /memory and /skills, its own /session and sandbox) that works on the prompt alone and whose final "
-              + "answer is this call's result. Several task calls in one answer run in parallel.",
-              List.of(req("description", Type.STRING, "a few words on what the subagent is for"),
-                  req("prompt", Type.STRING, "everything the subagent needs to know: it sees nothing else"),
+          new ToolSpec(
+              "task",
+              "Hand a self-contained sub-problem to a subagent: a fresh session of your"
+                  + " organisation (same /memory and /skills, its own /session and sandbox) that"
+                  + " works on the prompt alone and whose final answer is this call's result."
+                  + " Several task calls in one answer run in parallel.",
+              List.of(
+                  req("description", Type.STRING, "a few words on what the subagent is for"),
+                  req(
+                      "prompt",
+                      Type.STRING,
+                      "everything the subagent needs to know: it sees nothing else"),
                   opt("tools", Type.STRING_LIST, "the tools it may use (default: all of yours)"))));
 
-  /** What an event's name may be: 1 to 128 of letters, digits and {@code . _ : -}, starting with a letter or digit. */
-  public static final java.util.regex.Pattern EVENT_NAME = java.util.regex.Pattern.compile("[A-Za-z0-9][A-Za-z0-9._:-]{0,127}");
+  /**
+   * What an event's name may be: 1 to 128 of letters, digits and {@code . _ : -}, starting with a
+   * letter or digit.
+   */
+  public static final java.util.regex.Pattern EVENT_NAME =
+      java.util.regex.Pattern.compile("[A-Za-z0-9][A-Za-z0-9._:-]{0,127}");
 
   private static final Map<String, ToolSpec> BY_NAME =
       ALL.stream().collect(Collectors.toMap(ToolSpec::name, Function.identity()));
@@ -87,23 +129,49 @@ public final class ToolCatalog {
 
   /** Validates {@code input} against tool {@code name} and returns the typed call. */
   public static ToolCall parse(String name, JsonNode input) {
-    ToolSpec spec = spec(name).orElseThrow(() -> new InvalidToolCallException(
-        "unknown tool '" + name + "'; available tools: " + ALL.stream().map(ToolSpec::name).collect(Collectors.joining(", "))));
+    ToolSpec spec =
+        spec(name)
+            .orElseThrow(
+                () ->
+                    new InvalidToolCallException(
+                        "unknown tool '"
+                            + name
+                            + "'; available tools: "
+                            + ALL.stream().map(ToolSpec::name).collect(Collectors.joining(", "))));
     if (input == null || !input.isObject()) {
       throw new InvalidToolCallException("tool '" + name + "' takes a JSON object of arguments");
     }
     Args args = new Args(spec, input);
     return switch (name) {
-      case "read" -> new ToolCall.Read(args.path("path"), args.positiveInt("offset", 1), args.optPositiveInt("limit"));
+      case "read" ->
+          new ToolCall.Read(
+              args.path("path"), args.positiveInt("offset", 1), args.optPositiveInt("limit"));
       case "write" -> new ToolCall.Write(args.path("path"), args.string("content"));
-      case "edit" -> new ToolCall.Edit(args.path("path"), args.nonEmptyString("old_string"), args.string("new_string"), args.bool("replace_all"));
+      case "edit" ->
+          new ToolCall.Edit(
+              args.path("path"),
+              args.nonEmptyString("old_string"),
+              args.string("new_string"),
+              args.bool("replace_all"));
       case "ls" -> new ToolCall.Ls(args.path("path"));
       case "glob" -> new ToolCall.Glob(args.optPath("path"), args.nonEmptyString("pattern"));
-      case "grep" -> new ToolCall.Grep(args.optPath("path"), args.nonEmptyString("pattern"), args.optString("glob"));
-      case "bash" -> new ToolCall.Bash(VirtualPath.parse("/workspace"), args.nonEmptyString("command"), args.optPositiveInt("timeout_ms"));
-      case "wait" -> new ToolCall.Wait(VirtualPath.ROOT, args.eventName("event"), args.positiveInt("timeoutSeconds", 1));
-      case "task" -> new ToolCall.Task(VirtualPath.ROOT, args.nonEmptyString("description"), args.nonEmptyString("prompt"),
-          args.toolNames("tools"));
+      case "grep" ->
+          new ToolCall.Grep(
+              args.optPath("path"), args.nonEmptyString("pattern"), args.optString("glob"));
+      case "bash" ->
+          new ToolCall.Bash(
+              VirtualPath.parse("/workspace"),
+              args.nonEmptyString("command"),
+              args.optPositiveInt("timeout_ms"));
+      case "wait" ->
+          new ToolCall.Wait(
+              VirtualPath.ROOT, args.eventName("event"), args.positiveInt("timeoutSeconds", 1));
+      case "task" ->
+          new ToolCall.Task(
+              VirtualPath.ROOT,
+              args.nonEmptyString("description"),
+              args.nonEmptyString("prompt"),
+              args.toolNames("tools"));
       default -> throw new IllegalStateException("tool without a parser: " + name);
     };
   }
@@ -125,24 +193,38 @@ public final class ToolCatalog {
       for (Param p : spec.params()) {
         JsonNode v = input.get(p.name());
         if (v == null || v.isNull()) {
-          if (p.required()) fail("missing required argument '" + p.name() + "' (" + p.type().json + ")");
+          if (p.required())
+            fail("missing required argument '" + p.name() + "' (" + p.type().json + ")");
           continue;
         }
-        boolean ok = switch (p.type()) {
-          case STRING -> v.isTextual();
-          case INTEGER -> v.isIntegralNumber() && v.canConvertToInt();
-          case BOOLEAN -> v.isBoolean();
-          case STRING_LIST -> v.isArray() && java.util.stream.StreamSupport.stream(v.spliterator(), false).allMatch(JsonNode::isTextual);
-        };
+        boolean ok =
+            switch (p.type()) {
+              case STRING -> v.isTextual();
+              case INTEGER -> v.isIntegralNumber() && v.canConvertToInt();
+              case BOOLEAN -> v.isBoolean();
+              case STRING_LIST ->
+                  v.isArray()
+                      && java.util.stream.StreamSupport.stream(v.spliterator(), false)
+                          .allMatch(JsonNode::isTextual);
+            };
         if (!ok && p.type() == Type.INTEGER && v.isIntegralNumber()) {
-          fail("argument '" + p.name() + "' must be an integer of at most " + Integer.MAX_VALUE + ", got " + v.asText());
+          fail(
+              "argument '"
+                  + p.name()
+                  + "' must be an integer of at most "
+                  + Integer.MAX_VALUE
+                  + ", got "
+                  + v.asText());
         }
-        if (!ok) fail("argument '" + p.name() + "' must be " + article(p.type()) + ", got " + jsonType(v));
+        if (!ok)
+          fail("argument '" + p.name() + "' must be " + article(p.type()) + ", got " + jsonType(v));
       }
     }
 
     private String names() {
-      return spec.params().stream().map(p -> p.name() + (p.required() ? "" : "?")).collect(Collectors.joining(", "));
+      return spec.params().stream()
+          .map(p -> p.name() + (p.required() ? "" : "?"))
+          .collect(Collectors.joining(", "));
     }
 
     /** The JSON type of {@code v}, as a client of a JSON API says it. */
@@ -162,7 +244,8 @@ public final class ToolCatalog {
     }
 
     private void fail(String why) {
-      throw new InvalidToolCallException("invalid arguments for tool '" + spec.name() + "': " + why);
+      throw new InvalidToolCallException(
+          "invalid arguments for tool '" + spec.name() + "': " + why);
     }
 
     String string(String field) {
@@ -203,7 +286,8 @@ public final class ToolCatalog {
       if (v == null || v.isNull()) return List.of();
       List<String> names = new ArrayList<>();
       for (JsonNode n : v) {
-        if (spec(n.asText()).isEmpty()) fail("argument '" + field + "': unknown tool '" + n.asText() + "'");
+        if (spec(n.asText()).isEmpty())
+          fail("argument '" + field + "': unknown tool '" + n.asText() + "'");
         names.add(n.asText());
       }
       return List.copyOf(names);
@@ -212,7 +296,11 @@ public final class ToolCatalog {
     String eventName(String field) {
       String s = string(field);
       if (!EVENT_NAME.matcher(s).matches()) {
-        fail("argument '" + field + "' must be 1 to 128 of letters, digits and . _ : - (starting with a letter or digit)");
+        fail(
+            "argument '"
+                + field
+                + "' must be 1 to 128 of letters, digits and . _ : - (starting with a letter or"
+                + " digit)");
       }
       return s;
     }

@@ -37,7 +37,11 @@ public record ToolSpec(String name, String description, List<Param> params) {
     ObjectNode properties = schema.putObject("properties");
     ArrayNode required = Json.MAPPER.createArrayNode();
     for (Param p : params) {
-      ObjectNode property = properties.putObject(p.name()).put("type", p.type().json).put("description", p.description());
+      ObjectNode property =
+          properties
+              .putObject(p.name())
+              .put("type", p.type().json)
+              .put("description", p.description());
       if (p.type() == Type.STRING_LIST) property.putObject("items").put("type", "string");
       if (p.required()) required.add(p.name());
     }

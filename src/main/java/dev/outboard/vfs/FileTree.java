@@ -12,8 +12,8 @@ import java.util.regex.Pattern;
 /**
  * Read-side tool semantics ({@code read}, {@code ls}, {@code glob}, {@code grep}) over a sorted map
  * of files keyed by their full virtual path. Directories are implied by the paths below them; the
- * namespace roots in {@code roots} are directories even when empty. Every backend that can list
- * its files as a map — session files, org files, or several merged for a search over {@code /} —
+ * namespace roots in {@code roots} are directories even when empty. Every backend that can list its
+ * files as a map — session files, org files, or several merged for a search over {@code /} —
  * answers the same way.
  */
 public record FileTree(SortedMap<String, String> files, Set<String> roots) {
@@ -65,7 +65,9 @@ public record FileTree(SortedMap<String, String> files, Set<String> roots) {
   /** The path of {@code file} relative to the search root (a file searched by itself: its name). */
   private static String relative(String file, VirtualPath root) {
     String base = root.isRoot() ? "/" : root + "/";
-    return file.startsWith(base) ? file.substring(base.length()) : file.substring(file.lastIndexOf('/') + 1);
+    return file.startsWith(base)
+        ? file.substring(base.length())
+        : file.substring(file.lastIndexOf('/') + 1);
   }
 
   public String glob(VirtualPath root, String pattern) {
@@ -90,7 +92,8 @@ public record FileTree(SortedMap<String, String> files, Set<String> roots) {
     }
     if (out.isEmpty()) return "no matches for " + pattern + " under " + root;
     String text = String.join("\n", out);
-    if (text.length() > maxChars) text = text.substring(0, maxChars) + "\n[output truncated at " + maxChars + " characters]";
+    if (text.length() > maxChars)
+      text = text.substring(0, maxChars) + "\n[output truncated at " + maxChars + " characters]";
     else if (out.size() >= MAX_MATCHES) text += "\n[stopped after " + MAX_MATCHES + " matches]";
     return text;
   }

@@ -2,7 +2,9 @@ package dev.outboard.vfs;
 
 import java.util.Optional;
 
-/** The top-level directories of the agent's filesystem, each served by one backend (DESIGN.md §5). */
+/**
+ * The top-level directories of the agent's filesystem, each served by one backend (DESIGN.md §5).
+ */
 public enum Namespace {
   WORKSPACE("workspace"),
   MEMORY("memory"),

@@ -24,7 +24,9 @@ public final class PathRouter {
     return mounted.contains(ns);
   }
 
-  /** The namespace of {@code path}, or an {@link VirtualPath.InvalidPathException} saying why none. */
+  /**
+   * The namespace of {@code path}, or an {@link VirtualPath.InvalidPathException} saying why none.
+   */
   public Namespace route(VirtualPath path) {
     return Namespace.ofDir(path.top())
         .filter(mounted::contains)
@@ -32,7 +34,9 @@ public final class PathRouter {
   }
 
   public String notMounted(VirtualPath path) {
-    return "path \"" + path + "\" is not in a mounted namespace; this agent's filesystem has "
+    return "path \""
+        + path
+        + "\" is not in a mounted namespace; this agent's filesystem has "
         + mounted.stream().map(Namespace::root).sorted().collect(Collectors.joining(", "));
   }
 }

@@ -33,11 +33,11 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Delivers the webhook outbox: POSTs each owed status change to its org's URL, signed
- * ({@code Outboard-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" with the
- * org's secret>}) and named ({@code Outboard-Event-Id}); a 2xx answer delivers it, anything else
- * is tried again with exponential backoff and jitter until {@code max-attempts}. A node claims a
- * delivery for {@code lease} before it sends it, so nodes do not send the same one at once.
+ * Delivers the webhook outbox: POSTs each owed status change to its org's URL, signed ({@code
+ * Outboard-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" with the org's secret>})
+ * and named ({@code Outboard-Event-Id}); a 2xx answer delivers it, anything else is tried again
+ * with exponential backoff and jitter until {@code max-attempts}. A node claims a delivery for
+ * {@code lease} before it sends it, so nodes do not send the same one at once.
  *
  * <p>It looks at the outbox when told a change was enqueued, when a retry falls due, and once at
  * start (what a stopped node still owed); with nothing owed it does not query at all.
@@ -46,12 +46,22 @@ public final class WebhookDispatcher implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(WebhookDispatcher.class);
 
   /** The {@code outboard.webhooks} settings. */
-  public record Settings(Duration timeout, Duration firstRetry, Duration maxRetry, int maxAttempts, Duration lease,
+  public record Settings(
+      Duration timeout,
+      Duration firstRetry,
+      Duration maxRetry,
+      int maxAttempts,
+      Duration lease,
       int batch) {
     public static Settings from(Config config) {
       Config c = config.getConfig("outboard.webhooks");
-      return new Settings(c.getDuration("timeout"), c.getDuration("first-retry"), c.getDuration("max-retry"),
-          c.getInt("max-attempts"), c.getDuration("lease"), c.getInt("batch"));
+      return new Settings(
+          c.getDuration("timeout"),
+          c.getDuration("first-retry"),
+          c.getDuration("max-retry"),
+          c.getInt("max-attempts"),
+          c.getDuration("lease"),
+          c.getInt("batch"));
     }
   }
 
@@ -61,20 +71,28 @@ public final class WebhookDispatcher implements AutoCloseable {
   private final Webhooks webhooks;
   private final Settings settings;
   private final HttpClient http;
-  private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(r -> {
-    Thread t = new Thread(r, "webhook-dispatcher");
-    t.setDaemon(true);
-    return t;
-  });
+  private final ScheduledExecutorService timer =
+      Executors.newSingleThreadScheduledExecutor(
+          r -> {
+            Thread t = new Thread(r, "webhook-dispatcher");
+            t.setDaemon(true);
+            return t;
+          });
+
   /** The next scan already scheduled (only touched on the timer thread). */
   private ScheduledFuture<?> nextScan;
+
   private Instant nextScanAt;
 
   public WebhookDispatcher(Database db, Webhooks webhooks, Settings settings) {
     this.db = db;
     this.webhooks = webhooks;
     this.settings = settings;
-    this.http = HttpClient.newBuilder().connectTimeout(settings.timeout()).followRedirects(HttpClient.Redirect.NEVER).build();
+    this.http =
+        HttpClient.newBuilder()
+            .connectTimeout(settings.timeout())
+            .followRedirects(HttpClient.Redirect.NEVER)
+            .build();
   }
 
   /** Starts delivering: what is owed already, then each change as it is enqueued. */
@@ -102,7 +120,8 @@ public final class WebhookDispatcher implements AutoCloseable {
       List<Due> due = db.transactNow(this::claim);
       Map<String, Optional<Webhooks.Target>> targets = new HashMap<>();
       for (Due d : due) {
-        Optional<Webhooks.Target> target = targets.computeIfAbsent(d.org(), org -> db.transactNow(c -> webhooks.target(c, org)));
+        Optional<Webhooks.Target> target =
+            targets.computeIfAbsent(d.org(), org -> db.transactNow(c -> webhooks.target(c, org)));
         if (target.isPresent()) deliver(d, target.get());
         else db.transactNow(c -> drop(c, d.eventId())); // the org removed its endpoint
       }
@@ -112,7 +131,10 @@ public final class WebhookDispatcher implements AutoCloseable {
         db.transactNow(this::earliestDue).ifPresent(this::scheduleScan);
       }
     } catch (RuntimeException e) {
-      log.warn("webhook outbox scan failed; trying again in {}: {}", settings.firstRetry(), e.toString());
+      log.warn(
+          "webhook outbox scan failed; trying again in {}: {}",
+          settings.firstRetry(),
+          e.toString());
       scheduleScan(Instant.now().plus(settings.firstRetry()));
     }
   }
@@ -122,9 +144,12 @@ public final class WebhookDispatcher implements AutoCloseable {
     Instant now = Instant.now();
     List<Due> candidates = new ArrayList<>();
     List<OffsetDateTime> seenAt = new ArrayList<>();
-    try (PreparedStatement ps = c.prepareStatement("SELECT event_id, org_id, payload, attempts, next_attempt_at "
-        + "FROM webhook_outbox WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ? "
-        + "ORDER BY next_attempt_at, event_id LIMIT " + settings.batch())) {
+    try (PreparedStatement ps =
+        c.prepareStatement(
+            "SELECT event_id, org_id, payload, attempts, next_attempt_at FROM webhook_outbox WHERE"
+                + " delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ? ORDER BY"
+                + " next_attempt_at, event_id LIMIT "
+                + settings.batch())) {
       ps.setObject(1, Webhooks.utc(now));
       try (ResultSet rs = ps.executeQuery()) {
         while (rs.next()) {
@@ -134,8 +159,10 @@ public final class WebhookDispatcher implements AutoCloseable {
       }
     }
     List<Due> claimed = new ArrayList<>();
-    try (PreparedStatement ps = c.prepareStatement(
-        "UPDATE webhook_outbox SET next_attempt_at = ? WHERE event_id = ? AND next_attempt_at = ? AND delivered_at IS NULL")) {
+    try (PreparedStatement ps =
+        c.prepareStatement(
+            "UPDATE webhook_outbox SET next_attempt_at = ? WHERE event_id = ? AND next_attempt_at ="
+                + " ? AND delivered_at IS NULL")) {
       for (int i = 0; i < candidates.size(); i++) {
         ps.setObject(1, Webhooks.utc(now.plus(settings.lease())));
         ps.setString(2, candidates.get(i).eventId());
@@ -147,9 +174,11 @@ public final class WebhookDispatcher implements AutoCloseable {
   }
 
   private Optional<Instant> earliestDue(Connection c) throws SQLException {
-    try (PreparedStatement ps = c.prepareStatement(
-        "SELECT MIN(next_attempt_at) FROM webhook_outbox WHERE delivered_at IS NULL AND failed_at IS NULL");
-         ResultSet rs = ps.executeQuery()) {
+    try (PreparedStatement ps =
+            c.prepareStatement(
+                "SELECT MIN(next_attempt_at) FROM webhook_outbox WHERE delivered_at IS NULL AND"
+                    + " failed_at IS NULL");
+        ResultSet rs = ps.executeQuery()) {
       OffsetDateTime at = rs.next() ? rs.getObject(1, OffsetDateTime.class) : null;
       return Optional.ofNullable(at).map(OffsetDateTime::toInstant);
     }
@@ -159,51 +188,83 @@ public final class WebhookDispatcher implements AutoCloseable {
     long t = Instant.now().getEpochSecond();
     HttpRequest request;
     try {
-      request = HttpRequest.newBuilder(URI.create(target.url()))
-          .timeout(settings.timeout())
-          .header("Content-Type", "application/json; charset=utf-8")
-          .header("User-Agent", "Outboard-Webhooks")
-          .header("Outboard-Event-Id", d.eventId())
-          .header("Outboard-Signature", "t=" + t + ",v1=" + sign(target.secret(), t + "." + d.payload()))
-          .POST(HttpRequest.BodyPublishers.ofString(d.payload(), StandardCharsets.UTF_8))
-          .build();
+      request =
+          HttpRequest.newBuilder(URI.create(target.url()))
+              .timeout(settings.timeout())
+              .header("Content-Type", "application/json; charset=utf-8")
+              .header("User-Agent", "Outboard-Webhooks")
+              .header("Outboard-Event-Id", d.eventId())
+              .header(
+                  "Outboard-Signature",
+                  "t=" + t + ",v1=" + sign(target.secret(), t + "." + d.payload()))
+              .POST(HttpRequest.BodyPublishers.ofString(d.payload(), StandardCharsets.UTF_8))
+              .build();
     } catch (IllegalArgumentException e) {
       failed(d, "the webhook URL is unusable: " + e.getMessage());
       return;
     }
-    http.sendAsync(request, HttpResponse.BodyHandlers.discarding()).whenComplete((response, error) -> {
-      if (error == null && response.statusCode() / 100 == 2) {
-        db.transact(c -> delivered(c, d.eventId())).whenComplete((ok, e) -> {
-          if (e != null) log.warn("webhook {} was delivered but not marked: {}", d.eventId(), e.toString());
-        });
-      } else {
-        failed(d, error == null ? "HTTP " + response.statusCode() : error.getClass().getSimpleName() + ": " + error.getMessage());
-      }
-    });
+    http.sendAsync(request, HttpResponse.BodyHandlers.discarding())
+        .whenComplete(
+            (response, error) -> {
+              if (error == null && response.statusCode() / 100 == 2) {
+                db.transact(c -> delivered(c, d.eventId()))
+                    .whenComplete(
+                        (ok, e) -> {
+                          if (e != null)
+                            log.warn(
+                                "webhook {} was delivered but not marked: {}",
+                                d.eventId(),
+                                e.toString());
+                        });
+              } else {
+                failed(
+                    d,
+                    error == null
+                        ? "HTTP " + response.statusCode()
+                        : error.getClass().getSimpleName() + ": " + error.getMessage());
+              }
+            });
   }
 
-  /** Records a failed attempt: tried again after a backoff, or given up after {@code max-attempts}. */
+  /**
+   * Records a failed attempt: tried again after a backoff, or given up after {@code max-attempts}.
+   */
   private void failed(Due d, String why) {
     int attempts = d.attempts() + 1;
     boolean giveUp = attempts >= settings.maxAttempts();
     Instant next = Instant.now().plus(backoff(attempts));
     String error = why.length() > 500 ? why.substring(0, 500) : why;
-    if (giveUp) log.warn("webhook {} of org {} given up after {} attempts: {}", d.eventId(), d.org(), attempts, error);
-    db.transact(c -> {
-      try (PreparedStatement ps = c.prepareStatement("UPDATE webhook_outbox SET attempts = ?, next_attempt_at = ?, "
-          + "last_error = ?, failed_at = ? WHERE event_id = ?")) {
-        ps.setInt(1, attempts);
-        ps.setObject(2, Webhooks.utc(next));
-        ps.setString(3, error);
-        ps.setObject(4, giveUp ? Webhooks.utc(Instant.now()) : null);
-        ps.setString(5, d.eventId());
-        ps.executeUpdate();
-      }
-      return null;
-    }).whenComplete((ok, e) -> {
-      if (e != null) log.warn("could not record a failed webhook attempt of {}: {}", d.eventId(), e.toString());
-      if (!giveUp) timer.execute(() -> scheduleScan(next));
-    });
+    if (giveUp)
+      log.warn(
+          "webhook {} of org {} given up after {} attempts: {}",
+          d.eventId(),
+          d.org(),
+          attempts,
+          error);
+    db.transact(
+            c -> {
+              try (PreparedStatement ps =
+                  c.prepareStatement(
+                      "UPDATE webhook_outbox SET attempts = ?, next_attempt_at = ?, "
+                          + "last_error = ?, failed_at = ? WHERE event_id = ?")) {
+                ps.setInt(1, attempts);
+                ps.setObject(2, Webhooks.utc(next));
+                ps.setString(3, error);
+                ps.setObject(4, giveUp ? Webhooks.utc(Instant.now()) : null);
+                ps.setString(5, d.eventId());
+                ps.executeUpdate();
+              }
+              return null;
+            })
+        .whenComplete(
+            (ok, e) -> {
+              if (e != null)
+                log.warn(
+                    "could not record a failed webhook attempt of {}: {}",
+                    d.eventId(),
+                    e.toString());
+              if (!giveUp) timer.execute(() -> scheduleScan(next));
+            });
   }
 
   /** {@code first-retry} doubled per attempt, at most {@code max-retry}, with up to 20 % jitter. */
@@ -214,8 +275,10 @@ public final class WebhookDispatcher implements AutoCloseable {
   }
 
   private static Void delivered(Connection c, String eventId) throws SQLException {
-    try (PreparedStatement ps = c.prepareStatement(
-        "UPDATE webhook_outbox SET delivered_at = ?, attempts = attempts + 1 WHERE event_id = ?")) {
+    try (PreparedStatement ps =
+        c.prepareStatement(
+            "UPDATE webhook_outbox SET delivered_at = ?, attempts = attempts + 1 WHERE event_id"
+                + " = ?")) {
       ps.setObject(1, Webhooks.utc(Instant.now()));
       ps.setString(2, eventId);
       ps.executeUpdate();
@@ -224,7 +287,8 @@ public final class WebhookDispatcher implements AutoCloseable {
   }
 
   private static Void drop(Connection c, String eventId) throws SQLException {
-    try (PreparedStatement ps = c.prepareStatement("DELETE FROM webhook_outbox WHERE event_id = ?")) {
+    try (PreparedStatement ps =
+        c.prepareStatement("DELETE FROM webhook_outbox WHERE event_id = ?")) {
       ps.setString(1, eventId);
       ps.executeUpdate();
     }

@@ -17,17 +17,17 @@ import java.util.Optional;
 import java.util.concurrent.CompletionStage;
 
 /**
- * Per-org status webhooks: where an org wants its sessions' status changes POSTed, and the
- * outbox of deliveries owed. {@link #enqueue} runs inside the transaction that records the change
- * in the sessions list, so a change that is recorded is delivered, after any restart, at least
- * once ({@link WebhookDispatcher} delivers).
+ * Per-org status webhooks: where an org wants its sessions' status changes POSTed, and the outbox
+ * of deliveries owed. {@link #enqueue} runs inside the transaction that records the change in the
+ * sessions list, so a change that is recorded is delivered, after any restart, at least once
+ * ({@link WebhookDispatcher} delivers).
  */
 public final class Webhooks {
   /** The {@code type} of every delivery's body. */
   public static final String EVENT_TYPE = "session.status_changed";
 
   private final Database db;
-  private volatile Runnable onEnqueued = () -> { };
+  private volatile Runnable onEnqueued = () -> {};
 
   /** An org's endpoint, as the admin API shows it: never the secret. */
   public record Endpoint(String url, Instant updatedAt) {}
@@ -55,7 +55,8 @@ public final class Webhooks {
     if (url.length() > 2048) return Optional.of("url is longer than 2048 characters");
     try {
       URI uri = new URI(url);
-      if (!"http".equals(uri.getScheme()) && !"https".equals(uri.getScheme())) return Optional.of("url must be http or https");
+      if (!"http".equals(uri.getScheme()) && !"https".equals(uri.getScheme()))
+        return Optional.of("url must be http or https");
       if (uri.getHost() == null) return Optional.of("url must name a host");
       return Optional.empty();
     } catch (Exception e) {
@@ -65,75 +66,91 @@ public final class Webhooks {
 
   /** Sets the org's endpoint; false if there is no such org. */
   public CompletionStage<Boolean> set(String org, String url, String secret) {
-    return db.transact(c -> {
-      if (!orgExists(c, org)) return false;
-      try (PreparedStatement del = c.prepareStatement("DELETE FROM org_webhooks WHERE org_id = ?")) {
-        del.setString(1, org);
-        del.executeUpdate();
-      }
-      try (PreparedStatement ins = c.prepareStatement(
-          "INSERT INTO org_webhooks (org_id, url, secret, updated_at) VALUES (?, ?, ?, ?)")) {
-        ins.setString(1, org);
-        ins.setString(2, url);
-        ins.setString(3, secret);
-        ins.setObject(4, utc(Instant.now()));
-        ins.executeUpdate();
-      }
-      return true;
-    });
+    return db.transact(
+        c -> {
+          if (!orgExists(c, org)) return false;
+          try (PreparedStatement del =
+              c.prepareStatement("DELETE FROM org_webhooks WHERE org_id = ?")) {
+            del.setString(1, org);
+            del.executeUpdate();
+          }
+          try (PreparedStatement ins =
+              c.prepareStatement(
+                  "INSERT INTO org_webhooks (org_id, url, secret, updated_at) VALUES (?, ?, ?,"
+                      + " ?)")) {
+            ins.setString(1, org);
+            ins.setString(2, url);
+            ins.setString(3, secret);
+            ins.setObject(4, utc(Instant.now()));
+            ins.executeUpdate();
+          }
+          return true;
+        });
   }
 
   public CompletionStage<Optional<Endpoint>> get(String org) {
-    return db.transact(c -> {
-      try (PreparedStatement ps = c.prepareStatement("SELECT url, updated_at FROM org_webhooks WHERE org_id = ?")) {
-        ps.setString(1, org);
-        try (ResultSet rs = ps.executeQuery()) {
-          if (!rs.next()) return Optional.<Endpoint>empty();
-          return Optional.of(new Endpoint(rs.getString(1), rs.getObject(2, OffsetDateTime.class).toInstant()));
-        }
-      }
-    });
+    return db.transact(
+        c -> {
+          try (PreparedStatement ps =
+              c.prepareStatement("SELECT url, updated_at FROM org_webhooks WHERE org_id = ?")) {
+            ps.setString(1, org);
+            try (ResultSet rs = ps.executeQuery()) {
+              if (!rs.next()) return Optional.<Endpoint>empty();
+              return Optional.of(
+                  new Endpoint(rs.getString(1), rs.getObject(2, OffsetDateTime.class).toInstant()));
+            }
+          }
+        });
   }
 
   /** Removes the org's endpoint; deliveries still owed to it are dropped. False if it had none. */
   public CompletionStage<Boolean> remove(String org) {
-    return db.transact(c -> {
-      try (PreparedStatement out = c.prepareStatement("DELETE FROM webhook_outbox WHERE org_id = ? AND delivered_at IS NULL")) {
-        out.setString(1, org);
-        out.executeUpdate();
-      }
-      try (PreparedStatement ps = c.prepareStatement("DELETE FROM org_webhooks WHERE org_id = ?")) {
-        ps.setString(1, org);
-        return ps.executeUpdate() == 1;
-      }
-    });
+    return db.transact(
+        c -> {
+          try (PreparedStatement out =
+              c.prepareStatement(
+                  "DELETE FROM webhook_outbox WHERE org_id = ? AND delivered_at IS NULL")) {
+            out.setString(1, org);
+            out.executeUpdate();
+          }
+          try (PreparedStatement ps =
+              c.prepareStatement("DELETE FROM org_webhooks WHERE org_id = ?")) {
+            ps.setString(1, org);
+            return ps.executeUpdate() == 1;
+          }
+        });
   }
 
   /**
    * Owes the org's endpoint (if it has one) a delivery of {@code summary}'s status, recorded at
    * journal sequence number {@code seq}. Runs in the caller's transaction; a change already owed
-   * (the same session and sequence number) is not owed twice. True if it is owed now: call
-   * {@link #enqueued} once the transaction committed.
+   * (the same session and sequence number) is not owed twice. True if it is owed now: call {@link
+   * #enqueued} once the transaction committed.
    */
   public boolean enqueue(Connection c, Summary summary, long seq) throws SQLException {
     if (target(c, summary.org()).isEmpty()) return false;
     String eventId = summary.id() + ":" + seq;
-    try (PreparedStatement seen = c.prepareStatement("SELECT 1 FROM webhook_outbox WHERE event_id = ?")) {
+    try (PreparedStatement seen =
+        c.prepareStatement("SELECT 1 FROM webhook_outbox WHERE event_id = ?")) {
       seen.setString(1, eventId);
       try (ResultSet rs = seen.executeQuery()) {
         if (rs.next()) return false;
       }
     }
     Instant now = Instant.now();
-    ObjectNode payload = Json.MAPPER.createObjectNode()
-        .put("id", eventId)
-        .put("type", EVENT_TYPE)
-        .put("createdAt", now.toString())
-        .put("status", summary.status())
-        .put("seq", seq);
+    ObjectNode payload =
+        Json.MAPPER
+            .createObjectNode()
+            .put("id", eventId)
+            .put("type", EVENT_TYPE)
+            .put("createdAt", now.toString())
+            .put("status", summary.status())
+            .put("seq", seq);
     payload.set("session", Json.MAPPER.valueToTree(summary));
-    try (PreparedStatement ps = c.prepareStatement("INSERT INTO webhook_outbox "
-        + "(event_id, org_id, payload, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, 0, ?, ?)")) {
+    try (PreparedStatement ps =
+        c.prepareStatement(
+            "INSERT INTO webhook_outbox (event_id, org_id, payload, attempts, next_attempt_at,"
+                + " created_at) VALUES (?, ?, ?, 0, ?, ?)")) {
       ps.setString(1, eventId);
       ps.setString(2, summary.org());
       ps.setString(3, json(payload));
@@ -145,10 +162,13 @@ public final class Webhooks {
   }
 
   Optional<Target> target(Connection c, String org) throws SQLException {
-    try (PreparedStatement ps = c.prepareStatement("SELECT url, secret FROM org_webhooks WHERE org_id = ?")) {
+    try (PreparedStatement ps =
+        c.prepareStatement("SELECT url, secret FROM org_webhooks WHERE org_id = ?")) {
       ps.setString(1, org);
       try (ResultSet rs = ps.executeQuery()) {
-        return rs.next() ? Optional.of(new Target(rs.getString(1), rs.getString(2))) : Optional.empty();
+        return rs.next()
+            ? Optional.of(new Target(rs.getString(1), rs.getString(2)))
+            : Optional.empty();
       }
     }
   }

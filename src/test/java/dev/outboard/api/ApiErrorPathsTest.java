@@ -40,9 +40,12 @@ import org.opentest4j.TestAbortedException;
 class ApiErrorPathsTest {
   private static final Duration WAIT = Duration.ofSeconds(20);
   private static final String UNKNOWN_ID = "s_00000000000000000000000000000000";
+
   /** A turn that keeps its session running for the whole test class. */
   private static final long FOREVER_MS = 120_000;
+
   private static final Duration PASSIVATE_AFTER = Duration.ofSeconds(1);
+
   /** API.md: "JSON everywhere ({@code application/json; charset=utf-8})". */
   private static final String JSON = "application/json; charset=utf-8";
 
@@ -65,9 +68,14 @@ class ApiErrorPathsTest {
       return;
     }
     // Idle sessions stop their actors after a second, so that requests also reach woken-up ones.
-    node = InProcessNode.start(postgres.url(), Map.of(
-        "outboard.http.max-body-bytes", "64KiB",
-        "outboard.session.passivate-after", PASSIVATE_AFTER.toMillis() + "ms"));
+    node =
+        InProcessNode.start(
+            postgres.url(),
+            Map.of(
+                "outboard.http.max-body-bytes",
+                "64KiB",
+                "outboard.session.passivate-after",
+                PASSIVATE_AFTER.toMillis() + "ms"));
     acmeKey = node.admin().createOrgWithKey("acme");
     acme = node.client(acmeKey);
     globex = node.client(node.admin().createOrgWithKey("globex"));
@@ -92,13 +100,15 @@ class ApiErrorPathsTest {
     Map<String, Object> body = session("auth", turn("never"));
     assertError(anonymous.get("/v1/sessions"), 401, "unauthorized");
     assertError(anonymous.post("/v1/sessions", body), 401, "unauthorized");
-    assertError(anonymous.get("/v1/sessions", "Authorization", "Basic " + acmeKey), 401, "unauthorized");
+    assertError(
+        anonymous.get("/v1/sessions", "Authorization", "Basic " + acmeKey), 401, "unauthorized");
     assertError(anonymous.get("/v1/sessions", "Authorization", "Bearer"), 401, "unauthorized");
     assertError(node.client("not-a-key").get("/v1/sessions"), 401, "unauthorized");
     assertError(node.client(acmeKey + "x").get("/v1/sessions"), 401, "unauthorized");
 
     // A real key id with a wrong secret: refused both from the database and from the key cache.
-    String key = node.admin().post("/v1/admin/orgs/acme/keys", Map.of()).json().path("key").asText();
+    String key =
+        node.admin().post("/v1/admin/orgs/acme/keys", Map.of()).json().path("key").asText();
     String wrongSecret = key.substring(0, key.length() - 1) + (key.endsWith("A") ? "B" : "A");
     assertError(node.client(wrongSecret).get("/v1/sessions"), 401, "unauthorized");
     assertThat(node.client(key).get("/v1/sessions").status()).isEqualTo(200);
@@ -114,7 +124,8 @@ class ApiErrorPathsTest {
     assertError(node.client("wrong-token").post("/v1/admin/orgs", org), 401, "unauthorized");
     assertError(acme.post("/v1/admin/orgs", org), 401, "unauthorized");
     assertError(anonymous.post("/v1/admin/orgs/acme/keys", Map.of()), 401, "unauthorized");
-    assertError(node.client("wrong-token").post("/v1/admin/orgs/acme/keys", Map.of()), 401, "unauthorized");
+    assertError(
+        node.client("wrong-token").post("/v1/admin/orgs/acme/keys", Map.of()), 401, "unauthorized");
     assertError(acme.post("/v1/admin/orgs/acme/keys", Map.of()), 401, "unauthorized");
 
     // None of the refused requests created anything.
@@ -130,16 +141,18 @@ class ApiErrorPathsTest {
     String id = create(acme, session("tenant", turn("thinking for a long time", FOREVER_MS)));
 
     Response unknown = globex.get("/v1/sessions/" + UNKNOWN_ID);
-    for (Response r : List.of(
-        globex.get("/v1/sessions/" + id),
-        globex.get("/v1/sessions/" + id + "/transcript"),
-        globex.get("/v1/sessions/" + id + "/events"),
-        globex.get("/v1/sessions/" + id + "/events?after=0"),
-        globex.post("/v1/sessions/" + id + "/messages", Map.of("text", "hello from globex")),
-        globex.post("/v1/sessions/" + id + "/cancel", Map.of()))) {
+    for (Response r :
+        List.of(
+            globex.get("/v1/sessions/" + id),
+            globex.get("/v1/sessions/" + id + "/transcript"),
+            globex.get("/v1/sessions/" + id + "/events"),
+            globex.get("/v1/sessions/" + id + "/events?after=0"),
+            globex.post("/v1/sessions/" + id + "/messages", Map.of("text", "hello from globex")),
+            globex.post("/v1/sessions/" + id + "/cancel", Map.of()))) {
       assertError(r, 404, "not_found");
       // Indistinguishable from a session that does not exist: no 403, nothing confirmed.
-      assertThat(r.json().path("error").path("code")).isEqualTo(unknown.json().path("error").path("code"));
+      assertThat(r.json().path("error").path("code"))
+          .isEqualTo(unknown.json().path("error").path("code"));
     }
     assertThat(sessionsOf(globex, "user=tenant")).isEmpty();
 
@@ -159,7 +172,8 @@ class ApiErrorPathsTest {
       assertError(acme.get("/v1/sessions/" + id), 404, "not_found");
       assertError(acme.get("/v1/sessions/" + id + "/transcript"), 404, "not_found");
       assertError(acme.get("/v1/sessions/" + id + "/events"), 404, "not_found");
-      assertError(acme.post("/v1/sessions/" + id + "/messages", Map.of("text", "hi")), 404, "not_found");
+      assertError(
+          acme.post("/v1/sessions/" + id + "/messages", Map.of("text", "hi")), 404, "not_found");
       assertError(acme.post("/v1/sessions/" + id + "/cancel", Map.of()), 404, "not_found");
     }
   }
@@ -175,20 +189,21 @@ class ApiErrorPathsTest {
   void everyJsonAnswerSaysItIsUtf8() {
     // Answers of our routes, of the error handler, of pekko-http's rejections and of its parser.
     String id = create(acme, session("charset", turn("done")));
-    List<Response> answers = List.of(
-        acme.post("/v1/sessions", session("charset", turn("again"))),
-        acme.get("/v1/sessions/" + id),
-        acme.get("/v1/sessions?user=charset"),
-        acme.get("/v1/sessions/" + id + "/transcript"),
-        node.admin().get("/v1/admin/orgs/acme/policy"),
-        acme.get("/v1/usage"),
-        acme.get("/v1/no-such-thing"),
-        acme.delete("/v1/sessions"),
-        anonymous.get("/v1/sessions"),
-        acme.postRaw("/v1/sessions", "{"),
-        acme.get("/v1/sessions/" + "x".repeat(20_000)));
-    assertThat(answers).allSatisfy(r ->
-        assertThat(r.header("Content-Type")).as(r.toString()).contains(JSON));
+    List<Response> answers =
+        List.of(
+            acme.post("/v1/sessions", session("charset", turn("again"))),
+            acme.get("/v1/sessions/" + id),
+            acme.get("/v1/sessions?user=charset"),
+            acme.get("/v1/sessions/" + id + "/transcript"),
+            node.admin().get("/v1/admin/orgs/acme/policy"),
+            acme.get("/v1/usage"),
+            acme.get("/v1/no-such-thing"),
+            acme.delete("/v1/sessions"),
+            anonymous.get("/v1/sessions"),
+            acme.postRaw("/v1/sessions", "{"),
+            acme.get("/v1/sessions/" + "x".repeat(20_000)));
+    assertThat(answers)
+        .allSatisfy(r -> assertThat(r.header("Content-Type")).as(r.toString()).contains(JSON));
     assertThat(answers).extracting(Response::status).contains(200, 201, 400, 401, 404, 405, 414);
   }
 
@@ -201,20 +216,36 @@ class ApiErrorPathsTest {
         Arguments.of("a JSON array", "[]", ""),
         Arguments.of("trailing tokens", "{\"prompt\": \"x\"} {\"prompt\": \"y\"}", ""),
         Arguments.of("unknown top-level field", "{\"prompt\": \"x\", \"surprise\": 1}", "surprise"),
-        Arguments.of("unknown field in model",
-            "{\"prompt\": \"x\", \"model\": {\"provider\": \"scripted\", \"script\": [], \"temperature\": 0.5}}", "temperature"),
-        Arguments.of("unknown field in a scripted turn",
-            "{\"prompt\": \"x\", \"model\": {\"provider\": \"scripted\", \"script\": [{\"text\": \"a\", \"tools\": []}]}}", "tools"),
-        Arguments.of("maxTurns of the wrong type", "{\"prompt\": \"x\", \"maxTurns\": \"x\"}", "maxTurns"),
+        Arguments.of(
+            "unknown field in model",
+            "{\"prompt\": \"x\", \"model\": {\"provider\": \"scripted\", \"script\": [],"
+                + " \"temperature\": 0.5}}",
+            "temperature"),
+        Arguments.of(
+            "unknown field in a scripted turn",
+            "{\"prompt\": \"x\", \"model\": {\"provider\": \"scripted\", \"script\": [{\"text\":"
+                + " \"a\", \"tools\": []}]}}",
+            "tools"),
+        Arguments.of(
+            "maxTurns of the wrong type", "{\"prompt\": \"x\", \"maxTurns\": \"x\"}", "maxTurns"),
         Arguments.of("prompt of the wrong type", "{\"prompt\": {\"text\": \"x\"}}", "prompt"),
-        Arguments.of("keepOpen of the wrong type", "{\"prompt\": \"x\", \"keepOpen\": \"yes\"}", "keepOpen"),
+        Arguments.of(
+            "keepOpen of the wrong type", "{\"prompt\": \"x\", \"keepOpen\": \"yes\"}", "keepOpen"),
         Arguments.of("missing prompt", "{\"user\": \"alice\"}", "prompt"),
         Arguments.of("blank prompt", "{\"prompt\": \"  \"}", "prompt"),
         Arguments.of("maxTurns 0", "{\"prompt\": \"x\", \"maxTurns\": 0}", "maxTurns"),
-        Arguments.of("maxTurns over the cap", "{\"prompt\": \"x\", \"maxTurns\": 10001}", "maxTurns"),
-        Arguments.of("metadata not an object", "{\"prompt\": \"x\", \"metadata\": [1]}", "metadata"),
-        Arguments.of("unknown model provider", "{\"prompt\": \"x\", \"model\": {\"provider\": \"nope\"}}", "nope"),
-        Arguments.of("scripted model without a script", "{\"prompt\": \"x\", \"model\": {\"provider\": \"scripted\"}}", "script"));
+        Arguments.of(
+            "maxTurns over the cap", "{\"prompt\": \"x\", \"maxTurns\": 10001}", "maxTurns"),
+        Arguments.of(
+            "metadata not an object", "{\"prompt\": \"x\", \"metadata\": [1]}", "metadata"),
+        Arguments.of(
+            "unknown model provider",
+            "{\"prompt\": \"x\", \"model\": {\"provider\": \"nope\"}}",
+            "nope"),
+        Arguments.of(
+            "scripted model without a script",
+            "{\"prompt\": \"x\", \"model\": {\"provider\": \"scripted\"}}",
+            "script"));
   }
 
   @ParameterizedTest(name = "{0}")
@@ -232,24 +263,38 @@ class ApiErrorPathsTest {
     String id = create(acme, keepOpen(session("query", turn("ready"))));
     awaitStatus(acme, id, "waiting");
     String s = "/v1/sessions/" + id;
-    assertUnknownParameter(acme.get("/v1/sessions?stauts=running"), "stauts", "status, user, limit, cursor");
-    assertUnknownParameter(acme.post("/v1/sessions?dryRun=true", session("query-created", turn("no"))), "dryRun", "none");
+    assertUnknownParameter(
+        acme.get("/v1/sessions?stauts=running"), "stauts", "status, user, limit, cursor");
+    assertUnknownParameter(
+        acme.post("/v1/sessions?dryRun=true", session("query-created", turn("no"))),
+        "dryRun",
+        "none");
     assertUnknownParameter(acme.get(s + "?wiat=30s"), "wiat", "wait");
     assertUnknownParameter(acme.get(s + "/transcript?ful=true"), "ful", "full");
     assertUnknownParameter(acme.get(s + "/events?since=0"), "since", "after");
-    assertUnknownParameter(acme.post(s + "/messages?role=system", Map.of("text", "not delivered")), "role", "none");
-    assertUnknownParameter(acme.post(s + "/approvals?x=1", Map.of("toolUseId", "t", "decision", "allow")), "x", "none");
+    assertUnknownParameter(
+        acme.post(s + "/messages?role=system", Map.of("text", "not delivered")), "role", "none");
+    assertUnknownParameter(
+        acme.post(s + "/approvals?x=1", Map.of("toolUseId", "t", "decision", "allow")),
+        "x",
+        "none");
     assertUnknownParameter(acme.post(s + "/budget?x=1", Map.of("maxTurns", 9)), "x", "none");
     assertUnknownParameter(acme.post(s + "/events/ci.done?x=1", Map.of()), "x", "none");
     assertUnknownParameter(acme.post(s + "/cancel?force", Map.of()), "force", "none");
     assertUnknownParameter(acme.get("/v1/usage?since=2026-01-01"), "since", "from, to");
-    assertUnknownParameter(node.admin().post("/v1/admin/orgs?x=1", Map.of("id", "query-org", "name", "Q")), "x", "none");
-    assertUnknownParameter(node.admin().get("/v1/admin/orgs/acme/policy?verbose"), "verbose", "none");
+    assertUnknownParameter(
+        node.admin().post("/v1/admin/orgs?x=1", Map.of("id", "query-org", "name", "Q")),
+        "x",
+        "none");
+    assertUnknownParameter(
+        node.admin().get("/v1/admin/orgs/acme/policy?verbose"), "verbose", "none");
     Response twice = acme.get("/v1/sessions?limit=1&limit=2");
     assertError(twice, 400, "bad_request");
-    assertThat(twice.json().path("error").path("message").asText()).contains("'limit'", "more than once");
+    assertThat(twice.json().path("error").path("message").asText())
+        .contains("'limit'", "more than once");
 
-    // Nothing of that happened: the session waits with its two messages, no session or org was made.
+    // Nothing of that happened: the session waits with its two messages, no session or org was
+    // made.
     JsonNode after = acme.get(s).json();
     assertThat(after.path("status").asText()).isEqualTo("waiting");
     assertThat(acme.get(s + "/transcript").json().path("messages")).hasSize(2);
@@ -263,24 +308,44 @@ class ApiErrorPathsTest {
   private static void assertUnknownParameter(Response r, String name, String accepted) {
     assertError(r, 400, "bad_request");
     assertThat(r.json().path("error").path("message").asText())
-        .contains("unknown query parameter '" + name + "'", accepted.equals("none") ? "takes none" : "takes " + accepted);
+        .contains(
+            "unknown query parameter '" + name + "'",
+            accepted.equals("none") ? "takes none" : "takes " + accepted);
   }
 
   static Stream<Arguments> illTypedBodies() {
     return Stream.of(
-        Arguments.of("{\"prompt\": \"x\", \"maxTurns\": \"x\"}", "at maxTurns: expected an integer, got a string"),
-        Arguments.of("{\"prompt\": {\"text\": \"x\"}}", "at prompt: expected a string, got an object"),
-        Arguments.of("{\"prompt\": \"x\", \"keepOpen\": \"yes\"}", "at keepOpen: expected a boolean (true or false), got a string"),
-        Arguments.of("{\"prompt\": \"x\", \"maxTurns\": 99999999999}", "at maxTurns: the number is out of range for an integer"),
-        Arguments.of("{\"prompt\": \"x\", \"approvals\": \"bash\"}", "at approvals: expected an array, got a string"),
-        Arguments.of("{\"prompt\": \"x\", \"approvals\": [\"bash\", {}]}", "at approvals[1]: expected a string, got an object"),
-        Arguments.of("{\"prompt\": \"x\", \"model\": []}", "at model: expected an object, got an array"),
-        Arguments.of("{\"prompt\": \"x\", \"budget\": {\"maxTokens\": true}}", "at budget.maxTokens: expected an integer, got a boolean"),
-        Arguments.of("{\"prompt\": \"x\", \"model\": {\"provider\": \"scripted\", \"script\": [{\"latencyMs\": \"x\"}]}}",
+        Arguments.of(
+            "{\"prompt\": \"x\", \"maxTurns\": \"x\"}",
+            "at maxTurns: expected an integer, got a string"),
+        Arguments.of(
+            "{\"prompt\": {\"text\": \"x\"}}", "at prompt: expected a string, got an object"),
+        Arguments.of(
+            "{\"prompt\": \"x\", \"keepOpen\": \"yes\"}",
+            "at keepOpen: expected a boolean (true or false), got a string"),
+        Arguments.of(
+            "{\"prompt\": \"x\", \"maxTurns\": 99999999999}",
+            "at maxTurns: the number is out of range for an integer"),
+        Arguments.of(
+            "{\"prompt\": \"x\", \"approvals\": \"bash\"}",
+            "at approvals: expected an array, got a string"),
+        Arguments.of(
+            "{\"prompt\": \"x\", \"approvals\": [\"bash\", {}]}",
+            "at approvals[1]: expected a string, got an object"),
+        Arguments.of(
+            "{\"prompt\": \"x\", \"model\": []}", "at model: expected an object, got an array"),
+        Arguments.of(
+            "{\"prompt\": \"x\", \"budget\": {\"maxTokens\": true}}",
+            "at budget.maxTokens: expected an integer, got a boolean"),
+        Arguments.of(
+            "{\"prompt\": \"x\", \"model\": {\"provider\": \"scripted\", \"script\":"
+                + " [{\"latencyMs\": \"x\"}]}}",
             "at model.script[0].latencyMs: expected an integer, got a string"),
         Arguments.of("[1]", "the body must be a JSON object, not an array"),
         Arguments.of("3", "the body must be a JSON object, not an integer"),
-        Arguments.of("{\"prompt\": ", "the body is not valid JSON (line 1, column 12): Unexpected end-of-input"));
+        Arguments.of(
+            "{\"prompt\": ",
+            "the body is not valid JSON (line 1, column 12): Unexpected end-of-input"));
   }
 
   @ParameterizedTest(name = "{0}")
@@ -288,7 +353,9 @@ class ApiErrorPathsTest {
   void typeErrorsNameJsonTypesNotJavaClasses(String body, String message) {
     Response r = acme.postRaw("/v1/sessions", body);
     assertError(r, 400, "bad_request");
-    assertThat(r.json().path("error").path("message").asText()).contains(message).doesNotContain("java.", "`", "dev.outboard");
+    assertThat(r.json().path("error").path("message").asText())
+        .contains(message)
+        .doesNotContain("java.", "`", "dev.outboard");
   }
 
   @Test
@@ -311,60 +378,120 @@ class ApiErrorPathsTest {
   @Test
   void bodyOverTheLimitIsPayloadTooLarge() {
     String big = "x".repeat(200_000);
-    Response r = acme.post("/v1/sessions", Map.of("prompt", big, "user", "big",
-        "model", Map.of("provider", "scripted", "script", List.of(turn("ok")))));
+    Response r =
+        acme.post(
+            "/v1/sessions",
+            Map.of(
+                "prompt",
+                big,
+                "user",
+                "big",
+                "model",
+                Map.of("provider", "scripted", "script", List.of(turn("ok")))));
     assertError(r, 413, "body_too_large");
     assertThat(sessionsOf(acme, "user=big")).isEmpty();
 
     // Just under the configured 64 KiB is fine.
-    String id = create(acme, Map.of("prompt", "y".repeat(60_000), "user", "big",
-        "model", Map.of("provider", "scripted", "script", List.of(turn("ok")))));
+    String id =
+        create(
+            acme,
+            Map.of(
+                "prompt",
+                "y".repeat(60_000),
+                "user",
+                "big",
+                "model",
+                Map.of("provider", "scripted", "script", List.of(turn("ok")))));
     awaitStatus(acme, id, "completed");
-    assertError(acme.post("/v1/sessions/" + id + "/messages", Map.of("text", big)), 413, "body_too_large");
-    assertError(node.admin().post("/v1/admin/orgs", Map.of("id", "big", "name", big)), 413, "body_too_large");
+    assertError(
+        acme.post("/v1/sessions/" + id + "/messages", Map.of("text", big)), 413, "body_too_large");
+    assertError(
+        node.admin().post("/v1/admin/orgs", Map.of("id", "big", "name", big)),
+        413,
+        "body_too_large");
   }
 
   @Test
   void eachCauseOfA413HasItsOwnCode() {
     // A body over outboard.http.max-body-bytes (64 KiB here) is body_too_large; an event's payload
-    // over outboard.waits.max-payload-bytes (256 KiB) is event_too_large; org files: FileRoutesTest.
+    // over outboard.waits.max-payload-bytes (256 KiB) is event_too_large; org files:
+    // FileRoutesTest.
     String id = create(acme, keepOpen(session("too-large", turn("ready"))));
     awaitStatus(acme, id, "waiting");
-    Response event = acme.post("/v1/sessions/" + id + "/events/ci.done", Map.of("log", "x".repeat(300_000)));
+    Response event =
+        acme.post("/v1/sessions/" + id + "/events/ci.done", Map.of("log", "x".repeat(300_000)));
     assertError(event, 413, "event_too_large");
-    assertThat(event.json().path("error").path("message").asText()).contains("event's payload", "262144 bytes");
-    Response body = acme.post("/v1/sessions/" + id + "/messages", Map.of("text", "x".repeat(70_000)));
+    assertThat(event.json().path("error").path("message").asText())
+        .contains("event's payload", "262144 bytes");
+    Response body =
+        acme.post("/v1/sessions/" + id + "/messages", Map.of("text", "x".repeat(70_000)));
     assertError(body, 413, "body_too_large");
-    assertThat(body.json().path("error").path("message").asText()).contains("request body", "65536 bytes");
+    assertThat(body.json().path("error").path("message").asText())
+        .contains("request body", "65536 bytes");
     // Between the two limits an event is fine.
-    assertThat(acme.post("/v1/sessions/" + id + "/events/ci.done", Map.of("log", "x".repeat(100_000))).status()).isEqualTo(202);
+    assertThat(
+            acme.post("/v1/sessions/" + id + "/events/ci.done", Map.of("log", "x".repeat(100_000)))
+                .status())
+        .isEqualTo(202);
   }
 
   @Test
   void nulCharactersInJsonStringsAreRefused() {
-    // JSON may escape NUL; PostgreSQL's text cannot hold it (the sessions list keeps the user): it was a 500.
-    Response r = acme.postRaw("/v1/sessions", "{\"prompt\": \"x\", \"user\": \"nul\\u0000user\","
-        + " \"model\": {\"provider\": \"scripted\", \"script\": [{\"text\": \"done\"}]}}");
+    // JSON may escape NUL; PostgreSQL's text cannot hold it (the sessions list keeps the user): it
+    // was a 500.
+    Response r =
+        acme.postRaw(
+            "/v1/sessions",
+            "{\"prompt\": \"x\", \"user\": \"nul\\u0000user\","
+                + " \"model\": {\"provider\": \"scripted\", \"script\": [{\"text\": \"done\"}]}}");
     assertError(r, 400, "bad_request");
     assertThat(r.json().path("error").path("message").asText()).contains("NUL", "at user");
-    assertError(node.admin().postRaw("/v1/admin/orgs", "{\"id\": \"nul-org\", \"name\": \"N\\u0000\"}"), 400, "bad_request");
-    // A backslash before "u0000" is no NUL; values kept as JSON (metadata, a scripted call's input) may hold one.
-    String id = create(acme, Map.of("prompt", "a \\u0000 b", "user", "nul-free", "metadata", Map.of("k", "v\u0000"),
-        "model", Map.of("provider", "scripted", "script", List.of(turn("done")))));
-    assertThat(awaitStatus(acme, id, "completed").path("metadata").path("k").asText()).isEqualTo("v\u0000");
+    assertError(
+        node.admin().postRaw("/v1/admin/orgs", "{\"id\": \"nul-org\", \"name\": \"N\\u0000\"}"),
+        400,
+        "bad_request");
+    // A backslash before "u0000" is no NUL; values kept as JSON (metadata, a scripted call's input)
+    // may hold one.
+    String id =
+        create(
+            acme,
+            Map.of(
+                "prompt",
+                "a \\u0000 b",
+                "user",
+                "nul-free",
+                "metadata",
+                Map.of("k", "v\u0000"),
+                "model",
+                Map.of("provider", "scripted", "script", List.of(turn("done")))));
+    assertThat(awaitStatus(acme, id, "completed").path("metadata").path("k").asText())
+        .isEqualTo("v\u0000");
     assertError(node.admin().get("/v1/admin/orgs/nul-org/policy"), 404, "not_found");
   }
 
   @Test
   void jsonBodiesThatAreNotUtf8AreRefused() {
-    byte[] latin1 = "{\"prompt\": \"café\", \"user\": \"latin1\"}".getBytes(java.nio.charset.StandardCharsets.ISO_8859_1);
-    Response r = RawHttp.sendBytes("POST", node.baseUrl(), "/v1/sessions", acmeKey, "application/json", latin1);
+    byte[] latin1 =
+        "{\"prompt\": \"café\", \"user\": \"latin1\"}"
+            .getBytes(java.nio.charset.StandardCharsets.ISO_8859_1);
+    Response r =
+        RawHttp.sendBytes(
+            "POST", node.baseUrl(), "/v1/sessions", acmeKey, "application/json", latin1);
     assertError(r, 400, "bad_request");
     assertThat(r.json().path("error").path("message").asText()).contains("not valid UTF-8");
-    byte[] utf16 = "{\"prompt\": \"x\", \"user\": \"latin1\"}".getBytes(java.nio.charset.StandardCharsets.UTF_16);
-    assertError(RawHttp.sendBytes("POST", node.baseUrl(), "/v1/sessions", acmeKey, "application/json", utf16), 400, "bad_request");
-    assertError(RawHttp.sendBytes("POST", node.baseUrl(), "/v1/sessions", acmeKey, "text/plain; charset=utf-16", utf16),
-        415, "unsupported_media_type");
+    byte[] utf16 =
+        "{\"prompt\": \"x\", \"user\": \"latin1\"}"
+            .getBytes(java.nio.charset.StandardCharsets.UTF_16);
+    assertError(
+        RawHttp.sendBytes(
+            "POST", node.baseUrl(), "/v1/sessions", acmeKey, "application/json", utf16),
+        400,
+        "bad_request");
+    assertError(
+        RawHttp.sendBytes(
+            "POST", node.baseUrl(), "/v1/sessions", acmeKey, "text/plain; charset=utf-16", utf16),
+        415,
+        "unsupported_media_type");
     assertThat(sessionsOf(acme, "user=latin1")).isEmpty();
   }
 
@@ -376,7 +503,10 @@ class ApiErrorPathsTest {
     JsonNode done = awaitStatus(acme, id, "completed");
     assertThat(done.path("result").asText()).isEqualTo("all done");
 
-    assertError(acme.post("/v1/sessions/" + id + "/messages", Map.of("text", "one more thing")), 409, "conflict");
+    assertError(
+        acme.post("/v1/sessions/" + id + "/messages", Map.of("text", "one more thing")),
+        409,
+        "conflict");
     assertError(acme.post("/v1/sessions/" + id + "/cancel", Map.of()), 409, "conflict");
 
     JsonNode after = acme.get("/v1/sessions/" + id).json();
@@ -388,7 +518,14 @@ class ApiErrorPathsTest {
   @Test
   void sessionOverItsTurnBudgetFailsWithMaxTurns() {
     Map<String, Object> ls = Map.of("name", "ls", "input", Map.of("path", "/session"));
-    Map<String, Object> body = keepOpen(session("budget", toolTurn("one", ls), toolTurn("two", ls), toolTurn("three", ls), turn("never")));
+    Map<String, Object> body =
+        keepOpen(
+            session(
+                "budget",
+                toolTurn("one", ls),
+                toolTurn("two", ls),
+                toolTurn("three", ls),
+                turn("never")));
     body.put("maxTurns", 2);
     String id = create(acme, body);
     JsonNode failed = awaitStatus(acme, id, "failed");
@@ -397,8 +534,10 @@ class ApiErrorPathsTest {
     assertThat(failed.path("error").path("message").asText()).isNotBlank();
     List<SseEvent> events = acme.events("/v1/sessions/" + id + "/events", WAIT);
     assertThat(events.get(events.size() - 1).event()).isEqualTo("session.failed");
-    assertThat(events.get(events.size() - 1).json().path("error").path("code").asText()).isEqualTo("max_turns");
-    assertError(acme.post("/v1/sessions/" + id + "/messages", Map.of("text", "more")), 409, "conflict");
+    assertThat(events.get(events.size() - 1).json().path("error").path("code").asText())
+        .isEqualTo("max_turns");
+    assertError(
+        acme.post("/v1/sessions/" + id + "/messages", Map.of("text", "more")), 409, "conflict");
   }
 
   // ------------------------------------------------------------------ idempotency
@@ -415,7 +554,8 @@ class ApiErrorPathsTest {
     assertThat(again.status()).as(again.toString()).isEqualTo(201);
     assertThat(again.json().path("id").asText()).isEqualTo(id);
     assertThat(again.header("Location")).contains("/v1/sessions/" + id);
-    Response otherBody = acme.post("/v1/sessions", session("idem", turn("twice")), "Idempotency-Key", idemKey);
+    Response otherBody =
+        acme.post("/v1/sessions", session("idem", turn("twice")), "Idempotency-Key", idemKey);
     assertThat(otherBody.json().path("id").asText()).isEqualTo(id);
 
     Response foreign = globex.post("/v1/sessions", body, "Idempotency-Key", idemKey);
@@ -430,10 +570,20 @@ class ApiErrorPathsTest {
 
     assertThat(awaitStatus(acme, id, "completed").path("result").asText()).isEqualTo("once");
     awaitStatus(acme, plain, "completed");
-    assertThat(awaitList(acme, "user=idem", l -> l.size() == 2 && l.stream().allMatch(s -> s.path("status").asText().equals("completed"))))
-        .extracting(s -> s.path("id").asText()).containsExactlyInAnyOrder(id, plain);
-    assertThat(sessionsOf(globex, "user=idem")).extracting(s -> s.path("id").asText()).containsExactly(foreignId);
-    assertError(acme.post("/v1/sessions", body, "Idempotency-Key", "k".repeat(257)), 400, "bad_request");
+    assertThat(
+            awaitList(
+                acme,
+                "user=idem",
+                l ->
+                    l.size() == 2
+                        && l.stream().allMatch(s -> s.path("status").asText().equals("completed"))))
+        .extracting(s -> s.path("id").asText())
+        .containsExactlyInAnyOrder(id, plain);
+    assertThat(sessionsOf(globex, "user=idem"))
+        .extracting(s -> s.path("id").asText())
+        .containsExactly(foreignId);
+    assertError(
+        acme.post("/v1/sessions", body, "Idempotency-Key", "k".repeat(257)), 400, "bad_request");
   }
 
   @Test
@@ -451,18 +601,25 @@ class ApiErrorPathsTest {
         CountDownLatch go = new CountDownLatch(1);
         List<Future<Response>> futures = new ArrayList<>();
         for (int i = 0; i < clients; i++) {
-          futures.add(pool.submit(() -> {
-            go.await();
-            return acme.post("/v1/sessions", body, "Idempotency-Key", idemKey);
-          }));
+          futures.add(
+              pool.submit(
+                  () -> {
+                    go.await();
+                    return acme.post("/v1/sessions", body, "Idempotency-Key", idemKey);
+                  }));
         }
         go.countDown();
         List<Response> answers = new ArrayList<>();
         for (Future<Response> f : futures) answers.add(f.get());
-        assertThat(answers).as("round %d: every request with the key gets the first response", round)
+        assertThat(answers)
+            .as("round %d: every request with the key gets the first response", round)
             .allSatisfy(r -> assertThat(r.status()).as(r.toString()).isEqualTo(201));
-        assertThat(answers.stream().map(r -> r.json().path("id").asText()).distinct()).as("round %d", round).hasSize(1);
-        assertThat(awaitList(acme, "user=" + user, l -> !l.isEmpty())).as("round %d", round).hasSize(1);
+        assertThat(answers.stream().map(r -> r.json().path("id").asText()).distinct())
+            .as("round %d", round)
+            .hasSize(1);
+        assertThat(awaitList(acme, "user=" + user, l -> !l.isEmpty()))
+            .as("round %d", round)
+            .hasSize(1);
       }
     } finally {
       pool.shutdownNow();
@@ -490,25 +647,32 @@ class ApiErrorPathsTest {
     String cursor = null;
     int pages = 0;
     do {
-      Response page = acme.get("/v1/sessions?user=pager&limit=2" + (cursor == null ? "" : "&cursor=" + cursor));
+      Response page =
+          acme.get("/v1/sessions?user=pager&limit=2" + (cursor == null ? "" : "&cursor=" + cursor));
       assertThat(page.status()).as(page.toString()).isEqualTo(200);
       JsonNode sessions = page.json().path("sessions");
       assertThat(sessions.size()).isBetween(1, 2);
-      sessions.forEach(s -> {
-        assertThat(s.path("user").asText()).isEqualTo("pager");
-        seen.add(s.path("id").asText());
-      });
+      sessions.forEach(
+          s -> {
+            assertThat(s.path("user").asText()).isEqualTo("pager");
+            seen.add(s.path("id").asText());
+          });
       JsonNode next = page.json().path("next");
       cursor = next.isNull() || next.isMissingNode() ? null : next.asText();
       assertThat(++pages).as("pages").isLessThanOrEqualTo(3);
     } while (cursor != null);
     assertThat(seen).doesNotHaveDuplicates().containsExactlyInAnyOrderElementsOf(all);
 
-    assertThat(sessionsOf(acme, "user=pager&status=completed")).extracting(s -> s.path("id").asText())
+    assertThat(sessionsOf(acme, "user=pager&status=completed"))
+        .extracting(s -> s.path("id").asText())
         .containsExactlyInAnyOrderElementsOf(completed);
-    assertThat(sessionsOf(acme, "user=pager&status=waiting")).extracting(s -> s.path("id").asText()).containsExactly(waiting);
+    assertThat(sessionsOf(acme, "user=pager&status=waiting"))
+        .extracting(s -> s.path("id").asText())
+        .containsExactly(waiting);
     assertThat(sessionsOf(acme, "user=pager&status=running")).isEmpty();
-    assertThat(sessionsOf(acme, "user=someone-else")).extracting(s -> s.path("id").asText()).containsExactly(other);
+    assertThat(sessionsOf(acme, "user=someone-else"))
+        .extracting(s -> s.path("id").asText())
+        .containsExactly(other);
     assertThat(sessionsOf(globex, "user=pager")).isEmpty();
 
     assertError(acme.get("/v1/sessions?status=sleeping"), 400, "bad_request");
@@ -521,50 +685,99 @@ class ApiErrorPathsTest {
 
   @Test
   void messageToAWaitingKeepOpenSessionIsAcceptedAndContinuesIt() {
-    String id = create(acme, keepOpen(session("keep-open", turn("first answer"), turn("second answer"))));
+    String id =
+        create(acme, keepOpen(session("keep-open", turn("first answer"), turn("second answer"))));
     JsonNode waiting = awaitStatus(acme, id, "waiting");
     assertThat(waiting.path("turns").asInt()).isEqualTo(1);
     assertThat(waiting.path("result").asText()).isEqualTo("first answer");
 
     Response r = acme.post("/v1/sessions/" + id + "/messages", Map.of("text", "and then?"));
     assertThat(r.status()).as(r.toString()).isEqualTo(202);
-    JsonNode again = awaitSummary(acme, id, s -> s.path("turns").asInt() == 2 && s.path("status").asText().equals("waiting"));
+    JsonNode again =
+        awaitSummary(
+            acme,
+            id,
+            s -> s.path("turns").asInt() == 2 && s.path("status").asText().equals("waiting"));
     assertThat(again.path("result").asText()).isEqualTo("second answer");
 
     assertThat(texts(acme.get("/v1/sessions/" + id + "/transcript").json()))
-        .containsExactly("user: prompt of keep-open", "assistant: first answer", "user: and then?", "assistant: second answer");
+        .containsExactly(
+            "user: prompt of keep-open",
+            "assistant: first answer",
+            "user: and then?",
+            "assistant: second answer");
   }
 
   @Test
   void messageToARunningSessionIsQueuedUntilTheTurnEnds() {
-    String id = create(acme, keepOpen(session("queued", turn("slow answer", 1500), turn("answer to the note"))));
-    Response r = acme.post("/v1/sessions/" + id + "/messages", Map.of("text", "a note while you think"));
+    String id =
+        create(
+            acme,
+            keepOpen(session("queued", turn("slow answer", 1500), turn("answer to the note"))));
+    Response r =
+        acme.post("/v1/sessions/" + id + "/messages", Map.of("text", "a note while you think"));
     assertThat(r.status()).as(r.toString()).isEqualTo(202);
     assertThat(r.json().path("status").asText()).isEqualTo("running");
 
-    JsonNode done = awaitSummary(acme, id, s -> s.path("turns").asInt() == 2 && s.path("status").asText().equals("waiting"));
+    JsonNode done =
+        awaitSummary(
+            acme,
+            id,
+            s -> s.path("turns").asInt() == 2 && s.path("status").asText().equals("waiting"));
     assertThat(done.path("result").asText()).isEqualTo("answer to the note");
-    assertThat(texts(acme.get("/v1/sessions/" + id + "/transcript").json())).containsExactly(
-        "user: prompt of queued", "assistant: slow answer", "user: a note while you think", "assistant: answer to the note");
+    assertThat(texts(acme.get("/v1/sessions/" + id + "/transcript").json()))
+        .containsExactly(
+            "user: prompt of queued",
+            "assistant: slow answer",
+            "user: a note while you think",
+            "assistant: answer to the note");
   }
 
   @Test
   void aWaitingSessionThatWentIdleWakesUpWithItsFilesForTheNextMessage() {
-    String id = create(acme, keepOpen(session("sleeper",
-        toolTurn("noting", Map.of("name", "write", "input", Map.of("path", "/session/notes.md", "content", "remember me"))),
-        turn("first answer"),
-        toolTurn("recalling", Map.of("name", "read", "input", Map.of("path", "/session/notes.md"))),
-        turn("second answer"))));
+    String id =
+        create(
+            acme,
+            keepOpen(
+                session(
+                    "sleeper",
+                    toolTurn(
+                        "noting",
+                        Map.of(
+                            "name",
+                            "write",
+                            "input",
+                            Map.of("path", "/session/notes.md", "content", "remember me"))),
+                    turn("first answer"),
+                    toolTurn(
+                        "recalling",
+                        Map.of("name", "read", "input", Map.of("path", "/session/notes.md"))),
+                    turn("second answer"))));
     awaitStatus(acme, id, "waiting");
     sleep(PASSIVATE_AFTER.multipliedBy(3).toMillis());
 
-    assertThat(acme.post("/v1/sessions/" + id + "/messages", Map.of("text", "what did you note?")).status()).isEqualTo(202);
-    JsonNode s = awaitSummary(acme, id, x -> x.path("turns").asInt() == 4 && x.path("status").asText().equals("waiting"));
+    assertThat(
+            acme.post("/v1/sessions/" + id + "/messages", Map.of("text", "what did you note?"))
+                .status())
+        .isEqualTo(202);
+    JsonNode s =
+        awaitSummary(
+            acme,
+            id,
+            x -> x.path("turns").asInt() == 4 && x.path("status").asText().equals("waiting"));
     assertThat(s.path("result").asText()).isEqualTo("second answer");
     List<String> results = new ArrayList<>();
-    acme.get("/v1/sessions/" + id + "/transcript").json().path("messages").forEach(m -> m.path("content").forEach(b -> {
-      if (b.path("type").asText().equals("tool_result")) results.add(b.path("content").asText().strip());
-    }));
+    acme.get("/v1/sessions/" + id + "/transcript")
+        .json()
+        .path("messages")
+        .forEach(
+            m ->
+                m.path("content")
+                    .forEach(
+                        b -> {
+                          if (b.path("type").asText().equals("tool_result"))
+                            results.add(b.path("content").asText().strip());
+                        }));
     assertThat(results).hasSize(2);
     assertThat(results.get(1)).isEqualTo("1\tremember me");
   }
@@ -573,9 +786,13 @@ class ApiErrorPathsTest {
 
   @Test
   void eventStreamResumesRightAfterLastEventIdOrAfterParameter() {
-    Map<String, Object> write = Map.of("name", "write", "input", Map.of("path", "/session/a.md", "content", "a"));
+    Map<String, Object> write =
+        Map.of("name", "write", "input", Map.of("path", "/session/a.md", "content", "a"));
     Map<String, Object> read = Map.of("name", "read", "input", Map.of("path", "/session/a.md"));
-    String id = create(acme, session("sse", toolTurn("one", write), toolTurn("two", read, write), turn("three")));
+    String id =
+        create(
+            acme,
+            session("sse", toolTurn("one", write), toolTurn("two", read, write), turn("three")));
     awaitStatus(acme, id, "completed");
     String path = "/v1/sessions/" + id + "/events";
 
@@ -586,7 +803,8 @@ class ApiErrorPathsTest {
     assertThat(full).extracting(SseEvent::seq).isSorted().doesNotHaveDuplicates();
     assertThat(withIds(acme.events(path, WAIT, "Last-Event-ID", "0"))).isEqualTo(full);
 
-    for (SseEvent resumeAfter : List.of(full.get(1), full.get(full.size() / 2), full.get(full.size() - 2))) {
+    for (SseEvent resumeAfter :
+        List.of(full.get(1), full.get(full.size() / 2), full.get(full.size() - 2))) {
       long n = resumeAfter.seq();
       List<SseEvent> expected = full.stream().filter(e -> e.seq() > n).toList();
       List<SseEvent> byHeader = withIds(acme.events(path, WAIT, "Last-Event-ID", Long.toString(n)));
@@ -596,7 +814,8 @@ class ApiErrorPathsTest {
       assertThat(byHeader.get(0).seq()).isEqualTo(n + 1);
     }
     // Nothing after the terminal event: 204, which tells standard SSE clients to stop reconnecting.
-    ApiClient.Response end = acme.get(path, "Last-Event-ID", Long.toString(full.get(full.size() - 1).seq()));
+    ApiClient.Response end =
+        acme.get(path, "Last-Event-ID", Long.toString(full.get(full.size() - 1).seq()));
     assertThat(end.status()).isEqualTo(204);
     assertThat(end.body()).isEmpty();
     assertError(acme.get(path, "Last-Event-ID", "yesterday"), 400, "bad_request");
@@ -605,8 +824,12 @@ class ApiErrorPathsTest {
 
   @Test
   void liveEventStreamResumedMidSessionFollowsItToTheEnd() {
-    Map<String, Object> write = Map.of("name", "write", "input", Map.of("path", "/session/live.md", "content", "x"));
-    String id = create(acme, session("sse-live", toolTurn("one", write), turn("two", 400), turn("three", 400)));
+    Map<String, Object> write =
+        Map.of("name", "write", "input", Map.of("path", "/session/live.md", "content", "x"));
+    String id =
+        create(
+            acme,
+            session("sse-live", toolTurn("one", write), turn("two", 400), turn("three", 400)));
     String path = "/v1/sessions/" + id + "/events";
     awaitSummary(acme, id, s -> s.path("turns").asInt() >= 1);
 
@@ -683,7 +906,8 @@ class ApiErrorPathsTest {
       if (condition.test(last.json())) return last.json();
       sleep(50);
     } while (System.nanoTime() < deadline);
-    throw new AssertionError("session " + id + " did not reach the expected state within " + WAIT + "; last: " + last);
+    throw new AssertionError(
+        "session " + id + " did not reach the expected state within " + WAIT + "; last: " + last);
   }
 
   private static List<JsonNode> sessionsOf(ApiClient client, String query) {
@@ -694,8 +918,11 @@ class ApiErrorPathsTest {
     return out;
   }
 
-  /** The sessions list follows the sessions with a small delay: polls it until {@code condition}. */
-  private static List<JsonNode> awaitList(ApiClient client, String query, Predicate<List<JsonNode>> condition) {
+  /**
+   * The sessions list follows the sessions with a small delay: polls it until {@code condition}.
+   */
+  private static List<JsonNode> awaitList(
+      ApiClient client, String query, Predicate<List<JsonNode>> condition) {
     long deadline = System.nanoTime() + WAIT.toNanos();
     List<JsonNode> last;
     do {
@@ -703,7 +930,13 @@ class ApiErrorPathsTest {
       if (condition.test(last)) return last;
       sleep(50);
     } while (System.nanoTime() < deadline);
-    throw new AssertionError("the list ?" + query + " did not reach the expected state within " + WAIT + "; last: " + last);
+    throw new AssertionError(
+        "the list ?"
+            + query
+            + " did not reach the expected state within "
+            + WAIT
+            + "; last: "
+            + last);
   }
 
   /** "role: text" of every text block of a transcript. */
@@ -711,7 +944,8 @@ class ApiErrorPathsTest {
     List<String> out = new ArrayList<>();
     for (JsonNode m : transcript.path("messages")) {
       for (JsonNode b : m.path("content")) {
-        if (b.path("type").asText().equals("text")) out.add(m.path("role").asText() + ": " + b.path("text").asText());
+        if (b.path("type").asText().equals("text"))
+          out.add(m.path("role").asText() + ": " + b.path("text").asText());
       }
     }
     return out;
@@ -729,5 +963,4 @@ class ApiErrorPathsTest {
       throw new IllegalStateException(e);
     }
   }
-
 }

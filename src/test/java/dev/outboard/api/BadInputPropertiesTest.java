@@ -29,37 +29,105 @@ import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.TestFactory;
 
 /**
- * Property tests of bad input (issue 13): whatever bytes, encodings, JSON shapes and paths a
- * client sends, the API answers with a clean 2xx or a 4xx in API.md's error shape, never a 5xx;
- * whatever arguments a model gives its tools, each call gets a result (a tool error when they are
- * bad) and the session finishes. One embedded node (H2) for every try; bounded tries, so the
- * class stays within a few seconds of its node's start.
+ * Property tests of bad input (issue 13): whatever bytes, encodings, JSON shapes and paths a client
+ * sends, the API answers with a clean 2xx or a 4xx in API.md's error shape, never a 5xx; whatever
+ * arguments a model gives its tools, each call gets a result (a tool error when they are bad) and
+ * the session finishes. One embedded node (H2) for every try; bounded tries, so the class stays
+ * within a few seconds of its node's start.
  *
  * <p>Plain JUnit 5: each property is a {@link TestFactory} of as many {@link DynamicTest}s as it
  * has tries, each try drawing its inputs from its own {@link Random}. The seeds derive from one
  * base seed, printed at the start (in the class's {@code -output.txt} under
  * target/surefire-reports): a fixed one by default, so the suite is the same on every run; {@code
  * -Doutboard.props.seed=N} takes another, {@code -Doutboard.props.seed=random} a new one per run
- * (to explore); the same seed gives every try the same inputs again. A try's name
- * says its number, its seed and its input; its failure says those and the base seed.
+ * (to explore); the same seed gives every try the same inputs again. A try's name says its number,
+ * its seed and its input; its failure says those and the base seed.
  */
 class BadInputPropertiesTest {
   /** The system property that fixes the base seed. */
   static final String SEED_PROPERTY = "outboard.props.seed";
+
   private static final long BASE_SEED = baseSeed();
   private static final String JSON = "application/json; charset=utf-8";
   private static final Duration SESSION_TIMEOUT = Duration.ofSeconds(20);
   private static final JsonNodeFactory NODES = JsonNodeFactory.instance;
-  /** Field names the API and the tools know, so that random objects often get past "unknown field". */
-  private static final List<String> KNOWN_FIELDS = List.of("prompt", "user", "model", "maxTurns", "keepOpen", "metadata",
-      "approvals", "budget", "text", "toolUseId", "decision", "message", "maxTokens", "provider", "name", "script",
-      "path", "content", "old_string", "new_string", "replace_all", "offset", "limit", "pattern", "glob");
+
+  /**
+   * Field names the API and the tools know, so that random objects often get past "unknown field".
+   */
+  private static final List<String> KNOWN_FIELDS =
+      List.of(
+          "prompt",
+          "user",
+          "model",
+          "maxTurns",
+          "keepOpen",
+          "metadata",
+          "approvals",
+          "budget",
+          "text",
+          "toolUseId",
+          "decision",
+          "message",
+          "maxTokens",
+          "provider",
+          "name",
+          "script",
+          "path",
+          "content",
+          "old_string",
+          "new_string",
+          "replace_all",
+          "offset",
+          "limit",
+          "pattern",
+          "glob");
+
   /** Paths that climb, double slashes, encodings, unicode, control characters and the like. */
-  private static final List<String> PATH_PIECES = List.of("..", ".", "", "a", "b.md", "日本語", "🚀", "é", "%2e%2e", "%2F",
-      "%00", "%zz", "%", "\u0000", "\u0007", "\n", "\t", " ", "\\", "~", "?", "#", "*", "\u202e", "\ud800", "CON", "x".repeat(300));
-  private static final List<String> CONTENT_TYPES = List.of("", "application/json", "application/json; charset=utf-16",
-      "text/plain", "text/plain; charset=utf-8", "text/plain; charset=iso-8859-1", "text/markdown", "image/png",
-      "application/octet-stream", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded", "nonsense");
+  private static final List<String> PATH_PIECES =
+      List.of(
+          "..",
+          ".",
+          "",
+          "a",
+          "b.md",
+          "日本語",
+          "🚀",
+          "é",
+          "%2e%2e",
+          "%2F",
+          "%00",
+          "%zz",
+          "%",
+          "\u0000",
+          "\u0007",
+          "\n",
+          "\t",
+          " ",
+          "\\",
+          "~",
+          "?",
+          "#",
+          "*",
+          "\u202e",
+          "\ud800",
+          "CON",
+          "x".repeat(300));
+
+  private static final List<String> CONTENT_TYPES =
+      List.of(
+          "",
+          "application/json",
+          "application/json; charset=utf-16",
+          "text/plain",
+          "text/plain; charset=utf-8",
+          "text/plain; charset=iso-8859-1",
+          "text/markdown",
+          "image/png",
+          "application/octet-stream",
+          "multipart/form-data; boundary=x",
+          "application/x-www-form-urlencoded",
+          "nonsense");
 
   private static InProcessNode node;
   private static String key;
@@ -68,15 +136,22 @@ class BadInputPropertiesTest {
 
   @BeforeAll
   static void startNode() throws Exception {
-    System.out.println("BadInputPropertiesTest: base seed " + BASE_SEED
-        + (System.getProperty(SEED_PROPERTY, "").isBlank() ? " (random; rerun with -D" + SEED_PROPERTY + "=" + BASE_SEED + ")"
-            : " (from -D" + SEED_PROPERTY + ")"));
-    node = InProcessNode.start(null, Map.of(
-        "outboard.http.max-body-bytes", "64KiB",
-        "outboard.memory.max-file-bytes", 8192));
+    System.out.println(
+        "BadInputPropertiesTest: base seed "
+            + BASE_SEED
+            + (System.getProperty(SEED_PROPERTY, "").isBlank()
+                ? " (random; rerun with -D" + SEED_PROPERTY + "=" + BASE_SEED + ")"
+                : " (from -D" + SEED_PROPERTY + ")"));
+    node =
+        InProcessNode.start(
+            null,
+            Map.of(
+                "outboard.http.max-body-bytes", "64KiB", "outboard.memory.max-file-bytes", 8192));
     key = node.admin().createOrgWithKey("props");
     api = node.client(key);
-    waitingSession = ScriptedSessions.create(api, ScriptedSessions.body("props", true, List.of(ScriptedSessions.say("ready"))));
+    waitingSession =
+        ScriptedSessions.create(
+            api, ScriptedSessions.body("props", true, List.of(ScriptedSessions.say("ready"))));
     ScriptedSessions.awaitStatus(api, waitingSession, "waiting", SESSION_TIMEOUT);
   }
 
@@ -91,18 +166,32 @@ class BadInputPropertiesTest {
   @TestFactory
   Stream<DynamicTest> anyBodyToAnEndpointIsACleanAnswer() {
     record Input(String endpoint, byte[] body, String contentType) {}
-    return tries("anyBodyToAnEndpointIsACleanAnswer", 200,
+    return tries(
+        "anyBodyToAnEndpointIsACleanAnswer",
+        200,
         random -> new Input(endpoint(random), body(random), contentType(random)),
-        in -> in.endpoint() + ", " + (in.contentType().isEmpty() ? "no content type" : in.contentType()) + ", "
-            + describe(in.body()),
+        in ->
+            in.endpoint()
+                + ", "
+                + (in.contentType().isEmpty() ? "no content type" : in.contentType())
+                + ", "
+                + describe(in.body()),
         in -> anyBodyToAnEndpointIsACleanAnswer(in.endpoint(), in.body(), in.contentType()));
   }
 
-  private static void anyBodyToAnEndpointIsACleanAnswer(String endpoint, byte[] body, String contentType) {
+  private static void anyBodyToAnEndpointIsACleanAnswer(
+      String endpoint, byte[] body, String contentType) {
     String[] methodAndPath = endpoint.split(" ", 2);
     String bearer = methodAndPath[1].startsWith("/v1/admin") ? node.adminToken() : key;
-    assertClean(RawHttp.sendBytes(methodAndPath[0], node.baseUrl(), methodAndPath[1], bearer,
-        contentType.isEmpty() ? null : contentType, body), endpoint);
+    assertClean(
+        RawHttp.sendBytes(
+            methodAndPath[0],
+            node.baseUrl(),
+            methodAndPath[1],
+            bearer,
+            contentType.isEmpty() ? null : contentType,
+            body),
+        endpoint);
   }
 
   /**
@@ -112,13 +201,16 @@ class BadInputPropertiesTest {
   @TestFactory
   Stream<DynamicTest> anyFilePathIsACleanAnswerAndAnAcceptedWriteReadsBack() {
     record Input(String path, String content) {}
-    return tries("anyFilePathIsACleanAnswerAndAnAcceptedWriteReadsBack", 150,
+    return tries(
+        "anyFilePathIsACleanAnswerAndAnAcceptedWriteReadsBack",
+        150,
         random -> new Input(filePath(random), text(random)),
         in -> "path " + in.path() + ", " + in.content().length() + " chars: " + in.content(),
         in -> anyFilePathIsACleanAnswerAndAnAcceptedWriteReadsBack(in.path(), in.content()));
   }
 
-  private static void anyFilePathIsACleanAnswerAndAnAcceptedWriteReadsBack(String path, String content) {
+  private static void anyFilePathIsACleanAnswerAndAnAcceptedWriteReadsBack(
+      String path, String content) {
     String target = "/v1/files/memory/" + path;
     byte[] bytes = content.getBytes(StandardCharsets.UTF_8); // an unpaired surrogate goes as '?'
     Response put = RawHttp.sendBytes("PUT", node.baseUrl(), target, key, "text/plain", bytes);
@@ -127,16 +219,24 @@ class BadInputPropertiesTest {
     assertClean(get, "GET " + target);
     if (put.status() == 200 || put.status() == 201) {
       assertThat(get.status()).as("GET after an accepted PUT of " + target).isEqualTo(200);
-      assertThat(get.body()).as("content of " + target).isEqualTo(new String(bytes, StandardCharsets.UTF_8));
-      assertClean(RawHttp.sendBytes("DELETE", node.baseUrl(), target, key, null, null), "DELETE " + target);
+      assertThat(get.body())
+          .as("content of " + target)
+          .isEqualTo(new String(bytes, StandardCharsets.UTF_8));
+      assertClean(
+          RawHttp.sendBytes("DELETE", node.baseUrl(), target, key, null, null), "DELETE " + target);
     }
   }
 
-  /** Any arguments for any tool name are a typed call or an {@link ToolCatalog.InvalidToolCallException}, nothing else. */
+  /**
+   * Any arguments for any tool name are a typed call or an {@link
+   * ToolCatalog.InvalidToolCallException}, nothing else.
+   */
   @TestFactory
   Stream<DynamicTest> anyToolArgumentsParseOrAreAToolError() {
     record Input(String name, JsonNode input) {}
-    return tries("anyToolArgumentsParseOrAreAToolError", 200,
+    return tries(
+        "anyToolArgumentsParseOrAreAToolError",
+        200,
         random -> new Input(toolName(random), randomToolInput(random)),
         in -> "tool \"" + in.name() + "\", input " + in.input(),
         in -> anyToolArgumentsParseOrAreAToolError(in.name(), in.input()));
@@ -156,13 +256,20 @@ class BadInputPropertiesTest {
    */
   @TestFactory
   Stream<DynamicTest> aSessionWhoseModelGivesBadToolArgumentsStillFinishes() {
-    return tries("aSessionWhoseModelGivesBadToolArgumentsStillFinishes", 40,
+    return tries(
+        "aSessionWhoseModelGivesBadToolArgumentsStillFinishes",
+        40,
         BadInputPropertiesTest::toolCallList,
-        calls -> calls.size() + " calls: " + String.join(", ", calls.stream().map(c -> c.get("name") + " " + c.get("input")).toList()),
+        calls ->
+            calls.size()
+                + " calls: "
+                + String.join(
+                    ", ", calls.stream().map(c -> c.get("name") + " " + c.get("input")).toList()),
         BadInputPropertiesTest::aSessionWhoseModelGivesBadToolArgumentsStillFinishes);
   }
 
-  private static void aSessionWhoseModelGivesBadToolArgumentsStillFinishes(List<Map<String, Object>> calls) {
+  private static void aSessionWhoseModelGivesBadToolArgumentsStillFinishes(
+      List<Map<String, Object>> calls) {
     List<Map<String, Object>> turns = new ArrayList<>();
     Map<String, Object> turn = new LinkedHashMap<>();
     turn.put("text", "calling");
@@ -173,10 +280,13 @@ class BadInputPropertiesTest {
     JsonNode done = ScriptedSessions.awaitStatus(api, id, "completed", SESSION_TIMEOUT);
     assertThat(done.path("result").asText()).isEqualTo("done");
     List<ScriptedSessions.ToolCall> results = ScriptedSessions.toolCalls(api, id);
-    assertThat(results).hasSize(calls.size()).allSatisfy(c -> {
-      assertThat(c.results()).as("results of " + c).isEqualTo(1);
-      assertThat(c.content()).as("result of " + c).isNotNull();
-    });
+    assertThat(results)
+        .hasSize(calls.size())
+        .allSatisfy(
+            c -> {
+              assertThat(c.results()).as("results of " + c).isEqualTo(1);
+              assertThat(c.content()).as("result of " + c).isNotNull();
+            });
   }
 
   // ------------------------------------------------------------------ tries and seeds
@@ -192,24 +302,54 @@ class BadInputPropertiesTest {
    * printable ASCII, shortened) its input, and a failure says the same and the base seed. The
    * stream is lazy: a try's input is drawn just before it runs.
    */
-  private static <T> Stream<DynamicTest> tries(String property, int tries, Function<Random, T> generator,
-      Function<T, String> describe, Check<T> check) {
-    return IntStream.rangeClosed(1, tries).mapToObj(i -> {
-      long seed = trySeed(property, i);
-      T input = generator.apply(new Random(seed));
-      String what = "try " + i + "/" + tries + ", seed " + seed + ": " + printable(describe.apply(input));
-      return DynamicTest.dynamicTest(abbreviate(what, 160), () -> {
-        try {
-          check.accept(input);
-        } catch (Exception | AssertionError e) {
-          throw new AssertionError(property + " failed on " + abbreviate(what, 1000) + " (base seed " + BASE_SEED
-              + ", rerun with -D" + SEED_PROPERTY + "=" + BASE_SEED + "): " + e.getMessage(), e);
-        }
-      });
-    });
+  private static <T> Stream<DynamicTest> tries(
+      String property,
+      int tries,
+      Function<Random, T> generator,
+      Function<T, String> describe,
+      Check<T> check) {
+    return IntStream.rangeClosed(1, tries)
+        .mapToObj(
+            i -> {
+              long seed = trySeed(property, i);
+              T input = generator.apply(new Random(seed));
+              String what =
+                  "try "
+                      + i
+                      + "/"
+                      + tries
+                      + ", seed "
+                      + seed
+                      + ": "
+                      + printable(describe.apply(input));
+              return DynamicTest.dynamicTest(
+                  abbreviate(what, 160),
+                  () -> {
+                    try {
+                      check.accept(input);
+                    } catch (Exception | AssertionError e) {
+                      throw new AssertionError(
+                          property
+                              + " failed on "
+                              + abbreviate(what, 1000)
+                              + " (base seed "
+                              + BASE_SEED
+                              + ", rerun with -D"
+                              + SEED_PROPERTY
+                              + "="
+                              + BASE_SEED
+                              + "): "
+                              + e.getMessage(),
+                          e);
+                    }
+                  });
+            });
   }
 
-  /** {@code -Doutboard.props.seed=N} if given ({@code random}: a new one), else the suite's fixed seed. */
+  /**
+   * {@code -Doutboard.props.seed=N} if given ({@code random}: a new one), else the suite's fixed
+   * seed.
+   */
   private static long baseSeed() {
     String fixed = System.getProperty(SEED_PROPERTY, "").strip();
     if (fixed.isEmpty()) return 20261203L;
@@ -217,11 +357,15 @@ class BadInputPropertiesTest {
     try {
       return Long.parseLong(fixed);
     } catch (NumberFormatException e) {
-      throw new IllegalArgumentException("-D" + SEED_PROPERTY + " must be a long, not \"" + fixed + "\"", e);
+      throw new IllegalArgumentException(
+          "-D" + SEED_PROPERTY + " must be a long, not \"" + fixed + "\"", e);
     }
   }
 
-  /** The seed of try {@code i} of {@code property}: the base seed, the property and the try, mixed (SplitMix64's finaliser). */
+  /**
+   * The seed of try {@code i} of {@code property}: the base seed, the property and the try, mixed
+   * (SplitMix64's finaliser).
+   */
   static long trySeed(String property, int i) {
     long z = BASE_SEED ^ ((property.hashCode() * 0x9E3779B97F4A7C15L) + (i * 0xBF58476D1CE4E5B9L));
     z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
@@ -229,7 +373,10 @@ class BadInputPropertiesTest {
     return z ^ (z >>> 31);
   }
 
-  /** Printable ASCII as it is, anything else as a Java escape (a NUL or a lone surrogate in a test's name breaks reports). */
+  /**
+   * Printable ASCII as it is, anything else as a Java escape (a NUL or a lone surrogate in a test's
+   * name breaks reports).
+   */
   private static String printable(String s) {
     StringBuilder out = new StringBuilder();
     for (int i = 0; i < s.length(); i++) {
@@ -246,7 +393,9 @@ class BadInputPropertiesTest {
 
   /** Its length and its start, byte by byte (as ISO-8859-1, so it stays one char a byte). */
   private static String describe(byte[] body) {
-    return body.length + " bytes: " + new String(body, 0, Math.min(body.length, 60), StandardCharsets.ISO_8859_1);
+    return body.length
+        + " bytes: "
+        + new String(body, 0, Math.min(body.length, 60), StandardCharsets.ISO_8859_1);
   }
 
   // ------------------------------------------------------------------ generators
@@ -257,10 +406,21 @@ class BadInputPropertiesTest {
 
   private static String endpoint(Random random) {
     String s = "/v1/sessions/" + waitingSession;
-    return oneOf(random, List.of("POST /v1/sessions", "POST " + s + "/messages", "POST " + s + "/approvals", "POST " + s + "/budget",
-        "POST " + s + "/events/ci.done", "POST " + s + "/cancel", "PUT /v1/files/memory/props/any.md",
-        "PUT /v1/files/skills/props/SKILL.md", "GET /v1/sessions", "PUT /v1/admin/orgs/props/policy",
-        "POST /v1/admin/orgs", "PUT /v1/admin/orgs/props/webhook"));
+    return oneOf(
+        random,
+        List.of(
+            "POST /v1/sessions",
+            "POST " + s + "/messages",
+            "POST " + s + "/approvals",
+            "POST " + s + "/budget",
+            "POST " + s + "/events/ci.done",
+            "POST " + s + "/cancel",
+            "PUT /v1/files/memory/props/any.md",
+            "PUT /v1/files/skills/props/SKILL.md",
+            "GET /v1/sessions",
+            "PUT /v1/admin/orgs/props/policy",
+            "POST /v1/admin/orgs",
+            "PUT /v1/admin/orgs/props/webhook"));
   }
 
   private static String contentType(Random random) {
@@ -273,12 +433,17 @@ class BadInputPropertiesTest {
     return switch (random.nextInt(10)) {
       case 0 -> randomBytes(random, random.nextInt(2000));
       case 1 -> concat(new byte[] {(byte) 0xEF, (byte) 0xBB, (byte) 0xBF}, json); // UTF-8 BOM
-      case 2 -> new String(json, StandardCharsets.UTF_8).getBytes(StandardCharsets.UTF_16); // BOM + UTF-16BE
+      case 2 ->
+          new String(json, StandardCharsets.UTF_8)
+              .getBytes(StandardCharsets.UTF_16); // BOM + UTF-16BE
       case 3 -> new String(json, StandardCharsets.UTF_8).getBytes(StandardCharsets.UTF_16LE);
       case 4 -> insert(json, random.nextInt(json.length + 1), new byte[] {0});
-      case 5 -> insert(json, random.nextInt(json.length + 1), new byte[] {(byte) 0xC3}); // a cut sequence
+      case 5 ->
+          insert(json, random.nextInt(json.length + 1), new byte[] {(byte) 0xC3}); // a cut sequence
       case 6 -> java.util.Arrays.copyOf(json, random.nextInt(json.length + 1)); // truncated
-      case 7 -> ("{\"prompt\": \"" + "x".repeat(70_000) + "\"}").getBytes(StandardCharsets.UTF_8); // over the limit
+      case 7 ->
+          ("{\"prompt\": \"" + "x".repeat(70_000) + "\"}")
+              .getBytes(StandardCharsets.UTF_8); // over the limit
       default -> json;
     };
   }
@@ -288,7 +453,10 @@ class BadInputPropertiesTest {
     int segments = 1 + random.nextInt(5);
     for (int i = 0; i < segments; i++) {
       if (i > 0) raw.append(random.nextInt(8) == 0 ? "//" : "/");
-      raw.append(random.nextInt(3) == 0 ? randomString(random, 12) : PATH_PIECES.get(random.nextInt(PATH_PIECES.size())));
+      raw.append(
+          random.nextInt(3) == 0
+              ? randomString(random, 12)
+              : PATH_PIECES.get(random.nextInt(PATH_PIECES.size())));
     }
     if (random.nextInt(20) == 0) raw.append("/").append("y".repeat(1100)); // over the path limit
     return encodeForUri(raw.toString(), random);
@@ -322,14 +490,19 @@ class BadInputPropertiesTest {
 
   // ------------------------------------------------------------------ helpers
 
-  /** API.md: a 2xx, or a 4xx with {@code {"error": {"code", "message"}}} as UTF-8 JSON; never a 5xx. */
+  /**
+   * API.md: a 2xx, or a 4xx with {@code {"error": {"code", "message"}}} as UTF-8 JSON; never a 5xx.
+   */
   private static void assertClean(Response r, String what) {
     assertThat(r.status()).as(what + " -> " + r).isBetween(200, 499);
     if (r.status() < 400) return;
     assertThat(r.header("Content-Type")).as("content type of " + what + " -> " + r).contains(JSON);
     JsonNode error = r.json().path("error");
     assertThat(error.path("code").isTextual()).as(what + " -> " + r).isTrue();
-    assertThat(error.path("message").asText()).as(what + " -> " + r).isNotBlank().doesNotContain("java.lang", "`");
+    assertThat(error.path("message").asText())
+        .as(what + " -> " + r)
+        .isNotBlank()
+        .doesNotContain("java.lang", "`");
   }
 
   private static JsonNode randomToolInput(Random random) {
@@ -337,17 +510,21 @@ class BadInputPropertiesTest {
     ObjectNode input = NODES.objectNode();
     for (int i = random.nextInt(4); i >= 0; i--) {
       String field = KNOWN_FIELDS.get(random.nextInt(KNOWN_FIELDS.size()));
-      input.set(field, switch (random.nextInt(6)) {
-        case 0, 1 -> NODES.textNode(randomVirtualPath(random));
-        case 2 -> NODES.textNode(randomString(random, 30));
-        default -> randomJson(random, 2);
-      });
+      input.set(
+          field,
+          switch (random.nextInt(6)) {
+            case 0, 1 -> NODES.textNode(randomVirtualPath(random));
+            case 2 -> NODES.textNode(randomString(random, 30));
+            default -> randomJson(random, 2);
+          });
     }
     return input;
   }
 
   private static String randomVirtualPath(Random random) {
-    String[] roots = {"/session/", "/memory/", "/skills/", "/", "", "/etc/", "session/", "/session/../memory/"};
+    String[] roots = {
+      "/session/", "/memory/", "/skills/", "/", "", "/etc/", "session/", "/session/../memory/"
+    };
     StringBuilder p = new StringBuilder(roots[random.nextInt(roots.length)]);
     for (int i = random.nextInt(3); i >= 0; i--) {
       p.append(PATH_PIECES.get(random.nextInt(PATH_PIECES.size())));
@@ -361,7 +538,9 @@ class BadInputPropertiesTest {
     return switch (kind) {
       case 0 -> NODES.nullNode();
       case 1 -> NODES.booleanNode(random.nextBoolean());
-      case 2 -> NODES.numberNode(random.nextInt(5) == 0 ? random.nextLong() : random.nextInt(2000) - 1000);
+      case 2 ->
+          NODES.numberNode(
+              random.nextInt(5) == 0 ? random.nextLong() : random.nextInt(2000) - 1000);
       case 3 -> NODES.numberNode(random.nextDouble() * 1e6);
       case 4, 5 -> NODES.textNode(randomString(random, 20));
       case 6 -> {
@@ -372,7 +551,10 @@ class BadInputPropertiesTest {
       default -> {
         ObjectNode object = NODES.objectNode();
         for (int i = random.nextInt(5); i > 0; i--) {
-          String field = random.nextInt(3) == 0 ? randomString(random, 8) : KNOWN_FIELDS.get(random.nextInt(KNOWN_FIELDS.size()));
+          String field =
+              random.nextInt(3) == 0
+                  ? randomString(random, 8)
+                  : KNOWN_FIELDS.get(random.nextInt(KNOWN_FIELDS.size()));
           object.set(field, randomJson(random, depth - 1));
         }
         yield object;
@@ -380,7 +562,9 @@ class BadInputPropertiesTest {
     };
   }
 
-  /** Letters, digits, punctuation, control characters, NUL, non-ASCII, emoji and lone surrogates. */
+  /**
+   * Letters, digits, punctuation, control characters, NUL, non-ASCII, emoji and lone surrogates.
+   */
   static String randomString(Random random, int maxLength) {
     StringBuilder s = new StringBuilder();
     for (int i = random.nextInt(maxLength + 1); i > 0; i--) {
@@ -408,15 +592,28 @@ class BadInputPropertiesTest {
     StringBuilder out = new StringBuilder();
     for (int i = 0; i < raw.length(); i++) {
       char c = raw.charAt(i);
-      boolean plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || "/.-_~".indexOf(c) >= 0
-          || (c == '%' && i + 2 < raw.length() && isHex(raw.charAt(i + 1)) && isHex(raw.charAt(i + 2)) && random.nextBoolean());
+      boolean plain =
+          (c >= 'a' && c <= 'z')
+              || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9')
+              || "/.-_~".indexOf(c) >= 0
+              || (c == '%'
+                  && i + 2 < raw.length()
+                  && isHex(raw.charAt(i + 1))
+                  && isHex(raw.charAt(i + 2))
+                  && random.nextBoolean());
       if (plain) {
         out.append(c);
         continue;
       }
-      String one = Character.isHighSurrogate(c) && i + 1 < raw.length() && Character.isLowSurrogate(raw.charAt(i + 1))
-          ? raw.substring(i, ++i + 1) : String.valueOf(c);
-      for (byte b : one.getBytes(StandardCharsets.UTF_8)) out.append('%').append(String.format("%02X", b & 0xFF));
+      String one =
+          Character.isHighSurrogate(c)
+                  && i + 1 < raw.length()
+                  && Character.isLowSurrogate(raw.charAt(i + 1))
+              ? raw.substring(i, ++i + 1)
+              : String.valueOf(c);
+      for (byte b : one.getBytes(StandardCharsets.UTF_8))
+        out.append('%').append(String.format("%02X", b & 0xFF));
     }
     return out.toString();
   }

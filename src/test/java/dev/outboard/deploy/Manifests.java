@@ -33,8 +33,8 @@ import tools.jackson.dataformat.yaml.YAMLMapper;
 /**
  * Renders kustomizations with {@code kubectl kustomize} and parses what they render into the
  * fabric8 Kubernetes model as strictly as the API server would read it: a kind that the model does
- * not know, a field that the kind does not have, or a value of the wrong JSON type is an error
- * that names the object and the field path.
+ * not know, a field that the kind does not have, or a value of the wrong JSON type is an error that
+ * names the object and the field path.
  */
 final class Manifests {
 
@@ -56,15 +56,18 @@ final class Manifests {
   // @JsonAnySetter additionalProperties map that swallows unknown fields, so parse() also walks
   // the parsed objects (unknownFields). Scalars are not coerced (the API server does not turn
   // "3" into 3, nor 3 into "3").
-  static final YAMLMapper MAPPER = YAMLMapper.builder()
-      .enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
-      .enable(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES)
-      .disable(MapperFeature.ALLOW_COERCION_OF_SCALARS)
-      .withCoercionConfig(LogicalType.Textual, c -> c
-          .setCoercion(CoercionInputShape.Integer, CoercionAction.Fail)
-          .setCoercion(CoercionInputShape.Float, CoercionAction.Fail)
-          .setCoercion(CoercionInputShape.Boolean, CoercionAction.Fail))
-      .build();
+  static final YAMLMapper MAPPER =
+      YAMLMapper.builder()
+          .enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
+          .enable(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES)
+          .disable(MapperFeature.ALLOW_COERCION_OF_SCALARS)
+          .withCoercionConfig(
+              LogicalType.Textual,
+              c ->
+                  c.setCoercion(CoercionInputShape.Integer, CoercionAction.Fail)
+                      .setCoercion(CoercionInputShape.Float, CoercionAction.Fail)
+                      .setCoercion(CoercionInputShape.Boolean, CoercionAction.Fail))
+          .build();
 
   private Manifests() {}
 
@@ -85,18 +88,27 @@ final class Manifests {
 
   /** The output of {@code kubectl kustomize <dir>}; fails with kubectl's message. */
   static String render(Path kubectl, Path kustomization) {
-    ProcessBuilder pb = new ProcessBuilder(kubectl.toString(), "kustomize", kustomization.toString());
+    ProcessBuilder pb =
+        new ProcessBuilder(kubectl.toString(), "kustomize", kustomization.toString());
     try {
       Process p = pb.start();
       p.getOutputStream().close();
-      CompletableFuture<String> err = CompletableFuture.supplyAsync(() -> readAll(p.getErrorStream()));
+      CompletableFuture<String> err =
+          CompletableFuture.supplyAsync(() -> readAll(p.getErrorStream()));
       String out = readAll(p.getInputStream());
       if (!p.waitFor(120, TimeUnit.SECONDS)) {
         p.destroyForcibly();
-        throw new AssertionError("kubectl kustomize " + kustomization + " did not finish within 120 s");
+        throw new AssertionError(
+            "kubectl kustomize " + kustomization + " did not finish within 120 s");
       }
       if (p.exitValue() != 0) {
-        throw new AssertionError("kubectl kustomize " + kustomization + " failed (exit " + p.exitValue() + "):\n" + err.join());
+        throw new AssertionError(
+            "kubectl kustomize "
+                + kustomization
+                + " failed (exit "
+                + p.exitValue()
+                + "):\n"
+                + err.join());
       }
       return out;
     } catch (IOException e) {
@@ -137,8 +149,16 @@ final class Manifests {
     List<JsonNode> docs = documents(yaml);
     for (int i = 0; i < docs.size(); i++) {
       JsonNode doc = docs.get(i);
-      String where = "document " + (i + 1) + " (apiVersion " + doc.path("apiVersion").asString("?")
-          + ", kind " + doc.path("kind").asString("?") + ", name " + doc.path("metadata").path("name").asString("?") + ")";
+      String where =
+          "document "
+              + (i + 1)
+              + " (apiVersion "
+              + doc.path("apiVersion").asString("?")
+              + ", kind "
+              + doc.path("kind").asString("?")
+              + ", name "
+              + doc.path("metadata").path("name").asString("?")
+              + ")";
       KubernetesResource parsed;
       try {
         parsed = MAPPER.treeToValue(doc, KubernetesResource.class);
@@ -147,18 +167,23 @@ final class Manifests {
         continue;
       }
       if (parsed instanceof GenericKubernetesResource || !(parsed instanceof HasMetadata object)) {
-        problems.add(where + ": apiVersion/kind is not a type of the Kubernetes model (a typo in kind or apiVersion?)");
+        problems.add(
+            where
+                + ": apiVersion/kind is not a type of the Kubernetes model (a typo in kind or"
+                + " apiVersion?)");
         continue;
       }
       List<String> unknown = new ArrayList<>();
       unknownFields(object, "", unknown);
       for (String field : unknown) {
-        problems.add(object.getKind() + " " + object.getMetadata().getName() + ": unknown field " + field);
+        problems.add(
+            object.getKind() + " " + object.getMetadata().getName() + ": unknown field " + field);
       }
       manifests.add(new Manifest(object, doc));
     }
     if (!problems.isEmpty()) {
-      throw new InvalidManifestException("invalid manifests in " + origin + ":\n  " + String.join("\n  ", problems));
+      throw new InvalidManifestException(
+          "invalid manifests in " + origin + ":\n  " + String.join("\n  ", problems));
     }
     return manifests;
   }
@@ -168,7 +193,10 @@ final class Manifests {
    * any depth, e.g. {@code spec.template.spec.containers[0].lifecycle.preStopp}.
    */
   static void unknownFields(Object value, String path, List<String> out) {
-    if (value == null || value instanceof String || value instanceof Number || value instanceof Boolean
+    if (value == null
+        || value instanceof String
+        || value instanceof Number
+        || value instanceof Boolean
         || value instanceof Enum<?>) {
       return;
     }
@@ -214,11 +242,15 @@ final class Manifests {
     } catch (NoSuchMethodException e) {
       return null;
     } catch (IllegalAccessException | InvocationTargetException e) {
-      throw new IllegalStateException("cannot read additionalProperties of " + value.getClass().getName(), e);
+      throw new IllegalStateException(
+          "cannot read additionalProperties of " + value.getClass().getName(), e);
     }
   }
 
-  /** Where in the document a parse error is, as in kubectl's messages: spec.template.spec.containers[0].ports[0]. */
+  /**
+   * Where in the document a parse error is, as in kubectl's messages:
+   * spec.template.spec.containers[0].ports[0].
+   */
   private static String fieldPath(JacksonException e) {
     StringBuilder path = new StringBuilder();
     for (JacksonException.Reference r : e.getPath()) {

@@ -36,15 +36,15 @@ import java.util.stream.Collectors;
 import org.junit.jupiter.api.Test;
 
 /**
- * A rolling deploy and a crash of a real three-node cluster under load. Three node JVMs on
- * loopback form one cluster on a fresh PostgreSQL database through {@code conf/cluster.conf} and
- * {@code OUTBOARD_SEED_NODES}, exactly as the README's recipe starts them. While a load generator
- * keeps {@link #CONCURRENCY} scripted sessions running (each turn appends a line to a
- * {@code /session} file), each node in turn gets SIGTERM and is started again with a newer
- * {@code OUTBOARD_APP_VERSION}; then one node is killed with SIGKILL, and its sessions must restart
- * on the survivors by themselves (split-brain resolver, remember-entities) before it comes back.
- * Every session must complete with exactly its turns, each tool call once with one result, its
- * log file holding each line once and in order, and a complete, ordered event replay.
+ * A rolling deploy and a crash of a real three-node cluster under load. Three node JVMs on loopback
+ * form one cluster on a fresh PostgreSQL database through {@code conf/cluster.conf} and {@code
+ * OUTBOARD_SEED_NODES}, exactly as the README's recipe starts them. While a load generator keeps
+ * {@link #CONCURRENCY} scripted sessions running (each turn appends a line to a {@code /session}
+ * file), each node in turn gets SIGTERM and is started again with a newer {@code
+ * OUTBOARD_APP_VERSION}; then one node is killed with SIGKILL, and its sessions must restart on the
+ * survivors by themselves (split-brain resolver, remember-entities) before it comes back. Every
+ * session must complete with exactly its turns, each tool call once with one result, its log file
+ * holding each line once and in order, and a complete, ordered event replay.
  *
  * <p>The test also measures, from the journal, each session's resume gap at every hand-off (the
  * pause between the last event of one incarnation and the first of the next, minus the scripted
@@ -64,8 +64,10 @@ class RollingDeployTest {
 
   private final AppendingSessions script = new AppendingSessions(TURNS, LATENCY_MS);
   private final List<NodeProcess> nodes = new ArrayList<>();
+
   /** Nodes the load generator and the checks may talk to (not those being stopped or started). */
   private final Set<Integer> usable = ConcurrentHashMap.newKeySet();
+
   private final AtomicInteger next = new AtomicInteger();
   private final List<String> created = new CopyOnWriteArrayList<>();
   private final List<Disruption> disruptions = new ArrayList<>();
@@ -95,10 +97,15 @@ class RollingDeployTest {
 
   private void startCluster(TestPostgres postgres, List<Path> dataDirs) throws Exception {
     int[] ports = Ports.free(3 * NODES);
-    String seeds = java.util.stream.IntStream.range(0, NODES)
-        .mapToObj(i -> "127.0.0.1:" + ports[3 * i + 2]).collect(Collectors.joining(","));
+    String seeds =
+        java.util.stream.IntStream.range(0, NODES)
+            .mapToObj(i -> "127.0.0.1:" + ports[3 * i + 2])
+            .collect(Collectors.joining(","));
     String adminToken = "rolling-admin-" + Long.toHexString(new SecureRandom().nextLong());
-    String clusterConf = Path.of(System.getProperty("basedir", "."), "conf", "cluster.conf").toAbsolutePath().toString();
+    String clusterConf =
+        Path.of(System.getProperty("basedir", "."), "conf", "cluster.conf")
+            .toAbsolutePath()
+            .toString();
     for (int i = 0; i < NODES; i++) {
       Path dataDir = Files.createTempDirectory("outboard-rolling-");
       dataDirs.add(dataDir);
@@ -117,7 +124,9 @@ class RollingDeployTest {
       env.put("OUTBOARD_SEED_NODES", seeds);
       env.put("OUTBOARD_APP_VERSION", "1.0.0");
       env.put("OUTBOARD_DATA_DIR", dataDir.toString());
-      nodes.add(new NodeProcess("rolling-node-" + i, env, List.of("-Dconfig.file=" + clusterConf), List.of("serve")));
+      nodes.add(
+          new NodeProcess(
+              "rolling-node-" + i, env, List.of("-Dconfig.file=" + clusterConf), List.of("serve")));
     }
     long t0 = System.nanoTime();
     for (NodeProcess n : nodes) n.start();
@@ -126,20 +135,24 @@ class RollingDeployTest {
       usable.add(i);
     }
     log("3 nodes ready after %d ms", (System.nanoTime() - t0) / 1_000_000);
-    for (NodeProcess n : nodes) assertThat(members(n)).as("members seen by " + n.name()).hasSize(NODES);
+    for (NodeProcess n : nodes)
+      assertThat(members(n)).as("members seen by " + n.name()).hasSize(NODES);
     key = new ApiClient(nodes.get(0).baseUrl(), adminToken).createOrgWithKey("rolling");
   }
 
   private void campaign(TestPostgres postgres) throws Exception {
     AtomicBoolean creating = new AtomicBoolean(true);
     AtomicReference<Throwable> generatorFailure = new AtomicReference<>();
-    Thread generator = new Thread(() -> {
-      try {
-        generateLoad(creating);
-      } catch (Throwable t) {
-        generatorFailure.set(t);
-      }
-    }, "load-generator");
+    Thread generator =
+        new Thread(
+            () -> {
+              try {
+                generateLoad(creating);
+              } catch (Throwable t) {
+                generatorFailure.set(t);
+              }
+            },
+            "load-generator");
     generator.start();
     try {
       awaitRunning(CONCURRENCY);
@@ -151,7 +164,9 @@ class RollingDeployTest {
         long start = System.currentTimeMillis();
         Duration leave = nodes.get(i).terminate(LEAVE);
         report.add(String.format("RESULT rolling_leave node=%d leave_ms=%d", i, leave.toMillis()));
-        log("node %d left after SIGTERM in %d ms (%d sessions created so far)", i, leave.toMillis(), created.size());
+        log(
+            "node %d left after SIGTERM in %d ms (%d sessions created so far)",
+            i, leave.toMillis(), created.size());
         nodes.get(i).setEnv("OUTBOARD_APP_VERSION", "2.0.0");
         nodes.get(i).start();
         nodes.get(i).awaitReadyProbe(READY);
@@ -162,7 +177,8 @@ class RollingDeployTest {
         checkGenerator(generatorFailure);
       }
 
-      // The crash: SIGKILL of node 0 (the oldest after the rollout: it hosts the shard coordinator).
+      // The crash: SIGKILL of node 0 (the oldest after the rollout: it hosts the shard
+      // coordinator).
       int victim = 0;
       usable.remove(victim);
       Set<String> runningAtKill = runningSessions();
@@ -174,8 +190,13 @@ class RollingDeployTest {
         recoveredAt = awaitEventsAfter(db, runningAtKill, killedAt);
       }
       assertThat(nodes.get(victim).isAlive()).isFalse();
-      report.add(String.format("RESULT rolling_kill sessions_running=%d all_resumed_after_ms=%d", runningAtKill.size(), recoveredAt - killedAt));
-      log("every session running at the kill wrote again %d ms after it, with node %d still down", recoveredAt - killedAt, victim);
+      report.add(
+          String.format(
+              "RESULT rolling_kill sessions_running=%d all_resumed_after_ms=%d",
+              runningAtKill.size(), recoveredAt - killedAt));
+      log(
+          "every session running at the kill wrote again %d ms after it, with node %d still down",
+          recoveredAt - killedAt, victim);
       nodes.get(victim).start();
       nodes.get(victim).awaitReadyProbe(READY);
       usable.add(victim);
@@ -193,19 +214,23 @@ class RollingDeployTest {
     for (String id : created) script.check(api(), id);
 
     try (Connection db = postgres.connection()) {
-      measureGaps(db);  // also writes target/rolling-deploy-resumes.txt
+      measureGaps(db); // also writes target/rolling-deploy-resumes.txt
     }
     report.forEach(line -> System.err.println("[rolling-test] " + line));
     if (!REPORT.isEmpty()) Files.write(Path.of(REPORT), report);
   }
 
   private static void checkGenerator(AtomicReference<Throwable> failure) {
-    if (failure.get() != null) throw new AssertionError("the load generator failed: " + failure.get(), failure.get());
+    if (failure.get() != null)
+      throw new AssertionError("the load generator failed: " + failure.get(), failure.get());
   }
 
   // ------------------------------------------------------------------ the load
 
-  /** Keeps {@link #CONCURRENCY} sessions running, reading only the sessions list (it wakes no session). */
+  /**
+   * Keeps {@link #CONCURRENCY} sessions running, reading only the sessions list (it wakes no
+   * session).
+   */
   private void generateLoad(AtomicBoolean creating) {
     int n = 0;
     while (creating.get()) {
@@ -216,14 +241,19 @@ class RollingDeployTest {
     }
   }
 
-  /** Creates session {@code n} on any usable node, retrying with the same idempotency key when a node goes away. */
+  /**
+   * Creates session {@code n} on any usable node, retrying with the same idempotency key when a
+   * node goes away.
+   */
   private String create(int n) {
     String idempotencyKey = "rolling-" + n;
     long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
     String last = "";
     while (System.nanoTime() < deadline) {
       try {
-        Response r = api().post("/v1/sessions", script.body("rolling", n), "Idempotency-Key", idempotencyKey);
+        Response r =
+            api()
+                .post("/v1/sessions", script.body("rolling", n), "Idempotency-Key", idempotencyKey);
         if (r.status() == 201 || r.status() == 200) return r.json().path("id").asText();
         last = r.toString();
         if (r.status() != 503) throw new AssertionError("create session " + n + ": " + r);
@@ -235,7 +265,10 @@ class RollingDeployTest {
     throw new AssertionError("could not create session " + n + " within 60 s; last: " + last);
   }
 
-  /** A client of a usable node, round robin; requests to a node that is going away are retried by the callers. */
+  /**
+   * A client of a usable node, round robin; requests to a node that is going away are retried by
+   * the callers.
+   */
   private ApiClient api() {
     List<Integer> live = new ArrayList<>(usable);
     if (live.isEmpty()) throw new AssertionError("no usable node");
@@ -267,7 +300,8 @@ class RollingDeployTest {
   private void awaitRunning(int count) {
     long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
     while (runningSessions().size() < count) {
-      if (System.nanoTime() > deadline) throw new AssertionError("fewer than " + count + " sessions running after 60 s");
+      if (System.nanoTime() > deadline)
+        throw new AssertionError("fewer than " + count + " sessions running after 60 s");
       sleep(100);
     }
   }
@@ -276,7 +310,8 @@ class RollingDeployTest {
     long deadline = System.nanoTime() + DRAIN.toNanos();
     while (!runningSessions().isEmpty()) {
       if (System.nanoTime() > deadline) {
-        throw new AssertionError("sessions still running " + DRAIN + " after the campaign: " + runningSessions());
+        throw new AssertionError(
+            "sessions still running " + DRAIN + " after the campaign: " + runningSessions());
       }
       sleep(200);
     }
@@ -297,18 +332,24 @@ class RollingDeployTest {
   /** One durable event of a session, as the journal has it. */
   private record Written(long seq, String writer, long atMs, String manifest) {
     boolean terminal() {
-      return manifest.endsWith("SessionCompleted") || manifest.endsWith("SessionFailed") || manifest.endsWith("SessionCancelled");
+      return manifest.endsWith("SessionCompleted")
+          || manifest.endsWith("SessionFailed")
+          || manifest.endsWith("SessionCancelled");
     }
   }
 
   private static Map<String, List<Written>> journal(Connection db) throws SQLException {
     Map<String, List<Written>> out = new HashMap<>();
     try (Statement st = db.createStatement();
-        ResultSet rs = st.executeQuery("SELECT persistence_id, sequence_number, writer, write_timestamp, event_ser_manifest FROM event_journal"
-            + " WHERE persistence_id LIKE 'Session|%' ORDER BY persistence_id, sequence_number")) {
+        ResultSet rs =
+            st.executeQuery(
+                "SELECT persistence_id, sequence_number, writer, write_timestamp,"
+                    + " event_ser_manifest FROM event_journal WHERE persistence_id LIKE 'Session|%'"
+                    + " ORDER BY persistence_id, sequence_number")) {
       while (rs.next()) {
         String id = rs.getString(1).substring("Session|".length());
-        out.computeIfAbsent(id, k -> new ArrayList<>()).add(new Written(rs.getLong(2), rs.getString(3), rs.getLong(4), rs.getString(5)));
+        out.computeIfAbsent(id, k -> new ArrayList<>())
+            .add(new Written(rs.getLong(2), rs.getString(3), rs.getLong(4), rs.getString(5)));
       }
     }
     return out;
@@ -318,7 +359,8 @@ class RollingDeployTest {
    * Waits until each of {@code sessions} has a journal event after {@code sinceMs}, without any
    * request that could wake a session; returns when the last of them did.
    */
-  private static long awaitEventsAfter(Connection db, Set<String> sessions, long sinceMs) throws SQLException {
+  private static long awaitEventsAfter(Connection db, Set<String> sessions, long sinceMs)
+      throws SQLException {
     long deadline = System.nanoTime() + RECOVERY.toNanos();
     while (true) {
       Map<String, List<Written>> journal = journal(db);
@@ -327,14 +369,22 @@ class RollingDeployTest {
       for (String id : sessions) {
         List<Written> events = journal.getOrDefault(id, List.of());
         // (the list may still say running for a moment after the session's last event)
-        if (!events.isEmpty() && events.get(events.size() - 1).terminal() && events.get(events.size() - 1).atMs() <= sinceMs) continue;
-        long first = events.stream().mapToLong(Written::atMs).filter(t -> t > sinceMs).min().orElse(-1);
+        if (!events.isEmpty()
+            && events.get(events.size() - 1).terminal()
+            && events.get(events.size() - 1).atMs() <= sinceMs) continue;
+        long first =
+            events.stream().mapToLong(Written::atMs).filter(t -> t > sinceMs).min().orElse(-1);
         if (first < 0) waiting.add(id);
         else latestFirst = Math.max(latestFirst, first);
       }
       if (waiting.isEmpty()) return latestFirst;
       if (System.nanoTime() > deadline) {
-        throw new AssertionError(waiting.size() + " sessions running at the kill wrote nothing within " + RECOVERY + ": " + waiting);
+        throw new AssertionError(
+            waiting.size()
+                + " sessions running at the kill wrote nothing within "
+                + RECOVERY
+                + ": "
+                + waiting);
       }
       sleep(100);
     }
@@ -344,11 +394,12 @@ class RollingDeployTest {
    * Each change of writer (a new incarnation of the session's actor: it was handed off or
    * restarted) is a resume; its gap is the time between the two incarnations' events minus the
    * scripted latency (the new incarnation calls the model again). Gaps during the kill's window
-   * count as crash recovery, all others as graceful hand-offs (SIGTERM and the rebalancing onto
-   * the new nodes that follows it).
+   * count as crash recovery, all others as graceful hand-offs (SIGTERM and the rebalancing onto the
+   * new nodes that follows it).
    */
   private void measureGaps(Connection db) throws SQLException, java.io.IOException {
-    Disruption kill = disruptions.stream().filter(d -> d.kind().equals("kill")).findFirst().orElseThrow();
+    Disruption kill =
+        disruptions.stream().filter(d -> d.kind().equals("kill")).findFirst().orElseThrow();
     List<String> resumes = new ArrayList<>();
     List<Long> graceful = new ArrayList<>();
     List<Long> crash = new ArrayList<>();
@@ -361,32 +412,55 @@ class RollingDeployTest {
         longestPause = Math.max(longestPause, pause);
         if (after.writer().equals(before.writer())) continue;
         long gap = Math.max(0, pause - LATENCY_MS);
-        resumes.add(String.format("%s resume, first event of the new incarnation %s, gap_ms=%d",
-            java.time.Instant.ofEpochMilli(before.atMs()), java.time.Instant.ofEpochMilli(after.atMs()), gap));
-        if (before.atMs() < kill.startMs() && after.atMs() >= kill.startMs() && after.atMs() <= kill.endMs()) crash.add(gap);
+        resumes.add(
+            String.format(
+                "%s resume, first event of the new incarnation %s, gap_ms=%d",
+                java.time.Instant.ofEpochMilli(before.atMs()),
+                java.time.Instant.ofEpochMilli(after.atMs()),
+                gap));
+        if (before.atMs() < kill.startMs()
+            && after.atMs() >= kill.startMs()
+            && after.atMs() <= kill.endMs()) crash.add(gap);
         else graceful.add(gap);
       }
     }
-    assertThat(graceful).as("sessions handed off by the rolling deploy (else the test proved nothing)").isNotEmpty();
-    assertThat(crash).as("sessions restarted after the kill (else the test proved nothing)").isNotEmpty();
-    report.add(String.format("RESULT rolling_config sessions=%d concurrency=%d turns=%d latency_ms=%d",
-        created.size(), CONCURRENCY, TURNS, LATENCY_MS));
+    assertThat(graceful)
+        .as("sessions handed off by the rolling deploy (else the test proved nothing)")
+        .isNotEmpty();
+    assertThat(crash)
+        .as("sessions restarted after the kill (else the test proved nothing)")
+        .isNotEmpty();
+    report.add(
+        String.format(
+            "RESULT rolling_config sessions=%d concurrency=%d turns=%d latency_ms=%d",
+            created.size(), CONCURRENCY, TURNS, LATENCY_MS));
     report.add("RESULT rolling_sigterm_gap " + summary(graceful));
     report.add("RESULT rolling_kill_gap " + summary(crash));
     report.add(String.format("RESULT rolling_longest_pause_ms=%d", longestPause));
     for (Disruption d : disruptions) {
-      resumes.add(String.format("%s %s of node %d, until it was ready again at %s", java.time.Instant.ofEpochMilli(d.startMs()),
-          d.kind(), d.node(), java.time.Instant.ofEpochMilli(d.endMs())));
+      resumes.add(
+          String.format(
+              "%s %s of node %d, until it was ready again at %s",
+              java.time.Instant.ofEpochMilli(d.startMs()),
+              d.kind(),
+              d.node(),
+              java.time.Instant.ofEpochMilli(d.endMs())));
     }
     Collections.sort(resumes);
-    Files.write(Path.of(System.getProperty("basedir", "."), "target", "rolling-deploy-resumes.txt"), resumes);
+    Files.write(
+        Path.of(System.getProperty("basedir", "."), "target", "rolling-deploy-resumes.txt"),
+        resumes);
   }
 
   private static String summary(List<Long> gaps) {
     List<Long> sorted = new ArrayList<>(gaps);
     Collections.sort(sorted);
-    return String.format("resumes=%d p50_ms=%d p99_ms=%d max_ms=%d", sorted.size(),
-        percentile(sorted, 50), percentile(sorted, 99), sorted.get(sorted.size() - 1));
+    return String.format(
+        "resumes=%d p50_ms=%d p99_ms=%d max_ms=%d",
+        sorted.size(),
+        percentile(sorted, 50),
+        percentile(sorted, 99),
+        sorted.get(sorted.size() - 1));
   }
 
   /** Nearest-rank percentile of a sorted, non-empty list. */
@@ -400,5 +474,4 @@ class RollingDeployTest {
   private static void log(String format, Object... args) {
     System.err.printf("[rolling-test] " + format + "%n", args);
   }
-
 }

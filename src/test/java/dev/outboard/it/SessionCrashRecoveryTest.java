@@ -4,8 +4,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.outboard.testing.ApiClient;
-import dev.outboard.testing.AppendingSessions;
 import dev.outboard.testing.ApiClient.Response;
+import dev.outboard.testing.AppendingSessions;
 import dev.outboard.testing.InProcessNode;
 import dev.outboard.testing.NodeProcess;
 import dev.outboard.testing.Ports;
@@ -31,10 +31,10 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The end-to-end crash test: a node (its own JVM, on PostgreSQL) runs 20 scripted sessions of 30
- * turns, is killed with SIGKILL in the middle of them, and is started again. Without any request
- * to a single session (remember-entities must bring them back by themselves) every session
- * finishes, with every turn recorded exactly once, every tool call answered exactly once, its
- * {@code /session} files holding exactly what the turns wrote, and its event history intact.
+ * turns, is killed with SIGKILL in the middle of them, and is started again. Without any request to
+ * a single session (remember-entities must bring them back by themselves) every session finishes,
+ * with every turn recorded exactly once, every tool call answered exactly once, its {@code
+ * /session} files holding exactly what the turns wrote, and its event history intact.
  */
 class SessionCrashRecoveryTest {
   private static final int SESSIONS = 20;
@@ -78,7 +78,9 @@ class SessionCrashRecoveryTest {
     node.start();
     node.awaitReady(READY);
     log("node up after %d ms", elapsedMs(t0));
-    ApiClient api = new ApiClient(node.baseUrl(), new ApiClient(node.baseUrl(), adminToken).createOrgWithKey("crash"));
+    ApiClient api =
+        new ApiClient(
+            node.baseUrl(), new ApiClient(node.baseUrl(), adminToken).createOrgWithKey("crash"));
 
     List<String> ids = createSessions(api);
     log("%d sessions created after %d ms", ids.size(), elapsedMs(t0));
@@ -89,11 +91,18 @@ class SessionCrashRecoveryTest {
     Instant killedAt = Instant.now();
     int exit = node.kill();
     log("killed (exit %d) after %d ms; turns then: %s", exit, elapsedMs(t0), turnsOf(beforeKill));
-    Set<String> interrupted = beforeKill.values().stream()
-        // (a margin of turns: none of these can have finished between the snapshot and the kill)
-        .filter(s -> s.path("status").asText().equals("running") && s.path("turns").asInt() <= TURNS - 3)
-        .map(s -> s.path("id").asText()).collect(Collectors.toSet());
-    assertThat(interrupted).as("sessions still running when the node was killed (else the test proves nothing)")
+    Set<String> interrupted =
+        beforeKill.values().stream()
+            // (a margin of turns: none of these can have finished between the snapshot and the
+            // kill)
+            .filter(
+                s ->
+                    s.path("status").asText().equals("running")
+                        && s.path("turns").asInt() <= TURNS - 3)
+            .map(s -> s.path("id").asText())
+            .collect(Collectors.toSet());
+    assertThat(interrupted)
+        .as("sessions still running when the node was killed (else the test proves nothing)")
         .hasSizeGreaterThanOrEqualTo(SESSIONS / 2);
 
     node.start();
@@ -105,11 +114,14 @@ class SessionCrashRecoveryTest {
     log("all %d sessions completed after %d ms", completed.size(), elapsedMs(t0));
     assertThat(completed.keySet()).containsExactlyInAnyOrderElementsOf(ids);
     for (JsonNode s : completed.values()) {
-      assertThat(s.path("turns").asInt()).as("turns of %s in the list", s.path("id").asText()).isEqualTo(TURNS);
+      assertThat(s.path("turns").asInt())
+          .as("turns of %s in the list", s.path("id").asText())
+          .isEqualTo(TURNS);
     }
     for (String id : interrupted) {
       assertThat(Instant.parse(completed.get(id).path("updatedAt").asText()))
-          .as("session %s, interrupted by the crash, finished after the restart", id).isAfter(killedAt);
+          .as("session %s, interrupted by the crash, finished after the restart", id)
+          .isAfter(killedAt);
     }
 
     for (String id : ids) SCRIPT.check(api, id);
@@ -122,12 +134,17 @@ class SessionCrashRecoveryTest {
   private static List<String> createSessions(ApiClient api) throws Exception {
     ExecutorService pool = Executors.newFixedThreadPool(SESSIONS);
     try {
-      List<Callable<String>> creates = IntStream.rangeClosed(1, SESSIONS).<Callable<String>>mapToObj(n -> () -> {
-        Response r = api.post("/v1/sessions", SCRIPT.body("crash-test", n));
-        assertThat(r.status()).as(r.toString()).isEqualTo(201);
-        assertThat(r.json().path("status").asText()).isEqualTo("running");
-        return r.json().path("id").asText();
-      }).toList();
+      List<Callable<String>> creates =
+          IntStream.rangeClosed(1, SESSIONS)
+              .<Callable<String>>mapToObj(
+                  n ->
+                      () -> {
+                        Response r = api.post("/v1/sessions", SCRIPT.body("crash-test", n));
+                        assertThat(r.status()).as(r.toString()).isEqualTo(201);
+                        assertThat(r.json().path("status").asText()).isEqualTo("running");
+                        return r.json().path("id").asText();
+                      })
+              .toList();
       List<String> ids = new ArrayList<>();
       for (Future<String> f : pool.invokeAll(creates)) ids.add(f.get());
       return ids;
@@ -147,15 +164,27 @@ class SessionCrashRecoveryTest {
       if (completed.size() >= SESSIONS) return completed;
       if (System.nanoTime() > nextFailureCheck) {
         Map<String, JsonNode> all = list(api, "limit=100");
-        List<JsonNode> broken = all.values().stream()
-            .filter(s -> s.path("status").asText().equals("failed") || s.path("status").asText().equals("cancelled")).toList();
+        List<JsonNode> broken =
+            all.values().stream()
+                .filter(
+                    s ->
+                        s.path("status").asText().equals("failed")
+                            || s.path("status").asText().equals("cancelled"))
+                .toList();
         assertThat(broken).as("sessions that ended otherwise than completed").isEmpty();
         nextFailureCheck = System.nanoTime() + Duration.ofSeconds(2).toNanos();
       }
       sleep(200);
     }
-    throw new AssertionError("only " + completed.size() + " of " + SESSIONS + " sessions completed within " + RECOVERY
-        + " of the restart; now: " + turnsOf(list(api, "limit=100")));
+    throw new AssertionError(
+        "only "
+            + completed.size()
+            + " of "
+            + SESSIONS
+            + " sessions completed within "
+            + RECOVERY
+            + " of the restart; now: "
+            + turnsOf(list(api, "limit=100")));
   }
 
   /** Polls every session until they average {@link #KILL_AT_AVERAGE_TURNS} turns. */
@@ -170,11 +199,17 @@ class SessionCrashRecoveryTest {
         assertThat(r.status()).as(r.toString()).isEqualTo(200);
         now.put(id, r.json());
       }
-      if (now.values().stream().mapToInt(s -> s.path("turns").asInt()).average().orElse(0) >= KILL_AT_AVERAGE_TURNS) return now;
+      if (now.values().stream().mapToInt(s -> s.path("turns").asInt()).average().orElse(0)
+          >= KILL_AT_AVERAGE_TURNS) return now;
       sleep(10);
     }
-    throw new AssertionError("the sessions did not reach an average of " + KILL_AT_AVERAGE_TURNS + " turns within " + timeout
-        + "; now: " + turnsOf(now));
+    throw new AssertionError(
+        "the sessions did not reach an average of "
+            + KILL_AT_AVERAGE_TURNS
+            + " turns within "
+            + timeout
+            + "; now: "
+            + turnsOf(now));
   }
 
   private static Map<String, JsonNode> list(ApiClient api, String query) {
@@ -198,7 +233,6 @@ class SessionCrashRecoveryTest {
   private static void log(String format, Object... args) {
     System.err.printf("[crash-test] " + format + "%n", args);
   }
-
 
   private static void sleep(long millis) {
     try {

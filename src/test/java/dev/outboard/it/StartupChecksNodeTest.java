@@ -31,12 +31,20 @@ class StartupChecksNodeTest {
   @TempDir Path tmp;
 
   @ParameterizedTest(name = "{0}")
-  @ValueSource(strings = {"OUTBOARD_HTTP_PORT", "OUTBOARD_MANAGEMENT_PORT", "OUTBOARD_REMOTE_PORT", "OUTBOARD_SANDBOX_HOST_PORT"})
+  @ValueSource(
+      strings = {
+        "OUTBOARD_HTTP_PORT",
+        "OUTBOARD_MANAGEMENT_PORT",
+        "OUTBOARD_REMOTE_PORT",
+        "OUTBOARD_SANDBOX_HOST_PORT"
+      })
   void aBusyPortNamesItsVariableAndTheNodeExitsNonZero(String variable) throws Exception {
     Map<String, String> env = embeddedEnv();
     int busyPort = Integer.parseInt(env.get(variable));
-    List<String> args = variable.equals("OUTBOARD_SANDBOX_HOST_PORT")
-        ? List.of("serve", "--role", "sandbox-host") : List.of("serve");
+    List<String> args =
+        variable.equals("OUTBOARD_SANDBOX_HOST_PORT")
+            ? List.of("serve", "--role", "sandbox-host")
+            : List.of("serve");
     try (ServerSocket holder = new ServerSocket();
         NodeProcess node = new NodeProcess("busy-" + variable, env, args)) {
       holder.setReuseAddress(false);
@@ -45,13 +53,21 @@ class StartupChecksNodeTest {
       int exit = node.awaitExit(EXIT_WITHIN);
       String log = node.log();
       assertThat(exit).as("exit code\n" + node.logTails(60)).isNotZero();
-      assertThat(log).contains("port " + busyPort + " (" + variable + ") is already in use on 127.0.0.1; set "
-          + variable + " to a free port");
+      assertThat(log)
+          .contains(
+              "port "
+                  + busyPort
+                  + " ("
+                  + variable
+                  + ") is already in use on 127.0.0.1; set "
+                  + variable
+                  + " to a free port");
     }
   }
 
   @Test
-  void anUnreachableDatabaseNamesTheVariablesAndTheNodeExitsWithoutPrintingThePassword() throws Exception {
+  void anUnreachableDatabaseNamesTheVariablesAndTheNodeExitsWithoutPrintingThePassword()
+      throws Exception {
     Map<String, String> env = embeddedEnv();
     int nothingListens = Ports.free();
     String password = "pw-never-printed-" + System.nanoTime();
@@ -66,8 +82,14 @@ class StartupChecksNodeTest {
       String log = node.log();
       assertThat(exit).as("exit code\n" + node.logTails(60)).isNotZero();
       assertThat(took).isLessThan(EXIT_WITHIN);
-      assertThat(log).contains("start-up check: database: cannot connect to jdbc:postgresql://127.0.0.1:" + nothingListens + "/test")
-          .contains("OUTBOARD_DB_URL").contains("OUTBOARD_DB_USER").contains("OUTBOARD_DB_PASSWORD")
+      assertThat(log)
+          .contains(
+              "start-up check: database: cannot connect to jdbc:postgresql://127.0.0.1:"
+                  + nothingListens
+                  + "/test")
+          .contains("OUTBOARD_DB_URL")
+          .contains("OUTBOARD_DB_USER")
+          .contains("OUTBOARD_DB_PASSWORD")
           .contains("refused")
           .doesNotContain(password);
       assertThat(log).as("the node stops before listening").doesNotContain("API listening");
@@ -82,9 +104,14 @@ class StartupChecksNodeTest {
       node.awaitReady(Duration.ofSeconds(60));
       String log = node.log();
       assertThat(log).contains("start-up check: database: reachable (embedded H2 ");
-      assertThat(log).containsPattern("start-up check: bwrap: (usable|NOT usable|bubblewrap \\(bwrap\\) is not installed)");
-      assertThat(log).contains("start-up check: model providers: offered: scripted; not offered: "
-          + "anthropic (set ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL), openai (set OPENAI_API_KEY or OPENAI_BASE_URL); default: scripted");
+      assertThat(log)
+          .containsPattern(
+              "start-up check: bwrap: (usable|NOT usable|bubblewrap \\(bwrap\\) is not installed)");
+      assertThat(log)
+          .contains(
+              "start-up check: model providers: offered: scripted; not offered: anthropic (set"
+                  + " ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL), openai (set OPENAI_API_KEY or"
+                  + " OPENAI_BASE_URL); default: scripted");
       assertThat(log).contains("start-up check: scripted model: allowed (embedded mode)");
     }
   }
@@ -93,7 +120,8 @@ class StartupChecksNodeTest {
   private Map<String, String> embeddedEnv() throws Exception {
     int[] ports = Ports.free(4);
     Path data = Files.createDirectories(tmp.resolve("data"));
-    // Sandboxes live below the data dir; under root their unprivileged user must be able to traverse it.
+    // Sandboxes live below the data dir; under root their unprivileged user must be able to
+    // traverse it.
     Files.setPosixFilePermissions(tmp, PosixFilePermissions.fromString("rwx--x--x"));
     Files.setPosixFilePermissions(data, PosixFilePermissions.fromString("rwx--x--x"));
     Map<String, String> env = new HashMap<>();

@@ -28,9 +28,9 @@ import org.junit.jupiter.api.TestInstance;
 import org.opentest4j.TestAbortedException;
 
 /**
- * Org files are the org's alone (API.md "Authentication": another org's file is 404, never a
- * hint), and no path — over HTTP or in a tool call — climbs out of its namespace (DESIGN.md §5).
- * One node on PostgreSQL; org {@code alpha} owns the files, other orgs try to reach them.
+ * Org files are the org's alone (API.md "Authentication": another org's file is 404, never a hint),
+ * and no path — over HTTP or in a tool call — climbs out of its namespace (DESIGN.md §5). One node
+ * on PostgreSQL; org {@code alpha} owns the files, other orgs try to reach them.
  */
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 class OrgIsolationTest {
@@ -38,7 +38,8 @@ class OrgIsolationTest {
   private static final String SECRET = "ALPHA-SECRET-7f3a";
   private static final String PLAN = "memory/secret/plan.md";
   private static final String SKILL = "skills/deploy/SKILL.md";
-  private static final String SKILL_BODY = "---\nname: deploy\ndescription: how alpha deploys\n---\nrun the " + SECRET + " pipeline\n";
+  private static final String SKILL_BODY =
+      "---\nname: deploy\ndescription: how alpha deploys\n---\nrun the " + SECRET + " pipeline\n";
 
   private TestPostgres postgres;
   private InProcessNode node;
@@ -83,16 +84,49 @@ class OrgIsolationTest {
       String ns = path.substring(0, path.indexOf('/'));
       String never = ns + "/secret/never-written.md";
       // Each answer is exactly the answer for a path that never existed anywhere.
-      assertIndistinguishable(404, "not_found", path, never, p -> RawHttp.send("GET", node.baseUrl(), "/v1/files/" + p, beta, null));
-      assertIndistinguishable(404, "not_found", path, never,
+      assertIndistinguishable(
+          404,
+          "not_found",
+          path,
+          never,
+          p -> RawHttp.send("GET", node.baseUrl(), "/v1/files/" + p, beta, null));
+      assertIndistinguishable(
+          404,
+          "not_found",
+          path,
+          never,
           p -> RawHttp.send("GET", node.baseUrl(), "/v1/files/" + p + "?history", beta, null));
-      assertIndistinguishable(404, "not_found", path, never, p -> RawHttp.send("DELETE", node.baseUrl(), "/v1/files/" + p, beta, null));
-      assertIndistinguishable(404, "not_found", path, never,
-          p -> RawHttp.send("DELETE", node.baseUrl(), "/v1/files/" + p, beta, null, "If-Match", "\"1\""));
+      assertIndistinguishable(
+          404,
+          "not_found",
+          path,
+          never,
+          p -> RawHttp.send("DELETE", node.baseUrl(), "/v1/files/" + p, beta, null));
+      assertIndistinguishable(
+          404,
+          "not_found",
+          path,
+          never,
+          p ->
+              RawHttp.send(
+                  "DELETE", node.baseUrl(), "/v1/files/" + p, beta, null, "If-Match", "\"1\""));
       // A conditional PUT against alpha's current version: beta has no such file, so it fails
       // exactly as for a path that never existed (and says nothing of alpha's version).
-      Response conditional = assertIndistinguishable(-1, null, path, never,
-          p -> RawHttp.send("PUT", node.baseUrl(), "/v1/files/" + p, beta, "beta was here", "If-Match", "\"" + alphaVersion(path) + "\""));
+      Response conditional =
+          assertIndistinguishable(
+              -1,
+              null,
+              path,
+              never,
+              p ->
+                  RawHttp.send(
+                      "PUT",
+                      node.baseUrl(),
+                      "/v1/files/" + p,
+                      beta,
+                      "beta was here",
+                      "If-Match",
+                      "\"" + alphaVersion(path) + "\""));
       assertThat(conditional.status()).as(conditional.toString()).isIn(404, 412);
       assertThat(conditional.body()).doesNotContain(SECRET);
     }
@@ -108,33 +142,49 @@ class OrgIsolationTest {
     Response mine = RawHttp.send("GET", node.baseUrl(), "/v1/files/" + PLAN, beta, null);
     assertThat(mine.body()).isEqualTo("beta's own plan\n");
     assertThat(mine.header("ETag")).contains("\"1\"");
-    assertThat(list(beta, "memory", "")).extracting(f -> f.path("path").asText() + "@" + f.path("version").asLong())
+    assertThat(list(beta, "memory", ""))
+        .extracting(f -> f.path("path").asText() + "@" + f.path("version").asLong())
         .containsExactly("secret/plan.md@1");
-    JsonNode betaHistory = RawHttp.send("GET", node.baseUrl(), "/v1/files/" + PLAN + "?history", beta, null).json();
+    JsonNode betaHistory =
+        RawHttp.send("GET", node.baseUrl(), "/v1/files/" + PLAN + "?history", beta, null).json();
     assertThat(betaHistory.path("versions")).hasSize(1);
     assertAlphaUntouched();
 
     // Beta deletes its file; alpha's is still there.
-    assertThat(RawHttp.send("DELETE", node.baseUrl(), "/v1/files/" + PLAN, beta, null).status()).isEqualTo(204);
-    assertThat(RawHttp.send("GET", node.baseUrl(), "/v1/files/" + PLAN, beta, null).status()).isEqualTo(404);
+    assertThat(RawHttp.send("DELETE", node.baseUrl(), "/v1/files/" + PLAN, beta, null).status())
+        .isEqualTo(204);
+    assertThat(RawHttp.send("GET", node.baseUrl(), "/v1/files/" + PLAN, beta, null).status())
+        .isEqualTo(404);
     assertAlphaUntouched();
   }
 
-  /** Sends {@code request} for {@code path} and for {@code never}: same status, same body but for the path. */
-  private static Response assertIndistinguishable(int status, String code, String path, String never,
+  /**
+   * Sends {@code request} for {@code path} and for {@code never}: same status, same body but for
+   * the path.
+   */
+  private static Response assertIndistinguishable(
+      int status,
+      String code,
+      String path,
+      String never,
       java.util.function.Function<String, Response> request) {
     Response theirs = request.apply(path);
     Response nothing = request.apply(never);
     if (status > 0) assertError(theirs, status, code);
     assertThat(theirs.status()).as("%s vs %s", theirs, nothing).isEqualTo(nothing.status());
-    assertThat(theirs.body().replace(path, never)).as("answer for another org's %s", path).isEqualTo(nothing.body());
+    assertThat(theirs.body().replace(path, never))
+        .as("answer for another org's %s", path)
+        .isEqualTo(nothing.body());
     assertThat(theirs.body()).doesNotContain(SECRET);
     return theirs;
   }
 
   private long alphaVersion(String path) {
-    return Long.parseLong(RawHttp.send("GET", node.baseUrl(), "/v1/files/" + path, alphaKey, null).header("ETag").orElseThrow()
-        .replace("\"", ""));
+    return Long.parseLong(
+        RawHttp.send("GET", node.baseUrl(), "/v1/files/" + path, alphaKey, null)
+            .header("ETag")
+            .orElseThrow()
+            .replace("\"", ""));
   }
 
   private void assertAlphaUntouched() {
@@ -142,14 +192,21 @@ class OrgIsolationTest {
     assertThat(plan.status()).as(plan.toString()).isEqualTo(200);
     assertThat(plan.body()).isEqualTo("plan v3: " + SECRET + "\n");
     assertThat(plan.header("ETag")).contains("\"3\"");
-    JsonNode history = RawHttp.send("GET", node.baseUrl(), "/v1/files/" + PLAN + "?history", alphaKey, null).json();
-    assertThat(history.path("versions")).extracting(v -> v.path("version").asLong()).containsExactly(1L, 2L, 3L);
+    JsonNode history =
+        RawHttp.send("GET", node.baseUrl(), "/v1/files/" + PLAN + "?history", alphaKey, null)
+            .json();
+    assertThat(history.path("versions"))
+        .extracting(v -> v.path("version").asLong())
+        .containsExactly(1L, 2L, 3L);
     Response skill = RawHttp.send("GET", node.baseUrl(), "/v1/files/" + SKILL, alphaKey, null);
     assertThat(skill.body()).isEqualTo(SKILL_BODY);
     assertThat(skill.header("ETag")).contains("\"1\"");
-    assertThat(list(alphaKey, "memory", "")).extracting(f -> f.path("path").asText() + "@" + f.path("version").asLong())
+    assertThat(list(alphaKey, "memory", ""))
+        .extracting(f -> f.path("path").asText() + "@" + f.path("version").asLong())
         .containsExactly("secret/plan.md@3");
-    assertThat(list(alphaKey, "skills", "")).extracting(f -> f.path("path").asText()).containsExactly("deploy/SKILL.md");
+    assertThat(list(alphaKey, "skills", ""))
+        .extracting(f -> f.path("path").asText())
+        .containsExactly("deploy/SKILL.md");
   }
 
   // ------------------------------------------------------------------ through an agent's tools
@@ -157,19 +214,23 @@ class OrgIsolationTest {
   @Test
   void anotherOrgsSessionSeesNoneOfTheFilesThroughItsTools() {
     String gamma = node.admin().createOrgWithKey("gamma");
-    List<Map<String, Object>> script = List.of(
-        tools("looking around", 0,
-            call("read", Map.of("path", "/" + PLAN)),
-            call("read", Map.of("path", "/" + SKILL)),
-            call("ls", Map.of("path", "/memory")),
-            call("ls", Map.of("path", "/skills")),
-            call("ls", Map.of("path", "/memory/secret")),
-            call("glob", Map.of("pattern", "**")),
-            call("grep", Map.of("pattern", SECRET)),
-            call("grep", Map.of("pattern", "plan", "path", "/memory"))),
-        say("done"));
+    List<Map<String, Object>> script =
+        List.of(
+            tools(
+                "looking around",
+                0,
+                call("read", Map.of("path", "/" + PLAN)),
+                call("read", Map.of("path", "/" + SKILL)),
+                call("ls", Map.of("path", "/memory")),
+                call("ls", Map.of("path", "/skills")),
+                call("ls", Map.of("path", "/memory/secret")),
+                call("glob", Map.of("pattern", "**")),
+                call("grep", Map.of("pattern", SECRET)),
+                call("grep", Map.of("pattern", "plan", "path", "/memory"))),
+            say("done"));
 
-    // Alpha's own session sees everything: the control that makes gamma's empty answers mean something.
+    // Alpha's own session sees everything: the control that makes gamma's empty answers mean
+    // something.
     ApiClient alpha = node.client(alphaKey);
     String alphaSession = create(alpha, body("alpha-agent", false, script));
     awaitStatus(alpha, alphaSession, "completed", WAIT);
@@ -204,22 +265,31 @@ class OrgIsolationTest {
 
   @Test
   void traversalOverHttpIsRefusedWithAClearError() {
-    List<String> attempts = List.of(
-        "/v1/files/memory/../skills/deploy/SKILL.md",
-        "/v1/files/memory/./secret/plan.md",
-        "/v1/files/memory/%2e%2e/skills/deploy/SKILL.md",
-        "/v1/files/memory/%2E%2E/skills/deploy/SKILL.md",
-        "/v1/files/memory/secret%2f..%2f..%2fskills%2fdeploy%2fSKILL.md",
-        "/v1/files/memory/a%00b",
-        "/v1/files/memory/a%5cb");
+    List<String> attempts =
+        List.of(
+            "/v1/files/memory/../skills/deploy/SKILL.md",
+            "/v1/files/memory/./secret/plan.md",
+            "/v1/files/memory/%2e%2e/skills/deploy/SKILL.md",
+            "/v1/files/memory/%2E%2E/skills/deploy/SKILL.md",
+            "/v1/files/memory/secret%2f..%2f..%2fskills%2fdeploy%2fSKILL.md",
+            "/v1/files/memory/a%00b",
+            "/v1/files/memory/a%5cb");
     for (String raw : attempts) {
       String shown = raw.length() > 80 ? raw.substring(0, 80) + "..." : raw;
       // What goes on the wire is the target as written: nothing normalised it on the way.
       assertThat(RawHttp.targetAsSent(raw)).as("request target sent for %s", shown).isEqualTo(raw);
       for (String method : List.of("GET", "PUT", "DELETE")) {
-        Response r = RawHttp.send(method, node.baseUrl(), raw, alphaKey, method.equals("PUT") ? "overwritten " + SECRET : null);
+        Response r =
+            RawHttp.send(
+                method,
+                node.baseUrl(),
+                raw,
+                alphaKey,
+                method.equals("PUT") ? "overwritten " + SECRET : null);
         assertError(r, 400, "bad_request");
-        assertThat(r.json().path("error").path("message").asText()).as("%s %s", method, shown).doesNotContain(SECRET);
+        assertThat(r.json().path("error").path("message").asText())
+            .as("%s %s", method, shown)
+            .doesNotContain(SECRET);
         assertThat(r.body()).as("%s %s", method, shown).doesNotContain("name: deploy");
       }
     }
@@ -232,14 +302,22 @@ class OrgIsolationTest {
     String raw = "/v1/files/memory/" + "a".repeat(10_000);
     assertThat(RawHttp.targetAsSent(raw)).isEqualTo(raw);
     for (String method : List.of("GET", "PUT", "DELETE")) {
-      Response r = RawHttp.send(method, node.baseUrl(), raw, alphaKey, method.equals("PUT") ? "x" : null);
+      Response r =
+          RawHttp.send(method, node.baseUrl(), raw, alphaKey, method.equals("PUT") ? "x" : null);
       assertError(r, 400, "bad_request");
-      assertThat(r.json().path("error").path("message").asText()).as(method).contains("longer than");
+      assertThat(r.json().path("error").path("message").asText())
+          .as(method)
+          .contains("longer than");
     }
     // A request target too long for the server to take at all is refused in the same shape.
     for (String method : List.of("GET", "PUT")) {
-      Response huge = RawHttp.send(method, node.baseUrl(), "/v1/files/memory/" + "a/".repeat(20_000) + "x", alphaKey,
-          method.equals("PUT") ? "x" : null);
+      Response huge =
+          RawHttp.send(
+              method,
+              node.baseUrl(),
+              "/v1/files/memory/" + "a/".repeat(20_000) + "x",
+              alphaKey,
+              method.equals("PUT") ? "x" : null);
       assertError(huge, 414, null);
     }
     assertAlphaUntouched();
@@ -253,16 +331,34 @@ class OrgIsolationTest {
     String name = "заметки-о-развёртывании-в-продакшене-и-откатах-версий-2025.md";
     assertThat(name.length()).isLessThan(255);
     ApiClient api = node.client(epsilon);
-    String id = create(api, body("non-ascii", false, List.of(
-        tools("writing", 0, call("write", Map.of("path", "/memory/" + name, "content", "откат: helm rollback\n"))), say("done"))));
+    String id =
+        create(
+            api,
+            body(
+                "non-ascii",
+                false,
+                List.of(
+                    tools(
+                        "writing",
+                        0,
+                        call(
+                            "write",
+                            Map.of(
+                                "path", "/memory/" + name, "content", "откат: helm rollback\n"))),
+                    say("done"))));
     awaitStatus(api, id, "completed", WAIT);
     assertThat(ScriptedSessions.toolCalls(api, id).get(0).isError()).isFalse();
-    assertThat(list(epsilon, "memory", "")).extracting(f -> f.path("path").asText()).containsExactly(name);
+    assertThat(list(epsilon, "memory", ""))
+        .extracting(f -> f.path("path").asText())
+        .containsExactly(name);
 
-    Response read = RawHttp.send("GET", node.baseUrl(), "/v1/files/memory/" + encode(name), epsilon, null);
+    Response read =
+        RawHttp.send("GET", node.baseUrl(), "/v1/files/memory/" + encode(name), epsilon, null);
     assertThat(read.status()).as(shorten(read)).isEqualTo(200);
     assertThat(read.body()).isEqualTo("откат: helm rollback\n");
-    Response history = RawHttp.send("GET", node.baseUrl(), "/v1/files/memory/" + encode(name) + "?history", epsilon, null);
+    Response history =
+        RawHttp.send(
+            "GET", node.baseUrl(), "/v1/files/memory/" + encode(name) + "?history", epsilon, null);
     assertThat(history.status()).as(shorten(history)).isEqualTo(200);
     assertThat(history.json().path("versions").get(0).path("session").asText()).isEqualTo(id);
   }
@@ -276,8 +372,18 @@ class OrgIsolationTest {
     String rel = String.join("/", segment, segment, segment, segment);
     String url = "/v1/files/memory/" + encode(rel);
     ApiClient api = node.client(delta);
-    String id = create(api, body("long-path", false, List.of(
-        tools("writing", 0, call("write", Map.of("path", "/memory/" + rel, "content", "deep\n"))), say("done"))));
+    String id =
+        create(
+            api,
+            body(
+                "long-path",
+                false,
+                List.of(
+                    tools(
+                        "writing",
+                        0,
+                        call("write", Map.of("path", "/memory/" + rel, "content", "deep\n"))),
+                    say("done"))));
     awaitStatus(api, id, "completed", WAIT);
     ToolCall write = ScriptedSessions.toolCalls(api, id).get(0);
     assertThat(write.isError()).as(write.toString()).isFalse();
@@ -286,18 +392,25 @@ class OrgIsolationTest {
     Response read = RawHttp.send("GET", node.baseUrl(), url, delta, null);
     assertThat(read.status()).as(shorten(read)).isEqualTo(200);
     assertThat(read.body()).isEqualTo("deep\n");
-    Response replaced = RawHttp.send("PUT", node.baseUrl(), url, delta, "deeper\n", "If-Match", "\"1\"");
+    Response replaced =
+        RawHttp.send("PUT", node.baseUrl(), url, delta, "deeper\n", "If-Match", "\"1\"");
     assertThat(replaced.status()).as(shorten(replaced)).isEqualTo(200);
-    assertThat(list(delta, "memory", "")).extracting(f -> f.path("path").asText()).containsExactly(rel);
+    assertThat(list(delta, "memory", ""))
+        .extracting(f -> f.path("path").asText())
+        .containsExactly(rel);
     assertThat(RawHttp.send("DELETE", node.baseUrl(), url, delta, null).status()).isEqualTo(204);
 
     // One character more, and the answer says what is wrong.
     Response tooLong = RawHttp.send("PUT", node.baseUrl(), url + "/" + encode("ж"), delta, "x");
     assertError(tooLong, 400, "bad_request");
-    assertThat(tooLong.json().path("error").path("message").asText()).contains("longer than 1024 characters");
-    Response longName = RawHttp.send("GET", node.baseUrl(), "/v1/files/memory/" + encode("ж".repeat(256)), delta, null);
+    assertThat(tooLong.json().path("error").path("message").asText())
+        .contains("longer than 1024 characters");
+    Response longName =
+        RawHttp.send(
+            "GET", node.baseUrl(), "/v1/files/memory/" + encode("ж".repeat(256)), delta, null);
     assertError(longName, 400, "bad_request");
-    assertThat(longName.json().path("error").path("message").asText()).contains("longer than 255 characters");
+    assertThat(longName.json().path("error").path("message").asText())
+        .contains("longer than 255 characters");
   }
 
   private static String encode(String path) {
@@ -312,21 +425,64 @@ class OrgIsolationTest {
   @Test
   void traversalThroughToolsIsRefusedWithAClearError() {
     ApiClient alpha = node.client(alphaKey);
-    String longSegments = String.join("/", List.of("a".repeat(250), "b".repeat(250), "c".repeat(250), "d".repeat(250), "e".repeat(250)));
-    List<Object[]> attempts = List.of(
-        new Object[] {call("read", Map.of("path", "/memory/../skills/deploy/SKILL.md")), "contains '..', which is not allowed"},
-        new Object[] {call("read", Map.of("path", "/memory/%2e%2e/skills/deploy/SKILL.md")), "percent-encoded"},
-        new Object[] {call("read", Map.of("path", "/memory/%2E%2E/x")), "percent-encoded"},
-        new Object[] {call("read", Map.of("path", "/memory/a\u0000b")), "contains a NUL byte"},
-        new Object[] {call("read", Map.of("path", "/memory/" + "a".repeat(10_000))), "is longer than 4096 characters"},
-        new Object[] {call("read", Map.of("path", "/memory/" + "a".repeat(300))), "has a name longer than 255 characters"},
-        new Object[] {call("read", Map.of("path", "/memory/" + longSegments)), "is longer than 1024 characters"},
-        new Object[] {call("read", Map.of("path", "/memory/a\\b")), "contains a backslash"},
-        new Object[] {call("read", Map.of("path", "/memory/secret/../../skills/deploy/SKILL.md")), "contains '..'"},
-        new Object[] {call("write", Map.of("path", "/memory/../skills/evil.md", "content", "evil")), "contains '..'"},
-        new Object[] {call("edit", Map.of("path", "/skills/x/../deploy/SKILL.md", "old_string", "deploy", "new_string", "evil")), "contains '..'"},
-        new Object[] {call("grep", Map.of("pattern", SECRET, "path", "/memory/..")), "contains '..'"},
-        new Object[] {call("ls", Map.of("path", "memory/secret")), "is not absolute"});
+    String longSegments =
+        String.join(
+            "/",
+            List.of(
+                "a".repeat(250),
+                "b".repeat(250),
+                "c".repeat(250),
+                "d".repeat(250),
+                "e".repeat(250)));
+    List<Object[]> attempts =
+        List.of(
+            new Object[] {
+              call("read", Map.of("path", "/memory/../skills/deploy/SKILL.md")),
+              "contains '..', which is not allowed"
+            },
+            new Object[] {
+              call("read", Map.of("path", "/memory/%2e%2e/skills/deploy/SKILL.md")),
+              "percent-encoded"
+            },
+            new Object[] {call("read", Map.of("path", "/memory/%2E%2E/x")), "percent-encoded"},
+            new Object[] {call("read", Map.of("path", "/memory/a\u0000b")), "contains a NUL byte"},
+            new Object[] {
+              call("read", Map.of("path", "/memory/" + "a".repeat(10_000))),
+              "is longer than 4096 characters"
+            },
+            new Object[] {
+              call("read", Map.of("path", "/memory/" + "a".repeat(300))),
+              "has a name longer than 255 characters"
+            },
+            new Object[] {
+              call("read", Map.of("path", "/memory/" + longSegments)),
+              "is longer than 1024 characters"
+            },
+            new Object[] {call("read", Map.of("path", "/memory/a\\b")), "contains a backslash"},
+            new Object[] {
+              call("read", Map.of("path", "/memory/secret/../../skills/deploy/SKILL.md")),
+              "contains '..'"
+            },
+            new Object[] {
+              call("write", Map.of("path", "/memory/../skills/evil.md", "content", "evil")),
+              "contains '..'"
+            },
+            new Object[] {
+              call(
+                  "edit",
+                  Map.of(
+                      "path",
+                      "/skills/x/../deploy/SKILL.md",
+                      "old_string",
+                      "deploy",
+                      "new_string",
+                      "evil")),
+              "contains '..'"
+            },
+            new Object[] {
+              call("grep", Map.of("pattern", SECRET, "path", "/memory/..")), "contains '..'"
+            },
+            new Object[] {call("ls", Map.of("path", "memory/secret")), "is not absolute"});
     List<Map<String, Object>> turns = new ArrayList<>();
     // Each attempt alone in its turn, and then all of them next to a call that reaches the store.
     for (Object[] a : attempts) {
@@ -351,13 +507,19 @@ class OrgIsolationTest {
     for (int i = 0; i < attempts.size() * 2; i++) {
       Object[] a = attempts.get(i % attempts.size());
       assertToolError(calls.get(i), (String) a[1]);
-      assertThat(calls.get(i).content()).as(calls.get(i).toString()).doesNotContain(SECRET).doesNotContain("name: deploy");
+      assertThat(calls.get(i).content())
+          .as(calls.get(i).toString())
+          .doesNotContain(SECRET)
+          .doesNotContain("name: deploy");
     }
     ToolCall legit = calls.get(calls.size() - 1);
     assertThat(legit.isError()).as(legit.toString()).isFalse();
     assertThat(legit.content()).contains(SECRET);
     assertAlphaUntouched();
-    assertThat(RawHttp.send("GET", node.baseUrl(), "/v1/files/skills/evil.md", alphaKey, null).status()).isEqualTo(404);
+    assertThat(
+            RawHttp.send("GET", node.baseUrl(), "/v1/files/skills/evil.md", alphaKey, null)
+                .status())
+        .isEqualTo(404);
   }
 
   // ------------------------------------------------------------------ helpers
@@ -367,7 +529,13 @@ class OrgIsolationTest {
   }
 
   private List<JsonNode> list(String key, String ns, String prefix) {
-    Response r = RawHttp.send("GET", node.baseUrl(), "/v1/files/" + ns + (prefix.isEmpty() ? "" : "?prefix=" + prefix), key, null);
+    Response r =
+        RawHttp.send(
+            "GET",
+            node.baseUrl(),
+            "/v1/files/" + ns + (prefix.isEmpty() ? "" : "?prefix=" + prefix),
+            key,
+            null);
     assertThat(r.status()).as(r.toString()).isEqualTo(200);
     List<JsonNode> out = new ArrayList<>();
     r.json().path("files").forEach(out::add);
@@ -386,10 +554,14 @@ class OrgIsolationTest {
     assertThat(c.content()).as(c.toString()).isEqualTo(content);
   }
 
-  /** API.md's error shape: the status, JSON {@code {"error": {"code", "message"}}}; any code if {@code code} is null. */
+  /**
+   * API.md's error shape: the status, JSON {@code {"error": {"code", "message"}}}; any code if
+   * {@code code} is null.
+   */
   private static void assertError(Response r, int status, String code) {
     assertThat(r.status()).as(shorten(r)).isEqualTo(status);
-    assertThat(r.header("Content-Type")).as("content type of " + shorten(r))
+    assertThat(r.header("Content-Type"))
+        .as("content type of " + shorten(r))
         .hasValueSatisfying(ct -> assertThat(ct).startsWith("application/json"));
     JsonNode error = r.json().path("error");
     assertThat(error.path("code").asText()).as(shorten(r)).isNotBlank();

@@ -65,12 +65,12 @@ import org.junit.jupiter.api.TestInstance;
 import org.opentest4j.TestAbortedException;
 
 /**
- * DESIGN.md §3: an org-file write is idempotent by (session, call), so a tool call started but
- * not completed when the harness died is replayed without writing twice. The crash is simulated
- * without a race: the write is committed exactly as the session would commit it, then the
- * session is recovered from the journal it would have left (the call started, no result). The
- * session runs on the persistence testkit; OrgMemory is sharded on a one-node cluster; the org
- * files are in a fresh PostgreSQL database.
+ * DESIGN.md §3: an org-file write is idempotent by (session, call), so a tool call started but not
+ * completed when the harness died is replayed without writing twice. The crash is simulated without
+ * a race: the write is committed exactly as the session would commit it, then the session is
+ * recovered from the journal it would have left (the call started, no result). The session runs on
+ * the persistence testkit; OrgMemory is sharded on a one-node cluster; the org files are in a fresh
+ * PostgreSQL database.
  */
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 class OrgMemoryReplayTest {
@@ -78,7 +78,12 @@ class OrgMemoryReplayTest {
   private static final String ORG = "replay";
   private static final String USER = "alice";
   private static final SessionSettings SETTINGS =
-      new SessionSettings(Duration.ofMinutes(2), 500, 10_000, 500, new SessionFiles.Limits(1 << 20, 8 << 20, 256 * 1024));
+      new SessionSettings(
+          Duration.ofMinutes(2),
+          500,
+          10_000,
+          500,
+          new SessionFiles.Limits(1 << 20, 8 << 20, 256 * 1024));
 
   private TestPostgres postgres;
   private ActorTestKit kit;
@@ -101,11 +106,12 @@ class OrgMemoryReplayTest {
     cluster.put("pekko.remote.artery.canonical.port", 0);
     cluster.put("pekko.cluster.seed-nodes", List.of());
     cluster.put("pekko.cluster.jmx.multi-mbeans-in-same-jvm", "on");
-    Config config = ConfigFactory.parseMap(cluster)
-        .withFallback(ConfigFactory.parseResources("unit-test.conf"))
-        .withFallback(EventSourcedBehaviorTestKit.config())
-        .withFallback(ConfigFactory.load())
-        .resolve();
+    Config config =
+        ConfigFactory.parseMap(cluster)
+            .withFallback(ConfigFactory.parseResources("unit-test.conf"))
+            .withFallback(EventSourcedBehaviorTestKit.config())
+            .withFallback(ConfigFactory.load())
+            .resolve();
     kit = ActorTestKit.create("OrgMemoryReplayTest", config);
     Cluster node = Cluster.get(kit.system());
     node.manager().tell(Join.create(node.selfMember().address()));
@@ -115,12 +121,21 @@ class OrgMemoryReplayTest {
       pause(20);
     }
 
-    db = new Database(new StoreSettings(postgres.url(), postgres.user(), "", Path.of("."), false, 4),
-        kit.system().dispatchers().lookup(DispatcherSelector.fromConfig("outboard-blocking-dispatcher")));
+    db =
+        new Database(
+            new StoreSettings(postgres.url(), postgres.user(), "", Path.of("."), false, 4),
+            kit.system()
+                .dispatchers()
+                .lookup(DispatcherSelector.fromConfig("outboard-blocking-dispatcher")));
     Migrations.migrate(db.dataSource(), true);
     store = new OrgFileStore(db, 256 * 1024);
     OrgMemory.init(kit.system(), store, new OrgMemory.Settings(Duration.ofMinutes(5), 1000));
-    orgFiles = new OrgFiles(kit.system(), store, new SkillIndex(store, 4000, Duration.ofSeconds(2)), Duration.ofSeconds(10));
+    orgFiles =
+        new OrgFiles(
+            kit.system(),
+            store,
+            new SkillIndex(store, 4000, Duration.ofSeconds(2)),
+            Duration.ofSeconds(10));
   }
 
   @BeforeEach
@@ -147,32 +162,54 @@ class OrgMemoryReplayTest {
 
     ReplayedSession(String path, String content) {
       input = Json.MAPPER.createObjectNode().put("path", path).put("content", content);
-      spec = new SessionSpec("remember this", new ModelSpec("scripted", null, List.of(
-          new ScriptedTurn("noting", List.of(new ScriptedCall("write", input)), null),
-          new ScriptedTurn("done", null, null))), null, 10, false, null);
+      spec =
+          new SessionSpec(
+              "remember this",
+              new ModelSpec(
+                  "scripted",
+                  null,
+                  List.of(
+                      new ScriptedTurn("noting", List.of(new ScriptedCall("write", input)), null),
+                      new ScriptedTurn("done", null, null))),
+              null,
+              10,
+              false,
+              null);
       TestProbe<ClusterSharding.ShardCommand> shard = kit.createTestProbe();
-      SessionEntity.Services services = new SessionEntity.Services(
-          new ModelClients("scripted", new ScriptedModel()),
-          new PathRouter(EnumSet.of(Namespace.SESSION, Namespace.MEMORY, Namespace.SKILLS)),
-          (summary, seq) -> { },
-          SETTINGS,
-          orgFiles);
-      es = EventSourcedBehaviorTestKit.create(kit.system(), SessionEntity.create(id, shard.ref(), services));
+      SessionEntity.Services services =
+          new SessionEntity.Services(
+              new ModelClients("scripted", new ScriptedModel()),
+              new PathRouter(EnumSet.of(Namespace.SESSION, Namespace.MEMORY, Namespace.SKILLS)),
+              (summary, seq) -> {},
+              SETTINGS,
+              orgFiles);
+      es =
+          EventSourcedBehaviorTestKit.create(
+              kit.system(), SessionEntity.create(id, shard.ref(), services));
     }
 
     /** What the session would have committed to the org store before the crash. */
     Outcome commitTheWriteAsTheSessionWould(String path, String content) {
-      return join(orgFiles.write(ORG, new OrgFileOp.Write("memory", path.substring("/memory/".length()), content, null),
-          new Origin(USER, id, "toolu_1_0")));
+      return join(
+          orgFiles.write(
+              ORG,
+              new OrgFileOp.Write("memory", path.substring("/memory/".length()), content, null),
+              new Origin(USER, id, "toolu_1_0")));
     }
 
-    /** The journal as it stood when the node died: the call started, no result. Recovers from it. */
+    /**
+     * The journal as it stood when the node died: the call started, no result. Recovers from it.
+     */
     void crashAfterToolCallStarted() {
       Instant t = Instant.parse("2025-01-01T00:00:00Z");
       es.initialize(
           new SessionStarted(id, ORG, USER, spec, t),
-          new ModelResponded(1, List.of(new Block.Text("noting"), new Block.ToolUse("toolu_1_0", "write", input)),
-              new Usage(10, 5, 0, 0), "tool_use", t),
+          new ModelResponded(
+              1,
+              List.of(new Block.Text("noting"), new Block.ToolUse("toolu_1_0", "write", input)),
+              new Usage(10, 5, 0, 0),
+              "tool_use",
+              t),
           new ToolCallStarted(1, "toolu_1_0", "write", t));
     }
 
@@ -180,7 +217,8 @@ class OrgMemoryReplayTest {
       long deadline = System.nanoTime() + AWAIT.toNanos();
       State s = es.getState();
       while (s.status() != Status.COMPLETED) {
-        if (System.nanoTime() > deadline) fail("the session did not complete after recovery; state: " + s);
+        if (System.nanoTime() > deadline)
+          fail("the session did not complete after recovery; state: " + s);
         pause(20);
         s = es.getState();
       }
@@ -188,11 +226,16 @@ class OrgMemoryReplayTest {
     }
 
     List<Event> journal() {
-      return es.persistenceTestKit().persistedInStorage(pid).stream().map(Event.class::cast).toList();
+      return es.persistenceTestKit().persistedInStorage(pid).stream()
+          .map(Event.class::cast)
+          .toList();
     }
 
     List<ToolCallCompleted> completions() {
-      return journal().stream().filter(ToolCallCompleted.class::isInstance).map(ToolCallCompleted.class::cast).toList();
+      return journal().stream()
+          .filter(ToolCallCompleted.class::isInstance)
+          .map(ToolCallCompleted.class::cast)
+          .toList();
     }
 
     List<String> journalTypes() {
@@ -204,21 +247,35 @@ class OrgMemoryReplayTest {
   void aWriteCommittedBeforeTheCrashIsNotWrittenAgainWhenItsToolCallIsReplayed() throws Exception {
     ReplayedSession s = new ReplayedSession("/memory/replay.md", "v1");
     Outcome committed = s.commitTheWriteAsTheSessionWould("/memory/replay.md", "v1");
-    assertThat(committed).isEqualTo(Outcome.done("/memory/replay.md", 1, true, "wrote /memory/replay.md (version 1, 2 bytes)"));
+    assertThat(committed)
+        .isEqualTo(
+            Outcome.done(
+                "/memory/replay.md", 1, true, "wrote /memory/replay.md (version 1, 2 bytes)"));
 
     s.crashAfterToolCallStarted();
     State state = s.awaitCompleted();
 
-    assertThat(s.journalTypes()).containsExactly("SessionStarted", "ModelResponded", "ToolCallStarted", "ToolCallCompleted",
-        "ModelResponded", "SessionCompleted");
-    assertThat(s.completions()).singleElement().satisfies(c -> {
-      assertThat(c.callId()).isEqualTo("toolu_1_0");
-      assertThat(c.turn()).isEqualTo(1);
-      assertThat(c.isError()).isFalse();
-      assertThat(c.content()).isEqualTo(committed.message()).contains("version 1");
-    });
+    assertThat(s.journalTypes())
+        .containsExactly(
+            "SessionStarted",
+            "ModelResponded",
+            "ToolCallStarted",
+            "ToolCallCompleted",
+            "ModelResponded",
+            "SessionCompleted");
+    assertThat(s.completions())
+        .singleElement()
+        .satisfies(
+            c -> {
+              assertThat(c.callId()).isEqualTo("toolu_1_0");
+              assertThat(c.turn()).isEqualTo(1);
+              assertThat(c.isError()).isFalse();
+              assertThat(c.content()).isEqualTo(committed.message()).contains("version 1");
+            });
     assertThat(state.messages().get(2).content())
-        .containsExactly(new Block.ToolResult("toolu_1_0", "wrote /memory/replay.md (version 1, 2 bytes)", false));
+        .containsExactly(
+            new Block.ToolResult(
+                "toolu_1_0", "wrote /memory/replay.md (version 1, 2 bytes)", false));
     assertStored("replay.md", s.id, 1, "v1", 1);
 
     // Recovering once more (the finished session) replays nothing and writes nothing.
@@ -229,49 +286,73 @@ class OrgMemoryReplayTest {
   }
 
   @Test
-  void aWriteNotYetCommittedAtTheCrashIsWrittenExactlyOnceWhenItsToolCallIsReplayed() throws Exception {
+  void aWriteNotYetCommittedAtTheCrashIsWrittenExactlyOnceWhenItsToolCallIsReplayed()
+      throws Exception {
     ReplayedSession s = new ReplayedSession("/memory/unwritten.md", "first");
     s.crashAfterToolCallStarted();
     State state = s.awaitCompleted();
 
-    assertThat(s.completions()).singleElement().satisfies(c -> {
-      assertThat(c.callId()).isEqualTo("toolu_1_0");
-      assertThat(c.isError()).isFalse();
-      assertThat(c.content()).isEqualTo("wrote /memory/unwritten.md (version 1, 5 bytes)");
-    });
+    assertThat(s.completions())
+        .singleElement()
+        .satisfies(
+            c -> {
+              assertThat(c.callId()).isEqualTo("toolu_1_0");
+              assertThat(c.isError()).isFalse();
+              assertThat(c.content()).isEqualTo("wrote /memory/unwritten.md (version 1, 5 bytes)");
+            });
     assertStored("unwritten.md", s.id, 1, "first", 1);
 
     // A second crash after the write landed (the journal as before): still one version.
     s.crashAfterToolCallStarted();
     s.awaitCompleted();
-    assertThat(s.completions()).singleElement().satisfies(c -> assertThat(c.content()).isEqualTo(state.messages().get(2)
-        .content().stream().map(Block.ToolResult.class::cast).findFirst().orElseThrow().content()));
+    assertThat(s.completions())
+        .singleElement()
+        .satisfies(
+            c ->
+                assertThat(c.content())
+                    .isEqualTo(
+                        state.messages().get(2).content().stream()
+                            .map(Block.ToolResult.class::cast)
+                            .findFirst()
+                            .orElseThrow()
+                            .content()));
     assertStored("unwritten.md", s.id, 1, "first", 1);
   }
 
   @Test
-  void aReplayAfterSomeoneElseWroteTheFileReportsTheFirstOutcomeAndOverwritesNothing() throws Exception {
+  void aReplayAfterSomeoneElseWroteTheFileReportsTheFirstOutcomeAndOverwritesNothing()
+      throws Exception {
     ReplayedSession s = new ReplayedSession("/memory/contended.md", "mine");
     Outcome committed = s.commitTheWriteAsTheSessionWould("/memory/contended.md", "mine");
     assertThat(committed.version()).isEqualTo(1);
     // While the node was down, a person replaced the file through the API.
-    Outcome theirs = join(orgFiles.write(ORG, new OrgFileOp.Write("memory", "contended.md", "theirs", null), new Origin("bob", null, null)));
+    Outcome theirs =
+        join(
+            orgFiles.write(
+                ORG,
+                new OrgFileOp.Write("memory", "contended.md", "theirs", null),
+                new Origin("bob", null, null)));
     assertThat(theirs.version()).isEqualTo(2);
 
     s.crashAfterToolCallStarted();
     s.awaitCompleted();
-    assertThat(s.completions()).singleElement().satisfies(c -> assertThat(c.content()).isEqualTo(committed.message()));
+    assertThat(s.completions())
+        .singleElement()
+        .satisfies(c -> assertThat(c.content()).isEqualTo(committed.message()));
     assertThat(versions("contended.md")).isEqualTo(2);
-    assertThat(join(store.read(ORG, "memory", "contended.md")).orElseThrow().content()).isEqualTo("theirs");
+    assertThat(join(store.read(ORG, "memory", "contended.md")).orElseThrow().content())
+        .isEqualTo("theirs");
     assertThat(rowsForCall(s.id, "toolu_1_0")).isEqualTo(1);
   }
 
-  // ------------------------------------------------------------------ the same call twice, directly
+  // ------------------------------------------------------------------ the same call twice,
+  // directly
 
   @Test
   void theSameCallAppliedTwiceThroughOrgMemoryYieldsOneVersionAndTheSameOutcome() throws Exception {
     seed("twice.md", "<!-- end -->\n");
-    OrgFileOp edit = new OrgFileOp.Edit("memory", "twice.md", "<!-- end -->", "once\n<!-- end -->", false);
+    OrgFileOp edit =
+        new OrgFileOp.Edit("memory", "twice.md", "<!-- end -->", "once\n<!-- end -->", false);
 
     // One after the other (a replay after the first ask was answered).
     Origin sequential = new Origin(USER, "s_seq", "toolu_3_0");
@@ -286,7 +367,9 @@ class OrgMemoryReplayTest {
     // At the same time (a replay racing the original ask), several rounds.
     for (int round = 1; round <= 5; round++) {
       Origin racing = new Origin(USER, "s_race", "toolu_" + round + "_0");
-      OrgFileOp op = new OrgFileOp.Edit("memory", "twice.md", "<!-- end -->", "race " + round + "\n<!-- end -->", false);
+      OrgFileOp op =
+          new OrgFileOp.Edit(
+              "memory", "twice.md", "<!-- end -->", "race " + round + "\n<!-- end -->", false);
       CompletableFuture<Outcome> a = orgFiles.write(ORG, op, racing).toCompletableFuture();
       CompletableFuture<Outcome> b = orgFiles.write(ORG, op, racing).toCompletableFuture();
       Outcome oa = a.get(10, TimeUnit.SECONDS);
@@ -297,7 +380,8 @@ class OrgMemoryReplayTest {
       assertThat(rowsForCall("s_race", "toolu_" + round + "_0")).isEqualTo(1);
     }
     assertThat(versions("twice.md")).isEqualTo(7);
-    assertThat(content("twice.md")).isEqualTo("once\nrace 1\nrace 2\nrace 3\nrace 4\nrace 5\n<!-- end -->\n");
+    assertThat(content("twice.md"))
+        .isEqualTo("once\nrace 1\nrace 2\nrace 3\nrace 4\nrace 5\n<!-- end -->\n");
   }
 
   @Test
@@ -306,29 +390,45 @@ class OrgMemoryReplayTest {
     List<CompletableFuture<Outcome>> duplicates = new ArrayList<>();
     List<CompletableFuture<Outcome>> others = new ArrayList<>();
     Origin dup = new Origin(USER, "s_dup", "toolu_1_0");
-    OrgFileOp dupOp = new OrgFileOp.Edit("memory", "crowd.md", "<!-- end -->", "dup\n<!-- end -->", false);
+    OrgFileOp dupOp =
+        new OrgFileOp.Edit("memory", "crowd.md", "<!-- end -->", "dup\n<!-- end -->", false);
     for (int i = 0; i < 20; i++) {
       duplicates.add(orgFiles.write(ORG, dupOp, dup).toCompletableFuture());
-      others.add(orgFiles.write(ORG, new OrgFileOp.Edit("memory", "crowd.md", "<!-- end -->", "other " + i + "\n<!-- end -->", false),
-          new Origin(USER, "s_other_" + i, "toolu_1_0")).toCompletableFuture());
+      others.add(
+          orgFiles
+              .write(
+                  ORG,
+                  new OrgFileOp.Edit(
+                      "memory", "crowd.md", "<!-- end -->", "other " + i + "\n<!-- end -->", false),
+                  new Origin(USER, "s_other_" + i, "toolu_1_0"))
+              .toCompletableFuture());
     }
     CompletableFuture.allOf(duplicates.toArray(CompletableFuture[]::new)).get(20, TimeUnit.SECONDS);
     CompletableFuture.allOf(others.toArray(CompletableFuture[]::new)).get(20, TimeUnit.SECONDS);
     Outcome one = duplicates.get(0).get();
     assertThat(one.ok()).as(one.toString()).isTrue();
     for (CompletableFuture<Outcome> d : duplicates) assertThat(d.get()).isEqualTo(one);
-    for (CompletableFuture<Outcome> o : others) assertThat(o.get().ok()).as(o.get().toString()).isTrue();
+    for (CompletableFuture<Outcome> o : others)
+      assertThat(o.get().ok()).as(o.get().toString()).isTrue();
     assertThat(versions("crowd.md")).isEqualTo(1 + 1 + 20);
     assertThat(rowsForCall("s_dup", "toolu_1_0")).isEqualTo(1);
     assertThat(content("crowd.md").lines().filter(l -> l.equals("dup")).count()).isEqualTo(1);
 
     // The same request twice in ONE transaction (as a group commit may form it), then once more.
     Origin inBatch = new Origin(USER, "s_batch", "toolu_1_0");
-    OrgFileOp batchOp = new OrgFileOp.Edit("memory", "crowd.md", "<!-- end -->", "batched\n<!-- end -->", false);
-    List<Outcome> both = join(store.applyBatch(ORG, List.of(new OrgFileStore.Request(batchOp, inBatch), new OrgFileStore.Request(batchOp, inBatch))));
+    OrgFileOp batchOp =
+        new OrgFileOp.Edit("memory", "crowd.md", "<!-- end -->", "batched\n<!-- end -->", false);
+    List<Outcome> both =
+        join(
+            store.applyBatch(
+                ORG,
+                List.of(
+                    new OrgFileStore.Request(batchOp, inBatch),
+                    new OrgFileStore.Request(batchOp, inBatch))));
     assertThat(both.get(0).ok()).as(both.toString()).isTrue();
     assertThat(both.get(1)).isEqualTo(both.get(0));
-    assertThat(join(store.applyBatch(ORG, List.of(new OrgFileStore.Request(batchOp, inBatch))))).containsExactly(both.get(0));
+    assertThat(join(store.applyBatch(ORG, List.of(new OrgFileStore.Request(batchOp, inBatch)))))
+        .containsExactly(both.get(0));
     assertThat(versions("crowd.md")).isEqualTo(1 + 1 + 20 + 1);
     assertThat(rowsForCall("s_batch", "toolu_1_0")).isEqualTo(1);
   }
@@ -336,7 +436,12 @@ class OrgMemoryReplayTest {
   // ------------------------------------------------------------------ helpers
 
   private void seed(String path, String content) {
-    Outcome o = join(orgFiles.write(ORG, new OrgFileOp.Write("memory", path, content, null), new Origin("setup", null, null)));
+    Outcome o =
+        join(
+            orgFiles.write(
+                ORG,
+                new OrgFileOp.Write("memory", path, content, null),
+                new Origin("setup", null, null)));
     assertThat(o.ok()).as(o.toString()).isTrue();
     assertThat(o.version()).isEqualTo(1);
   }
@@ -345,13 +450,21 @@ class OrgMemoryReplayTest {
     return join(store.read(ORG, "memory", path)).orElseThrow().content();
   }
 
-  /** One version row for the call, the file at {@code version} with {@code content}, {@code total} versions in all. */
-  private void assertStored(String path, String session, long version, String content, long total) throws Exception {
-    assertThat(rowsForCall(session, "toolu_1_0")).as("org_file_versions rows of (%s, toolu_1_0)", session).isEqualTo(1);
+  /**
+   * One version row for the call, the file at {@code version} with {@code content}, {@code total}
+   * versions in all.
+   */
+  private void assertStored(String path, String session, long version, String content, long total)
+      throws Exception {
+    assertThat(rowsForCall(session, "toolu_1_0"))
+        .as("org_file_versions rows of (%s, toolu_1_0)", session)
+        .isEqualTo(1);
     assertThat(versions(path)).as("versions of /memory/%s", path).isEqualTo(total);
     try (Connection c = postgres.connection();
-        PreparedStatement ps = c.prepareStatement(
-            "SELECT version, content, session_id FROM org_files WHERE org_id = ? AND namespace = 'memory' AND path = ?")) {
+        PreparedStatement ps =
+            c.prepareStatement(
+                "SELECT version, content, session_id FROM org_files WHERE org_id = ? AND namespace"
+                    + " = 'memory' AND path = ?")) {
       ps.setString(1, ORG);
       ps.setString(2, path);
       try (ResultSet rs = ps.executeQuery()) {
@@ -361,19 +474,31 @@ class OrgMemoryReplayTest {
         assertThat(rs.getString(3)).isEqualTo(session);
       }
     }
-    assertThat(count("SELECT count(*) FROM org_file_ops WHERE session_id = ? AND call_id = 'toolu_1_0'", session)).isEqualTo(1);
+    assertThat(
+            count(
+                "SELECT count(*) FROM org_file_ops WHERE session_id = ? AND call_id = 'toolu_1_0'",
+                session))
+        .isEqualTo(1);
   }
 
   private long rowsForCall(String session, String call) throws Exception {
-    return count("SELECT count(*) FROM org_file_versions WHERE session_id = ? AND call_id = ?", session, call);
+    return count(
+        "SELECT count(*) FROM org_file_versions WHERE session_id = ? AND call_id = ?",
+        session,
+        call);
   }
 
   private long versions(String path) throws Exception {
-    return count("SELECT count(*) FROM org_file_versions WHERE org_id = ? AND namespace = 'memory' AND path = ?", ORG, path);
+    return count(
+        "SELECT count(*) FROM org_file_versions WHERE org_id = ? AND namespace = 'memory' AND path"
+            + " = ?",
+        ORG,
+        path);
   }
 
   private long count(String sql, String... args) throws Exception {
-    try (Connection c = postgres.connection(); PreparedStatement ps = c.prepareStatement(sql)) {
+    try (Connection c = postgres.connection();
+        PreparedStatement ps = c.prepareStatement(sql)) {
       for (int i = 0; i < args.length; i++) ps.setString(i + 1, args[i]);
       try (ResultSet rs = ps.executeQuery()) {
         rs.next();

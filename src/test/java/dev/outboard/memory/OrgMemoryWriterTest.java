@@ -56,10 +56,15 @@ class OrgMemoryWriterTest {
       noPostgres = e;
       return;
     }
-    Config config = ConfigFactory.parseResources("unit-test.conf").withFallback(ConfigFactory.load()).resolve();
+    Config config =
+        ConfigFactory.parseResources("unit-test.conf").withFallback(ConfigFactory.load()).resolve();
     kit = ActorTestKit.create("OrgMemoryWriterTest", config);
-    db = new Database(new StoreSettings(postgres.url(), postgres.user(), "", Path.of("."), false, 4),
-        kit.system().dispatchers().lookup(DispatcherSelector.fromConfig("outboard-blocking-dispatcher")));
+    db =
+        new Database(
+            new StoreSettings(postgres.url(), postgres.user(), "", Path.of("."), false, 4),
+            kit.system()
+                .dispatchers()
+                .lookup(DispatcherSelector.fromConfig("outboard-blocking-dispatcher")));
     Migrations.migrate(db.dataSource(), true);
     store = new OrgFileStore(db, 256 * 1024);
   }
@@ -88,8 +93,13 @@ class OrgMemoryWriterTest {
     }
 
     Writer(OrgFileStore store, int maxQueuedWrites) {
-      ref = kit.spawn(OrgMemory.create(org, kit.<ClusterSharding.ShardCommand>createTestProbe().ref(), store,
-          new OrgMemory.Settings(Duration.ofMinutes(1), maxQueuedWrites)));
+      ref =
+          kit.spawn(
+              OrgMemory.create(
+                  org,
+                  kit.<ClusterSharding.ShardCommand>createTestProbe().ref(),
+                  store,
+                  new OrgMemory.Settings(Duration.ofMinutes(1), maxQueuedWrites)));
     }
 
     TestProbe<Outcome> write(String path, String content) {
@@ -99,8 +109,12 @@ class OrgMemoryWriterTest {
     /** A write whose caller waits {@code waits} for the writer to take it. */
     TestProbe<Outcome> write(String path, String content, Duration waits) {
       TestProbe<Outcome> reply = kit.createTestProbe();
-      ref.tell(new OrgMemory.Apply(new OrgFileOp.Write(OrgFileStore.MEMORY, path, content, null), API,
-          Instant.now().plus(waits), reply.ref()));
+      ref.tell(
+          new OrgMemory.Apply(
+              new OrgFileOp.Write(OrgFileStore.MEMORY, path, content, null),
+              API,
+              Instant.now().plus(waits),
+              reply.ref()));
       return reply;
     }
 
@@ -113,7 +127,9 @@ class OrgMemoryWriterTest {
     }
   }
 
-  /** Holds org_files locked from another connection until closed: every org write waits behind it. */
+  /**
+   * Holds org_files locked from another connection until closed: every org write waits behind it.
+   */
   private final class Blockage implements AutoCloseable {
     final Connection c;
 
@@ -132,12 +148,18 @@ class OrgMemoryWriterTest {
     }
   }
 
-  /** Until the writer's transaction waits on the lock (so that what is sent next queues behind it). */
+  /**
+   * Until the writer's transaction waits on the lock (so that what is sent next queues behind it).
+   */
   private void awaitWaitingOnLock() throws SQLException {
     long deadline = System.nanoTime() + AWAIT.toNanos();
-    try (Connection c = postgres.connection(); Statement st = c.createStatement()) {
+    try (Connection c = postgres.connection();
+        Statement st = c.createStatement()) {
       while (System.nanoTime() < deadline) {
-        var rs = st.executeQuery("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
+        var rs =
+            st.executeQuery(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND"
+                    + " wait_event_type = 'Lock'");
         rs.next();
         if (rs.getInt(1) > 0) return;
         pause(10);
@@ -157,13 +179,18 @@ class OrgMemoryWriterTest {
 
   // ------------------------------------------------------------------ group commit
 
-  /** A database restart is ridden out: the write goes again until its caller stops waiting, and lands once. */
+  /**
+   * A database restart is ridden out: the write goes again until its caller stops waiting, and
+   * lands once.
+   */
   @Test
   void aWriteSentWhileTheDatabaseRestartsLandsOnceItIsBack() throws Exception {
-    dev.outboard.testing.PostgresControl.Availability local = dev.outboard.testing.PostgresControl.local();
+    dev.outboard.testing.PostgresControl.Availability local =
+        dev.outboard.testing.PostgresControl.local();
     if (local.control().isEmpty()) {
       String why = "cannot restart PostgreSQL here: " + local.reason();
-      if ("true".equalsIgnoreCase(System.getenv("CI"))) org.junit.jupiter.api.Assertions.fail(why + "; CI=true requires it");
+      if ("true".equalsIgnoreCase(System.getenv("CI")))
+        org.junit.jupiter.api.Assertions.fail(why + "; CI=true requires it");
       System.err.println("SKIPPED " + getClass().getSimpleName() + ": " + why);
       throw new TestAbortedException(why);
     }
@@ -173,14 +200,17 @@ class OrgMemoryWriterTest {
     restart.start();
     try {
       Thread.sleep(150); // the restart is under way: connections are cut, then refused
-      Outcome during = w.write("during.md", "landed", Duration.ofSeconds(30)).receiveMessage(Duration.ofSeconds(45));
+      Outcome during =
+          w.write("during.md", "landed", Duration.ofSeconds(30))
+              .receiveMessage(Duration.ofSeconds(45));
       assertThat(during.ok()).as(during.message()).isTrue();
     } finally {
       restart.join(120_000);
     }
     assertThat(store.read(w.org, OrgFileStore.MEMORY, "during.md").toCompletableFuture().join())
         .hasValueSatisfying(f -> assertThat(f.content()).isEqualTo("landed"));
-    assertThat(store.history(w.org, OrgFileStore.MEMORY, "during.md").toCompletableFuture().join()).hasSize(1);
+    assertThat(store.history(w.org, OrgFileStore.MEMORY, "during.md").toCompletableFuture().join())
+        .hasSize(1);
   }
 
   @Test
@@ -196,8 +226,12 @@ class OrgMemoryWriterTest {
       // the second one's call id (longer than its column), which fails that whole transaction.
       good = w.write("good.md", "fine");
       bad = kit.createTestProbe();
-      w.ref.tell(new OrgMemory.Apply(new OrgFileOp.Write(OrgFileStore.MEMORY, "bad.md", "fine too", null),
-          new Origin("alice", "s-1", "c".repeat(200)), Instant.now().plus(Duration.ofSeconds(30)), bad.ref()));
+      w.ref.tell(
+          new OrgMemory.Apply(
+              new OrgFileOp.Write(OrgFileStore.MEMORY, "bad.md", "fine too", null),
+              new Origin("alice", "s-1", "c".repeat(200)),
+              Instant.now().plus(Duration.ofSeconds(30)),
+              bad.ref()));
       pause(100);
     }
     assertThat(first.receiveMessage(AWAIT).ok()).isTrue();
@@ -211,7 +245,8 @@ class OrgMemoryWriterTest {
     assertThat(w.versions("bad.md")).isZero();
   }
 
-  // ------------------------------------------------------------------ a database that does not answer
+  // ------------------------------------------------------------------ a database that does not
+  // answer
 
   @Test
   void writesBeyondTheQueueBoundAreRefusedAtOnceAndTheQueuedOnesLandLater() throws SQLException {
@@ -261,7 +296,8 @@ class OrgMemoryWriterTest {
   }
 
   @Test
-  void aTransactionThatTheDatabaseHoldsUpIsAbandonedWithinItsBoundAndWritesNothing() throws SQLException {
+  void aTransactionThatTheDatabaseHoldsUpIsAbandonedWithinItsBoundAndWritesNothing()
+      throws SQLException {
     OrgFileStore bounded = new OrgFileStore(db, 256 * 1024, Duration.ofMillis(500));
     Writer w = new Writer(bounded, 1000);
     try (Blockage blocked = new Blockage()) {

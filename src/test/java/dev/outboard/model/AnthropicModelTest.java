@@ -39,7 +39,8 @@ import org.junit.jupiter.api.TestInstance;
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 class AnthropicModelTest {
   static final String KEY = "sk-ant-test-FAKE-KEY-1234567890";
-  static final RetryPolicy FAST = new RetryPolicy(4, Duration.ofMillis(10), Duration.ofMillis(50), Duration.ofSeconds(5));
+  static final RetryPolicy FAST =
+      new RetryPolicy(4, Duration.ofMillis(10), Duration.ofMillis(50), Duration.ofSeconds(5));
   static final Duration WAIT = Duration.ofSeconds(30);
 
   AnthropicWire wire;
@@ -51,9 +52,23 @@ class AnthropicModelTest {
   @BeforeAll
   void start() throws Exception {
     wire = new AnthropicWire(KEY);
-    ProviderSettings settings = ProviderSettings.from(ConfigFactory.parseMap(Map.of(
-        "anthropic.base-url", wire.baseUrl(), "anthropic.api-key", KEY, "anthropic.default-model", "claude-default",
-        "anthropic.max-tokens", 1024, "request-timeout", "10s", "max-concurrent-requests", 1000)), "anthropic");
+    ProviderSettings settings =
+        ProviderSettings.from(
+            ConfigFactory.parseMap(
+                Map.of(
+                    "anthropic.base-url",
+                    wire.baseUrl(),
+                    "anthropic.api-key",
+                    KEY,
+                    "anthropic.default-model",
+                    "claude-default",
+                    "anthropic.max-tokens",
+                    1024,
+                    "request-timeout",
+                    "10s",
+                    "max-concurrent-requests",
+                    1000)),
+            "anthropic");
     model = new AnthropicModel(settings);
     retrying = new RetryingModelClient(model, FAST);
     Map<String, Object> overrides = new LinkedHashMap<>();
@@ -96,8 +111,13 @@ class AnthropicModelTest {
   }
 
   private static ModelRequest request(String name, List<Message> messages) {
-    return new ModelRequest("s-1", 1, new ModelSpec("anthropic", name, null), "You are a test agent.\n# Skills\n- none",
-        ToolCatalog.ALL, messages);
+    return new ModelRequest(
+        "s-1",
+        1,
+        new ModelSpec("anthropic", name, null),
+        "You are a test agent.\n# Skills\n- none",
+        ToolCatalog.ALL,
+        messages);
   }
 
   private static List<Message> hello() {
@@ -120,18 +140,30 @@ class AnthropicModelTest {
 
   @Test
   void requestMatchesTheDocumentedShapeFieldByField() throws Exception {
-    List<Message> transcript = List.of(
-        Message.user(List.of(new Block.Text("write two files"))),
-        Message.assistant(List.of(new Block.Text("on it"),
-            new Block.ToolUse("toolu_01A", "write", json("{'path': '/session/a.md', 'content': 'A'}")),
-            new Block.ToolUse("toolu_01B", "read", json("{'path': 'relative.md'}")))),
-        Message.user(List.of(new Block.ToolResult("toolu_01A", "wrote /session/a.md", false),
-            new Block.ToolResult("toolu_01B", "path must be absolute", true))),
-        Message.assistant(List.of()), // an empty answer recorded in the transcript
-        Message.user(List.of(new Block.Text("go on"))));
-    wire.enqueue(req -> message(req, List.of(text("reading both"),
-        toolUse("toolu_02A", "read", json("{'path': '/session/a.md'}")),
-        toolUse("toolu_02B", "ls", json("{'path': '/session'}"))), "tool_use"));
+    List<Message> transcript =
+        List.of(
+            Message.user(List.of(new Block.Text("write two files"))),
+            Message.assistant(
+                List.of(
+                    new Block.Text("on it"),
+                    new Block.ToolUse(
+                        "toolu_01A", "write", json("{'path': '/session/a.md', 'content': 'A'}")),
+                    new Block.ToolUse("toolu_01B", "read", json("{'path': 'relative.md'}")))),
+            Message.user(
+                List.of(
+                    new Block.ToolResult("toolu_01A", "wrote /session/a.md", false),
+                    new Block.ToolResult("toolu_01B", "path must be absolute", true))),
+            Message.assistant(List.of()), // an empty answer recorded in the transcript
+            Message.user(List.of(new Block.Text("go on"))));
+    wire.enqueue(
+        req ->
+            message(
+                req,
+                List.of(
+                    text("reading both"),
+                    toolUse("toolu_02A", "read", json("{'path': '/session/a.md'}")),
+                    toolUse("toolu_02B", "ls", json("{'path': '/session'}"))),
+                "tool_use"));
 
     ModelResponse r = call(model, request("claude-test", transcript));
 
@@ -139,7 +171,8 @@ class AnthropicModelTest {
     AnthropicWire.Recorded rec = wire.requests().get(0);
     assertThat(rec.method()).isEqualTo("POST");
     assertThat(rec.path()).isEqualTo("/v1/messages");
-    assertThat(rec.header("Authorization")).isEqualTo("Bearer " + KEY); // what anthropic-java 3.14.0 sends
+    assertThat(rec.header("Authorization"))
+        .isEqualTo("Bearer " + KEY); // what anthropic-java 3.14.0 sends
     assertThat(rec.header("anthropic-version")).matches("\\d{4}-\\d{2}-\\d{2}");
     JsonNode body = rec.body();
     assertThat(body.path("model").asText()).isEqualTo("claude-test");
@@ -148,9 +181,12 @@ class AnthropicModelTest {
     // system: one text block, cached
     assertThat(body.path("system")).hasSize(1);
     assertThat(body.path("system").get(0).path("type").asText()).isEqualTo("text");
-    assertThat(body.path("system").get(0).path("text").asText()).startsWith("You are a test agent.");
-    assertThat(body.path("system").get(0).path("cache_control")).isEqualTo(json("{'type': 'ephemeral'}"));
-    // tools: the shared definitions, in order, schema identical to ToolSpec.inputSchema(); breakpoint on the last one
+    assertThat(body.path("system").get(0).path("text").asText())
+        .startsWith("You are a test agent.");
+    assertThat(body.path("system").get(0).path("cache_control"))
+        .isEqualTo(json("{'type': 'ephemeral'}"));
+    // tools: the shared definitions, in order, schema identical to ToolSpec.inputSchema();
+    // breakpoint on the last one
     JsonNode tools = body.path("tools");
     assertThat(tools).hasSize(ToolCatalog.ALL.size());
     for (int i = 0; i < ToolCatalog.ALL.size(); i++) {
@@ -165,25 +201,40 @@ class AnthropicModelTest {
     JsonNode messages = body.path("messages");
     assertThat(messages).hasSize(3);
     assertThat(messages.get(0).path("role").asText()).isEqualTo("user");
-    assertThat(messages.get(0).path("content").get(0)).isEqualTo(json("{'type': 'text', 'text': 'write two files'}"));
+    assertThat(messages.get(0).path("content").get(0))
+        .isEqualTo(json("{'type': 'text', 'text': 'write two files'}"));
     JsonNode assistant = messages.get(1);
     assertThat(assistant.path("role").asText()).isEqualTo("assistant");
     assertThat(assistant.path("content")).hasSize(3);
-    assertThat(assistant.path("content").get(1)).isEqualTo(json(
-        "{'type': 'tool_use', 'id': 'toolu_01A', 'name': 'write', 'input': {'path': '/session/a.md', 'content': 'A'}}"));
+    assertThat(assistant.path("content").get(1))
+        .isEqualTo(
+            json(
+                "{'type': 'tool_use', 'id': 'toolu_01A', 'name': 'write', 'input': {'path':"
+                    + " '/session/a.md', 'content': 'A'}}"));
     JsonNode results = messages.get(2).path("content");
     assertThat(messages.get(2).path("role").asText()).isEqualTo("user");
     assertThat(results).hasSize(3);
-    assertThat(results.get(0)).isEqualTo(json("{'type': 'tool_result', 'tool_use_id': 'toolu_01A', 'content': 'wrote /session/a.md'}"));
-    assertThat(results.get(1)).isEqualTo(json(
-        "{'type': 'tool_result', 'tool_use_id': 'toolu_01B', 'content': 'path must be absolute', 'is_error': true}"));
+    assertThat(results.get(0))
+        .isEqualTo(
+            json(
+                "{'type': 'tool_result', 'tool_use_id': 'toolu_01A', 'content': 'wrote"
+                    + " /session/a.md'}"));
+    assertThat(results.get(1))
+        .isEqualTo(
+            json(
+                "{'type': 'tool_result', 'tool_use_id': 'toolu_01B', 'content': 'path must be"
+                    + " absolute', 'is_error': true}"));
     // the newest block carries the conversation's cache breakpoint
-    assertThat(results.get(2)).isEqualTo(json("{'type': 'text', 'text': 'go on', 'cache_control': {'type': 'ephemeral'}}"));
+    assertThat(results.get(2))
+        .isEqualTo(
+            json("{'type': 'text', 'text': 'go on', 'cache_control': {'type': 'ephemeral'}}"));
 
     assertThat(r.stopReason()).isEqualTo(ModelResponse.StopReason.TOOL_USE);
-    assertThat(r.content()).containsExactly(new Block.Text("reading both"),
-        new Block.ToolUse("toolu_02A", "read", json("{'path': '/session/a.md'}")),
-        new Block.ToolUse("toolu_02B", "ls", json("{'path': '/session'}")));
+    assertThat(r.content())
+        .containsExactly(
+            new Block.Text("reading both"),
+            new Block.ToolUse("toolu_02A", "read", json("{'path': '/session/a.md'}")),
+            new Block.ToolUse("toolu_02B", "ls", json("{'path': '/session'}")));
     assertThat(r.usage().inputTokens() + r.usage().cacheWriteTokens()).isPositive();
     assertThat(r.usage().outputTokens()).isPositive();
   }
@@ -203,13 +254,25 @@ class AnthropicModelTest {
     assertThat(a.stopReason()).isEqualTo(ModelResponse.StopReason.END_TURN);
     assertThat(b.stopReason()).isEqualTo(ModelResponse.StopReason.MAX_TOKENS);
     AnthropicWire.Recorded second = wire.requests().get(1);
-    assertThat(b.usage()).isEqualTo(new Usage(second.inputTokens(), b.usage().outputTokens(), second.cacheRead(), second.cacheWrite()));
+    assertThat(b.usage())
+        .isEqualTo(
+            new Usage(
+                second.inputTokens(),
+                b.usage().outputTokens(),
+                second.cacheRead(),
+                second.cacheWrite()));
   }
 
   @Test
   void aToolCallCutOffAtMaxTokensIsNeverReturned() throws Exception {
-    wire.enqueue(req -> message(req, List.of(text("writing"),
-        toolUse("toolu_cut", "write", json("{'path': '/session/x.md'}"))), "max_tokens"));
+    wire.enqueue(
+        req ->
+            message(
+                req,
+                List.of(
+                    text("writing"),
+                    toolUse("toolu_cut", "write", json("{'path': '/session/x.md'}"))),
+                "max_tokens"));
     ModelResponse r = call(model, request("m", hello()));
     assertThat(r.stopReason()).isEqualTo(ModelResponse.StopReason.MAX_TOKENS);
     assertThat(r.toolCalls()).isEmpty();
@@ -218,22 +281,32 @@ class AnthropicModelTest {
 
   @Test
   void retryAfterIsHonouredAndOneAnswerComesBack() throws Exception {
-    wire.enqueue(error(429, "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit",
-        Map.of("retry-after", "1")));
+    wire.enqueue(
+        error(
+            429,
+            "rate_limit_error",
+            "Number of request tokens has exceeded your per-minute rate limit",
+            Map.of("retry-after", "1")));
     long t0 = System.nanoTime();
     ModelResponse r = call(retrying, request("m", hello()));
     long ms = (System.nanoTime() - t0) / 1_000_000;
     assertThat(r.text()).isEqualTo("done");
     List<AnthropicWire.Recorded> reqs = wire.requests();
     assertThat(reqs).hasSize(2);
-    assertThat((reqs.get(1).atNanos() - reqs.get(0).atNanos()) / 1_000_000).isGreaterThanOrEqualTo(950);
+    assertThat((reqs.get(1).atNanos() - reqs.get(0).atNanos()) / 1_000_000)
+        .isGreaterThanOrEqualTo(950);
     assertThat(reqs.get(1).body()).isEqualTo(reqs.get(0).body());
     System.out.println("[anthropic] 429 + retry-after: 1 -> answered after " + ms + " ms");
   }
 
   @Test
   void retryAfterMsIsPreferred() throws Exception {
-    wire.enqueue(error(429, "rate_limit_error", "slow down", Map.of("retry-after-ms", "300", "retry-after", "30")));
+    wire.enqueue(
+        error(
+            429,
+            "rate_limit_error",
+            "slow down",
+            Map.of("retry-after-ms", "300", "retry-after", "30")));
     long t0 = System.nanoTime();
     call(retrying, request("m", hello()));
     assertThat((System.nanoTime() - t0) / 1_000_000).isBetween(290L, 5_000L);
@@ -241,11 +314,14 @@ class AnthropicModelTest {
 
   @Test
   void anOverloadStormExhaustsTheBudgetWithTheProvidersMessage() throws Exception {
-    for (int i = 0; i < 10; i++) wire.enqueue(error(529, "overloaded_error", "Overloaded", Map.of()));
+    for (int i = 0; i < 10; i++)
+      wire.enqueue(error(529, "overloaded_error", "Overloaded", Map.of()));
     ModelCallException e = failure(retrying, request("m", hello()));
     assertThat(e.code()).isEqualTo("overloaded");
     assertThat(e.retryable()).isFalse();
-    assertThat(e.getMessage()).contains("gave up after 4 attempts").contains("anthropic answered 529: Overloaded");
+    assertThat(e.getMessage())
+        .contains("gave up after 4 attempts")
+        .contains("anthropic answered 529: Overloaded");
     assertThat(wire.requests()).hasSize(4);
   }
 
@@ -264,7 +340,11 @@ class AnthropicModelTest {
 
   @Test
   void malformedJsonFailsTheCallAtOnce() throws Exception {
-    wire.enqueue(raw(200, "{\"id\": \"msg_01\", \"type\": \"message\", \"role\": \"assistant\", \"content\": [}"));
+    wire.enqueue(
+        raw(
+            200,
+            "{\"id\": \"msg_01\", \"type\": \"message\", \"role\": \"assistant\", \"content\":"
+                + " [}"));
     ModelCallException e = failure(retrying, request("m", hello()));
     assertThat(e.code()).isEqualTo("model_bad_response");
     assertThat(e.retryable()).isFalse();
@@ -273,7 +353,11 @@ class AnthropicModelTest {
 
   @Test
   void aWellFormedButWrongShapedAnswerFailsTheCall() throws Exception {
-    wire.enqueue(raw(200, "{\"id\": \"msg_01\", \"type\": \"message\", \"role\": \"assistant\", \"stop_reason\": \"end_turn\"}"));
+    wire.enqueue(
+        raw(
+            200,
+            "{\"id\": \"msg_01\", \"type\": \"message\", \"role\": \"assistant\", \"stop_reason\":"
+                + " \"end_turn\"}"));
     ModelCallException e = failure(retrying, request("m", hello()));
     assertThat(e.code()).isEqualTo("model_bad_response");
     assertThat(wire.requests()).hasSize(1);
@@ -304,28 +388,49 @@ class AnthropicModelTest {
   void aThousandCallsCanBeInFlightToOneHost() throws Exception {
     // A client of its own: the JDK server keeps at most 200 idle connections and drops the rest,
     // which would leave stale connections in the shared client's pool for the other tests.
-    AnthropicModel model = new AnthropicModel(ProviderSettings.from(ConfigFactory.parseMap(Map.of(
-        "anthropic.base-url", wire.baseUrl(), "anthropic.api-key", KEY, "anthropic.default-model", "claude-default",
-        "anthropic.max-tokens", 1024, "request-timeout", "20s", "max-concurrent-requests", 1000)), "anthropic"));
+    AnthropicModel model =
+        new AnthropicModel(
+            ProviderSettings.from(
+                ConfigFactory.parseMap(
+                    Map.of(
+                        "anthropic.base-url",
+                        wire.baseUrl(),
+                        "anthropic.api-key",
+                        KEY,
+                        "anthropic.default-model",
+                        "claude-default",
+                        "anthropic.max-tokens",
+                        1024,
+                        "request-timeout",
+                        "20s",
+                        "max-concurrent-requests",
+                        1000)),
+                "anthropic"));
     assertThat(model.maxRequestsPerHost()).isEqualTo(1000);
     int n = 1000; // the configured limit; OkHttp's default would let only 64 through at once
     CountDownLatch all = new CountDownLatch(n);
-    wire.fallback(req -> {
-      all.countDown();
-      try {
-        all.await(20, TimeUnit.SECONDS); // every answer waits until all n calls are in flight
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-      }
-      return message(req, List.of(text("ok")), "end_turn");
-    });
+    wire.fallback(
+        req -> {
+          all.countDown();
+          try {
+            all.await(20, TimeUnit.SECONDS); // every answer waits until all n calls are in flight
+          } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+          }
+          return message(req, List.of(text("ok")), "end_turn");
+        });
     List<CompletableFuture<ModelResponse>> calls = new ArrayList<>();
     long t0 = System.nanoTime();
-    for (int i = 0; i < n; i++) calls.add(model.complete(request("m", hello())).toCompletableFuture());
+    for (int i = 0; i < n; i++)
+      calls.add(model.complete(request("m", hello())).toCompletableFuture());
     CompletableFuture.allOf(calls.toArray(CompletableFuture[]::new)).get(30, TimeUnit.SECONDS);
     assertThat(all.getCount()).isZero();
-    System.out.println("[anthropic] " + n + " concurrent calls in flight at once, all answered in "
-        + (System.nanoTime() - t0) / 1_000_000 + " ms");
+    System.out.println(
+        "[anthropic] "
+            + n
+            + " concurrent calls in flight at once, all answered in "
+            + (System.nanoTime() - t0) / 1_000_000
+            + " ms");
     model.close();
   }
 
@@ -341,8 +446,14 @@ class AnthropicModelTest {
   }
 
   private JsonNode awaitFinished(String id) {
-    return ScriptedSessions.await(api, id, s -> List.of("completed", "failed", "cancelled").contains(s.path("status").asText())
-        || s.path("status").asText().equals("waiting"), WAIT, "finished");
+    return ScriptedSessions.await(
+        api,
+        id,
+        s ->
+            List.of("completed", "failed", "cancelled").contains(s.path("status").asText())
+                || s.path("status").asText().equals("waiting"),
+        WAIT,
+        "finished");
   }
 
   private JsonNode awaitFailed(String id) {
@@ -371,8 +482,17 @@ class AnthropicModelTest {
   @Test
   void aFollowedSessionSeesTheAnswersStreamAsModelDeltas() {
     wire.enqueue(req -> message(req, List.of(text("Ready when you are.")), "end_turn"));
-    wire.enqueue(req -> message(req, List.of(text("Writing it down now."),
-        toolUse("toolu_01S", "write", json("{'path': '/session/streamed.md', 'content': 'piece by piece'}"))), "tool_use"));
+    wire.enqueue(
+        req ->
+            message(
+                req,
+                List.of(
+                    text("Writing it down now."),
+                    toolUse(
+                        "toolu_01S",
+                        "write",
+                        json("{'path': '/session/streamed.md', 'content': 'piece by piece'}"))),
+                "tool_use"));
     wire.enqueue(req -> message(req, List.of(text("Streamed, and all done.")), "end_turn"));
     Map<String, Object> body = new LinkedHashMap<>();
     body.put("prompt", "wait for me");
@@ -381,14 +501,17 @@ class AnthropicModelTest {
     String id = ScriptedSessions.create(api, body);
     ScriptedSessions.awaitStatus(api, id, "waiting", WAIT);
 
-    List<ApiClient.SseEvent> events = StreamedSessions.followWhileAnswering(api, id, "write it", "Streamed, and all done.", WAIT);
+    List<ApiClient.SseEvent> events =
+        StreamedSessions.followWhileAnswering(api, id, "write it", "Streamed, and all done.", WAIT);
 
     StreamedSessions.assertDeltasAddUp(events);
     assertThat(ofType(events, "model.delta")).hasSizeGreaterThanOrEqualTo(6);
     assertThat(ofType(events, "model.responded")).hasSize(2);
     // Unfollowed, the first answer came whole; followed, the next two were streamed.
     List<AnthropicWire.Recorded> reqs = wire.requests();
-    assertThat(reqs).extracting(r -> r.body().path("stream").asBoolean(false)).containsExactly(false, true, true);
+    assertThat(reqs)
+        .extracting(r -> r.body().path("stream").asBoolean(false))
+        .containsExactly(false, true, true);
     // Without the deltas, the live stream is what the journal has.
     assertThat(api.post("/v1/sessions/" + id + "/cancel", Map.of()).status()).isEqualTo(202);
     List<ApiClient.SseEvent> recorded = events(id);
@@ -399,9 +522,18 @@ class AnthropicModelTest {
 
   @Test
   void aSessionWithTwoToolCallsInOneTurnAndAToolError() {
-    wire.enqueue(req -> message(req, List.of(text("two things at once"),
-        toolUse("toolu_01W", "write", json("{'path': '/session/notes.md', 'content': 'hello'}")),
-        toolUse("toolu_01R", "read", json("{'path': 'not/absolute.md'}"))), "tool_use"));
+    wire.enqueue(
+        req ->
+            message(
+                req,
+                List.of(
+                    text("two things at once"),
+                    toolUse(
+                        "toolu_01W",
+                        "write",
+                        json("{'path': '/session/notes.md', 'content': 'hello'}")),
+                    toolUse("toolu_01R", "read", json("{'path': 'not/absolute.md'}"))),
+                "tool_use"));
     wire.enqueue(req -> message(req, List.of(text("all done")), "end_turn"));
 
     String id = create("write a note, then read a bad path", 10);
@@ -425,17 +557,23 @@ class AnthropicModelTest {
     assertThat(results.get(1).path("is_error").asBoolean()).isTrue();
     assertThat(results.get(1).path("content").asText()).isNotBlank();
     // the system prompt the session built (skills and memory index included) went out cached
-    assertThat(reqs.get(0).body().path("system").get(0).path("cache_control").path("type").asText()).isEqualTo("ephemeral");
+    assertThat(reqs.get(0).body().path("system").get(0).path("cache_control").path("type").asText())
+        .isEqualTo("ephemeral");
 
     List<ScriptedSessions.ToolCall> calls = ScriptedSessions.toolCalls(api, id);
-    assertThat(calls).extracting(ScriptedSessions.ToolCall::id).containsExactly("toolu_01W", "toolu_01R");
+    assertThat(calls)
+        .extracting(ScriptedSessions.ToolCall::id)
+        .containsExactly("toolu_01W", "toolu_01R");
     assertThat(calls).extracting(ScriptedSessions.ToolCall::isError).containsExactly(false, true);
     assertThat(calls).extracting(ScriptedSessions.ToolCall::results).containsExactly(1, 1);
   }
 
   @Test
   void aRateLimitWithRetryAfterThenSuccessRecordsOneTurn() {
-    wire.enqueue(req -> message(req, List.of(toolUse("toolu_1", "ls", json("{'path': '/session'}"))), "tool_use"));
+    wire.enqueue(
+        req ->
+            message(
+                req, List.of(toolUse("toolu_1", "ls", json("{'path': '/session'}"))), "tool_use"));
     wire.enqueue(error(429, "rate_limit_error", "rate limited", Map.of("retry-after", "1")));
     wire.enqueue(req -> message(req, List.of(text("finished")), "end_turn"));
 
@@ -446,7 +584,8 @@ class AnthropicModelTest {
     assertThat(s.path("turns").asInt()).isEqualTo(2);
     List<AnthropicWire.Recorded> reqs = wire.requests();
     assertThat(reqs).hasSize(3);
-    assertThat((reqs.get(2).atNanos() - reqs.get(1).atNanos()) / 1_000_000).isGreaterThanOrEqualTo(950);
+    assertThat((reqs.get(2).atNanos() - reqs.get(1).atNanos()) / 1_000_000)
+        .isGreaterThanOrEqualTo(950);
     assertThat(reqs.get(2).body()).isEqualTo(reqs.get(1).body());
     List<ApiClient.SseEvent> responded = ofType(events(id), "model.responded");
     assertThat(responded).hasSize(2);
@@ -456,26 +595,40 @@ class AnthropicModelTest {
 
   @Test
   void anOverloadStormFailsTheSessionWithTheProvidersMessage() {
-    for (int i = 0; i < 10; i++) wire.enqueue(error(529, "overloaded_error", "Overloaded", Map.of()));
+    for (int i = 0; i < 10; i++)
+      wire.enqueue(error(529, "overloaded_error", "Overloaded", Map.of()));
     String id = create("anything", 10);
     JsonNode s = awaitFailed(id);
 
     assertThat(s.path("error").path("code").asText()).isEqualTo("overloaded");
-    assertThat(s.path("error").path("message").asText()).contains("Overloaded").contains("after 4 attempts");
+    assertThat(s.path("error").path("message").asText())
+        .contains("Overloaded")
+        .contains("after 4 attempts");
     assertThat(s.path("error").path("message").asText()).doesNotContain(KEY);
     assertThat(s.path("turns").asInt()).isZero();
     assertThat(wire.requests()).hasSize(4);
     List<ApiClient.SseEvent> ev = events(id);
     assertThat(ofType(ev, "model.responded")).isEmpty();
     assertThat(ofType(ev, "session.failed")).hasSize(1);
-    assertThat(ofType(ev, "session.failed").get(0).json().path("error").path("message").asText()).contains("Overloaded");
+    assertThat(ofType(ev, "session.failed").get(0).json().path("error").path("message").asText())
+        .contains("Overloaded");
   }
 
   @Test
   void malformedJsonFailsTheTurnAndLeavesTheTranscriptAsRecorded() {
-    wire.enqueue(req -> message(req, List.of(text("first"),
-        toolUse("toolu_1", "write", json("{'path': '/session/a.md', 'content': 'x'}"))), "tool_use"));
-    wire.enqueue(raw(200, "{\"id\": \"msg_01\", \"type\": \"message\", \"role\": \"assistant\", \"content\": [}"));
+    wire.enqueue(
+        req ->
+            message(
+                req,
+                List.of(
+                    text("first"),
+                    toolUse("toolu_1", "write", json("{'path': '/session/a.md', 'content': 'x'}"))),
+                "tool_use"));
+    wire.enqueue(
+        raw(
+            200,
+            "{\"id\": \"msg_01\", \"type\": \"message\", \"role\": \"assistant\", \"content\":"
+                + " [}"));
 
     String id = create("one good turn, then garbage", 10);
     JsonNode s = awaitFailed(id);
@@ -491,7 +644,8 @@ class AnthropicModelTest {
 
   @Test
   void maxTokensWithoutToolCallsFailsTheSession() {
-    wire.enqueue(req -> message(req, List.of(text("a very long answer that was cut")), "max_tokens"));
+    wire.enqueue(
+        req -> message(req, List.of(text("a very long answer that was cut")), "max_tokens"));
     String id = create("say a lot", 10);
     JsonNode s = awaitFailed(id);
     assertThat(s.path("error").path("code").asText()).isEqualTo("max_tokens");
@@ -501,8 +655,14 @@ class AnthropicModelTest {
 
   @Test
   void aToolCallCutOffAtMaxTokensIsNotRunAndFailsTheSession() {
-    wire.enqueue(req -> message(req, List.of(text("writing the file"),
-        toolUse("toolu_cut", "write", json("{'path': '/session/big.md'}"))), "max_tokens"));
+    wire.enqueue(
+        req ->
+            message(
+                req,
+                List.of(
+                    text("writing the file"),
+                    toolUse("toolu_cut", "write", json("{'path': '/session/big.md'}"))),
+                "max_tokens"));
     String id = create("write a big file", 10);
     JsonNode s = awaitFailed(id);
     assertThat(s.path("error").path("code").asText()).isEqualTo("max_tokens");
@@ -527,15 +687,28 @@ class AnthropicModelTest {
   @Test
   void aTwentyTurnSessionReadsItsPrefixFromTheCache() {
     int turns = 20;
-    // The documented minimum cacheable prefix (1024 tokens for Sonnet/Opus) applies, as in the wire's default.
+    // The documented minimum cacheable prefix (1024 tokens for Sonnet/Opus) applies, as in the
+    // wire's default.
     wire.minCacheTokens(1024);
-    wire.fallback(req -> {
-      int turn = (req.path("messages").size() + 1) / 2;
-      if (turn >= turns) return message(req, List.of(text("twenty turns done")), "end_turn");
-      return message(req, List.of(text("step " + turn),
-          toolUse("toolu_" + turn, "write", json("{'path': '/session/step" + turn + ".md', 'content': 'notes of step " + turn + "'}"))),
-          "tool_use");
-    });
+    wire.fallback(
+        req -> {
+          int turn = (req.path("messages").size() + 1) / 2;
+          if (turn >= turns) return message(req, List.of(text("twenty turns done")), "end_turn");
+          return message(
+              req,
+              List.of(
+                  text("step " + turn),
+                  toolUse(
+                      "toolu_" + turn,
+                      "write",
+                      json(
+                          "{'path': '/session/step"
+                              + turn
+                              + ".md', 'content': 'notes of step "
+                              + turn
+                              + "'}"))),
+              "tool_use");
+        });
     String id = create("work for twenty turns", 30);
     JsonNode s = awaitFinished(id);
     assertThat(s.path("status").asText()).isEqualTo("completed");
@@ -548,8 +721,12 @@ class AnthropicModelTest {
     assertThat(reqs.get(0).cacheRead()).isZero();
     assertThat(reqs.get(0).cacheWrite()).isGreaterThanOrEqualTo(prefix);
     for (int i = 1; i < turns; i++) {
-      assertThat(reqs.get(i).prefixTokens()).as("stable prefix of turn %d", i + 1).isEqualTo(prefix);
-      assertThat(reqs.get(i).cacheRead()).as("cache read of turn %d", i + 1).isGreaterThanOrEqualTo(prefix);
+      assertThat(reqs.get(i).prefixTokens())
+          .as("stable prefix of turn %d", i + 1)
+          .isEqualTo(prefix);
+      assertThat(reqs.get(i).cacheRead())
+          .as("cache read of turn %d", i + 1)
+          .isGreaterThanOrEqualTo(prefix);
     }
 
     List<ApiClient.SseEvent> responded = ofType(events(id), "model.responded");
@@ -573,8 +750,10 @@ class AnthropicModelTest {
     long allInput = in + read + write;
     double ratio = (double) read / allInput;
     long prefixReads = prefix * (turns - 1);
-    System.out.printf("[anthropic] 20-turn session: stable prefix %d tokens; usage input=%d cacheRead=%d cacheWrite=%d output=%d;"
-            + " cache hit ratio = cacheRead / (input + cacheRead + cacheWrite) = %.3f (stable prefix alone: %.3f)%n",
+    System.out.printf(
+        "[anthropic] 20-turn session: stable prefix %d tokens; usage input=%d cacheRead=%d"
+            + " cacheWrite=%d output=%d; cache hit ratio = cacheRead / (input + cacheRead +"
+            + " cacheWrite) = %.3f (stable prefix alone: %.3f)%n",
         prefix, in, read, write, out, ratio, (double) prefixReads / allInput);
     assertThat(ratio).isGreaterThan(0.5);
   }

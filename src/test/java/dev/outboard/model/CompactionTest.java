@@ -30,8 +30,8 @@ import org.junit.jupiter.api.TestInstance;
  * whose every request is checked against the documented shape. Before a call that would pass the
  * threshold the older part is summarised (a request without tools), the next requests are back
  * under the limit, the transcript API still has everything with {@code ?full=true}, the agent can
- * read the replaced part in {@code /session/history}, and a long tool result is stored in
- * {@code /session/results} with a pointer in the prompt.
+ * read the replaced part in {@code /session/history}, and a long tool result is stored in {@code
+ * /session/results} with a pointer in the prompt.
  */
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 class CompactionTest {
@@ -73,9 +73,17 @@ class CompactionTest {
   void aLongScriptedSessionIsCompactedAndKeepsItsWholeHistory() {
     List<Map<String, Object>> turns = new ArrayList<>();
     for (int i = 0; i < 30; i++) {
-      turns.add(tools("turn " + i, 0, call("write", Map.of("path", "/session/n" + i + ".md", "content", note(i)))));
+      turns.add(
+          tools(
+              "turn " + i,
+              0,
+              call("write", Map.of("path", "/session/n" + i + ".md", "content", note(i)))));
     }
-    turns.add(tools("big", 0, call("write", Map.of("path", "/session/big.md", "content", "B".repeat(5000)))));
+    turns.add(
+        tools(
+            "big",
+            0,
+            call("write", Map.of("path", "/session/big.md", "content", "B".repeat(5000)))));
     turns.add(tools("read big", 0, call("read", Map.of("path", "/session/big.md"))));
     turns.add(tools("history", 0, call("read", Map.of("path", "/session/history/001.md"))));
     turns.add(say("done"));
@@ -86,43 +94,63 @@ class CompactionTest {
     awaitStatus(api, id, "completed", WAIT);
 
     List<SseEvent> events = api.events("/v1/sessions/" + id + "/events", WAIT);
-    List<SseEvent> compactions = events.stream().filter(e -> e.event().equals("transcript.compacted")).toList();
+    List<SseEvent> compactions =
+        events.stream().filter(e -> e.event().equals("transcript.compacted")).toList();
     assertThat(compactions).as("compactions").isNotEmpty();
-    assertThat(compactions.get(0).json().path("historyPath").asText()).isEqualTo("/session/history/001.md");
+    assertThat(compactions.get(0).json().path("historyPath").asText())
+        .isEqualTo("/session/history/001.md");
     assertThat(compactions.get(0).json().has("history")).isFalse();
 
     JsonNode compacted = api.get("/v1/sessions/" + id + "/transcript").json().path("messages");
     JsonNode full = api.get("/v1/sessions/" + id + "/transcript?full=true").json().path("messages");
-    assertThat(compacted.get(0).path("content").get(0).path("text").asText()).startsWith("[Summary of the conversation");
+    assertThat(compacted.get(0).path("content").get(0).path("text").asText())
+        .startsWith("[Summary of the conversation");
     assertThat(full.size()).as("every message: the prompt, 34 answers, 33 results").isEqualTo(68);
     assertThat(compacted.size()).isLessThan(full.size());
-    assertThat(full.get(0).path("content").get(0).path("text").asText()).isEqualTo("write thirty notes");
+    assertThat(full.get(0).path("content").get(0).path("text").asText())
+        .isEqualTo("write thirty notes");
     assertThat(api.get("/v1/sessions/" + id + "/transcript?full=maybe").status()).isEqualTo(400);
 
     List<ToolCall> calls = toolCalls(full);
     assertThat(calls).hasSize(33).allSatisfy(c -> assertThat(c.results()).isEqualTo(1));
     ToolCall readBig = calls.get(31);
-    assertThat(readBig.content()).startsWith("[this result is").contains("/session/results/" + readBig.id() + ".txt");
+    assertThat(readBig.content())
+        .startsWith("[this result is")
+        .contains("/session/results/" + readBig.id() + ".txt");
     assertThat(readBig.content().length()).isLessThan(3000);
-    assertThat(calls.get(32).content()).as("the agent reads the replaced part").contains("/session/n0.md").contains("note 0:");
+    assertThat(calls.get(32).content())
+        .as("the agent reads the replaced part")
+        .contains("/session/n0.md")
+        .contains("note 0:");
   }
 
   @Test
   void anthropicRequestsStayUnderTheLimitOnceTheOlderPartIsSummarised() {
     AtomicInteger turns = new AtomicInteger();
     List<Integer> sizes = new ArrayList<>();
-    wire.fallback(req -> {
-      synchronized (sizes) {
-        sizes.add(req.toString().length());
-      }
-      if (!req.has("tools") || req.path("tools").isEmpty()) {
-        return AnthropicWire.message(req, List.of(AnthropicWire.text("SUMMARY: notes were written")), "end_turn");
-      }
-      int n = turns.incrementAndGet();
-      if (n > 24) return AnthropicWire.message(req, List.of(AnthropicWire.text("all written")), "end_turn");
-      return AnthropicWire.message(req, List.of(AnthropicWire.toolUse("toolu_" + n, "write",
-          Json.MAPPER.valueToTree(Map.of("path", "/session/w" + n + ".md", "content", note(n))))), "tool_use");
-    });
+    wire.fallback(
+        req -> {
+          synchronized (sizes) {
+            sizes.add(req.toString().length());
+          }
+          if (!req.has("tools") || req.path("tools").isEmpty()) {
+            return AnthropicWire.message(
+                req, List.of(AnthropicWire.text("SUMMARY: notes were written")), "end_turn");
+          }
+          int n = turns.incrementAndGet();
+          if (n > 24)
+            return AnthropicWire.message(
+                req, List.of(AnthropicWire.text("all written")), "end_turn");
+          return AnthropicWire.message(
+              req,
+              List.of(
+                  AnthropicWire.toolUse(
+                      "toolu_" + n,
+                      "write",
+                      Json.MAPPER.valueToTree(
+                          Map.of("path", "/session/w" + n + ".md", "content", note(n))))),
+              "tool_use");
+        });
     Map<String, Object> body = new LinkedHashMap<>();
     body.put("prompt", "write many notes");
     body.put("model", Map.of("provider", "anthropic", "name", "claude-small"));
@@ -140,13 +168,18 @@ class CompactionTest {
     assertThat(summaries).as("summary requests").isNotEmpty();
     int limitChars = (int) (WINDOW * 4);
     for (int i = 0; i < requests.size(); i++) {
-      assertThat(requests.get(i).body().toString().length()).as("request %d's size (characters)", i).isLessThan(limitChars);
+      assertThat(requests.get(i).body().toString().length())
+          .as("request %d's size (characters)", i)
+          .isLessThan(limitChars);
     }
     int first = summaries.get(0);
     int before = requests.get(first - 1).body().toString().length();
     int after = requests.get(first + 1).body().toString().length();
-    assertThat(after).as("the request after the summary is smaller than the one before").isLessThan(before);
-    assertThat(requests.get(first + 1).body().path("messages").get(0).toString()).contains("SUMMARY: notes were written");
+    assertThat(after)
+        .as("the request after the summary is smaller than the one before")
+        .isLessThan(before);
+    assertThat(requests.get(first + 1).body().path("messages").get(0).toString())
+        .contains("SUMMARY: notes were written");
     // The transcript API still has every turn.
     JsonNode full = api.get("/v1/sessions/" + id + "/transcript?full=true").json().path("messages");
     assertThat(toolCalls(full)).hasSize(24).allSatisfy(c -> assertThat(c.results()).isEqualTo(1));
@@ -170,8 +203,14 @@ class CompactionTest {
     for (JsonNode u : uses) {
       String id = u.path("id").asText();
       JsonNode res = results.get(id);
-      out.add(new ToolCall(id, u.path("name").asText(), u.path("input"), res == null ? null : res.path("content").asText(),
-          res == null ? null : res.path("isError").asBoolean(), counts.getOrDefault(id, 0)));
+      out.add(
+          new ToolCall(
+              id,
+              u.path("name").asText(),
+              u.path("input"),
+              res == null ? null : res.path("content").asText(),
+              res == null ? null : res.path("isError").asBoolean(),
+              counts.getOrDefault(id, 0)));
     }
     return out;
   }

@@ -31,13 +31,19 @@ final class DeltaRecorder implements Consumer<ModelDelta> {
   }
 
   List<ModelDelta.Text> texts(int index) {
-    return deltas.stream().filter(ModelDelta.Text.class::isInstance).map(ModelDelta.Text.class::cast)
-        .filter(d -> d.index() == index).toList();
+    return deltas.stream()
+        .filter(ModelDelta.Text.class::isInstance)
+        .map(ModelDelta.Text.class::cast)
+        .filter(d -> d.index() == index)
+        .toList();
   }
 
   List<ModelDelta.ToolInput> toolInputs(int index) {
-    return deltas.stream().filter(ModelDelta.ToolInput.class::isInstance).map(ModelDelta.ToolInput.class::cast)
-        .filter(d -> d.index() == index).toList();
+    return deltas.stream()
+        .filter(ModelDelta.ToolInput.class::isInstance)
+        .map(ModelDelta.ToolInput.class::cast)
+        .filter(d -> d.index() == index)
+        .toList();
   }
 
   String text(int index) {
@@ -61,7 +67,9 @@ final class DeltaRecorder implements Consumer<ModelDelta> {
   void assertRebuilds(ModelResponse response) {
     List<ModelDelta> all = all();
     for (int i = 1; i < all.size(); i++) {
-      assertThat(all.get(i).index()).as("index of delta %d of %s", i, all).isGreaterThanOrEqualTo(all.get(i - 1).index());
+      assertThat(all.get(i).index())
+          .as("index of delta %d of %s", i, all)
+          .isGreaterThanOrEqualTo(all.get(i - 1).index());
     }
     for (ModelDelta d : all) {
       assertThat(d.index()).as("index of %s", d).isBetween(0, response.content().size() - 1);

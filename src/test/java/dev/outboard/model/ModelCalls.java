@@ -21,13 +21,14 @@ final class ModelCalls {
     return await(client.complete(request));
   }
 
-  static ModelResponse streamed(ModelClient client, ModelRequest request, Consumer<ModelDelta> deltas) throws Exception {
+  static ModelResponse streamed(
+      ModelClient client, ModelRequest request, Consumer<ModelDelta> deltas) throws Exception {
     return await(client.complete(request, deltas));
   }
 
   /** The failure of a call that must fail; a call that succeeds fails the test. */
-  static ModelCallException failure(ModelClient client, ModelRequest request, Consumer<ModelDelta> deltas)
-      throws Exception {
+  static ModelCallException failure(
+      ModelClient client, ModelRequest request, Consumer<ModelDelta> deltas) throws Exception {
     try {
       ModelResponse r = deltas == null ? plain(client, request) : streamed(client, request, deltas);
       throw new AssertionError("expected a failure, got " + r);

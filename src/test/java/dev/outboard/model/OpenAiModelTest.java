@@ -29,19 +29,26 @@ import org.junit.jupiter.api.TestInstance;
 
 /**
  * The OpenAI-compatible provider against {@link OpenAiWire}: the request mapping field by field,
- * the answer mapping, failure classification and retries — directly, and through whole sessions
- * on an in-process node.
+ * the answer mapping, failure classification and retries — directly, and through whole sessions on
+ * an in-process node.
  */
 class OpenAiModelTest {
   private static final Duration WAIT = Duration.ofSeconds(30);
-  private static final RetryPolicy FAST = new RetryPolicy(3, Duration.ofMillis(20), Duration.ofMillis(100), Duration.ofSeconds(5));
+  private static final RetryPolicy FAST =
+      new RetryPolicy(3, Duration.ofMillis(20), Duration.ofMillis(100), Duration.ofSeconds(5));
 
   static ProviderSettings settings(String baseUrl, String key, Duration timeout) {
     return new ProviderSettings("openai", baseUrl, key, "gpt-default", 4096, timeout, 1000);
   }
 
   static ModelRequest request(List<Message> messages) {
-    return new ModelRequest("s-1", 1, new ModelSpec("openai", "gpt-test", null), "You are a test.", ToolCatalog.ALL, messages);
+    return new ModelRequest(
+        "s-1",
+        1,
+        new ModelSpec("openai", "gpt-test", null),
+        "You are a test.",
+        ToolCatalog.ALL,
+        messages);
   }
 
   static ModelResponse await(ModelClient client, ModelRequest request) throws Exception {
@@ -86,18 +93,30 @@ class OpenAiModelTest {
 
     @Test
     void requestAndAnswerAreMappedFieldByField() throws Exception {
-      wire.enqueue(wire.toolCalls("Reading both.", 100, 40,
-          new Call("call_a1", "read", "{\"path\": \"/session/a.md\"}"),
-          new Call("call_b2", "ls", "{\"path\":\"/session\"}")));
-      List<Message> messages = List.of(
-          Message.user(List.of(new Block.Text("please look"))),
-          Message.assistant(List.of(new Block.Text("I will."),
-              new Block.ToolUse("call_x", "write", obj("{\"path\":\"/session/a.md\",\"content\":\"hi\"}")),
-              new Block.ToolUse("call_y", "read", obj("{\"path\":\"/session/none.md\"}")))),
-          Message.user(List.of(new Block.ToolResult("call_x", "wrote 2 bytes", false),
-              new Block.ToolResult("call_y", "no such file: /session/none.md", true))),
-          Message.assistant(List.of()),
-          Message.user(List.of(new Block.Text("and now?"))));
+      wire.enqueue(
+          wire.toolCalls(
+              "Reading both.",
+              100,
+              40,
+              new Call("call_a1", "read", "{\"path\": \"/session/a.md\"}"),
+              new Call("call_b2", "ls", "{\"path\":\"/session\"}")));
+      List<Message> messages =
+          List.of(
+              Message.user(List.of(new Block.Text("please look"))),
+              Message.assistant(
+                  List.of(
+                      new Block.Text("I will."),
+                      new Block.ToolUse(
+                          "call_x",
+                          "write",
+                          obj("{\"path\":\"/session/a.md\",\"content\":\"hi\"}")),
+                      new Block.ToolUse("call_y", "read", obj("{\"path\":\"/session/none.md\"}")))),
+              Message.user(
+                  List.of(
+                      new Block.ToolResult("call_x", "wrote 2 bytes", false),
+                      new Block.ToolResult("call_y", "no such file: /session/none.md", true))),
+              Message.assistant(List.of()),
+              Message.user(List.of(new Block.Text("and now?"))));
       int before = wire.requests().size();
 
       ModelResponse r = await(model, request(messages));
@@ -128,16 +147,19 @@ class OpenAiModelTest {
       assertThat(m.get(3).path("tool_call_id").asText()).isEqualTo("call_x");
       assertThat(m.get(3).path("content").asText()).isEqualTo("wrote 2 bytes");
       assertThat(m.get(4).path("tool_call_id").asText()).isEqualTo("call_y");
-      assertThat(m.get(4).path("content").asText()).isEqualTo("ERROR: no such file: /session/none.md");
+      assertThat(m.get(4).path("content").asText())
+          .isEqualTo("ERROR: no such file: /session/none.md");
       assertThat(m.get(5).path("content").asText()).isEqualTo("and now?");
       assertThat(body.path("tools")).hasSize(ToolCatalog.ALL.size());
-      assertThat(body.path("tools").get(0).path("function").path("parameters")).isEqualTo(ToolCatalog.ALL.get(0).inputSchema());
+      assertThat(body.path("tools").get(0).path("function").path("parameters"))
+          .isEqualTo(ToolCatalog.ALL.get(0).inputSchema());
 
       assertThat(r.stopReason()).isEqualTo(ModelResponse.StopReason.TOOL_USE);
       assertThat(r.text()).isEqualTo("Reading both.");
-      assertThat(r.toolCalls()).containsExactly(
-          new Block.ToolUse("call_a1", "read", obj("{\"path\":\"/session/a.md\"}")),
-          new Block.ToolUse("call_b2", "ls", obj("{\"path\":\"/session\"}")));
+      assertThat(r.toolCalls())
+          .containsExactly(
+              new Block.ToolUse("call_a1", "read", obj("{\"path\":\"/session/a.md\"}")),
+              new Block.ToolUse("call_b2", "ls", obj("{\"path\":\"/session\"}")));
       assertThat(r.usage()).isEqualTo(new Usage(60, 30, 40, 0));
     }
 
@@ -145,11 +167,19 @@ class OpenAiModelTest {
     void defaultModelWhenTheSessionNamesNone() throws Exception {
       wire.enqueue(wire.text("hi"));
       int before = wire.requests().size();
-      ModelRequest req = new ModelRequest("s", 1, new ModelSpec("openai", null, null), null, ToolCatalog.ALL,
-          List.of(Message.user(List.of(new Block.Text("hello")))));
+      ModelRequest req =
+          new ModelRequest(
+              "s",
+              1,
+              new ModelSpec("openai", null, null),
+              null,
+              ToolCatalog.ALL,
+              List.of(Message.user(List.of(new Block.Text("hello")))));
       ModelResponse r = await(model, req);
-      assertThat(wire.requests().get(before).body().path("model").asText()).isEqualTo("gpt-default");
-      assertThat(wire.requests().get(before).body().path("messages").get(0).path("role").asText()).isEqualTo("user");
+      assertThat(wire.requests().get(before).body().path("model").asText())
+          .isEqualTo("gpt-default");
+      assertThat(wire.requests().get(before).body().path("messages").get(0).path("role").asText())
+          .isEqualTo("user");
       assertThat(wire.requests().get(before).problems()).isEmpty();
       assertThat(r.stopReason()).isEqualTo(ModelResponse.StopReason.END_TURN);
       assertThat(r.text()).isEqualTo("hi");
@@ -161,52 +191,82 @@ class OpenAiModelTest {
       wire.enqueue(OpenAiWire.rateLimited("0.4"), wire.text("after the wait"));
       int before = wire.requests().size();
       long t0 = System.nanoTime();
-      ModelResponse r = await(retrying, request(List.of(Message.user(List.of(new Block.Text("go"))))));
+      ModelResponse r =
+          await(retrying, request(List.of(Message.user(List.of(new Block.Text("go"))))));
       long ms = (System.nanoTime() - t0) / 1_000_000;
       assertThat(r.text()).isEqualTo("after the wait");
       assertThat(wire.requests().size() - before).isEqualTo(2);
       assertThat(ms).isGreaterThanOrEqualTo(400);
       // the same request both times
-      assertThat(wire.requests().get(before).body()).isEqualTo(wire.requests().get(before + 1).body());
+      assertThat(wire.requests().get(before).body())
+          .isEqualTo(wire.requests().get(before + 1).body());
     }
 
     @Test
     void rateLimitClassification() {
-      wire.enqueue(OpenAiWire.error(429, "requests", "rate_limit_exceeded", "slow down", Map.of("retry-after-ms", "250")));
-      assertThatThrownBy(() -> await(model, request(List.of(Message.user(List.of(new Block.Text("go")))))))
-          .isInstanceOfSatisfying(ModelCallException.class, e -> {
-            assertThat(e.code()).isEqualTo("rate_limited");
-            assertThat(e.retryable()).isTrue();
-            assertThat(e.retryAfter()).contains(Duration.ofMillis(250));
-            assertThat(e.getMessage()).isEqualTo("openai answered 429: slow down");
-          });
+      wire.enqueue(
+          OpenAiWire.error(
+              429,
+              "requests",
+              "rate_limit_exceeded",
+              "slow down",
+              Map.of("retry-after-ms", "250")));
+      assertThatThrownBy(
+              () -> await(model, request(List.of(Message.user(List.of(new Block.Text("go")))))))
+          .isInstanceOfSatisfying(
+              ModelCallException.class,
+              e -> {
+                assertThat(e.code()).isEqualTo("rate_limited");
+                assertThat(e.retryable()).isTrue();
+                assertThat(e.retryAfter()).contains(Duration.ofMillis(250));
+                assertThat(e.getMessage()).isEqualTo("openai answered 429: slow down");
+              });
     }
 
     @Test
     void overloadStormExhaustsTheBudget() {
-      wire.enqueue(OpenAiWire.overloaded(), OpenAiWire.overloaded(), OpenAiWire.overloaded(), OpenAiWire.overloaded());
+      wire.enqueue(
+          OpenAiWire.overloaded(),
+          OpenAiWire.overloaded(),
+          OpenAiWire.overloaded(),
+          OpenAiWire.overloaded());
       int before = wire.requests().size();
-      assertThatThrownBy(() -> await(retrying, request(List.of(Message.user(List.of(new Block.Text("go")))))))
-          .isInstanceOfSatisfying(ModelCallException.class, e -> {
-            assertThat(e.code()).isEqualTo("model_unavailable");
-            assertThat(e.retryable()).isFalse();
-            assertThat(e.getMessage()).contains("gave up after 3 attempts")
-                .contains("The engine is currently overloaded, please try again later");
-          });
+      assertThatThrownBy(
+              () -> await(retrying, request(List.of(Message.user(List.of(new Block.Text("go")))))))
+          .isInstanceOfSatisfying(
+              ModelCallException.class,
+              e -> {
+                assertThat(e.code()).isEqualTo("model_unavailable");
+                assertThat(e.retryable()).isFalse();
+                assertThat(e.getMessage())
+                    .contains("gave up after 3 attempts")
+                    .contains("The engine is currently overloaded, please try again later");
+              });
       assertThat(wire.requests().size() - before).isEqualTo(3);
     }
 
     @Test
     void authFailureIsNotRetriedAndNeverShowsTheKey() {
-      wire.enqueue(OpenAiWire.error(401, "invalid_request_error", "invalid_api_key",
-          "Incorrect API key provided: " + OpenAiWire.KEY + ". You can find your API key at https://platform.openai.com/account/api-keys.",
-          Map.of()));
+      wire.enqueue(
+          OpenAiWire.error(
+              401,
+              "invalid_request_error",
+              "invalid_api_key",
+              "Incorrect API key provided: "
+                  + OpenAiWire.KEY
+                  + ". You can find your API key at https://platform.openai.com/account/api-keys.",
+              Map.of()));
       int before = wire.requests().size();
-      assertThatThrownBy(() -> await(retrying, request(List.of(Message.user(List.of(new Block.Text("go")))))))
-          .isInstanceOfSatisfying(ModelCallException.class, e -> {
-            assertThat(e.code()).isEqualTo("model_auth");
-            assertThat(e.getMessage()).contains("Incorrect API key provided").doesNotContain(OpenAiWire.KEY);
-          });
+      assertThatThrownBy(
+              () -> await(retrying, request(List.of(Message.user(List.of(new Block.Text("go")))))))
+          .isInstanceOfSatisfying(
+              ModelCallException.class,
+              e -> {
+                assertThat(e.code()).isEqualTo("model_auth");
+                assertThat(e.getMessage())
+                    .contains("Incorrect API key provided")
+                    .doesNotContain(OpenAiWire.KEY);
+              });
       assertThat(wire.requests().size() - before).isEqualTo(1);
     }
 
@@ -214,32 +274,44 @@ class OpenAiModelTest {
     void malformedJsonFailsCleanlyWithoutRetry() {
       wire.enqueue(OpenAiWire.raw("{\"id\": \"chatcmpl-1\", \"object\": chat.completion, }"));
       int before = wire.requests().size();
-      assertThatThrownBy(() -> await(retrying, request(List.of(Message.user(List.of(new Block.Text("go")))))))
-          .isInstanceOfSatisfying(ModelCallException.class, e -> {
-            assertThat(e.code()).isEqualTo("model_bad_response");
-            assertThat(e.retryable()).isFalse();
-          });
+      assertThatThrownBy(
+              () -> await(retrying, request(List.of(Message.user(List.of(new Block.Text("go")))))))
+          .isInstanceOfSatisfying(
+              ModelCallException.class,
+              e -> {
+                assertThat(e.code()).isEqualTo("model_bad_response");
+                assertThat(e.retryable()).isFalse();
+              });
       assertThat(wire.requests().size() - before).isEqualTo(1);
     }
 
     @Test
     void jsonOfTheWrongShapeFailsCleanly() {
       wire.enqueue(OpenAiWire.raw("{\"object\": \"list\", \"data\": []}"));
-      assertThatThrownBy(() -> await(retrying, request(List.of(Message.user(List.of(new Block.Text("go")))))))
-          .isInstanceOfSatisfying(ModelCallException.class, e -> assertThat(e.code()).isEqualTo("model_bad_response"));
-      wire.enqueue(OpenAiWire.raw("{\"id\": \"chatcmpl-2\", \"object\": \"chat.completion\", \"created\": 1, \"model\": \"m\", \"choices\": []}"));
-      assertThatThrownBy(() -> await(retrying, request(List.of(Message.user(List.of(new Block.Text("go")))))))
-          .isInstanceOfSatisfying(ModelCallException.class, e -> {
-            assertThat(e.code()).isEqualTo("model_bad_response");
-            assertThat(e.getMessage()).contains("without choices");
-          });
+      assertThatThrownBy(
+              () -> await(retrying, request(List.of(Message.user(List.of(new Block.Text("go")))))))
+          .isInstanceOfSatisfying(
+              ModelCallException.class, e -> assertThat(e.code()).isEqualTo("model_bad_response"));
+      wire.enqueue(
+          OpenAiWire.raw(
+              "{\"id\": \"chatcmpl-2\", \"object\": \"chat.completion\", \"created\": 1, \"model\":"
+                  + " \"m\", \"choices\": []}"));
+      assertThatThrownBy(
+              () -> await(retrying, request(List.of(Message.user(List.of(new Block.Text("go")))))))
+          .isInstanceOfSatisfying(
+              ModelCallException.class,
+              e -> {
+                assertThat(e.code()).isEqualTo("model_bad_response");
+                assertThat(e.getMessage()).contains("without choices");
+              });
     }
 
     @Test
     void connectionClosedMidBodyIsRetried() throws Exception {
       wire.enqueue(wire.cutOff(), wire.text("whole this time"));
       int before = wire.requests().size();
-      ModelResponse r = await(retrying, request(List.of(Message.user(List.of(new Block.Text("go"))))));
+      ModelResponse r =
+          await(retrying, request(List.of(Message.user(List.of(new Block.Text("go"))))));
       assertThat(r.text()).isEqualTo("whole this time");
       assertThat(wire.requests().size() - before).isEqualTo(2);
     }
@@ -247,11 +319,14 @@ class OpenAiModelTest {
     @Test
     void connectionClosedMidBodyIsClassifiedRetryable() {
       wire.enqueue(wire.cutOff());
-      assertThatThrownBy(() -> await(model, request(List.of(Message.user(List.of(new Block.Text("go")))))))
-          .isInstanceOfSatisfying(ModelCallException.class, e -> {
-            assertThat(e.retryable()).as(e.getMessage()).isTrue();
-            assertThat(e.code()).isIn("model_unavailable", "model_timeout");
-          });
+      assertThatThrownBy(
+              () -> await(model, request(List.of(Message.user(List.of(new Block.Text("go")))))))
+          .isInstanceOfSatisfying(
+              ModelCallException.class,
+              e -> {
+                assertThat(e.retryable()).as(e.getMessage()).isTrue();
+                assertThat(e.code()).isIn("model_unavailable", "model_timeout");
+              });
     }
 
     @Test
@@ -264,12 +339,18 @@ class OpenAiModelTest {
 
     @Test
     void unparseableArgumentsBecomeACallTheCatalogRefuses() throws Exception {
-      wire.enqueue(wire.toolCalls(null, 10, 0, new Call("call_bad", "write", "{\"path\": \"/session/a.md\", \"content\": \"x")));
+      wire.enqueue(
+          wire.toolCalls(
+              null,
+              10,
+              0,
+              new Call("call_bad", "write", "{\"path\": \"/session/a.md\", \"content\": \"x")));
       ModelResponse r = await(model, request(List.of(Message.user(List.of(new Block.Text("go"))))));
       assertThat(r.toolCalls()).hasSize(1);
       Block.ToolUse use = r.toolCalls().get(0);
       assertThat(use.id()).isEqualTo("call_bad");
-      assertThat(use.input().path(OpenAiModel.UNPARSEABLE).asText()).isEqualTo("{\"path\": \"/session/a.md\", \"content\": \"x");
+      assertThat(use.input().path(OpenAiModel.UNPARSEABLE).asText())
+          .isEqualTo("{\"path\": \"/session/a.md\", \"content\": \"x");
       assertThatThrownBy(() -> ToolCatalog.parse(use.name(), use.input()))
           .isInstanceOf(ToolCatalog.InvalidToolCallException.class)
           .hasMessageContaining(OpenAiModel.UNPARSEABLE);
@@ -278,13 +359,18 @@ class OpenAiModelTest {
     @Test
     void requestTimeoutIsRetryable() {
       try (OpenAiWire slow = new OpenAiWire()) {
-        OpenAiModel impatient = new OpenAiModel(settings(slow.baseUrl(), OpenAiWire.KEY, Duration.ofMillis(300)));
+        OpenAiModel impatient =
+            new OpenAiModel(settings(slow.baseUrl(), OpenAiWire.KEY, Duration.ofMillis(300)));
         slow.enqueue(OpenAiWire.delayed(1500, slow.text("too late")));
-        assertThatThrownBy(() -> await(impatient, request(List.of(Message.user(List.of(new Block.Text("go")))))))
-            .isInstanceOfSatisfying(ModelCallException.class, e -> {
-              assertThat(e.code()).isEqualTo("model_timeout");
-              assertThat(e.retryable()).isTrue();
-            });
+        assertThatThrownBy(
+                () ->
+                    await(impatient, request(List.of(Message.user(List.of(new Block.Text("go")))))))
+            .isInstanceOfSatisfying(
+                ModelCallException.class,
+                e -> {
+                  assertThat(e.code()).isEqualTo("model_timeout");
+                  assertThat(e.retryable()).isTrue();
+                });
       } catch (java.io.IOException e) {
         throw new java.io.UncheckedIOException(e);
       }
@@ -294,22 +380,27 @@ class OpenAiModelTest {
     void okHttpAllowsAThousandCallsToOneHost() throws Exception {
       assertThat(model.http().dispatcher().getMaxRequestsPerHost()).isEqualTo(1000);
       assertThat(model.http().dispatcher().getMaxRequests()).isEqualTo(1000);
-      // More calls in flight at once than OkHttp's default of 64 per host: each answer waits until all arrived.
+      // More calls in flight at once than OkHttp's default of 64 per host: each answer waits until
+      // all arrived.
       int n = 150;
       CountDownLatch arrived = new CountDownLatch(n);
-      OpenAiWire.Reply gate = (ex, req) -> {
-        arrived.countDown();
-        try {
-          arrived.await(20, TimeUnit.SECONDS);
-        } catch (InterruptedException e) {
-          Thread.currentThread().interrupt();
-        }
-        wire.text("together").write(ex, req);
-      };
+      OpenAiWire.Reply gate =
+          (ex, req) -> {
+            arrived.countDown();
+            try {
+              arrived.await(20, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+              Thread.currentThread().interrupt();
+            }
+            wire.text("together").write(ex, req);
+          };
       for (int i = 0; i < n; i++) wire.enqueue(gate);
       List<CompletableFuture<ModelResponse>> calls = new ArrayList<>();
       for (int i = 0; i < n; i++) {
-        calls.add(model.complete(request(List.of(Message.user(List.of(new Block.Text("go " + i)))))).toCompletableFuture());
+        calls.add(
+            model
+                .complete(request(List.of(Message.user(List.of(new Block.Text("go " + i))))))
+                .toCompletableFuture());
       }
       CompletableFuture.allOf(calls.toArray(CompletableFuture[]::new)).get(30, TimeUnit.SECONDS);
       assertThat(arrived.getCount()).isZero();
@@ -356,7 +447,8 @@ class OpenAiModelTest {
       while (System.nanoTime() < deadline) {
         JsonNode s = acme.get("/v1/sessions/" + id).json();
         String status = s.path("status").asText();
-        if (status.equals("completed") || status.equals("failed") || status.equals("cancelled")) return s;
+        if (status.equals("completed") || status.equals("failed") || status.equals("cancelled"))
+          return s;
         ScriptedSessions.sleep(50);
       }
       throw new AssertionError("session " + id + " did not end within " + WAIT);
@@ -364,7 +456,8 @@ class OpenAiModelTest {
 
     List<String> types(String id) {
       List<String> out = new ArrayList<>();
-      for (SseEvent e : acme.events("/v1/sessions/" + id + "/events", WAIT, "Last-Event-ID", "0")) out.add(e.event());
+      for (SseEvent e : acme.events("/v1/sessions/" + id + "/events", WAIT, "Last-Event-ID", "0"))
+        out.add(e.event());
       return out;
     }
 
@@ -374,9 +467,16 @@ class OpenAiModelTest {
 
     @Test
     void aFollowedSessionSeesTheAnswersStreamAsModelDeltas() {
-      wire.enqueue(wire.text("Ready when you are."),
-          wire.toolCalls("Writing it down now.", 50, 0,
-              new Call("call_s1", "write", "{\"path\":\"/session/streamed.md\",\"content\":\"piece by piece\"}")),
+      wire.enqueue(
+          wire.text("Ready when you are."),
+          wire.toolCalls(
+              "Writing it down now.",
+              50,
+              0,
+              new Call(
+                  "call_s1",
+                  "write",
+                  "{\"path\":\"/session/streamed.md\",\"content\":\"piece by piece\"}")),
           wire.text("Streamed, and all done."));
       int before = wire.requests().size();
       Map<String, Object> body = new LinkedHashMap<>();
@@ -386,21 +486,31 @@ class OpenAiModelTest {
       String id = ScriptedSessions.create(acme, body);
       ScriptedSessions.awaitStatus(acme, id, "waiting", WAIT);
 
-      List<SseEvent> events = StreamedSessions.followWhileAnswering(acme, id, "write it", "Streamed, and all done.", WAIT);
+      List<SseEvent> events =
+          StreamedSessions.followWhileAnswering(
+              acme, id, "write it", "Streamed, and all done.", WAIT);
 
       StreamedSessions.assertDeltasAddUp(events);
-      assertThat(events).filteredOn(e -> e.event().equals("model.delta")).hasSizeGreaterThanOrEqualTo(6);
+      assertThat(events)
+          .filteredOn(e -> e.event().equals("model.delta"))
+          .hasSizeGreaterThanOrEqualTo(6);
       assertThat(events).filteredOn(e -> e.event().equals("model.responded")).hasSize(2);
       List<OpenAiWire.Recorded> reqs = wire.requests().subList(before, wire.requests().size());
-      assertThat(reqs).extracting(r -> r.body().path("stream").asBoolean(false)).containsExactly(false, true, true);
+      assertThat(reqs)
+          .extracting(r -> r.body().path("stream").asBoolean(false))
+          .containsExactly(false, true, true);
       assertThat(wire.problems()).isEmpty();
     }
 
     @Test
     void multiToolTurnWithAToolError() {
       wire.enqueue(
-          wire.toolCalls("Writing and reading.", 100, 40,
-              new Call("call_w1", "write", "{\"path\":\"/session/notes.md\",\"content\":\"hello\"}"),
+          wire.toolCalls(
+              "Writing and reading.",
+              100,
+              40,
+              new Call(
+                  "call_w1", "write", "{\"path\":\"/session/notes.md\",\"content\":\"hello\"}"),
               new Call("call_r2", "read", "{\"path\":\"/session/missing.md\"}")),
           wire.text("All done."));
       int before = wire.requests().size();
@@ -415,7 +525,9 @@ class OpenAiModelTest {
       assertThat(s.path("usage").path("cacheReadTokens").asLong()).isEqualTo(40);
 
       List<ScriptedSessions.ToolCall> calls = ScriptedSessions.toolCalls(acme, id);
-      assertThat(calls).extracting(ScriptedSessions.ToolCall::id).containsExactly("call_w1", "call_r2");
+      assertThat(calls)
+          .extracting(ScriptedSessions.ToolCall::id)
+          .containsExactly("call_w1", "call_r2");
       assertThat(calls.get(0).isError()).isFalse();
       assertThat(calls.get(1).isError()).isTrue();
       assertThat(calls).allSatisfy(c -> assertThat(c.results()).isEqualTo(1));
@@ -431,8 +543,14 @@ class OpenAiModelTest {
       assertThat(second.get(4).path("tool_call_id").asText()).isEqualTo("call_r2");
       assertThat(second.get(4).path("content").asText()).startsWith("ERROR: ");
       assertThat(reqs.get(0).body().path("model").asText()).isEqualTo("gpt-test");
-      assertThat(types(id)).containsSubsequence("session.started", "model.responded", "tool.completed", "tool.completed",
-          "model.responded", "session.completed");
+      assertThat(types(id))
+          .containsSubsequence(
+              "session.started",
+              "model.responded",
+              "tool.completed",
+              "tool.completed",
+              "model.responded",
+              "session.completed");
     }
 
     @Test
@@ -455,7 +573,8 @@ class OpenAiModelTest {
       JsonNode s = awaitEnd(id);
       assertThat(s.path("status").asText()).isEqualTo("failed");
       assertThat(s.path("error").path("code").asText()).isEqualTo("model_unavailable");
-      assertThat(s.path("error").path("message").asText()).contains("gave up after 3 attempts")
+      assertThat(s.path("error").path("message").asText())
+          .contains("gave up after 3 attempts")
           .contains("The engine is currently overloaded");
       assertThat(types(id)).contains("session.failed").doesNotContain("model.responded");
       assertThat(transcript(id)).hasSize(1);
@@ -463,7 +582,10 @@ class OpenAiModelTest {
 
     @Test
     void malformedJsonFailsTheSessionCleanly() {
-      wire.enqueue(OpenAiWire.raw("{\"id\": \"chatcmpl-9\", \"choices\": [{\"index\": 0, \"message\": {\"role\": \"assistant\", \"content\": \"hi\"}, }]"));
+      wire.enqueue(
+          OpenAiWire.raw(
+              "{\"id\": \"chatcmpl-9\", \"choices\": [{\"index\": 0, \"message\": {\"role\":"
+                  + " \"assistant\", \"content\": \"hi\"}, }]"));
       String id = create("hello");
       JsonNode s = awaitEnd(id);
       assertThat(s.path("status").asText()).isEqualTo("failed");
@@ -495,7 +617,11 @@ class OpenAiModelTest {
     @Test
     void unparseableToolArgumentsAreAToolErrorAndTheSessionGoesOn() {
       wire.enqueue(
-          wire.toolCalls(null, 50, 0, new Call("call_cut", "write", "{\"path\": \"/session/a.md\", \"content\": \"x")),
+          wire.toolCalls(
+              null,
+              50,
+              0,
+              new Call("call_cut", "write", "{\"path\": \"/session/a.md\", \"content\": \"x")),
           wire.text("Sorry, fixed."));
       int before = wire.requests().size();
       String id = create("write something");

@@ -26,15 +26,15 @@ import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * A local server speaking the chat-completions wire format (POST {base}/chat/completions), for
- * tests. Every request is checked field by field against the documented request shape and
- * recorded, with the problems found; answers are queued per call ({@link #enqueue}) and built
- * from the API reference's examples. With nothing queued it ends the turn with "done".
+ * tests. Every request is checked field by field against the documented request shape and recorded,
+ * with the problems found; answers are queued per call ({@link #enqueue}) and built from the API
+ * reference's examples. With nothing queued it ends the turn with "done".
  *
  * <p>A request with {@code "stream": true} gets each completion answer as the documented
  * server-sent chunks instead: {@code data: {chat.completion.chunk}} lines — the role, the content
- * in three or more pieces, each tool call's id and name then its arguments in three pieces, a
- * chunk with the finish_reason, and, if {@code stream_options.include_usage} is set, a last chunk
- * with the usage and no choices ({@code "usage": null} on the others) — then {@code data: [DONE]}.
+ * in three or more pieces, each tool call's id and name then its arguments in three pieces, a chunk
+ * with the finish_reason, and, if {@code stream_options.include_usage} is set, a last chunk with
+ * the usage and no choices ({@code "usage": null} on the others) — then {@code data: [DONE]}.
  * Errors are answered as JSON, as before a stream begins. {@link #streamError} breaks a stream off
  * half-way with an error object; {@link #streamCutOff} drops the connection half-way.
  */
@@ -42,8 +42,11 @@ public final class OpenAiWire implements AutoCloseable {
   public static final String KEY = "sk-test-FAKE-OPENAI-KEY-1234567890";
   public static final String PATH = "/v1/chat/completions";
 
-  /** One request as received: headers (lower-case names), its JSON body, and what was wrong with it. */
-  public record Recorded(Map<String, List<String>> headers, String rawBody, JsonNode body, List<String> problems) {
+  /**
+   * One request as received: headers (lower-case names), its JSON body, and what was wrong with it.
+   */
+  public record Recorded(
+      Map<String, List<String>> headers, String rawBody, JsonNode body, List<String> problems) {
     public String header(String name) {
       List<String> v = headers.get(name.toLowerCase());
       return v == null || v.isEmpty() ? null : v.get(0);
@@ -56,7 +59,10 @@ public final class OpenAiWire implements AutoCloseable {
     void write(HttpExchange exchange, JsonNode request) throws IOException;
   }
 
-  /** A tool call in an answer: {@code arguments} is sent exactly as given (a JSON string on the wire). */
+  /**
+   * A tool call in an answer: {@code arguments} is sent exactly as given (a JSON string on the
+   * wire).
+   */
   public record Call(String id, String name, String arguments) {}
 
   private final HttpServer server;
@@ -74,11 +80,13 @@ public final class OpenAiWire implements AutoCloseable {
     this.expectedKey = expectedKey;
     server = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 200);
     server.createContext("/", this::handle);
-    server.setExecutor(Executors.newCachedThreadPool(r -> {
-      Thread t = new Thread(r, "openai-wire");
-      t.setDaemon(true);
-      return t;
-    }));
+    server.setExecutor(
+        Executors.newCachedThreadPool(
+            r -> {
+              Thread t = new Thread(r, "openai-wire");
+              t.setDaemon(true);
+              return t;
+            }));
     server.start();
   }
 
@@ -156,24 +164,32 @@ public final class OpenAiWire implements AutoCloseable {
     }
   }
 
-  private void check(HttpExchange ex, Map<String, List<String>> headers, JsonNode body, List<String> p) {
-    if (!ex.getRequestMethod().equals("POST")) p.add("method " + ex.getRequestMethod() + ", expected POST");
-    if (!ex.getRequestURI().getPath().equals(PATH)) p.add("path " + ex.getRequestURI().getPath() + ", expected " + PATH);
+  private void check(
+      HttpExchange ex, Map<String, List<String>> headers, JsonNode body, List<String> p) {
+    if (!ex.getRequestMethod().equals("POST"))
+      p.add("method " + ex.getRequestMethod() + ", expected POST");
+    if (!ex.getRequestURI().getPath().equals(PATH))
+      p.add("path " + ex.getRequestURI().getPath() + ", expected " + PATH);
     String auth = headers.containsKey("authorization") ? headers.get("authorization").get(0) : null;
-    if (expectedKey != null && !("Bearer " + expectedKey).equals(auth)) p.add("Authorization is not 'Bearer <key>'");
+    if (expectedKey != null && !("Bearer " + expectedKey).equals(auth))
+      p.add("Authorization is not 'Bearer <key>'");
     String ct = headers.containsKey("content-type") ? headers.get("content-type").get(0) : "";
-    if (!ct.startsWith("application/json")) p.add("Content-Type " + ct + ", expected application/json");
+    if (!ct.startsWith("application/json"))
+      p.add("Content-Type " + ct + ", expected application/json");
     if (body == null || !body.isObject()) {
       p.add("body is not a JSON object");
       return;
     }
-    Set<String> allowed = Set.of("model", "messages", "tools", "max_completion_tokens", "stream", "stream_options");
+    Set<String> allowed =
+        Set.of("model", "messages", "tools", "max_completion_tokens", "stream", "stream_options");
     for (Iterator<String> it = body.fieldNames(); it.hasNext(); ) {
       String f = it.next();
       if (!allowed.contains(f)) p.add("unexpected top-level field " + f);
     }
-    if (!body.path("model").isTextual() || body.path("model").asText().isBlank()) p.add("model must be a non-empty string");
-    if (!body.path("max_completion_tokens").isIntegralNumber() || body.path("max_completion_tokens").asLong() < 1) {
+    if (!body.path("model").isTextual() || body.path("model").asText().isBlank())
+      p.add("model must be a non-empty string");
+    if (!body.path("max_completion_tokens").isIntegralNumber()
+        || body.path("max_completion_tokens").asLong() < 1) {
       p.add("max_completion_tokens must be a positive integer");
     }
     if (body.has("stream") && !body.get("stream").isBoolean()) p.add("stream must be a boolean");
@@ -182,7 +198,8 @@ public final class OpenAiWire implements AutoCloseable {
       if (!body.path("stream").asBoolean(false)) p.add("stream_options without stream: true");
       if (!options.isObject()) p.add("stream_options must be an object");
       else only(options, "stream_options", p, "include_usage", "include_obfuscation");
-      if (options.has("include_usage") && !options.get("include_usage").isBoolean()) p.add("stream_options.include_usage must be a boolean");
+      if (options.has("include_usage") && !options.get("include_usage").isBoolean())
+        p.add("stream_options.include_usage must be a boolean");
     }
     checkMessages(body.path("messages"), p);
     checkTools(body.path("tools"), p);
@@ -193,13 +210,15 @@ public final class OpenAiWire implements AutoCloseable {
       p.add("messages must be a non-empty array");
       return;
     }
-    Set<String> open = new LinkedHashSet<>(); // tool_call ids of the last assistant message still unanswered
+    Set<String> open =
+        new LinkedHashSet<>(); // tool_call ids of the last assistant message still unanswered
     Set<String> seenCallIds = new HashSet<>();
     for (int i = 0; i < messages.size(); i++) {
       JsonNode m = messages.get(i);
       String where = "messages[" + i + "]";
       String role = m.path("role").asText();
-      if (!role.equals("tool") && !open.isEmpty()) p.add(where + ": tool_calls " + open + " not answered by tool messages before it");
+      if (!role.equals("tool") && !open.isEmpty())
+        p.add(where + ": tool_calls " + open + " not answered by tool messages before it");
       if (!role.equals("tool")) open.clear();
       switch (role) {
         case "system", "user" -> {
@@ -211,24 +230,31 @@ public final class OpenAiWire implements AutoCloseable {
           JsonNode content = m.get("content");
           JsonNode calls = m.get("tool_calls");
           boolean hasText = content != null && content.isTextual() && !content.asText().isEmpty();
-          if (content != null && !content.isNull() && !content.isTextual()) p.add(where + ": content must be a string or absent");
-          if (calls != null && (!calls.isArray() || calls.isEmpty())) p.add(where + ": tool_calls must be a non-empty array");
-          if (!hasText && (calls == null || calls.isEmpty())) p.add(where + ": assistant message with neither content nor tool_calls");
+          if (content != null && !content.isNull() && !content.isTextual())
+            p.add(where + ": content must be a string or absent");
+          if (calls != null && (!calls.isArray() || calls.isEmpty()))
+            p.add(where + ": tool_calls must be a non-empty array");
+          if (!hasText && (calls == null || calls.isEmpty()))
+            p.add(where + ": assistant message with neither content nor tool_calls");
           only(m, where, p, "role", "content", "tool_calls");
           if (calls != null) {
             for (int j = 0; j < calls.size(); j++) {
               JsonNode c = calls.get(j);
               String w = where + ".tool_calls[" + j + "]";
-              if (!c.path("id").isTextual() || c.path("id").asText().isBlank()) p.add(w + ": id must be a non-empty string");
-              if (!seenCallIds.add(c.path("id").asText())) p.add(w + ": duplicate id " + c.path("id").asText());
+              if (!c.path("id").isTextual() || c.path("id").asText().isBlank())
+                p.add(w + ": id must be a non-empty string");
+              if (!seenCallIds.add(c.path("id").asText()))
+                p.add(w + ": duplicate id " + c.path("id").asText());
               open.add(c.path("id").asText());
               if (!c.path("type").asText().equals("function")) p.add(w + ": type must be function");
-              if (!c.path("function").path("name").isTextual()) p.add(w + ": function.name must be a string");
+              if (!c.path("function").path("name").isTextual())
+                p.add(w + ": function.name must be a string");
               JsonNode args = c.path("function").path("arguments");
               if (!args.isTextual()) p.add(w + ": function.arguments must be a string");
               else {
                 try {
-                  if (!Json.MAPPER.readTree(args.asText()).isObject()) p.add(w + ": function.arguments is not a JSON object");
+                  if (!Json.MAPPER.readTree(args.asText()).isObject())
+                    p.add(w + ": function.arguments is not a JSON object");
                 } catch (IOException e) {
                   p.add(w + ": function.arguments is not JSON");
                 }
@@ -240,7 +266,12 @@ public final class OpenAiWire implements AutoCloseable {
         case "tool" -> {
           String id = m.path("tool_call_id").asText();
           if (!m.path("tool_call_id").isTextual()) p.add(where + ": tool_call_id must be a string");
-          if (!open.remove(id)) p.add(where + ": tool_call_id " + id + " answers no open tool call of the previous assistant message");
+          if (!open.remove(id))
+            p.add(
+                where
+                    + ": tool_call_id "
+                    + id
+                    + " answers no open tool call of the previous assistant message");
           if (!m.path("content").isTextual()) p.add(where + ": content must be a string");
           only(m, where, p, "role", "content", "tool_call_id");
         }
@@ -249,7 +280,8 @@ public final class OpenAiWire implements AutoCloseable {
     }
     if (!open.isEmpty()) p.add("tool_calls " + open + " never answered");
     String last = messages.get(messages.size() - 1).path("role").asText();
-    if (!last.equals("user") && !last.equals("tool")) p.add("the last message is " + last + ", expected user or tool");
+    if (!last.equals("user") && !last.equals("tool"))
+      p.add("the last message is " + last + ", expected user or tool");
   }
 
   private static void checkTools(JsonNode tools, List<String> p) {
@@ -257,7 +289,8 @@ public final class OpenAiWire implements AutoCloseable {
       p.add("tools must be an array");
       return;
     }
-    if (tools.size() != ToolCatalog.ALL.size()) p.add("tools has " + tools.size() + " entries, expected " + ToolCatalog.ALL.size());
+    if (tools.size() != ToolCatalog.ALL.size())
+      p.add("tools has " + tools.size() + " entries, expected " + ToolCatalog.ALL.size());
     for (int i = 0; i < tools.size() && i < ToolCatalog.ALL.size(); i++) {
       JsonNode t = tools.get(i);
       ToolSpec spec = ToolCatalog.ALL.get(i);
@@ -265,9 +298,12 @@ public final class OpenAiWire implements AutoCloseable {
       if (!t.path("type").asText().equals("function")) p.add(w + ": type must be function");
       only(t, w, p, "type", "function");
       JsonNode f = t.path("function");
-      if (!f.path("name").asText().equals(spec.name())) p.add(w + ": function.name " + f.path("name") + ", expected " + spec.name());
-      if (!f.path("description").asText().equals(spec.description())) p.add(w + ": function.description differs from ToolSpec");
-      if (!f.path("parameters").equals(spec.inputSchema())) p.add(w + ": function.parameters differs from ToolSpec.inputSchema()");
+      if (!f.path("name").asText().equals(spec.name()))
+        p.add(w + ": function.name " + f.path("name") + ", expected " + spec.name());
+      if (!f.path("description").asText().equals(spec.description()))
+        p.add(w + ": function.description differs from ToolSpec");
+      if (!f.path("parameters").equals(spec.inputSchema()))
+        p.add(w + ": function.parameters differs from ToolSpec.inputSchema()");
       only(f, w + ".function", p, "name", "description", "parameters");
     }
   }
@@ -283,12 +319,22 @@ public final class OpenAiWire implements AutoCloseable {
   // ------------------------------------------------------------------ answers
 
   /** A documented-shape completion: {@code message} and {@code finish_reason}, usage as given. */
-  public ObjectNode completion(JsonNode request, ObjectNode message, String finishReason, long prompt, long completion, long cached) {
+  public ObjectNode completion(
+      JsonNode request,
+      ObjectNode message,
+      String finishReason,
+      long prompt,
+      long completion,
+      long cached) {
     ObjectNode root = Json.MAPPER.createObjectNode();
     root.put("id", "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJ" + ids.incrementAndGet());
     root.put("object", "chat.completion");
     root.put("created", 1741569952L);
-    root.put("model", request != null && request.path("model").isTextual() ? request.path("model").asText() + "-2025-04-14" : "gpt-4.1-2025-04-14");
+    root.put(
+        "model",
+        request != null && request.path("model").isTextual()
+            ? request.path("model").asText() + "-2025-04-14"
+            : "gpt-4.1-2025-04-14");
     ObjectNode choice = root.putArray("choices").addObject();
     choice.put("index", 0);
     choice.set("message", message);
@@ -299,8 +345,12 @@ public final class OpenAiWire implements AutoCloseable {
     usage.put("completion_tokens", completion);
     usage.put("total_tokens", prompt + completion);
     usage.putObject("prompt_tokens_details").put("cached_tokens", cached).put("audio_tokens", 0);
-    usage.putObject("completion_tokens_details").put("reasoning_tokens", 0).put("audio_tokens", 0)
-        .put("accepted_prediction_tokens", 0).put("rejected_prediction_tokens", 0);
+    usage
+        .putObject("completion_tokens_details")
+        .put("reasoning_tokens", 0)
+        .put("audio_tokens", 0)
+        .put("accepted_prediction_tokens", 0)
+        .put("rejected_prediction_tokens", 0);
     root.put("service_tier", "default");
     return root;
   }
@@ -316,10 +366,14 @@ public final class OpenAiWire implements AutoCloseable {
 
   /** An answer that ends the turn with {@code text} (finish_reason stop). */
   public Reply text(String text) {
-    return (ex, req) -> answer(ex, req, completion(req, assistant(text), "stop", 19, 10, 0), StreamEnd.WHOLE);
+    return (ex, req) ->
+        answer(ex, req, completion(req, assistant(text), "stop", 19, 10, 0), StreamEnd.WHOLE);
   }
 
-  /** An answer asking for {@code calls} (finish_reason tool_calls), with usage {@code prompt}/{@code cached}. */
+  /**
+   * An answer asking for {@code calls} (finish_reason tool_calls), with usage {@code prompt}/{@code
+   * cached}.
+   */
   public Reply toolCalls(String text, long prompt, long cached, Call... calls) {
     return (ex, req) -> {
       ObjectNode m = assistant(text);
@@ -334,11 +388,14 @@ public final class OpenAiWire implements AutoCloseable {
 
   /** An answer cut off at the output limit (finish_reason length). */
   public Reply length(String partial) {
-    return (ex, req) -> answer(ex, req, completion(req, assistant(partial), "length", 19, 8192, 0), StreamEnd.WHOLE);
+    return (ex, req) ->
+        answer(
+            ex, req, completion(req, assistant(partial), "length", 19, 8192, 0), StreamEnd.WHOLE);
   }
 
   /** An error answer in the documented error shape. */
-  public static Reply error(int status, String type, String code, String message, Map<String, String> headers) {
+  public static Reply error(
+      int status, String type, String code, String message, Map<String, String> headers) {
     return (ex, req) -> {
       ObjectNode root = Json.MAPPER.createObjectNode();
       ObjectNode err = root.putObject("error");
@@ -351,14 +408,23 @@ public final class OpenAiWire implements AutoCloseable {
 
   /** 429 with {@code retry-after} (seconds). */
   public static Reply rateLimited(String retryAfterSeconds) {
-    return error(429, "requests", "rate_limit_exceeded",
-        "Rate limit reached for gpt-test in organization org-test on requests per min (RPM): Limit 3, Used 3, Requested 1.",
+    return error(
+        429,
+        "requests",
+        "rate_limit_exceeded",
+        "Rate limit reached for gpt-test in organization org-test on requests per min (RPM): Limit"
+            + " 3, Used 3, Requested 1.",
         Map.of("retry-after", retryAfterSeconds, "x-ratelimit-limit-requests", "3"));
   }
 
   /** 503 overloaded. */
   public static Reply overloaded() {
-    return error(503, "server_error", "overloaded", "The engine is currently overloaded, please try again later", Map.of());
+    return error(
+        503,
+        "server_error",
+        "overloaded",
+        "The engine is currently overloaded, please try again later",
+        Map.of());
   }
 
   /** 200 with {@code body} sent exactly (malformed JSON, or JSON of the wrong shape). */
@@ -369,7 +435,9 @@ public final class OpenAiWire implements AutoCloseable {
   /** Headers and part of a valid body (declared at full length), then the connection is closed. */
   public Reply cutOff() {
     return (ex, req) -> {
-      byte[] full = Json.MAPPER.writeValueAsBytes(completion(req, assistant("this answer never arrives whole"), "stop", 19, 10, 0));
+      byte[] full =
+          Json.MAPPER.writeValueAsBytes(
+              completion(req, assistant("this answer never arrives whole"), "stop", 19, 10, 0));
       ex.getResponseHeaders().set("Content-Type", "application/json");
       ex.sendResponseHeaders(200, full.length);
       OutputStream out = ex.getResponseBody();
@@ -382,33 +450,52 @@ public final class OpenAiWire implements AutoCloseable {
 
   /**
    * An answer that, when streamed, breaks off half-way with an error object in the stream (the
-   * documented error shape, as OpenAI sends it once a stream has begun); unstreamed it arrives whole.
+   * documented error shape, as OpenAI sends it once a stream has begun); unstreamed it arrives
+   * whole.
    */
   public Reply streamError() {
-    return (ex, req) -> answer(ex, req, completion(req, assistant("this answer breaks off half-way through"), "stop", 19, 10, 0),
-        StreamEnd.ERROR);
+    return (ex, req) ->
+        answer(
+            ex,
+            req,
+            completion(
+                req, assistant("this answer breaks off half-way through"), "stop", 19, 10, 0),
+            StreamEnd.ERROR);
   }
 
-  /** An answer that, when streamed, stops half-way: the connection drops short of the promised length. */
+  /**
+   * An answer that, when streamed, stops half-way: the connection drops short of the promised
+   * length.
+   */
   public Reply streamCutOff() {
-    return (ex, req) -> answer(ex, req, completion(req, assistant("this answer never arrives whole"), "stop", 19, 10, 0),
-        StreamEnd.CUT);
+    return (ex, req) ->
+        answer(
+            ex,
+            req,
+            completion(req, assistant("this answer never arrives whole"), "stop", 19, 10, 0),
+            StreamEnd.CUT);
   }
 
-  private enum StreamEnd { WHOLE, ERROR, CUT }
+  private enum StreamEnd {
+    WHOLE,
+    ERROR,
+    CUT
+  }
 
   private static final String STREAM_ERROR =
-      "{\"error\":{\"message\":\"The server had an error while processing your request. Sorry about that!\","
-          + "\"type\":\"server_error\",\"param\":null,\"code\":null}}";
+      "{\"error\":{\"message\":\"The server had an error while processing your request. Sorry about"
+          + " that!\",\"type\":\"server_error\",\"param\":null,\"code\":null}}";
 
   /** {@code completion} as JSON, or as an event stream if the request asked for one. */
-  private static void answer(HttpExchange ex, JsonNode req, ObjectNode completion, StreamEnd end) throws IOException {
+  private static void answer(HttpExchange ex, JsonNode req, ObjectNode completion, StreamEnd end)
+      throws IOException {
     if (req == null || !req.path("stream").asBoolean(false)) {
       json(ex, 200, completion, Map.of());
       return;
     }
     List<String> events = new ArrayList<>();
-    for (ObjectNode chunk : chunks(completion, req.path("stream_options").path("include_usage").asBoolean(false))) {
+    for (ObjectNode chunk :
+        chunks(completion, req.path("stream_options").path("include_usage").asBoolean(false))) {
       events.add("data: " + chunk + "\n\n");
     }
     events.add("data: [DONE]\n\n");
@@ -428,7 +515,8 @@ public final class OpenAiWire implements AutoCloseable {
       out.write(events.get(i).getBytes(StandardCharsets.UTF_8));
       out.flush();
     }
-    if (end == StreamEnd.ERROR) out.write(("data: " + STREAM_ERROR + "\n\n").getBytes(StandardCharsets.UTF_8));
+    if (end == StreamEnd.ERROR)
+      out.write(("data: " + STREAM_ERROR + "\n\n").getBytes(StandardCharsets.UTF_8));
     out.close();
   }
 
@@ -437,26 +525,58 @@ public final class OpenAiWire implements AutoCloseable {
     List<ObjectNode> out = new ArrayList<>();
     JsonNode choice = completion.path("choices").get(0);
     JsonNode message = choice.path("message");
-    out.add(chunk(completion, includeUsage, Json.MAPPER.createObjectNode().put("role", "assistant").put("content", "").putNull("refusal"), null));
+    out.add(
+        chunk(
+            completion,
+            includeUsage,
+            Json.MAPPER
+                .createObjectNode()
+                .put("role", "assistant")
+                .put("content", "")
+                .putNull("refusal"),
+            null));
     if (message.path("content").isTextual()) {
       for (String piece : AnthropicWire.pieces(message.path("content").asText(), 3)) {
-        out.add(chunk(completion, includeUsage, Json.MAPPER.createObjectNode().put("content", piece), null));
+        out.add(
+            chunk(
+                completion,
+                includeUsage,
+                Json.MAPPER.createObjectNode().put("content", piece),
+                null));
       }
     }
     JsonNode calls = message.path("tool_calls");
     for (int j = 0; j < calls.size(); j++) {
       JsonNode call = calls.get(j);
       ObjectNode first = Json.MAPPER.createObjectNode();
-      ObjectNode tc = first.putArray("tool_calls").addObject().put("index", j).put("id", call.path("id").asText()).put("type", "function");
-      tc.putObject("function").put("name", call.path("function").path("name").asText()).put("arguments", "");
+      ObjectNode tc =
+          first
+              .putArray("tool_calls")
+              .addObject()
+              .put("index", j)
+              .put("id", call.path("id").asText())
+              .put("type", "function");
+      tc.putObject("function")
+          .put("name", call.path("function").path("name").asText())
+          .put("arguments", "");
       out.add(chunk(completion, includeUsage, first, null));
-      for (String piece : AnthropicWire.pieces(call.path("function").path("arguments").asText(), 3)) {
+      for (String piece :
+          AnthropicWire.pieces(call.path("function").path("arguments").asText(), 3)) {
         ObjectNode more = Json.MAPPER.createObjectNode();
-        more.putArray("tool_calls").addObject().put("index", j).putObject("function").put("arguments", piece);
+        more.putArray("tool_calls")
+            .addObject()
+            .put("index", j)
+            .putObject("function")
+            .put("arguments", piece);
         out.add(chunk(completion, includeUsage, more, null));
       }
     }
-    out.add(chunk(completion, includeUsage, Json.MAPPER.createObjectNode(), choice.path("finish_reason").asText()));
+    out.add(
+        chunk(
+            completion,
+            includeUsage,
+            Json.MAPPER.createObjectNode(),
+            choice.path("finish_reason").asText()));
     if (includeUsage) {
       ObjectNode last = chunkBase(completion);
       last.putArray("choices");
@@ -466,7 +586,8 @@ public final class OpenAiWire implements AutoCloseable {
     return out;
   }
 
-  private static ObjectNode chunk(ObjectNode completion, boolean includeUsage, ObjectNode delta, String finishReason) {
+  private static ObjectNode chunk(
+      ObjectNode completion, boolean includeUsage, ObjectNode delta, String finishReason) {
     ObjectNode c = chunkBase(completion);
     ObjectNode choice = c.putArray("choices").addObject();
     choice.put("index", 0);
@@ -489,11 +610,13 @@ public final class OpenAiWire implements AutoCloseable {
     return c;
   }
 
-  private static void json(HttpExchange ex, int status, JsonNode body, Map<String, String> headers) throws IOException {
+  private static void json(HttpExchange ex, int status, JsonNode body, Map<String, String> headers)
+      throws IOException {
     send(ex, status, Json.MAPPER.writeValueAsBytes(body), headers);
   }
 
-  private static void send(HttpExchange ex, int status, byte[] body, Map<String, String> headers) throws IOException {
+  private static void send(HttpExchange ex, int status, byte[] body, Map<String, String> headers)
+      throws IOException {
     ex.getResponseHeaders().set("Content-Type", "application/json");
     ex.getResponseHeaders().set("x-request-id", "req_test");
     headers.forEach((k, v) -> ex.getResponseHeaders().set(k, v));

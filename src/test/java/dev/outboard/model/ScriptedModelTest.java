@@ -30,7 +30,12 @@ class ScriptedModelTest {
   }
 
   private static ModelRequest request(ModelSpec spec, int turn) {
-    return new ModelRequest("s-1", turn, spec, "system prompt", ToolCatalog.ALL,
+    return new ModelRequest(
+        "s-1",
+        turn,
+        spec,
+        "system prompt",
+        ToolCatalog.ALL,
         List.of(Message.user(List.of(new Block.Text("hello")))));
   }
 
@@ -38,11 +43,16 @@ class ScriptedModelTest {
     return model.complete(request(spec, turn)).toCompletableFuture().get(5, TimeUnit.SECONDS);
   }
 
-  private static final ModelSpec TWO_TURNS = spec(
-      new ScriptedTurn("writing the plan", List.of(
-          new ScriptedCall("write", json("{'path': '/session/plan.md', 'content': 'step 1'}")),
-          new ScriptedCall("read", json("{'path': '/session/plan.md'}"))), null),
-      new ScriptedTurn("done", null, 0L));
+  private static final ModelSpec TWO_TURNS =
+      spec(
+          new ScriptedTurn(
+              "writing the plan",
+              List.of(
+                  new ScriptedCall(
+                      "write", json("{'path': '/session/plan.md', 'content': 'step 1'}")),
+                  new ScriptedCall("read", json("{'path': '/session/plan.md'}"))),
+              null),
+          new ScriptedTurn("done", null, 0L));
 
   @Test
   void itsProviderNameIsScripted() {
@@ -55,9 +65,11 @@ class ScriptedModelTest {
     assertThat(first.stopReason()).isEqualTo(ModelResponse.StopReason.TOOL_USE);
     assertThat(first.text()).isEqualTo("writing the plan");
     assertThat(first.content()).first().isEqualTo(new Block.Text("writing the plan"));
-    assertThat(first.toolCalls()).containsExactly(
-        new Block.ToolUse("toolu_1_0", "write", json("{'path': '/session/plan.md', 'content': 'step 1'}")),
-        new Block.ToolUse("toolu_1_1", "read", json("{'path': '/session/plan.md'}")));
+    assertThat(first.toolCalls())
+        .containsExactly(
+            new Block.ToolUse(
+                "toolu_1_0", "write", json("{'path': '/session/plan.md', 'content': 'step 1'}")),
+            new Block.ToolUse("toolu_1_1", "read", json("{'path': '/session/plan.md'}")));
     assertThat(first.usage().inputTokens()).isPositive();
     assertThat(first.usage().outputTokens()).isPositive();
 
@@ -72,23 +84,33 @@ class ScriptedModelTest {
     ModelResponse a = call(TWO_TURNS, 1);
     ModelResponse b = call(TWO_TURNS, 1);
     assertThat(b).isEqualTo(a);
-    assertThat(b.toolCalls()).extracting(Block.ToolUse::id).containsExactly("toolu_1_0", "toolu_1_1");
+    assertThat(b.toolCalls())
+        .extracting(Block.ToolUse::id)
+        .containsExactly("toolu_1_0", "toolu_1_1");
   }
 
   @Test
   void toolCallIdsAreUniqueAcrossTurns() throws Exception {
-    ModelSpec spec = spec(
-        new ScriptedTurn(null, List.of(new ScriptedCall("ls", json("{'path': '/session'}"))), null),
-        new ScriptedTurn(null, List.of(new ScriptedCall("ls", json("{'path': '/session'}"))), null));
-    assertThat(call(spec, 1).toolCalls()).extracting(Block.ToolUse::id).containsExactly("toolu_1_0");
-    assertThat(call(spec, 2).toolCalls()).extracting(Block.ToolUse::id).containsExactly("toolu_2_0");
+    ModelSpec spec =
+        spec(
+            new ScriptedTurn(
+                null, List.of(new ScriptedCall("ls", json("{'path': '/session'}"))), null),
+            new ScriptedTurn(
+                null, List.of(new ScriptedCall("ls", json("{'path': '/session'}"))), null));
+    assertThat(call(spec, 1).toolCalls())
+        .extracting(Block.ToolUse::id)
+        .containsExactly("toolu_1_0");
+    assertThat(call(spec, 2).toolCalls())
+        .extracting(Block.ToolUse::id)
+        .containsExactly("toolu_2_0");
   }
 
   @Test
   void aTurnWithoutTextHasOnlyToolUseBlocksAndMissingInputBecomesAnEmptyObject() throws Exception {
     ModelSpec spec = spec(new ScriptedTurn("", List.of(new ScriptedCall("ls", null)), null));
     ModelResponse r = call(spec, 1);
-    assertThat(r.content()).containsExactly(new Block.ToolUse("toolu_1_0", "ls", Json.MAPPER.createObjectNode()));
+    assertThat(r.content())
+        .containsExactly(new Block.ToolUse("toolu_1_0", "ls", Json.MAPPER.createObjectNode()));
     assertThat(r.text()).isEmpty();
   }
 
@@ -130,15 +152,26 @@ class ScriptedModelTest {
 
   @Test
   void validateRejectsBadScriptsNamingTheFaultyEntry() {
-    assertThat(model.validate(new ModelSpec("scripted", null, null))).hasValueSatisfying(m -> assertThat(m).contains("model.script"));
+    assertThat(model.validate(new ModelSpec("scripted", null, null)))
+        .hasValueSatisfying(m -> assertThat(m).contains("model.script"));
 
-    assertThat(model.validate(spec(new ScriptedTurn("ok", null, null), new ScriptedTurn("x", null, -1L))))
+    assertThat(
+            model.validate(
+                spec(new ScriptedTurn("ok", null, null), new ScriptedTurn("x", null, -1L))))
         .hasValue("model.script[1].latencyMs must be between 0 and 600000");
     assertThat(model.validate(spec(new ScriptedTurn("x", null, 600_001L))))
         .hasValue("model.script[0].latencyMs must be between 0 and 600000");
-    assertThat(model.validate(spec(new ScriptedTurn("x", List.of(new ScriptedCall("ls", null), new ScriptedCall(" ", null)), null))))
+    assertThat(
+            model.validate(
+                spec(
+                    new ScriptedTurn(
+                        "x",
+                        List.of(new ScriptedCall("ls", null), new ScriptedCall(" ", null)),
+                        null))))
         .hasValue("model.script[0].toolCalls[1].name is required");
-    assertThat(model.validate(spec(new ScriptedTurn("x", List.of(new ScriptedCall(null, null)), null))))
+    assertThat(
+            model.validate(
+                spec(new ScriptedTurn("x", List.of(new ScriptedCall(null, null)), null))))
         .hasValue("model.script[0].toolCalls[0].name is required");
   }
 }

@@ -30,9 +30,9 @@ import org.slf4j.LoggerFactory;
 /**
  * Runs OpenAI sessions that succeed and fail in every way the wire server can make them, then
  * searches everything the run left behind — every log line (captured from logback, and the raw
- * stdout/stderr), every event of every session, every transcript, the session bodies and list,
- * and the management port's /metrics — for the fake API key, and finds none. The fake server must
- * have received the key, or the search would prove nothing.
+ * stdout/stderr), every event of every session, every transcript, the session bodies and list, and
+ * the management port's /metrics — for the fake API key, and finds none. The fake server must have
+ * received the key, or the search would prove nothing.
  */
 class SecretLeakTest {
   private static final String KEY = OpenAiWire.KEY;
@@ -65,7 +65,11 @@ class SecretLeakTest {
         ApiClient acme = node.client(node.admin().createOrgWithKey("leak"));
 
         // 1. a multi-tool turn with a tool error, then the end
-        wire.enqueue(wire.toolCalls("two tools", 100, 40,
+        wire.enqueue(
+            wire.toolCalls(
+                "two tools",
+                100,
+                40,
                 new Call("call_1", "write", "{\"path\":\"/session/n.md\",\"content\":\"hello\"}"),
                 new Call("call_2", "read", "{\"path\":\"/session/none.md\"}")),
             wire.text("done 1"));
@@ -86,45 +90,69 @@ class SecretLeakTest {
         wire.enqueue(wire.cutOff(), wire.text("done 6"));
         ids.add(run(acme, wire));
         // 7. unparseable tool arguments, then the end
-        wire.enqueue(wire.toolCalls(null, 10, 0, new Call("call_7", "write", "{\"path\": \"/ses")), wire.text("done 7"));
+        wire.enqueue(
+            wire.toolCalls(null, 10, 0, new Call("call_7", "write", "{\"path\": \"/ses")),
+            wire.text("done 7"));
         ids.add(run(acme, wire));
         // 8. the provider refuses the key and echoes it in its message (as some servers do)
-        wire.enqueue(OpenAiWire.error(401, "invalid_request_error", "invalid_api_key",
-            "Incorrect API key provided: " + KEY + ".", Map.of()));
+        wire.enqueue(
+            OpenAiWire.error(
+                401,
+                "invalid_request_error",
+                "invalid_api_key",
+                "Incorrect API key provided: " + KEY + ".",
+                Map.of()));
         ids.add(run(acme, wire));
         // 9. a server error whose body mentions the key outside the usual shape
         for (int i = 0; i < 3; i++) {
-          wire.enqueue(OpenAiWire.error(502, "server_error", null, "upstream rejected Bearer " + KEY, Map.of()));
+          wire.enqueue(
+              OpenAiWire.error(
+                  502, "server_error", null, "upstream rejected Bearer " + KEY, Map.of()));
         }
         ids.add(run(acme, wire));
 
         // The search is only meaningful if the key really went out.
         assertThat(wire.requests()).isNotEmpty();
-        assertThat(wire.requests()).allSatisfy(r -> assertThat(r.header("authorization")).isEqualTo("Bearer " + KEY));
+        assertThat(wire.requests())
+            .allSatisfy(r -> assertThat(r.header("authorization")).isEqualTo("Bearer " + KEY));
         assertThat(wire.problems()).isEmpty();
 
         for (String id : ids) {
           haystack.add("GET session " + id + ": " + acme.get("/v1/sessions/" + id).body());
-          haystack.add("transcript " + id + ": " + acme.get("/v1/sessions/" + id + "/transcript").body());
-          for (SseEvent e : acme.events("/v1/sessions/" + id + "/events", WAIT, "Last-Event-ID", "0")) {
+          haystack.add(
+              "transcript " + id + ": " + acme.get("/v1/sessions/" + id + "/transcript").body());
+          for (SseEvent e :
+              acme.events("/v1/sessions/" + id + "/events", WAIT, "Last-Event-ID", "0")) {
             haystack.add("event " + id + " " + e.id() + " " + e.event() + ": " + e.data());
           }
         }
         haystack.add("sessions list: " + acme.get("/v1/sessions?limit=100").body());
         int mgmt = node.system().settings().config().getInt("pekko.management.http.port");
-        ApiClient.Response metrics = new ApiClient("http://127.0.0.1:" + mgmt, null).get("/metrics");
+        ApiClient.Response metrics =
+            new ApiClient("http://127.0.0.1:" + mgmt, null).get("/metrics");
         assertThat(metrics.status()).isEqualTo(200);
         assertThat(metrics.body()).contains("# TYPE");
         haystack.add("metrics: " + metrics.body());
 
         // The failures really happened, with the provider's words.
         List<String> statuses = new ArrayList<>();
-        for (String id : ids) statuses.add(acme.get("/v1/sessions/" + id).json().path("status").asText());
-        assertThat(statuses).containsExactly("completed", "completed", "failed", "failed", "failed", "completed",
-            "completed", "failed", "failed");
+        for (String id : ids)
+          statuses.add(acme.get("/v1/sessions/" + id).json().path("status").asText());
+        assertThat(statuses)
+            .containsExactly(
+                "completed",
+                "completed",
+                "failed",
+                "failed",
+                "failed",
+                "completed",
+                "completed",
+                "failed",
+                "failed");
         JsonNode auth = acme.get("/v1/sessions/" + ids.get(7)).json().path("error");
         assertThat(auth.path("code").asText()).isEqualTo("model_auth");
-        assertThat(auth.path("message").asText()).contains("Incorrect API key provided: [redacted]");
+        assertThat(auth.path("message").asText())
+            .contains("Incorrect API key provided: [redacted]");
       } finally {
         node.close();
       }
@@ -142,9 +170,11 @@ class SecretLeakTest {
     }
     haystack.add("console: " + console.toString(StandardCharsets.UTF_8));
     assertThat(logLines).as("log lines captured").isGreaterThan(10);
-    assertThat(haystack.stream().filter(s -> s.contains("model.responded")).count()).isGreaterThan(0);
+    assertThat(haystack.stream().filter(s -> s.contains("model.responded")).count())
+        .isGreaterThan(0);
 
-    List<String> leaks = haystack.stream().filter(s -> s.contains(KEY) || s.contains(KEY.substring(8))).toList();
+    List<String> leaks =
+        haystack.stream().filter(s -> s.contains(KEY) || s.contains(KEY.substring(8))).toList();
     assertThat(leaks).as("texts containing the API key").isEmpty();
   }
 
@@ -167,15 +197,32 @@ class SecretLeakTest {
     throw new AssertionError("session " + id + " did not end");
   }
 
-  /** Everything of a log event that an appender could print: message, MDC, arguments, throwables. */
+  /**
+   * Everything of a log event that an appender could print: message, MDC, arguments, throwables.
+   */
   private static String render(ILoggingEvent e) {
-    StringBuilder sb = new StringBuilder("log ").append(e.getLevel()).append(' ').append(e.getLoggerName()).append(' ')
-        .append(e.getThreadName()).append(' ').append(e.getMDCPropertyMap()).append(" - ").append(e.getFormattedMessage());
-    if (e.getArgumentArray() != null) for (Object a : e.getArgumentArray()) sb.append(" | ").append(a);
+    StringBuilder sb =
+        new StringBuilder("log ")
+            .append(e.getLevel())
+            .append(' ')
+            .append(e.getLoggerName())
+            .append(' ')
+            .append(e.getThreadName())
+            .append(' ')
+            .append(e.getMDCPropertyMap())
+            .append(" - ")
+            .append(e.getFormattedMessage());
+    if (e.getArgumentArray() != null)
+      for (Object a : e.getArgumentArray()) sb.append(" | ").append(a);
     for (IThrowableProxy t = e.getThrowableProxy(); t != null; t = t.getCause()) {
       sb.append("\n").append(t.getClassName()).append(": ").append(t.getMessage());
-      for (StackTraceElementProxy s : t.getStackTraceElementProxyArray()) sb.append("\n\tat ").append(s.getSTEAsString());
-      for (IThrowableProxy sup : t.getSuppressed()) sb.append("\nSuppressed: ").append(sup.getClassName()).append(": ").append(sup.getMessage());
+      for (StackTraceElementProxy s : t.getStackTraceElementProxyArray())
+        sb.append("\n\tat ").append(s.getSTEAsString());
+      for (IThrowableProxy sup : t.getSuppressed())
+        sb.append("\nSuppressed: ")
+            .append(sup.getClassName())
+            .append(": ")
+            .append(sup.getMessage());
     }
     return sb.toString();
   }

@@ -12,7 +12,10 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
-/** Sessions followed over SSE while a real provider client streams: the {@code model.delta} events they see. */
+/**
+ * Sessions followed over SSE while a real provider client streams: the {@code model.delta} events
+ * they see.
+ */
 final class StreamedSessions {
   private StreamedSessions() {}
 
@@ -20,14 +23,25 @@ final class StreamedSessions {
    * Follows waiting session {@code id} from its end, sends {@code message}, and returns the events
    * until the session waits again with {@code result}.
    */
-  static List<SseEvent> followWhileAnswering(ApiClient api, String id, String message, String result, Duration wait) {
+  static List<SseEvent> followWhileAnswering(
+      ApiClient api, String id, String message, String result, Duration wait) {
     String path = "/v1/sessions/" + id + "/events";
     try (EventStream stream = api.openEvents(path)) {
       stream.await(e -> e.event().equals("session.waiting"), wait);
-      assertThat(api.post("/v1/sessions/" + id + "/messages", Map.of("text", message)).status()).isEqualTo(202);
-      stream.await(e -> e.event().equals("session.waiting") && e.json().path("result").asText().equals(result), wait);
+      assertThat(api.post("/v1/sessions/" + id + "/messages", Map.of("text", message)).status())
+          .isEqualTo(202);
+      stream.await(
+          e ->
+              e.event().equals("session.waiting")
+                  && e.json().path("result").asText().equals(result),
+          wait);
       List<SseEvent> all = stream.events();
-      return all.subList(all.indexOf(all.stream().filter(e -> e.event().equals("message.added")).findFirst().orElseThrow()),
+      return all.subList(
+          all.indexOf(
+              all.stream()
+                  .filter(e -> e.event().equals("message.added"))
+                  .findFirst()
+                  .orElseThrow()),
           all.size());
     }
   }
@@ -45,10 +59,13 @@ final class StreamedSessions {
         assertThat(e.id()).as("deltas are live only: no id").isNull();
         JsonNode d = e.json();
         if (d.path("type").asText().equals("text")) {
-          text.computeIfAbsent(d.path("index").asInt(), i -> new StringBuilder()).append(d.path("text").asText());
+          text.computeIfAbsent(d.path("index").asInt(), i -> new StringBuilder())
+              .append(d.path("text").asText());
         } else {
           assertThat(d.path("type").asText()).isEqualTo("tool_input");
-          input.computeIfAbsent(d.path("toolUseId").asText(), i -> new StringBuilder()).append(d.path("partialJson").asText());
+          input
+              .computeIfAbsent(d.path("toolUseId").asText(), i -> new StringBuilder())
+              .append(d.path("partialJson").asText());
         }
       } else if (e.event().equals("model.responded")) {
         responses++;

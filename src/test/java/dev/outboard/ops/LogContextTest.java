@@ -25,9 +25,9 @@ import dev.outboard.model.ScriptedModel;
 import dev.outboard.sandbox.SandboxHandle;
 import dev.outboard.sandbox.SandboxProvider;
 import dev.outboard.session.SessionEntity;
+import dev.outboard.session.SessionFiles;
 import dev.outboard.session.SessionSettings;
 import dev.outboard.session.SessionSpec;
-import dev.outboard.session.SessionFiles;
 import dev.outboard.session.Summary;
 import dev.outboard.store.Database;
 import dev.outboard.store.StoreSettings;
@@ -70,10 +70,11 @@ class LogContextTest {
 
   @BeforeAll
   void start() {
-    Config config = ConfigFactory.parseResources("unit-test.conf")
-        .withFallback(EventSourcedBehaviorTestKit.config())
-        .withFallback(ConfigFactory.load())
-        .resolve();
+    Config config =
+        ConfigFactory.parseResources("unit-test.conf")
+            .withFallback(EventSourcedBehaviorTestKit.config())
+            .withFallback(ConfigFactory.load())
+            .resolve();
     kit = ActorTestKit.create("LogContextTest", config);
     captured.setContext(root().getLoggerContext());
     captured.start();
@@ -90,22 +91,45 @@ class LogContextTest {
   void linesOfASessionAndItsSandboxHandleCarryTheSessionIdAndOrg() {
     String id = "s-" + UUID.randomUUID();
     TestProbe<ClusterSharding.ShardCommand> shard = kit.createTestProbe();
-    SessionEntity.Services services = new SessionEntity.Services(
-        new ModelClients("scripted", new ScriptedModel()),
-        new PathRouter(EnumSet.of(Namespace.SESSION, Namespace.WORKSPACE)),
-        (summary, seq) -> { }, new SessionSettings(Duration.ofMinutes(2), 50, 10_000, 200,
-            new SessionFiles.Limits(1 << 20, 8 << 20, 256 * 1024)),
-        null, new NoSandboxes(), new SandboxHandle.Settings(
-            new SandboxProvider.Limits(1 << 28, 64, Duration.ofSeconds(10), 1024, Duration.ofSeconds(10)),
-            Duration.ofMinutes(1), Duration.ofMinutes(2), Duration.ZERO,
-            Duration.ofMillis(300), Duration.ofSeconds(5), Duration.ofMillis(100), 16));
-    ActorRef<SessionEntity.Command> session = kit.spawn(SessionEntity.create(id, shard.ref(), services));
+    SessionEntity.Services services =
+        new SessionEntity.Services(
+            new ModelClients("scripted", new ScriptedModel()),
+            new PathRouter(EnumSet.of(Namespace.SESSION, Namespace.WORKSPACE)),
+            (summary, seq) -> {},
+            new SessionSettings(
+                Duration.ofMinutes(2),
+                50,
+                10_000,
+                200,
+                new SessionFiles.Limits(1 << 20, 8 << 20, 256 * 1024)),
+            null,
+            new NoSandboxes(),
+            new SandboxHandle.Settings(
+                new SandboxProvider.Limits(
+                    1 << 28, 64, Duration.ofSeconds(10), 1024, Duration.ofSeconds(10)),
+                Duration.ofMinutes(1),
+                Duration.ofMinutes(2),
+                Duration.ZERO,
+                Duration.ofMillis(300),
+                Duration.ofSeconds(5),
+                Duration.ofMillis(100),
+                16));
+    ActorRef<SessionEntity.Command> session =
+        kit.spawn(SessionEntity.create(id, shard.ref(), services));
 
     // One turn with a bash call (the handle cannot start a sandbox and says so), then the budget
     // of one turn is spent: the session fails, logged from the journal's callback.
-    ScriptedTurn bash = new ScriptedTurn("running", List.of(new ScriptedCall("bash", json("{\"command\": \"ls\"}"))), null);
-    SessionSpec spec = new SessionSpec("go", new ModelSpec("scripted", null, List.of(bash, new ScriptedTurn("done", null, null))),
-        null, 1, false, null);
+    ScriptedTurn bash =
+        new ScriptedTurn(
+            "running", List.of(new ScriptedCall("bash", json("{\"command\": \"ls\"}"))), null);
+    SessionSpec spec =
+        new SessionSpec(
+            "go",
+            new ModelSpec("scripted", null, List.of(bash, new ScriptedTurn("done", null, null))),
+            null,
+            1,
+            false,
+            null);
     TestProbe<StatusReply<Summary>> reply = kit.createTestProbe();
     session.tell(new SessionEntity.Create("acme", "alice", spec, reply.ref()));
     assertThat(reply.receiveMessage().isSuccess()).isTrue();
@@ -117,8 +141,10 @@ class LogContextTest {
     ILoggingEvent handoffLine = captured.await("handed off by sharding");
 
     for (ILoggingEvent line : List.of(handleLine, failedLine, handoffLine)) {
-      assertThat(line.getMDCPropertyMap()).as(line.getFormattedMessage())
-          .containsEntry("sessionId", id).containsEntry("org", "acme");
+      assertThat(line.getMDCPropertyMap())
+          .as(line.getFormattedMessage())
+          .containsEntry("sessionId", id)
+          .containsEntry("org", "acme");
     }
   }
 
@@ -126,20 +152,34 @@ class LogContextTest {
   void linesOfAnOrgWriterCarryTheOrg(@TempDir Path dir) {
     // A store whose database is gone: every write fails, is tried again until its caller stops
     // waiting (a second here), and the writer says so.
-    Database db = new Database(new StoreSettings("jdbc:h2:file:" + dir.resolve("db"), "sa", "", dir, true, 2),
-        kit.system().dispatchers().lookup(DispatcherSelector.fromConfig("outboard-blocking-dispatcher")));
+    Database db =
+        new Database(
+            new StoreSettings("jdbc:h2:file:" + dir.resolve("db"), "sa", "", dir, true, 2),
+            kit.system()
+                .dispatchers()
+                .lookup(DispatcherSelector.fromConfig("outboard-blocking-dispatcher")));
     db.close();
     String org = "org-" + UUID.randomUUID();
     TestProbe<ClusterSharding.ShardCommand> shard = kit.createTestProbe();
-    ActorRef<OrgMemory.Command> writer = kit.spawn(OrgMemory.create(org, shard.ref(), new OrgFileStore(db, 1024),
-        new OrgMemory.Settings(Duration.ofMinutes(1), 1000)));
+    ActorRef<OrgMemory.Command> writer =
+        kit.spawn(
+            OrgMemory.create(
+                org,
+                shard.ref(),
+                new OrgFileStore(db, 1024),
+                new OrgMemory.Settings(Duration.ofMinutes(1), 1000)));
     TestProbe<OrgFileOp.Outcome> replies = kit.createTestProbe();
     // The first write goes alone; the next two queue behind it and go together (then one by one).
     for (int i = 0; i < 3; i++) {
-      writer.tell(new OrgMemory.Apply(new OrgFileOp.Write("memory", "notes/" + i + ".md", "x", null),
-          new OrgFileOp.Origin(null, null, null), java.time.Instant.now().plusSeconds(1), replies.ref()));
+      writer.tell(
+          new OrgMemory.Apply(
+              new OrgFileOp.Write("memory", "notes/" + i + ".md", "x", null),
+              new OrgFileOp.Origin(null, null, null),
+              java.time.Instant.now().plusSeconds(1),
+              replies.ref()));
     }
-    for (int i = 0; i < 3; i++) assertThat(replies.receiveMessage(Duration.ofSeconds(10)).ok()).isFalse();
+    for (int i = 0; i < 3; i++)
+      assertThat(replies.receiveMessage(Duration.ofSeconds(10)).ok()).isFalse();
 
     ILoggingEvent failed = captured.await("org file write could not reach the database", org);
     for (ILoggingEvent line : List.of(failed)) {
@@ -155,13 +195,21 @@ class LogContextTest {
     configurator.doConfigure(Path.of("conf/logback-json.xml").toFile());
     Logger root = context.getLogger(org.slf4j.Logger.ROOT_LOGGER_NAME);
     @SuppressWarnings("unchecked")
-    OutputStreamAppender<ILoggingEvent> stdout = (OutputStreamAppender<ILoggingEvent>) root.getAppender("STDOUT");
+    OutputStreamAppender<ILoggingEvent> stdout =
+        (OutputStreamAppender<ILoggingEvent>) root.getAppender("STDOUT");
     assertThat(stdout.getEncoder()).isInstanceOf(JsonEncoder.class);
 
-    LoggingEvent event = new LoggingEvent(LogContextTest.class.getName(), root, ch.qos.logback.classic.Level.WARN,
-        "session failed: {}", null, new Object[] {"max_turns"});
+    LoggingEvent event =
+        new LoggingEvent(
+            LogContextTest.class.getName(),
+            root,
+            ch.qos.logback.classic.Level.WARN,
+            "session failed: {}",
+            null,
+            new Object[] {"max_turns"});
     event.setMDCPropertyMap(Map.of("sessionId", "s-1", "org", "acme"));
-    JsonNode line = Json.MAPPER.readTree(new String(stdout.getEncoder().encode(event), StandardCharsets.UTF_8));
+    JsonNode line =
+        Json.MAPPER.readTree(new String(stdout.getEncoder().encode(event), StandardCharsets.UTF_8));
     assertThat(line.path("mdc").path("sessionId").asText()).isEqualTo("s-1");
     assertThat(line.path("mdc").path("org").asText()).isEqualTo("acme");
     assertThat(line.path("formattedMessage").asText()).isEqualTo("session failed: max_turns");
@@ -194,12 +242,18 @@ class LogContextTest {
       return await(text, null);
     }
 
-    /** The first line containing {@code text}, of a thread whose MDC has {@code org} (when not null). */
+    /**
+     * The first line containing {@code text}, of a thread whose MDC has {@code org} (when not
+     * null).
+     */
     ILoggingEvent await(String text, String org) {
       long deadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();
       while (System.nanoTime() < deadline) {
         for (ILoggingEvent e : events) {
-          boolean orgs = org == null || e.getFormattedMessage().contains(org) || org.equals(e.getMDCPropertyMap().get("org"));
+          boolean orgs =
+              org == null
+                  || e.getFormattedMessage().contains(org)
+                  || org.equals(e.getMDCPropertyMap().get("org"));
           if (e.getFormattedMessage().contains(text) && orgs) return e;
         }
         try {
@@ -209,8 +263,11 @@ class LogContextTest {
           throw new AssertionError(e);
         }
       }
-      throw new AssertionError("no log line containing '" + text + "'; got: "
-          + events.stream().map(ILoggingEvent::getFormattedMessage).toList());
+      throw new AssertionError(
+          "no log line containing '"
+              + text
+              + "'; got: "
+              + events.stream().map(ILoggingEvent::getFormattedMessage).toList());
     }
   }
 
@@ -220,16 +277,58 @@ class LogContextTest {
       return CompletableFuture.failedFuture(new IllegalStateException("no sandboxes on this host"));
     }
 
-    @Override public CompletionStage<String> create(Limits limits, byte[] snapshot) { return no(); }
-    @Override public CompletionStage<ExecResult> exec(String id, String executionId, String command, Duration timeout) { return no(); }
-    @Override public CompletionStage<String> read(String id, String path) { return no(); }
-    @Override public CompletionStage<Void> write(String id, String path, String content) { return no(); }
-    @Override public CompletionStage<List<Entry>> list(String id, String path) { return no(); }
-    @Override public CompletionStage<Void> suspend(String id) { return no(); }
-    @Override public CompletionStage<Void> resume(String id) { return no(); }
-    @Override public CompletionStage<byte[]> hibernate(String id) { return no(); }
-    @Override public CompletionStage<Void> destroy(String id) { return no(); }
-    @Override public CompletionStage<State> state(String id) { return no(); }
-    @Override public void close() { }
+    @Override
+    public CompletionStage<String> create(Limits limits, byte[] snapshot) {
+      return no();
+    }
+
+    @Override
+    public CompletionStage<ExecResult> exec(
+        String id, String executionId, String command, Duration timeout) {
+      return no();
+    }
+
+    @Override
+    public CompletionStage<String> read(String id, String path) {
+      return no();
+    }
+
+    @Override
+    public CompletionStage<Void> write(String id, String path, String content) {
+      return no();
+    }
+
+    @Override
+    public CompletionStage<List<Entry>> list(String id, String path) {
+      return no();
+    }
+
+    @Override
+    public CompletionStage<Void> suspend(String id) {
+      return no();
+    }
+
+    @Override
+    public CompletionStage<Void> resume(String id) {
+      return no();
+    }
+
+    @Override
+    public CompletionStage<byte[]> hibernate(String id) {
+      return no();
+    }
+
+    @Override
+    public CompletionStage<Void> destroy(String id) {
+      return no();
+    }
+
+    @Override
+    public CompletionStage<State> state(String id) {
+      return no();
+    }
+
+    @Override
+    public void close() {}
   }
 }

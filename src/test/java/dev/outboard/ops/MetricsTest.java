@@ -43,12 +43,14 @@ class MetricsTest {
   private InProcessNode node;
   private String key;
   private final List<String> waiting = new ArrayList<>();
+
   /** What the node showed at the end of the first test, before it shut down. */
   private Map<String, Double> beforeShutdown;
 
   private InProcessNode start() throws Exception {
     if (postgres == null) postgres = TestPostgres.create();
-    return InProcessNode.start(postgres.url(), Map.of("outboard.metrics.shard-stats-interval", "300ms"));
+    return InProcessNode.start(
+        postgres.url(), Map.of("outboard.metrics.shard-stats-interval", "300ms"));
   }
 
   @AfterAll
@@ -65,16 +67,19 @@ class MetricsTest {
     ApiClient api = node.client(key);
     Map<String, Double> before = scrape();
 
-
     List<String> finished = new ArrayList<>();
-    for (int i = 0; i < FINISHED; i++) finished.add(create(api, body("user" + i, false, script(i))));
+    for (int i = 0; i < FINISHED; i++)
+      finished.add(create(api, body("user" + i, false, script(i))));
     waiting.add(create(api, body("keeper", true, script(9))));
     for (String id : finished) awaitStatus(api, id, "completed", WAIT);
     awaitStatus(api, waiting.get(0), "waiting", WAIT);
 
     // The shard gauges follow within a few intervals.
-    Map<String, Double> after = awaitScrape(m -> value(m, "outboard_entities{type=\"Session\"}") >= FINISHED + 1
-        && value(m, "outboard_entities{type=\"OrgMemory\"}") >= 1);
+    Map<String, Double> after =
+        awaitScrape(
+            m ->
+                value(m, "outboard_entities{type=\"Session\"}") >= FINISHED + 1
+                    && value(m, "outboard_entities{type=\"OrgMemory\"}") >= 1);
 
     int sessions = FINISHED + 1;
     int turns = sessions * TURNS_EACH;
@@ -84,26 +89,43 @@ class MetricsTest {
     assertThat(delta(before, after, "outboard_sessions_started_total")).isEqualTo(sessions);
     assertThat(delta(before, after, "outboard_turn_seconds_count")).isGreaterThanOrEqualTo(turns);
     assertThat(delta(before, after, "outboard_turn_seconds_sum")).isPositive();
-    assertThat(delta(before, after, "outboard_model_call_seconds_count")).isGreaterThanOrEqualTo(turns);
+    assertThat(delta(before, after, "outboard_model_call_seconds_count"))
+        .isGreaterThanOrEqualTo(turns);
     // Each session: write /session/plan.md, write and edit /memory/notes/<n>.md, read the plan.
-    assertThat(delta(before, after, "outboard_tool_call_seconds_count{tool=\"write\"}")).isEqualTo(2 * sessions);
-    assertThat(delta(before, after, "outboard_tool_call_seconds_count{tool=\"edit\"}")).isEqualTo(sessions);
-    assertThat(delta(before, after, "outboard_tool_call_seconds_count{tool=\"read\"}")).isEqualTo(sessions);
-    assertThat(delta(before, after, "outboard_tool_calls_total{outcome=\"ok\",tool=\"edit\"}")).isEqualTo(sessions);
-    assertThat(delta(before, after, "outboard_org_write_seconds_count")).isGreaterThanOrEqualTo(2 * sessions);
+    assertThat(delta(before, after, "outboard_tool_call_seconds_count{tool=\"write\"}"))
+        .isEqualTo(2 * sessions);
+    assertThat(delta(before, after, "outboard_tool_call_seconds_count{tool=\"edit\"}"))
+        .isEqualTo(sessions);
+    assertThat(delta(before, after, "outboard_tool_call_seconds_count{tool=\"read\"}"))
+        .isEqualTo(sessions);
+    assertThat(delta(before, after, "outboard_tool_calls_total{outcome=\"ok\",tool=\"edit\"}"))
+        .isEqualTo(sessions);
+    assertThat(delta(before, after, "outboard_org_write_seconds_count"))
+        .isGreaterThanOrEqualTo(2 * sessions);
     assertThat(delta(before, after, "outboard_org_write_seconds_sum")).isPositive();
     assertThat(delta(before, after, "outboard_org_write_batch_size_count")).isPositive();
-    // At least: started, and per turn the answer (with the tools' starts), and the org tools' results.
-    assertThat(delta(before, after, "outboard_journal_write_seconds_count")).isGreaterThanOrEqualTo(sessions * (1 + TURNS_EACH));
+    // At least: started, and per turn the answer (with the tools' starts), and the org tools'
+    // results.
+    assertThat(delta(before, after, "outboard_journal_write_seconds_count"))
+        .isGreaterThanOrEqualTo(sessions * (1 + TURNS_EACH));
     assertThat(delta(before, after, "outboard_journal_write_seconds_sum")).isPositive();
     assertThat(value(after, "outboard_shards{type=\"Session\"}")).isPositive();
     assertThat(value(after, "outboard_shards{type=\"OrgMemory\"}")).isPositive();
-    assertThat(value(after, "outboard_entities{type=\"Session\"}")).isGreaterThanOrEqualTo(sessions);
+    assertThat(value(after, "outboard_entities{type=\"Session\"}"))
+        .isGreaterThanOrEqualTo(sessions);
     // Every series has its help text.
     String text = scrapeText();
-    for (String name : List.of("outboard_sessions", "outboard_turn_seconds", "outboard_tool_call_seconds",
-        "outboard_journal_write_seconds", "outboard_org_write_seconds", "outboard_shards", "outboard_entities",
-        "outboard_handoffs_total", "outboard_session_recoveries_total")) {
+    for (String name :
+        List.of(
+            "outboard_sessions",
+            "outboard_turn_seconds",
+            "outboard_tool_call_seconds",
+            "outboard_journal_write_seconds",
+            "outboard_org_write_seconds",
+            "outboard_shards",
+            "outboard_entities",
+            "outboard_handoffs_total",
+            "outboard_session_recoveries_total")) {
       assertThat(text).contains("# HELP " + name + " ").contains("# TYPE " + name + " ");
     }
     beforeShutdown = after;
@@ -116,31 +138,50 @@ class MetricsTest {
     node.close();
     node = null;
     Map<String, Double> down = parse(MetricsRoutes.scrape());
-    int live = (int) (value(beforeShutdown, "outboard_sessions{status=\"completed\"}")
-        + value(beforeShutdown, "outboard_sessions{status=\"waiting\"}"));
+    int live =
+        (int)
+            (value(beforeShutdown, "outboard_sessions{status=\"completed\"}")
+                + value(beforeShutdown, "outboard_sessions{status=\"waiting\"}"));
     // Every live session was stopped by sharding without asking: a hand-off, and out of the gauge.
-    assertThat(delta(beforeShutdown, down, "outboard_handoffs_total")).isGreaterThanOrEqualTo(FINISHED + 1);
-    assertThat(value(down, "outboard_sessions{status=\"completed\"}") + value(down, "outboard_sessions{status=\"waiting\"}"))
+    assertThat(delta(beforeShutdown, down, "outboard_handoffs_total"))
+        .isGreaterThanOrEqualTo(FINISHED + 1);
+    assertThat(
+            value(down, "outboard_sessions{status=\"completed\"}")
+                + value(down, "outboard_sessions{status=\"waiting\"}"))
         .isLessThanOrEqualTo(live - (FINISHED + 1));
 
     // Remembered entities restart on the next node: they recover there, and count again.
     node = start();
-    Map<String, Double> restarted = awaitScrape(m -> delta(down, m, "outboard_session_recoveries_total") >= FINISHED + 1
-        && delta(down, m, "outboard_sessions{status=\"waiting\"}") >= 1);
-    assertThat(delta(down, restarted, "outboard_sessions{status=\"completed\"}")).isGreaterThanOrEqualTo(FINISHED);
+    Map<String, Double> restarted =
+        awaitScrape(
+            m ->
+                delta(down, m, "outboard_session_recoveries_total") >= FINISHED + 1
+                    && delta(down, m, "outboard_sessions{status=\"waiting\"}") >= 1);
+    assertThat(delta(down, restarted, "outboard_sessions{status=\"completed\"}"))
+        .isGreaterThanOrEqualTo(FINISHED);
     assertThat(delta(down, restarted, "outboard_handoffs_total")).isZero();
     awaitStatus(node.client(key), waiting.get(0), "waiting", WAIT);
   }
 
   // ------------------------------------------------------------------ helpers
 
-  /** Four turns: plan to /session, a note to /memory, an edit of it and a read of the plan, then done. */
+  /**
+   * Four turns: plan to /session, a note to /memory, an edit of it and a read of the plan, then
+   * done.
+   */
   private static List<Map<String, Object>> script(int n) {
     String note = "/memory/notes/" + n + ".md";
     return List.of(
-        tools("planning", 0, call("write", Map.of("path", "/session/plan.md", "content", "1. note\n2. check\n"))),
-        tools("noting", 0, call("write", Map.of("path", note, "content", "note " + n + ": draft\n"))),
-        tools("checking", 0, call("edit", Map.of("path", note, "old_string", "draft", "new_string", "final")),
+        tools(
+            "planning",
+            0,
+            call("write", Map.of("path", "/session/plan.md", "content", "1. note\n2. check\n"))),
+        tools(
+            "noting", 0, call("write", Map.of("path", note, "content", "note " + n + ": draft\n"))),
+        tools(
+            "checking",
+            0,
+            call("edit", Map.of("path", note, "old_string", "draft", "new_string", "final")),
             call("read", Map.of("path", "/session/plan.md"))),
         say("done " + n));
   }
@@ -156,11 +197,13 @@ class MetricsTest {
     return parse(scrapeText().getBytes(StandardCharsets.UTF_8));
   }
 
-  private Map<String, Double> awaitScrape(java.util.function.Predicate<Map<String, Double>> condition) {
+  private Map<String, Double> awaitScrape(
+      java.util.function.Predicate<Map<String, Double>> condition) {
     long deadline = System.nanoTime() + WAIT.toNanos();
     Map<String, Double> m = scrape();
     while (!condition.test(m)) {
-      if (System.nanoTime() > deadline) throw new AssertionError("the metrics never got there; last:\n" + outboard(m));
+      if (System.nanoTime() > deadline)
+        throw new AssertionError("the metrics never got there; last:\n" + outboard(m));
       ScriptedSessions.sleep(100);
       m = scrape();
     }
@@ -174,12 +217,14 @@ class MetricsTest {
       if (line.isBlank() || line.startsWith("#")) continue;
       int space = line.lastIndexOf(' ');
       String v = line.substring(space + 1);
-      series.put(line.substring(0, space), switch (v) {
-        case "+Inf" -> Double.POSITIVE_INFINITY;
-        case "-Inf" -> Double.NEGATIVE_INFINITY;
-        case "NaN" -> Double.NaN;
-        default -> Double.parseDouble(v);
-      });
+      series.put(
+          line.substring(0, space),
+          switch (v) {
+            case "+Inf" -> Double.POSITIVE_INFINITY;
+            case "-Inf" -> Double.NEGATIVE_INFINITY;
+            case "NaN" -> Double.NaN;
+            default -> Double.parseDouble(v);
+          });
     }
     return series;
   }
@@ -188,14 +233,17 @@ class MetricsTest {
     return m.getOrDefault(series, 0.0);
   }
 
-  private static double delta(Map<String, Double> before, Map<String, Double> after, String series) {
+  private static double delta(
+      Map<String, Double> before, Map<String, Double> after, String series) {
     return value(after, series) - value(before, series);
   }
 
   private static String outboard(Map<String, Double> m) {
     StringBuilder out = new StringBuilder();
-    m.entrySet().stream().filter(e -> e.getKey().startsWith("outboard_") && !e.getKey().contains("_bucket"))
-        .sorted(Map.Entry.comparingByKey()).forEach(e -> out.append(e.getKey()).append(' ').append(e.getValue()).append('\n'));
+    m.entrySet().stream()
+        .filter(e -> e.getKey().startsWith("outboard_") && !e.getKey().contains("_bucket"))
+        .sorted(Map.Entry.comparingByKey())
+        .forEach(e -> out.append(e.getKey()).append(' ').append(e.getValue()).append('\n'));
     return out.toString();
   }
 }

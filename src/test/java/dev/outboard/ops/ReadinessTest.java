@@ -26,32 +26,35 @@ import org.apache.pekko.management.javadsl.PekkoManagement;
 import org.junit.jupiter.api.Test;
 
 /**
- * The management port's {@code /ready}, as Kubernetes and load balancers read it: a joining node
- * is ready only once its {@code Session} shard region has registered with the coordinator, and a
- * node that begins to shut down is not ready from that moment, while it is still an {@code Up}
- * member that has not started to leave.
+ * The management port's {@code /ready}, as Kubernetes and load balancers read it: a joining node is
+ * ready only once its {@code Session} shard region has registered with the coordinator, and a node
+ * that begins to shut down is not ready from that moment, while it is still an {@code Up} member
+ * that has not started to leave.
  */
 class ReadinessTest {
   private static final Duration WAIT = Duration.ofSeconds(30);
+
   /** What pekko-management answers while a check fails ("Not Healthy"). */
   private static final int NOT_READY = 500;
 
   @Test
   void aNodeIsNotReadyUntilItsSessionShardingIsUp() throws Exception {
     int management = Ports.free();
-    Config config = ConfigFactory.parseMap(Map.of(
-            "pekko.management.http.hostname", "127.0.0.1",
-            "pekko.management.http.port", management,
-            "pekko.management.http.bind-hostname", "127.0.0.1",
-            "pekko.management.http.bind-port", management,
-            "pekko.remote.artery.canonical.port", 0,
-            // sharding without remember-entities: this node has no journal
-            "pekko.cluster.sharding.remember-entities", "off",
-            "pekko.coordinated-shutdown.exit-jvm", "off",
-            "pekko.coordinated-shutdown.run-by-jvm-shutdown-hook", "off",
-            "pekko.cluster.jmx.multi-mbeans-in-same-jvm", "on"))
-        .withFallback(ConfigFactory.load())
-        .resolve();
+    Config config =
+        ConfigFactory.parseMap(
+                Map.of(
+                    "pekko.management.http.hostname", "127.0.0.1",
+                    "pekko.management.http.port", management,
+                    "pekko.management.http.bind-hostname", "127.0.0.1",
+                    "pekko.management.http.bind-port", management,
+                    "pekko.remote.artery.canonical.port", 0,
+                    // sharding without remember-entities: this node has no journal
+                    "pekko.cluster.sharding.remember-entities", "off",
+                    "pekko.coordinated-shutdown.exit-jvm", "off",
+                    "pekko.coordinated-shutdown.run-by-jvm-shutdown-hook", "off",
+                    "pekko.cluster.jmx.multi-mbeans-in-same-jvm", "on"))
+            .withFallback(ConfigFactory.load())
+            .resolve();
     ActorSystem<Void> system = ActorSystem.create(Behaviors.empty(), "outboard", config);
     try {
       PekkoManagement.get(system).start().toCompletableFuture().get(30, TimeUnit.SECONDS);
@@ -62,12 +65,20 @@ class ReadinessTest {
 
       // Up, but no Session region yet: the probe keeps answering pekko-management's "not healthy".
       for (int i = 0; i < 10; i++) {
-        assertThat(ready(probe)).as("/ready of an Up node without its Session region").isEqualTo(NOT_READY);
+        assertThat(ready(probe))
+            .as("/ready of an Up node without its Session region")
+            .isEqualTo(NOT_READY);
         Thread.sleep(100);
       }
 
-      ClusterSharding.get(system).init(Entity.of(EntityTypeKey.create(String.class, "Session"), ctx -> Behaviors.<String>ignore()));
-      assertThat(awaitReady(probe, 200)).as("/ready once the Session region registered").isEqualTo(200);
+      ClusterSharding.get(system)
+          .init(
+              Entity.of(
+                  EntityTypeKey.create(String.class, "Session"),
+                  ctx -> Behaviors.<String>ignore()));
+      assertThat(awaitReady(probe, 200))
+          .as("/ready once the Session region registered")
+          .isEqualTo(200);
     } finally {
       system.terminate();
       system.getWhenTerminated().toCompletableFuture().get(30, TimeUnit.SECONDS);
@@ -77,19 +88,26 @@ class ReadinessTest {
   @Test
   void aNodeThatBeginsToShutDownIsNotReadyBeforeItLeaves() throws Exception {
     // The phase before the cluster leave is held open, so that the node stays Up meanwhile.
-    try (InProcessNode node = InProcessNode.start("", Map.of("pekko.coordinated-shutdown.phases.before-cluster-shutdown.timeout", "30s"))) {
+    try (InProcessNode node =
+        InProcessNode.start(
+            "",
+            Map.of("pekko.coordinated-shutdown.phases.before-cluster-shutdown.timeout", "30s"))) {
       int management = node.system().settings().config().getInt("pekko.management.http.port");
       ApiClient probe = new ApiClient("http://127.0.0.1:" + management, null);
       assertThat(awaitReady(probe, 200)).as("/ready of a started node").isEqualTo(200);
 
       CompletableFuture<Done> release = new CompletableFuture<>();
       CoordinatedShutdown shutdown = CoordinatedShutdown.get(node.system());
-      shutdown.addTask(CoordinatedShutdown.PhaseBeforeClusterShutdown(), "hold-for-test", () -> release);
+      shutdown.addTask(
+          CoordinatedShutdown.PhaseBeforeClusterShutdown(), "hold-for-test", () -> release);
       shutdown.run(CoordinatedShutdown.unknownReason());
       try {
-        assertThat(awaitReady(probe, NOT_READY)).as("/ready once the shutdown began").isEqualTo(NOT_READY);
+        assertThat(awaitReady(probe, NOT_READY))
+            .as("/ready once the shutdown began")
+            .isEqualTo(NOT_READY);
         assertThat(Cluster.get(node.system()).selfMember().status())
-            .as("the node has not started to leave yet").isEqualTo(MemberStatus.up());
+            .as("the node has not started to leave yet")
+            .isEqualTo(MemberStatus.up());
       } finally {
         release.complete(Done.getInstance());
       }
@@ -99,12 +117,16 @@ class ReadinessTest {
   private static void awaitMemberUp(ActorSystem<?> system) throws InterruptedException {
     long deadline = System.nanoTime() + WAIT.toNanos();
     while (Cluster.get(system).selfMember().status() != MemberStatus.up()) {
-      if (System.nanoTime() > deadline) throw new AssertionError("the node did not become Up within " + WAIT);
+      if (System.nanoTime() > deadline)
+        throw new AssertionError("the node did not become Up within " + WAIT);
       Thread.sleep(50);
     }
   }
 
-  /** Polls {@code /ready} until it answers {@code status}; returns the last answer (-1: no connection). */
+  /**
+   * Polls {@code /ready} until it answers {@code status}; returns the last answer (-1: no
+   * connection).
+   */
   private static int awaitReady(ApiClient probe, int status) throws InterruptedException {
     long deadline = System.nanoTime() + WAIT.toNanos();
     int last;

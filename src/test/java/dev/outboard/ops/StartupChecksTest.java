@@ -41,8 +41,10 @@ class StartupChecksTest {
       StoreSettings store = new StoreSettings(pg.url(), pg.user(), PASSWORD, tmp, false, 2);
       Finding found = StartupChecks.database(store, Duration.ofSeconds(5));
       assertThat(found.ok()).isTrue();
-      assertThat(found.line()).startsWith("start-up check: database: reachable (PostgreSQL ")
-          .contains(" at " + pg.url() + " as postgres)").doesNotContain(PASSWORD);
+      assertThat(found.line())
+          .startsWith("start-up check: database: reachable (PostgreSQL ")
+          .contains(" at " + pg.url() + " as postgres)")
+          .doesNotContain(PASSWORD);
     }
   }
 
@@ -50,12 +52,16 @@ class StartupChecksTest {
   void aDatabaseThatNeverAnswersFailsWithinTheTimeoutNamingTheVariables() throws Exception {
     // Accepts connections (the kernel's backlog) but never says a word.
     try (ServerSocket silent = new ServerSocket(0, 50, InetAddress.getLoopbackAddress())) {
-      String url = "jdbc:postgresql://127.0.0.1:" + silent.getLocalPort() + "/test?password=" + PASSWORD;
+      String url =
+          "jdbc:postgresql://127.0.0.1:" + silent.getLocalPort() + "/test?password=" + PASSWORD;
       StoreSettings store = new StoreSettings(url, "postgres", PASSWORD, tmp, false, 2);
       long started = System.nanoTime();
       assertThatThrownBy(() -> StartupChecks.database(store, Duration.ofSeconds(2)))
           .isInstanceOf(StartupChecks.Failure.class)
-          .hasMessageStartingWith("start-up check: database: cannot connect to jdbc:postgresql://127.0.0.1:" + silent.getLocalPort() + "/test as 'postgres'")
+          .hasMessageStartingWith(
+              "start-up check: database: cannot connect to jdbc:postgresql://127.0.0.1:"
+                  + silent.getLocalPort()
+                  + "/test as 'postgres'")
           .hasMessageContaining("check OUTBOARD_DB_URL, OUTBOARD_DB_USER and OUTBOARD_DB_PASSWORD")
           .satisfies(e -> assertThat(e.getMessage()).doesNotContain(PASSWORD).doesNotContain("\n"));
       assertThat(Duration.ofNanos(System.nanoTime() - started)).isLessThan(Duration.ofSeconds(10));
@@ -64,10 +70,21 @@ class StartupChecksTest {
 
   @Test
   void aDriverMessageLosesThePasswordEvenWhenItQuotesIt() {
-    StoreSettings store = new StoreSettings("jdbc:postgresql://db/x", "app", PASSWORD, tmp, false, 2);
-    String line = StartupChecks.databaseFailure(store,
-        new java.sql.SQLException("FATAL: password authentication failed for " + PASSWORD + " (url ...?password=" + PASSWORD + "&ssl=true)\nsecond line"));
-    assertThat(line).doesNotContain(PASSWORD).doesNotContain("\n").contains("password authentication failed")
+    StoreSettings store =
+        new StoreSettings("jdbc:postgresql://db/x", "app", PASSWORD, tmp, false, 2);
+    String line =
+        StartupChecks.databaseFailure(
+            store,
+            new java.sql.SQLException(
+                "FATAL: password authentication failed for "
+                    + PASSWORD
+                    + " (url ...?password="
+                    + PASSWORD
+                    + "&ssl=true)\nsecond line"));
+    assertThat(line)
+        .doesNotContain(PASSWORD)
+        .doesNotContain("\n")
+        .contains("password authentication failed")
         .contains("with a password");
   }
 
@@ -75,28 +92,47 @@ class StartupChecksTest {
   void theSandboxHostCheckTellsReachableFromARejectedTokenFromADeadPort() throws Exception {
     String token = "right-token-0123456789abcdef";
     ExecutorService executor = Executors.newCachedThreadPool();
-    ActorSystem<Void> system = ActorSystem.create(Behaviors.empty(), "startup-checks-host", ConfigFactory.parseString("""
-        pekko.actor.provider = local
-        pekko.coordinated-shutdown.exit-jvm = off
-        pekko.coordinated-shutdown.run-by-jvm-shutdown-hook = off
-        """).withFallback(ConfigFactory.load()));
-    try (UnisolatedSandboxProvider provider = new UnisolatedSandboxProvider(tmp.resolve("sandboxes"), executor)) {
+    ActorSystem<Void> system =
+        ActorSystem.create(
+            Behaviors.empty(),
+            "startup-checks-host",
+            ConfigFactory.parseString(
+                    """
+                    pekko.actor.provider = local
+                    pekko.coordinated-shutdown.exit-jvm = off
+                    pekko.coordinated-shutdown.run-by-jvm-shutdown-hook = off
+                    """)
+                .withFallback(ConfigFactory.load()));
+    try (UnisolatedSandboxProvider provider =
+        new UnisolatedSandboxProvider(tmp.resolve("sandboxes"), executor)) {
       int port = Ports.free();
-      new SandboxHostServer(provider, token, 1 << 20).start(system, "127.0.0.1", port).toCompletableFuture().get(20, TimeUnit.SECONDS);
+      new SandboxHostServer(provider, token, 1 << 20)
+          .start(system, "127.0.0.1", port)
+          .toCompletableFuture()
+          .get(20, TimeUnit.SECONDS);
       String url = "http://127.0.0.1:" + port;
 
       Finding right = StartupChecks.sandboxHost(new RemoteSandboxProvider(url, token));
       assertThat(right.ok()).isTrue();
-      assertThat(right.line()).isEqualTo("start-up check: sandbox host at " + url + " (OUTBOARD_SANDBOX_HOST_URL): reachable");
+      assertThat(right.line())
+          .isEqualTo(
+              "start-up check: sandbox host at " + url + " (OUTBOARD_SANDBOX_HOST_URL): reachable");
 
-      Finding wrong = StartupChecks.sandboxHost(new RemoteSandboxProvider(url, "wrong-token-0123456789abcdef"));
+      Finding wrong =
+          StartupChecks.sandboxHost(new RemoteSandboxProvider(url, "wrong-token-0123456789abcdef"));
       assertThat(wrong.ok()).isFalse();
-      assertThat(wrong.line()).contains("token rejected (check OUTBOARD_SANDBOX_HOST_TOKEN").doesNotContain("wrong-token");
+      assertThat(wrong.line())
+          .contains("token rejected (check OUTBOARD_SANDBOX_HOST_TOKEN")
+          .doesNotContain("wrong-token");
 
       String dead = "http://127.0.0.1:" + Ports.free();
       Finding unreachable = StartupChecks.sandboxHost(new RemoteSandboxProvider(dead, token));
       assertThat(unreachable.ok()).isFalse();
-      assertThat(unreachable.line()).startsWith("start-up check: sandbox host at " + dead + " (OUTBOARD_SANDBOX_HOST_URL): unreachable: ")
+      assertThat(unreachable.line())
+          .startsWith(
+              "start-up check: sandbox host at "
+                  + dead
+                  + " (OUTBOARD_SANDBOX_HOST_URL): unreachable: ")
           .doesNotContain(token);
     } finally {
       system.terminate();
@@ -107,38 +143,62 @@ class StartupChecksTest {
 
   @Test
   void modelProvidersNameTheVariableThatOffersEachMissingOne() {
-    ModelClient anthropic = new ModelClient() {
-      @Override
-      public String provider() {
-        return "anthropic";
-      }
+    ModelClient anthropic =
+        new ModelClient() {
+          @Override
+          public String provider() {
+            return "anthropic";
+          }
 
-      @Override
-      public java.util.concurrent.CompletionStage<dev.outboard.model.ModelResponse> complete(dev.outboard.model.ModelRequest request) {
-        return CompletableFuture.failedFuture(new UnsupportedOperationException());
-      }
-    };
-    List<Finding> cluster = StartupChecks.models(new ModelClients("anthropic", new ScriptedModel(), anthropic), false, false);
-    assertThat(cluster.get(0).line()).isEqualTo(
-        "start-up check: model providers: offered: anthropic; not offered: openai (set OPENAI_API_KEY or OPENAI_BASE_URL); default: anthropic");
+          @Override
+          public java.util.concurrent.CompletionStage<dev.outboard.model.ModelResponse> complete(
+              dev.outboard.model.ModelRequest request) {
+            return CompletableFuture.failedFuture(new UnsupportedOperationException());
+          }
+        };
+    List<Finding> cluster =
+        StartupChecks.models(
+            new ModelClients("anthropic", new ScriptedModel(), anthropic), false, false);
+    assertThat(cluster.get(0).line())
+        .isEqualTo(
+            "start-up check: model providers: offered: anthropic; not offered: openai (set"
+                + " OPENAI_API_KEY or OPENAI_BASE_URL); default: anthropic");
     assertThat(cluster.get(0).ok()).isTrue();
-    assertThat(cluster.get(1).line()).isEqualTo("start-up check: scripted model: not allowed (set OUTBOARD_ALLOW_SCRIPTED=true to allow it)");
+    assertThat(cluster.get(1).line())
+        .isEqualTo(
+            "start-up check: scripted model: not allowed (set OUTBOARD_ALLOW_SCRIPTED=true to allow"
+                + " it)");
 
-    List<Finding> bare = StartupChecks.models(new ModelClients("scripted", new ScriptedModel()), false, false);
+    List<Finding> bare =
+        StartupChecks.models(new ModelClients("scripted", new ScriptedModel()), false, false);
     assertThat(bare.get(0).ok()).isFalse();
-    assertThat(bare.get(0).line()).contains("offered: none")
+    assertThat(bare.get(0).line())
+        .contains("offered: none")
         .contains("anthropic (set ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL)")
         .contains("default: scripted (NOT offered");
   }
 
   @Test
   void aBusyPortNamesTheVariableToChange() {
-    var inUse = new java.util.concurrent.CompletionException(
-        new IllegalStateException("Bind failed because of java.net.BindException: [/127.0.0.1:8080] Address already in use",
-            new BindException("Address already in use")));
-    assertThat(StartupChecks.bindFailure(inUse, "API", "127.0.0.1", 8080, "OUTBOARD_HTTP_PORT")).isEqualTo(
-        "start-up check: API: port 8080 (OUTBOARD_HTTP_PORT) is already in use on 127.0.0.1; set OUTBOARD_HTTP_PORT to a free port");
-    assertThat(StartupChecks.bindFailure(new BindException("Cannot assign requested address"), "API", "10.9.9.9", 8080, "OUTBOARD_HTTP_PORT"))
-        .isEqualTo("start-up check: API: cannot listen on 10.9.9.9:8080 (OUTBOARD_HTTP_PORT): Cannot assign requested address");
+    var inUse =
+        new java.util.concurrent.CompletionException(
+            new IllegalStateException(
+                "Bind failed because of java.net.BindException: [/127.0.0.1:8080] Address already"
+                    + " in use",
+                new BindException("Address already in use")));
+    assertThat(StartupChecks.bindFailure(inUse, "API", "127.0.0.1", 8080, "OUTBOARD_HTTP_PORT"))
+        .isEqualTo(
+            "start-up check: API: port 8080 (OUTBOARD_HTTP_PORT) is already in use on 127.0.0.1;"
+                + " set OUTBOARD_HTTP_PORT to a free port");
+    assertThat(
+            StartupChecks.bindFailure(
+                new BindException("Cannot assign requested address"),
+                "API",
+                "10.9.9.9",
+                8080,
+                "OUTBOARD_HTTP_PORT"))
+        .isEqualTo(
+            "start-up check: API: cannot listen on 10.9.9.9:8080 (OUTBOARD_HTTP_PORT): Cannot"
+                + " assign requested address");
   }
 }

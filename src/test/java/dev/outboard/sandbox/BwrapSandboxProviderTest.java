@@ -41,7 +41,8 @@ class BwrapSandboxProviderTest extends ShellSandboxProviderContractTest {
   static void start() throws IOException {
     executor = Executors.newCachedThreadPool();
     // bwrap runs as uid 65534 under root and must reach the root dir (JUnit's temp dir is 0700).
-    Files.setPosixFilePermissions(tmp, java.nio.file.attribute.PosixFilePermissions.fromString("rwx--x--x"));
+    Files.setPosixFilePermissions(
+        tmp, java.nio.file.attribute.PosixFilePermissions.fromString("rwx--x--x"));
     root = tmp.resolve("sandboxes");
     provider = new BwrapSandboxProvider(root, executor);
     Sandboxes.requireBwrap(BwrapSandboxProviderTest.class);
@@ -94,7 +95,9 @@ class BwrapSandboxProviderTest extends ShellSandboxProviderContractTest {
     return () -> killProcesses(id);
   }
 
-  /** Restoring a snapshot needs no second thread of the provider's executor (it deadlocked on one). */
+  /**
+   * Restoring a snapshot needs no second thread of the provider's executor (it deadlocked on one).
+   */
   @Test
   void restoresASnapshotOnASingleThreadedExecutor() throws Exception {
     ExecutorService one = Executors.newSingleThreadExecutor();
@@ -102,11 +105,20 @@ class BwrapSandboxProviderTest extends ShellSandboxProviderContractTest {
       String id = await(small.create(LIMITS, null));
       await(small.write(id, "/workspace/kept.txt", "kept"));
       byte[] snapshot = await(small.hibernate(id));
-      String restored = small.create(LIMITS, snapshot).toCompletableFuture().get(20, java.util.concurrent.TimeUnit.SECONDS);
+      String restored =
+          small
+              .create(LIMITS, snapshot)
+              .toCompletableFuture()
+              .get(20, java.util.concurrent.TimeUnit.SECONDS);
       assertEquals("kept", await(small.read(restored, "/workspace/kept.txt")));
-      Throwable bad = small.create(LIMITS, "not a tar archive".getBytes()).toCompletableFuture()
-          .handle((v, e) -> e).get(20, java.util.concurrent.TimeUnit.SECONDS);
-      assertTrue(String.valueOf(bad).contains("the snapshot could not be restored"), String.valueOf(bad));
+      Throwable bad =
+          small
+              .create(LIMITS, "not a tar archive".getBytes())
+              .toCompletableFuture()
+              .handle((v, e) -> e)
+              .get(20, java.util.concurrent.TimeUnit.SECONDS);
+      assertTrue(
+          String.valueOf(bad).contains("the snapshot could not be restored"), String.valueOf(bad));
     } finally {
       one.shutdownNow();
     }
@@ -129,7 +141,8 @@ class BwrapSandboxProviderTest extends ShellSandboxProviderContractTest {
         exec(id, "env | grep -v -E '^(PWD|OLDPWD|SHLVL|_)=' | sort").output());
     StringBuilder needles = new StringBuilder(FAKE_SECRET).append('\n');
     for (Map.Entry<String, String> e : System.getenv().entrySet()) {
-      if (e.getKey().matches("(?i).*(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL).*") && e.getValue().length() >= 8) {
+      if (e.getKey().matches("(?i).*(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL).*")
+          && e.getValue().length() >= 8) {
         needles.append(e.getValue()).append('\n');
       }
     }
@@ -138,10 +151,13 @@ class BwrapSandboxProviderTest extends ShellSandboxProviderContractTest {
     // the needles file itself), then files under /usr changed in the last day (a search of all of
     // /usr's gigabytes would take minutes; it is the host's read-only /usr, never ours).
     String script =
-        "for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < $f; done | grep -c -F -f .needles; "
-            + "grep -r -l -s -F -f .needles --exclude=.needles / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev --exclude-dir=usr; "
-            + "find /usr -xdev -type f -mtime -1 -print0 2>/dev/null | xargs -0 -r grep -l -s -F -f .needles; "
-            + "test -e " + tmp.resolve("host-secret.txt") + " && echo VISIBLE; echo end";
+        "for f in /proc/[0-9]*/environ; do tr '\\0' '\\n"
+            + "' < $f; done | grep -c -F -f .needles; grep -r -l -s -F -f .needles"
+            + " --exclude=.needles / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev"
+            + " --exclude-dir=usr; find /usr -xdev -type f -mtime -1 -print0 2>/dev/null | xargs -0"
+            + " -r grep -l -s -F -f .needles; test -e "
+            + tmp.resolve("host-secret.txt")
+            + " && echo VISIBLE; echo end";
     ExecResult search = await(provider.exec(id, null, script, Duration.ofSeconds(30)));
     assertEquals("0\nend\n", search.output());
     await(provider.destroy(id));
@@ -153,7 +169,12 @@ class BwrapSandboxProviderTest extends ShellSandboxProviderContractTest {
     try (ServerSocket server = new ServerSocket(0, 50, java.net.InetAddress.getLoopbackAddress())) {
       int port = server.getLocalPort();
       for (int p : new int[] {port, 5432}) {
-        ExecResult r = exec(id, "timeout 3 bash -c 'echo hi > /dev/tcp/127.0.0.1/" + p + "' 2>/dev/null && echo CONNECTED || echo refused");
+        ExecResult r =
+            exec(
+                id,
+                "timeout 3 bash -c 'echo hi > /dev/tcp/127.0.0.1/"
+                    + p
+                    + "' 2>/dev/null && echo CONNECTED || echo refused");
         assertEquals("refused\n", r.output(), "port " + p);
       }
       ExecResult interfaces = exec(id, "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '");
@@ -184,7 +205,11 @@ class BwrapSandboxProviderTest extends ShellSandboxProviderContractTest {
     List<String> left = List.of();
     for (int i = 0; i < 30; i++) {
       sleep(100);
-      left = tree.stream().filter(ProcessHandle::isAlive).map(p -> p.pid() + " " + p.info().commandLine().orElse("?")).toList();
+      left =
+          tree.stream()
+              .filter(ProcessHandle::isAlive)
+              .map(p -> p.pid() + " " + p.info().commandLine().orElse("?"))
+              .toList();
       if (left.isEmpty() && !bwrap.isAlive()) {
         break;
       }
@@ -194,7 +219,8 @@ class BwrapSandboxProviderTest extends ShellSandboxProviderContractTest {
     assertEquals("alive\n", exec(fresh, "echo alive").output());
     await(provider.destroy(fresh));
     try {
-      assertEquals(0, new ProcessBuilder("true").start().waitFor(), "the JVM can still start processes");
+      assertEquals(
+          0, new ProcessBuilder("true").start().waitFor(), "the JVM can still start processes");
     } catch (IOException | InterruptedException e) {
       throw new AssertionError(e);
     }
@@ -202,13 +228,20 @@ class BwrapSandboxProviderTest extends ShellSandboxProviderContractTest {
 
   @Test
   void memoryAndCpuLimitsHold() {
-    Limits tight = new Limits(256L << 20, 64, Duration.ofSeconds(1), 64 * 1024, Duration.ofSeconds(20));
+    Limits tight =
+        new Limits(256L << 20, 64, Duration.ofSeconds(1), 64 * 1024, Duration.ofSeconds(20));
     String id = await(provider.create(tight, null));
     ExecResult memory =
-        await(provider.exec(id, null, "python3 -c 'x = bytearray(1 << 30)' 2>&1 | tail -1", Duration.ofSeconds(10)));
+        await(
+            provider.exec(
+                id,
+                null,
+                "python3 -c 'x = bytearray(1 << 30)' 2>&1 | tail -1",
+                Duration.ofSeconds(10)));
     assertTrue(memory.output().contains("MemoryError"), memory.output());
     long start = System.nanoTime();
-    ExecResult cpu = await(provider.exec(id, null, "while true; do :; done", Duration.ofSeconds(15)));
+    ExecResult cpu =
+        await(provider.exec(id, null, "while true; do :; done", Duration.ofSeconds(15)));
     assertFalse(cpu.timedOut());
     assertEquals(128 + 24, cpu.exitCode()); // SIGXCPU from RLIMIT_CPU
     assertTrue(cpu.output().contains("CPU time limit of 1 s exceeded"), cpu.output());
@@ -217,7 +250,10 @@ class BwrapSandboxProviderTest extends ShellSandboxProviderContractTest {
     await(provider.destroy(id));
   }
 
-  /** kill -9 of a sandbox's bwrap (found by the workspace path on its command line) and all below it. */
+  /**
+   * kill -9 of a sandbox's bwrap (found by the workspace path on its command line) and all below
+   * it.
+   */
   static void killProcesses(String id) {
     String workspace = root.resolve(id).resolve("workspace").toString();
     assertTrue(Sandboxes.killProcessesOf(workspace) > 0, "no process of sandbox " + id);

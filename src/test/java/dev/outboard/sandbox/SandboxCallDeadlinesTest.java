@@ -31,7 +31,8 @@ import org.junit.jupiter.api.Test;
  */
 class SandboxCallDeadlinesTest {
   static final Duration WAIT = Duration.ofSeconds(10);
-  static final Limits LIMITS = new Limits(1L << 30, 64, Duration.ofMinutes(1), 1 << 16, Duration.ofSeconds(30));
+  static final Limits LIMITS =
+      new Limits(1L << 30, 64, Duration.ofMinutes(1), 1 << 16, Duration.ofSeconds(30));
   static ActorTestKit testKit;
 
   @BeforeAll
@@ -45,8 +46,15 @@ class SandboxCallDeadlinesTest {
   }
 
   static SandboxHandle.Settings settings(Duration startTimeout, int maxPending) {
-    return new SandboxHandle.Settings(LIMITS, Duration.ofMinutes(5), Duration.ofMinutes(10), Duration.ZERO,
-        startTimeout, Duration.ofSeconds(5), Duration.ofMillis(50), maxPending);
+    return new SandboxHandle.Settings(
+        LIMITS,
+        Duration.ofMinutes(5),
+        Duration.ofMinutes(10),
+        Duration.ZERO,
+        startTimeout,
+        Duration.ofSeconds(5),
+        Duration.ofMillis(50),
+        maxPending);
   }
 
   @Test
@@ -61,11 +69,14 @@ class SandboxCallDeadlinesTest {
     handle.tell(new SandboxHandle.Run("toolu_2", bash("echo 2"), 1000, second.ref(), startBy));
     Thread.sleep(500);
     fake.creating.complete("sb-1"); // the sandbox comes, after both deadlines
-    assertThat(first.receiveMessage(WAIT).content()).startsWith("did not run: the sandbox was not ready for it within");
+    assertThat(first.receiveMessage(WAIT).content())
+        .startsWith("did not run: the sandbox was not ready for it within");
     assertThat(second.receiveMessage(WAIT).content()).startsWith("did not run:");
     // A later call runs; the two that were given up never do.
     TestProbe<SandboxHandle.Result> third = testKit.createTestProbe();
-    handle.tell(new SandboxHandle.Run("toolu_3", bash("echo 3"), 1000, third.ref(), System.nanoTime() + WAIT.toNanos()));
+    handle.tell(
+        new SandboxHandle.Run(
+            "toolu_3", bash("echo 3"), 1000, third.ref(), System.nanoTime() + WAIT.toNanos()));
     assertThat(third.receiveMessage(WAIT).content()).isEqualTo("3");
     assertThat(fake.executions).containsExactly("toolu_3");
   }
@@ -78,13 +89,16 @@ class SandboxCallDeadlinesTest {
     TestProbe<SandboxHandle.Result> replies = testKit.createTestProbe();
     long startBy = System.nanoTime() + Duration.ofMinutes(1).toNanos();
     for (int i = 1; i <= 3; i++) {
-      handle.tell(new SandboxHandle.Run("toolu_" + i, bash("echo " + i), 1000, replies.ref(), startBy));
+      handle.tell(
+          new SandboxHandle.Run("toolu_" + i, bash("echo " + i), 1000, replies.ref(), startBy));
     }
     SandboxHandle.Result refused = replies.receiveMessage(WAIT);
     assertThat(refused.isError()).isTrue();
     assertThat(refused.content()).startsWith("did not run: 2 calls are already waiting");
     fake.creating.complete("sb-1");
-    assertThat(List.of(replies.receiveMessage(WAIT).content(), replies.receiveMessage(WAIT).content())).containsExactly("1", "2");
+    assertThat(
+            List.of(replies.receiveMessage(WAIT).content(), replies.receiveMessage(WAIT).content()))
+        .containsExactly("1", "2");
     assertThat(fake.executions).containsExactly("toolu_1", "toolu_2");
   }
 
@@ -94,7 +108,9 @@ class SandboxCallDeadlinesTest {
     fake.unreachableFor.set(3);
     ActorRef<SandboxHandle.Command> handle = spawn(fake, settings(Duration.ofSeconds(5), 16));
     TestProbe<SandboxHandle.Result> reply = testKit.createTestProbe();
-    handle.tell(new SandboxHandle.Run("toolu_1", bash("echo ok"), 1000, reply.ref(), System.nanoTime() + WAIT.toNanos()));
+    handle.tell(
+        new SandboxHandle.Run(
+            "toolu_1", bash("echo ok"), 1000, reply.ref(), System.nanoTime() + WAIT.toNanos()));
     SandboxHandle.Result r = reply.receiveMessage(WAIT);
     assertThat(r.isError()).as(r.content()).isFalse();
     assertThat(r.content()).isEqualTo("ok");
@@ -107,10 +123,18 @@ class SandboxCallDeadlinesTest {
     fake.unreachableFor.set(Integer.MAX_VALUE);
     ActorRef<SandboxHandle.Command> handle = spawn(fake, settings(Duration.ofMillis(400), 16));
     TestProbe<SandboxHandle.Result> reply = testKit.createTestProbe();
-    handle.tell(new SandboxHandle.Run("toolu_1", bash("echo ok"), 1000, reply.ref(), System.nanoTime() + Duration.ofMillis(400).toNanos()));
+    handle.tell(
+        new SandboxHandle.Run(
+            "toolu_1",
+            bash("echo ok"),
+            1000,
+            reply.ref(),
+            System.nanoTime() + Duration.ofMillis(400).toNanos()));
     SandboxHandle.Result r = reply.receiveMessage(WAIT);
     assertThat(r.isError()).isTrue();
-    assertThat(r.content()).startsWith("interrupted: the sandbox could not be reached").endsWith("the command may or may not have run");
+    assertThat(r.content())
+        .startsWith("interrupted: the sandbox could not be reached")
+        .endsWith("the command may or may not have run");
     assertThat(fake.executions.size()).isGreaterThan(1);
   }
 
@@ -120,7 +144,9 @@ class SandboxCallDeadlinesTest {
     fake.failCreates.set(3);
     ActorRef<SandboxHandle.Command> handle = spawn(fake, settings(Duration.ofSeconds(5), 16));
     TestProbe<SandboxHandle.Result> reply = testKit.createTestProbe();
-    handle.tell(new SandboxHandle.Run("toolu_1", bash("echo ok"), 1000, reply.ref(), System.nanoTime() + WAIT.toNanos()));
+    handle.tell(
+        new SandboxHandle.Run(
+            "toolu_1", bash("echo ok"), 1000, reply.ref(), System.nanoTime() + WAIT.toNanos()));
     SandboxHandle.Result r = reply.receiveMessage(WAIT);
     assertThat(r.isError()).as(r.content()).isFalse();
     assertThat(r.content()).isEqualTo("ok");
@@ -145,21 +171,35 @@ class SandboxCallDeadlinesTest {
     final AtomicInteger creates = new AtomicInteger();
     final Map<String, ExecResult> ran = new ConcurrentHashMap<>();
 
-    @Override public CompletionStage<String> create(Limits limits, byte[] snapshot) {
+    @Override
+    public CompletionStage<String> create(Limits limits, byte[] snapshot) {
       creates.incrementAndGet();
       if (failCreates.getAndDecrement() > 0) {
-        return CompletableFuture.failedFuture(new IllegalStateException("the sandbox host cannot be reached (ConnectException)"));
+        return CompletableFuture.failedFuture(
+            new IllegalStateException("the sandbox host cannot be reached (ConnectException)"));
       }
       return creating;
     }
 
-    @Override public CompletionStage<ExecResult> exec(String id, String executionId, String command, Duration timeout) {
+    @Override
+    public CompletionStage<ExecResult> exec(
+        String id, String executionId, String command, Duration timeout) {
       executions.add(executionId);
       if (unreachableFor.getAndDecrement() > 0) {
-        return CompletableFuture.failedFuture(new SandboxGoneException(id, "the sandbox host cannot be reached", false, true));
+        return CompletableFuture.failedFuture(
+            new SandboxGoneException(id, "the sandbox host cannot be reached", false, true));
       }
-      return done(ran.computeIfAbsent(executionId,
-          k -> new ExecResult(0, command.replace("echo ", ""), false, false, Duration.ZERO, Duration.ZERO)));
+      return done(
+          ran.computeIfAbsent(
+              executionId,
+              k ->
+                  new ExecResult(
+                      0,
+                      command.replace("echo ", ""),
+                      false,
+                      false,
+                      Duration.ZERO,
+                      Duration.ZERO)));
     }
   }
 }

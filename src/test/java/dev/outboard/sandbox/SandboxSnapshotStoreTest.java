@@ -1,6 +1,5 @@
 package dev.outboard.sandbox;
 
-import dev.outboard.testing.Sandboxes;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -9,6 +8,7 @@ import dev.outboard.sandbox.bwrap.BwrapSandboxProvider;
 import dev.outboard.store.Database;
 import dev.outboard.store.Migrations;
 import dev.outboard.store.StoreSettings;
+import dev.outboard.testing.Sandboxes;
 import dev.outboard.testing.TestPostgres;
 import dev.outboard.tools.ToolCatalog;
 import java.nio.charset.StandardCharsets;
@@ -25,7 +25,6 @@ import org.apache.pekko.actor.testkit.typed.javadsl.FishingOutcomes;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.Assertions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
@@ -47,8 +46,16 @@ class SandboxSnapshotStoreTest {
   static void start() {
     testKit = ActorTestKit.create();
     blocking = Executors.newFixedThreadPool(2);
-    db = new Database(new StoreSettings("jdbc:h2:mem:snapshots-" + UUID.randomUUID() + ";DB_CLOSE_DELAY=-1", "sa", "",
-        Path.of("target"), false, 2), blocking);
+    db =
+        new Database(
+            new StoreSettings(
+                "jdbc:h2:mem:snapshots-" + UUID.randomUUID() + ";DB_CLOSE_DELAY=-1",
+                "sa",
+                "",
+                Path.of("target"),
+                false,
+                2),
+            blocking);
     Migrations.migrate(db.dataSource(), false);
     store = new SnapshotStore(db);
   }
@@ -68,7 +75,10 @@ class SandboxSnapshotStoreTest {
   @Test
   void theStoreKeepsOneSnapshotPerSessionOnPostgres() {
     try (TestPostgres pg = TestPostgres.create();
-        Database postgres = new Database(new StoreSettings(pg.url(), pg.user(), "", Path.of("target"), false, 2), blocking)) {
+        Database postgres =
+            new Database(
+                new StoreSettings(pg.url(), pg.user(), "", Path.of("target"), false, 2),
+                blocking)) {
       Migrations.migrate(postgres.dataSource(), true);
       roundTrip(new SnapshotStore(postgres));
     }
@@ -98,22 +108,36 @@ class SandboxSnapshotStoreTest {
     try (BwrapSandboxProvider first = new BwrapSandboxProvider(dir1, io);
         BwrapSandboxProvider second = new BwrapSandboxProvider(dir2, io)) {
       Sandboxes.requireBwrap(SandboxSnapshotStoreTest.class);
-      SandboxHandle.Settings settings = new SandboxHandle.Settings(
-          new Limits(512L * 1024 * 1024, 128, Duration.ofMinutes(1), 256 * 1024, Duration.ofSeconds(30)),
-          Duration.ofMillis(200), Duration.ofMillis(500));
+      SandboxHandle.Settings settings =
+          new SandboxHandle.Settings(
+              new Limits(
+                  512L * 1024 * 1024,
+                  128,
+                  Duration.ofMinutes(1),
+                  256 * 1024,
+                  Duration.ofSeconds(30)),
+              Duration.ofMillis(200),
+              Duration.ofMillis(500));
       String session = "s-" + UUID.randomUUID();
 
-      // Node 1: write a file, go idle until hibernated (the snapshot is stored before that is reported).
+      // Node 1: write a file, go idle until hibernated (the snapshot is stored before that is
+      // reported).
       TestProbe<SandboxHandle.Report> reports1 = testKit.createTestProbe();
       ActorRef<SandboxHandle.Command> handle1 =
-          testKit.spawn(SandboxHandle.create(first, settings, reports1.ref(), null, null, store, session));
-      SandboxHandle.Result wrote = run(handle1, "c1", "write", Map.of("path", "/workspace/keep.txt", "content", "kept\n"));
+          testKit.spawn(
+              SandboxHandle.create(first, settings, reports1.ref(), null, null, store, session));
+      SandboxHandle.Result wrote =
+          run(handle1, "c1", "write", Map.of("path", "/workspace/keep.txt", "content", "kept\n"));
       assertThat(wrote.isError()).as(wrote.content()).isFalse();
       String[] firstId = new String[1];
-      reports1.fishForMessage(WAIT, r -> {
-        if (r.sandboxId() != null) firstId[0] = r.sandboxId();
-        return r.state().equals("hibernated") ? FishingOutcomes.complete() : FishingOutcomes.continueAndIgnore();
-      });
+      reports1.fishForMessage(
+          WAIT,
+          r -> {
+            if (r.sandboxId() != null) firstId[0] = r.sandboxId();
+            return r.state().equals("hibernated")
+                ? FishingOutcomes.complete()
+                : FishingOutcomes.continueAndIgnore();
+          });
       Optional<SnapshotStore.Snapshot> stored = join(store.load(session));
       assertThat(stored).isPresent();
       assertThat(stored.get().sandboxId()).isEqualTo(firstId[0]);
@@ -122,12 +146,24 @@ class SandboxSnapshotStoreTest {
       // Node 2 (or node 1 restarted): the recorded sandbox id is unknown, so it is gone.
       TestProbe<SandboxHandle.Report> reports2 = testKit.createTestProbe();
       ActorRef<SandboxHandle.Command> handle2 =
-          testKit.spawn(SandboxHandle.create(second, settings, reports2.ref(), firstId[0], "hibernated", store, session));
-      SandboxHandle.Result lost = run(handle2, "c2", "bash", Map.of("command", "echo ran >> /workspace/ran.txt"));
+          testKit.spawn(
+              SandboxHandle.create(
+                  second, settings, reports2.ref(), firstId[0], "hibernated", store, session));
+      SandboxHandle.Result lost =
+          run(handle2, "c2", "bash", Map.of("command", "echo ran >> /workspace/ran.txt"));
       assertThat(lost.isError()).isTrue();
-      assertThat(lost.content()).startsWith("interrupted: the sandbox was lost").endsWith("its workspace restored from the last snapshot");
-      SandboxHandle.Report replaced = reports2.fishForMessage(WAIT, r -> r.replacedId() != null
-          ? FishingOutcomes.complete() : FishingOutcomes.continueAndIgnore()).get(0);
+      assertThat(lost.content())
+          .startsWith("interrupted: the sandbox was lost")
+          .endsWith("its workspace restored from the last snapshot");
+      SandboxHandle.Report replaced =
+          reports2
+              .fishForMessage(
+                  WAIT,
+                  r ->
+                      r.replacedId() != null
+                          ? FishingOutcomes.complete()
+                          : FishingOutcomes.continueAndIgnore())
+              .get(0);
       assertThat(replaced.replacedId()).isEqualTo(firstId[0]);
       assertThat(replaced.sandboxId()).isNotEqualTo(firstId[0]);
 
@@ -141,16 +177,23 @@ class SandboxSnapshotStoreTest {
       // The session ended: sandbox and stored snapshot go.
       handle2.tell(SandboxHandle.Destroy.INSTANCE);
       long deadline = System.nanoTime() + WAIT.toNanos();
-      while (join(store.load(session)).isPresent() && System.nanoTime() < deadline) Thread.sleep(50);
+      while (join(store.load(session)).isPresent() && System.nanoTime() < deadline)
+        Thread.sleep(50);
       assertThat(join(store.load(session))).isEmpty();
     } finally {
       io.shutdownNow();
     }
   }
 
-  private static SandboxHandle.Result run(ActorRef<SandboxHandle.Command> handle, String callId, String tool, Map<String, Object> input) {
+  private static SandboxHandle.Result run(
+      ActorRef<SandboxHandle.Command> handle,
+      String callId,
+      String tool,
+      Map<String, Object> input) {
     TestProbe<SandboxHandle.Result> reply = testKit.createTestProbe();
-    handle.tell(new SandboxHandle.Run(callId, ToolCatalog.parse(tool, JSON.valueToTree(input)), 100_000, reply.ref()));
+    handle.tell(
+        new SandboxHandle.Run(
+            callId, ToolCatalog.parse(tool, JSON.valueToTree(input)), 100_000, reply.ref()));
     return reply.receiveMessage(WAIT);
   }
 

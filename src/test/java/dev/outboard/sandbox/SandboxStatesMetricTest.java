@@ -4,8 +4,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.typesafe.config.ConfigFactory;
 import dev.outboard.ops.Metrics;
-import dev.outboard.testing.EchoSandboxes;
 import dev.outboard.sandbox.SandboxProvider.Limits;
+import dev.outboard.testing.EchoSandboxes;
 import dev.outboard.tools.ToolCall;
 import dev.outboard.vfs.VirtualPath;
 import java.time.Duration;
@@ -24,12 +24,19 @@ import org.junit.jupiter.api.Test;
  * ended, passivated or moved). Deltas: the gauge is the JVM's.
  */
 class SandboxStatesMetricTest {
-  static final ActorTestKit kit = ActorTestKit.create("SandboxStatesMetricTest",
-      ConfigFactory.parseResources("unit-test.conf").withFallback(ConfigFactory.load()).resolve());
-  static final SandboxHandle.Settings SETTINGS = new SandboxHandle.Settings(
-      new Limits(1 << 28, 64, Duration.ofSeconds(10), 1024, Duration.ofSeconds(10)),
-      Duration.ofSeconds(1), Duration.ofSeconds(2));
-  static final List<String> STATES = List.of("provisioning", "active", "suspended", "hibernated", "replacing");
+  static final ActorTestKit kit =
+      ActorTestKit.create(
+          "SandboxStatesMetricTest",
+          ConfigFactory.parseResources("unit-test.conf")
+              .withFallback(ConfigFactory.load())
+              .resolve());
+  static final SandboxHandle.Settings SETTINGS =
+      new SandboxHandle.Settings(
+          new Limits(1 << 28, 64, Duration.ofSeconds(10), 1024, Duration.ofSeconds(10)),
+          Duration.ofSeconds(1),
+          Duration.ofSeconds(2));
+  static final List<String> STATES =
+      List.of("provisioning", "active", "suspended", "hibernated", "replacing");
 
   @AfterAll
   static void stop() {
@@ -41,9 +48,15 @@ class SandboxStatesMetricTest {
     Map<String, Double> before = gauge();
     TestProbe<SandboxHandle.Report> session = kit.createTestProbe();
     TestProbe<SandboxHandle.Result> replies = kit.createTestProbe();
-    ActorRef<SandboxHandle.Command> handle = kit.spawn(SandboxHandle.create(new EchoSandboxes(), SETTINGS, session.ref(), null, null));
+    ActorRef<SandboxHandle.Command> handle =
+        kit.spawn(SandboxHandle.create(new EchoSandboxes(), SETTINGS, session.ref(), null, null));
 
-    handle.tell(new SandboxHandle.Run("toolu_1", new ToolCall.Bash(VirtualPath.parse("/workspace"), "echo hi", null), 10_000, replies.ref()));
+    handle.tell(
+        new SandboxHandle.Run(
+            "toolu_1",
+            new ToolCall.Bash(VirtualPath.parse("/workspace"), "echo hi", null),
+            10_000,
+            replies.ref()));
     assertThat(replies.receiveMessage().content()).isEqualTo("hi");
     assertThat(delta(before)).containsEntry("active", 1.0).containsEntry("provisioning", 0.0);
 
@@ -52,24 +65,70 @@ class SandboxStatesMetricTest {
     awaitReport(session, "hibernated");
     assertThat(delta(before)).containsEntry("suspended", 0.0).containsEntry("hibernated", 1.0);
 
-    // A hibernated sandbox of a handle that stops (its session passivated) is no longer this node's.
+    // A hibernated sandbox of a handle that stops (its session passivated) is no longer this
+    // node's.
     kit.stop(handle);
-    awaitDelta(before, Map.of("provisioning", 0.0, "active", 0.0, "suspended", 0.0, "hibernated", 0.0, "replacing", 0.0));
+    awaitDelta(
+        before,
+        Map.of(
+            "provisioning",
+            0.0,
+            "active",
+            0.0,
+            "suspended",
+            0.0,
+            "hibernated",
+            0.0,
+            "replacing",
+            0.0));
 
-    // A new handle for the recorded sandbox counts it again, in its recorded state; Destroy lets go.
-    ActorRef<SandboxHandle.Command> next = kit.spawn(SandboxHandle.create(new EchoSandboxes(), SETTINGS, session.ref(), "sb-1", "hibernated"));
-    awaitDelta(before, Map.of("provisioning", 0.0, "active", 0.0, "suspended", 0.0, "hibernated", 1.0, "replacing", 0.0));
+    // A new handle for the recorded sandbox counts it again, in its recorded state; Destroy lets
+    // go.
+    ActorRef<SandboxHandle.Command> next =
+        kit.spawn(
+            SandboxHandle.create(
+                new EchoSandboxes(), SETTINGS, session.ref(), "sb-1", "hibernated"));
+    awaitDelta(
+        before,
+        Map.of(
+            "provisioning",
+            0.0,
+            "active",
+            0.0,
+            "suspended",
+            0.0,
+            "hibernated",
+            1.0,
+            "replacing",
+            0.0));
     next.tell(SandboxHandle.Destroy.INSTANCE);
-    awaitDelta(before, Map.of("provisioning", 0.0, "active", 0.0, "suspended", 0.0, "hibernated", 0.0, "replacing", 0.0));
+    awaitDelta(
+        before,
+        Map.of(
+            "provisioning",
+            0.0,
+            "active",
+            0.0,
+            "suspended",
+            0.0,
+            "hibernated",
+            0.0,
+            "replacing",
+            0.0));
   }
 
   private static void awaitReport(TestProbe<SandboxHandle.Report> session, String state) {
-    session.fishForMessage(Duration.ofSeconds(10), r -> r.state().equals(state)
-        ? org.apache.pekko.actor.testkit.typed.javadsl.FishingOutcomes.complete()
-        : org.apache.pekko.actor.testkit.typed.javadsl.FishingOutcomes.continueAndIgnore());
+    session.fishForMessage(
+        Duration.ofSeconds(10),
+        r ->
+            r.state().equals(state)
+                ? org.apache.pekko.actor.testkit.typed.javadsl.FishingOutcomes.complete()
+                : org.apache.pekko.actor.testkit.typed.javadsl.FishingOutcomes.continueAndIgnore());
   }
 
-  /** The gauge is set on the handle's thread before it reports; wait until the test's read sees it. */
+  /**
+   * The gauge is set on the handle's thread before it reports; wait until the test's read sees it.
+   */
   private static void awaitDelta(Map<String, Double> before, Map<String, Double> expected) {
     long deadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();
     while (!delta(before).equals(expected) && System.nanoTime() < deadline) pause();

@@ -33,14 +33,16 @@ import org.junit.jupiter.api.Test;
 
 /**
  * Lost and orphaned sandboxes do not stay for ever (issue 13, defect 5). A provider holds four
- * sandboxes when it restarts (the sandbox host was away): one of a running session, one of a session
- * that ended meanwhile, one that no session holds and that has been unused for three hours (a
- * replaced sandbox that never answered salvage), and a fresh one no session lists yet. The restarted
- * provider finds them all on disk; the sweep destroys the ended session's and the abandoned one, and
- * keeps the others. The sessions list is the real one (its sandbox column, on H2).
+ * sandboxes when it restarts (the sandbox host was away): one of a running session, one of a
+ * session that ended meanwhile, one that no session holds and that has been unused for three hours
+ * (a replaced sandbox that never answered salvage), and a fresh one no session lists yet. The
+ * restarted provider finds them all on disk; the sweep destroys the ended session's and the
+ * abandoned one, and keeps the others. The sessions list is the real one (its sandbox column, on
+ * H2).
  */
 class SandboxSweeperTest {
-  static final Limits LIMITS = new Limits(512L << 20, 128, Duration.ofMinutes(1), 256 * 1024, Duration.ofSeconds(30));
+  static final Limits LIMITS =
+      new Limits(512L << 20, 128, Duration.ofMinutes(1), 256 * 1024, Duration.ofSeconds(30));
   static ActorTestKit testKit;
   static ExecutorService io;
   static Database db;
@@ -49,8 +51,16 @@ class SandboxSweeperTest {
   static void start() {
     testKit = ActorTestKit.create();
     io = Executors.newCachedThreadPool();
-    db = new Database(new StoreSettings("jdbc:h2:mem:sweep-" + UUID.randomUUID() + ";DB_CLOSE_DELAY=-1", "sa", "",
-        Path.of("target"), false, 2), io);
+    db =
+        new Database(
+            new StoreSettings(
+                "jdbc:h2:mem:sweep-" + UUID.randomUUID() + ";DB_CLOSE_DELAY=-1",
+                "sa",
+                "",
+                Path.of("target"),
+                false,
+                2),
+            io);
     Migrations.migrate(db.dataSource(), false);
   }
 
@@ -62,7 +72,8 @@ class SandboxSweeperTest {
   }
 
   @Test
-  void theSweepDestroysTheSandboxesOfEndedSessionsAndAbandonedOnesAndKeepsTheRest() throws Exception {
+  void theSweepDestroysTheSandboxesOfEndedSessionsAndAbandonedOnesAndKeepsTheRest()
+      throws Exception {
     Sandboxes.requireBwrap(SandboxSweeperTest.class);
     Path root = Files.createTempDirectory("sweep-");
     Files.setPosixFilePermissions(root, PosixFilePermissions.fromString("rwx--x--x"));
@@ -79,24 +90,33 @@ class SandboxSweeperTest {
       join(before.exec(abandoned, "toolu_1", "echo x > /workspace/x", null));
     } // the host goes away; the workspaces stay
     backdate(dir.resolve(abandoned), Instant.now().minus(Duration.ofHours(3)));
-    backdate(dir.resolve(running), Instant.now().minus(Duration.ofHours(3))); // idle, but its session runs
+    backdate(
+        dir.resolve(running),
+        Instant.now().minus(Duration.ofHours(3))); // idle, but its session runs
     listSession("s-running", "running", running);
     listSession("s-ended", "completed", ended);
 
     SessionIndex index = new SessionIndex(db, Duration.ofHours(1));
     try (BwrapSandboxProvider after = new BwrapSandboxProvider(dir, io)) {
-      assertThat(join(after.held()).stream().map(SandboxProvider.Held::id)).containsExactlyInAnyOrder(running, ended, abandoned, fresh);
-      SandboxSweeper sweeper = new SandboxSweeper(testKit.system(), after, new SandboxSweeper.Owners() {
-        @Override
-        public CompletionStage<Map<String, String>> of(Collection<String> ids) {
-          return index.sandboxOwners(ids);
-        }
+      assertThat(join(after.held()).stream().map(SandboxProvider.Held::id))
+          .containsExactlyInAnyOrder(running, ended, abandoned, fresh);
+      SandboxSweeper sweeper =
+          new SandboxSweeper(
+              testKit.system(),
+              after,
+              new SandboxSweeper.Owners() {
+                @Override
+                public CompletionStage<Map<String, String>> of(Collection<String> ids) {
+                  return index.sandboxOwners(ids);
+                }
 
-        @Override
-        public boolean finished(String status) {
-          return SessionIndex.finished(status);
-        }
-      }, Duration.ofMinutes(1), Duration.ofHours(2));
+                @Override
+                public boolean finished(String status) {
+                  return SessionIndex.finished(status);
+                }
+              },
+              Duration.ofMinutes(1),
+              Duration.ofHours(2));
       SandboxSweeper.Swept swept = join(sweeper.sweep());
       assertThat(swept.destroyed()).containsExactlyInAnyOrder(ended, abandoned);
       assertThat(swept.kept()).isEqualTo(2);
@@ -119,9 +139,12 @@ class SandboxSweeperTest {
     join(db.transact(c -> insert(c, id, status, sandboxId)));
   }
 
-  private static Integer insert(Connection c, String id, String status, String sandboxId) throws java.sql.SQLException {
-    try (PreparedStatement ps = c.prepareStatement("INSERT INTO session_index (id, org_id, status, seq, created_at, updated_at, "
-        + "summary, sandbox_id) VALUES (?, 'org', ?, 1, ?, ?, '{}', ?)")) {
+  private static Integer insert(Connection c, String id, String status, String sandboxId)
+      throws java.sql.SQLException {
+    try (PreparedStatement ps =
+        c.prepareStatement(
+            "INSERT INTO session_index (id, org_id, status, seq, created_at, updated_at, "
+                + "summary, sandbox_id) VALUES (?, 'org', ?, 1, ?, ?, '{}', ?)")) {
       OffsetDateTime now = OffsetDateTime.now(ZoneOffset.UTC);
       ps.setString(1, id);
       ps.setString(2, status);

@@ -15,8 +15,8 @@ import java.util.Map;
 import org.junit.jupiter.api.Test;
 
 /**
- * The read-only replay a node does before it joins: on both databases it finds the recent
- * sessions, replays their events (and their shards' entity stores), and writes nothing.
+ * The read-only replay a node does before it joins: on both databases it finds the recent sessions,
+ * replays their events (and their shards' entity stores), and writes nothing.
  */
 class RecoveryWarmupTest {
 
@@ -29,7 +29,8 @@ class RecoveryWarmupTest {
 
   @Test
   void replaysRecentSessionsOnPostgresAndWritesNothing() throws Exception {
-    try (TestPostgres postgres = TestPostgres.create(); InProcessNode node = InProcessNode.start(postgres.url(), Map.of())) {
+    try (TestPostgres postgres = TestPostgres.create();
+        InProcessNode node = InProcessNode.start(postgres.url(), Map.of())) {
       replaysAndWritesNothing(node);
     }
   }
@@ -37,21 +38,35 @@ class RecoveryWarmupTest {
   private static void replaysAndWritesNothing(InProcessNode node) throws Exception {
     ApiClient api = node.client(node.admin().createOrgWithKey("warm"));
     for (int i = 0; i < 3; i++) {
-      String id = ScriptedSessions.create(api, ScriptedSessions.body("u" + i, false, List.of(
-          ScriptedSessions.tools("writing", 0, ScriptedSessions.call("write", Map.of("path", "/session/a.md", "content", "x"))),
-          ScriptedSessions.say("done"))));
+      String id =
+          ScriptedSessions.create(
+              api,
+              ScriptedSessions.body(
+                  "u" + i,
+                  false,
+                  List.of(
+                      ScriptedSessions.tools(
+                          "writing",
+                          0,
+                          ScriptedSessions.call(
+                              "write", Map.of("path", "/session/a.md", "content", "x"))),
+                      ScriptedSessions.say("done"))));
       ScriptedSessions.awaitStatus(api, id, "completed", Duration.ofSeconds(30));
     }
     long rowsBefore = journalRows(node);
     // 3 sessions of 6 events each, twice, and whatever the shards' entity stores hold
-    long replayed = RecoveryWarmup.run(node.system(), node.database(), 8, 2, Duration.ofSeconds(20));
+    long replayed =
+        RecoveryWarmup.run(node.system(), node.database(), 8, 2, Duration.ofSeconds(20));
     assertThat(replayed).as("events replayed").isGreaterThanOrEqualTo(2 * 3 * 6);
     assertThat(journalRows(node)).as("journal rows after the warm-up").isEqualTo(rowsBefore);
-    assertThat(RecoveryWarmup.run(node.system(), node.database(), 0, 2, Duration.ofSeconds(20))).as("turned off").isZero();
+    assertThat(RecoveryWarmup.run(node.system(), node.database(), 0, 2, Duration.ofSeconds(20)))
+        .as("turned off")
+        .isZero();
   }
 
   private static long journalRows(InProcessNode node) throws Exception {
-    try (Connection c = node.database().dataSource().getConnection(); Statement st = c.createStatement();
+    try (Connection c = node.database().dataSource().getConnection();
+        Statement st = c.createStatement();
         ResultSet rs = st.executeQuery("SELECT COUNT(*) FROM \"event_journal\"")) {
       rs.next();
       return rs.getLong(1);

@@ -81,10 +81,11 @@ class SessionEntityTest {
 
   @BeforeAll
   void start() {
-    Config config = ConfigFactory.parseResources("unit-test.conf")
-        .withFallback(EventSourcedBehaviorTestKit.config())
-        .withFallback(ConfigFactory.load())
-        .resolve();
+    Config config =
+        ConfigFactory.parseResources("unit-test.conf")
+            .withFallback(EventSourcedBehaviorTestKit.config())
+            .withFallback(ConfigFactory.load())
+            .resolve();
     kit = ActorTestKit.create("SessionEntityTest", config);
   }
 
@@ -96,7 +97,8 @@ class SessionEntityTest {
   // ------------------------------------------------------------------ fixtures
 
   private static final Duration AWAIT = Duration.ofSeconds(10);
-  private static final SessionFiles.Limits LIMITS = new SessionFiles.Limits(1 << 20, 8 << 20, 256 * 1024);
+  private static final SessionFiles.Limits LIMITS =
+      new SessionFiles.Limits(1 << 20, 8 << 20, 256 * 1024);
   private static final JsonNode METADATA = json("{'ticket': 'OPS-1', 'tags': ['a', 'b']}");
   private static final String PROMPT = "plan the release";
 
@@ -131,7 +133,13 @@ class SessionEntityTest {
   }
 
   private static SessionSpec spec(int maxTurns, boolean keepOpen, ScriptedTurn... turns) {
-    return new SessionSpec(PROMPT, new ModelSpec("scripted", null, List.of(turns)), null, maxTurns, keepOpen, METADATA);
+    return new SessionSpec(
+        PROMPT,
+        new ModelSpec("scripted", null, List.of(turns)),
+        null,
+        maxTurns,
+        keepOpen,
+        METADATA);
   }
 
   private static SessionSpec spec(ScriptedTurn... turns) {
@@ -177,10 +185,13 @@ class SessionEntityTest {
     @Override
     public CompletionStage<ModelResponse> complete(ModelRequest request) {
       requests.add(request);
-      return answer.apply(request).thenApply(r -> {
-        answered.incrementAndGet();
-        return r;
-      });
+      return answer
+          .apply(request)
+          .thenApply(
+              r -> {
+                answered.incrementAndGet();
+                return r;
+              });
     }
 
     List<Integer> turnsAsked() {
@@ -188,7 +199,9 @@ class SessionEntityTest {
     }
   }
 
-  /** One session under test: its id, its shard probe, observer, model and the testkit driving it. */
+  /**
+   * One session under test: its id, its shard probe, observer, model and the testkit driving it.
+   */
   final class Session {
     final String id = "s-" + UUID.randomUUID();
     final String pid = PersistenceId.of(SessionEntity.ENTITY_KEY.name(), id).id();
@@ -199,9 +212,15 @@ class SessionEntityTest {
 
     Session(RecordingModel model, SessionSettings settings) {
       this.model = model;
-      SessionEntity.Services services = new SessionEntity.Services(
-          new ModelClients("scripted", model), new PathRouter(EnumSet.of(Namespace.SESSION)), observer, settings);
-      this.es = EventSourcedBehaviorTestKit.create(kit.system(), SessionEntity.create(id, shard.ref(), services));
+      SessionEntity.Services services =
+          new SessionEntity.Services(
+              new ModelClients("scripted", model),
+              new PathRouter(EnumSet.of(Namespace.SESSION)),
+              observer,
+              settings);
+      this.es =
+          EventSourcedBehaviorTestKit.create(
+              kit.system(), SessionEntity.create(id, shard.ref(), services));
     }
 
     CommandResultWithReply<Command, Event, State, StatusReply<Summary>> create(SessionSpec spec) {
@@ -229,7 +248,8 @@ class SessionEntityTest {
       long deadline = System.nanoTime() + AWAIT.toNanos();
       State s = es.getState();
       while (!condition.test(s)) {
-        if (System.nanoTime() > deadline) fail("session never became " + what + "; last state: " + s);
+        if (System.nanoTime() > deadline)
+          fail("session never became " + what + "; last state: " + s);
         pause(15);
         s = es.getState();
       }
@@ -241,7 +261,9 @@ class SessionEntityTest {
     }
 
     List<Event> journal() {
-      return es.persistenceTestKit().persistedInStorage(pid).stream().map(Event.class::cast).toList();
+      return es.persistenceTestKit().persistedInStorage(pid).stream()
+          .map(Event.class::cast)
+          .toList();
     }
 
     List<String> journalTypes() {
@@ -292,9 +314,11 @@ class SessionEntityTest {
     return messages.stream().map(Message::role).toList();
   }
 
-  private static final ScriptedTurn WRITE_THEN_READ = tools("writing the plan",
-      use("write", "{'path': '/session/notes.md', 'content': 'hello\\nworld'}"),
-      use("read", "{'path': '/session/notes.md'}"));
+  private static final ScriptedTurn WRITE_THEN_READ =
+      tools(
+          "writing the plan",
+          use("write", "{'path': '/session/notes.md', 'content': 'hello\\nworld'}"),
+          use("read", "{'path': '/session/notes.md'}"));
 
   // ------------------------------------------------------------------ create and the turn loop
 
@@ -353,29 +377,43 @@ class SessionEntityTest {
     s.create(spec(WRITE_THEN_READ, say("done")));
     State state = s.awaitStatus(Status.COMPLETED);
 
-    assertThat(s.journalTypes()).containsExactly("SessionStarted", "ModelResponded", "ToolCallStarted", "ToolCallStarted",
-        "ToolCallCompleted", "ToolCallCompleted", "ModelResponded", "SessionCompleted");
+    assertThat(s.journalTypes())
+        .containsExactly(
+            "SessionStarted",
+            "ModelResponded",
+            "ToolCallStarted",
+            "ToolCallStarted",
+            "ToolCallCompleted",
+            "ToolCallCompleted",
+            "ModelResponded",
+            "SessionCompleted");
     List<Event> j = s.journal();
 
     ModelResponded first = (ModelResponded) j.get(1);
     assertThat(first.turn()).isEqualTo(1);
     assertThat(first.stopReason()).isEqualTo("tool_use");
-    assertThat(first.content()).containsExactly(
-        new Block.Text("writing the plan"),
-        new Block.ToolUse("toolu_1_0", "write", json("{'path': '/session/notes.md', 'content': 'hello\\nworld'}")),
-        new Block.ToolUse("toolu_1_1", "read", json("{'path': '/session/notes.md'}")));
+    assertThat(first.content())
+        .containsExactly(
+            new Block.Text("writing the plan"),
+            new Block.ToolUse(
+                "toolu_1_0",
+                "write",
+                json("{'path': '/session/notes.md', 'content': 'hello\\nworld'}")),
+            new Block.ToolUse("toolu_1_1", "read", json("{'path': '/session/notes.md'}")));
 
     ToolCallStarted startWrite = (ToolCallStarted) j.get(2);
     ToolCallStarted startRead = (ToolCallStarted) j.get(3);
     assertThat(List.of(startWrite.turn(), startRead.turn())).containsExactly(1, 1);
-    assertThat(List.of(startWrite.callId(), startRead.callId())).containsExactly("toolu_1_0", "toolu_1_1");
+    assertThat(List.of(startWrite.callId(), startRead.callId()))
+        .containsExactly("toolu_1_0", "toolu_1_1");
     assertThat(List.of(startWrite.name(), startRead.name())).containsExactly("write", "read");
 
     ToolCallCompleted wrote = (ToolCallCompleted) j.get(4);
     assertThat(wrote.callId()).isEqualTo("toolu_1_0");
     assertThat(wrote.isError()).isFalse();
     assertThat(wrote.content()).isEqualTo("wrote /session/notes.md (11 bytes)");
-    assertThat(wrote.change()).isEqualTo(new SessionFiles.Change("/session/notes.md", "hello\nworld"));
+    assertThat(wrote.change())
+        .isEqualTo(new SessionFiles.Change("/session/notes.md", "hello\nworld"));
 
     ToolCallCompleted read = (ToolCallCompleted) j.get(5);
     assertThat(read.callId()).isEqualTo("toolu_1_1");
@@ -390,14 +428,16 @@ class SessionEntityTest {
 
     assertThat(state.turns()).isEqualTo(2);
     assertThat(state.result()).isEqualTo("done");
-    assertThat(state.files().files()).containsExactly(Map.entry("/session/notes.md", "hello\nworld"));
+    assertThat(state.files().files())
+        .containsExactly(Map.entry("/session/notes.md", "hello\nworld"));
     assertThat(state.openCalls()).isEmpty();
     assertThat(state.results()).isEmpty();
     assertThat(state.usage()).isEqualTo(first.usage().plus(second.usage()));
     assertThat(roles(state.messages())).containsExactly("user", "assistant", "user", "assistant");
-    assertThat(state.messages().get(2).content()).containsExactly(
-        new Block.ToolResult("toolu_1_0", "wrote /session/notes.md (11 bytes)", false),
-        new Block.ToolResult("toolu_1_1", "     1\thello\n     2\tworld\n", false));
+    assertThat(state.messages().get(2).content())
+        .containsExactly(
+            new Block.ToolResult("toolu_1_0", "wrote /session/notes.md (11 bytes)", false),
+            new Block.ToolResult("toolu_1_1", "     1\thello\n     2\tworld\n", false));
 
     // The second call saw the whole first turn, tool results included.
     assertThat(s.model.turnsAsked()).containsExactly(1, 2);
@@ -417,42 +457,60 @@ class SessionEntityTest {
   void aTurnIsRecordedInOneWriteWithItsToolStartsAndSessionFileResults() {
     Session s = session();
     List<List<Object>> writes = new CopyOnWriteArrayList<>();
-    s.es.persistenceTestKit().withPolicy(new ProcessingPolicy<JournalOperation>() {
-      @Override
-      public ProcessingResult tryProcess(String persistenceId, JournalOperation op) {
-        if (persistenceId.equals(s.pid) && op instanceof WriteEvents w) writes.add(List.copyOf(w.getBatch()));
-        return ProcessingSuccess.getInstance();
-      }
-    });
+    s.es
+        .persistenceTestKit()
+        .withPolicy(
+            new ProcessingPolicy<JournalOperation>() {
+              @Override
+              public ProcessingResult tryProcess(String persistenceId, JournalOperation op) {
+                if (persistenceId.equals(s.pid) && op instanceof WriteEvents w)
+                  writes.add(List.copyOf(w.getBatch()));
+                return ProcessingSuccess.getInstance();
+              }
+            });
     try {
       s.create(spec(WRITE_THEN_READ, say("done")));
       s.awaitStatus(Status.COMPLETED);
     } finally {
       s.es.persistenceTestKit().resetPolicy();
     }
-    assertThat(writes).extracting(w -> w.stream().map(e -> e.getClass().getSimpleName()).toList()).containsExactly(
-        List.of("SessionStarted"),
-        List.of("ModelResponded", "ToolCallStarted", "ToolCallStarted", "ToolCallCompleted", "ToolCallCompleted"),
-        List.of("ModelResponded", "SessionCompleted"));
+    assertThat(writes)
+        .extracting(w -> w.stream().map(e -> e.getClass().getSimpleName()).toList())
+        .containsExactly(
+            List.of("SessionStarted"),
+            List.of(
+                "ModelResponded",
+                "ToolCallStarted",
+                "ToolCallStarted",
+                "ToolCallCompleted",
+                "ToolCallCompleted"),
+            List.of("ModelResponded", "SessionCompleted"));
   }
 
   @Test
   void theEndOfTheScriptCompletesTheSessionWithTheLastTextAfterExactlyNTurns() {
     Session s = session();
-    s.create(spec(
-        tools("one", use("write", "{'path': '/session/a', 'content': '1'}")),
-        tools("two", use("edit", "{'path': '/session/a', 'old_string': '1', 'new_string': '2'}")),
-        say("the final answer")));
+    s.create(
+        spec(
+            tools("one", use("write", "{'path': '/session/a', 'content': '1'}")),
+            tools(
+                "two", use("edit", "{'path': '/session/a', 'old_string': '1', 'new_string': '2'}")),
+            say("the final answer")));
     State state = s.awaitStatus(Status.COMPLETED);
 
     assertThat(state.turns()).isEqualTo(3);
     assertThat(state.result()).isEqualTo("the final answer");
     assertThat(state.files().files()).containsExactly(Map.entry("/session/a", "2"));
-    assertThat(s.journal(ModelResponded.class)).extracting(ModelResponded::turn).containsExactly(1, 2, 3);
-    assertThat(s.journal(SessionCompleted.class)).extracting(SessionCompleted::result).containsExactly("the final answer");
+    assertThat(s.journal(ModelResponded.class))
+        .extracting(ModelResponded::turn)
+        .containsExactly(1, 2, 3);
+    assertThat(s.journal(SessionCompleted.class))
+        .extracting(SessionCompleted::result)
+        .containsExactly("the final answer");
     assertThat(s.journalTypes()).last().isEqualTo("SessionCompleted");
     assertThat(s.model.turnsAsked()).containsExactly(1, 2, 3);
-    assertThat(roles(state.messages())).containsExactly("user", "assistant", "user", "assistant", "user", "assistant");
+    assertThat(roles(state.messages()))
+        .containsExactly("user", "assistant", "user", "assistant", "user", "assistant");
   }
 
   @Test
@@ -474,7 +532,8 @@ class SessionEntityTest {
     State waiting = s.awaitStatus(Status.WAITING);
     assertThat(waiting.result()).isEqualTo("first answer");
     assertThat(waiting.turns()).isEqualTo(1);
-    assertThat(s.journalTypes()).containsExactly("SessionStarted", "ModelResponded", "SessionWaiting");
+    assertThat(s.journalTypes())
+        .containsExactly("SessionStarted", "ModelResponded", "SessionWaiting");
     assertThat(s.journal(SessionWaiting.class).get(0).text()).isEqualTo("first answer");
     assertThat(success(s.get().reply()).status()).isEqualTo("waiting");
 
@@ -483,17 +542,27 @@ class SessionEntityTest {
     assertThat(running.status()).isEqualTo("running");
     assertThat(running.result()).isNull();
     assertThat(added.events().get(0)).isInstanceOf(UserMessageAdded.class);
-    assertThat(((UserMessageAdded) added.events().get(0)).text()).isEqualTo("and now the changelog");
+    assertThat(((UserMessageAdded) added.events().get(0)).text())
+        .isEqualTo("and now the changelog");
 
-    State again = s.awaitState(st -> st.status() == Status.WAITING && st.turns() == 2, "waiting after turn 2");
+    State again =
+        s.awaitState(
+            st -> st.status() == Status.WAITING && st.turns() == 2, "waiting after turn 2");
     assertThat(again.result()).isEqualTo("second answer");
-    assertThat(s.journalTypes()).containsExactly("SessionStarted", "ModelResponded", "SessionWaiting",
-        "UserMessageAdded", "ModelResponded", "SessionWaiting");
-    assertThat(again.messages()).containsExactly(
-        Message.user(List.of(new Block.Text(PROMPT))),
-        Message.assistant(List.of(new Block.Text("first answer"))),
-        Message.user(List.of(new Block.Text("and now the changelog"))),
-        Message.assistant(List.of(new Block.Text("second answer"))));
+    assertThat(s.journalTypes())
+        .containsExactly(
+            "SessionStarted",
+            "ModelResponded",
+            "SessionWaiting",
+            "UserMessageAdded",
+            "ModelResponded",
+            "SessionWaiting");
+    assertThat(again.messages())
+        .containsExactly(
+            Message.user(List.of(new Block.Text(PROMPT))),
+            Message.assistant(List.of(new Block.Text("first answer"))),
+            Message.user(List.of(new Block.Text("and now the changelog"))),
+            Message.assistant(List.of(new Block.Text("second answer"))));
     assertThat(s.model.requests.get(1).messages()).isEqualTo(again.messages().subList(0, 3));
 
     var cancelled = s.cancel();
@@ -505,25 +574,43 @@ class SessionEntityTest {
   @Test
   void aMessageSentWhileRunningIsQueuedAndDeliveredAfterTheTurnsToolResults() {
     Session s = session();
-    s.create(spec(slowly(800, "working", use("write", "{'path': '/session/a', 'content': 'x'}")), say("done")));
+    s.create(
+        spec(
+            slowly(800, "working", use("write", "{'path': '/session/a', 'content': 'x'}")),
+            say("done")));
     var added = s.addMessage("also check the tests");
     assertThat(success(added.reply()).status()).isEqualTo("running");
-    assertThat(added.events()).singleElement().isInstanceOfSatisfying(UserMessageAdded.class,
-        e -> assertThat(e.text()).isEqualTo("also check the tests"));
+    assertThat(added.events())
+        .singleElement()
+        .isInstanceOfSatisfying(
+            UserMessageAdded.class, e -> assertThat(e.text()).isEqualTo("also check the tests"));
     assertThat(added.state().queued()).containsExactly("also check the tests");
     assertThat(added.state().messages()).hasSize(1);
 
     State state = s.awaitStatus(Status.COMPLETED);
     assertThat(state.queued()).isEmpty();
-    assertThat(state.messages()).containsExactly(
-        Message.user(List.of(new Block.Text(PROMPT))),
-        Message.assistant(List.of(new Block.Text("working"),
-            new Block.ToolUse("toolu_1_0", "write", json("{'path': '/session/a', 'content': 'x'}")))),
-        Message.user(List.of(new Block.ToolResult("toolu_1_0", "wrote /session/a (1 bytes)", false),
-            new Block.Text("also check the tests"))),
-        Message.assistant(List.of(new Block.Text("done"))));
-    assertThat(s.journalTypes()).containsExactly("SessionStarted", "UserMessageAdded", "ModelResponded", "ToolCallStarted",
-        "ToolCallCompleted", "ModelResponded", "SessionCompleted");
+    assertThat(state.messages())
+        .containsExactly(
+            Message.user(List.of(new Block.Text(PROMPT))),
+            Message.assistant(
+                List.of(
+                    new Block.Text("working"),
+                    new Block.ToolUse(
+                        "toolu_1_0", "write", json("{'path': '/session/a', 'content': 'x'}")))),
+            Message.user(
+                List.of(
+                    new Block.ToolResult("toolu_1_0", "wrote /session/a (1 bytes)", false),
+                    new Block.Text("also check the tests"))),
+            Message.assistant(List.of(new Block.Text("done"))));
+    assertThat(s.journalTypes())
+        .containsExactly(
+            "SessionStarted",
+            "UserMessageAdded",
+            "ModelResponded",
+            "ToolCallStarted",
+            "ToolCallCompleted",
+            "ModelResponded",
+            "SessionCompleted");
     // The message did not start a second model call for the turn in flight.
     assertThat(s.model.turnsAsked()).containsExactly(1, 2);
     assertThat(s.model.requests.get(1).messages()).isEqualTo(state.messages().subList(0, 3));
@@ -537,13 +624,19 @@ class SessionEntityTest {
     State state = s.awaitStatus(Status.COMPLETED);
     assertThat(state.turns()).isEqualTo(2);
     assertThat(state.result()).isEqualTo("second");
-    assertThat(s.journalTypes()).containsExactly("SessionStarted", "UserMessageAdded", "ModelResponded", "ModelResponded",
-        "SessionCompleted");
-    assertThat(state.messages()).containsExactly(
-        Message.user(List.of(new Block.Text(PROMPT))),
-        Message.assistant(List.of(new Block.Text("first"))),
-        Message.user(List.of(new Block.Text("wait, one more thing"))),
-        Message.assistant(List.of(new Block.Text("second"))));
+    assertThat(s.journalTypes())
+        .containsExactly(
+            "SessionStarted",
+            "UserMessageAdded",
+            "ModelResponded",
+            "ModelResponded",
+            "SessionCompleted");
+    assertThat(state.messages())
+        .containsExactly(
+            Message.user(List.of(new Block.Text(PROMPT))),
+            Message.assistant(List.of(new Block.Text("first"))),
+            Message.user(List.of(new Block.Text("wait, one more thing"))),
+            Message.assistant(List.of(new Block.Text("second"))));
   }
 
   @Test
@@ -554,7 +647,9 @@ class SessionEntityTest {
     int events = s.journal().size();
 
     var message = s.addMessage("more please");
-    assertThat(error(message.reply())).isEqualTo("conflict: the session is completed").startsWith("conflict:");
+    assertThat(error(message.reply()))
+        .isEqualTo("conflict: the session is completed")
+        .startsWith("conflict:");
     assertThat(message.hasNoEvents()).isTrue();
     var cancel = s.cancel();
     assertThat(error(cancel.reply())).isEqualTo("conflict: the session is completed");
@@ -582,7 +677,10 @@ class SessionEntityTest {
   @Test
   void cancelWhileTheModelIsThinkingEndsTheSessionAndTheLateAnswerIsIgnored() {
     Session s = session();
-    s.create(spec(slowly(800, "too late", use("write", "{'path': '/session/a', 'content': 'x'}")), say("done")));
+    s.create(
+        spec(
+            slowly(800, "too late", use("write", "{'path': '/session/a', 'content': 'x'}")),
+            say("done")));
     var cancel = s.cancel();
     Summary summary = success(cancel.reply());
     assertThat(summary.status()).isEqualTo("cancelled");
@@ -599,7 +697,8 @@ class SessionEntityTest {
     assertThat(after.turns()).isZero();
     assertThat(after.files().files()).isEmpty();
     assertThat(s.model.turnsAsked()).containsExactly(1);
-    assertThat(error(s.addMessage("still there?").reply())).isEqualTo("conflict: the session is cancelled");
+    assertThat(error(s.addMessage("still there?").reply()))
+        .isEqualTo("conflict: the session is cancelled");
   }
 
   @Test
@@ -610,9 +709,18 @@ class SessionEntityTest {
     State state = s.awaitStatus(Status.FAILED);
 
     assertThat(state.turns()).isEqualTo(2);
-    assertThat(state.error()).isEqualTo(new Summary.ErrorView("max_turns", "the session used its budget of 2 turns"));
-    assertThat(s.journalTypes()).containsExactly("SessionStarted", "ModelResponded", "ToolCallStarted", "ToolCallCompleted",
-        "ModelResponded", "ToolCallStarted", "ToolCallCompleted", "SessionFailed");
+    assertThat(state.error())
+        .isEqualTo(new Summary.ErrorView("max_turns", "the session used its budget of 2 turns"));
+    assertThat(s.journalTypes())
+        .containsExactly(
+            "SessionStarted",
+            "ModelResponded",
+            "ToolCallStarted",
+            "ToolCallCompleted",
+            "ModelResponded",
+            "ToolCallStarted",
+            "ToolCallCompleted",
+            "SessionFailed");
     assertThat(s.journal(SessionFailed.class).get(0).code()).isEqualTo("max_turns");
     assertThat(s.model.turnsAsked()).containsExactly(1, 2);
     Summary summary = success(s.get().reply());
@@ -623,31 +731,49 @@ class SessionEntityTest {
   @Test
   void badToolCallsComeBackAsErrorsAndTheSessionGoesOn() {
     Session s = session();
-    s.create(spec(tools("let me try things",
-            use("write", "{'path': '/session/a.md'}"),
-            use("frobnicate", "{'x': 1}"),
-            use("read", "{'path': '/workspace/x.txt'}"),
-            use("read", "{'path': '/session/../etc/passwd'}"),
-            use("read", "{'path': '/etc/passwd'}"),
-            use("write", "{'path': '/session/a.md', 'content': 'x', 'mode': 'append'}"),
-            use("bash", "{'command': 'ls'}"),
-            use("read", "{'path': '/session/missing.md'}"),
-            use("write", "{'path': '/session/ok.md', 'content': 'fine'}"),
-            use("glob", "{'pattern': '**/*.md'}")),
-        say("recovered")));
+    s.create(
+        spec(
+            tools(
+                "let me try things",
+                use("write", "{'path': '/session/a.md'}"),
+                use("frobnicate", "{'x': 1}"),
+                use("read", "{'path': '/workspace/x.txt'}"),
+                use("read", "{'path': '/session/../etc/passwd'}"),
+                use("read", "{'path': '/etc/passwd'}"),
+                use("write", "{'path': '/session/a.md', 'content': 'x', 'mode': 'append'}"),
+                use("bash", "{'command': 'ls'}"),
+                use("read", "{'path': '/session/missing.md'}"),
+                use("write", "{'path': '/session/ok.md', 'content': 'fine'}"),
+                use("glob", "{'pattern': '**/*.md'}")),
+            say("recovered")));
     State state = s.awaitStatus(Status.COMPLETED);
 
     List<ToolCallCompleted> done = s.journal(ToolCallCompleted.class);
-    assertThat(done).extracting(ToolCallCompleted::callId)
-        .containsExactly("toolu_1_0", "toolu_1_1", "toolu_1_2", "toolu_1_3", "toolu_1_4", "toolu_1_5", "toolu_1_6",
-            "toolu_1_7", "toolu_1_8", "toolu_1_9");
-    assertThat(done).extracting(ToolCallCompleted::isError)
+    assertThat(done)
+        .extracting(ToolCallCompleted::callId)
+        .containsExactly(
+            "toolu_1_0",
+            "toolu_1_1",
+            "toolu_1_2",
+            "toolu_1_3",
+            "toolu_1_4",
+            "toolu_1_5",
+            "toolu_1_6",
+            "toolu_1_7",
+            "toolu_1_8",
+            "toolu_1_9");
+    assertThat(done)
+        .extracting(ToolCallCompleted::isError)
         .containsExactly(true, true, true, true, true, true, true, true, false, false);
-    assertThat(done.get(0).content()).contains("tool 'write'").contains("missing required argument 'content'");
+    assertThat(done.get(0).content())
+        .contains("tool 'write'")
+        .contains("missing required argument 'content'");
     assertThat(done.get(1).content()).contains("unknown tool 'frobnicate'");
-    assertThat(done.get(2).content()).contains("path \"/workspace/x.txt\" is not in a mounted namespace");
+    assertThat(done.get(2).content())
+        .contains("path \"/workspace/x.txt\" is not in a mounted namespace");
     assertThat(done.get(3).content()).contains("\"/session/../etc/passwd\"").contains("'..'");
-    assertThat(done.get(4).content()).contains("path \"/etc/passwd\" is not in a mounted namespace");
+    assertThat(done.get(4).content())
+        .contains("path \"/etc/passwd\" is not in a mounted namespace");
     assertThat(done.get(5).content()).contains("unknown argument(s) [mode]");
     assertThat(done.get(6).content()).contains("bash needs a sandbox");
     assertThat(done.get(7).content()).isEqualTo("file not found: /session/missing.md");
@@ -659,14 +785,19 @@ class SessionEntityTest {
     assertThat(state.result()).isEqualTo("recovered");
     assertThat(state.files().files()).containsOnlyKeys("/session/ok.md");
     List<Block> results = state.messages().get(2).content();
-    assertThat(results).hasSize(10).allSatisfy(b -> assertThat(b).isInstanceOf(Block.ToolResult.class));
-    assertThat(results).extracting(b -> ((Block.ToolResult) b).isError())
+    assertThat(results)
+        .hasSize(10)
+        .allSatisfy(b -> assertThat(b).isInstanceOf(Block.ToolResult.class));
+    assertThat(results)
+        .extracting(b -> ((Block.ToolResult) b).isError())
         .containsExactly(true, true, true, true, true, true, true, true, false, false);
   }
 
   @Test
   void aFailingModelFailsTheSessionWithItsMessage() {
-    RecordingModel broken = new RecordingModel(r -> CompletableFuture.failedFuture(new IllegalStateException("provider said 529")));
+    RecordingModel broken =
+        new RecordingModel(
+            r -> CompletableFuture.failedFuture(new IllegalStateException("provider said 529")));
     Session s = new Session(broken, DEFAULTS);
     s.create(spec(say("never")));
     State state = s.awaitStatus(Status.FAILED);
@@ -678,7 +809,8 @@ class SessionEntityTest {
   @Test
   void anUnavailableModelProviderFailsTheSession() {
     Session s = session();
-    s.create(new SessionSpec(PROMPT, new ModelSpec("openai", "gpt", null), null, 10, false, METADATA));
+    s.create(
+        new SessionSpec(PROMPT, new ModelSpec("openai", "gpt", null), null, 10, false, METADATA));
     State state = s.awaitStatus(Status.FAILED);
     assertThat(state.error().code()).isEqualTo("model_unavailable");
     assertThat(state.error().message()).contains("'openai'");
@@ -687,14 +819,21 @@ class SessionEntityTest {
 
   @Test
   void anAnswerCutOffAtTheTokenLimitFailsTheSession() {
-    RecordingModel cut = new RecordingModel(r -> CompletableFuture.completedFuture(new ModelResponse(
-        List.of(new Block.Text("and then we")), ModelResponse.StopReason.MAX_TOKENS, new Usage(10, 4096, 0, 0))));
+    RecordingModel cut =
+        new RecordingModel(
+            r ->
+                CompletableFuture.completedFuture(
+                    new ModelResponse(
+                        List.of(new Block.Text("and then we")),
+                        ModelResponse.StopReason.MAX_TOKENS,
+                        new Usage(10, 4096, 0, 0))));
     Session s = new Session(cut, DEFAULTS);
     s.create(spec(say("unused")));
     State state = s.awaitStatus(Status.FAILED);
     assertThat(state.error().code()).isEqualTo("max_tokens");
     assertThat(state.turns()).isEqualTo(1);
-    assertThat(s.journalTypes()).containsExactly("SessionStarted", "ModelResponded", "SessionFailed");
+    assertThat(s.journalTypes())
+        .containsExactly("SessionStarted", "ModelResponded", "SessionFailed");
     assertThat(s.journal(ModelResponded.class).get(0).stopReason()).isEqualTo("max_tokens");
   }
 
@@ -703,17 +842,22 @@ class SessionEntityTest {
   @Test
   void theObserverIsToldWhenTheStatusChangesWithTheJournalSequenceNumber() {
     Session s = session();
-    s.create(spec(50, true,
-        tools("1", use("ls", "{'path': '/session'}")),
-        tools("2", use("ls", "{'path': '/session'}")),
-        say("3")));
+    s.create(
+        spec(
+            50,
+            true,
+            tools("1", use("ls", "{'path': '/session'}")),
+            tools("2", use("ls", "{'path': '/session'}")),
+            say("3")));
     s.awaitStatus(Status.WAITING);
     s.addMessage("go on");
     s.awaitState(st -> st.status() == Status.WAITING && st.turns() == 4, "waiting after turn 4");
     s.cancel();
     int last = s.journal().size();
-    // running (created), waiting, running (message), waiting, cancelled: one report per status change.
-    assertThat(s.observer.statuses()).containsExactly("running", "waiting", "running", "waiting", "cancelled");
+    // running (created), waiting, running (message), waiting, cancelled: one report per status
+    // change.
+    assertThat(s.observer.statuses())
+        .containsExactly("running", "waiting", "running", "waiting", "cancelled");
     assertThat(s.observer.seqs).isSorted().first().isEqualTo(1L);
     assertThat(s.observer.seqs).last().isEqualTo((long) last);
     assertThat(s.observer.summaries.get(1).turns()).isEqualTo(3);
@@ -727,14 +871,24 @@ class SessionEntityTest {
     s.shard.expectNoMessage(Duration.ofMillis(800));
     s.awaitStatus(Status.COMPLETED);
     long completedAt = System.nanoTime();
-    ClusterSharding.ShardCommand msg = s.shard.expectMessageClass(ClusterSharding.Passivate.class, Duration.ofSeconds(5));
-    assertThat(Duration.ofNanos(System.nanoTime() - completedAt).toMillis()).isGreaterThanOrEqualTo(300);
+    ClusterSharding.ShardCommand msg =
+        s.shard.expectMessageClass(ClusterSharding.Passivate.class, Duration.ofSeconds(5));
+    assertThat(Duration.ofNanos(System.nanoTime() - completedAt).toMillis())
+        .isGreaterThanOrEqualTo(300);
     assertThat(((ClusterSharding.Passivate<?>) msg).entity()).isNotNull();
   }
 
   @Test
   void aFinishedSessionPassivatesSoonerThanAWaitingOne() {
-    SessionSettings quick = new SessionSettings(Duration.ofMinutes(2), 500, 10_000, 200, LIMITS, Duration.ofSeconds(5), Duration.ofMillis(300));
+    SessionSettings quick =
+        new SessionSettings(
+            Duration.ofMinutes(2),
+            500,
+            10_000,
+            200,
+            LIMITS,
+            Duration.ofSeconds(5),
+            Duration.ofMillis(300));
     Session waiting = session(quick);
     waiting.create(spec(50, true, say("waiting for you")));
     waiting.awaitStatus(Status.WAITING);
@@ -765,9 +919,14 @@ class SessionEntityTest {
   void stopFromTheShardStopsTheEntity() {
     TestProbe<ClusterSharding.ShardCommand> shard = kit.createTestProbe();
     TestProbe<StatusReply<Summary>> replies = kit.createTestProbe();
-    SessionEntity.Services services = new SessionEntity.Services(new ModelClients("scripted", new ScriptedModel()),
-        new PathRouter(EnumSet.of(Namespace.SESSION)), new RecordingObserver(), DEFAULTS);
-    ActorRef<Command> entity = kit.spawn(SessionEntity.create("s-" + UUID.randomUUID(), shard.ref(), services));
+    SessionEntity.Services services =
+        new SessionEntity.Services(
+            new ModelClients("scripted", new ScriptedModel()),
+            new PathRouter(EnumSet.of(Namespace.SESSION)),
+            new RecordingObserver(),
+            DEFAULTS);
+    ActorRef<Command> entity =
+        kit.spawn(SessionEntity.create("s-" + UUID.randomUUID(), shard.ref(), services));
     entity.tell(new Get(replies.ref()));
     assertThat(replies.receiveMessage().isError()).isTrue();
     entity.tell(SessionEntity.Stop.INSTANCE);
@@ -777,27 +936,54 @@ class SessionEntityTest {
   @Test
   void aHandOffDuringAModelCallRecordsTheAnswerInFlightAndStartsNothingNew() {
     Session s = session();
-    s.create(spec(slowly(600, "writing", use("write", "{'path': '/session/a', 'content': 'x'}")), say("done")));
+    s.create(
+        spec(
+            slowly(600, "writing", use("write", "{'path': '/session/a', 'content': 'x'}")),
+            say("done")));
     s.es.runCommand(SessionEntity.Stop.INSTANCE);
     // Still there, the call still in flight: nothing recorded, and it answers.
     assertThat(success(s.get().reply()).turns()).isZero();
-    awaitTrue(() -> s.journalTypes().contains("ModelResponded"), "the answer in flight was recorded");
+    awaitTrue(
+        () -> s.journalTypes().contains("ModelResponded"), "the answer in flight was recorded");
     pause(300);
-    assertThat(s.journalTypes()).as("the answer and its /session tool, then nothing more")
-        .containsExactly("SessionStarted", "ModelResponded", "ToolCallStarted", "ToolCallCompleted");
-    assertThat(s.model.turnsAsked()).as("the next turn is left to the next incarnation").containsExactly(1);
+    assertThat(s.journalTypes())
+        .as("the answer and its /session tool, then nothing more")
+        .containsExactly(
+            "SessionStarted", "ModelResponded", "ToolCallStarted", "ToolCallCompleted");
+    assertThat(s.model.turnsAsked())
+        .as("the next turn is left to the next incarnation")
+        .containsExactly(1);
   }
 
   @Test
   void aHandOffStopsWhenTheGraceRunsOutWithTheCallStillInFlight() {
     TestProbe<ClusterSharding.ShardCommand> shard = kit.createTestProbe();
     TestProbe<StatusReply<Summary>> replies = kit.createTestProbe();
-    SessionSettings shortGrace = new SessionSettings(Duration.ofMinutes(2), 500, 10_000, 200, LIMITS, Duration.ofMillis(300), Duration.ofMinutes(2));
-    SessionEntity.Services services = new SessionEntity.Services(new ModelClients("scripted", RecordingModel.scripted()),
-        new PathRouter(EnumSet.of(Namespace.SESSION)), new RecordingObserver(), shortGrace);
-    ActorRef<Command> entity = kit.spawn(SessionEntity.create("s-" + UUID.randomUUID(), shard.ref(), services));
-    // A model call that outlasts the grace: the entity stops when the grace runs out, not at its answer.
-    entity.tell(new Create("acme", "alice", spec(slowly(5_000, "slow", use("write", "{'path': '/session/a', 'content': 'x'}"))), replies.ref()));
+    SessionSettings shortGrace =
+        new SessionSettings(
+            Duration.ofMinutes(2),
+            500,
+            10_000,
+            200,
+            LIMITS,
+            Duration.ofMillis(300),
+            Duration.ofMinutes(2));
+    SessionEntity.Services services =
+        new SessionEntity.Services(
+            new ModelClients("scripted", RecordingModel.scripted()),
+            new PathRouter(EnumSet.of(Namespace.SESSION)),
+            new RecordingObserver(),
+            shortGrace);
+    ActorRef<Command> entity =
+        kit.spawn(SessionEntity.create("s-" + UUID.randomUUID(), shard.ref(), services));
+    // A model call that outlasts the grace: the entity stops when the grace runs out, not at its
+    // answer.
+    entity.tell(
+        new Create(
+            "acme",
+            "alice",
+            spec(slowly(5_000, "slow", use("write", "{'path': '/session/a', 'content': 'x'}"))),
+            replies.ref()));
     assertThat(replies.receiveMessage().isSuccess()).isTrue();
     long t0 = System.nanoTime();
     entity.tell(SessionEntity.Stop.INSTANCE);
@@ -810,7 +996,10 @@ class SessionEntityTest {
   @Test
   void aModelCallInFlightAtACrashIsMadeAgainWithTheSameTranscriptAndNoTurnIsRecordedTwice() {
     Session s = session();
-    s.create(spec(slowly(1000, "writing", use("write", "{'path': '/session/a', 'content': 'x'}")), say("done")));
+    s.create(
+        spec(
+            slowly(1000, "writing", use("write", "{'path': '/session/a', 'content': 'x'}")),
+            say("done")));
     assertThat(s.journalTypes()).containsExactly("SessionStarted");
 
     // The node dies while the first model call is in flight: nothing about it was recorded.
@@ -819,16 +1008,27 @@ class SessionEntityTest {
     assertThat(recovered.turns()).isZero();
 
     State state = s.awaitStatus(Status.COMPLETED);
-    awaitTrue(() -> s.model.answered.get() == 3, "both calls of turn 1 and the call of turn 2 answered");
+    awaitTrue(
+        () -> s.model.answered.get() == 3, "both calls of turn 1 and the call of turn 2 answered");
     pause(100); // the first incarnation's late answer has nowhere to go
 
     assertThat(s.model.turnsAsked()).containsExactly(1, 1, 2);
     assertThat(s.model.requests.get(1).messages()).isEqualTo(s.model.requests.get(0).messages());
     assertThat(s.model.requests.get(1).system()).isEqualTo(s.model.requests.get(0).system());
-    assertThat(s.journal(ModelResponded.class)).extracting(ModelResponded::turn).containsExactly(1, 2);
-    assertThat(s.journal(ToolCallCompleted.class)).extracting(ToolCallCompleted::callId).containsExactly("toolu_1_0");
-    assertThat(s.journalTypes()).containsExactly("SessionStarted", "ModelResponded", "ToolCallStarted", "ToolCallCompleted",
-        "ModelResponded", "SessionCompleted");
+    assertThat(s.journal(ModelResponded.class))
+        .extracting(ModelResponded::turn)
+        .containsExactly(1, 2);
+    assertThat(s.journal(ToolCallCompleted.class))
+        .extracting(ToolCallCompleted::callId)
+        .containsExactly("toolu_1_0");
+    assertThat(s.journalTypes())
+        .containsExactly(
+            "SessionStarted",
+            "ModelResponded",
+            "ToolCallStarted",
+            "ToolCallCompleted",
+            "ModelResponded",
+            "SessionCompleted");
     assertThat(state.turns()).isEqualTo(2);
     assertThat(success(s.get().reply()).turns()).isEqualTo(2);
   }
@@ -842,25 +1042,40 @@ class SessionEntityTest {
     // The journal of a node that died after recording the turn's start but before its result.
     s.es.initialize(
         new SessionStarted(s.id, "acme", "alice", spec, t),
-        new ModelResponded(1, List.of(new Block.Text("planning"), new Block.ToolUse("toolu_1_0", "write", writeInput)),
-            new Usage(10, 5, 0, 0), "tool_use", t),
+        new ModelResponded(
+            1,
+            List.of(
+                new Block.Text("planning"), new Block.ToolUse("toolu_1_0", "write", writeInput)),
+            new Usage(10, 5, 0, 0),
+            "tool_use",
+            t),
         new ToolCallStarted(1, "toolu_1_0", "write", t));
 
     State state = s.awaitStatus(Status.COMPLETED);
-    assertThat(s.journalTypes()).containsExactly("SessionStarted", "ModelResponded", "ToolCallStarted", "ToolCallCompleted",
-        "ModelResponded", "SessionCompleted");
+    assertThat(s.journalTypes())
+        .containsExactly(
+            "SessionStarted",
+            "ModelResponded",
+            "ToolCallStarted",
+            "ToolCallCompleted",
+            "ModelResponded",
+            "SessionCompleted");
     List<ToolCallCompleted> completed = s.journal(ToolCallCompleted.class);
-    assertThat(completed).singleElement().satisfies(c -> {
-      assertThat(c.callId()).isEqualTo("toolu_1_0");
-      assertThat(c.turn()).isEqualTo(1);
-      assertThat(c.isError()).isFalse();
-      assertThat(c.content()).isEqualTo("wrote /session/plan.md (6 bytes)");
-    });
+    assertThat(completed)
+        .singleElement()
+        .satisfies(
+            c -> {
+              assertThat(c.callId()).isEqualTo("toolu_1_0");
+              assertThat(c.turn()).isEqualTo(1);
+              assertThat(c.isError()).isFalse();
+              assertThat(c.content()).isEqualTo("wrote /session/plan.md (6 bytes)");
+            });
     assertThat(state.files().files()).containsExactly(Map.entry("/session/plan.md", "step 1"));
     assertThat(state.turns()).isEqualTo(2);
     assertThat(state.openCalls()).isEmpty();
     assertThat(state.messages().get(2).content())
-        .containsExactly(new Block.ToolResult("toolu_1_0", "wrote /session/plan.md (6 bytes)", false));
+        .containsExactly(
+            new Block.ToolResult("toolu_1_0", "wrote /session/plan.md (6 bytes)", false));
     // Turn 1 was recorded, so the model is only asked for turn 2.
     assertThat(s.model.turnsAsked()).containsExactly(2);
 
@@ -877,23 +1092,42 @@ class SessionEntityTest {
     Session s = session();
     JsonNode write = json("{'path': '/session/a', 'content': 'draft'}");
     JsonNode edit = json("{'path': '/session/a', 'old_string': 'draft', 'new_string': 'final'}");
-    SessionSpec spec = spec(tools("", new ScriptedCall("write", write), new ScriptedCall("edit", edit)), say("done"));
+    SessionSpec spec =
+        spec(
+            tools("", new ScriptedCall("write", write), new ScriptedCall("edit", edit)),
+            say("done"));
     Instant t = Instant.parse("2025-01-01T00:00:00Z");
     s.es.initialize(
         new SessionStarted(s.id, "acme", "alice", spec, t),
-        new ModelResponded(1, List.of(new Block.ToolUse("toolu_1_0", "write", write), new Block.ToolUse("toolu_1_1", "edit", edit)),
-            Usage.ZERO, "tool_use", t),
+        new ModelResponded(
+            1,
+            List.of(
+                new Block.ToolUse("toolu_1_0", "write", write),
+                new Block.ToolUse("toolu_1_1", "edit", edit)),
+            Usage.ZERO,
+            "tool_use",
+            t),
         new ToolCallStarted(1, "toolu_1_0", "write", t),
         new ToolCallStarted(1, "toolu_1_1", "edit", t),
-        new ToolCallCompleted(1, "toolu_1_0", "wrote /session/a (5 bytes)", false, new SessionFiles.Change("/session/a", "draft"), t));
+        new ToolCallCompleted(
+            1,
+            "toolu_1_0",
+            "wrote /session/a (5 bytes)",
+            false,
+            new SessionFiles.Change("/session/a", "draft"),
+            t));
 
     State state = s.awaitStatus(Status.COMPLETED);
-    assertThat(s.journal(ToolCallCompleted.class)).extracting(ToolCallCompleted::callId).containsExactly("toolu_1_0", "toolu_1_1");
-    assertThat(s.journal(ToolCallCompleted.class).get(1).content()).isEqualTo("edited /session/a (5 bytes)");
+    assertThat(s.journal(ToolCallCompleted.class))
+        .extracting(ToolCallCompleted::callId)
+        .containsExactly("toolu_1_0", "toolu_1_1");
+    assertThat(s.journal(ToolCallCompleted.class).get(1).content())
+        .isEqualTo("edited /session/a (5 bytes)");
     assertThat(state.files().files()).containsExactly(Map.entry("/session/a", "final"));
-    assertThat(state.messages().get(2).content()).containsExactly(
-        new Block.ToolResult("toolu_1_0", "wrote /session/a (5 bytes)", false),
-        new Block.ToolResult("toolu_1_1", "edited /session/a (5 bytes)", false));
+    assertThat(state.messages().get(2).content())
+        .containsExactly(
+            new Block.ToolResult("toolu_1_0", "wrote /session/a (5 bytes)", false),
+            new Block.ToolResult("toolu_1_1", "edited /session/a (5 bytes)", false));
     assertThat(s.model.turnsAsked()).containsExactly(2);
   }
 
@@ -919,7 +1153,8 @@ class SessionEntityTest {
     State before = s.awaitStatus(Status.COMPLETED);
     assertThat(s.journal()).hasSize(8);
 
-    List<Pair<SnapshotMeta, Object>> snapshots = s.es.snapshotTestKit().orElseThrow().persistedInStorage(s.pid);
+    List<Pair<SnapshotMeta, Object>> snapshots =
+        s.es.snapshotTestKit().orElseThrow().persistedInStorage(s.pid);
     assertThat(snapshots).isNotEmpty();
     Pair<SnapshotMeta, Object> latest = snapshots.get(snapshots.size() - 1);
     assertThat(latest.first().sequenceNr()).isEqualTo(8L);
@@ -929,7 +1164,8 @@ class SessionEntityTest {
     s.es.persistenceTestKit().clearByIdPreservingSeqNumbers(s.pid);
     State recovered = s.es.restart().state();
     assertThat(recovered).isEqualTo(before);
-    assertThat(recovered.files().files()).containsExactly(Map.entry("/session/notes.md", "hello\nworld"));
+    assertThat(recovered.files().files())
+        .containsExactly(Map.entry("/session/notes.md", "hello\nworld"));
     assertThat(success(s.get().reply())).isEqualTo(before.summary());
     assertThat(s.model.turnsAsked()).containsExactly(1, 2);
   }
@@ -937,11 +1173,18 @@ class SessionEntityTest {
   @Test
   void aRunningSessionRecoveredFromASnapshotAndLaterEventsCarriesOn() {
     Session s = session(settings(Duration.ofMinutes(2), 3));
-    s.create(spec(
-        tools("1", use("write", "{'path': '/session/a', 'content': '1'}")),
-        slowly(600, "2", use("edit", "{'path': '/session/a', 'old_string': '1', 'new_string': '2'}")),
-        say("3")));
-    State midway = s.awaitState(st -> st.turns() == 1 && st.openCalls().isEmpty() && st.messages().size() == 3, "after turn 1");
+    s.create(
+        spec(
+            tools("1", use("write", "{'path': '/session/a', 'content': '1'}")),
+            slowly(
+                600,
+                "2",
+                use("edit", "{'path': '/session/a', 'old_string': '1', 'new_string': '2'}")),
+            say("3")));
+    State midway =
+        s.awaitState(
+            st -> st.turns() == 1 && st.openCalls().isEmpty() && st.messages().size() == 3,
+            "after turn 1");
     assertThat(s.es.snapshotTestKit().orElseThrow().persistedInStorage(s.pid)).isNotEmpty();
 
     State recovered = s.es.restart().state();
@@ -949,7 +1192,9 @@ class SessionEntityTest {
     State state = s.awaitStatus(Status.COMPLETED);
     assertThat(state.turns()).isEqualTo(3);
     assertThat(state.files().files()).containsExactly(Map.entry("/session/a", "2"));
-    assertThat(s.journal(ModelResponded.class)).extracting(ModelResponded::turn).containsExactly(1, 2, 3);
+    assertThat(s.journal(ModelResponded.class))
+        .extracting(ModelResponded::turn)
+        .containsExactly(1, 2, 3);
   }
 
   // ------------------------------------------------------------------ the pure event handler
@@ -957,33 +1202,61 @@ class SessionEntityTest {
   @Test
   void toolResultsArriveInTheOrderTheModelAskedWhateverTheOrderOfCompletion() {
     Instant t = Instant.parse("2025-01-01T00:00:00Z");
-    State s = SessionEntity.apply(State.empty("s"), new SessionStarted("s", "acme", "alice", spec(say("x")), t));
-    s = SessionEntity.apply(s, new ModelResponded(1, List.of(
-        new Block.ToolUse("a", "ls", json("{'path': '/session'}")),
-        new Block.ToolUse("b", "ls", json("{'path': '/session'}"))), Usage.ZERO, "tool_use", t));
+    State s =
+        SessionEntity.apply(
+            State.empty("s"), new SessionStarted("s", "acme", "alice", spec(say("x")), t));
+    s =
+        SessionEntity.apply(
+            s,
+            new ModelResponded(
+                1,
+                List.of(
+                    new Block.ToolUse("a", "ls", json("{'path': '/session'}")),
+                    new Block.ToolUse("b", "ls", json("{'path': '/session'}"))),
+                Usage.ZERO,
+                "tool_use",
+                t));
     s = SessionEntity.apply(s, new ToolCallStarted(1, "a", "ls", t));
     s = SessionEntity.apply(s, new ToolCallStarted(1, "b", "ls", t));
     s = SessionEntity.apply(s, new UserMessageAdded("queued", t));
     s = SessionEntity.apply(s, new ToolCallCompleted(1, "b", "B", false, null, t));
     assertThat(s.openCalls()).containsExactly("a");
-    assertThat(s.transcript().messages()).last().isEqualTo(Message.user(List.of(new Block.ToolResult("b", "B", false))));
+    assertThat(s.transcript().messages())
+        .last()
+        .isEqualTo(Message.user(List.of(new Block.ToolResult("b", "B", false))));
     s = SessionEntity.apply(s, new ToolCallCompleted(1, "a", "A", true, null, t));
     assertThat(s.openCalls()).isEmpty();
     assertThat(s.results()).isEmpty();
     assertThat(s.queued()).isEmpty();
-    assertThat(s.messages()).last().isEqualTo(Message.user(List.of(
-        new Block.ToolResult("a", "A", true), new Block.ToolResult("b", "B", false), new Block.Text("queued"))));
+    assertThat(s.messages())
+        .last()
+        .isEqualTo(
+            Message.user(
+                List.of(
+                    new Block.ToolResult("a", "A", true),
+                    new Block.ToolResult("b", "B", false),
+                    new Block.Text("queued"))));
     assertThat(s.readyForModel()).isTrue();
   }
 
   @Test
   void usageAddsUpOverTurns() {
     Instant t = Instant.parse("2025-01-01T00:00:00Z");
-    State s = SessionEntity.apply(State.empty("s"), new SessionStarted("s", "acme", "alice", spec(say("x")), t));
-    s = SessionEntity.apply(s, new ModelResponded(1, List.of(new Block.Text("a")), new Usage(100, 10, 5, 1), "end_turn", t));
+    State s =
+        SessionEntity.apply(
+            State.empty("s"), new SessionStarted("s", "acme", "alice", spec(say("x")), t));
+    s =
+        SessionEntity.apply(
+            s,
+            new ModelResponded(
+                1, List.of(new Block.Text("a")), new Usage(100, 10, 5, 1), "end_turn", t));
     s = SessionEntity.apply(s, new SessionWaiting("a", t));
     s = SessionEntity.apply(s, new UserMessageAdded("more", t));
-    s = SessionEntity.apply(s, new ModelResponded(2, List.of(new Block.Text("b")), new Usage(200, 20, 0, 2), "end_turn", t));
+    s =
+        SessionEntity.apply(
+            s,
+            new ModelResponded(
+                2, List.of(new Block.Text("b")), new Usage(200, 20, 0, 2), "end_turn", t));
     assertThat(s.usage()).isEqualTo(new Usage(300, 30, 5, 3));
     assertThat(s.turns()).isEqualTo(2);
     assertThat(s.summary().usage()).isEqualTo(new Summary.UsageView(300, 30, 5, 3));
@@ -992,35 +1265,65 @@ class SessionEntityTest {
   // ------------------------------------------------------------------ approvals and waits
 
   private static SessionSpec held(List<String> approvals, ScriptedTurn... turns) {
-    return new SessionSpec(PROMPT, new ModelSpec("scripted", null, List.of(turns)), null, 50, false, METADATA, approvals);
+    return new SessionSpec(
+        PROMPT,
+        new ModelSpec("scripted", null, List.of(turns)),
+        null,
+        50,
+        false,
+        METADATA,
+        approvals);
   }
 
   private static final Instant T = Instant.parse("2025-01-01T00:00:00Z");
 
   private StatusReply<Summary> decide(Session s, String callId, boolean allow, String message) {
-    return s.es.<StatusReply<Summary>>runCommand(r -> new SessionEntity.Decide(callId, allow, message, r)).reply();
+    return s.es
+        .<StatusReply<Summary>>runCommand(r -> new SessionEntity.Decide(callId, allow, message, r))
+        .reply();
   }
 
   @Test
   void aCallThePolicyNamesWaitsForApprovalWhileTheTurnsOtherCallsRun() {
     Session s = session();
-    s.create(held(List.of("edit"),
-        tools("", use("write", "{'path': '/session/a', 'content': 'x'}"),
-            use("edit", "{'path': '/session/a', 'old_string': 'x', 'new_string': 'y'}")),
-        say("done")));
-    State asking = s.awaitState(st -> st.shown() == Status.REQUIRES_ACTION && st.results().size() == 1, "requires_action");
-    assertThat(s.journalTypes()).containsExactly("SessionStarted", "ModelResponded", "ToolCallStarted", "ToolCallStarted",
-        "ApprovalRequested", "ToolCallCompleted");
-    assertThat(asking.holds().approvals()).extracting(SessionEntity.Approval::callId).containsExactly("toolu_1_1");
+    s.create(
+        held(
+            List.of("edit"),
+            tools(
+                "",
+                use("write", "{'path': '/session/a', 'content': 'x'}"),
+                use("edit", "{'path': '/session/a', 'old_string': 'x', 'new_string': 'y'}")),
+            say("done")));
+    State asking =
+        s.awaitState(
+            st -> st.shown() == Status.REQUIRES_ACTION && st.results().size() == 1,
+            "requires_action");
+    assertThat(s.journalTypes())
+        .containsExactly(
+            "SessionStarted",
+            "ModelResponded",
+            "ToolCallStarted",
+            "ToolCallStarted",
+            "ApprovalRequested",
+            "ToolCallCompleted");
+    assertThat(asking.holds().approvals())
+        .extracting(SessionEntity.Approval::callId)
+        .containsExactly("toolu_1_1");
     assertThat(asking.files().files()).containsExactly(Map.entry("/session/a", "x"));
     Summary summary = asking.summary();
     assertThat(summary.status()).isEqualTo("requires_action");
-    assertThat(summary.pendingApprovals()).singleElement().satisfies(p -> {
-      assertThat(p.name()).isEqualTo("edit");
-      assertThat(p.input().path("new_string").asText()).isEqualTo("y");
-    });
-    awaitTrue(() -> s.observer.statuses().equals(List.of("running", "requires_action")), "requires_action reported");
-    // Nothing else happens while it waits: no model call, and a restart (from a snapshot or not) keeps it so.
+    assertThat(summary.pendingApprovals())
+        .singleElement()
+        .satisfies(
+            p -> {
+              assertThat(p.name()).isEqualTo("edit");
+              assertThat(p.input().path("new_string").asText()).isEqualTo("y");
+            });
+    awaitTrue(
+        () -> s.observer.statuses().equals(List.of("running", "requires_action")),
+        "requires_action reported");
+    // Nothing else happens while it waits: no model call, and a restart (from a snapshot or not)
+    // keeps it so.
     pause(200);
     assertThat(s.model.turnsAsked()).containsExactly(1);
     assertThat(s.es.restart().state()).isEqualTo(asking);
@@ -1029,21 +1332,27 @@ class SessionEntityTest {
     assertThat(after.pendingApprovals()).isEmpty();
     State done = s.awaitStatus(Status.COMPLETED);
     assertThat(done.files().files()).containsExactly(Map.entry("/session/a", "y"));
-    assertThat(s.journal(SessionEntity.ApprovalDecided.class)).singleElement()
+    assertThat(s.journal(SessionEntity.ApprovalDecided.class))
+        .singleElement()
         .satisfies(d -> assertThat(d.allowed()).isTrue());
-    assertThat(s.journal(ToolCallCompleted.class)).extracting(ToolCallCompleted::callId).containsExactly("toolu_1_0", "toolu_1_1");
+    assertThat(s.journal(ToolCallCompleted.class))
+        .extracting(ToolCallCompleted::callId)
+        .containsExactly("toolu_1_0", "toolu_1_1");
     assertThat(s.model.turnsAsked()).containsExactly(1, 2);
-    assertThat(s.observer.statuses()).containsSubsequence("requires_action", "running", "completed");
+    assertThat(s.observer.statuses())
+        .containsSubsequence("requires_action", "running", "completed");
   }
 
   @Test
   void aCallHeldAtACrashIsNotRunOnRecoveryAndRunsOnceWhenAllowed() {
     Session s = session();
     JsonNode write = json("{'path': '/session/plan.md', 'content': 'go'}");
-    SessionSpec spec = held(List.of("all"), tools("", new ScriptedCall("write", write)), say("done"));
+    SessionSpec spec =
+        held(List.of("all"), tools("", new ScriptedCall("write", write)), say("done"));
     s.es.initialize(
         new SessionStarted(s.id, "acme", "alice", spec, T),
-        new ModelResponded(1, List.of(new Block.ToolUse("toolu_1_0", "write", write)), Usage.ZERO, "tool_use", T),
+        new ModelResponded(
+            1, List.of(new Block.ToolUse("toolu_1_0", "write", write)), Usage.ZERO, "tool_use", T),
         new ToolCallStarted(1, "toolu_1_0", "write", T),
         new SessionEntity.ApprovalRequested(1, "toolu_1_0", "write", T));
     pause(300);
@@ -1065,11 +1374,21 @@ class SessionEntityTest {
     Session s = session();
     JsonNode a = json("{'path': '/session/a', 'content': 'a'}");
     JsonNode b = json("{'path': '/session/b', 'content': 'b'}");
-    SessionSpec spec = held(List.of("write"), tools("", new ScriptedCall("write", a), new ScriptedCall("write", b)), say("done"));
+    SessionSpec spec =
+        held(
+            List.of("write"),
+            tools("", new ScriptedCall("write", a), new ScriptedCall("write", b)),
+            say("done"));
     s.es.initialize(
         new SessionStarted(s.id, "acme", "alice", spec, T),
-        new ModelResponded(1, List.of(new Block.ToolUse("toolu_1_0", "write", a), new Block.ToolUse("toolu_1_1", "write", b)),
-            Usage.ZERO, "tool_use", T),
+        new ModelResponded(
+            1,
+            List.of(
+                new Block.ToolUse("toolu_1_0", "write", a),
+                new Block.ToolUse("toolu_1_1", "write", b)),
+            Usage.ZERO,
+            "tool_use",
+            T),
         new ToolCallStarted(1, "toolu_1_0", "write", T),
         new ToolCallStarted(1, "toolu_1_1", "write", T),
         new SessionEntity.ApprovalRequested(1, "toolu_1_0", "write", T),
@@ -1079,16 +1398,24 @@ class SessionEntityTest {
         new SessionEntity.ApprovalDecided(1, "toolu_1_0", true, null, T));
     State done = s.awaitStatus(Status.COMPLETED);
     assertThat(done.files().files()).containsExactly(Map.entry("/session/a", "a"));
-    assertThat(s.journal(ToolCallCompleted.class)).extracting(ToolCallCompleted::callId).containsExactly("toolu_1_1", "toolu_1_0");
+    assertThat(s.journal(ToolCallCompleted.class))
+        .extracting(ToolCallCompleted::callId)
+        .containsExactly("toolu_1_1", "toolu_1_0");
   }
 
   @Test
   void aDenialIsTheCallsErrorAndDecidingTwiceOrOnAnUnknownCallIsRefused() {
     Session s = session();
-    s.create(held(List.of("write /session/secret/**"),
-        tools("", use("write", "{'path': '/session/secret/k', 'content': 'x'}"), use("write", "{'path': '/session/open', 'content': 'y'}")),
-        say("done")));
-    s.awaitState(st -> st.shown() == Status.REQUIRES_ACTION && st.results().size() == 1, "requires_action");
+    s.create(
+        held(
+            List.of("write /session/secret/**"),
+            tools(
+                "",
+                use("write", "{'path': '/session/secret/k', 'content': 'x'}"),
+                use("write", "{'path': '/session/open', 'content': 'y'}")),
+            say("done")));
+    s.awaitState(
+        st -> st.shown() == Status.REQUIRES_ACTION && st.results().size() == 1, "requires_action");
     assertThat(decide(s, "toolu_9_9", true, null).getError().getMessage()).startsWith("not_found:");
     assertThat(decide(s, "toolu_1_1", true, null).getError().getMessage()).startsWith("conflict:");
     success(decide(s, "toolu_1_0", false, "secrets stay out"));
@@ -1109,14 +1436,23 @@ class SessionEntityTest {
     Instant started = Instant.now().minusSeconds(10);
     s.es.initialize(
         new SessionStarted(s.id, "acme", "alice", spec, started),
-        new ModelResponded(1, List.of(new Block.ToolUse("toolu_1_0", "wait", wait)), Usage.ZERO, "tool_use", started),
+        new ModelResponded(
+            1,
+            List.of(new Block.ToolUse("toolu_1_0", "wait", wait)),
+            Usage.ZERO,
+            "tool_use",
+            started),
         new ToolCallStarted(1, "toolu_1_0", "wait", started),
         new SessionEntity.WaitStarted(1, "toolu_1_0", "ci", 5, started.plusSeconds(5), started));
     s.awaitStatus(Status.COMPLETED);
-    assertThat(s.journal(ToolCallCompleted.class)).singleElement().satisfies(c -> {
-      assertThat(c.isError()).isTrue();
-      assertThat(c.content()).isEqualTo("the wait timed out: no event 'ci' arrived within 5 s");
-    });
+    assertThat(s.journal(ToolCallCompleted.class))
+        .singleElement()
+        .satisfies(
+            c -> {
+              assertThat(c.isError()).isTrue();
+              assertThat(c.content())
+                  .isEqualTo("the wait timed out: no event 'ci' arrived within 5 s");
+            });
     s.es.restart();
     s.es.runCommand(SessionEntity.Wake.INSTANCE);
     pause(100);
@@ -1126,42 +1462,66 @@ class SessionEntityTest {
   @Test
   void anEventSentBeforeTheWaitIsKeptAcrossARestartAndTakenWhenTheWaitStarts() {
     Session s = session();
-    s.create(spec(slowly(400, "", use("ls", "{'path': '/session'}")),
-        tools("", use("wait", "{'event': 'ci', 'timeoutSeconds': 60}")),
-        tools("", use("wait", "{'event': 'ci', 'timeoutSeconds': 60}")),
-        say("done")));
-    SessionEntity.EventAccepted early = s.es.<StatusReply<SessionEntity.EventAccepted>>runCommand(
-        r -> new SessionEntity.DeliverEvent("ci", "{\"run\":1}", r)).reply().getValue();
+    s.create(
+        spec(
+            slowly(400, "", use("ls", "{'path': '/session'}")),
+            tools("", use("wait", "{'event': 'ci', 'timeoutSeconds': 60}")),
+            tools("", use("wait", "{'event': 'ci', 'timeoutSeconds': 60}")),
+            say("done")));
+    SessionEntity.EventAccepted early =
+        s.es
+            .<StatusReply<SessionEntity.EventAccepted>>runCommand(
+                r -> new SessionEntity.DeliverEvent("ci", "{\"run\":1}", r))
+            .reply()
+            .getValue();
     assertThat(early.queued()).isTrue();
-    assertThat(s.es.restart().state().holds().inbox()).extracting(SessionEntity.Inbound::payload).containsExactly("{\"run\":1}");
+    assertThat(s.es.restart().state().holds().inbox())
+        .extracting(SessionEntity.Inbound::payload)
+        .containsExactly("{\"run\":1}");
     // The first wait takes the kept event in the write that starts it; the second waits.
     State waiting = s.awaitState(st -> st.shown() == Status.WAITING, "waiting");
     assertThat(waiting.holds().inbox()).isEmpty();
-    assertThat(waiting.holds().waits()).extracting(SessionEntity.Wait::callId).containsExactly("toolu_3_0");
+    assertThat(waiting.holds().waits())
+        .extracting(SessionEntity.Wait::callId)
+        .containsExactly("toolu_3_0");
     List<ToolCallCompleted> results = s.journal(ToolCallCompleted.class);
     assertThat(results.get(1).callId()).isEqualTo("toolu_2_0");
     assertThat(results.get(1).content()).isEqualTo("{\"run\":1}");
-    SessionEntity.EventAccepted later = s.es.<StatusReply<SessionEntity.EventAccepted>>runCommand(
-        r -> new SessionEntity.DeliverEvent("ci", "{\"run\":2}", r)).reply().getValue();
+    SessionEntity.EventAccepted later =
+        s.es
+            .<StatusReply<SessionEntity.EventAccepted>>runCommand(
+                r -> new SessionEntity.DeliverEvent("ci", "{\"run\":2}", r))
+            .reply()
+            .getValue();
     assertThat(later.toolUseId()).isEqualTo("toolu_3_0");
     assertThat(later.queued()).isFalse();
     State done = s.awaitStatus(Status.COMPLETED);
     assertThat(done.holds()).isEqualTo(SessionEntity.Holds.NONE);
-    assertThat(s.journal(ToolCallCompleted.class)).extracting(ToolCallCompleted::content)
+    assertThat(s.journal(ToolCallCompleted.class))
+        .extracting(ToolCallCompleted::content)
         .containsExactly(results.get(0).content(), "{\"run\":1}", "{\"run\":2}");
   }
 
   @Test
   void aCancelledSessionWaitsForNothing() {
-    State st = SessionEntity.apply(State.empty("s"), new SessionStarted("s", "acme", "alice", spec(say("x")), T));
+    State st =
+        SessionEntity.apply(
+            State.empty("s"), new SessionStarted("s", "acme", "alice", spec(say("x")), T));
     JsonNode wait = json("{'event': 'e', 'timeoutSeconds': 9}");
-    st = SessionEntity.apply(st, new ModelResponded(1, List.of(new Block.ToolUse("w", "wait", wait)), Usage.ZERO, "tool_use", T));
+    st =
+        SessionEntity.apply(
+            st,
+            new ModelResponded(
+                1, List.of(new Block.ToolUse("w", "wait", wait)), Usage.ZERO, "tool_use", T));
     st = SessionEntity.apply(st, new ToolCallStarted(1, "w", "wait", T));
-    st = SessionEntity.apply(st, new SessionEntity.WaitStarted(1, "w", "e", 9, T.plusSeconds(9), T));
+    st =
+        SessionEntity.apply(st, new SessionEntity.WaitStarted(1, "w", "e", 9, T.plusSeconds(9), T));
     st = SessionEntity.apply(st, new SessionEntity.EventReceived("other", "1", T));
     assertThat(st.shown()).isEqualTo(Status.WAITING);
     assertThat(st.busy()).isFalse();
-    assertThat(st.summary().waits()).singleElement().satisfies(w -> assertThat(w.deadline()).isEqualTo(T.plusSeconds(9)));
+    assertThat(st.summary().waits())
+        .singleElement()
+        .satisfies(w -> assertThat(w.deadline()).isEqualTo(T.plusSeconds(9)));
     State cancelled = SessionEntity.apply(st, new SessionCancelled(T));
     assertThat(cancelled.holds()).isEqualTo(SessionEntity.Holds.NONE);
     assertThat(cancelled.summary().waits()).isEmpty();

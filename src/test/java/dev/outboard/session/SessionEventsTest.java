@@ -55,11 +55,15 @@ class SessionEventsTest {
       noPostgres = e;
       return;
     }
-    cluster = ClusterNodes.start(postgres.url(), 2, Map.of(
-        // Snapshots every 10 events, so that a stream resuming late starts from one.
-        "outboard.session.snapshot-every", "10",
-        "outboard.http.sse-heartbeat", "200ms",
-        "outboard.http.sse-retry", "1500ms"));
+    cluster =
+        ClusterNodes.start(
+            postgres.url(),
+            2,
+            Map.of(
+                // Snapshots every 10 events, so that a stream resuming late starts from one.
+                "outboard.session.snapshot-every", "10",
+                "outboard.http.sse-heartbeat", "200ms",
+                "outboard.http.sse-retry", "1500ms"));
     String key = cluster.get(0).admin().createOrgWithKey("streams");
     apis = List.of(cluster.get(0).client(key), cluster.get(1).client(key));
   }
@@ -78,14 +82,22 @@ class SessionEventsTest {
   private static List<Map<String, Object>> writingTurns(int turns, long latencyMs) {
     List<Map<String, Object>> script = new ArrayList<>();
     for (int t = 1; t <= turns; t++) {
-      script.add(tools("turn " + t, latencyMs,
-          call("write", Map.of("path", "/session/t" + (t % 3) + ".md", "content", "turn " + t))));
+      script.add(
+          tools(
+              "turn " + t,
+              latencyMs,
+              call(
+                  "write",
+                  Map.of("path", "/session/t" + (t % 3) + ".md", "content", "turn " + t))));
     }
     script.add(say("finished"));
     return script;
   }
 
-  /** What a stream resuming after recorded event {@code after} must get: the rest, minus {@code after}'s own derived events. */
+  /**
+   * What a stream resuming after recorded event {@code after} must get: the rest, minus {@code
+   * after}'s own derived events.
+   */
   private static List<SseEvent> after(List<SseEvent> full, long after) {
     int i = 0;
     if (after > 0) {
@@ -97,12 +109,14 @@ class SessionEventsTest {
   }
 
   @Test
-  void streamsJoiningAndReconnectingOnEitherNodeUnderLoadSeeEveryEventOnceInOrder() throws Exception {
+  void streamsJoiningAndReconnectingOnEitherNodeUnderLoadSeeEveryEventOnceInOrder()
+      throws Exception {
     int sessions = 12;
     ExecutorService pool = Executors.newFixedThreadPool(3 * sessions);
     try {
       List<String> ids = new ArrayList<>();
-      for (int n = 0; n < sessions; n++) ids.add(create(apis.get(n % 2), body("load-" + n, false, writingTurns(25, 15))));
+      for (int n = 0; n < sessions; n++)
+        ids.add(create(apis.get(n % 2), body("load-" + n, false, writingTurns(25, 15))));
       List<Future<List<SseEvent>>> fromStart = new ArrayList<>();
       List<Future<List<List<SseEvent>>>> reconnecting = new ArrayList<>();
       List<Future<List<SseEvent>>> lateJoiners = new ArrayList<>();
@@ -112,24 +126,37 @@ class SessionEventsTest {
         ApiClient there = apis.get((n + 1) % 2);
         fromStart.add(pool.submit(() -> here.events(path, WAIT)));
         // Reads part of the stream on one node, drops the connection, and resumes on the other.
-        reconnecting.add(pool.submit(() -> {
-          List<List<SseEvent>> parts = new ArrayList<>();
-          EventStream first = there.openEvents(path);
-          int cut = 8 + ThreadLocalRandom.current().nextInt(30);
-          first.await(e -> e.id() != null && Long.parseLong(e.id()) >= cut || e.event().equals("session.completed"), WAIT);
-          first.close();
-          List<SseEvent> seen = first.events();
-          parts.add(seen);
-          String last = seen.stream().map(SseEvent::id).filter(id -> id != null).reduce((a, b) -> b).orElseThrow();
-          EventStream second = here.openEvents(path, "Last-Event-ID", last);
-          // 204 when the first part already had the end.
-          parts.add(second.status() == 204 ? List.of() : second.awaitEnd(WAIT));
-          return parts;
-        }));
-        lateJoiners.add(pool.submit(() -> {
-          sleep(ThreadLocalRandom.current().nextLong(50, 600));
-          return there.events(path, WAIT);
-        }));
+        reconnecting.add(
+            pool.submit(
+                () -> {
+                  List<List<SseEvent>> parts = new ArrayList<>();
+                  EventStream first = there.openEvents(path);
+                  int cut = 8 + ThreadLocalRandom.current().nextInt(30);
+                  first.await(
+                      e ->
+                          e.id() != null && Long.parseLong(e.id()) >= cut
+                              || e.event().equals("session.completed"),
+                      WAIT);
+                  first.close();
+                  List<SseEvent> seen = first.events();
+                  parts.add(seen);
+                  String last =
+                      seen.stream()
+                          .map(SseEvent::id)
+                          .filter(id -> id != null)
+                          .reduce((a, b) -> b)
+                          .orElseThrow();
+                  EventStream second = here.openEvents(path, "Last-Event-ID", last);
+                  // 204 when the first part already had the end.
+                  parts.add(second.status() == 204 ? List.of() : second.awaitEnd(WAIT));
+                  return parts;
+                }));
+        lateJoiners.add(
+            pool.submit(
+                () -> {
+                  sleep(ThreadLocalRandom.current().nextLong(50, 600));
+                  return there.events(path, WAIT);
+                }));
       }
       for (int n = 0; n < sessions; n++) {
         awaitStatus(apis.get(n % 2), ids.get(n), "completed", WAIT);
@@ -137,17 +164,30 @@ class SessionEventsTest {
         // The reference: the finished session's stream, read from the journal.
         List<SseEvent> full = apis.get(n % 2).events(path, WAIT);
         assertThat(full.get(full.size() - 1).event()).isEqualTo("session.completed");
-        List<Long> seqs = full.stream().filter(e -> e.id() != null).map(e -> Long.parseLong(e.id())).toList();
-        assertThat(seqs).as("ids of session %d", n).isEqualTo(java.util.stream.LongStream.rangeClosed(1, seqs.size()).boxed().toList());
-        assertThat(full.stream().filter(e -> e.event().equals("turn.started")).count()).isEqualTo(26);
+        List<Long> seqs =
+            full.stream().filter(e -> e.id() != null).map(e -> Long.parseLong(e.id())).toList();
+        assertThat(seqs)
+            .as("ids of session %d", n)
+            .isEqualTo(java.util.stream.LongStream.rangeClosed(1, seqs.size()).boxed().toList());
+        assertThat(full.stream().filter(e -> e.event().equals("turn.started")).count())
+            .isEqualTo(26);
 
-        assertThat(fromStart.get(n).get()).as("stream from the start, session %d", n).isEqualTo(full);
+        assertThat(fromStart.get(n).get())
+            .as("stream from the start, session %d", n)
+            .isEqualTo(full);
         assertThat(lateJoiners.get(n).get()).as("late joiner, session %d", n).isEqualTo(full);
         List<List<SseEvent>> parts = reconnecting.get(n).get();
         assertThat(parts.get(0)).as("first part").isEqualTo(full.subList(0, parts.get(0).size()));
-        long resumedAfter = Long.parseLong(parts.get(0).stream().map(SseEvent::id).filter(i -> i != null)
-            .reduce((a, b) -> b).orElseThrow());
-        assertThat(parts.get(1)).as("resumed after %d, session %d", resumedAfter, n).isEqualTo(after(full, resumedAfter));
+        long resumedAfter =
+            Long.parseLong(
+                parts.get(0).stream()
+                    .map(SseEvent::id)
+                    .filter(i -> i != null)
+                    .reduce((a, b) -> b)
+                    .orElseThrow());
+        assertThat(parts.get(1))
+            .as("resumed after %d, session %d", resumedAfter, n)
+            .isEqualTo(after(full, resumedAfter));
       }
     } finally {
       pool.shutdownNow();
@@ -164,35 +204,53 @@ class SessionEventsTest {
     assertThat(last).isGreaterThan(40); // several snapshots were taken; the newest two are kept
     for (long n : new long[] {1, 9, 10, 11, 25, last - 12, last - 8, last - 3, last - 1}) {
       assertThat(apis.get(n % 2 == 0 ? 0 : 1).events(path, WAIT, "Last-Event-ID", Long.toString(n)))
-          .as("after %d", n).isEqualTo(after(full, n));
+          .as("after %d", n)
+          .isEqualTo(after(full, n));
     }
   }
 
   @Test
   void aStreamOpensWithRetrySendsPingCommentsAndFollowsAWaitingSessionLive() {
-    String id = create(apis.get(0), body("idle", true, List.of(say("first answer"), say("second answer"))));
+    String id =
+        create(apis.get(0), body("idle", true, List.of(say("first answer"), say("second answer"))));
     awaitStatus(apis.get(0), id, "waiting", WAIT);
     String path = "/v1/sessions/" + id + "/events";
     try (EventStream stream = apis.get(1).openEvents(path)) {
       assertThat(stream.status()).isEqualTo(200);
-      assertThat(stream.headers().firstValue("Content-Type").orElse("")).startsWith("text/event-stream");
+      assertThat(stream.headers().firstValue("Content-Type").orElse(""))
+          .startsWith("text/event-stream");
       stream.await(e -> e.event().equals("session.waiting"), WAIT);
       sleep(700);
       List<String> lines = stream.lines();
       assertThat(lines.get(0)).isEqualTo("retry: 1500");
-      assertThat(lines).as("heartbeats are comments").filteredOn(l -> l.equals(": ping")).hasSizeGreaterThanOrEqualTo(2);
-      assertThat(lines).as("no empty data messages").noneMatch(l -> l.equals("data:") || l.equals("data: "));
+      assertThat(lines)
+          .as("heartbeats are comments")
+          .filteredOn(l -> l.equals(": ping"))
+          .hasSizeGreaterThanOrEqualTo(2);
+      assertThat(lines)
+          .as("no empty data messages")
+          .noneMatch(l -> l.equals("data:") || l.equals("data: "));
       int before = stream.events().size();
 
-      // A message to the waiting session: its events arrive on the open stream as they are recorded.
-      assertThat(apis.get(0).post("/v1/sessions/" + id + "/messages", Map.of("text", "more")).status()).isEqualTo(202);
-      SseEvent second = stream.await(e -> e.event().equals("session.waiting") && e.data().contains("second answer"), WAIT);
+      // A message to the waiting session: its events arrive on the open stream as they are
+      // recorded.
+      assertThat(
+              apis.get(0).post("/v1/sessions/" + id + "/messages", Map.of("text", "more")).status())
+          .isEqualTo(202);
+      SseEvent second =
+          stream.await(
+              e -> e.event().equals("session.waiting") && e.data().contains("second answer"), WAIT);
       assertThat(second.id()).isNotNull();
-      List<String> after = stream.events().subList(before, stream.events().size()).stream().map(SseEvent::event).toList();
-      assertThat(after).containsExactly("message.added", "turn.started", "model.responded", "session.waiting");
+      List<String> after =
+          stream.events().subList(before, stream.events().size()).stream()
+              .map(SseEvent::event)
+              .toList();
+      assertThat(after)
+          .containsExactly("message.added", "turn.started", "model.responded", "session.waiting");
       assertThat(stream.ended()).isFalse();
     }
-    assertThat(apis.get(1).post("/v1/sessions/" + id + "/cancel", Map.of()).status()).isEqualTo(202);
+    assertThat(apis.get(1).post("/v1/sessions/" + id + "/cancel", Map.of()).status())
+        .isEqualTo(202);
     List<SseEvent> all = apis.get(0).events(path, WAIT);
     assertThat(all.get(all.size() - 1).event()).isEqualTo("session.cancelled");
     ApiClient.Response end = apis.get(1).get(path, "Last-Event-ID", all.get(all.size() - 1).id());
@@ -201,30 +259,49 @@ class SessionEventsTest {
 
   @Test
   void aStreamFollowsTheSessionsNextIncarnationWhenItStops() {
-    String id = create(apis.get(0), body("moving", true, List.of(say("first answer"), say("second answer"))));
+    String id =
+        create(
+            apis.get(0), body("moving", true, List.of(say("first answer"), say("second answer"))));
     awaitStatus(apis.get(0), id, "waiting", WAIT);
     try (EventStream stream = apis.get(1).openEvents("/v1/sessions/" + id + "/events")) {
       stream.await(e -> e.event().equals("session.waiting"), WAIT);
-      // Sharding stops the entity (as in a hand-off); the stream's follower goes on with the next one.
+      // Sharding stops the entity (as in a hand-off); the stream's follower goes on with the next
+      // one.
       org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding.get(cluster.get(0).system())
-          .entityRefFor(SessionEntity.ENTITY_KEY, id).tell(SessionEntity.Stop.INSTANCE);
+          .entityRefFor(SessionEntity.ENTITY_KEY, id)
+          .tell(SessionEntity.Stop.INSTANCE);
       sleep(500);
-      assertThat(apis.get(0).post("/v1/sessions/" + id + "/messages", Map.of("text", "more")).status()).isEqualTo(202);
-      stream.await(e -> e.event().equals("session.waiting") && e.data().contains("second answer"), WAIT);
+      assertThat(
+              apis.get(0).post("/v1/sessions/" + id + "/messages", Map.of("text", "more")).status())
+          .isEqualTo(202);
+      stream.await(
+          e -> e.event().equals("session.waiting") && e.data().contains("second answer"), WAIT);
       List<SseEvent> events = stream.events();
-      List<Long> ids = events.stream().filter(e -> e.id() != null).map(e -> Long.parseLong(e.id())).toList();
-      assertThat(ids).isEqualTo(java.util.stream.LongStream.rangeClosed(1, ids.size()).boxed().toList());
-      assertThat(events).extracting(SseEvent::event).endsWith("message.added", "turn.started", "model.responded",
-          "session.waiting");
+      List<Long> ids =
+          events.stream().filter(e -> e.id() != null).map(e -> Long.parseLong(e.id())).toList();
+      assertThat(ids)
+          .isEqualTo(java.util.stream.LongStream.rangeClosed(1, ids.size()).boxed().toList());
+      assertThat(events)
+          .extracting(SseEvent::event)
+          .endsWith("message.added", "turn.started", "model.responded", "session.waiting");
     }
   }
 
   @Test
   void waitReturnsAsSoonAsTheSessionLeavesRunningOrAtTheTimeout() {
-    String id = create(apis.get(0), body("waits", false, List.of(
-        tools("slow", 400, call("write", Map.of("path", "/session/a.md", "content", "a"))),
-        tools("slower", 400, call("read", Map.of("path", "/session/a.md"))),
-        say("done"))));
+    String id =
+        create(
+            apis.get(0),
+            body(
+                "waits",
+                false,
+                List.of(
+                    tools(
+                        "slow",
+                        400,
+                        call("write", Map.of("path", "/session/a.md", "content", "a"))),
+                    tools("slower", 400, call("read", Map.of("path", "/session/a.md"))),
+                    say("done"))));
     long t0 = System.nanoTime();
     ApiClient.Response settled = apis.get(1).get("/v1/sessions/" + id + "?wait=30s");
     long ms = (System.nanoTime() - t0) / 1_000_000;
@@ -233,8 +310,18 @@ class SessionEventsTest {
     assertThat(settled.json().path("result").asText()).isEqualTo("done");
     assertThat(ms).as("returned once completed, not at the timeout").isBetween(600L, 20_000L);
 
-    String slow = create(apis.get(1), body("waits-long", false, List.of(
-        tools("very slow", 5_000, call("write", Map.of("path", "/session/a.md", "content", "a"))), say("done"))));
+    String slow =
+        create(
+            apis.get(1),
+            body(
+                "waits-long",
+                false,
+                List.of(
+                    tools(
+                        "very slow",
+                        5_000,
+                        call("write", Map.of("path", "/session/a.md", "content", "a"))),
+                    say("done"))));
     t0 = System.nanoTime();
     JsonNode running = apis.get(0).get("/v1/sessions/" + slow + "?wait=300ms").json();
     ms = (System.nanoTime() - t0) / 1_000_000;
@@ -243,7 +330,8 @@ class SessionEventsTest {
 
     // Finished already: at once.
     t0 = System.nanoTime();
-    assertThat(apis.get(0).get("/v1/sessions/" + id + "?wait=60s").json().path("status").asText()).isEqualTo("completed");
+    assertThat(apis.get(0).get("/v1/sessions/" + id + "?wait=60s").json().path("status").asText())
+        .isEqualTo("completed");
     assertThat((System.nanoTime() - t0) / 1_000_000).isLessThan(5_000L);
 
     for (String bad : List.of("soon", "-1s", "10m", "1h", "")) {
@@ -264,17 +352,28 @@ class SessionEventsTest {
     }
     for (boolean followed : new boolean[] {false, true}) {
       long before = journalWrites();
-      String id = create(apis.get(0), body(followed ? "one-write-followed" : "one-write", true, writingTurns(12, 20)));
-      EventStream stream = followed ? apis.get(1).openEvents("/v1/sessions/" + id + "/events") : null;
+      String id =
+          create(
+              apis.get(0),
+              body(followed ? "one-write-followed" : "one-write", true, writingTurns(12, 20)));
+      EventStream stream =
+          followed ? apis.get(1).openEvents("/v1/sessions/" + id + "/events") : null;
       awaitStatus(apis.get(0), id, "waiting", WAIT);
       if (stream != null) stream.close();
-      // The start, then one write per turn: the answer, its tool's start and result (and, last, the wait).
-      assertThat(journalWrites() - before).as(followed ? "followed" : "not followed").isEqualTo(1 + 13);
+      // The start, then one write per turn: the answer, its tool's start and result (and, last, the
+      // wait).
+      assertThat(journalWrites() - before)
+          .as(followed ? "followed" : "not followed")
+          .isEqualTo(1 + 13);
     }
   }
 
   private static long journalWrites() {
-    return dev.outboard.ops.Metrics.JOURNAL_WRITE_SECONDS.collect().getDataPoints().get(0).getCount();
+    return dev.outboard.ops.Metrics.JOURNAL_WRITE_SECONDS
+        .collect()
+        .getDataPoints()
+        .get(0)
+        .getCount();
   }
 
   @Test
@@ -288,6 +387,8 @@ class SessionEventsTest {
     for (SseEvent e : all) types.add(e.event());
     assertThat(all.get(all.size() - 1).event()).isIn(terminal);
     assertThat(all.subList(0, all.size() - 1)).noneMatch(e -> terminal.contains(e.event()));
-    assertThat(types).contains("session.started", "turn.started", "model.responded", "tool.started", "tool.completed");
+    assertThat(types)
+        .contains(
+            "session.started", "turn.started", "model.responded", "tool.started", "tool.completed");
   }
 }

@@ -35,23 +35,29 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
 
 /**
- * grep and glob over {@code /session} run off the session's actor thread (a grep may take its
- * whole time budget, 500 ms), so the session keeps answering while they run; a later call of the
- * turn still sees an earlier call's write.
+ * grep and glob over {@code /session} run off the session's actor thread (a grep may take its whole
+ * time budget, 500 ms), so the session keeps answering while they run; a later call of the turn
+ * still sees an earlier call's write.
  */
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 class SessionFileSearchTest {
   private static final SessionSettings SETTINGS =
-      new SessionSettings(Duration.ofMinutes(2), 500, 10_000, 200, new SessionFiles.Limits(1 << 20, 8 << 20, 256 * 1024));
+      new SessionSettings(
+          Duration.ofMinutes(2),
+          500,
+          10_000,
+          200,
+          new SessionFiles.Limits(1 << 20, 8 << 20, 256 * 1024));
 
   private ActorTestKit kit;
 
   @BeforeAll
   void start() {
-    Config config = ConfigFactory.parseResources("unit-test.conf")
-        .withFallback(EventSourcedBehaviorTestKit.config())
-        .withFallback(ConfigFactory.load())
-        .resolve();
+    Config config =
+        ConfigFactory.parseResources("unit-test.conf")
+            .withFallback(EventSourcedBehaviorTestKit.config())
+            .withFallback(ConfigFactory.load())
+            .resolve();
     kit = ActorTestKit.create("SessionFileSearchTest", config);
   }
 
@@ -71,22 +77,59 @@ class SessionFileSearchTest {
   @Test
   void aSlowGrepOverSessionFilesDoesNotHoldUpTheSessionAndSeesTheTurnsEarlierWrites() {
     String id = "s-" + UUID.randomUUID();
-    SessionEntity.Services services = new SessionEntity.Services(new ModelClients("scripted", new ScriptedModel()),
-        new PathRouter(EnumSet.of(Namespace.SESSION)), (summary, seq) -> { }, SETTINGS);
-    EventSourcedBehaviorTestKit<Command, Event, State> es = EventSourcedBehaviorTestKit.create(kit.system(),
-        SessionEntity.create(id, kit.<ClusterSharding.ShardCommand>createTestProbe().ref(), services));
-    String slow = "{'path': '/session', 'pattern': '(.*a){12}b'}"; // backtracks for ever on a line of a's: runs to the budget
-    SessionSpec spec = new SessionSpec("search", new ModelSpec("scripted", null, List.of(
-        new ScriptedTurn("writing", List.of(new ScriptedCall("write", json("{'path': '/session/a.md', 'content': '"
-            + "a".repeat(40) + "'}"))), null),
-        new ScriptedTurn("searching", List.of(
-            new ScriptedCall("grep", json(slow)),
-            new ScriptedCall("write", json("{'path': '/session/b.md', 'content': 'a needle'}")),
-            new ScriptedCall("grep", json("{'path': '/session', 'pattern': 'needle'}")),
-            new ScriptedCall("glob", json("{'path': '/session', 'pattern': '*.md'}")),
-            new ScriptedCall("grep", json(slow))), null),
-        new ScriptedTurn("done", null, null))), null, 10, false, null);
-    assertThat(es.<StatusReply<Summary>>runCommand(replyTo -> new Create("acme", "alice", spec, replyTo)).reply().isSuccess())
+    SessionEntity.Services services =
+        new SessionEntity.Services(
+            new ModelClients("scripted", new ScriptedModel()),
+            new PathRouter(EnumSet.of(Namespace.SESSION)),
+            (summary, seq) -> {},
+            SETTINGS);
+    EventSourcedBehaviorTestKit<Command, Event, State> es =
+        EventSourcedBehaviorTestKit.create(
+            kit.system(),
+            SessionEntity.create(
+                id, kit.<ClusterSharding.ShardCommand>createTestProbe().ref(), services));
+    String slow =
+        "{'path': '/session', 'pattern': '(.*a){12}b'}"; // backtracks for ever on a line of a's:
+    // runs to the budget
+    SessionSpec spec =
+        new SessionSpec(
+            "search",
+            new ModelSpec(
+                "scripted",
+                null,
+                List.of(
+                    new ScriptedTurn(
+                        "writing",
+                        List.of(
+                            new ScriptedCall(
+                                "write",
+                                json(
+                                    "{'path': '/session/a.md', 'content': '"
+                                        + "a".repeat(40)
+                                        + "'}"))),
+                        null),
+                    new ScriptedTurn(
+                        "searching",
+                        List.of(
+                            new ScriptedCall("grep", json(slow)),
+                            new ScriptedCall(
+                                "write", json("{'path': '/session/b.md', 'content': 'a needle'}")),
+                            new ScriptedCall(
+                                "grep", json("{'path': '/session', 'pattern': 'needle'}")),
+                            new ScriptedCall(
+                                "glob", json("{'path': '/session', 'pattern': '*.md'}")),
+                            new ScriptedCall("grep", json(slow))),
+                        null),
+                    new ScriptedTurn("done", null, null))),
+            null,
+            10,
+            false,
+            null);
+    assertThat(
+            es.<StatusReply<Summary>>runCommand(
+                    replyTo -> new Create("acme", "alice", spec, replyTo))
+                .reply()
+                .isSuccess())
         .isTrue();
 
     // The session answers all along: no command waits behind a grep.
@@ -101,11 +144,17 @@ class SessionFileSearchTest {
     } while (state.status() != Status.COMPLETED);
     assertThat(Duration.ofNanos(slowest)).isLessThan(Duration.ofMillis(300));
 
-    List<ToolCallCompleted> results = es.persistenceTestKit().persistedInStorage(PersistenceId.of(
-            SessionEntity.ENTITY_KEY.name(), id).id()).stream()
-        .filter(ToolCallCompleted.class::isInstance).map(ToolCallCompleted.class::cast)
-        .filter(c -> c.turn() == 2).toList();
-    assertThat(results).extracting(ToolCallCompleted::callId)
+    List<ToolCallCompleted> results =
+        es
+            .persistenceTestKit()
+            .persistedInStorage(PersistenceId.of(SessionEntity.ENTITY_KEY.name(), id).id())
+            .stream()
+            .filter(ToolCallCompleted.class::isInstance)
+            .map(ToolCallCompleted.class::cast)
+            .filter(c -> c.turn() == 2)
+            .toList();
+    assertThat(results)
+        .extracting(ToolCallCompleted::callId)
         .containsExactly("toolu_2_0", "toolu_2_1", "toolu_2_2", "toolu_2_3", "toolu_2_4");
     assertThat(results.get(2).content()).isEqualTo("/session/b.md:1:a needle");
     assertThat(results.get(3).content()).isEqualTo("/session/a.md\n/session/b.md");

@@ -39,19 +39,20 @@ import org.junit.jupiter.api.Test;
  * A journal write that fails (the database restarted) restarts the session in place: the entity
  * object stays, its sandbox child is stopped, its model call died. Found by the fault campaign: the
  * restarted session kept the stopped child's ref (every later bash call went to dead letters and
- * failed) and the turn it had in flight (so it never asked the model again). Here the write of
- * turn 2's answer fails; the session must ask again, run turn 2's command on a new sandbox child
- * and complete, each call with one result.
+ * failed) and the turn it had in flight (so it never asked the model again). Here the write of turn
+ * 2's answer fails; the session must ask again, run turn 2's command on a new sandbox child and
+ * complete, each call with one result.
  */
 class SessionRestartInPlaceTest {
   static ActorTestKit kit;
 
   @BeforeAll
   static void start() {
-    Config config = ConfigFactory.parseResources("unit-test.conf")
-        .withFallback(EventSourcedBehaviorTestKit.config())
-        .withFallback(ConfigFactory.load())
-        .resolve();
+    Config config =
+        ConfigFactory.parseResources("unit-test.conf")
+            .withFallback(EventSourcedBehaviorTestKit.config())
+            .withFallback(ConfigFactory.load())
+            .resolve();
     kit = ActorTestKit.create("SessionRestartInPlaceTest", config);
   }
 
@@ -61,31 +62,52 @@ class SessionRestartInPlaceTest {
   }
 
   @Test
-  void aFailedJournalWriteRestartsTheSessionWhichAsksAgainAndUsesANewSandboxChild() throws Exception {
+  void aFailedJournalWriteRestartsTheSessionWhichAsksAgainAndUsesANewSandboxChild()
+      throws Exception {
     String id = "s-" + UUID.randomUUID();
     TestProbe<ClusterSharding.ShardCommand> shard = kit.createTestProbe();
     EchoSandboxes sandboxes = new EchoSandboxes();
-    Limits limits = new Limits(1L << 30, 64, Duration.ofMinutes(1), 1 << 16, Duration.ofSeconds(30));
-    SessionEntity.Services services = new SessionEntity.Services(new ModelClients("scripted", new ScriptedModel()),
-        new PathRouter(EnumSet.of(Namespace.SESSION, Namespace.WORKSPACE)), (summary, seq) -> { },
-        new SessionSettings(Duration.ofMinutes(2), 500, 10_000, 200, new SessionFiles.Limits(1 << 20, 8 << 20, 256 * 1024)),
-        null, sandboxes, new SandboxHandle.Settings(limits, Duration.ofMinutes(5), Duration.ofMinutes(10)));
+    Limits limits =
+        new Limits(1L << 30, 64, Duration.ofMinutes(1), 1 << 16, Duration.ofSeconds(30));
+    SessionEntity.Services services =
+        new SessionEntity.Services(
+            new ModelClients("scripted", new ScriptedModel()),
+            new PathRouter(EnumSet.of(Namespace.SESSION, Namespace.WORKSPACE)),
+            (summary, seq) -> {},
+            new SessionSettings(
+                Duration.ofMinutes(2),
+                500,
+                10_000,
+                200,
+                new SessionFiles.Limits(1 << 20, 8 << 20, 256 * 1024)),
+            null,
+            sandboxes,
+            new SandboxHandle.Settings(limits, Duration.ofMinutes(5), Duration.ofMinutes(10)));
     EventSourcedBehaviorTestKit<Command, Event, State> es =
-        EventSourcedBehaviorTestKit.create(kit.system(), SessionEntity.create(id, shard.ref(), services));
+        EventSourcedBehaviorTestKit.create(
+            kit.system(), SessionEntity.create(id, shard.ref(), services));
     String pid = PersistenceId.of(SessionEntity.ENTITY_KEY.name(), id).id();
 
-    List<ScriptedTurn> turns = List.of(
-        new ScriptedTurn("", List.of(bash("echo one")), null),
-        new ScriptedTurn("", List.of(bash("echo two")), 1000L), // the window for the failure
-        new ScriptedTurn("done", null, null));
-    es.<org.apache.pekko.pattern.StatusReply<Summary>>runCommand(replyTo -> new Create("acme", "alice",
-        new SessionSpec("go", new ModelSpec("scripted", null, turns), null, 10, false, null), replyTo));
+    List<ScriptedTurn> turns =
+        List.of(
+            new ScriptedTurn("", List.of(bash("echo one")), null),
+            new ScriptedTurn("", List.of(bash("echo two")), 1000L), // the window for the failure
+            new ScriptedTurn("done", null, null));
+    es.<org.apache.pekko.pattern.StatusReply<Summary>>runCommand(
+        replyTo ->
+            new Create(
+                "acme",
+                "alice",
+                new SessionSpec(
+                    "go", new ModelSpec("scripted", null, turns), null, 10, false, null),
+                replyTo));
     awaitJournal(es, pid, 1);
     es.persistenceTestKit().failNextPersisted(pid); // turn 2's answer
 
     long deadline = System.nanoTime() + Duration.ofSeconds(20).toNanos();
     while (es.getState().status() != Status.COMPLETED) {
-      if (System.nanoTime() > deadline) fail("the session never completed after the failed write; state: " + es.getState());
+      if (System.nanoTime() > deadline)
+        fail("the session never completed after the failed write; state: " + es.getState());
       Thread.sleep(20);
     }
     List<ToolCallCompleted> results = completed(es, pid);
@@ -98,7 +120,8 @@ class SessionRestartInPlaceTest {
     return new ScriptedCall("bash", Json.MAPPER.createObjectNode().put("command", command));
   }
 
-  private static void awaitJournal(EventSourcedBehaviorTestKit<Command, Event, State> es, String pid, int results)
+  private static void awaitJournal(
+      EventSourcedBehaviorTestKit<Command, Event, State> es, String pid, int results)
       throws InterruptedException {
     long deadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();
     while (completed(es, pid).size() < results) {
@@ -107,8 +130,11 @@ class SessionRestartInPlaceTest {
     }
   }
 
-  private static List<ToolCallCompleted> completed(EventSourcedBehaviorTestKit<Command, Event, State> es, String pid) {
+  private static List<ToolCallCompleted> completed(
+      EventSourcedBehaviorTestKit<Command, Event, State> es, String pid) {
     return es.persistenceTestKit().persistedInStorage(pid).stream()
-        .filter(ToolCallCompleted.class::isInstance).map(ToolCallCompleted.class::cast).toList();
+        .filter(ToolCallCompleted.class::isInstance)
+        .map(ToolCallCompleted.class::cast)
+        .toList();
   }
 }

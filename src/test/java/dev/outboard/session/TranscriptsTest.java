@@ -21,10 +21,13 @@ class TranscriptsTest {
     assertThat(left).containsExactly("a", "b", "c", "left");
     assertThat(right).containsExactly("a", "b", "c", "right");
     assertThat(leftMore).containsExactly("a", "b", "c", "left", "more");
-    assertThat(Transcripts.append(base, "left")).as("the same item again shares the slot").isEqualTo(left);
+    assertThat(Transcripts.append(base, "left"))
+        .as("the same item again shares the slot")
+        .isEqualTo(left);
     assertThatThrownBy(() -> base.add("x")).isInstanceOf(UnsupportedOperationException.class);
     assertThatThrownBy(() -> base.get(3)).isInstanceOf(IndexOutOfBoundsException.class);
-    assertThatThrownBy(() -> Transcripts.append(base, null)).isInstanceOf(NullPointerException.class);
+    assertThatThrownBy(() -> Transcripts.append(base, null))
+        .isInstanceOf(NullPointerException.class);
   }
 
   @Test
@@ -39,7 +42,8 @@ class TranscriptsTest {
     }
     assertThat(list).isEqualTo(expected);
     assertThat(list.hashCode()).isEqualTo(expected.hashCode());
-    for (int k = 0; k < snapshots.size(); k++) assertThat(snapshots.get(k)).isEqualTo(expected.subList(0, k * 1000 + 1));
+    for (int k = 0; k < snapshots.size(); k++)
+      assertThat(snapshots.get(k)).isEqualTo(expected.subList(0, k * 1000 + 1));
   }
 
   @Test
@@ -50,11 +54,13 @@ class TranscriptsTest {
       List<Future<List<Integer>>> results = new ArrayList<>();
       for (int t = 0; t < 8; t++) {
         int id = t;
-        results.add(pool.submit(() -> {
-          List<Integer> mine = base;
-          for (int i = 0; i < 2_000; i++) mine = Transcripts.append(mine, id * 100_000 + i);
-          return mine;
-        }));
+        results.add(
+            pool.submit(
+                () -> {
+                  List<Integer> mine = base;
+                  for (int i = 0; i < 2_000; i++) mine = Transcripts.append(mine, id * 100_000 + i);
+                  return mine;
+                }));
       }
       for (int t = 0; t < 8; t++) {
         List<Integer> mine = results.get(t).get();

@@ -8,8 +8,8 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The dispatcher that runs our JDBC work has one thread per connection of the pool, whatever the
- * pool size a deployment sets: a thread more would wait for a connection, one fewer would leave
- * one idle.
+ * pool size a deployment sets: a thread more would wait for a connection, one fewer would leave one
+ * idle.
  */
 class BlockingDispatcherTest {
 
@@ -22,8 +22,10 @@ class BlockingDispatcherTest {
     Config defaults = ConfigFactory.parseResources("application.conf").resolve();
     assertThat(threads(defaults)).isEqualTo(defaults.getInt("outboard.db.pool-size"));
 
-    Config overlay = ConfigFactory.parseString("outboard.db.pool-size = 3")
-        .withFallback(ConfigFactory.parseResources("application.conf")).resolve();
+    Config overlay =
+        ConfigFactory.parseString("outboard.db.pool-size = 3")
+            .withFallback(ConfigFactory.parseResources("application.conf"))
+            .resolve();
     assertThat(threads(overlay)).isEqualTo(3);
   }
 }

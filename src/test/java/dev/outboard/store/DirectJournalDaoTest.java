@@ -41,8 +41,10 @@ class DirectJournalDaoTest {
   private TestPostgres postgres;
   private TestPostgres postgres4;
   private InProcessNode node;
+
   /** With the default four writers, taking writes from one queue. */
   private InProcessNode node4;
+
   private TestAbortedException noPostgres;
 
   @BeforeAll
@@ -75,14 +77,23 @@ class DirectJournalDaoTest {
   private static AtomicWrite write(String pid, long from, long to) {
     List<PersistentRepr> reprs = new ArrayList<>();
     for (long seq = from; seq <= to; seq++) {
-      reprs.add(PersistentRepr.apply("event " + seq + " of " + pid, seq, pid, "", false, ActorRef.noSender(), "test-writer"));
+      reprs.add(
+          PersistentRepr.apply(
+              "event " + seq + " of " + pid,
+              seq,
+              pid,
+              "",
+              false,
+              ActorRef.noSender(),
+              "test-writer"));
     }
     return AtomicWrite.apply(CollectionConverters.asScala(reprs).toList());
   }
 
   private static JournalProtocol.WriteMessages messages(ActorRef replyTo, AtomicWrite write) {
     List<PersistentEnvelope> list = List.of(write);
-    return new JournalProtocol.WriteMessages(CollectionConverters.asScala(list).toList(), replyTo, 1);
+    return new JournalProtocol.WriteMessages(
+        CollectionConverters.asScala(list).toList(), replyTo, 1);
   }
 
   private List<Long> recorded(String pid) {
@@ -90,17 +101,25 @@ class DirectJournalDaoTest {
   }
 
   private static List<Long> recorded(InProcessNode node, String pid) {
-    JdbcReadJournal journal = PersistenceQuery.get(Adapter.toClassic(node.system()))
-        .getReadJournalFor(JdbcReadJournal.class, JdbcReadJournal.Identifier());
-    return journal.currentEventsByPersistenceId(pid, 0, Long.MAX_VALUE).map(EventEnvelope::sequenceNr)
-        .runWith(Sink.seq(), node.system()).toCompletableFuture().join();
+    JdbcReadJournal journal =
+        PersistenceQuery.get(Adapter.toClassic(node.system()))
+            .getReadJournalFor(JdbcReadJournal.class, JdbcReadJournal.Identifier());
+    return journal
+        .currentEventsByPersistenceId(pid, 0, Long.MAX_VALUE)
+        .map(EventEnvelope::sequenceNr)
+        .runWith(Sink.seq(), node.system())
+        .toCompletableFuture()
+        .join();
   }
 
   @Test
   void aWriteWhoseSequenceNumberIsTakenFailsAloneAndTheWritesBatchedWithItLand() {
-    ActorRef journal = Persistence.get(Adapter.toClassic(node.system())).journalFor("jdbc-journal", ConfigFactory.empty());
+    ActorRef journal =
+        Persistence.get(Adapter.toClassic(node.system()))
+            .journalFor("jdbc-journal", ConfigFactory.empty());
     TestProbe<Object> taken = TestProbe.create(node.system());
-    journal.tell(messages(Adapter.toClassic(taken.ref()), write("dao|taken", 1, 1)), ActorRef.noSender());
+    journal.tell(
+        messages(Adapter.toClassic(taken.ref()), write("dao|taken", 1, 1)), ActorRef.noSender());
     taken.expectMessageClass(JournalProtocol.WriteMessagesSuccessful$.class, WAIT);
 
     // A long write keeps the one writer busy while the next three arrive and wait together.
@@ -108,10 +127,14 @@ class DirectJournalDaoTest {
     TestProbe<Object> before = TestProbe.create(node.system());
     TestProbe<Object> conflict = TestProbe.create(node.system());
     TestProbe<Object> after = TestProbe.create(node.system());
-    journal.tell(messages(Adapter.toClassic(big.ref()), write("dao|big", 1, 900)), ActorRef.noSender());
-    journal.tell(messages(Adapter.toClassic(before.ref()), write("dao|before", 1, 3)), ActorRef.noSender());
-    journal.tell(messages(Adapter.toClassic(conflict.ref()), write("dao|taken", 1, 2)), ActorRef.noSender());
-    journal.tell(messages(Adapter.toClassic(after.ref()), write("dao|after", 1, 2)), ActorRef.noSender());
+    journal.tell(
+        messages(Adapter.toClassic(big.ref()), write("dao|big", 1, 900)), ActorRef.noSender());
+    journal.tell(
+        messages(Adapter.toClassic(before.ref()), write("dao|before", 1, 3)), ActorRef.noSender());
+    journal.tell(
+        messages(Adapter.toClassic(conflict.ref()), write("dao|taken", 1, 2)), ActorRef.noSender());
+    journal.tell(
+        messages(Adapter.toClassic(after.ref()), write("dao|after", 1, 2)), ActorRef.noSender());
 
     big.expectMessageClass(JournalProtocol.WriteMessagesSuccessful$.class, WAIT);
     before.expectMessageClass(JournalProtocol.WriteMessagesSuccessful$.class, WAIT);
@@ -121,32 +144,42 @@ class DirectJournalDaoTest {
     assertThat(recorded("dao|big")).isEqualTo(LongStream.rangeClosed(1, 900).boxed().toList());
     assertThat(recorded("dao|before")).containsExactly(1L, 2L, 3L);
     assertThat(recorded("dao|after")).containsExactly(1L, 2L);
-    assertThat(recorded("dao|taken")).as("the failed write left nothing, not even its new event 2").containsExactly(1L);
+    assertThat(recorded("dao|taken"))
+        .as("the failed write left nothing, not even its new event 2")
+        .containsExactly(1L);
   }
 
   @Test
   void fourWritersUnderConcurrentWritesLoseNothingAndAnswerEveryWrite() throws Exception {
-    ActorRef journal = Persistence.get(Adapter.toClassic(node4.system())).journalFor("jdbc-journal", ConfigFactory.empty());
+    ActorRef journal =
+        Persistence.get(Adapter.toClassic(node4.system()))
+            .journalFor("jdbc-journal", ConfigFactory.empty());
     int writers = 48;
     int writes = 60;
-    java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(writers);
+    java.util.concurrent.ExecutorService pool =
+        java.util.concurrent.Executors.newFixedThreadPool(writers);
     try {
       List<java.util.concurrent.Future<?>> done = new ArrayList<>();
       for (int w = 0; w < writers; w++) {
         String pid = "dao4|" + w;
-        done.add(pool.submit(() -> {
-          // Like an entity: one write at a time, each of one to three events.
-          TestProbe<Object> probe = TestProbe.create(node4.system());
-          long seq = 1;
-          for (int i = 0; i < writes; i++) {
-            long to = seq + (i % 3);
-            journal.tell(messages(Adapter.toClassic(probe.ref()), write(pid, seq, to)), ActorRef.noSender());
-            probe.expectMessageClass(JournalProtocol.WriteMessagesSuccessful$.class, WAIT);
-            for (long n = seq; n <= to; n++) probe.expectMessageClass(JournalProtocol.WriteMessageSuccess.class, WAIT);
-            seq = to + 1;
-          }
-          return null;
-        }));
+        done.add(
+            pool.submit(
+                () -> {
+                  // Like an entity: one write at a time, each of one to three events.
+                  TestProbe<Object> probe = TestProbe.create(node4.system());
+                  long seq = 1;
+                  for (int i = 0; i < writes; i++) {
+                    long to = seq + (i % 3);
+                    journal.tell(
+                        messages(Adapter.toClassic(probe.ref()), write(pid, seq, to)),
+                        ActorRef.noSender());
+                    probe.expectMessageClass(JournalProtocol.WriteMessagesSuccessful$.class, WAIT);
+                    for (long n = seq; n <= to; n++)
+                      probe.expectMessageClass(JournalProtocol.WriteMessageSuccess.class, WAIT);
+                    seq = to + 1;
+                  }
+                  return null;
+                }));
       }
       for (java.util.concurrent.Future<?> f : done) f.get();
     } finally {
@@ -155,7 +188,8 @@ class DirectJournalDaoTest {
     long perWriter = 0;
     for (int i = 0; i < writes; i++) perWriter += 1 + (i % 3);
     for (int w = 0; w < writers; w++) {
-      assertThat(recorded(node4, "dao4|" + w)).isEqualTo(LongStream.rangeClosed(1, perWriter).boxed().toList());
+      assertThat(recorded(node4, "dao4|" + w))
+          .isEqualTo(LongStream.rangeClosed(1, perWriter).boxed().toList());
     }
   }
 }

@@ -23,24 +23,45 @@ import org.junit.jupiter.api.Test;
 class OrgPoliciesOutageTest {
 
   @Test
-  void theLastPolicyReadIsUsedWhileTheDatabaseIsAwayAndOnlyANodeThatNeverReadItFails() throws Exception {
+  void theLastPolicyReadIsUsedWhileTheDatabaseIsAwayAndOnlyANodeThatNeverReadItFails()
+      throws Exception {
     ExecutorService io = Executors.newFixedThreadPool(2);
-    Database db = new Database(new StoreSettings("jdbc:h2:mem:policies-" + UUID.randomUUID() + ";DB_CLOSE_DELAY=-1", "sa", "",
-        Path.of("target"), false, 2), io);
+    Database db =
+        new Database(
+            new StoreSettings(
+                "jdbc:h2:mem:policies-" + UUID.randomUUID() + ";DB_CLOSE_DELAY=-1",
+                "sa",
+                "",
+                Path.of("target"),
+                false,
+                2),
+            io);
     try {
       Migrations.migrate(db.dataSource(), false);
-      db.transact(c -> {
-        try (PreparedStatement ps = c.prepareStatement("INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)")) {
-          ps.setString(1, "acme");
-          ps.setString(2, "Acme");
-          ps.setObject(3, OffsetDateTime.now(ZoneOffset.UTC));
-          return ps.executeUpdate();
-        }
-      }).toCompletableFuture().join();
+      db.transact(
+              c -> {
+                try (PreparedStatement ps =
+                    c.prepareStatement(
+                        "INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)")) {
+                  ps.setString(1, "acme");
+                  ps.setString(2, "Acme");
+                  ps.setObject(3, OffsetDateTime.now(ZoneOffset.UTC));
+                  return ps.executeUpdate();
+                }
+              })
+          .toCompletableFuture()
+          .join();
       OrgPolicies policies = new OrgPolicies(db, Duration.ofMillis(1), Duration.ofMillis(20), 3);
       OrgPolicies neverRead = new OrgPolicies(db, Duration.ofMillis(1), Duration.ofMillis(20), 3);
       policies.set("acme", null, List.of("bash"), null).toCompletableFuture().join();
-      assertThat(policies.forSessions("acme").toCompletableFuture().join().approvals().requires("bash", null)).isTrue();
+      assertThat(
+              policies
+                  .forSessions("acme")
+                  .toCompletableFuture()
+                  .join()
+                  .approvals()
+                  .requires("bash", null))
+          .isTrue();
       Thread.sleep(5); // the cached copy is stale now
 
       db.close(); // the database is away

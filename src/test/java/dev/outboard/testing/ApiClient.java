@@ -20,7 +20,6 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
-import java.util.stream.Collectors;
 import java.util.stream.Stream;
 
 /**
@@ -30,7 +29,10 @@ import java.util.stream.Stream;
  */
 public final class ApiClient {
   private static final HttpClient HTTP =
-      HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(Duration.ofSeconds(5)).build();
+      HttpClient.newBuilder()
+          .version(HttpClient.Version.HTTP_1_1)
+          .connectTimeout(Duration.ofSeconds(5))
+          .build();
   private static final Duration REQUEST_TIMEOUT = Duration.ofSeconds(20);
 
   private final String baseUrl;
@@ -99,23 +101,26 @@ public final class ApiClient {
 
   /** POST with {@code body} sent exactly as given, as {@code application/json}. */
   public Response postRaw(String path, String body, String... headers) {
-    return send(request(path, headers)
-        .header("Content-Type", "application/json")
-        .POST(HttpRequest.BodyPublishers.ofString(body)));
+    return send(
+        request(path, headers)
+            .header("Content-Type", "application/json")
+            .POST(HttpRequest.BodyPublishers.ofString(body)));
   }
 
   /** PUT with {@code body} serialised as JSON. */
   public Response put(String path, Object body, String... headers) {
-    return send(request(path, headers)
-        .header("Content-Type", "application/json")
-        .PUT(HttpRequest.BodyPublishers.ofString(json(body))));
+    return send(
+        request(path, headers)
+            .header("Content-Type", "application/json")
+            .PUT(HttpRequest.BodyPublishers.ofString(json(body))));
   }
 
   /** PUT with {@code text} sent as given, as {@code text/plain} (an org file's content). */
   public Response putText(String path, String text, String... headers) {
-    return send(request(path, headers)
-        .header("Content-Type", "text/plain; charset=utf-8")
-        .PUT(HttpRequest.BodyPublishers.ofString(text)));
+    return send(
+        request(path, headers)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .PUT(HttpRequest.BodyPublishers.ofString(text)));
   }
 
   public Response delete(String path, String... headers) {
@@ -140,7 +145,13 @@ public final class ApiClient {
   public List<SseEvent> events(String path, Duration timeout, String... headers) {
     EventStream stream = openEvents(path, headers);
     if (stream.status() != 200) {
-      throw new AssertionError("GET " + path + " answered " + stream.status() + ": " + String.join("\n", stream.lines()));
+      throw new AssertionError(
+          "GET "
+              + path
+              + " answered "
+              + stream.status()
+              + ": "
+              + String.join("\n", stream.lines()));
     }
     return stream.awaitEnd(timeout);
   }
@@ -158,7 +169,10 @@ public final class ApiClient {
     }
   }
 
-  /** An open {@code text/event-stream}: the events and raw lines read so far, and when each event arrived. */
+  /**
+   * An open {@code text/event-stream}: the events and raw lines read so far, and when each event
+   * arrived.
+   */
   public static final class EventStream implements AutoCloseable {
     private final String path;
     private final HttpResponse<Stream<String>> response;
@@ -171,11 +185,14 @@ public final class ApiClient {
     EventStream(String path, HttpResponse<Stream<String>> response) {
       this.path = path;
       this.response = response;
-      this.reading = CompletableFuture.runAsync(this::read, task -> {
-        Thread t = new Thread(task, "sse-reader");
-        t.setDaemon(true);
-        t.start();
-      });
+      this.reading =
+          CompletableFuture.runAsync(
+              this::read,
+              task -> {
+                Thread t = new Thread(task, "sse-reader");
+                t.setDaemon(true);
+                t.start();
+              });
     }
 
     public int status() {
@@ -219,7 +236,8 @@ public final class ApiClient {
         }
         for (SseEvent e : events) if (condition.test(e)) return e;
       }
-      throw new AssertionError("no matching event on " + path + " within " + timeout + "; read so far: " + events());
+      throw new AssertionError(
+          "no matching event on " + path + " within " + timeout + "; read so far: " + events());
     }
 
     /** Waits for the server to end the stream; returns all its events. */
@@ -228,9 +246,16 @@ public final class ApiClient {
         reading.get(timeout.toMillis(), TimeUnit.MILLISECONDS);
       } catch (TimeoutException e) {
         close();
-        throw new AssertionError("the event stream " + path + " did not end within " + timeout + "; read so far: " + events());
+        throw new AssertionError(
+            "the event stream "
+                + path
+                + " did not end within "
+                + timeout
+                + "; read so far: "
+                + events());
       } catch (ExecutionException e) {
-        throw new AssertionError("reading the event stream " + path + " failed; read so far: " + events(), e.getCause());
+        throw new AssertionError(
+            "reading the event stream " + path + " failed; read so far: " + events(), e.getCause());
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
         throw new IllegalStateException(e);
@@ -254,33 +279,39 @@ public final class ApiClient {
       String[] event = {null};
       StringBuilder[] data = {null};
       try (Stream<String> body = response.body()) {
-        body.forEachOrdered(line -> {
-          lines.add(line);
-          if (line.isEmpty()) {
-            if (data[0] != null || event[0] != null) {
-              synchronized (this) {
-                events.add(new SseEvent(id[0], event[0], data[0] == null ? "" : data[0].toString()));
-                arrivals.add(System.nanoTime());
-                notifyAll();
+        body.forEachOrdered(
+            line -> {
+              lines.add(line);
+              if (line.isEmpty()) {
+                if (data[0] != null || event[0] != null) {
+                  synchronized (this) {
+                    events.add(
+                        new SseEvent(id[0], event[0], data[0] == null ? "" : data[0].toString()));
+                    arrivals.add(System.nanoTime());
+                    notifyAll();
+                  }
+                }
+                id[0] = null;
+                event[0] = null;
+                data[0] = null;
+                return;
               }
-            }
-            id[0] = null;
-            event[0] = null;
-            data[0] = null;
-            return;
-          }
-          if (line.startsWith(":")) return;
-          int colon = line.indexOf(':');
-          String field = colon < 0 ? line : line.substring(0, colon);
-          String value = colon < 0 ? "" : line.substring(colon + 1);
-          if (value.startsWith(" ")) value = value.substring(1);
-          switch (field) {
-            case "id" -> id[0] = value;
-            case "event" -> event[0] = value;
-            case "data" -> data[0] = data[0] == null ? new StringBuilder(value) : data[0].append('\n').append(value);
-            default -> { } // retry and unknown fields: see lines()
-          }
-        });
+              if (line.startsWith(":")) return;
+              int colon = line.indexOf(':');
+              String field = colon < 0 ? line : line.substring(0, colon);
+              String value = colon < 0 ? "" : line.substring(colon + 1);
+              if (value.startsWith(" ")) value = value.substring(1);
+              switch (field) {
+                case "id" -> id[0] = value;
+                case "event" -> event[0] = value;
+                case "data" ->
+                    data[0] =
+                        data[0] == null
+                            ? new StringBuilder(value)
+                            : data[0].append('\n').append(value);
+                default -> {} // retry and unknown fields: see lines()
+              }
+            });
       } catch (UncheckedIOException e) {
         // closed by close(), or by the server
       } finally {
@@ -303,26 +334,33 @@ public final class ApiClient {
   }
 
   private HttpRequest.Builder request(String path, String... headers) {
-    HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(baseUrl + path)).timeout(REQUEST_TIMEOUT);
+    HttpRequest.Builder b =
+        HttpRequest.newBuilder(URI.create(baseUrl + path)).timeout(REQUEST_TIMEOUT);
     if (bearer != null) b.header("Authorization", "Bearer " + bearer);
     if (headers.length > 0) b.headers(headers);
     return b;
   }
 
-  /** The whole exchange, body included, within {@link #REQUEST_TIMEOUT} (a stream that never ends fails). */
+  /**
+   * The whole exchange, body included, within {@link #REQUEST_TIMEOUT} (a stream that never ends
+   * fails).
+   */
   private static Response send(HttpRequest.Builder builder) {
     HttpRequest req = builder.build();
-    CompletableFuture<HttpResponse<String>> exchange = HTTP.sendAsync(req, HttpResponse.BodyHandlers.ofString());
+    CompletableFuture<HttpResponse<String>> exchange =
+        HTTP.sendAsync(req, HttpResponse.BodyHandlers.ofString());
     try {
       HttpResponse<String> resp = exchange.get(REQUEST_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
       return new Response(resp.statusCode(), resp.body(), resp.headers());
     } catch (ExecutionException e) {
       Throwable cause = e.getCause();
-      if (cause instanceof IOException io) throw new UncheckedIOException(req.method() + " " + req.uri(), io);
+      if (cause instanceof IOException io)
+        throw new UncheckedIOException(req.method() + " " + req.uri(), io);
       throw new IllegalStateException(req.method() + " " + req.uri(), cause);
     } catch (TimeoutException e) {
       exchange.cancel(true);
-      throw new AssertionError(req.method() + " " + req.uri() + " did not complete within " + REQUEST_TIMEOUT);
+      throw new AssertionError(
+          req.method() + " " + req.uri() + " did not complete within " + REQUEST_TIMEOUT);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new IllegalStateException(e);

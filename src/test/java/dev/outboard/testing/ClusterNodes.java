@@ -21,8 +21,8 @@ import org.apache.pekko.cluster.typed.Cluster;
 /**
  * Several {@link InProcessNode}s in this JVM forming ONE Pekko cluster on one database: every node
  * gets a fixed remote port, and all name the first node as their only seed node (the first node
- * then joins itself, the others join it; {@code Main.joinCluster} self-joins only when there are
- * no seed nodes). Closed in reverse order, so the first node leaves last.
+ * then joins itself, the others join it; {@code Main.joinCluster} self-joins only when there are no
+ * seed nodes). Closed in reverse order, so the first node leaves last.
  */
 public final class ClusterNodes implements AutoCloseable {
   private static final Duration FORMED_TIMEOUT = Duration.ofSeconds(60);
@@ -34,7 +34,8 @@ public final class ClusterNodes implements AutoCloseable {
   }
 
   /** Starts {@code count} nodes on {@code dbUrl} and waits until every node sees all of them Up. */
-  public static ClusterNodes start(String dbUrl, int count, Map<String, Object> overrides) throws IOException {
+  public static ClusterNodes start(String dbUrl, int count, Map<String, Object> overrides)
+      throws IOException {
     int[] remotePorts = Ports.free(count);
     List<String> seeds = List.of("pekko://outboard@127.0.0.1:" + remotePorts[0]);
     List<InProcessNode> started = new ArrayList<>();
@@ -81,8 +82,15 @@ public final class ClusterNodes implements AutoCloseable {
       if (formed) return;
       if (System.nanoTime() > deadline) {
         StringBuilder sb = new StringBuilder();
-        for (InProcessNode node : nodes) sb.append("\n  ").append(Cluster.get(node.system()).state());
-        throw new IllegalStateException("the cluster did not form " + count + " Up members within " + FORMED_TIMEOUT + ":" + sb);
+        for (InProcessNode node : nodes)
+          sb.append("\n  ").append(Cluster.get(node.system()).state());
+        throw new IllegalStateException(
+            "the cluster did not form "
+                + count
+                + " Up members within "
+                + FORMED_TIMEOUT
+                + ":"
+                + sb);
       }
       sleep(100);
     }
@@ -95,18 +103,23 @@ public final class ClusterNodes implements AutoCloseable {
 
   public static Set<String> entitiesOn(ActorSystem<?> system, EntityTypeKey<?> type) {
     try {
-      ShardRegion.CurrentShardRegionState state = AskPattern.<org.apache.pekko.cluster.sharding.typed.ClusterShardingQuery, ShardRegion.CurrentShardRegionState>ask(
-              ClusterSharding.get(system).shardState(),
-              replyTo -> new GetShardRegionState(type, replyTo),
-              Duration.ofSeconds(5),
-              system.scheduler())
-          .toCompletableFuture()
-          .get(10, TimeUnit.SECONDS);
+      ShardRegion.CurrentShardRegionState state =
+          AskPattern
+              .<org.apache.pekko.cluster.sharding.typed.ClusterShardingQuery,
+                  ShardRegion.CurrentShardRegionState>
+                  ask(
+                      ClusterSharding.get(system).shardState(),
+                      replyTo -> new GetShardRegionState(type, replyTo),
+                      Duration.ofSeconds(5),
+                      system.scheduler())
+              .toCompletableFuture()
+              .get(10, TimeUnit.SECONDS);
       Set<String> ids = new HashSet<>();
       for (ShardRegion.ShardState shard : state.getShards()) ids.addAll(shard.getEntityIds());
       return ids;
     } catch (Exception e) {
-      throw new IllegalStateException("could not read the " + type.name() + " shard region state", e);
+      throw new IllegalStateException(
+          "could not read the " + type.name() + " shard region state", e);
     }
   }
 
@@ -115,7 +128,9 @@ public final class ClusterNodes implements AutoCloseable {
     int host = -1;
     for (int i = 0; i < nodes.size(); i++) {
       if (entitiesOn(nodes.get(i), type).contains(id)) {
-        if (host >= 0) throw new AssertionError(type.name() + " entity " + id + " runs on node " + host + " and node " + i);
+        if (host >= 0)
+          throw new AssertionError(
+              type.name() + " entity " + id + " runs on node " + host + " and node " + i);
         host = i;
       }
     }

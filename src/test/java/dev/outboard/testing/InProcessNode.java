@@ -44,11 +44,14 @@ public final class InProcessNode implements AutoCloseable {
    * Starts a node and waits until its API answers. {@code overrides} are config paths and values
    * that win over the defaults here, e.g. {@code "outboard.http.max-body-bytes" -> "64KiB"}.
    */
-  public static InProcessNode start(String dbUrl, Map<String, Object> overrides) throws IOException {
+  public static InProcessNode start(String dbUrl, Map<String, Object> overrides)
+      throws IOException {
     int[] ports = Ports.free(2);
     Path dataDir = Files.createTempDirectory("outboard-it-");
-    // Sandboxes live below the data dir; under root their unprivileged user must be able to traverse it.
-    Files.setPosixFilePermissions(dataDir, java.nio.file.attribute.PosixFilePermissions.fromString("rwx--x--x"));
+    // Sandboxes live below the data dir; under root their unprivileged user must be able to
+    // traverse it.
+    Files.setPosixFilePermissions(
+        dataDir, java.nio.file.attribute.PosixFilePermissions.fromString("rwx--x--x"));
     byte[] token = new byte[16];
     new SecureRandom().nextBytes(token);
     String adminToken = "it-admin-" + HexFormat.of().formatHex(token);
@@ -76,15 +79,17 @@ public final class InProcessNode implements AutoCloseable {
     settings.putAll(overrides);
 
     // Unresolved application.conf below the overrides, so that its substitutions see them.
-    Config config = ConfigFactory.parseMap(settings)
-        .withFallback(ConfigFactory.defaultApplication())
-        .withFallback(ConfigFactory.defaultReference())
-        .resolve();
+    Config config =
+        ConfigFactory.parseMap(settings)
+            .withFallback(ConfigFactory.defaultApplication())
+            .withFallback(ConfigFactory.defaultReference())
+            .resolve();
     StoreSettings store = StoreSettings.from(config);
     config = store.persistenceOverlay().withFallback(config).resolve();
 
     ActorSystem<Void> system = ActorSystem.create(Behaviors.empty(), "outboard", config);
-    InProcessNode node = new InProcessNode(system, "http://127.0.0.1:" + ports[0], adminToken, dataDir);
+    InProcessNode node =
+        new InProcessNode(system, "http://127.0.0.1:" + ports[0], adminToken, dataDir);
     try {
       node.database = Main.start(system, store);
       node.awaitApi();
@@ -102,7 +107,8 @@ public final class InProcessNode implements AutoCloseable {
     RuntimeException last = null;
     while (System.nanoTime() < deadline) {
       if (system.getWhenTerminated().toCompletableFuture().isDone()) {
-        throw new IllegalStateException("the node's actor system terminated during start-up (see its log)");
+        throw new IllegalStateException(
+            "the node's actor system terminated during start-up (see its log)");
       }
       try {
         int status = anonymous.get("/v1/sessions").status();
@@ -155,7 +161,10 @@ public final class InProcessNode implements AutoCloseable {
     deleteRecursively(dataDir);
   }
 
-  /** Deletes {@code dir} and everything below it, as far as it can (a temp directory left behind is harmless). */
+  /**
+   * Deletes {@code dir} and everything below it, as far as it can (a temp directory left behind is
+   * harmless).
+   */
   public static void deleteRecursively(Path dir) {
     try (Stream<Path> files = Files.walk(dir)) {
       files.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());

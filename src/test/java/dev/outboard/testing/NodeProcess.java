@@ -39,8 +39,12 @@ public final class NodeProcess implements AutoCloseable {
     this(name, env, List.of(), args);
   }
 
-  /** {@code jvmArgs} go before the main class (e.g. {@code -Dconfig.file=conf/cluster.conf}), {@code args} after it. */
-  public NodeProcess(String name, Map<String, String> env, List<String> jvmArgs, List<String> args) {
+  /**
+   * {@code jvmArgs} go before the main class (e.g. {@code -Dconfig.file=conf/cluster.conf}), {@code
+   * args} after it.
+   */
+  public NodeProcess(
+      String name, Map<String, String> env, List<String> jvmArgs, List<String> args) {
     this.name = name;
     this.args = List.copyOf(args);
     this.env = new java.util.HashMap<>(env);
@@ -62,26 +66,34 @@ public final class NodeProcess implements AutoCloseable {
     return "http://127.0.0.1:" + env.get("OUTBOARD_MANAGEMENT_PORT");
   }
 
-  /** Changes one variable for the next {@link #start}, e.g. {@code OUTBOARD_APP_VERSION} for a new release. */
+  /**
+   * Changes one variable for the next {@link #start}, e.g. {@code OUTBOARD_APP_VERSION} for a new
+   * release.
+   */
   public void setEnv(String key, String value) {
     env.put(key, value);
   }
 
   /** Starts the JVM (again) with the same environment. */
   public void start() throws IOException {
-    if (process != null && process.isAlive()) throw new IllegalStateException(name + " is running already");
+    if (process != null && process.isAlive())
+      throw new IllegalStateException(name + " is running already");
     Files.createDirectories(logDir);
     Path log = logDir.resolve(name + "-" + (logs.size() + 1) + ".log");
     logs.add(log);
     String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-    List<String> command = new ArrayList<>(List.of(java, "-Xmx512m", "-XX:+ExitOnOutOfMemoryError"));
+    List<String> command =
+        new ArrayList<>(List.of(java, "-Xmx512m", "-XX:+ExitOnOutOfMemoryError"));
     command.addAll(jvmArgs);
     command.addAll(List.of("-cp", System.getProperty("java.class.path"), "dev.outboard.Main"));
     command.addAll(args);
-    ProcessBuilder pb = new ProcessBuilder(command)
-        .redirectErrorStream(true)
-        .redirectOutput(log.toFile());
-    pb.environment().keySet().removeIf(k -> k.startsWith("OUTBOARD_") || k.startsWith("ANTHROPIC_") || k.startsWith("OPENAI_"));
+    ProcessBuilder pb =
+        new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(log.toFile());
+    pb.environment()
+        .keySet()
+        .removeIf(
+            k ->
+                k.startsWith("OUTBOARD_") || k.startsWith("ANTHROPIC_") || k.startsWith("OPENAI_"));
     pb.environment().putAll(env);
     process = pb.start();
   }
@@ -111,7 +123,8 @@ public final class NodeProcess implements AutoCloseable {
     long deadline = System.nanoTime() + timeout.toNanos();
     while (System.nanoTime() < deadline) {
       if (!process.isAlive()) {
-        throw new AssertionError(name + " exited with " + process.exitValue() + " during start-up\n" + logTails(80));
+        throw new AssertionError(
+            name + " exited with " + process.exitValue() + " during start-up\n" + logTails(80));
       }
       try {
         if (client.get(path).status() == status) return;
@@ -123,13 +136,17 @@ public final class NodeProcess implements AutoCloseable {
     throw new AssertionError(name + " was not ready within " + timeout + "\n" + logTails(80));
   }
 
-  /** SIGTERM and waits for the JVM to exit; returns how long that took. Fails if it outlives {@code timeout}. */
+  /**
+   * SIGTERM and waits for the JVM to exit; returns how long that took. Fails if it outlives {@code
+   * timeout}.
+   */
   public Duration terminate(Duration timeout) throws InterruptedException {
     long t0 = System.nanoTime();
     process.destroy();
     if (!process.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
       process.destroyForcibly();
-      throw new AssertionError(name + " did not exit within " + timeout + " of SIGTERM\n" + logTails(60));
+      throw new AssertionError(
+          name + " did not exit within " + timeout + " of SIGTERM\n" + logTails(60));
     }
     return Duration.ofNanos(System.nanoTime() - t0);
   }
@@ -137,11 +154,15 @@ public final class NodeProcess implements AutoCloseable {
   /** SIGKILL on Linux: no shutdown hooks, no coordinated shutdown, open transactions lost. */
   public int kill() throws InterruptedException {
     process.destroyForcibly();
-    if (!process.waitFor(30, TimeUnit.SECONDS)) throw new AssertionError(name + " did not die within 30 s of SIGKILL");
+    if (!process.waitFor(30, TimeUnit.SECONDS))
+      throw new AssertionError(name + " did not die within 30 s of SIGKILL");
     return process.exitValue();
   }
 
-  /** Waits for the JVM to end by itself; its exit code, or an AssertionError (the JVM is killed) after {@code timeout}. */
+  /**
+   * Waits for the JVM to end by itself; its exit code, or an AssertionError (the JVM is killed)
+   * after {@code timeout}.
+   */
   public int awaitExit(Duration timeout) throws InterruptedException {
     if (!process.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
       process.destroyForcibly();
@@ -174,10 +195,15 @@ public final class NodeProcess implements AutoCloseable {
   public String logTails(int lines) {
     StringBuilder out = new StringBuilder();
     for (Path log : logs) {
-      out.append("----- last ").append(lines).append(" lines of ").append(log.toAbsolutePath()).append(" -----\n");
+      out.append("----- last ")
+          .append(lines)
+          .append(" lines of ")
+          .append(log.toAbsolutePath())
+          .append(" -----\n");
       try {
         List<String> all = Files.readAllLines(log, StandardCharsets.UTF_8);
-        all.subList(Math.max(0, all.size() - lines), all.size()).forEach(l -> out.append(l).append('\n'));
+        all.subList(Math.max(0, all.size() - lines), all.size())
+            .forEach(l -> out.append(l).append('\n'));
       } catch (IOException e) {
         out.append("(unreadable: ").append(e).append(")\n");
       }

@@ -19,7 +19,8 @@ public final class Ports {
   public static int[] free(int n) {
     List<ServerSocket> sockets = new ArrayList<>(n);
     try {
-      for (int i = 0; i < n; i++) sockets.add(new ServerSocket(0, 1, InetAddress.getLoopbackAddress()));
+      for (int i = 0; i < n; i++)
+        sockets.add(new ServerSocket(0, 1, InetAddress.getLoopbackAddress()));
       return sockets.stream().mapToInt(ServerSocket::getLocalPort).toArray();
     } catch (IOException e) {
       throw new UncheckedIOException("no free loopback port", e);

@@ -17,18 +17,20 @@ import java.util.stream.Stream;
 /**
  * Faults of the local PostgreSQL cluster (the one {@link TestPostgres} uses), for fault campaigns:
  * a fast restart through {@code pg_ctlcluster}, and a pause (SIGSTOP of the postmaster and every
- * process below it, SIGCONT after a while). This needs root (the processes belong to
- * {@code postgres}) and Debian's {@code pg_ctlcluster}; {@link #local()} says why it cannot when it
+ * process below it, SIGCONT after a while). This needs root (the processes belong to {@code
+ * postgres}) and Debian's {@code pg_ctlcluster}; {@link #local()} says why it cannot when it
  * cannot.
  *
- * <p>A paused server is always continued: by {@link #pause} itself (try/finally), by
- * {@link #resume()}, which callers also run in their own finally, and by a JVM shutdown hook.
+ * <p>A paused server is always continued: by {@link #pause} itself (try/finally), by {@link
+ * #resume()}, which callers also run in their own finally, and by a JVM shutdown hook.
  */
 public final class PostgresControl {
   private static final Path ETC = Path.of("/etc/postgresql");
   private static final Duration READY = Duration.ofSeconds(60);
+
   /** Every pid this class stopped and has not yet continued; the shutdown hook continues them. */
   private static final Set<Long> STOPPED = new LinkedHashSet<>();
+
   private static boolean hookInstalled;
 
   private final String version;
@@ -51,8 +53,11 @@ public final class PostgresControl {
     if (!onPath("pg_ctlcluster")) return none("pg_ctlcluster is not on the PATH");
     String version;
     try (Stream<Path> dirs = Files.list(ETC)) {
-      version = dirs.map(p -> p.getFileName().toString()).filter(v -> v.matches("\\d+(\\.\\d+)?"))
-          .max(Comparator.comparingDouble(Double::parseDouble)).orElse(null);
+      version =
+          dirs.map(p -> p.getFileName().toString())
+              .filter(v -> v.matches("\\d+(\\.\\d+)?"))
+              .max(Comparator.comparingDouble(Double::parseDouble))
+              .orElse(null);
     } catch (IOException e) {
       return none(ETC + " is not readable (" + e.getMessage() + ")");
     }
@@ -68,7 +73,8 @@ public final class PostgresControl {
       return none("this user may not signal the postmaster (pid " + pid + "; run as root)");
     }
     installHook();
-    return new Availability(Optional.of(control), "PostgreSQL " + version + "/main, postmaster pid " + pid);
+    return new Availability(
+        Optional.of(control), "PostgreSQL " + version + "/main, postmaster pid " + pid);
   }
 
   private static Availability none(String why) {
@@ -79,17 +85,29 @@ public final class PostgresControl {
     return version + "/" + cluster;
   }
 
-  /** {@code pg_ctlcluster ... restart -m fast} (every connection is cut), then waits until it accepts connections. */
+  /**
+   * {@code pg_ctlcluster ... restart -m fast} (every connection is cut), then waits until it
+   * accepts connections.
+   */
   public void restart() {
-    int exit = run(List.of("pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, "restart", "-m", "fast"),
-        Duration.ofSeconds(120));
+    int exit =
+        run(
+            List.of(
+                "pg_ctlcluster",
+                "--skip-systemctl-redirect",
+                version,
+                cluster,
+                "restart",
+                "-m",
+                "fast"),
+            Duration.ofSeconds(120));
     if (exit != 0) throw new AssertionError("pg_ctlcluster restart exited with " + exit);
     awaitReady();
   }
 
   /**
-   * SIGSTOP of the postmaster and all its processes for {@code duration}, then SIGCONT; returns
-   * how many processes were stopped.
+   * SIGSTOP of the postmaster and all its processes for {@code duration}, then SIGCONT; returns how
+   * many processes were stopped.
    */
   public int pause(Duration duration) throws InterruptedException {
     List<Long> pids = processes();
@@ -120,7 +138,9 @@ public final class PostgresControl {
   public void ensureRunning() {
     resume();
     if (ready()) return;
-    run(List.of("pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, "start"), Duration.ofSeconds(120));
+    run(
+        List.of("pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, "start"),
+        Duration.ofSeconds(120));
     awaitReady();
   }
 
@@ -131,7 +151,8 @@ public final class PostgresControl {
   private void awaitReady() {
     long deadline = System.nanoTime() + READY.toNanos();
     while (!ready()) {
-      if (System.nanoTime() > deadline) throw new AssertionError("PostgreSQL " + describe() + " not ready within " + READY);
+      if (System.nanoTime() > deadline)
+        throw new AssertionError("PostgreSQL " + describe() + " not ready within " + READY);
       ScriptedSessions.sleep(100);
     }
   }
@@ -147,9 +168,11 @@ public final class PostgresControl {
   private long postmasterPid() {
     Path pidFile = Path.of("/var/run/postgresql", version + "-" + cluster + ".pid");
     try {
-      return Long.parseLong(Files.readString(pidFile, StandardCharsets.UTF_8).strip().lines().findFirst().orElse(""));
+      return Long.parseLong(
+          Files.readString(pidFile, StandardCharsets.UTF_8).strip().lines().findFirst().orElse(""));
     } catch (IOException | NumberFormatException e) {
-      throw new IllegalStateException("the postmaster's pid file " + pidFile + " is not readable (" + e + ")");
+      throw new IllegalStateException(
+          "the postmaster's pid file " + pidFile + " is not readable (" + e + ")");
     }
   }
 
@@ -165,14 +188,18 @@ public final class PostgresControl {
   private static synchronized void installHook() {
     if (hookInstalled) return;
     hookInstalled = true;
-    Runtime.getRuntime().addShutdownHook(new Thread(PostgresControl::resumeStopped, "postgres-sigcont"));
+    Runtime.getRuntime()
+        .addShutdownHook(new Thread(PostgresControl::resumeStopped, "postgres-sigcont"));
   }
 
   private static void signal(String signal, List<Long> pids) {
     if (pids.isEmpty()) return;
     List<String> command = new ArrayList<>(List.of("kill", "-" + signal));
     pids.forEach(p -> command.add(Long.toString(p)));
-    run(command, Duration.ofSeconds(10)); // a backend that ended meanwhile makes kill exit 1; the rest got it
+    run(
+        command,
+        Duration.ofSeconds(
+            10)); // a backend that ended meanwhile makes kill exit 1; the rest got it
   }
 
   private static boolean onPath(String program) {
@@ -182,11 +209,18 @@ public final class PostgresControl {
     return false;
   }
 
-  /** Runs {@code command} to its end (even when this thread is interrupted: a SIGCONT must get out); its exit code, -1 if it could not. */
+  /**
+   * Runs {@code command} to its end (even when this thread is interrupted: a SIGCONT must get out);
+   * its exit code, -1 if it could not.
+   */
   private static int run(List<String> command, Duration timeout) {
     Process p;
     try {
-      p = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+      p =
+          new ProcessBuilder(command)
+              .redirectErrorStream(true)
+              .redirectOutput(ProcessBuilder.Redirect.DISCARD)
+              .start();
     } catch (IOException e) {
       return -1;
     }
@@ -195,7 +229,8 @@ public final class PostgresControl {
       long deadline = System.nanoTime() + timeout.toNanos();
       while (true) {
         try {
-          if (p.waitFor(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS)) return p.exitValue();
+          if (p.waitFor(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS))
+            return p.exitValue();
           p.destroyForcibly();
           return -1;
         } catch (InterruptedException e) {

@@ -28,12 +28,14 @@ public final class ScriptedSessions {
 
   /** A turn asking for {@code calls}, answered after {@code latencyMs}. */
   @SafeVarargs
-  public static Map<String, Object> tools(String text, long latencyMs, Map<String, Object>... calls) {
+  public static Map<String, Object> tools(
+      String text, long latencyMs, Map<String, Object>... calls) {
     return Map.of("text", text, "toolCalls", List.of(calls), "latencyMs", latencyMs);
   }
 
   /** A create body for {@code user} whose scripted model plays {@code turns}. */
-  public static Map<String, Object> body(String user, boolean keepOpen, List<Map<String, Object>> turns) {
+  public static Map<String, Object> body(
+      String user, boolean keepOpen, List<Map<String, Object>> turns) {
     Map<String, Object> body = new LinkedHashMap<>();
     body.put("prompt", "prompt of " + user);
     body.put("user", user);
@@ -51,7 +53,8 @@ public final class ScriptedSessions {
   }
 
   /** Polls {@code GET /v1/sessions/{id}} until {@code condition} holds. */
-  public static JsonNode await(ApiClient api, String id, Predicate<JsonNode> condition, Duration timeout, String what) {
+  public static JsonNode await(
+      ApiClient api, String id, Predicate<JsonNode> condition, Duration timeout, String what) {
     long deadline = System.nanoTime() + timeout.toNanos();
     ApiClient.Response last;
     do {
@@ -61,11 +64,20 @@ public final class ScriptedSessions {
       if (condition.test(s)) return s;
       String status = s.path("status").asText();
       if (status.equals("failed") || status.equals("cancelled")) {
-        throw new AssertionError("session " + id + " ended " + status + " while waiting for it to be " + what + ": " + last);
+        throw new AssertionError(
+            "session "
+                + id
+                + " ended "
+                + status
+                + " while waiting for it to be "
+                + what
+                + ": "
+                + last);
       }
       sleep(50);
     } while (System.nanoTime() < deadline);
-    throw new AssertionError("session " + id + " was not " + what + " within " + timeout + "; last: " + last);
+    throw new AssertionError(
+        "session " + id + " was not " + what + " within " + timeout + "; last: " + last);
   }
 
   public static JsonNode awaitStatus(ApiClient api, String id, String status, Duration timeout) {
@@ -73,7 +85,8 @@ public final class ScriptedSessions {
   }
 
   /** A tool call of a transcript and its result ({@code content} null if it has none). */
-  public record ToolCall(String id, String name, JsonNode input, String content, Boolean isError, int results) {}
+  public record ToolCall(
+      String id, String name, JsonNode input, String content, Boolean isError, int results) {}
 
   /** The tool calls of a transcript in order, each with its result and how many results it got. */
   public static List<ToolCall> toolCalls(ApiClient api, String sessionId) {
@@ -90,7 +103,7 @@ public final class ScriptedSessions {
             results.put(b.path("toolUseId").asText(), b);
             counts.merge(b.path("toolUseId").asText(), 1, Integer::sum);
           }
-          default -> { }
+          default -> {}
         }
       }
     }
@@ -98,9 +111,14 @@ public final class ScriptedSessions {
     for (JsonNode u : uses) {
       String id = u.path("id").asText();
       JsonNode res = results.get(id);
-      out.add(new ToolCall(id, u.path("name").asText(), u.path("input"),
-          res == null ? null : res.path("content").asText(), res == null ? null : res.path("isError").asBoolean(),
-          counts.getOrDefault(id, 0)));
+      out.add(
+          new ToolCall(
+              id,
+              u.path("name").asText(),
+              u.path("input"),
+              res == null ? null : res.path("content").asText(),
+              res == null ? null : res.path("isError").asBoolean(),
+              counts.getOrDefault(id, 0)));
     }
     return out;
   }

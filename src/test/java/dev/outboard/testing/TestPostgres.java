@@ -11,9 +11,9 @@ import org.junit.jupiter.api.Assertions;
 import org.junit.jupiter.api.Assumptions;
 
 /**
- * A fresh, empty database {@code outboard_it_<random>} on the local PostgreSQL
- * ({@code 127.0.0.1:5432}, user {@code postgres}), created through the {@code test} database and
- * dropped by {@link #close()}.
+ * A fresh, empty database {@code outboard_it_<random>} on the local PostgreSQL ({@code
+ * 127.0.0.1:5432}, user {@code postgres}), created through the {@code test} database and dropped by
+ * {@link #close()}.
  *
  * <p>Without a reachable PostgreSQL the calling test is skipped with a notice on stderr, except
  * under {@code CI=true}, where a missing database fails the test: CI must run persistence tests.
@@ -40,10 +40,12 @@ public final class TestPostgres implements AutoCloseable {
     byte[] suffix = new byte[6];
     RANDOM.nextBytes(suffix);
     String name = "outboard_it_" + HexFormat.of().formatHex(suffix);
-    try (admin; Statement st = admin.createStatement()) {
+    try (admin;
+        Statement st = admin.createStatement()) {
       st.execute("CREATE DATABASE " + name);
     } catch (SQLException e) {
-      throw new IllegalStateException("could not create database " + name + ": " + e.getMessage(), e);
+      throw new IllegalStateException(
+          "could not create database " + name + ": " + e.getMessage(), e);
     }
     return new TestPostgres(name);
   }
@@ -67,10 +69,12 @@ public final class TestPostgres implements AutoCloseable {
 
   @Override
   public void close() {
-    try (Connection admin = connect(ADMIN_DB); Statement st = admin.createStatement()) {
+    try (Connection admin = connect(ADMIN_DB);
+        Statement st = admin.createStatement()) {
       st.execute("DROP DATABASE IF EXISTS " + database + " WITH (FORCE)");
     } catch (SQLException e) {
-      System.err.println("[TestPostgres] could not drop database " + database + ": " + e.getMessage());
+      System.err.println(
+          "[TestPostgres] could not drop database " + database + ": " + e.getMessage());
     }
   }
 
@@ -84,11 +88,23 @@ public final class TestPostgres implements AutoCloseable {
   }
 
   private static RuntimeException unavailable(SQLException e) {
-    String what = "PostgreSQL is not reachable at " + SERVER + ADMIN_DB + " as " + USER + " (" + e.getMessage() + ")";
+    String what =
+        "PostgreSQL is not reachable at "
+            + SERVER
+            + ADMIN_DB
+            + " as "
+            + USER
+            + " ("
+            + e.getMessage()
+            + ")";
     if ("true".equalsIgnoreCase(System.getenv("CI"))) {
       Assertions.fail(what + "; CI=true, so tests that need PostgreSQL must not be skipped", e);
     }
-    System.err.println("*** SKIPPED: " + what + ". Start PostgreSQL 15 on 127.0.0.1:5432 (user postgres, trust auth, database test) to run this test.");
+    System.err.println(
+        "*** SKIPPED: "
+            + what
+            + ". Start PostgreSQL 15 on 127.0.0.1:5432 (user postgres, trust auth, database test)"
+            + " to run this test.");
     Assumptions.abort("SKIPPED: " + what);
     throw new AssertionError("unreachable");
   }

@@ -16,21 +16,25 @@ class PathRouterTest {
     PathRouter all = new PathRouter(EnumSet.allOf(Namespace.class));
     assertThat(all.route(VirtualPath.parse("/session/notes.md"))).isEqualTo(Namespace.SESSION);
     assertThat(all.route(VirtualPath.parse("/session"))).isEqualTo(Namespace.SESSION);
-    assertThat(all.route(VirtualPath.parse("/workspace/src/Main.java"))).isEqualTo(Namespace.WORKSPACE);
+    assertThat(all.route(VirtualPath.parse("/workspace/src/Main.java")))
+        .isEqualTo(Namespace.WORKSPACE);
     assertThat(all.route(VirtualPath.parse("/memory/team/deploys.md"))).isEqualTo(Namespace.MEMORY);
     assertThat(all.route(VirtualPath.parse("/skills/x/SKILL.md"))).isEqualTo(Namespace.SKILLS);
   }
 
   @Test
   void routingHappensAfterNormalisation() {
-    assertThat(sessionOnly.route(VirtualPath.parse("//session/./a//b"))).isEqualTo(Namespace.SESSION);
+    assertThat(sessionOnly.route(VirtualPath.parse("//session/./a//b")))
+        .isEqualTo(Namespace.SESSION);
   }
 
   @Test
   void anUnmountedNamespaceIsRefusedNamingThePathAndWhatIsMounted() {
     assertThatThrownBy(() -> sessionOnly.route(VirtualPath.parse("/workspace/x.txt")))
         .isInstanceOf(VirtualPath.InvalidPathException.class)
-        .hasMessage("path \"/workspace/x.txt\" is not in a mounted namespace; this agent's filesystem has /session");
+        .hasMessage(
+            "path \"/workspace/x.txt\" is not in a mounted namespace; this agent's filesystem has"
+                + " /session");
   }
 
   @Test
@@ -39,19 +43,24 @@ class PathRouterTest {
     String unmounted = message(() -> sessionOnly.route(VirtualPath.parse("/memory/passwd")));
     assertThat(unknown).contains("\"/etc/passwd\"");
     assertThat(unmounted).contains("\"/memory/passwd\"");
-    assertThat(unknown.replace("/etc/passwd", "<p>")).isEqualTo(unmounted.replace("/memory/passwd", "<p>"));
+    assertThat(unknown.replace("/etc/passwd", "<p>"))
+        .isEqualTo(unmounted.replace("/memory/passwd", "<p>"));
   }
 
   @Test
   void theRootAndNearMissNamesAreNotANamespace() {
-    assertThatThrownBy(() -> sessionOnly.route(VirtualPath.ROOT)).hasMessageContaining("path \"/\" is not in a mounted namespace");
-    assertThatThrownBy(() -> sessionOnly.route(VirtualPath.parse("/Session/x"))).hasMessageContaining("\"/Session/x\"");
-    assertThatThrownBy(() -> sessionOnly.route(VirtualPath.parse("/sessions/x"))).hasMessageContaining("\"/sessions/x\"");
+    assertThatThrownBy(() -> sessionOnly.route(VirtualPath.ROOT))
+        .hasMessageContaining("path \"/\" is not in a mounted namespace");
+    assertThatThrownBy(() -> sessionOnly.route(VirtualPath.parse("/Session/x")))
+        .hasMessageContaining("\"/Session/x\"");
+    assertThatThrownBy(() -> sessionOnly.route(VirtualPath.parse("/sessions/x")))
+        .hasMessageContaining("\"/sessions/x\"");
   }
 
   @Test
   void theErrorListsEveryMountedRootSorted() {
-    PathRouter router = new PathRouter(EnumSet.of(Namespace.WORKSPACE, Namespace.SESSION, Namespace.MEMORY));
+    PathRouter router =
+        new PathRouter(EnumSet.of(Namespace.WORKSPACE, Namespace.SESSION, Namespace.MEMORY));
     assertThat(router.notMounted(VirtualPath.parse("/skills/a")))
         .endsWith("this agent's filesystem has /memory, /session, /workspace");
   }

@@ -28,9 +28,12 @@ class VirtualPathTest {
 
   @Test
   void namesThatMerelyContainDotsAreOrdinaryNames() {
-    assertThat(VirtualPath.parse("/session/a..b/...").segments()).containsExactly("session", "a..b", "...");
-    assertThat(VirtualPath.parse("/session/.hidden").segments()).containsExactly("session", ".hidden");
-    assertThat(VirtualPath.parse("/session/100%25 sure %41").segments()).containsExactly("session", "100%25 sure %41");
+    assertThat(VirtualPath.parse("/session/a..b/...").segments())
+        .containsExactly("session", "a..b", "...");
+    assertThat(VirtualPath.parse("/session/.hidden").segments())
+        .containsExactly("session", ".hidden");
+    assertThat(VirtualPath.parse("/session/100%25 sure %41").segments())
+        .containsExactly("session", "100%25 sure %41");
   }
 
   @Test
@@ -41,13 +44,15 @@ class VirtualPathTest {
     assertThat(p.startsWith(VirtualPath.parse("/session/notes/plan.md"))).isTrue();
     assertThat(p.startsWith(VirtualPath.parse("/session/note"))).isFalse();
     assertThat(p.startsWith(VirtualPath.ROOT)).isTrue();
-    assertThat(VirtualPath.parse("/session").child("x.md")).isEqualTo(VirtualPath.parse("/session/x.md"));
+    assertThat(VirtualPath.parse("/session").child("x.md"))
+        .isEqualTo(VirtualPath.parse("/session/x.md"));
   }
 
   @Test
   void segmentsAreImmutable() {
     VirtualPath p = VirtualPath.parse("/session/a");
-    assertThatThrownBy(() -> p.segments().add("b")).isInstanceOf(UnsupportedOperationException.class);
+    assertThatThrownBy(() -> p.segments().add("b"))
+        .isInstanceOf(UnsupportedOperationException.class);
     java.util.ArrayList<String> source = new java.util.ArrayList<>(List.of("session"));
     VirtualPath q = new VirtualPath(source);
     source.add("changed");
@@ -55,7 +60,14 @@ class VirtualPathTest {
   }
 
   @ParameterizedTest
-  @ValueSource(strings = {"/session/../etc/passwd", "/..", "/session/a/..", "/workspace/../session/x", "/session/./../x"})
+  @ValueSource(
+      strings = {
+        "/session/../etc/passwd",
+        "/..",
+        "/session/a/..",
+        "/workspace/../session/x",
+        "/session/./../x"
+      })
   void dotDotIsRefusedEvenWhenItWouldStayInside(String raw) {
     assertThatThrownBy(() -> VirtualPath.parse(raw))
         .isInstanceOf(VirtualPath.InvalidPathException.class)
@@ -73,7 +85,14 @@ class VirtualPathTest {
   }
 
   @ParameterizedTest
-  @ValueSource(strings = {"/session/a\nb", "/session/a\tb", "/session/\u001b[31m", "/session/a\u007fb", "/session/\rx"})
+  @ValueSource(
+      strings = {
+        "/session/a\nb",
+        "/session/a\tb",
+        "/session/\u001b[31m",
+        "/session/a\u007fb",
+        "/session/\rx"
+      })
   void controlCharactersAreRefused(String raw) {
     assertThatThrownBy(() -> VirtualPath.parse(raw))
         .isInstanceOf(VirtualPath.InvalidPathException.class)
@@ -90,7 +109,15 @@ class VirtualPathTest {
   }
 
   @ParameterizedTest
-  @ValueSource(strings = {"/session/%2e%2e/x", "/session/%2E%2E/x", "/session%2fx", "/session/a%2Fb", "/session/a%5cb", "/session/a%00"})
+  @ValueSource(
+      strings = {
+        "/session/%2e%2e/x",
+        "/session/%2E%2E/x",
+        "/session%2fx",
+        "/session/a%2Fb",
+        "/session/a%5cb",
+        "/session/a%00"
+      })
   void percentEncodedDotsSeparatorsAndNulAreRefused(String raw) {
     assertThatThrownBy(() -> VirtualPath.parse(raw))
         .isInstanceOf(VirtualPath.InvalidPathException.class)
@@ -110,8 +137,12 @@ class VirtualPathTest {
 
   @Test
   void emptyOrMissingPathIsRefused() {
-    assertThatThrownBy(() -> VirtualPath.parse("")).isInstanceOf(VirtualPath.InvalidPathException.class).hasMessage("path is empty");
-    assertThatThrownBy(() -> VirtualPath.parse(null)).isInstanceOf(VirtualPath.InvalidPathException.class).hasMessage("path is empty");
+    assertThatThrownBy(() -> VirtualPath.parse(""))
+        .isInstanceOf(VirtualPath.InvalidPathException.class)
+        .hasMessage("path is empty");
+    assertThatThrownBy(() -> VirtualPath.parse(null))
+        .isInstanceOf(VirtualPath.InvalidPathException.class)
+        .hasMessage("path is empty");
   }
 
   @Test
@@ -131,7 +162,8 @@ class VirtualPathTest {
   @Test
   void namesUpTo255CharactersAreAcceptedAndLongerOnesRefused() {
     String name255 = "n".repeat(255);
-    assertThat(VirtualPath.parse("/session/" + name255).segments()).containsExactly("session", name255);
+    assertThat(VirtualPath.parse("/session/" + name255).segments())
+        .containsExactly("session", name255);
     assertThatThrownBy(() -> VirtualPath.parse("/session/" + "n".repeat(256) + "/x"))
         .isInstanceOf(VirtualPath.InvalidPathException.class)
         .hasMessageContaining("name longer than 255 characters")

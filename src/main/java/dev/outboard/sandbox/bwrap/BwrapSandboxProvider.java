@@ -23,34 +23,39 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 
 /**
- * Sandboxes on this machine with bubblewrap (DESIGN.md §4, §7): each sandbox's shell
- * ({@link ShellSandboxProvider}: commands, limits, suspend, files) runs in one long-lived
- * {@code bwrap} process.
+ * Sandboxes on this machine with bubblewrap (DESIGN.md §4, §7): each sandbox's shell ({@link
+ * ShellSandboxProvider}: commands, limits, suspend, files) runs in one long-lived {@code bwrap}
+ * process.
  *
  * <p><b>Isolation.</b> {@code --unshare-all} gives each sandbox its own user, mount, pid, network
  * (loopback only, and not the host's), ipc, uts and cgroup namespaces; {@code --die-with-parent}
- * and {@code --new-session} (so the shell has a process group of its own, which suspend stops).
- * The visible filesystem is: {@code /usr} read-only (with the {@code /bin}, {@code /lib},
- * {@code /lib64} symlinks), a synthetic {@code /etc} (our own passwd/group/hosts plus read-only
- * {@code ld.so.cache}, {@code alternatives} and {@code localtime} — never the host's {@code /etc}
- * as a whole), a fresh {@code /proc} and {@code /dev}, a private tmpfs {@code /tmp} (which holds
- * the shell's state files), and the workspace at {@code /workspace}. The environment is cleared down
- * to PATH, HOME=/workspace and LANG=C.UTF-8.
+ * and {@code --new-session} (so the shell has a process group of its own, which suspend stops). The
+ * visible filesystem is: {@code /usr} read-only (with the {@code /bin}, {@code /lib}, {@code
+ * /lib64} symlinks), a synthetic {@code /etc} (our own passwd/group/hosts plus read-only {@code
+ * ld.so.cache}, {@code alternatives} and {@code localtime} — never the host's {@code /etc} as a
+ * whole), a fresh {@code /proc} and {@code /dev}, a private tmpfs {@code /tmp} (which holds the
+ * shell's state files), and the workspace at {@code /workspace}. The environment is cleared down to
+ * PATH, HOME=/workspace and LANG=C.UTF-8.
  *
  * <p><b>User and process limit.</b> Inside, the shell runs as uid/gid 65534. RLIMIT_NPROC is
  * counted per real uid and is ignored for host root: if bwrap ran as root, uid 65534 inside would
  * be root outside and a fork bomb would be unbounded. So when the service runs as root, bwrap is
  * started through {@code setpriv} as host uid/gid 65534 (an unprivileged user namespace), the
  * workspace and what the file tools write in it are owned by 65534, snapshots are unpacked as
- * 65534, and {@code ulimit -u} in the shell really bounds the process count (per user namespace,
- * so one sandbox's count does not eat another's).
+ * 65534, and {@code ulimit -u} in the shell really bounds the process count (per user namespace, so
+ * one sandbox's count does not eat another's).
  */
 public final class BwrapSandboxProvider extends ShellSandboxProvider {
   public static final String NOT_INSTALLED =
       "bubblewrap (bwrap) is not installed; install the Debian/Ubuntu package 'bubblewrap'";
   static final int SANDBOX_ID = 65534;
   private static final List<String> AS_SANDBOX_USER =
-      List.of("/usr/bin/setpriv", "--reuid=" + SANDBOX_ID, "--regid=" + SANDBOX_ID, "--clear-groups", "--");
+      List.of(
+          "/usr/bin/setpriv",
+          "--reuid=" + SANDBOX_ID,
+          "--regid=" + SANDBOX_ID,
+          "--clear-groups",
+          "--");
 
   /** How long the start-up probe's trivial sandbox may take. */
   static final Duration PROBE_TIMEOUT = Duration.ofSeconds(10);
@@ -72,7 +77,9 @@ public final class BwrapSandboxProvider extends ShellSandboxProvider {
     this.hostRoot = currentUid() == 0;
   }
 
-  /** Whether bubblewrap is on PATH (without it, {@link #create} fails with {@link #NOT_INSTALLED}). */
+  /**
+   * Whether bubblewrap is on PATH (without it, {@link #create} fails with {@link #NOT_INSTALLED}).
+   */
   public boolean available() {
     return bwrap.isPresent();
   }
@@ -94,7 +101,10 @@ public final class BwrapSandboxProvider extends ShellSandboxProvider {
 
   @Override
   protected ShellCommand shellCommand(Path workspace) {
-    return new ShellCommand(argv(workspace, List.of("/usr/bin/bash", "--noprofile", "--norc")), root, Map.of("PATH", SANDBOX_PATH));
+    return new ShellCommand(
+        argv(workspace, List.of("/usr/bin/bash", "--noprofile", "--norc")),
+        root,
+        Map.of("PATH", SANDBOX_PATH));
   }
 
   /** The command line of a sandbox with {@code workspace} that runs {@code command}. */
@@ -128,7 +138,8 @@ public final class BwrapSandboxProvider extends ShellSandboxProvider {
     }
     argv.addAll(List.of("--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"));
     argv.addAll(List.of("--bind", workspace.toString(), "/workspace", "--chdir", "/workspace"));
-    argv.addAll(List.of("--clearenv", "--setenv", "PATH", SANDBOX_PATH, "--setenv", "HOME", "/workspace"));
+    argv.addAll(
+        List.of("--clearenv", "--setenv", "PATH", SANDBOX_PATH, "--setenv", "HOME", "/workspace"));
     argv.addAll(List.of("--setenv", "LANG", "C.UTF-8"));
     argv.addAll(List.of("--uid", String.valueOf(SANDBOX_ID), "--gid", String.valueOf(SANDBOX_ID)));
     argv.addAll(List.of("--hostname", "sandbox"));
@@ -155,10 +166,21 @@ public final class BwrapSandboxProvider extends ShellSandboxProvider {
       long millis = (System.nanoTime() - started) / 1_000_000;
       if (run.exitCode() == 0) {
         String version = run(List.of(bwrap.get().toString(), "--version")).output().strip();
-        return new Probe(true, bwrap.get() + (version.isEmpty() ? "" : ", " + version) + "; a trivial sandbox started in " + millis + " ms");
+        return new Probe(
+            true,
+            bwrap.get()
+                + (version.isEmpty() ? "" : ", " + version)
+                + "; a trivial sandbox started in "
+                + millis
+                + " ms");
       }
-      String said = run.exitCode() < 0 ? run.output() + " (no exit within " + PROBE_TIMEOUT.toSeconds() + " s)" : run.output();
-      return new Probe(false, BwrapDiagnosis.explain(said, BwrapDiagnosis::procSys) + " (exit " + run.exitCode() + ")");
+      String said =
+          run.exitCode() < 0
+              ? run.output() + " (no exit within " + PROBE_TIMEOUT.toSeconds() + " s)"
+              : run.output();
+      return new Probe(
+          false,
+          BwrapDiagnosis.explain(said, BwrapDiagnosis::procSys) + " (exit " + run.exitCode() + ")");
     } catch (IOException | RuntimeException e) {
       return new Probe(false, "the probe could not run: " + e.getMessage());
     } finally {
@@ -166,26 +188,32 @@ public final class BwrapSandboxProvider extends ShellSandboxProvider {
     }
   }
 
-  /** What {@link #probe} found; {@code detail} says which bwrap, or why it cannot start sandboxes. */
+  /**
+   * What {@link #probe} found; {@code detail} says which bwrap, or why it cannot start sandboxes.
+   */
   public record Probe(boolean usable, String detail) {}
 
   private record Run(int exitCode, String output) {}
 
   /** Runs {@code argv} to its end (stdout and stderr together; exit -1: killed at the timeout). */
   private Run run(List<String> argv) throws IOException {
-    ProcessBuilder builder = new ProcessBuilder(argv).redirectErrorStream(true).directory(root.toFile());
+    ProcessBuilder builder =
+        new ProcessBuilder(argv).redirectErrorStream(true).directory(root.toFile());
     builder.environment().clear();
     builder.environment().put("PATH", SANDBOX_PATH);
     Process process = builder.start();
     process.getOutputStream().close();
-    CompletableFuture<byte[]> output = CompletableFuture.supplyAsync(() -> ShellSupport.readAll(process.getInputStream()), executor);
+    CompletableFuture<byte[]> output =
+        CompletableFuture.supplyAsync(
+            () -> ShellSupport.readAll(process.getInputStream()), executor);
     try {
       if (!process.waitFor(PROBE_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)) {
         process.toHandle().descendants().forEach(ProcessHandle::destroyForcibly);
         process.destroyForcibly();
         return new Run(-1, new String(output.get(5, TimeUnit.SECONDS), StandardCharsets.UTF_8));
       }
-      return new Run(process.exitValue(), new String(output.get(5, TimeUnit.SECONDS), StandardCharsets.UTF_8));
+      return new Run(
+          process.exitValue(), new String(output.get(5, TimeUnit.SECONDS), StandardCharsets.UTF_8));
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       process.destroyForcibly();
@@ -230,7 +258,8 @@ public final class BwrapSandboxProvider extends ShellSandboxProvider {
   protected void createWorkspace(Path workspace) throws IOException {
     checkTraversable();
     super.createWorkspace(workspace);
-    Files.setPosixFilePermissions(workspace.getParent(), PosixFilePermissions.fromString("rwx--x--x"));
+    Files.setPosixFilePermissions(
+        workspace.getParent(), PosixFilePermissions.fromString("rwx--x--x"));
     handOver(workspace);
   }
 
@@ -257,11 +286,15 @@ public final class BwrapSandboxProvider extends ShellSandboxProvider {
         Files.createDirectories(dir);
         Files.writeString(
             dir.resolve("passwd"),
-            "root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:" + SANDBOX_ID + ":" + SANDBOX_ID
+            "root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:"
+                + SANDBOX_ID
+                + ":"
+                + SANDBOX_ID
                 + ":sandbox:/workspace:/usr/bin/bash\n");
         Files.writeString(dir.resolve("group"), "root:x:0:\nsandbox:x:" + SANDBOX_ID + ":\n");
         Files.writeString(dir.resolve("hosts"), "127.0.0.1 localhost sandbox\n::1 localhost\n");
-        Files.writeString(dir.resolve("nsswitch.conf"), "passwd: files\ngroup: files\nhosts: files\n");
+        Files.writeString(
+            dir.resolve("nsswitch.conf"), "passwd: files\ngroup: files\nhosts: files\n");
       } catch (IOException e) {
         throw new UncheckedIOException(e);
       }
@@ -283,8 +316,15 @@ public final class BwrapSandboxProvider extends ShellSandboxProvider {
     for (Path p = root; p != null; p = p.getParent()) {
       if (!Files.getPosixFilePermissions(p).contains(PosixFilePermission.OTHERS_EXECUTE)) {
         throw new IllegalStateException(
-            "sandbox root " + root + " is not reachable by the sandbox user (uid " + SANDBOX_ID
-                + "): " + p + " lacks the search bit; chmod o+x " + p + " or choose another root");
+            "sandbox root "
+                + root
+                + " is not reachable by the sandbox user (uid "
+                + SANDBOX_ID
+                + "): "
+                + p
+                + " lacks the search bit; chmod o+x "
+                + p
+                + " or choose another root");
       }
     }
   }

@@ -43,47 +43,66 @@ import org.slf4j.LoggerFactory;
  * constant time.
  *
  * <pre>
- * GET    /v1/health                                                                 → {status: "ok"} (checks the token)
- * POST   /v1/sandboxes                  {limits, snapshot (base64 tar, optional)} → 201 {id}
- * GET    /v1/sandboxes                                                              → {sandboxes: [{id, lastUsed}]}
- * POST   /v1/sandboxes/{id}/exec        {executionId, command, timeoutMs}           → {exitCode, output, truncated, timedOut, tookNanos, firstOutputNanos}
- * GET    /v1/sandboxes/{id}/files?path=                                             → {content}
- * PUT    /v1/sandboxes/{id}/files?path= {content}                                   → 204
- * GET    /v1/sandboxes/{id}/list?path=                                              → {entries: [{path, directory, size}]}
- * POST   /v1/sandboxes/{id}/suspend | resume                                        → 204
- * POST   /v1/sandboxes/{id}/hibernate                                               → {snapshot (base64 tar)}
- * POST   /v1/sandboxes/{id}/salvage                                                 → {snapshot (base64 tar, or null: nothing left)}
- * GET    /v1/sandboxes/{id}/state                                                   → {state}
- * DELETE /v1/sandboxes/{id}                                                         → 204
+ * GET    /v1/health                      → {status: "ok"} (checks the token)
+ * POST   /v1/sandboxes                   {limits, snapshot (base64 tar, optional)} → 201 {id}
+ * GET    /v1/sandboxes                   → {sandboxes: [{id, lastUsed}]}
+ * POST   /v1/sandboxes/{id}/exec         {executionId, command, timeoutMs}
+ *                                        → {exitCode, output, truncated, timedOut, tookNanos,
+ *                                           firstOutputNanos}
+ * GET    /v1/sandboxes/{id}/files?path=  → {content}
+ * PUT    /v1/sandboxes/{id}/files?path=  {content} → 204
+ * GET    /v1/sandboxes/{id}/list?path=   → {entries: [{path, directory, size}]}
+ * POST   /v1/sandboxes/{id}/suspend | resume → 204
+ * POST   /v1/sandboxes/{id}/hibernate    → {snapshot (base64 tar)}
+ * POST   /v1/sandboxes/{id}/salvage      → {snapshot (base64 tar, or null: nothing left)}
+ * GET    /v1/sandboxes/{id}/state        → {state}
+ * DELETE /v1/sandboxes/{id}              → 204
  * </pre>
  *
- * Errors are {@code {"error": {"code", "message"}}}: a gone sandbox → 410 {@code gone}, or
- * {@code gone_before_command} when an exec's command surely never ran; an exec whose earlier run
- * (same execution id) was cut off → 409 {@code interrupted}; bad input
- * (JSON, a missing parameter, a path outside /workspace, a missing file, ...) → 400; a wrong or
- * missing token → 401; the provider failing otherwise (e.g. bwrap cannot start) → 500
- * {@code sandbox_error} with its message.
+ * Errors are {@code {"error": {"code", "message"}}}: a gone sandbox → 410 {@code gone}, or {@code
+ * gone_before_command} when an exec's command surely never ran; an exec whose earlier run (same
+ * execution id) was cut off → 409 {@code interrupted}; bad input (JSON, a missing parameter, a path
+ * outside /workspace, a missing file, ...) → 400; a wrong or missing token → 401; the provider
+ * failing otherwise (e.g. bwrap cannot start) → 500 {@code sandbox_error} with its message.
  */
 public final class SandboxHostServer extends AllDirectives {
   private static final Logger log = LoggerFactory.getLogger(SandboxHostServer.class);
   public static final String TOKEN_ENV = "OUTBOARD_SANDBOX_HOST_TOKEN";
   public static final int MIN_TOKEN_LENGTH = 16;
+
   /** Beyond a command's own timeout, how long the request may take (the answer, queueing). */
   static final Duration EXEC_MARGIN = Duration.ofSeconds(60);
+
   /** The 410 error code when the command surely never ran (plain {@code gone}: it may have). */
   public static final String GONE_BEFORE_COMMAND = "gone_before_command";
+
   /** The 409 error code of an exec whose earlier run with the same execution id was cut off. */
   public static final String INTERRUPTED = "interrupted";
 
   // ---- the wire format (shared with RemoteSandboxProvider) ----------------------------------
 
-  public record LimitsJson(long memoryBytes, int maxProcesses, Long cpuTimeMs, long maxOutputBytes, Long defaultTimeoutMs) {
+  public record LimitsJson(
+      long memoryBytes,
+      int maxProcesses,
+      Long cpuTimeMs,
+      long maxOutputBytes,
+      Long defaultTimeoutMs) {
     public static LimitsJson of(Limits l) {
-      return new LimitsJson(l.memoryBytes(), l.maxProcesses(), millis(l.cpuTime()), l.maxOutputBytes(), millis(l.defaultTimeout()));
+      return new LimitsJson(
+          l.memoryBytes(),
+          l.maxProcesses(),
+          millis(l.cpuTime()),
+          l.maxOutputBytes(),
+          millis(l.defaultTimeout()));
     }
 
     public Limits toLimits() {
-      return new Limits(memoryBytes, maxProcesses, duration(cpuTimeMs), maxOutputBytes, duration(defaultTimeoutMs));
+      return new Limits(
+          memoryBytes,
+          maxProcesses,
+          duration(cpuTimeMs),
+          maxOutputBytes,
+          duration(defaultTimeoutMs));
     }
   }
 
@@ -93,16 +112,31 @@ public final class SandboxHostServer extends AllDirectives {
 
   public record ExecRequest(String executionId, String command, Long timeoutMs) {}
 
-  public record ExecResultJson(int exitCode, String output, boolean truncated, boolean timedOut, long tookNanos,
+  public record ExecResultJson(
+      int exitCode,
+      String output,
+      boolean truncated,
+      boolean timedOut,
+      long tookNanos,
       Long firstOutputNanos) {
     public static ExecResultJson of(ExecResult r) {
-      return new ExecResultJson(r.exitCode(), r.output(), r.truncated(), r.timedOut(), r.took() == null ? 0 : r.took().toNanos(),
+      return new ExecResultJson(
+          r.exitCode(),
+          r.output(),
+          r.truncated(),
+          r.timedOut(),
+          r.took() == null ? 0 : r.took().toNanos(),
           r.firstOutput() == null ? null : r.firstOutput().toNanos());
     }
 
     /** The host's own first-output time; the harness's is longer by the HTTP round trip. */
     public ExecResult toResult() {
-      return new ExecResult(exitCode, output, truncated, timedOut, Duration.ofNanos(tookNanos),
+      return new ExecResult(
+          exitCode,
+          output,
+          truncated,
+          timedOut,
+          Duration.ofNanos(tookNanos),
           firstOutputNanos == null ? null : Duration.ofNanos(firstOutputNanos));
     }
   }
@@ -118,7 +152,8 @@ public final class SandboxHostServer extends AllDirectives {
   /** {@code GET /v1/sandboxes}: every sandbox the host holds, with when it was last used. */
   public record HeldJson(List<HeldSandbox> sandboxes) {
     static HeldJson of(List<SandboxProvider.Held> held) {
-      return new HeldJson(held.stream().map(h -> new HeldSandbox(h.id(), h.lastUsed().toString())).toList());
+      return new HeldJson(
+          held.stream().map(h -> new HeldSandbox(h.id(), h.lastUsed().toString())).toList());
     }
   }
 
@@ -131,8 +166,9 @@ public final class SandboxHostServer extends AllDirectives {
   private final long maxBodyBytes;
 
   /**
-   * @throws IllegalArgumentException without a token (or one shorter than {@value #MIN_TOKEN_LENGTH}
-   *     characters): the host refuses to start rather than serve sandboxes to anyone.
+   * @throws IllegalArgumentException without a token (or one shorter than {@value
+   *     #MIN_TOKEN_LENGTH} characters): the host refuses to start rather than serve sandboxes to
+   *     anyone.
    */
   public SandboxHostServer(SandboxProvider provider, String token, long maxBodyBytes) {
     requireToken(token);
@@ -146,53 +182,215 @@ public final class SandboxHostServer extends AllDirectives {
   public static void requireToken(String token) {
     if (token == null || token.isBlank()) {
       throw new IllegalArgumentException(
-          "no sandbox host token: set " + TOKEN_ENV + " (at least " + MIN_TOKEN_LENGTH
+          "no sandbox host token: set "
+              + TOKEN_ENV
+              + " (at least "
+              + MIN_TOKEN_LENGTH
               + " random characters) on the sandbox host and on every harness node");
     }
     if (token.strip().length() < MIN_TOKEN_LENGTH) {
-      throw new IllegalArgumentException(TOKEN_ENV + " is too short; use at least " + MIN_TOKEN_LENGTH + " random characters");
+      throw new IllegalArgumentException(
+          TOKEN_ENV + " is too short; use at least " + MIN_TOKEN_LENGTH + " random characters");
     }
   }
 
   /** Binds the API; the binding is unbound by the system's coordinated shutdown. */
   public CompletionStage<ServerBinding> start(ActorSystem<?> system, String host, int port) {
-    return Http.get(system).newServerAt(host, port).bind(routes()).whenComplete((b, error) -> {
-      if (error == null) { // a failure is the caller's to report (SandboxHostMain names the variable)
-        b.addToCoordinatedShutdown(Duration.ofSeconds(10), system);
-        InetSocketAddress address = b.localAddress();
-        log.info("sandbox host API listening on http://{}:{}", address.getHostString(), address.getPort());
-      }
-    });
+    return Http.get(system)
+        .newServerAt(host, port)
+        .bind(routes())
+        .whenComplete(
+            (b, error) -> {
+              if (error == null) { // a failure is the caller's to report (SandboxHostMain names the
+                // variable)
+                b.addToCoordinatedShutdown(Duration.ofSeconds(10), system);
+                InetSocketAddress address = b.localAddress();
+                log.info(
+                    "sandbox host API listening on http://{}:{}",
+                    address.getHostString(),
+                    address.getPort());
+              }
+            });
   }
 
   public Route routes() {
-    return HttpServer.api(authenticated(() -> concat(health(), pathPrefix("sandboxes", () -> concat(
-        pathEnd(() -> concat(
-            post(() -> JsonSupport.body(CreateRequest.class, maxBodyBytes, this::create)),
-            get(() -> reply(provider::held, StatusCodes.OK, HeldJson::of)))),
-        pathPrefix(PathMatchers.segment(), id -> concat(
-            pathEnd(() -> delete(() -> JsonSupport.noBody(() -> reply(() -> provider.destroy(id), StatusCodes.NO_CONTENT, v -> null)))),
-            path("exec", () -> post(() -> JsonSupport.body(ExecRequest.class, maxBodyBytes, r -> exec(id, r)))),
-            path("files", () -> pathParam(p -> concat(
-                get(() -> reply(() -> provider.read(id, p), StatusCodes.OK, FileContent::new)),
-                put(() -> JsonSupport.body(FileContent.class, maxBodyBytes, f -> {
-                  if (f.content() == null) throw ApiError.badRequest("content is required");
-                  return reply(() -> provider.write(id, p, f.content()), StatusCodes.NO_CONTENT, v -> null);
-                }))))),
-            path("list", () -> get(() -> pathParam(p -> reply(() -> provider.list(id, p), StatusCodes.OK, Listing::new)))),
-            path("suspend", () -> post(() -> JsonSupport.noBody(() -> reply(() -> provider.suspend(id), StatusCodes.NO_CONTENT, v -> null)))),
-            path("resume", () -> post(() -> JsonSupport.noBody(() -> reply(() -> provider.resume(id), StatusCodes.NO_CONTENT, v -> null)))),
-            path("hibernate", () -> post(() -> JsonSupport.noBody(() -> reply(() -> provider.hibernate(id), StatusCodes.OK,
-                bytes -> new Snapshot(Base64.getEncoder().encodeToString(bytes)))))),
-            path("salvage", () -> post(() -> JsonSupport.noBody(() -> reply(() -> provider.salvage(id), StatusCodes.OK,
-                bytes -> new Snapshot(bytes == null ? null : Base64.getEncoder().encodeToString(bytes)))))),
-            path("state", () -> get(() -> reply(() -> provider.state(id), StatusCodes.OK, s -> new StateJson(s.name())))))))))));
+    return HttpServer.api(
+        authenticated(
+            () ->
+                concat(
+                    health(),
+                    pathPrefix(
+                        "sandboxes",
+                        () ->
+                            concat(
+                                pathEnd(
+                                    () ->
+                                        concat(
+                                            post(
+                                                () ->
+                                                    JsonSupport.body(
+                                                        CreateRequest.class,
+                                                        maxBodyBytes,
+                                                        this::create)),
+                                            get(
+                                                () ->
+                                                    reply(
+                                                        provider::held,
+                                                        StatusCodes.OK,
+                                                        HeldJson::of)))),
+                                pathPrefix(
+                                    PathMatchers.segment(),
+                                    id ->
+                                        concat(
+                                            pathEnd(
+                                                () ->
+                                                    delete(
+                                                        () ->
+                                                            JsonSupport.noBody(
+                                                                () ->
+                                                                    reply(
+                                                                        () -> provider.destroy(id),
+                                                                        StatusCodes.NO_CONTENT,
+                                                                        v -> null)))),
+                                            path(
+                                                "exec",
+                                                () ->
+                                                    post(
+                                                        () ->
+                                                            JsonSupport.body(
+                                                                ExecRequest.class,
+                                                                maxBodyBytes,
+                                                                r -> exec(id, r)))),
+                                            path(
+                                                "files",
+                                                () ->
+                                                    pathParam(
+                                                        p ->
+                                                            concat(
+                                                                get(
+                                                                    () ->
+                                                                        reply(
+                                                                            () ->
+                                                                                provider.read(
+                                                                                    id, p),
+                                                                            StatusCodes.OK,
+                                                                            FileContent::new)),
+                                                                put(
+                                                                    () ->
+                                                                        JsonSupport.body(
+                                                                            FileContent.class,
+                                                                            maxBodyBytes,
+                                                                            f -> {
+                                                                              if (f.content()
+                                                                                  == null)
+                                                                                throw ApiError
+                                                                                    .badRequest(
+                                                                                        "content is"
+                                                                                            + " required");
+                                                                              return reply(
+                                                                                  () ->
+                                                                                      provider
+                                                                                          .write(
+                                                                                              id,
+                                                                                              p,
+                                                                                              f
+                                                                                                  .content()),
+                                                                                  StatusCodes
+                                                                                      .NO_CONTENT,
+                                                                                  v -> null);
+                                                                            }))))),
+                                            path(
+                                                "list",
+                                                () ->
+                                                    get(
+                                                        () ->
+                                                            pathParam(
+                                                                p ->
+                                                                    reply(
+                                                                        () -> provider.list(id, p),
+                                                                        StatusCodes.OK,
+                                                                        Listing::new)))),
+                                            path(
+                                                "suspend",
+                                                () ->
+                                                    post(
+                                                        () ->
+                                                            JsonSupport.noBody(
+                                                                () ->
+                                                                    reply(
+                                                                        () -> provider.suspend(id),
+                                                                        StatusCodes.NO_CONTENT,
+                                                                        v -> null)))),
+                                            path(
+                                                "resume",
+                                                () ->
+                                                    post(
+                                                        () ->
+                                                            JsonSupport.noBody(
+                                                                () ->
+                                                                    reply(
+                                                                        () -> provider.resume(id),
+                                                                        StatusCodes.NO_CONTENT,
+                                                                        v -> null)))),
+                                            path(
+                                                "hibernate",
+                                                () ->
+                                                    post(
+                                                        () ->
+                                                            JsonSupport.noBody(
+                                                                () ->
+                                                                    reply(
+                                                                        () ->
+                                                                            provider.hibernate(id),
+                                                                        StatusCodes.OK,
+                                                                        bytes ->
+                                                                            new Snapshot(
+                                                                                Base64.getEncoder()
+                                                                                    .encodeToString(
+                                                                                        bytes)))))),
+                                            path(
+                                                "salvage",
+                                                () ->
+                                                    post(
+                                                        () ->
+                                                            JsonSupport.noBody(
+                                                                () ->
+                                                                    reply(
+                                                                        () -> provider.salvage(id),
+                                                                        StatusCodes.OK,
+                                                                        bytes ->
+                                                                            new Snapshot(
+                                                                                bytes == null
+                                                                                    ? null
+                                                                                    : Base64
+                                                                                        .getEncoder()
+                                                                                        .encodeToString(
+                                                                                            bytes)))))),
+                                            path(
+                                                "state",
+                                                () ->
+                                                    get(
+                                                        () ->
+                                                            reply(
+                                                                () -> provider.state(id),
+                                                                StatusCodes.OK,
+                                                                s ->
+                                                                    new StateJson(
+                                                                        s.name())))))))))));
   }
 
   /** A harness node's start-up check: the host answers and takes its token. */
   private Route health() {
-    return path("health", () -> get(() -> complete(HttpResponse.create()
-        .withEntity(HttpEntities.create(ContentTypes.APPLICATION_JSON, "{\"status\":\"ok\"}")))));
+    return path(
+        "health",
+        () ->
+            get(
+                () ->
+                    complete(
+                        HttpResponse.create()
+                            .withEntity(
+                                HttpEntities.create(
+                                    ContentTypes.APPLICATION_JSON, "{\"status\":\"ok\"}")))));
   }
 
   private Route create(CreateRequest r) {
@@ -209,47 +407,69 @@ public final class SandboxHostServer extends AllDirectives {
 
   private Route exec(String id, ExecRequest r) {
     if (r.command() == null) throw ApiError.badRequest("command is required");
-    if (r.timeoutMs() != null && r.timeoutMs() <= 0) throw ApiError.badRequest("timeoutMs must be positive");
+    if (r.timeoutMs() != null && r.timeoutMs() <= 0)
+      throw ApiError.badRequest("timeoutMs must be positive");
     Duration timeout = duration(r.timeoutMs());
-    // The command may run for its whole timeout (no timeout: the sandbox's default, at most an hour here).
+    // The command may run for its whole timeout (no timeout: the sandbox's default, at most an hour
+    // here).
     Duration requestTimeout = (timeout == null ? Duration.ofHours(1) : timeout).plus(EXEC_MARGIN);
-    return withRequestTimeout(requestTimeout, () ->
-        reply(() -> provider.exec(id, r.executionId(), r.command(), timeout), StatusCodes.OK, ExecResultJson::of));
+    return withRequestTimeout(
+        requestTimeout,
+        () ->
+            reply(
+                () -> provider.exec(id, r.executionId(), r.command(), timeout),
+                StatusCodes.OK,
+                ExecResultJson::of));
   }
 
   private Route pathParam(Function<String, Route> inner) {
-    return parameterOptional("path", p -> {
-      Optional<String> path = p.filter(s -> !s.isEmpty());
-      if (path.isEmpty()) throw ApiError.badRequest("the query parameter 'path' is required");
-      return inner.apply(path.get());
-    });
+    return parameterOptional(
+        "path",
+        p -> {
+          Optional<String> path = p.filter(s -> !s.isEmpty());
+          if (path.isEmpty()) throw ApiError.badRequest("the query parameter 'path' is required");
+          return inner.apply(path.get());
+        });
   }
 
   private Route authenticated(Supplier<Route> inner) {
-    return optionalHeaderValueByName("Authorization", header -> {
-      String given = header.filter(h -> h.regionMatches(true, 0, "Bearer ", 0, 7)).map(h -> h.substring(7).strip()).orElse("");
-      if (!ApiKeys.secretEquals(given, token)) {
-        throw ApiError.unauthorized("a valid sandbox host token is required (Authorization: Bearer <token>)");
-      }
-      return inner.get();
-    });
+    return optionalHeaderValueByName(
+        "Authorization",
+        header -> {
+          String given =
+              header
+                  .filter(h -> h.regionMatches(true, 0, "Bearer ", 0, 7))
+                  .map(h -> h.substring(7).strip())
+                  .orElse("");
+          if (!ApiKeys.secretEquals(given, token)) {
+            throw ApiError.unauthorized(
+                "a valid sandbox host token is required (Authorization: Bearer <token>)");
+          }
+          return inner.get();
+        });
   }
 
-  private <T> Route reply(Supplier<CompletionStage<T>> call, StatusCode ok, Function<T, Object> body) {
+  private <T> Route reply(
+      Supplier<CompletionStage<T>> call, StatusCode ok, Function<T, Object> body) {
     CompletionStage<T> stage;
     try {
       stage = call.get();
     } catch (RuntimeException e) {
       stage = CompletableFuture.failedFuture(e);
     }
-    return completeWithFuture(stage.handle((value, error) -> error == null ? success(ok, body.apply(value)) : failure(error)));
+    return completeWithFuture(
+        stage.handle(
+            (value, error) -> error == null ? success(ok, body.apply(value)) : failure(error)));
   }
 
   private static HttpResponse success(StatusCode status, Object body) {
     if (body == null) return HttpResponse.create().withStatus(status);
     try {
-      return HttpResponse.create().withStatus(status)
-          .withEntity(HttpEntities.create(ContentTypes.APPLICATION_JSON, Json.MAPPER.writeValueAsBytes(body)));
+      return HttpResponse.create()
+          .withStatus(status)
+          .withEntity(
+              HttpEntities.create(
+                  ContentTypes.APPLICATION_JSON, Json.MAPPER.writeValueAsBytes(body)));
     } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
       throw new IllegalStateException(e);
     }
@@ -261,13 +481,15 @@ public final class SandboxHostServer extends AllDirectives {
     while (e instanceof CompletionException && e.getCause() != null) e = e.getCause();
     String message = Secrets.redact(e.getMessage() == null ? e.toString() : e.getMessage());
     if (e instanceof SandboxGoneException gone) {
-      return ApiError.response(StatusCodes.GONE, gone.commandMayHaveRun() ? "gone" : GONE_BEFORE_COMMAND, message);
+      return ApiError.response(
+          StatusCodes.GONE, gone.commandMayHaveRun() ? "gone" : GONE_BEFORE_COMMAND, message);
     }
     if (e instanceof SandboxProvider.CommandInterruptedException) {
       return ApiError.response(StatusCodes.CONFLICT, INTERRUPTED, message);
     }
     if (e instanceof ApiError api) return api.toResponse();
-    if (e instanceof IllegalArgumentException) return ApiError.response(StatusCodes.BAD_REQUEST, "bad_request", message);
+    if (e instanceof IllegalArgumentException)
+      return ApiError.response(StatusCodes.BAD_REQUEST, "bad_request", message);
     if (e instanceof IllegalStateException || e instanceof UncheckedIOException) {
       log.warn("sandbox operation failed: {}", message);
       return ApiError.response(StatusCodes.INTERNAL_SERVER_ERROR, "sandbox_error", message);

@@ -9,9 +9,9 @@ import java.util.concurrent.Executor;
 
 /**
  * Sandboxes WITHOUT isolation, for local development on a machine without bubblewrap (DESIGN.md §4;
- * it gives up most of §7). Only wired in embedded mode, and only when
- * {@code outboard.sandbox.allow-unisolated = true}; the service then logs {@link #WARNING} at start
- * and sessions show {@code sandbox.isolation: "none"}. Commands, limits, suspend and the file tools
+ * it gives up most of §7). Only wired in embedded mode, and only when {@code
+ * outboard.sandbox.allow-unisolated = true}; the service then logs {@link #WARNING} at start and
+ * sessions show {@code sandbox.isolation: "none"}. Commands, limits, suspend and the file tools
  * work as in {@link ShellSandboxProvider}.
  *
  * <p><b>What it is.</b> One long-lived {@code bash} per sandbox, a plain child process of the
@@ -26,14 +26,13 @@ import java.util.concurrent.Executor;
  * <p><b>Paths.</b> There is no mount namespace, so {@code /workspace} does not exist as an absolute
  * path for commands. Commands start in the workspace directory and must use relative paths or
  * {@code $WORKSPACE} (also {@code $HOME} and {@code ~}). The file tools (read / write / list) still
- * take {@code /workspace/...} (or relative) paths and map them to the directory, refusing
- * {@code ..}, other absolute paths and symlinks leading out of it ({@link WorkspacePaths}); listings
- * answer {@code /workspace/...} paths. The shell's state files are in {@code <root>/<id>},
- * outside the workspace; snapshots are unpacked as the service's user.
+ * take {@code /workspace/...} (or relative) paths and map them to the directory, refusing {@code
+ * ..}, other absolute paths and symlinks leading out of it ({@link WorkspacePaths}); listings
+ * answer {@code /workspace/...} paths. The shell's state files are in {@code <root>/<id>}, outside
+ * the workspace; snapshots are unpacked as the service's user.
  *
- * <p><b>Limits.</b> No process-count limit: RLIMIT_NPROC counts every process of the service's
- * user (and is ignored for root), so it cannot bound one sandbox; {@code maxProcesses} is not
- * enforced.
+ * <p><b>Limits.</b> No process-count limit: RLIMIT_NPROC counts every process of the service's user
+ * (and is ignored for root), so it cannot bound one sandbox; {@code maxProcesses} is not enforced.
  *
  * <p><b>Stopping.</b> Hibernate and destroy kill the shell, its descendants and whatever is left in
  * its process group. A process that leaves the group (setsid, a double fork into its own group) is
@@ -42,9 +41,9 @@ import java.util.concurrent.Executor;
 public final class UnisolatedSandboxProvider extends ShellSandboxProvider {
   /** Logged at WARN by Main when this provider is chosen. */
   public static final String WARNING =
-      "sandboxes are NOT isolated: commands run as the service's user with its filesystem and network; "
-          + "never use this outside local development (install the Debian/Ubuntu package 'bubblewrap' "
-          + "and set outboard.sandbox.allow-unisolated = false for real sandboxes)";
+      "sandboxes are NOT isolated: commands run as the service's user with its filesystem and"
+          + " network; never use this outside local development (install the Debian/Ubuntu package"
+          + " 'bubblewrap' and set outboard.sandbox.allow-unisolated = false for real sandboxes)";
 
   /** What a session shows as {@code sandbox.isolation} with this provider. */
   public static final String ISOLATION = "none";

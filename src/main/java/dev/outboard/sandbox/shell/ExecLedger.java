@@ -25,22 +25,23 @@ import java.util.Map;
  * from the salvaged workspace (the records travel in its tar archive like every other file).
  *
  * <p>One append-only file. Just before a command line is sent to the shell, a {@code R <key>}
- * record; when it ended, a {@code D <key> <exit> <truncated> <timedOut> <tookNanos> <bytes>}
- * record followed by its output; {@code N <key>} takes back an R whose line never reached the
- * shell. Received without done: the command was cut off (it may have run
- * in part). Neither: it never ran. A record cut short by a crash reads as if it were not there
- * (a done record cut short leaves its command "cut off", never "never ran"). Appending to one file
- * changes no directory, which kept the resume of a frozen sandbox under a millisecond; the records
- * are as durable as the workspace's own files (a killed process loses neither; they are not
- * fsynced, as the command's own writes are not). The file is read once, when a ledger first looks
- * (the records a salvaged workspace brought), and then followed in memory, this ledger being its
- * only writer; outputs are read back only when a command is asked again. The newest {@value #KEEP}
- * or so done records are kept (the file is rewritten past twice that). The key is a hash of the
- * execution id. Not thread-safe: its sandbox's lock guards it.
+ * record; when it ended, a {@code D <key> <exit> <truncated> <timedOut> <tookNanos> <bytes>} record
+ * followed by its output; {@code N <key>} takes back an R whose line never reached the shell.
+ * Received without done: the command was cut off (it may have run in part). Neither: it never ran.
+ * A record cut short by a crash reads as if it were not there (a done record cut short leaves its
+ * command "cut off", never "never ran"). Appending to one file changes no directory, which kept the
+ * resume of a frozen sandbox under a millisecond; the records are as durable as the workspace's own
+ * files (a killed process loses neither; they are not fsynced, as the command's own writes are
+ * not). The file is read once, when a ledger first looks (the records a salvaged workspace
+ * brought), and then followed in memory, this ledger being its only writer; outputs are read back
+ * only when a command is asked again. The newest {@value #KEEP} or so done records are kept (the
+ * file is rewritten past twice that). The key is a hash of the execution id. Not thread-safe: its
+ * sandbox's lock guards it.
  */
 final class ExecLedger {
   /** The records' file, relative to the workspace. */
   static final String FILE = ".outboard/exec.log";
+
   /**
    * Done records kept: a command is only ever asked again while its turn is open, and the records
    * travel in every snapshot, so few and recent suffice.
@@ -57,11 +58,20 @@ final class ExecLedger {
   record Entry(Status status, ExecResult result) {}
 
   /** A record in memory: a done one knows where its output is in the file. */
-  private record Known(boolean done, int exitCode, boolean truncated, boolean timedOut, long tookNanos, long offset, int length) {}
+  private record Known(
+      boolean done,
+      int exitCode,
+      boolean truncated,
+      boolean timedOut,
+      long tookNanos,
+      long offset,
+      int length) {}
 
   private final Path file;
+
   /** By key, in the order recorded; null until first used. */
   private Map<String, Known> known;
+
   private long size;
   private int done;
 
@@ -89,13 +99,21 @@ final class ExecLedger {
     try {
       append(("R " + key + "\n").getBytes(StandardCharsets.UTF_8));
     } catch (IOException e) {
-      throw new UncheckedIOException("the sandbox could not note the command in /workspace/" + FILE + " (" + e.getMessage()
-          + "); it did not run", e);
+      throw new UncheckedIOException(
+          "the sandbox could not note the command in /workspace/"
+              + FILE
+              + " ("
+              + e.getMessage()
+              + "); it did not run",
+          e);
     }
     known.put(key, new Known(false, 0, false, false, 0, 0, 0));
   }
 
-  /** The command surely never reached the shell (an {@code N <key>} record): it may run later after all. */
+  /**
+   * The command surely never reached the shell (an {@code N <key>} record): it may run later after
+   * all.
+   */
   void notSent(String executionId) {
     if (executionId == null) return;
     String key = key(executionId);
@@ -112,8 +130,20 @@ final class ExecLedger {
     if (executionId == null) return;
     String key = key(executionId);
     byte[] output = result.output().getBytes(StandardCharsets.UTF_8);
-    String head = "D " + key + " " + result.exitCode() + " " + result.truncated() + " " + result.timedOut() + " "
-        + result.took().toNanos() + " " + output.length + "\n";
+    String head =
+        "D "
+            + key
+            + " "
+            + result.exitCode()
+            + " "
+            + result.truncated()
+            + " "
+            + result.timedOut()
+            + " "
+            + result.took().toNanos()
+            + " "
+            + output.length
+            + "\n";
     byte[] h = head.getBytes(StandardCharsets.UTF_8);
     byte[] record = new byte[h.length + output.length + 1];
     System.arraycopy(h, 0, record, 0, h.length);
@@ -123,8 +153,16 @@ final class ExecLedger {
       long at = size;
       append(record);
       known().remove(key); // re-inserted last, in record order
-      known.put(key, new Known(true, result.exitCode(), result.truncated(), result.timedOut(), result.took().toNanos(),
-          at + h.length, output.length));
+      known.put(
+          key,
+          new Known(
+              true,
+              result.exitCode(),
+              result.truncated(),
+              result.timedOut(),
+              result.took().toNanos(),
+              at + h.length,
+              output.length));
       if (++done > 2 * KEEP) compact();
     } catch (IOException | RuntimeException ignored) {
       // the R record stays: asked again, the command is reported cut off, not run again
@@ -133,10 +171,20 @@ final class ExecLedger {
 
   private void append(byte[] bytes) throws IOException {
     try {
-      Files.write(file, bytes, StandardOpenOption.CREATE, StandardOpenOption.APPEND, StandardOpenOption.WRITE);
+      Files.write(
+          file,
+          bytes,
+          StandardOpenOption.CREATE,
+          StandardOpenOption.APPEND,
+          StandardOpenOption.WRITE);
     } catch (NoSuchFileException e) {
       Files.createDirectories(file.getParent()); // the first record, or the directory was removed
-      Files.write(file, bytes, StandardOpenOption.CREATE, StandardOpenOption.APPEND, StandardOpenOption.WRITE);
+      Files.write(
+          file,
+          bytes,
+          StandardOpenOption.CREATE,
+          StandardOpenOption.APPEND,
+          StandardOpenOption.WRITE);
     }
     size += bytes.length;
   }
@@ -149,8 +197,12 @@ final class ExecLedger {
     Path tmp = file.resolveSibling("exec.log.tmp");
     Map<String, Known> kept = new LinkedHashMap<>();
     long at = 0;
-    try (var out = Files.newOutputStream(tmp, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,
-        StandardOpenOption.WRITE)) {
+    try (var out =
+        Files.newOutputStream(
+            tmp,
+            StandardOpenOption.CREATE,
+            StandardOpenOption.TRUNCATE_EXISTING,
+            StandardOpenOption.WRITE)) {
       for (Map.Entry<String, Known> e : all) {
         Known k = e.getValue();
         if (k.done() && skip > 0) {
@@ -160,12 +212,34 @@ final class ExecLedger {
         byte[] h;
         if (k.done()) {
           ExecResult r = read(k);
-          h = ("D " + e.getKey() + " " + k.exitCode() + " " + k.truncated() + " " + k.timedOut() + " " + k.tookNanos() + " "
-              + k.length() + "\n").getBytes(StandardCharsets.UTF_8);
+          h =
+              ("D "
+                      + e.getKey()
+                      + " "
+                      + k.exitCode()
+                      + " "
+                      + k.truncated()
+                      + " "
+                      + k.timedOut()
+                      + " "
+                      + k.tookNanos()
+                      + " "
+                      + k.length()
+                      + "\n")
+                  .getBytes(StandardCharsets.UTF_8);
           out.write(h);
           out.write(r.output().getBytes(StandardCharsets.UTF_8));
           out.write('\n');
-          kept.put(e.getKey(), new Known(true, k.exitCode(), k.truncated(), k.timedOut(), k.tookNanos(), at + h.length, k.length()));
+          kept.put(
+              e.getKey(),
+              new Known(
+                  true,
+                  k.exitCode(),
+                  k.truncated(),
+                  k.timedOut(),
+                  k.tookNanos(),
+                  at + h.length,
+                  k.length()));
           at += h.length + k.length() + 1;
         } else {
           h = ("R " + e.getKey() + "\n").getBytes(StandardCharsets.UTF_8);
@@ -191,8 +265,13 @@ final class ExecLedger {
       }
       if (buffer.hasRemaining()) throw new IOException("the record's output is cut short");
     }
-    return new ExecResult(k.exitCode(), new String(output, StandardCharsets.UTF_8), k.truncated(), k.timedOut(),
-        Duration.ofNanos(k.tookNanos()), Duration.ZERO);
+    return new ExecResult(
+        k.exitCode(),
+        new String(output, StandardCharsets.UTF_8),
+        k.truncated(),
+        k.timedOut(),
+        Duration.ofNanos(k.tookNanos()),
+        Duration.ZERO);
   }
 
   /** The records, read from the file the first time. */
@@ -205,7 +284,8 @@ final class ExecLedger {
     } catch (NoSuchFileException e) {
       return known;
     } catch (IOException e) {
-      throw new UncheckedIOException("the sandbox's execution records cannot be read (" + e.getMessage() + ")", e);
+      throw new UncheckedIOException(
+          "the sandbox's execution records cannot be read (" + e.getMessage() + ")", e);
     }
     size = bytes.length;
     int at = 0;
@@ -222,10 +302,19 @@ final class ExecLedger {
       } else if (head.length == 7 && head[0].equals("D")) {
         try {
           int length = Integer.parseInt(head[6]);
-          if (nl + 1 + length + 1 > bytes.length) break; // its output cut short: the R record says cut off
+          if (nl + 1 + length + 1 > bytes.length)
+            break; // its output cut short: the R record says cut off
           known.remove(head[1]);
-          known.put(head[1], new Known(true, Integer.parseInt(head[2]), Boolean.parseBoolean(head[3]),
-              Boolean.parseBoolean(head[4]), Long.parseLong(head[5]), nl + 1, length));
+          known.put(
+              head[1],
+              new Known(
+                  true,
+                  Integer.parseInt(head[2]),
+                  Boolean.parseBoolean(head[3]),
+                  Boolean.parseBoolean(head[4]),
+                  Long.parseLong(head[5]),
+                  nl + 1,
+                  length));
           done++;
           at = nl + 1 + length + 1;
         } catch (NumberFormatException e) {
@@ -247,7 +336,8 @@ final class ExecLedger {
 
   static String key(String executionId) {
     try {
-      byte[] hash = MessageDigest.getInstance("SHA-256").digest(executionId.getBytes(StandardCharsets.UTF_8));
+      byte[] hash =
+          MessageDigest.getInstance("SHA-256").digest(executionId.getBytes(StandardCharsets.UTF_8));
       return HexFormat.of().formatHex(hash, 0, 16);
     } catch (NoSuchAlgorithmException e) {
       throw new IllegalStateException(e);

@@ -46,14 +46,15 @@ import java.util.regex.Pattern;
  * file (outside the workspace) that the parent shell sources, so {@code cd} and {@code export}
  * persist as in a terminal, while a timed-out command can be killed (its subshell and descendants)
  * without losing the shell. The subshell is forked ahead, while the sandbox idles, and reads its
- * command itself; the command line is a single ANSI-C quoted word. A command that outlives its
- * kill by {@value #KILL_GRACE_MS} ms costs the sandbox: its processes are stopped and it is gone. Output ends with a random per-sandbox marker carrying the exit code, and
- * is capped at {@code maxOutputBytes} with a truncation note. A repeated execution id answers the
- * first run's result (the last 1000 ids per sandbox are kept).
+ * command itself; the command line is a single ANSI-C quoted word. A command that outlives its kill
+ * by {@value #KILL_GRACE_MS} ms costs the sandbox: its processes are stopped and it is gone. Output
+ * ends with a random per-sandbox marker carrying the exit code, and is capped at {@code
+ * maxOutputBytes} with a truncation note. A repeated execution id answers the first run's result
+ * (the last 1000 ids per sandbox are kept).
  *
  * <p><b>Limits.</b> {@code ulimit -v} (RLIMIT_AS, per process) in the shell, plus whatever the
- * subclass adds; {@code ulimit -t} (RLIMIT_CPU) in each command's subshell, so it is per command. No
- * cgroups: they are often unavailable to containers; memory is therefore capped per process, not
+ * subclass adds; {@code ulimit -t} (RLIMIT_CPU) in each command's subshell, so it is per command.
+ * No cgroups: they are often unavailable to containers; memory is therefore capped per process, not
  * per sandbox.
  *
  * <p><b>Suspend.</b> SIGSTOP/SIGCONT of the shell's process group, sent through one long-lived host
@@ -62,8 +63,8 @@ import java.util.regex.Pattern;
  * whose process group is unknown (or would be the service's own) cannot be suspended.
  *
  * <p><b>Files.</b> read / write / list take {@code /workspace/...} (or relative) paths and stay
- * inside the workspace directory ({@link WorkspacePaths}). Hibernate stops the processes and answers
- * a tar archive of the workspace; create unpacks one.
+ * inside the workspace directory ({@link WorkspacePaths}). Hibernate stops the processes and
+ * answers a tar archive of the workspace; create unpacks one.
  *
  * <p><b>Gone.</b> A sandbox whose shell died (killed, out of memory) is gone: the next exec answers
  * {@link SandboxGoneException}, and so does {@link #state}, which looks at the processes of an
@@ -76,13 +77,18 @@ import java.util.regex.Pattern;
 public abstract class ShellSandboxProvider implements SandboxProvider {
   /** PATH inside every sandbox. */
   protected static final String SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin";
+
   private static final int EXEC_CACHE = 1000;
   private static final long WATCHDOG_MS = 20;
+
   /** How long a killed command may take to end before the sandbox is given up. */
   static final long KILL_GRACE_MS = 5000;
+
   private static final long MAX_READ_BYTES = 10L << 20;
+
   /** How much of what a shell printed when it failed to start goes into the error. */
   static final int START_OUTPUT_CHARS = 2000;
+
   /** The ids this provider hands out; also the names of their directories under the root. */
   private static final Pattern SANDBOX_ID = Pattern.compile("sbx-[0-9a-f]{32}");
 
@@ -94,6 +100,7 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
 
   /** Where the sandboxes' directories are: {@code <root>/<id>/workspace}. */
   protected final Path root;
+
   private final Executor executor;
   private final ScheduledExecutorService timers;
   private final Map<String, Sandbox> sandboxes = new ConcurrentHashMap<>();
@@ -128,7 +135,9 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
   /** How to start the shell of the sandbox whose workspace directory is {@code workspace}. */
   protected abstract ShellCommand shellCommand(Path workspace);
 
-  /** The host's handle of the shell itself, found from the process {@link #shellCommand} started. */
+  /**
+   * The host's handle of the shell itself, found from the process {@link #shellCommand} started.
+   */
   protected abstract ProcessHandle shellOf(Process process);
 
   /**
@@ -144,6 +153,7 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
   protected String extraInit(Limits limits) {
     return "";
   }
+
   /**
    * Shell commands run before each command, in its subshell, each ending in "; " (default: none);
    * limits set here bind the command and everything it starts, not the shell.
@@ -152,13 +162,14 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
     return "";
   }
 
-
   /** Creates a new sandbox's {@code workspace} directory (and its parent, {@code <root>/<id>}). */
   protected void createWorkspace(Path workspace) throws IOException {
     Files.createDirectories(workspace);
   }
 
-  /** Gives a file or directory that the file tools created to the sandbox's user (default: no-op). */
+  /**
+   * Gives a file or directory that the file tools created to the sandbox's user (default: no-op).
+   */
   protected void handOver(Path path) throws IOException {}
 
   /** What goes before {@code tar} to unpack a snapshot as the sandbox's user (default: nothing). */
@@ -201,13 +212,15 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
   }
 
   @Override
-  public CompletionStage<ExecResult> exec(String sandboxId, String executionId, String command, Duration timeout) {
+  public CompletionStage<ExecResult> exec(
+      String sandboxId, String executionId, String command, Duration timeout) {
     // A gone sandbox still answers for the commands it ran (or died during); see Sandbox.exec.
     Sandbox sandbox = sandboxId == null ? null : sandboxes.get(sandboxId);
     if (sandbox == null) {
       return CompletableFuture.failedFuture(new SandboxGoneException(sandboxId, "no such sandbox"));
     }
-    return sandbox.exec(executionId, command, timeout == null ? sandbox.limits.defaultTimeout() : timeout);
+    return sandbox.exec(
+        executionId, command, timeout == null ? sandbox.limits.defaultTimeout() : timeout);
   }
 
   @Override
@@ -224,7 +237,11 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
             }
             if (attributes.size() > MAX_READ_BYTES) {
               throw new IllegalArgumentException(
-                  path + " is " + attributes.size() + " bytes; read handles files up to " + MAX_READ_BYTES);
+                  path
+                      + " is "
+                      + attributes.size()
+                      + " bytes; read handles files up to "
+                      + MAX_READ_BYTES);
             }
             byte[] bytes;
             try (InputStream in = Files.newInputStream(file, LinkOption.NOFOLLOW_LINKS)) {
@@ -256,7 +273,8 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
           }
           Path file = WorkspacePaths.resolve(sandbox.workspace, path);
           if (file.startsWith(sandbox.workspace.resolve(".outboard"))) {
-            throw new IllegalArgumentException("/workspace/.outboard holds the sandbox's execution records; write elsewhere");
+            throw new IllegalArgumentException(
+                "/workspace/.outboard holds the sandbox's execution records; write elsewhere");
           }
           try {
             createDirectoriesHandedOver(file.getParent());
@@ -286,7 +304,9 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
           Path dir = WorkspacePaths.resolve(sandbox.workspace, path);
           if (!Files.isDirectory(dir, LinkOption.NOFOLLOW_LINKS)) {
             throw new IllegalArgumentException(
-                Files.exists(dir, LinkOption.NOFOLLOW_LINKS) ? path + " is not a directory" : "no such directory: " + path);
+                Files.exists(dir, LinkOption.NOFOLLOW_LINKS)
+                    ? path + " is not a directory"
+                    : "no such directory: " + path);
           }
           List<Entry> entries = new ArrayList<>();
           try (var children = Files.list(dir)) {
@@ -294,8 +314,13 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
               if (child.equals(sandbox.workspace.resolve(".outboard"))) {
                 continue; // the execution records (ExecLedger), not the agent's files
               }
-              BasicFileAttributes a = Files.readAttributes(child, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
-              entries.add(new Entry(WorkspacePaths.sandboxPath(sandbox.workspace, child), a.isDirectory(), a.size()));
+              BasicFileAttributes a =
+                  Files.readAttributes(child, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
+              entries.add(
+                  new Entry(
+                      WorkspacePaths.sandboxPath(sandbox.workspace, child),
+                      a.isDirectory(),
+                      a.size()));
             }
           } catch (IOException e) {
             throw new UncheckedIOException(e);
@@ -374,8 +399,10 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
     return async(
         () -> {
           Sandbox known = sandboxId == null ? null : sandboxes.get(sandboxId);
-          Optional<Path> workspace = known != null ? Optional.of(known.workspace) : leftoverWorkspace(sandboxId);
-          if (workspace.isEmpty() || !Files.isDirectory(workspace.get(), LinkOption.NOFOLLOW_LINKS)) {
+          Optional<Path> workspace =
+              known != null ? Optional.of(known.workspace) : leftoverWorkspace(sandboxId);
+          if (workspace.isEmpty()
+              || !Files.isDirectory(workspace.get(), LinkOption.NOFOLLOW_LINKS)) {
             return null;
           }
           return tar(workspace.get());
@@ -404,8 +431,12 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
               if (sandboxes.containsKey(id) || leftoverWorkspace(id).isEmpty()) {
                 continue;
               }
-              long last = Math.max(modifiedMillis(dir), Math.max(modifiedMillis(dir.resolve("workspace")),
-                  modifiedMillis(dir.resolve("workspace").resolve(ExecLedger.FILE))));
+              long last =
+                  Math.max(
+                      modifiedMillis(dir),
+                      Math.max(
+                          modifiedMillis(dir.resolve("workspace")),
+                          modifiedMillis(dir.resolve("workspace").resolve(ExecLedger.FILE))));
               held.add(new Held(id, java.time.Instant.ofEpochMilli(last)));
             }
           } catch (IOException e) {
@@ -463,14 +494,17 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
     final Map<String, CompletableFuture<ExecResult>> results =
         new LinkedHashMap<>() {
           @Override
-          protected boolean removeEldestEntry(Map.Entry<String, CompletableFuture<ExecResult>> eldest) {
+          protected boolean removeEldestEntry(
+              Map.Entry<String, CompletableFuture<ExecResult>> eldest) {
             return size() > EXEC_CACHE;
           }
         };
     volatile State state = State.HIBERNATED;
     volatile String goneBecause;
+
     /** When it was created or last ran a command (epoch milliseconds), for the sweep. */
     volatile long lastUsed = System.currentTimeMillis();
+
     volatile Process process;
     OutputStream stdin;
     InputStream stdout;
@@ -505,17 +539,20 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       }
       if (flag.compareAndSet(false, true) && running == seq) {
         executor.execute(() -> killCommand(seq));
-      } else if (now - deadline > TimeUnit.MILLISECONDS.toNanos(KILL_GRACE_MS) && running == seq && !hopeless) {
+      } else if (now - deadline > TimeUnit.MILLISECONDS.toNanos(KILL_GRACE_MS)
+          && running == seq
+          && !hopeless) {
         // Killed, yet no end marker: the shell is stuck. Ending it ends the wait (the reader sees
         // end of file; the sandbox is gone, the command may have run).
         hopeless = true;
-        executor.execute(() -> {
-          synchronized (killing) {
-            if (running == seq) {
-              stopProcesses();
-            }
-          }
-        });
+        executor.execute(
+            () -> {
+              synchronized (killing) {
+                if (running == seq) {
+                  stopProcesses();
+                }
+              }
+            });
       }
     }
 
@@ -523,7 +560,9 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
     void start() {
       ShellCommand command = shellCommand(workspace);
       ProcessBuilder builder =
-          new ProcessBuilder(command.argv()).redirectErrorStream(true).directory(command.directory().toFile());
+          new ProcessBuilder(command.argv())
+              .redirectErrorStream(true)
+              .directory(command.directory().toFile());
       builder.environment().clear(); // never the service's environment
       builder.environment().putAll(command.environment());
       shell = null;
@@ -548,7 +587,8 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       //  - A subshell killed before it read a command (a kill aimed at the one before) leaves no
       //    "started" note, so no marker. One killed while reading leaves the rest of the line; the
       //    next subshell sees no nonce in it and ends as that command killed (137).
-      //  - No "started" note can be written (a full /tmp): the command does not run, and 254 says so.
+      //  - No "started" note can be written (a full /tmp): the command does not run, and 254 says
+      // so.
       //  - The loop's stderr is /dev/null, so the shell's own notices ("Killed") never reach a
       //    command's output; the subshell's stderr is its stdout again.
       //  - Exports are saved as export lines, never the shell's own variables (__ob_*) nor ones
@@ -556,26 +596,57 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       //  - The cwd is entered again after every command (a directory deleted and made anew is a
       //    new one); re-sourcing unchanged exports would cost about half a millisecond, so it is
       //    skipped.
-      //  - Background jobs ignore SIGINT/SIGQUIT; the command gets them back. >| writes despite set -C.
+      //  - Background jobs ignore SIGINT/SIGQUIT; the command gets them back. >| writes despite set
+      // -C.
       String init =
-          "ulimit -v " + memoryKb + "; " + extraInit(limits)
-              + "__ob_save() { local __ob_n; builtin compgen -e >| " + namesFile + "; "
-              + "{ builtin printf 'builtin cd -- %q\\n' \"$PWD\"; while IFS= read -r __ob_n; do case $__ob_n in "
-              + "__ob_*|IFS|TMOUT|SHELLOPTS|BASHOPTS|POSIXLY_CORRECT|BASH_ENV|ENV|PS4|BASH_XTRACEFD|BASH_COMPAT|BASH_FUNC_*) ;; "
-              + "*) builtin printf 'builtin export %s=%q\\n' \"$__ob_n\" \"${!__ob_n}\";; esac; done < " + namesFile + "; } >| " + stateFile + "; }; "
-              + "__ob_fork() { ( exec 2>&1; trap __ob_save EXIT; trap - INT QUIT; IFS=' ' read -r __ob_tok __ob_line || exit 255; "
-              + "[[ $__ob_tok == " + nonce + " ]] || { builtin printf 1 >| " + startedFile + "; exit 137; }; "
-              + "builtin printf 1 >| " + startedFile + " || { builtin echo '[the sandbox could not note the command (is /tmp full?); it did not run]'; exit 254; }; "
-              + "ulimit -S -t " + cpuSeconds() + "; ulimit -H -t " + (cpuSeconds() + 1) + "; " + commandInit(limits)
-              + "eval \"__ob_cmd=$__ob_line\"; eval \"$__ob_cmd\" </dev/null ) 0<&0 & __ob_pid=$!; }; "
-              + "__ob_wait() { wait \"$__ob_pid\"; __ob_ec=$?; }; "
-              + "__ob_started() { local f=; IFS= read -r f < " + startedFile + "; [[ -n $f ]] || (( __ob_ec == 254 )); }; "
-              + "__ob_load() { local c= e=; { IFS= read -r c; IFS= read -r -d '' e; } < " + stateFile + "; "
-              + "[[ -n $c ]] && eval \"$c\"; [[ -n $e && $e != \"$__ob_last\" ]] && __ob_last=$e; }; "
-              + "__ob_next() { : >| " + stateFile + "; : >| " + startedFile + "; __ob_fork; }; "
-              + "__ob_mark() { builtin printf '\\001" + nonce + ":%d\\n' \"$__ob_ec\"; }; "
+          "ulimit -v "
+              + memoryKb
+              + "; "
+              + extraInit(limits)
+              + "__ob_save() { local __ob_n; builtin compgen -e >| "
+              + namesFile
+              + "; { builtin printf 'builtin cd -- %q\\n"
+              + "' \"$PWD\"; while IFS= read -r __ob_n; do case $__ob_n in"
+              + " __ob_*|IFS|TMOUT|SHELLOPTS|BASHOPTS|POSIXLY_CORRECT|BASH_ENV|ENV|PS4|BASH_XTRACEFD|BASH_COMPAT|BASH_FUNC_*)"
+              + " ;; *) builtin printf 'builtin export %s=%q\\n"
+              + "' \"$__ob_n\" \"${!__ob_n}\";; esac; done < "
+              + namesFile
+              + "; } >| "
+              + stateFile
+              + "; }; __ob_fork() { ( exec 2>&1; trap __ob_save EXIT; trap - INT QUIT; IFS=' ' read"
+              + " -r __ob_tok __ob_line || exit 255; [[ $__ob_tok == "
+              + nonce
+              + " ]] || { builtin printf 1 >| "
+              + startedFile
+              + "; exit 137; }; "
+              + "builtin printf 1 >| "
+              + startedFile
+              + " || { builtin echo '[the sandbox could not note the command (is /tmp full?); it"
+              + " did not run]'; exit 254; }; ulimit -S -t "
+              + cpuSeconds()
+              + "; ulimit -H -t "
+              + (cpuSeconds() + 1)
+              + "; "
+              + commandInit(limits)
+              + "eval \"__ob_cmd=$__ob_line\"; eval \"$__ob_cmd\" </dev/null ) 0<&0 & __ob_pid=$!;"
+              + " }; __ob_wait() { wait \"$__ob_pid\"; __ob_ec=$?; }; __ob_started() { local f=;"
+              + " IFS= read -r f < "
+              + startedFile
+              + "; [[ -n $f ]] || (( __ob_ec == 254 )); }; "
+              + "__ob_load() { local c= e=; { IFS= read -r c; IFS= read -r -d '' e; } < "
+              + stateFile
+              + "; [[ -n $c ]] && eval \"$c\"; [[ -n $e && $e != \"$__ob_last\" ]] && __ob_last=$e;"
+              + " }; __ob_next() { : >| "
+              + stateFile
+              + "; : >| "
+              + startedFile
+              + "; __ob_fork; }; "
+              + "__ob_mark() { builtin printf '\\001"
+              + nonce
+              + ":%d\\n' \"$__ob_ec\"; }; "
               + "__ob_ec=0; __ob_last=; __ob_next; __ob_mark; "
-              + "while :; do __ob_wait; if __ob_started; then __ob_load && . " + stateFile
+              + "while :; do __ob_wait; if __ob_started; then __ob_load && . "
+              + stateFile
               + "; __ob_next; __ob_mark; else __ob_next; fi; done 2>/dev/null\n";
       EndMarkerScanner ready = new EndMarkerScanner(nonce, 64 * 1024);
       try {
@@ -584,7 +655,8 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       } catch (SandboxGoneException e) {
         String why = ready.output().strip();
         stopProcesses();
-        throw new IllegalStateException(startFailure() + ": " + (why.isEmpty() ? e.getMessage() : capped(why)));
+        throw new IllegalStateException(
+            startFailure() + ": " + (why.isEmpty() ? e.getMessage() : capped(why)));
       }
       state = State.ACTIVE;
       processGroup(); // looked up now, while the shell is bwrap's init's only child
@@ -621,7 +693,8 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
           }
         }
         if (goneBecause != null) {
-          return CompletableFuture.failedFuture(SandboxGoneException.beforeCommand(id, goneBecause));
+          return CompletableFuture.failedFuture(
+              SandboxGoneException.beforeCommand(id, goneBecause));
         }
         result = new CompletableFuture<>();
         if (executionId != null) {
@@ -708,18 +781,32 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       boolean truncated = scanner.omittedBytes() > 0;
       if (truncated) {
         newline(output);
-        output.append("[output truncated: ").append(scanner.omittedBytes()).append(" bytes omitted]");
+        output
+            .append("[output truncated: ")
+            .append(scanner.omittedBytes())
+            .append(" bytes omitted]");
       }
       if (scanner.exitCode() == 128 + 24 && !timedOut.get()) { // SIGXCPU
         newline(output);
-        output.append("[CPU time limit of ").append(cpuSeconds()).append(" s exceeded; the command was killed]");
+        output
+            .append("[CPU time limit of ")
+            .append(cpuSeconds())
+            .append(" s exceeded; the command was killed]");
       }
       if (timedOut.get()) {
         newline(output);
-        output.append("[timed out after ").append(timeout.toMillis()).append(" ms; the command was killed]");
+        output
+            .append("[timed out after ")
+            .append(timeout.toMillis())
+            .append(" ms; the command was killed]");
       }
-      return new ExecResult(scanner.exitCode(), output.toString(), truncated, timedOut.get(),
-          Duration.ofNanos(System.nanoTime() - started), Duration.ofNanos(firstOutput - called));
+      return new ExecResult(
+          scanner.exitCode(),
+          output.toString(),
+          truncated,
+          timedOut.get(),
+          Duration.ofNanos(System.nanoTime() - started),
+          Duration.ofNanos(firstOutput - called));
     }
 
     private long cpuSeconds() {
@@ -856,10 +943,12 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       }
       long group = processGroup();
       if (group <= 0) {
-        throw new IllegalStateException("cannot suspend sandbox " + id + ": its process group is unknown");
+        throw new IllegalStateException(
+            "cannot suspend sandbox " + id + ": its process group is unknown");
       }
       if (!signaller().send("STOP", "-" + group)) {
-        throw new IllegalStateException("cannot suspend sandbox " + id + ": its process group " + group + " is gone");
+        throw new IllegalStateException(
+            "cannot suspend sandbox " + id + ": its process group " + group + " is gone");
       }
       state = State.SUSPENDED;
     }
@@ -914,7 +1003,9 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       return Optional.empty(); // never a path built from anything but our own id format
     }
     Path workspace = root.resolve(id).resolve("workspace");
-    return Files.isDirectory(workspace, LinkOption.NOFOLLOW_LINKS) ? Optional.of(workspace) : Optional.empty();
+    return Files.isDirectory(workspace, LinkOption.NOFOLLOW_LINKS)
+        ? Optional.of(workspace)
+        : Optional.empty();
   }
 
   private Sandbox sandbox(String id) {
@@ -962,7 +1053,8 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       tar.getOutputStream().close();
       byte[] bytes = tar.getInputStream().readAllBytes();
       if (tar.waitFor() != 0) {
-        throw new IllegalStateException("tar could not archive the workspace (exit " + tar.exitValue() + ")");
+        throw new IllegalStateException(
+            "tar could not archive the workspace (exit " + tar.exitValue() + ")");
       }
       return bytes;
     } catch (IOException e) {
@@ -976,19 +1068,30 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
   /**
    * Unpacks a snapshot, as the sandbox's user where there is one ({@link #untarAs}), so a hostile
    * archive can do no more than the sandbox. GNU tar strips leading {@code /}, refuses {@code ..}
-   * members and delays symlinks so none is written through; it keeps neither owners nor
-   * permission bits beyond the umask.
+   * members and delays symlinks so none is written through; it keeps neither owners nor permission
+   * bits beyond the umask.
    */
   private void untar(Path workspace, byte[] snapshot) {
     List<String> argv = new ArrayList<>(untarAs());
-    argv.addAll(List.of("/usr/bin/tar", "-C", workspace.toString(), "--no-same-owner", "--no-same-permissions", "-xf", "-"));
+    argv.addAll(
+        List.of(
+            "/usr/bin/tar",
+            "-C",
+            workspace.toString(),
+            "--no-same-owner",
+            "--no-same-permissions",
+            "-xf",
+            "-"));
     // tar's messages go to a file, not a pipe read on this provider's executor: this runs on that
     // executor, and waiting there for another of its threads deadlocks a bounded one.
     Path messages = null;
     try {
       messages = Files.createTempFile("outboard-untar-", ".log");
-      Process tar = new ProcessBuilder(argv).redirectErrorStream(true)
-          .redirectOutput(ProcessBuilder.Redirect.to(messages.toFile())).start();
+      Process tar =
+          new ProcessBuilder(argv)
+              .redirectErrorStream(true)
+              .redirectOutput(ProcessBuilder.Redirect.to(messages.toFile()))
+              .start();
       try (OutputStream in = tar.getOutputStream()) {
         in.write(snapshot);
       } catch (IOException ignored) {
@@ -996,7 +1099,8 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
       }
       int exit = tar.waitFor();
       if (exit != 0) {
-        throw new IllegalArgumentException("the snapshot could not be restored: " + capped(Files.readString(messages)));
+        throw new IllegalArgumentException(
+            "the snapshot could not be restored: " + capped(Files.readString(messages)));
       }
     } catch (IOException e) {
       throw new UncheckedIOException(e);
@@ -1024,11 +1128,18 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
     }
   }
 
-  /** A start failure's output (bwrap's stderr, say) on one line, capped at {@value #START_OUTPUT_CHARS} characters. */
+  /**
+   * A start failure's output (bwrap's stderr, say) on one line, capped at {@value
+   * #START_OUTPUT_CHARS} characters.
+   */
   static String capped(String output) {
     String line = output.strip().replaceAll("\\s*[\\r\\n]+\\s*", " | ");
-    return line.length() <= START_OUTPUT_CHARS ? line
-        : line.substring(0, START_OUTPUT_CHARS) + "… [" + (line.length() - START_OUTPUT_CHARS) + " more characters]";
+    return line.length() <= START_OUTPUT_CHARS
+        ? line
+        : line.substring(0, START_OUTPUT_CHARS)
+            + "… ["
+            + (line.length() - START_OUTPUT_CHARS)
+            + " more characters]";
   }
 
   private static void newline(StringBuilder output) {

@@ -19,8 +19,11 @@ import org.slf4j.LoggerFactory;
  */
 public final class Signaller implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(Signaller.class);
+
   /** Linux signal numbers (x86-64 and arm64 agree on these). */
-  private static final Map<String, Integer> NUMBERS = Map.of("KILL", 9, "TERM", 15, "CONT", 18, "STOP", 19);
+  private static final Map<String, Integer> NUMBERS =
+      Map.of("KILL", 9, "TERM", 15, "CONT", 18, "STOP", 19);
+
   private static final boolean NATIVE = LibC.load();
 
   private Process process;
@@ -31,12 +34,17 @@ public final class Signaller implements AutoCloseable {
     if (!NATIVE) {
       process =
           new ProcessBuilder(
-                  "/usr/bin/bash", "--noprofile", "--norc", "-c",
+                  "/usr/bin/bash",
+                  "--noprofile",
+                  "--norc",
+                  "-c",
                   "while read -r s t; do kill -s \"$s\" -- \"$t\" 2>/dev/null; echo $?; done")
               .redirectError(ProcessBuilder.Redirect.DISCARD)
               .start();
       in = process.getOutputStream();
-      out = new BufferedReader(new InputStreamReader(process.getInputStream(), StandardCharsets.US_ASCII));
+      out =
+          new BufferedReader(
+              new InputStreamReader(process.getInputStream(), StandardCharsets.US_ASCII));
     }
   }
 
@@ -45,7 +53,9 @@ public final class Signaller implements AutoCloseable {
     return NATIVE;
   }
 
-  /** Sends {@code signal} (e.g. "STOP") to {@code target}: a pid, or "-pgid" for a process group. */
+  /**
+   * Sends {@code signal} (e.g. "STOP") to {@code target}: a pid, or "-pgid" for a process group.
+   */
   public boolean send(String signal, String target) {
     Integer number = NUMBERS.get(signal);
     if (NATIVE && number != null) {
@@ -84,7 +94,9 @@ public final class Signaller implements AutoCloseable {
         Native.register(LibC.class, "c");
         return true;
       } catch (Throwable e) { // UnsatisfiedLinkError, or JNA's own failure to unpack its library
-        log.warn("JNA could not load libc ({}); sandbox signals go through a helper shell", e.toString());
+        log.warn(
+            "JNA could not load libc ({}); sandbox signals go through a helper shell",
+            e.toString());
         return false;
       }
     }

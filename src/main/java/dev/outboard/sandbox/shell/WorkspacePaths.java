@@ -36,13 +36,15 @@ public final class WorkspacePaths {
     } else if (path.startsWith(MOUNT + "/")) {
       rel = path.substring(MOUNT.length() + 1);
     } else if (path.startsWith("/")) {
-      throw new IllegalArgumentException("path " + path + " is outside /workspace; file tools only reach /workspace");
+      throw new IllegalArgumentException(
+          "path " + path + " is outside /workspace; file tools only reach /workspace");
     } else {
       rel = path;
     }
     for (String segment : rel.split("/+")) {
       if (segment.equals("..")) {
-        throw new IllegalArgumentException("path " + path + " contains '..'; give a path below /workspace");
+        throw new IllegalArgumentException(
+            "path " + path + " contains '..'; give a path below /workspace");
       }
     }
     return rel;

@@ -25,10 +25,13 @@ import org.junit.jupiter.api.io.TempDir;
  * a sandbox that fails to start (through a stand-in {@code bwrap} that fails as a real one does).
  */
 class BwrapDiagnosisTest {
-  static final String NO_USERNS = "bwrap: No permissions to creating new namespace, likely because the kernel does not"
-      + " allow non-privileged user namespaces. On e.g. debian this can be enabled with 'sysctl kernel.unprivileged_userns_clone=1'.";
+  static final String NO_USERNS =
+      "bwrap: No permissions to creating new namespace, likely because the kernel does not allow"
+          + " non-privileged user namespaces. On e.g. debian this can be enabled with 'sysctl"
+          + " kernel.unprivileged_userns_clone=1'.";
   static final String UID_MAP = "bwrap: setting up uid map: Permission denied";
-  static final Limits LIMITS = new Limits(256L << 20, 64, Duration.ofSeconds(10), 64 * 1024, Duration.ofSeconds(10));
+  static final Limits LIMITS =
+      new Limits(256L << 20, 64, Duration.ofSeconds(10), 64 * 1024, Duration.ofSeconds(10));
 
   @TempDir Path tmp;
   final ExecutorService executor = Executors.newCachedThreadPool();
@@ -44,58 +47,94 @@ class BwrapDiagnosisTest {
 
   @Test
   void debianStyleSwitchOffIsNamed() {
-    String message = BwrapDiagnosis.explain(NO_USERNS,
-        sysctl(Map.of("kernel.unprivileged_userns_clone", "0", "user.max_user_namespaces", "15000")));
-    assertThat(message).contains("kernel.unprivileged_userns_clone = 0").contains("sysctl -w kernel.unprivileged_userns_clone=1")
-        .doesNotContain("max_user_namespaces = ").contains("bwrap said: " + NO_USERNS);
+    String message =
+        BwrapDiagnosis.explain(
+            NO_USERNS,
+            sysctl(
+                Map.of(
+                    "kernel.unprivileged_userns_clone", "0", "user.max_user_namespaces", "15000")));
+    assertThat(message)
+        .contains("kernel.unprivileged_userns_clone = 0")
+        .contains("sysctl -w kernel.unprivileged_userns_clone=1")
+        .doesNotContain("max_user_namespaces = ")
+        .contains("bwrap said: " + NO_USERNS);
   }
 
   @Test
   void zeroUserNamespacesIsNamed() {
-    String message = BwrapDiagnosis.explain(UID_MAP,
-        sysctl(Map.of("kernel.unprivileged_userns_clone", "1", "user.max_user_namespaces", "0")));
-    assertThat(message).contains("user.max_user_namespaces = 0").doesNotContain("unprivileged_userns_clone = ")
+    String message =
+        BwrapDiagnosis.explain(
+            UID_MAP,
+            sysctl(
+                Map.of("kernel.unprivileged_userns_clone", "1", "user.max_user_namespaces", "0")));
+    assertThat(message)
+        .contains("user.max_user_namespaces = 0")
+        .doesNotContain("unprivileged_userns_clone = ")
         .endsWith("bwrap said: " + UID_MAP);
   }
 
   @Test
   void ubuntusAppArmorRestrictionIsNamed() {
-    String message = BwrapDiagnosis.explain(UID_MAP,
-        sysctl(Map.of("user.max_user_namespaces", "63000", "kernel.apparmor_restrict_unprivileged_userns", "1")));
-    assertThat(message).contains("kernel.apparmor_restrict_unprivileged_userns = 1").contains("AppArmor")
+    String message =
+        BwrapDiagnosis.explain(
+            UID_MAP,
+            sysctl(
+                Map.of(
+                    "user.max_user_namespaces",
+                    "63000",
+                    "kernel.apparmor_restrict_unprivileged_userns",
+                    "1")));
+    assertThat(message)
+        .contains("kernel.apparmor_restrict_unprivileged_userns = 1")
+        .contains("AppArmor")
         .endsWith("bwrap said: " + UID_MAP);
   }
 
   @Test
   void withNoSettingAtFaultTheContainerIsSuspectedAndTheValuesShown() {
-    String message = BwrapDiagnosis.explain(UID_MAP, sysctl(Map.of("user.max_user_namespaces", "63000")));
-    assertThat(message).contains("user.max_user_namespaces = 63000").contains("kernel.unprivileged_userns_clone = absent")
-        .contains("seccomp or AppArmor profile").endsWith("bwrap said: " + UID_MAP);
+    String message =
+        BwrapDiagnosis.explain(UID_MAP, sysctl(Map.of("user.max_user_namespaces", "63000")));
+    assertThat(message)
+        .contains("user.max_user_namespaces = 63000")
+        .contains("kernel.unprivileged_userns_clone = absent")
+        .contains("seccomp or AppArmor profile")
+        .endsWith("bwrap said: " + UID_MAP);
   }
 
   @Test
   void aMaskedProcIsExplainedAndLongStderrIsCapped() {
     String proc = "bwrap: Can't mount proc on /newroot/proc: Operation not permitted";
-    assertThat(BwrapDiagnosis.explain(proc, sysctl(Map.of()))).contains("cannot mount /proc").endsWith(proc);
+    assertThat(BwrapDiagnosis.explain(proc, sysctl(Map.of())))
+        .contains("cannot mount /proc")
+        .endsWith(proc);
     String noisy = "x".repeat(10_000);
     String message = BwrapDiagnosis.explain(noisy, sysctl(Map.of()));
-    assertThat(message).contains("bwrap could not start a trivial sandbox").contains("more characters]");
+    assertThat(message)
+        .contains("bwrap could not start a trivial sandbox")
+        .contains("more characters]");
     assertThat(message.length()).isLessThan(BwrapDiagnosis.MAX_STDERR + 200);
   }
 
   @Test
   void aSandboxWhoseBwrapFailsToStartSaysWhatBwrapPrinted() throws Exception {
-    try (var provider = new BwrapSandboxProvider(tmp.resolve("sandboxes"), executor, Optional.of(fakeBwrap(UID_MAP)))) {
+    try (var provider =
+        new BwrapSandboxProvider(
+            tmp.resolve("sandboxes"), executor, Optional.of(fakeBwrap(UID_MAP)))) {
       assertThatThrownBy(() -> provider.create(LIMITS, null).toCompletableFuture().join())
           .isInstanceOf(CompletionException.class)
-          .cause().hasMessageStartingWith("bwrap could not start the sandbox: ").hasMessageContaining(UID_MAP);
-      assertThat(tmp.resolve("sandboxes")).isDirectoryNotContaining(p -> p.getFileName().toString().startsWith("sbx-"));
+          .cause()
+          .hasMessageStartingWith("bwrap could not start the sandbox: ")
+          .hasMessageContaining(UID_MAP);
+      assertThat(tmp.resolve("sandboxes"))
+          .isDirectoryNotContaining(p -> p.getFileName().toString().startsWith("sbx-"));
     }
   }
 
   @Test
   void theProbeQuotesBwrapAndCleansUp() throws Exception {
-    try (var provider = new BwrapSandboxProvider(tmp.resolve("sandboxes"), executor, Optional.of(fakeBwrap(NO_USERNS)))) {
+    try (var provider =
+        new BwrapSandboxProvider(
+            tmp.resolve("sandboxes"), executor, Optional.of(fakeBwrap(NO_USERNS)))) {
       BwrapSandboxProvider.Probe probe = provider.probe();
       assertThat(probe.usable()).isFalse();
       assertThat(probe.detail()).contains("bwrap said: " + NO_USERNS).contains("(exit 1)");
@@ -105,8 +144,10 @@ class BwrapDiagnosisTest {
 
   @Test
   void theProbeOfAMissingBwrapNamesThePackage() {
-    try (var provider = new BwrapSandboxProvider(tmp.resolve("sandboxes"), executor, Optional.empty())) {
-      assertThat(provider.probe()).isEqualTo(new BwrapSandboxProvider.Probe(false, BwrapSandboxProvider.NOT_INSTALLED));
+    try (var provider =
+        new BwrapSandboxProvider(tmp.resolve("sandboxes"), executor, Optional.empty())) {
+      assertThat(provider.probe())
+          .isEqualTo(new BwrapSandboxProvider.Probe(false, BwrapSandboxProvider.NOT_INSTALLED));
     }
   }
 
@@ -128,7 +169,8 @@ class BwrapDiagnosisTest {
     Path bin = Files.createDirectories(tmp.resolve("bin"));
     Files.setPosixFilePermissions(bin, PosixFilePermissions.fromString("rwxr-xr-x"));
     Path script = bin.resolve("bwrap");
-    Files.writeString(script, "#!/bin/sh\nprintf '%s\\n' '" + stderr.replace("'", "'\\''") + "' >&2\nexit 1\n");
+    Files.writeString(
+        script, "#!/bin/sh\nprintf '%s\\n' '" + stderr.replace("'", "'\\''") + "' >&2\nexit 1\n");
     Files.setPosixFilePermissions(script, PosixFilePermissions.fromString("rwxr-xr-x"));
     return script;
   }

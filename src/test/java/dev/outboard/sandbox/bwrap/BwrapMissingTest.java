@@ -20,9 +20,12 @@ class BwrapMissingTest {
       assertFalse(provider.available());
       Limits limits = new Limits(1 << 28, 64, Duration.ofSeconds(10), 1024, Duration.ofSeconds(10));
       CompletionException e =
-          assertThrows(CompletionException.class, () -> provider.create(limits, null).toCompletableFuture().join());
+          assertThrows(
+              CompletionException.class,
+              () -> provider.create(limits, null).toCompletableFuture().join());
       assertEquals(
-          "bubblewrap (bwrap) is not installed; install the Debian/Ubuntu package 'bubblewrap'", e.getCause().getMessage());
+          "bubblewrap (bwrap) is not installed; install the Debian/Ubuntu package 'bubblewrap'",
+          e.getCause().getMessage());
     }
   }
 }

@@ -19,10 +19,17 @@ import org.junit.jupiter.api.io.TempDir;
 
 /** Without bubblewrap a workspace call answers how to install it, and the handle keeps serving. */
 class SandboxHandleWithoutBwrapTest {
-  static final ActorTestKit kit = ActorTestKit.create("SandboxHandleWithoutBwrapTest",
-      ConfigFactory.parseResources("unit-test.conf").withFallback(ConfigFactory.load()).resolve());
-  static final SandboxHandle.Settings SETTINGS = new SandboxHandle.Settings(
-      new Limits(1 << 28, 64, Duration.ofSeconds(10), 1024, Duration.ofSeconds(10)), Duration.ofSeconds(5), Duration.ofSeconds(10));
+  static final ActorTestKit kit =
+      ActorTestKit.create(
+          "SandboxHandleWithoutBwrapTest",
+          ConfigFactory.parseResources("unit-test.conf")
+              .withFallback(ConfigFactory.load())
+              .resolve());
+  static final SandboxHandle.Settings SETTINGS =
+      new SandboxHandle.Settings(
+          new Limits(1 << 28, 64, Duration.ofSeconds(10), 1024, Duration.ofSeconds(10)),
+          Duration.ofSeconds(5),
+          Duration.ofSeconds(10));
 
   @AfterAll
   static void stop() {
@@ -34,12 +41,15 @@ class SandboxHandleWithoutBwrapTest {
     try (var provider = new BwrapSandboxProvider(root, Runnable::run, Optional.empty())) {
       TestProbe<SandboxHandle.Report> session = kit.createTestProbe();
       TestProbe<SandboxHandle.Result> replies = kit.createTestProbe();
-      ActorRef<SandboxHandle.Command> handle = kit.spawn(SandboxHandle.create(provider, SETTINGS, session.ref(), null, null));
+      ActorRef<SandboxHandle.Command> handle =
+          kit.spawn(SandboxHandle.create(provider, SETTINGS, session.ref(), null, null));
       ToolCall bash = new ToolCall.Bash(VirtualPath.parse("/workspace"), "ls", null);
       for (int i = 0; i < 2; i++) {
         handle.tell(new SandboxHandle.Run("toolu_" + i, bash, 10_000, replies.ref()));
-        assertThat(replies.receiveMessage()).isEqualTo(
-            new SandboxHandle.Result("bubblewrap (bwrap) is not installed; install the package 'bubblewrap'", true));
+        assertThat(replies.receiveMessage())
+            .isEqualTo(
+                new SandboxHandle.Result(
+                    "bubblewrap (bwrap) is not installed; install the package 'bubblewrap'", true));
         assertThat(session.receiveMessage().state()).isEqualTo("provisioning");
         assertThat(session.receiveMessage().state()).isEqualTo("none");
       }

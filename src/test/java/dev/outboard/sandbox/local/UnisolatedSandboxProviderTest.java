@@ -94,7 +94,8 @@ class UnisolatedSandboxProviderTest extends ShellSandboxProviderContractTest {
   @Test
   void warningSaysItIsNotIsolated() {
     assertTrue(UnisolatedSandboxProvider.WARNING.contains("NOT isolated"));
-    assertTrue(UnisolatedSandboxProvider.WARNING.contains("never use this outside local development"));
+    assertTrue(
+        UnisolatedSandboxProvider.WARNING.contains("never use this outside local development"));
     assertEquals("none", UnisolatedSandboxProvider.ISOLATION);
   }
 
@@ -102,7 +103,9 @@ class UnisolatedSandboxProviderTest extends ShellSandboxProviderContractTest {
   void theWorkspaceIsTheWorkingDirectoryHomeAndWorkspaceVariable() {
     String id = sandbox();
     String ws = workspace(id).toString();
-    assertEquals(ws + "\n" + ws + "\n" + ws + "\n", exec(id, "pwd; echo \"$WORKSPACE\"; echo \"$HOME\"").output());
+    assertEquals(
+        ws + "\n" + ws + "\n" + ws + "\n",
+        exec(id, "pwd; echo \"$WORKSPACE\"; echo \"$HOME\"").output());
     exec(id, "mkdir -p sub/dir && cd sub/dir");
     assertEquals("x\n", exec(id, "echo x > \"$WORKSPACE/top.txt\" && cat ../../top.txt").output());
     await(provider.destroy(id));
@@ -113,8 +116,11 @@ class UnisolatedSandboxProviderTest extends ShellSandboxProviderContractTest {
     String id = sandbox();
     // Only what we set (PATH, HOME, LANG, WORKSPACE) and what bash itself adds (PWD, SHLVL, _).
     String keys = exec(id, "env | cut -d= -f1 | LC_ALL=C sort | tr '\\n' ' '").output();
-    assertEquals(List.of("HOME", "LANG", "PATH", "PWD", "SHLVL", "WORKSPACE", "_"), Arrays.asList(keys.trim().split(" ")));
-    assertEquals("/usr/local/bin:/usr/bin:/bin C.UTF-8\n", exec(id, "echo \"$PATH $LANG\"").output());
+    assertEquals(
+        List.of("HOME", "LANG", "PATH", "PWD", "SHLVL", "WORKSPACE", "_"),
+        Arrays.asList(keys.trim().split(" ")));
+    assertEquals(
+        "/usr/local/bin:/usr/bin:/bin C.UTF-8\n", exec(id, "echo \"$PATH $LANG\"").output());
     // The test JVM runs under surefire with OUTBOARD_TEST_MODE set; it must not leak through.
     assertEquals("[]\n", exec(id, "echo \"[$OUTBOARD_TEST_MODE$JAVA_HOME$USER]\"").output());
     await(provider.destroy(id));

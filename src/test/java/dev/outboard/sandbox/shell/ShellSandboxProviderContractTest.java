@@ -28,13 +28,17 @@ public abstract class ShellSandboxProviderContractTest {
   protected static final Limits LIMITS =
       new Limits(512L << 20, 64, Duration.ofSeconds(20), 64 * 1024, Duration.ofSeconds(20));
   protected static final String FAKE_SECRET = "sk-outboard-fake-secret-7f3a9c2e41";
+
   /** What {@link #writeHostSecret} puts in {@code host-secret.txt}. */
   protected static final String HOST_SECRET = "OUTBOARD_API_KEY=" + FAKE_SECRET + "\n";
 
   /** The provider under test, started by the subclass. */
   protected abstract ShellSandboxProvider provider();
 
-  /** The provider's root directory on the host: a sandbox's workspace is {@code <root>/<id>/workspace}. */
+  /**
+   * The provider's root directory on the host: a sandbox's workspace is {@code
+   * <root>/<id>/workspace}.
+   */
   protected abstract Path root();
 
   /** A host directory outside every workspace, holding {@code host-secret.txt}. */
@@ -55,7 +59,10 @@ public abstract class ShellSandboxProviderContractTest {
   /** Prepared while the sandbox is active: kill -9 of the sandbox's shell and all below it. */
   protected abstract Runnable killer(String id);
 
-  /** After the shell of a suspended sandbox was killed: checks on its background process {@code pid}. */
+  /**
+   * After the shell of a suspended sandbox was killed: checks on its background process {@code
+   * pid}.
+   */
   protected void assertBackgroundKilled(long pid) {}
 
   /** Writes {@code host-secret.txt} into {@code dir}. */
@@ -81,7 +88,8 @@ public abstract class ShellSandboxProviderContractTest {
   }
 
   protected static Throwable failure(CompletionStage<?> stage) {
-    CompletionException e = assertThrows(CompletionException.class, () -> stage.toCompletableFuture().join());
+    CompletionException e =
+        assertThrows(CompletionException.class, () -> stage.toCompletableFuture().join());
     return e.getCause();
   }
 
@@ -95,14 +103,18 @@ public abstract class ShellSandboxProviderContractTest {
     assertEquals("hello\noops\n", hello.output());
     assertEquals(3, exec(id, "exit 3").exitCode());
     assertEquals(7, exec(id, "(exit 7)").exitCode());
-    assertEquals("it's \"quoted\" \\ $HOME\n", exec(id, "printf '%s\\n' 'it'\\''s \"quoted\" \\ $HOME'").output());
+    assertEquals(
+        "it's \"quoted\" \\ $HOME\n",
+        exec(id, "printf '%s\\n' 'it'\\''s \"quoted\" \\ $HOME'").output());
 
     exec(id, "mkdir -p sub/dir && cd sub/dir && export GREETING='hi there'");
     assertEquals(ws + "/sub/dir hi there\n", exec(id, "echo \"$PWD $GREETING\"").output());
     assertEquals("x\n", exec(id, "echo x > \"" + ws + "/top.txt\" && cat ../../top.txt").output());
     await(provider.destroy(id));
     assertFalse(Files.exists(workspace(id)));
-    assertTrue(failure(provider.exec(id, null, "true", null)) instanceof SandboxProvider.SandboxGoneException);
+    assertTrue(
+        failure(provider.exec(id, null, "true", null))
+            instanceof SandboxProvider.SandboxGoneException);
   }
 
   @Test
@@ -110,7 +122,9 @@ public abstract class ShellSandboxProviderContractTest {
     ShellSandboxProvider provider = provider();
     String id = sandbox();
     // A command that stops itself is killed at its timeout, and the sandbox goes on.
-    ExecResult stopped = await(provider.exec(id, null, "kill -STOP $BASHPID; echo continued", Duration.ofSeconds(1)));
+    ExecResult stopped =
+        await(
+            provider.exec(id, null, "kill -STOP $BASHPID; echo continued", Duration.ofSeconds(1)));
     assertTrue(stopped.timedOut(), stopped.toString());
     assertEquals("after\n", exec(id, "echo after").output());
     // Stdin is empty, and the command line is not visible to the command as input.
@@ -149,9 +163,16 @@ public abstract class ShellSandboxProviderContractTest {
     // bash reads the line a byte at a time: 1 MB takes far longer than the 100 ms timeout, so the
     // subshell is killed mid-line; the rest of the line must not run as a command of its own.
     String payload = "x".repeat(1 << 20);
-    ExecResult cut = await(provider.exec(id, null,
-        "echo \"" + payload + " ; echo FRAGMENT-RAN > " + pwned + " # \" > /dev/null", Duration.ofMillis(100)));
-    assertTrue(cut.timedOut(), cut.output().length() > 200 ? cut.output().substring(0, 200) : cut.output());
+    ExecResult cut =
+        await(
+            provider.exec(
+                id,
+                null,
+                "echo \"" + payload + " ; echo FRAGMENT-RAN > " + pwned + " # \" > /dev/null",
+                Duration.ofMillis(100)));
+    assertTrue(
+        cut.timedOut(),
+        cut.output().length() > 200 ? cut.output().substring(0, 200) : cut.output());
     assertEquals("no\n", exec(id, "test -e " + pwned + " && echo yes || echo no").output());
     await(provider.destroy(id));
   }
@@ -163,7 +184,8 @@ public abstract class ShellSandboxProviderContractTest {
     exec(id, "true");
     await(provider.suspend(id));
     String big = "y".repeat(200_000);
-    ExecResult r = await(provider.exec(id, null, "s='" + big + "'; echo ${#s}", Duration.ofSeconds(20)));
+    ExecResult r =
+        await(provider.exec(id, null, "s='" + big + "'; echo ${#s}", Duration.ofSeconds(20)));
     assertEquals("200000\n", r.output());
     await(provider.destroy(id));
   }
@@ -198,8 +220,15 @@ public abstract class ShellSandboxProviderContractTest {
     assertEquals("edited", exec(id, "printf edited > notes/a.txt; cat notes/a.txt").output());
 
     Path secret = tmp().resolve("host-secret.txt");
-    for (String bad : new String[] {"../host-secret.txt", "notes/../../x", "/etc/passwd", "/workspace/../etc/passwd",
-        secret.toString(), workspace(id).resolve("notes/a.txt").toString()}) {
+    for (String bad :
+        new String[] {
+          "../host-secret.txt",
+          "notes/../../x",
+          "/etc/passwd",
+          "/workspace/../etc/passwd",
+          secret.toString(),
+          workspace(id).resolve("notes/a.txt").toString()
+        }) {
       Throwable t = failure(provider.read(id, bad));
       assertTrue(t instanceof IllegalArgumentException, bad + ": " + t);
       assertTrue(failure(provider.write(id, bad, "x")) instanceof IllegalArgumentException, bad);
@@ -213,8 +242,11 @@ public abstract class ShellSandboxProviderContractTest {
       assertTrue(t instanceof IllegalArgumentException, bad + ": " + t);
       assertTrue(t.getMessage().contains("outside /workspace"), t.getMessage());
     }
-    assertTrue(failure(provider.write(id, "link-secret", "overwritten")) instanceof IllegalArgumentException);
-    assertTrue(failure(provider.write(id, "link-dir/new.txt", "x")) instanceof IllegalArgumentException);
+    assertTrue(
+        failure(provider.write(id, "link-secret", "overwritten"))
+            instanceof IllegalArgumentException);
+    assertTrue(
+        failure(provider.write(id, "link-dir/new.txt", "x")) instanceof IllegalArgumentException);
     assertTrue(failure(provider.list(id, "link-dir")) instanceof IllegalArgumentException);
     assertEquals(HOST_SECRET, Files.readString(secret));
     assertTrue(Files.readString(secret).contains(FAKE_SECRET));
@@ -226,8 +258,10 @@ public abstract class ShellSandboxProviderContractTest {
   void executionIdRunsOnce() {
     ShellSandboxProvider provider = provider();
     String id = sandbox();
-    ExecResult first = await(provider.exec(id, "call-1", "echo line >> log.txt; wc -l < log.txt", null));
-    ExecResult again = await(provider.exec(id, "call-1", "echo line >> log.txt; wc -l < log.txt", null));
+    ExecResult first =
+        await(provider.exec(id, "call-1", "echo line >> log.txt; wc -l < log.txt", null));
+    ExecResult again =
+        await(provider.exec(id, "call-1", "echo line >> log.txt; wc -l < log.txt", null));
     assertEquals("1\n", first.output());
     assertEquals(first, again);
     assertEquals("1\n", exec(id, "wc -l < log.txt").output());
@@ -241,12 +275,14 @@ public abstract class ShellSandboxProviderContractTest {
     String kept = keptDirectory(id);
     exec(id, "mkdir -p d && cd " + kept + " && export KEPT=yes");
     long start = System.nanoTime();
-    ExecResult loop = await(provider.exec(id, null, "while true; do :; done", Duration.ofSeconds(1)));
+    ExecResult loop =
+        await(provider.exec(id, null, "while true; do :; done", Duration.ofSeconds(1)));
     long took = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start);
     assertTrue(loop.timedOut());
     assertTrue(took < 5000, "took " + took);
     assertTrue(loop.output().contains("timed out"));
-    ExecResult sleeper = await(provider.exec(id, null, "sleep 60 & sleep 60; echo never", Duration.ofMillis(500)));
+    ExecResult sleeper =
+        await(provider.exec(id, null, "sleep 60 & sleep 60; echo never", Duration.ofMillis(500)));
     assertTrue(sleeper.timedOut());
     assertFalse(sleeper.output().contains("never"));
     assertEquals(kept + " yes\n", exec(id, "echo $PWD $KEPT").output());
@@ -257,11 +293,15 @@ public abstract class ShellSandboxProviderContractTest {
   void outputIsCappedWithAMarker() {
     ShellSandboxProvider provider = provider();
     String id = sandbox();
-    ExecResult big = await(provider.exec(id, null, "yes | head -c 1000000000; echo done >&2", Duration.ofSeconds(30)));
+    ExecResult big =
+        await(
+            provider.exec(
+                id, null, "yes | head -c 1000000000; echo done >&2", Duration.ofSeconds(30)));
     assertTrue(big.truncated());
     assertEquals(0, big.exitCode());
     assertTrue(
-        big.output().endsWith("[output truncated: " + (1_000_000_000L + 5 - 64 * 1024) + " bytes omitted]"),
+        big.output()
+            .endsWith("[output truncated: " + (1_000_000_000L + 5 - 64 * 1024) + " bytes omitted]"),
         big.output().substring(big.output().length() - 80));
     assertEquals("ok\n", exec(id, "echo ok").output());
     await(provider.destroy(id));
@@ -271,7 +311,9 @@ public abstract class ShellSandboxProviderContractTest {
   void suspendResumeFreezesBackgroundWork() {
     ShellSandboxProvider provider = provider();
     String id = sandbox();
-    exec(id, "(for i in $(seq 1 1000); do echo $i >> counter.txt; sleep 0.01; done) > /dev/null 2>&1 &");
+    exec(
+        id,
+        "(for i in $(seq 1 1000); do echo $i >> counter.txt; sleep 0.01; done) > /dev/null 2>&1 &");
     sleep(100);
     await(provider.suspend(id));
     assertEquals(SandboxProvider.State.SUSPENDED, await(provider.state(id)));
@@ -299,15 +341,20 @@ public abstract class ShellSandboxProviderContractTest {
   void hibernateSnapshotRestoresTheWorkspace() {
     ShellSandboxProvider provider = provider();
     String id = sandbox();
-    exec(id, "mkdir -p src && echo 'print(1)' > src/main.py && ln -s src/main.py link && export AFTER=no");
+    exec(
+        id,
+        "mkdir -p src && echo 'print(1)' > src/main.py && ln -s src/main.py link && export"
+            + " AFTER=no");
     await(provider.write(id, "notes.md", "# notes\n"));
     byte[] snapshot = await(provider.hibernate(id));
     assertEquals(SandboxProvider.State.HIBERNATED, await(provider.state(id)));
-    assertEquals("# notes\n", exec(id, "cat notes.md").output()); // cold start on the kept workspace
+    assertEquals(
+        "# notes\n", exec(id, "cat notes.md").output()); // cold start on the kept workspace
     assertEquals("[]\n", exec(id, "echo \"[$AFTER]\"").output()); // a fresh shell
     assertEquals(SandboxProvider.State.ACTIVE, await(provider.state(id)));
     String restored = await(provider.create(LIMITS, snapshot));
-    assertEquals("print(1)\nprint(1)\n# notes\n", exec(restored, "cat src/main.py link notes.md").output());
+    assertEquals(
+        "print(1)\nprint(1)\n# notes\n", exec(restored, "cat src/main.py link notes.md").output());
     assertEquals("print(1)\n", await(provider.read(restored, "src/main.py")));
     assertEquals("print(1)\n", await(provider.read(restored, "/workspace/src/main.py")));
     assertFalse(Files.exists(workspace(restored).resolve(".state")));
@@ -331,7 +378,9 @@ public abstract class ShellSandboxProviderContractTest {
     kill.run();
     Throwable gone = awaitGone(id);
     assertTrue(gone.getMessage().contains("its shell exited"), gone.getMessage());
-    assertTrue(failure(provider.exec(id, null, "true", null)) instanceof SandboxProvider.SandboxGoneException);
+    assertTrue(
+        failure(provider.exec(id, null, "true", null))
+            instanceof SandboxProvider.SandboxGoneException);
     await(provider.destroy(id));
   }
 
@@ -341,7 +390,8 @@ public abstract class ShellSandboxProviderContractTest {
     String suspended = sandbox();
     String hibernated = sandbox();
     Runnable kill = killer(suspended);
-    long background = Long.parseLong(exec(suspended, "sleep 60 > /dev/null 2>&1 & echo $!").output().strip());
+    long background =
+        Long.parseLong(exec(suspended, "sleep 60 > /dev/null 2>&1 & echo $!").output().strip());
     exec(hibernated, "echo kept > kept.txt");
     await(provider.suspend(suspended));
     await(provider.hibernate(hibernated));
@@ -368,7 +418,12 @@ public abstract class ShellSandboxProviderContractTest {
       }
       sleep(50);
     }
-    throw new AssertionError("sandbox " + id + " still says " + await(provider().state(id)) + " after its processes were killed");
+    throw new AssertionError(
+        "sandbox "
+            + id
+            + " still says "
+            + await(provider().state(id))
+            + " after its processes were killed");
   }
 
   protected static long size(Path file) {
