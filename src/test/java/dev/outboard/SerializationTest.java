@@ -9,12 +9,15 @@ import dev.outboard.model.Block;
 import dev.outboard.model.Message;
 import dev.outboard.model.ModelSpec;
 import dev.outboard.model.Usage;
+import dev.outboard.session.Holds;
 import dev.outboard.session.SessionEntity;
 import dev.outboard.session.SessionEntity.Command;
 import dev.outboard.session.SessionEntity.Event;
 import dev.outboard.session.SessionFeed;
 import dev.outboard.session.SessionFiles;
 import dev.outboard.session.SessionSpec;
+import dev.outboard.session.SessionState;
+import dev.outboard.session.SessionStatus;
 import dev.outboard.session.Summary;
 import dev.outboard.session.Transcript;
 import java.lang.reflect.Modifier;
@@ -259,7 +262,7 @@ class SerializationTest {
     for (Object m : messages) assertThat(viaSerializer(m)).isEqualTo(m);
   }
 
-  static SessionEntity.State richState() {
+  static SessionState richState() {
     TreeMap<String, String> files = new TreeMap<>();
     files.put("/session/plan.md", "# Plan\n- [ ] ship\n");
     files.put("/session/notes/ünïcode.md", "☃ \uD83D\uDE00");
@@ -270,11 +273,11 @@ class SerializationTest {
             Message.assistant(List.of(new Block.Text("I'll write the plan."), WRITE, READ)),
             Message.user(List.of(RESULT, FAILED_RESULT, new Block.Text("queued message"))),
             Message.assistant(List.of(new Block.Text("done"))));
-    return new SessionEntity.State(
+    return new SessionState(
         "s-1",
         "acme",
         "alice",
-        SessionEntity.Status.FAILED,
+        SessionStatus.FAILED,
         SPEC,
         2,
         messages,
@@ -287,16 +290,16 @@ class SerializationTest {
         new Summary.ErrorView("max_turns", "the session used its budget of 12 turns"),
         T0,
         T1,
-        new SessionEntity.SandboxInfo("sbx-2", "hibernated"),
-        new SessionEntity.Holds(
-            List.of(new SessionEntity.Approval("toolu_2_0", 2, "bash", T1)),
-            List.of(new SessionEntity.Wait("toolu_2_1", 2, "ci.finished", 60, T1.plusSeconds(60))),
-            List.of(new SessionEntity.Inbound("deploy.done", "{\"env\":\"prod\"}", T1)),
-            List.of(new SessionEntity.Task("toolu_2_2", 2, "s_0456"))),
+        new SessionState.SandboxInfo("sbx-2", "hibernated"),
+        new Holds(
+            List.of(new Holds.Approval("toolu_2_0", 2, "bash", T1)),
+            List.of(new Holds.Wait("toolu_2_1", 2, "ci.finished", 60, T1.plusSeconds(60))),
+            List.of(new Holds.Inbound("deploy.done", "{\"env\":\"prod\"}", T1)),
+            List.of(new Holds.Task("toolu_2_2", 2, "s_0456"))),
         List.of(
-            new SessionEntity.Child("toolu_2_2", "s_0456", "find the bug", "running"),
-            new SessionEntity.Child("toolu_1_9", "s_0789", "read the logs", "completed")),
-        new SessionEntity.BudgetState(100_000L, 40, "tokens", 50_000, 50_210));
+            new SessionState.Child("toolu_2_2", "s_0456", "find the bug", "running"),
+            new SessionState.Child("toolu_1_9", "s_0789", "read the logs", "completed")),
+        new SessionState.BudgetState(100_000L, 40, "tokens", 50_000, 50_210));
   }
 
   private Object roundTrip(Object original) {
@@ -333,10 +336,10 @@ class SerializationTest {
 
   @Test
   void aRichStateSurvivesTheSerializerUnchanged() {
-    SessionEntity.State state = richState();
+    SessionState state = richState();
     Object back = roundTrip(state);
     assertThat(back).isEqualTo(state);
-    SessionEntity.State s = (SessionEntity.State) back;
+    SessionState s = (SessionState) back;
     assertThat(s.messages().get(2).content())
         .containsExactly(RESULT, FAILED_RESULT, new Block.Text("queued message"));
     assertThat(s.files().files()).isEqualTo(state.files().files());
@@ -345,8 +348,21 @@ class SerializationTest {
 
   @Test
   void theEmptyStateSurvivesTheSerializerUnchanged() {
-    SessionEntity.State empty = SessionEntity.State.empty("s-empty");
+    SessionState empty = SessionState.empty("s-empty");
     assertThat(roundTrip(empty)).isEqualTo(empty);
+  }
+
+  @Test
+  void aSnapshotRecordedUnderTheStatesOldClassNameLoadsAsTheSessionState() {
+    // Before the state had its own file, snapshots named it SessionEntity$State.
+    SessionState state = richState();
+    Serializer serializer = serialization.findSerializerFor(state);
+    byte[] bytes = serialization.serialize(state).get();
+    Object back =
+        serialization
+            .deserialize(bytes, serializer.identifier(), "dev.outboard.session.SessionEntity$State")
+            .get();
+    assertThat(back).isEqualTo(state);
   }
 
   @Test
@@ -366,7 +382,7 @@ class SerializationTest {
 
   @Test
   void repliesSurviveTheSerializerUnchanged() {
-    SessionEntity.State state = richState();
+    SessionState state = richState();
     assertThat(roundTrip(state.summary())).isEqualTo(state.summary());
     assertThat(roundTrip(state.transcript())).isEqualTo(state.transcript());
     StatusReply<Summary> ok = StatusReply.success(state.summary());

@@ -137,7 +137,7 @@ public final class RecoveryWarmup {
 
     @Override
     public Recovery recovery() {
-      // A session's snapshot is a SessionEntity.State, not this actor's count: events only.
+      // A session's snapshot is a SessionState, not this actor's count: events only.
       return Recovery.withSnapshotSelectionCriteria(SnapshotSelectionCriteria.none());
     }
 

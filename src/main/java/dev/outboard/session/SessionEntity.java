@@ -1,6 +1,5 @@
 package dev.outboard.session;
 
-import com.fasterxml.jackson.annotation.JsonValue;
 import dev.outboard.JsonSerializable;
 import dev.outboard.memory.OrgFiles;
 import dev.outboard.model.Block;
@@ -19,6 +18,13 @@ import dev.outboard.ops.Metrics;
 import dev.outboard.sandbox.SandboxHandle;
 import dev.outboard.sandbox.SandboxProvider;
 import dev.outboard.sandbox.SnapshotStore;
+import dev.outboard.session.Holds.Approval;
+import dev.outboard.session.Holds.Inbound;
+import dev.outboard.session.Holds.Task;
+import dev.outboard.session.Holds.Wait;
+import dev.outboard.session.SessionState.BudgetState;
+import dev.outboard.session.SessionState.Child;
+import dev.outboard.session.SessionState.SandboxInfo;
 import dev.outboard.store.OrgPolicies;
 import dev.outboard.tools.ApprovalPolicy;
 import dev.outboard.tools.ToolCall;
@@ -77,7 +83,7 @@ import org.apache.pekko.persistence.typed.javadsl.SignalHandler;
  */
 public final class SessionEntity
     extends EventSourcedBehaviorWithEnforcedReplies<
-        SessionEntity.Command, SessionEntity.Event, SessionEntity.State> {
+        SessionEntity.Command, SessionEntity.Event, SessionState> {
 
   /** The dispatcher of CPU-heavy tool calls on the session's own files (outboard.conf). */
   public static final String SEARCH_DISPATCHER = "outboard-search-dispatcher";
@@ -361,398 +367,6 @@ public final class SessionEntity
    */
   public record SandboxChanged(String state, Instant at) implements Event {}
 
-  // ---------------------------------------------------------------- state
-
-  /** The session's sandbox as recorded: its id (null before the first) and state. */
-  public record SandboxInfo(String id, String state) implements JsonSerializable {}
-
-  public enum Status {
-    NEW,
-    RUNNING,
-    /** Shown while a tool call of the turn waits for approval (recorded status: running). */
-    REQUIRES_ACTION,
-    WAITING,
-    COMPLETED,
-    FAILED,
-    CANCELLED;
-
-    @JsonValue
-    public String wire() {
-      return name().toLowerCase();
-    }
-
-    public boolean finished() {
-      return this == COMPLETED || this == FAILED || this == CANCELLED;
-    }
-  }
-
-  /** A tool call of the current turn waiting for a person's decision. */
-  public record Approval(String callId, int turn, String name, Instant requestedAt)
-      implements JsonSerializable {}
-
-  /** A {@code wait} call of the current turn: for event {@code event}, until {@code deadline}. */
-  public record Wait(String callId, int turn, String event, int timeoutSeconds, Instant deadline)
-      implements JsonSerializable {}
-
-  /** A {@code task} call of the current turn: its subagent {@code childId} works on it. */
-  public record Task(String callId, int turn, String childId) implements JsonSerializable {}
-
-  /**
-   * The budget as raised through the API ({@code maxTokens}, {@code maxTurns}; null: as created),
-   * and the limit the session is paused at, if it is ({@code exceeded}: tokens or turns).
-   */
-  public record BudgetState(
-      Long maxTokens, Integer maxTurns, String exceeded, long limit, long used)
-      implements JsonSerializable {
-    public static final BudgetState NONE = new BudgetState(null, null, null, 0, 0);
-  }
-
-  /**
-   * A subagent this session started, for the API: the call it answers, and its last known status.
-   */
-  public record Child(String toolUseId, String sessionId, String description, String status)
-      implements JsonSerializable {}
-
-  /** An event that arrived before any wait took it. */
-  public record Inbound(String name, String payload, Instant at) implements JsonSerializable {}
-
-  /**
-   * What the session waits for from outside: the current turn's calls held for approval and its
-   * waits (both are open calls, but nothing runs for them), and the events kept for later waits.
-   */
-  public record Holds(
-      List<Approval> approvals, List<Wait> waits, List<Inbound> inbox, List<Task> tasks)
-      implements JsonSerializable {
-    public static final Holds NONE = new Holds(List.of(), List.of(), List.of(), List.of());
-
-    public Holds {
-      approvals = approvals == null ? List.of() : approvals;
-      waits = waits == null ? List.of() : waits;
-      inbox = inbox == null ? List.of() : inbox;
-      tasks = tasks == null ? List.of() : tasks;
-    }
-
-    public Holds(List<Approval> approvals, List<Wait> waits, List<Inbound> inbox) {
-      this(approvals, waits, inbox, List.of());
-    }
-
-    /**
-     * True if the open call {@code callId} waits for a decision, an event or a subagent (nothing
-     * runs for it here).
-     */
-    public boolean holds(String callId) {
-      return parks(callId) || task(callId) != null;
-    }
-
-    /**
-     * True if the open call {@code callId} waits for a person or an event: the session may
-     * passivate meanwhile.
-     */
-    public boolean parks(String callId) {
-      return approval(callId) != null || waits.stream().anyMatch(w -> w.callId().equals(callId));
-    }
-
-    public Task task(String callId) {
-      return tasks.stream().filter(t -> t.callId().equals(callId)).findFirst().orElse(null);
-    }
-
-    public Task taskOf(String childId) {
-      return tasks.stream().filter(t -> t.childId().equals(childId)).findFirst().orElse(null);
-    }
-
-    public Approval approval(String callId) {
-      return approvals.stream().filter(a -> a.callId().equals(callId)).findFirst().orElse(null);
-    }
-
-    public Wait waitFor(String event) {
-      return waits.stream().filter(w -> w.event().equals(event)).findFirst().orElse(null);
-    }
-
-    public Wait waitCall(String callId) {
-      return waits.stream().filter(w -> w.callId().equals(callId)).findFirst().orElse(null);
-    }
-
-    public Inbound kept(String event) {
-      return inbox.stream().filter(i -> i.name().equals(event)).findFirst().orElse(null);
-    }
-
-    Holds withApprovals(List<Approval> a) {
-      return new Holds(a, waits, inbox, tasks);
-    }
-
-    Holds withWaits(List<Wait> w) {
-      return new Holds(approvals, w, inbox, tasks);
-    }
-
-    Holds withInbox(List<Inbound> i) {
-      return new Holds(approvals, waits, i, tasks);
-    }
-
-    Holds withTasks(List<Task> t) {
-      return new Holds(approvals, waits, inbox, t);
-    }
-
-    /** Without the call {@code callId}: it completed. */
-    Holds without(String callId) {
-      if (!holds(callId)) return this;
-      return new Holds(
-          approvals.stream().filter(a -> !a.callId().equals(callId)).toList(),
-          waits.stream().filter(w -> !w.callId().equals(callId)).toList(),
-          inbox,
-          tasks.stream().filter(t -> !t.callId().equals(callId)).toList());
-    }
-  }
-
-  /**
-   * Immutable session state. {@code messages} is the recorded transcript; the current turn's tool
-   * calls that have not completed are {@code openCalls}, the results so far {@code results}, and
-   * user messages that arrived while the session ran wait in {@code queued} until the turn ends.
-   * {@code holds}: what the session waits for from outside (approvals, waits, kept events).
-   */
-  public record State(
-      String id,
-      String org,
-      String user,
-      Status status,
-      SessionSpec spec,
-      int turns,
-      List<Message> messages,
-      List<String> openCalls,
-      List<Block.ToolResult> results,
-      List<String> queued,
-      SessionFiles files,
-      Usage usage,
-      String result,
-      Summary.ErrorView error,
-      Instant createdAt,
-      Instant updatedAt,
-      SandboxInfo sandbox,
-      Holds holds,
-      List<Child> children,
-      BudgetState budget)
-      implements JsonSerializable {
-
-    public State {
-      holds = holds == null ? Holds.NONE : holds; // snapshots from before approvals and waits
-      children = children == null ? List.of() : children; // and before subagents
-      budget = budget == null ? BudgetState.NONE : budget; // and before budgets
-    }
-
-    public State(
-        String id,
-        String org,
-        String user,
-        Status status,
-        SessionSpec spec,
-        int turns,
-        List<Message> messages,
-        List<String> openCalls,
-        List<Block.ToolResult> results,
-        List<String> queued,
-        SessionFiles files,
-        Usage usage,
-        String result,
-        Summary.ErrorView error,
-        Instant createdAt,
-        Instant updatedAt,
-        SandboxInfo sandbox,
-        Holds holds) {
-      this(
-          id,
-          org,
-          user,
-          status,
-          spec,
-          turns,
-          messages,
-          openCalls,
-          results,
-          queued,
-          files,
-          usage,
-          result,
-          error,
-          createdAt,
-          updatedAt,
-          sandbox,
-          holds,
-          List.of(),
-          BudgetState.NONE);
-    }
-
-    public static State empty(String id) {
-      return new State(
-          id,
-          null,
-          null,
-          Status.NEW,
-          null,
-          0,
-          List.of(),
-          List.of(),
-          List.of(),
-          List.of(),
-          SessionFiles.EMPTY,
-          Usage.ZERO,
-          null,
-          null,
-          null,
-          null,
-          null,
-          Holds.NONE,
-          List.of(),
-          BudgetState.NONE);
-    }
-
-    /** True when the loop should call the model next. */
-    public boolean readyForModel() {
-      return status == Status.RUNNING && openCalls.isEmpty() && budget.exceeded() == null;
-    }
-
-    /**
-     * The status the API shows: a running session whose turn waits for a decision is {@code
-     * requires_action}; one whose open calls are all waits is {@code waiting}.
-     */
-    public Status shown() {
-      if (status != Status.RUNNING) return status;
-      if (!holds.approvals().isEmpty() || budget.exceeded() != null) return Status.REQUIRES_ACTION;
-      if (!holds.waits().isEmpty() && openCalls.size() == holds.waits().size())
-        return Status.WAITING;
-      return Status.RUNNING;
-    }
-
-    /**
-     * True while the loop has work of its own: a model call to make, or a tool call that does not
-     * only wait for a person or an event (a running call, or a subagent's answer).
-     */
-    public boolean busy() {
-      return status == Status.RUNNING
-          && ((openCalls.isEmpty() && budget.exceeded() == null)
-              || openCalls.stream().anyMatch(id -> !holds.parks(id)));
-    }
-
-    /**
-     * The open calls that run (or ran, before a crash): not those held for a decision or an event.
-     */
-    List<String> runningCalls() {
-      return openCalls.stream().filter(id -> !holds.holds(id)).toList();
-    }
-
-    public Summary summary() {
-      List<Summary.PendingApproval> pending = List.of();
-      List<Summary.WaitView> waitViews = List.of();
-      if (status == Status.RUNNING && !(holds.approvals().isEmpty() && holds.waits().isEmpty())) {
-        List<Block.ToolUse> uses = lastToolUses();
-        pending =
-            holds.approvals().stream()
-                .map(
-                    a ->
-                        new Summary.PendingApproval(
-                            a.callId(),
-                            a.turn(),
-                            a.name(),
-                            uses.stream()
-                                .filter(u -> u.id().equals(a.callId()))
-                                .map(Block.ToolUse::input)
-                                .findFirst()
-                                .orElse(null),
-                            a.requestedAt()))
-                .toList();
-        waitViews =
-            holds.waits().stream()
-                .map(w -> new Summary.WaitView(w.callId(), w.turn(), w.event(), w.deadline()))
-                .toList();
-      }
-      return new Summary(
-          id,
-          org,
-          user,
-          shown().wire(),
-          turns,
-          new Summary.UsageView(
-              usage.inputTokens(),
-              usage.outputTokens(),
-              usage.cacheReadTokens(),
-              usage.cacheWriteTokens()),
-          sandbox == null
-              ? new Summary.SandboxView("none")
-              : new Summary.SandboxView(sandbox.state(), sandbox.id()),
-          result,
-          error,
-          spec == null ? null : spec.metadata(),
-          createdAt,
-          updatedAt,
-          pending,
-          waitViews,
-          spec == null ? null : spec.parent(),
-          // A cancelled session cancelled the children still running (their reports come after its
-          // end).
-          children.stream()
-              .map(
-                  c ->
-                      new Summary.ChildView(
-                          c.sessionId(),
-                          c.toolUseId(),
-                          c.description(),
-                          status == Status.CANCELLED && c.status().equals("running")
-                              ? "cancelled"
-                              : c.status()))
-              .toList(),
-          status == Status.RUNNING && budget.exceeded() != null
-              ? new Summary.BudgetView(budget.exceeded(), budget.limit(), budget.used())
-              : null,
-          Todo.parse(files.files().get(Todo.PATH)));
-    }
-
-    /** The transcript, including the finished part of a turn in progress. */
-    public Transcript transcript() {
-      if (results.isEmpty()) return new Transcript(messages);
-      List<Message> all = new ArrayList<>(messages);
-      all.add(Message.user(new ArrayList<>(results)));
-      return new Transcript(all);
-    }
-
-    /** The tool calls of the most recent model response. */
-    List<Block.ToolUse> lastToolUses() {
-      for (int i = messages.size() - 1; i >= 0; i--) {
-        Message m = messages.get(i);
-        if (m.role().equals(Message.ASSISTANT)) {
-          return m.content().stream()
-              .filter(Block.ToolUse.class::isInstance)
-              .map(Block.ToolUse.class::cast)
-              .toList();
-        }
-      }
-      return List.of();
-    }
-
-    State with(Status status, Instant at) {
-      // A finished session waits for nothing any more.
-      Holds h = status.finished() ? Holds.NONE : holds;
-      return new State(
-          id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
-          result, error, createdAt, at, sandbox, h, children, budget);
-    }
-
-    State with(Holds h) {
-      return new State(
-          id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
-          result, error, createdAt, updatedAt, sandbox, h, children, budget);
-    }
-
-    State with(List<Child> c, Usage u) {
-      return new State(
-          id, org, user, status, spec, turns, messages, openCalls, results, queued, files, u,
-          result, error, createdAt, updatedAt, sandbox, holds, c, budget);
-    }
-
-    State with(BudgetState b) {
-      return new State(
-          id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
-          result, error, createdAt, updatedAt, sandbox, holds, children, b);
-    }
-  }
-
   // ---------------------------------------------------------------- wiring
 
   /**
@@ -868,7 +482,7 @@ public final class SessionEntity
    * The status this incarnation last reported to the observer, and the holds it showed
    * (holdsShown).
    */
-  private Status reported;
+  private SessionStatus reported;
 
   private List<Object> reportedHolds = List.of();
 
@@ -927,8 +541,8 @@ public final class SessionEntity
   }
 
   @Override
-  public State emptyState() {
-    return State.empty(sessionId);
+  public SessionState emptyState() {
+    return SessionState.empty(sessionId);
   }
 
   @Override
@@ -939,9 +553,9 @@ public final class SessionEntity
   // ---------------------------------------------------------------- commands
 
   @Override
-  public CommandHandlerWithReply<Command, Event, State> commandHandler() {
-    CommandHandlerWithReplyBuilderByState<Command, Event, State, State> fresh =
-        newCommandHandlerWithReplyBuilder().forState(s -> s.status() == Status.NEW);
+  public CommandHandlerWithReply<Command, Event, SessionState> commandHandler() {
+    CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState> fresh =
+        newCommandHandlerWithReplyBuilder().forState(s -> s.status() == SessionStatus.NEW);
     fresh
         .onCommand(Create.class, this::onCreate)
         .onCommand(Get.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
@@ -965,8 +579,8 @@ public final class SessionEntity
             DeliverEvent.class,
             (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())));
 
-    CommandHandlerWithReplyBuilderByState<Command, Event, State, State> running =
-        newCommandHandlerWithReplyBuilder().forState(s -> s.status() == Status.RUNNING);
+    CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState> running =
+        newCommandHandlerWithReplyBuilder().forState(s -> s.status() == SessionStatus.RUNNING);
     running
         .onCommand(ModelAnswered.class, this::onModelAnswered)
         .onCommand(ToolsFinished.class, this::onToolsFinished)
@@ -996,15 +610,15 @@ public final class SessionEntity
               return Effect().none().thenNoReply();
             });
 
-    CommandHandlerWithReplyBuilderByState<Command, Event, State, State> waiting =
-        newCommandHandlerWithReplyBuilder().forState(s -> s.status() == Status.WAITING);
+    CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState> waiting =
+        newCommandHandlerWithReplyBuilder().forState(s -> s.status() == SessionStatus.WAITING);
     waiting
         .onCommand(AddMessage.class, this::onMessage)
         .onCommand(Cancel.class, this::onCancel)
         .onCommand(DeliverEvent.class, this::onEvent)
         .onCommand(RaiseBudget.class, this::onRaiseBudget);
 
-    CommandHandlerWithReplyBuilderByState<Command, Event, State, State> finished =
+    CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState> finished =
         newCommandHandlerWithReplyBuilder().forState(s -> s.status().finished());
     finished
         .onCommand(
@@ -1017,7 +631,7 @@ public final class SessionEntity
             DeliverEvent.class,
             (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(finishedError(s))));
 
-    CommandHandlerWithReplyBuilderByState<Command, Event, State, State> any =
+    CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState> any =
         newCommandHandlerWithReplyBuilder().forAnyState();
     any.onCommand(
             Create.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(summary(s))))
@@ -1081,7 +695,7 @@ public final class SessionEntity
                     .reply(
                         c.replyTo(),
                         StatusReply.error(
-                            s.status() == Status.NEW ? notFound() : finishedOrWaiting(s))))
+                            s.status() == SessionStatus.NEW ? notFound() : finishedOrWaiting(s))))
         .onCommand(CheckChildren.class, (s, c) -> Effect().none().thenNoReply())
         .onCommand(Nothing.class, (s, c) -> Effect().none().thenNoReply())
         .onCommand(Wake.class, (s, c) -> Effect().none().thenNoReply());
@@ -1089,7 +703,7 @@ public final class SessionEntity
     return fresh.orElse(running).orElse(waiting).orElse(finished).orElse(any).build();
   }
 
-  private ReplyEffect<Event, State> onCreate(State state, Create cmd) {
+  private ReplyEffect<Event, SessionState> onCreate(SessionState state, Create cmd) {
     Metrics.SESSIONS_STARTED.inc();
     orgId = cmd.org();
     return record(
@@ -1100,13 +714,13 @@ public final class SessionEntity
         .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
   }
 
-  private ReplyEffect<Event, State> onMessage(State state, AddMessage cmd) {
+  private ReplyEffect<Event, SessionState> onMessage(SessionState state, AddMessage cmd) {
     return record(
             state, List.of(new UserMessageAdded(cmd.text(), Instant.now())), this::afterPersist)
         .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
   }
 
-  private ReplyEffect<Event, State> onCancel(State state, Cancel cmd) {
+  private ReplyEffect<Event, SessionState> onCancel(SessionState state, Cancel cmd) {
     return record(
             state,
             ending(state, new SessionCancelled(Instant.now())),
@@ -1120,8 +734,8 @@ public final class SessionEntity
   /**
    * A cancelled session cancels the subagents it started that may still run (each cancels its own).
    */
-  private void cancelChildren(State state) {
-    if (state.status() != Status.CANCELLED) return;
+  private void cancelChildren(SessionState state) {
+    if (state.status() != SessionStatus.CANCELLED) return;
     for (Child c : state.children()) {
       if (c.status().equals("running")) {
         ClusterSharding.get(ctx.getSystem())
@@ -1135,7 +749,7 @@ public final class SessionEntity
    * The model answered: record the answer, start its tool calls, and complete those that need no
    * outside system, all in one write; then either continue the loop or stop it.
    */
-  private ReplyEffect<Event, State> onModelAnswered(State state, ModelAnswered msg) {
+  private ReplyEffect<Event, SessionState> onModelAnswered(SessionState state, ModelAnswered msg) {
     callInFlight = 0;
     if (msg.turn() != state.turns() + 1 || !state.readyForModel())
       return Effect().none().thenNoReply();
@@ -1195,7 +809,7 @@ public final class SessionEntity
    * now. An unreadable org policy ({@code orgPolicy} null) holds every call: approvals fail closed.
    */
   private List<Block.ToolUse> hold(
-      State state,
+      SessionState state,
       List<Event> events,
       int turn,
       List<Block.ToolUse> calls,
@@ -1257,7 +871,7 @@ public final class SessionEntity
   /**
    * A person decided on a held call: an allowed one runs now, a denied one gets its error result.
    */
-  private ReplyEffect<Event, State> onDecide(State state, Decide cmd) {
+  private ReplyEffect<Event, SessionState> onDecide(SessionState state, Decide cmd) {
     Approval pending = state.holds().approval(cmd.toolUseId());
     if (pending == null)
       return Effect().reply(cmd.replyTo(), StatusReply.error(notPending(state, cmd.toolUseId())));
@@ -1312,7 +926,7 @@ public final class SessionEntity
    * Why {@code toolUseId} cannot be decided: it needs no decision now (409), or there is no such
    * call (404).
    */
-  private String notPending(State state, String toolUseId) {
+  private String notPending(SessionState state, String toolUseId) {
     boolean known =
         state.messages().stream()
             .flatMap(m -> m.content().stream())
@@ -1325,8 +939,8 @@ public final class SessionEntity
   }
 
   /** Event {@code name} arrived: it resolves the first wait for it, or is kept for the next one. */
-  private ReplyEffect<Event, State> onEvent(State state, DeliverEvent cmd) {
-    Wait wait = state.status() == Status.RUNNING ? state.holds().waitFor(cmd.name()) : null;
+  private ReplyEffect<Event, SessionState> onEvent(SessionState state, DeliverEvent cmd) {
+    Wait wait = state.status() == SessionStatus.RUNNING ? state.holds().waitFor(cmd.name()) : null;
     int max = services.settings().waits().maxQueuedEvents();
     if (wait == null && state.holds().inbox().size() >= max) {
       return Effect()
@@ -1354,7 +968,7 @@ public final class SessionEntity
   }
 
   /** A wait's deadline came without its event: the call's result says so. */
-  private ReplyEffect<Event, State> onWaitTimedOut(State state, WaitTimedOut msg) {
+  private ReplyEffect<Event, SessionState> onWaitTimedOut(SessionState state, WaitTimedOut msg) {
     Wait wait = state.holds().waitCall(msg.callId());
     if (wait == null) return Effect().none().thenNoReply();
     Instant now = Instant.now();
@@ -1380,8 +994,8 @@ public final class SessionEntity
   }
 
   /** Starts a timer for each wait that has none in this incarnation (a due one fires at once). */
-  private void armWaits(State state) {
-    if (state.status() != Status.RUNNING) return;
+  private void armWaits(SessionState state) {
+    if (state.status() != SessionStatus.RUNNING) return;
     Instant now = Instant.now();
     for (Wait w : state.holds().waits()) {
       WaitTimedOut key = new WaitTimedOut(w.callId());
@@ -1396,7 +1010,8 @@ public final class SessionEntity
    * decision or an event). Session files are recomputed from the recorded state; org-file writes
    * are idempotent by (session, call id).
    */
-  private ReplyEffect<Event, State> onResumeOpenCalls(State state, ResumeOpenCalls msg) {
+  private ReplyEffect<Event, SessionState> onResumeOpenCalls(
+      SessionState state, ResumeOpenCalls msg) {
     List<String> running = state.runningCalls();
     List<Block.ToolUse> open =
         state.lastToolUses().stream().filter(u -> running.contains(u.id())).toList();
@@ -1406,7 +1021,7 @@ public final class SessionEntity
   }
 
   /** Records the results of a turn's tool calls that went to outside systems, in one write. */
-  private ReplyEffect<Event, State> onToolsFinished(State state, ToolsFinished msg) {
+  private ReplyEffect<Event, SessionState> onToolsFinished(SessionState state, ToolsFinished msg) {
     List<Event> events = new ArrayList<>();
     for (Event e : msg.completions()) {
       if (e instanceof ToolCallCompleted c
@@ -1441,7 +1056,7 @@ public final class SessionEntity
    * True if {@code call} is a {@code glob} or {@code grep} over {@code /} that also searches the
    * session's sandbox: only one it already has (a search never provisions one).
    */
-  private boolean searchesWorkspace(State state, ToolCall call) {
+  private boolean searchesWorkspace(SessionState state, ToolCall call) {
     if (!services.hasSandboxes() || !call.path().isRoot()) return false;
     if (!(call instanceof ToolCall.Glob || call instanceof ToolCall.Grep)) return false;
     SandboxInfo s = state.sandbox();
@@ -1449,7 +1064,7 @@ public final class SessionEntity
   }
 
   /** True if the call's result comes from outside the session's state (org files, the sandbox). */
-  private boolean needsOutsideSystem(State state, Block.ToolUse use) {
+  private boolean needsOutsideSystem(SessionState state, Block.ToolUse use) {
     ToolCall call = parsed(use).orElse(null);
     if (call == null || call instanceof ToolCall.Wait || call instanceof ToolCall.Task)
       return false;
@@ -1478,8 +1093,8 @@ public final class SessionEntity
    * Runs {@code calls} one after the other (a later call sees an earlier one's writes), off the
    * actor's thread, and sends their completions back as {@link ToolsFinished}.
    */
-  private void runTools(State state, int turn, List<Block.ToolUse> calls) {
-    if (state.status() != Status.RUNNING) return;
+  private void runTools(SessionState state, int turn, List<Block.ToolUse> calls) {
+    if (state.status() != SessionStatus.RUNNING) return;
     ActorRef<SandboxHandle.Command> handle =
         calls.stream()
                 .map(SessionEntity::parsed)
@@ -1534,7 +1149,10 @@ public final class SessionEntity
   }
 
   private CompletionStage<SessionFiles.Outcome> executeToolAsync(
-      State state, SessionFiles files, Block.ToolUse use, ActorRef<SandboxHandle.Command> handle) {
+      SessionState state,
+      SessionFiles files,
+      Block.ToolUse use,
+      ActorRef<SandboxHandle.Command> handle) {
     if (!needsOutsideSystem(state, use)) {
       if (!searchesOwnFiles(use)) return CompletableFuture.completedFuture(executeTool(files, use));
       return CompletableFuture.supplyAsync(() -> executeTool(files, use), searches);
@@ -1556,7 +1174,7 @@ public final class SessionEntity
    * chain).
    */
   private CompletionStage<SessionFiles.Outcome> searchEverything(
-      State state,
+      SessionState state,
       SessionFiles files,
       ToolCall call,
       ActorRef<SandboxHandle.Command> handle,
@@ -1648,7 +1266,7 @@ public final class SessionEntity
   }
 
   /** The sandbox child; spawned on first use, knowing the sandbox the session recorded (if any). */
-  private ActorRef<SandboxHandle.Command> sandbox(State state) {
+  private ActorRef<SandboxHandle.Command> sandbox(SessionState state) {
     if (sandbox == null) {
       ActorRef<SandboxHandle.Report> reports =
           ctx.messageAdapter(SandboxHandle.Report.class, SandboxReported::new);
@@ -1673,10 +1291,11 @@ public final class SessionEntity
   }
 
   /** Records what the sandbox child reported: a new sandbox id and/or a new state. */
-  private ReplyEffect<Event, State> onSandboxReported(State state, SandboxReported msg) {
+  private ReplyEffect<Event, SessionState> onSandboxReported(
+      SessionState state, SandboxReported msg) {
     // A finished session records nothing after its terminal event (which says its sandbox is
     // destroyed).
-    if (state.status() == Status.NEW || state.status().finished())
+    if (state.status() == SessionStatus.NEW || state.status().finished())
       return Effect().none().thenNoReply();
     SandboxHandle.Report r = msg.report();
     SandboxInfo known = state.sandbox();
@@ -1704,7 +1323,7 @@ public final class SessionEntity
         .thenNoReply();
   }
 
-  private ReplyEffect<Event, State> onModelFailed(State state, ModelFailed msg) {
+  private ReplyEffect<Event, SessionState> onModelFailed(SessionState state, ModelFailed msg) {
     callInFlight = 0;
     if (msg.turn() != state.turns() + 1 || !state.readyForModel())
       return Effect().none().thenNoReply();
@@ -1721,7 +1340,7 @@ public final class SessionEntity
    * is bounded (hibernate-after plus twice passivate-after): a sandbox that cannot be parked, say
    * its host is unreachable, does not keep the session in memory for ever.
    */
-  private ReplyEffect<Event, State> onIdleTimeout(State state, IdleTimeout msg) {
+  private ReplyEffect<Event, SessionState> onIdleTimeout(SessionState state, IdleTimeout msg) {
     if (state.busy()) return Effect().none().thenNoReply();
     if (!state.status().finished() && !followers.isEmpty()) {
       // Someone follows it: it stays (its sandbox still parks on its own timers).
@@ -1753,7 +1372,7 @@ public final class SessionEntity
     return now - heldSinceNanos < bound.toNanos();
   }
 
-  private boolean sandboxHasProcesses(State state) {
+  private boolean sandboxHasProcesses(SessionState state) {
     SandboxInfo s = state.sandbox();
     return services.hasSandboxes()
         && s != null
@@ -1850,7 +1469,7 @@ public final class SessionEntity
   }
 
   /** After a turn's events: stop the loop (completed / waiting / budget spent) or let it go on. */
-  private List<Event> decideNext(State after, String text, Instant now) {
+  private List<Event> decideNext(SessionState after, String text, Instant now) {
     if (!after.readyForModel()) return List.of();
     boolean modelDone =
         after.messages().get(after.messages().size() - 1).role().equals(Message.ASSISTANT);
@@ -1879,23 +1498,23 @@ public final class SessionEntity
    * that the terminal event is the last thing the session records. The sandbox is destroyed right
    * after the write (and again, idempotently, if the session recovers finished).
    */
-  private static List<Event> ending(State state, Event terminal) {
+  private static List<Event> ending(SessionState state, Event terminal) {
     SandboxInfo s = state.sandbox();
     if (s == null || s.id() == null || s.state().equals("destroyed")) return List.of(terminal);
     return List.of(new SandboxChanged("destroyed", terminal.at()), terminal);
   }
 
   /** Side effects after a write: next model call, idle timer, sessions list. */
-  private void afterPersist(State state) {
+  private void afterPersist(SessionState state) {
     long seq = lastSequenceNumber(ctx);
     if (timedTurn != 0 && timedTurn == state.turns() && state.openCalls().isEmpty()) {
       Metrics.TURN_SECONDS.observe(
           Metrics.secondsSince(turnStartNanos)); // the turn's last result is recorded
       timedTurn = 0;
     }
-    Status shown = state.shown();
+    SessionStatus shown = state.shown();
     if (state.status().finished()) destroySandbox(state);
-    if (shown != Status.RUNNING) releaseWaiters(state);
+    if (shown != SessionStatus.RUNNING) releaseWaiters(state);
     if (state.busy()) {
       timers.cancel(IdleTimeout.INSTANCE);
       heldSinceNanos = 0;
@@ -1912,7 +1531,7 @@ public final class SessionEntity
     if (shown != reported) {
       reported = shown;
       liveStatus.set(shown.wire());
-      if (state.status() == Status.FAILED && state.error() != null) {
+      if (state.status() == SessionStatus.FAILED && state.error() != null) {
         ctx.getLog().warn("session failed: {}: {}", state.error().code(), state.error().message());
       }
       summary = summary(state);
@@ -1929,8 +1548,8 @@ public final class SessionEntity
   }
 
   /** What the sessions list shows of the holds: the pending call ids and the earliest deadline. */
-  private static List<Object> holdsShown(State state) {
-    if (state.status() != Status.RUNNING) return List.of();
+  private static List<Object> holdsShown(SessionState state) {
+    if (state.status() != SessionStatus.RUNNING) return List.of();
     List<Object> shown =
         new ArrayList<>(state.holds().approvals().stream().map(Approval::callId).toList());
     state.holds().waits().stream()
@@ -1945,8 +1564,8 @@ public final class SessionEntity
    * followers and runs {@code then}. Times the journal write, from here to the callback. The
    * followers cannot change in between: commands wait while the entity persists.
    */
-  private EffectBuilder<Event, State> record(
-      State before, List<Event> events, Procedure<State> then) {
+  private EffectBuilder<Event, SessionState> record(
+      SessionState before, List<Event> events, Procedure<SessionState> then) {
     long started = System.nanoTime();
     List<SessionFeed.Recorded> pushes =
         followers.isEmpty()
@@ -1964,7 +1583,7 @@ public final class SessionEntity
             });
   }
 
-  private ReplyEffect<Event, State> onFollow(State state, Follow cmd) {
+  private ReplyEffect<Event, SessionState> onFollow(SessionState state, Follow cmd) {
     if (followers.add(cmd.follower()))
       ctx.watchWith(cmd.follower(), new FollowerGone(cmd.follower()));
     return Effect()
@@ -1974,7 +1593,7 @@ public final class SessionEntity
   }
 
   /** A piece of the model's answer in flight: live to the followers, never recorded. */
-  private ReplyEffect<Event, State> onDelta(State state, DeltaArrived msg) {
+  private ReplyEffect<Event, SessionState> onDelta(SessionState state, DeltaArrived msg) {
     if (msg.turn() != callInFlight || followers.isEmpty()) return Effect().none().thenNoReply();
     SessionFeed.Live push =
         new SessionFeed.Live(
@@ -1983,8 +1602,8 @@ public final class SessionEntity
     return Effect().none().thenNoReply();
   }
 
-  private ReplyEffect<Event, State> onAwaitSettled(State state, AwaitSettled cmd) {
-    if (state.shown() != Status.RUNNING)
+  private ReplyEffect<Event, SessionState> onAwaitSettled(SessionState state, AwaitSettled cmd) {
+    if (state.shown() != SessionStatus.RUNNING)
       return Effect().reply(cmd.replyTo(), StatusReply.success(summary(state)));
     waiters.add(cmd.replyTo());
     timers.startSingleTimer(
@@ -1998,7 +1617,7 @@ public final class SessionEntity
    * Answers the callers waiting for the session to leave running (it did, or this incarnation
    * stops).
    */
-  private void releaseWaiters(State state) {
+  private void releaseWaiters(SessionState state) {
     for (ActorRef<StatusReply<Summary>> waiter : waiters) {
       timers.cancel(new WaitDue(waiter));
       waiter.tell(StatusReply.success(summary(state)));
@@ -2012,14 +1631,14 @@ public final class SessionEntity
    * (at most {@code handoff-grace}), so that the next incarnation goes on from there instead of
    * making the call again; it starts nothing new meanwhile.
    */
-  private ReplyEffect<Event, State> onStop(State state, Stop cmd) {
+  private ReplyEffect<Event, SessionState> onStop(SessionState state, Stop cmd) {
     if (handingOff) return Effect().none().thenNoReply();
-    if (!passivating && state.status() != Status.NEW) {
+    if (!passivating && state.status() != SessionStatus.NEW) {
       Metrics.HANDOFFS.inc();
       ctx.getLog().info("session {} handed off by sharding (rebalance or shutdown)", sessionId);
     }
     boolean stepInFlight = callInFlight == state.turns() + 1 || !state.runningCalls().isEmpty();
-    if (state.status() == Status.RUNNING && stepInFlight && !passivating) {
+    if (state.status() == SessionStatus.RUNNING && stepInFlight && !passivating) {
       handingOff = true;
       timers.startSingleTimer(HandOffNow.INSTANCE, services.settings().handoffGrace());
       return Effect().none().thenNoReply();
@@ -2034,14 +1653,14 @@ public final class SessionEntity
   }
 
   /** A finished session destroys its sandbox, if it has or had one. */
-  private void destroySandbox(State state) {
+  private void destroySandbox(SessionState state) {
     boolean recorded = state.sandbox() != null && state.sandbox().id() != null;
     if (services.sandboxes() == null || (sandbox == null && !recorded)) return;
     sandbox(state).tell(SandboxHandle.Destroy.INSTANCE);
     sandbox = null;
   }
 
-  private void callModel(State state) {
+  private void callModel(SessionState state) {
     int turn = state.turns() + 1;
     if (callInFlight == turn) return;
     int cut = compactionCut(state, turn);
@@ -2138,7 +1757,7 @@ public final class SessionEntity
    * stays within the threshold of the model's context window, or there is too little to replace.
    * The kept part starts at an answer of the model, so no tool result loses its call.
    */
-  private int compactionCut(State state, int turn) {
+  private int compactionCut(SessionState state, int turn) {
     SessionSettings.Compaction c = services.settings().compaction();
     if (turn == summaryFailedTurn) return 0;
     // The messages, the tool definitions, the session's system text and the harness's (about 2,000
@@ -2209,7 +1828,7 @@ public final class SessionEntity
    * Asks the model for a summary of {@code messages[0, cut)}; the answer comes back as {@link
    * Summarised}.
    */
-  private void summarise(State state, int turn, int cut) {
+  private void summarise(SessionState state, int turn, int cut) {
     callInFlight = turn;
     ModelClient client = services.models().get(state.spec().model().provider()).orElse(null);
     if (client == null) {
@@ -2248,7 +1867,7 @@ public final class SessionEntity
   /**
    * The summary is in: record the compaction (the history file with it), then make the turn's call.
    */
-  private ReplyEffect<Event, State> onSummarised(State state, Summarised msg) {
+  private ReplyEffect<Event, SessionState> onSummarised(SessionState state, Summarised msg) {
     callInFlight = 0;
     if (msg.turn() != state.turns() + 1
         || !state.readyForModel()
@@ -2278,7 +1897,7 @@ public final class SessionEntity
         .thenNoReply();
   }
 
-  private ReplyEffect<Event, State> onSummaryFailed(State state, SummaryFailed msg) {
+  private ReplyEffect<Event, SessionState> onSummaryFailed(SessionState state, SummaryFailed msg) {
     callInFlight = 0;
     if (msg.turn() != state.turns() + 1 || !state.readyForModel())
       return Effect().none().thenNoReply();
@@ -2359,7 +1978,7 @@ public final class SessionEntity
    * The tools offered to the model: the session's subset, without {@code task} at the deepest
    * level.
    */
-  private List<dev.outboard.tools.ToolSpec> tools(State state) {
+  private List<dev.outboard.tools.ToolSpec> tools(SessionState state) {
     if (state.spec().tools().isEmpty() && maySpawn(state)) return ToolCatalog.ALL;
     return ToolCatalog.ALL.stream()
         .filter(t -> state.spec().mayUse(t.name()) && (maySpawn(state) || !t.name().equals("task")))
@@ -2367,7 +1986,7 @@ public final class SessionEntity
   }
 
   /** Whether this session may start subagents: it is not at outboard.subagents.max-depth. */
-  private boolean maySpawn(State state) {
+  private boolean maySpawn(SessionState state) {
     return state.spec().depth() < services.settings().subagents().maxDepth();
   }
 
@@ -2391,8 +2010,8 @@ public final class SessionEntity
    * start (a Create, which a child that exists already answers with where it stands); a finished
    * one's answer is its result. Then every check-interval again, in case a report was lost.
    */
-  private void startChildren(State state) {
-    if (state.status() != Status.RUNNING || state.holds().tasks().isEmpty()) return;
+  private void startChildren(SessionState state) {
+    if (state.status() != SessionStatus.RUNNING || state.holds().tasks().isEmpty()) return;
     ClusterSharding sharding = ClusterSharding.get(ctx.getSystem());
     List<Block.ToolUse> uses = state.lastToolUses();
     for (Task task : state.holds().tasks()) {
@@ -2454,7 +2073,7 @@ public final class SessionEntity
   }
 
   /** A subagent finished: its final text (or why there is none) is the result of the task call. */
-  private ReplyEffect<Event, State> onChildFinished(State state, ChildFinished msg) {
+  private ReplyEffect<Event, SessionState> onChildFinished(SessionState state, ChildFinished msg) {
     Task task = state.holds().taskOf(msg.childId());
     if (task == null) return Effect().none().thenNoReply(); // reported before, or not ours
     Summary child = msg.summary();
@@ -2487,7 +2106,7 @@ public final class SessionEntity
   }
 
   /** A finished subagent tells its parent (again on each recovery: the parent ignores a repeat). */
-  private void notifyParent(State state) {
+  private void notifyParent(SessionState state) {
     String parent = state.spec() == null ? null : state.spec().parent();
     if (parent == null || !state.status().finished()) return;
     ClusterSharding.get(ctx.getSystem())
@@ -2499,7 +2118,7 @@ public final class SessionEntity
    * The org's approval policy for the answer of the next call, read while the model thinks; null if
    * it could not be read (then every call of the answer waits for approval).
    */
-  private CompletionStage<OrgPolicies.ForSessions> orgPolicy(State state) {
+  private CompletionStage<OrgPolicies.ForSessions> orgPolicy(SessionState state) {
     if (services.policies() == null) {
       return CompletableFuture.completedFuture(
           new OrgPolicies.ForSessions(ApprovalPolicy.NONE, Budget.NONE));
@@ -2522,7 +2141,7 @@ public final class SessionEntity
    * Why turn {@code turn} may not call the model, under the session's and the org's budget; null if
    * it may.
    */
-  private static OverBudget overBudget(State state, int turn, Budget orgBudget) {
+  private static OverBudget overBudget(SessionState state, int turn, Budget orgBudget) {
     Budget budget = state.spec().ownBudget().and(orgBudget);
     BudgetState raised = state.budget();
     Long maxTokens = raised.maxTokens() != null ? raised.maxTokens() : budget.maxTokens();
@@ -2536,7 +2155,7 @@ public final class SessionEntity
   }
 
   /** The session reached a limit of its budget before the model call of {@code turn}. */
-  private ReplyEffect<Event, State> onOverBudget(State state, OverBudget msg) {
+  private ReplyEffect<Event, SessionState> onOverBudget(SessionState state, OverBudget msg) {
     callInFlight = 0;
     if (msg.turn() != state.turns() + 1 || !state.readyForModel())
       return Effect().none().thenNoReply();
@@ -2564,7 +2183,7 @@ public final class SessionEntity
   }
 
   /** New limits for a session (one over its budget goes on if they are above what it used). */
-  private ReplyEffect<Event, State> onRaiseBudget(State state, RaiseBudget cmd) {
+  private ReplyEffect<Event, SessionState> onRaiseBudget(SessionState state, RaiseBudget cmd) {
     long used = state.usage().inputTokens() + state.usage().outputTokens();
     if (cmd.maxTokens() != null && cmd.maxTokens() <= used) {
       return Effect()
@@ -2597,7 +2216,7 @@ public final class SessionEntity
    * The system prompt of the next call: the harness's, the org's skills and memory, the session's
    * own.
    */
-  private CompletionStage<String> systemPrompt(State state) {
+  private CompletionStage<String> systemPrompt(SessionState state) {
     String extra = state.spec().system();
     if (services.orgFiles() == null)
       return CompletableFuture.completedFuture(SystemPrompt.build(services.router(), extra));
@@ -2614,7 +2233,7 @@ public final class SessionEntity
   }
 
   /** The state as the API shows it, with the sandbox's isolation when it has none. */
-  private Summary summary(State state) {
+  private Summary summary(SessionState state) {
     return services.sandboxes() == null
         ? state.summary()
         : state.summary().withSandboxIsolation(services.sandboxes().isolation());
@@ -2624,34 +2243,34 @@ public final class SessionEntity
     return NOT_FOUND + ": no session " + sessionId;
   }
 
-  private String finishedOrWaiting(State s) {
+  private String finishedOrWaiting(SessionState s) {
     return CONFLICT + ": the session is " + s.shown().wire() + "; a budget is raised while it runs";
   }
 
-  private static String finishedError(State s) {
+  private static String finishedError(SessionState s) {
     return CONFLICT + ": the session is " + s.status().wire();
   }
 
   // ---------------------------------------------------------------- events → state
 
   @Override
-  public EventHandler<State, Event> eventHandler() {
+  public EventHandler<SessionState, Event> eventHandler() {
     return (state, event) -> apply(state, event);
   }
 
-  private static State fold(State state, List<Event> events) {
+  private static SessionState fold(SessionState state, List<Event> events) {
     for (Event e : events) state = apply(state, e);
     return state;
   }
 
-  static State apply(State s, Event event) {
+  static SessionState apply(SessionState s, Event event) {
     Instant at = event.at();
     if (event instanceof SessionStarted e) {
-      return new State(
+      return new SessionState(
           e.sessionId(),
           e.org(),
           e.user(),
-          Status.RUNNING,
+          SessionStatus.RUNNING,
           e.spec(),
           0,
           List.of(Message.user(List.of(new Block.Text(e.spec().prompt())))),
@@ -2669,12 +2288,12 @@ public final class SessionEntity
           List.of(),
           BudgetState.NONE);
     } else if (event instanceof UserMessageAdded e) {
-      if (s.status() == Status.WAITING) {
-        return new State(
+      if (s.status() == SessionStatus.WAITING) {
+        return new SessionState(
             s.id(),
             s.org(),
             s.user(),
-            Status.RUNNING,
+            SessionStatus.RUNNING,
             s.spec(),
             s.turns(),
             append(s.messages(), Message.user(List.of(new Block.Text(e.text())))),
@@ -2692,7 +2311,7 @@ public final class SessionEntity
             s.children(),
             s.budget());
       }
-      return new State(
+      return new SessionState(
           s.id(),
           s.org(),
           s.user(),
@@ -2714,8 +2333,8 @@ public final class SessionEntity
           s.children(),
           s.budget());
     } else if (event instanceof ModelResponded e) {
-      State next =
-          new State(
+      SessionState next =
+          new SessionState(
               s.id(),
               s.org(),
               s.user(),
@@ -2739,7 +2358,7 @@ public final class SessionEntity
       boolean asksForTools = e.content().stream().anyMatch(Block.ToolUse.class::isInstance);
       return asksForTools ? next : flushQueued(next);
     } else if (event instanceof ToolCallStarted e) {
-      return new State(
+      return new SessionState(
           s.id(),
           s.org(),
           s.user(),
@@ -2763,8 +2382,8 @@ public final class SessionEntity
     } else if (event instanceof ToolCallCompleted e) {
       List<String> open = new ArrayList<>(s.openCalls());
       open.remove(e.callId());
-      State next =
-          new State(
+      SessionState next =
+          new SessionState(
               s.id(),
               s.org(),
               s.user(),
@@ -2795,8 +2414,8 @@ public final class SessionEntity
           render(
               s.messages().subList(0, Math.min(e.replaced(), s.messages().size())),
               e.historyChars());
-      State next =
-          new State(
+      SessionState next =
+          new SessionState(
               s.id(),
               s.org(),
               s.user(),
@@ -2882,18 +2501,20 @@ public final class SessionEntity
                           e.callId(), e.turn(), e.event(), e.timeoutSeconds(), e.deadline()))));
     } else if (event instanceof EventReceived e) {
       // A wait takes it (its result follows in the same write), or it is kept for the next one.
-      if (s.status() == Status.RUNNING && s.holds().waitFor(e.name()) != null) return s;
+      if (s.status() == SessionStatus.RUNNING && s.holds().waitFor(e.name()) != null) return s;
       return s.with(
           s.holds().withInbox(append(s.holds().inbox(), new Inbound(e.name(), e.payload(), at))));
     } else if (event instanceof SessionWaiting e) {
-      return withResult(s.with(Status.WAITING, at), e.text(), null);
+      return withResult(s.with(SessionStatus.WAITING, at), e.text(), null);
     } else if (event instanceof SessionCompleted e) {
-      return withResult(s.with(Status.COMPLETED, at), e.result(), null);
+      return withResult(s.with(SessionStatus.COMPLETED, at), e.result(), null);
     } else if (event instanceof SessionFailed e) {
       return withResult(
-          s.with(Status.FAILED, at), s.result(), new Summary.ErrorView(e.code(), e.message()));
+          s.with(SessionStatus.FAILED, at),
+          s.result(),
+          new Summary.ErrorView(e.code(), e.message()));
     } else if (event instanceof SessionCancelled) {
-      return s.with(Status.CANCELLED, at);
+      return s.with(SessionStatus.CANCELLED, at);
     } else if (event instanceof SandboxAttached e) {
       return withSandbox(
           s,
@@ -2913,12 +2534,12 @@ public final class SessionEntity
    * The turn's tool results (in the order the model asked) plus queued messages become one user
    * message.
    */
-  private static State flushResults(State s) {
+  private static SessionState flushResults(SessionState s) {
     List<Block.ToolUse> order = s.lastToolUses();
     List<Block> blocks = new ArrayList<>(s.results());
     blocks.sort(Comparator.comparingInt(b -> indexOf(order, ((Block.ToolResult) b).toolUseId())));
     for (String q : s.queued()) blocks.add(new Block.Text(q));
-    return new State(
+    return new SessionState(
         s.id(),
         s.org(),
         s.user(),
@@ -2942,11 +2563,11 @@ public final class SessionEntity
   }
 
   /** Messages that arrived during a turn that ended without tool calls start the next turn. */
-  private static State flushQueued(State s) {
+  private static SessionState flushQueued(SessionState s) {
     if (s.queued().isEmpty()) return s;
     List<Block> blocks = new ArrayList<>();
     for (String q : s.queued()) blocks.add(new Block.Text(q));
-    return new State(
+    return new SessionState(
         s.id(),
         s.org(),
         s.user(),
@@ -2977,8 +2598,8 @@ public final class SessionEntity
   /**
    * Sandbox events do not touch {@code updatedAt}: they are the sandbox's life, not the session's.
    */
-  private static State withSandbox(State s, SandboxInfo sandbox) {
-    return new State(
+  private static SessionState withSandbox(SessionState s, SandboxInfo sandbox) {
+    return new SessionState(
         s.id(),
         s.org(),
         s.user(),
@@ -3001,8 +2622,8 @@ public final class SessionEntity
         s.budget());
   }
 
-  private static State withResult(State s, String result, Summary.ErrorView error) {
-    return new State(
+  private static SessionState withResult(SessionState s, String result, Summary.ErrorView error) {
+    return new SessionState(
         s.id(),
         s.org(),
         s.user(),
@@ -3032,7 +2653,7 @@ public final class SessionEntity
   // ---------------------------------------------------------------- recovery
 
   @Override
-  public SignalHandler<State> signalHandler() {
+  public SignalHandler<SessionState> signalHandler() {
     return newSignalHandlerBuilder()
         .onSignal(RecoveryCompleted.instance(), this::onRecovered)
         .onSignal(PostStop.instance(), this::onStopped)
@@ -3057,15 +2678,15 @@ public final class SessionEntity
   }
 
   /** This incarnation stops: its waiters and followers go on with the next one. */
-  private void onStopped(State state) {
+  private void onStopped(SessionState state) {
     liveStatus.clear();
     releaseWaiters(state);
     followers.clear(); // they watch this incarnation and follow the next
   }
 
-  private void onRecovered(State state) {
+  private void onRecovered(SessionState state) {
     freshIncarnation();
-    if (state.status() == Status.NEW) {
+    if (state.status() == SessionStatus.NEW) {
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
       return;
     }

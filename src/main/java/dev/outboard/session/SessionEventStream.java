@@ -6,7 +6,6 @@ import com.typesafe.config.ConfigFactory;
 import dev.outboard.Json;
 import dev.outboard.model.ModelDelta;
 import dev.outboard.session.SessionEntity.Event;
-import dev.outboard.session.SessionEntity.State;
 import dev.outboard.session.SessionFeed.Followed;
 import dev.outboard.session.SessionFeed.Item;
 import dev.outboard.session.SessionFeed.Live;
@@ -75,7 +74,7 @@ public final class SessionEventStream {
     return journal
         .currentEventsByPersistenceId(persistenceId(sessionId), 0, Long.MAX_VALUE)
         .runFold(
-            State.empty(sessionId),
+            SessionState.empty(sessionId),
             (state, envelope) -> {
               Event event = (Event) envelope.event();
               return event instanceof SessionEntity.TranscriptCompacted
@@ -83,7 +82,7 @@ public final class SessionEventStream {
                   : SessionEntity.apply(state, event);
             },
             system)
-        .thenApply(State::transcript);
+        .thenApply(SessionState::transcript);
   }
 
   /** The recorded events after {@code after} up to {@code to}: the stream of a finished session. */
@@ -163,10 +162,10 @@ public final class SessionEventStream {
                     .currentEventsByPersistenceId(pid, start.seq() + 1, to)
                     .statefulMapConcat(
                         () -> {
-                          State[] state = {start.state()};
+                          SessionState[] state = {start.state()};
                           return envelope -> {
                             Event event = (Event) envelope.event();
-                            State before = state[0];
+                            SessionState before = state[0];
                             state[0] = SessionEntity.apply(before, event);
                             return envelope.sequenceNr() < from
                                 ? List.of()
@@ -175,11 +174,11 @@ public final class SessionEventStream {
                         }));
   }
 
-  private record Start(long seq, State state) {}
+  private record Start(long seq, SessionState state) {}
 
   /** The newest snapshot before {@code from}, or the empty state before event 1. */
   private CompletionStage<Start> stateBefore(String pid, String sessionId, long from) {
-    Start empty = new Start(0, State.empty(sessionId));
+    Start empty = new Start(0, SessionState.empty(sessionId));
     if (from <= 1) return CompletableFuture.completedFuture(empty);
     var load =
         new SnapshotProtocol.LoadSnapshot(
@@ -190,7 +189,7 @@ public final class SessionEventStream {
               if (reply instanceof SnapshotProtocol.LoadSnapshotResult r
                   && r.snapshot().isDefined()) {
                 SelectedSnapshot selected = r.snapshot().get();
-                if (selected.snapshot() instanceof State s)
+                if (selected.snapshot() instanceof SessionState s)
                   return new Start(selected.metadata().sequenceNr(), s);
               }
               return empty;
@@ -203,7 +202,7 @@ public final class SessionEventStream {
   }
 
   /** The SSE items of recorded event {@code seq}, given the state before and after it. */
-  static List<Item> render(long seq, Event event, State before, State after) {
+  static List<Item> render(long seq, Event event, SessionState before, SessionState after) {
     List<Item> out = new ArrayList<>(2);
     ObjectNode data = data(event);
     // Every sandbox event says the state the sandbox is in after it.
@@ -216,8 +215,8 @@ public final class SessionEventStream {
           .findFirst()
           .ifPresent(u -> data.set("input", u.input()));
     } else if (event instanceof SessionEntity.EventReceived e) {
-      SessionEntity.Wait taker =
-          before.status() == SessionEntity.Status.RUNNING ? before.holds().waitFor(e.name()) : null;
+      Holds.Wait taker =
+          before.status() == SessionStatus.RUNNING ? before.holds().waitFor(e.name()) : null;
       if (taker != null) data.put("toolUseId", taker.callId());
       data.put("queued", taker == null);
     }
@@ -253,11 +252,11 @@ public final class SessionEventStream {
    * The SSE items of {@code events} recorded from {@code firstSeq} on, starting in state {@code
    * before}.
    */
-  static List<Recorded> render(long firstSeq, List<Event> events, State before) {
+  static List<Recorded> render(long firstSeq, List<Event> events, SessionState before) {
     List<Recorded> out = new ArrayList<>(events.size());
-    State state = before;
+    SessionState state = before;
     for (int i = 0; i < events.size(); i++) {
-      State next = SessionEntity.apply(state, events.get(i));
+      SessionState next = SessionEntity.apply(state, events.get(i));
       out.add(new Recorded(firstSeq + i, render(firstSeq + i, events.get(i), state, next)));
       state = next;
     }

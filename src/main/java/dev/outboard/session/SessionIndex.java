@@ -286,11 +286,9 @@ public final class SessionIndex implements SessionObserver {
         });
   }
 
-  /**
-   * Whether a listed status (a {@link SessionEntity.Status} in its wire form) is a terminal one.
-   */
+  /** Whether a listed status (a {@link SessionStatus} in its wire form) is a terminal one. */
   public static boolean finished(String status) {
-    for (SessionEntity.Status s : SessionEntity.Status.values()) {
+    for (SessionStatus s : SessionStatus.values()) {
       if (s.wire().equals(status)) return s.finished();
     }
     return false;

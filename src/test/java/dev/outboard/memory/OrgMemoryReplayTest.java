@@ -21,13 +21,13 @@ import dev.outboard.session.SessionEntity.Command;
 import dev.outboard.session.SessionEntity.Event;
 import dev.outboard.session.SessionEntity.ModelResponded;
 import dev.outboard.session.SessionEntity.SessionStarted;
-import dev.outboard.session.SessionEntity.State;
-import dev.outboard.session.SessionEntity.Status;
 import dev.outboard.session.SessionEntity.ToolCallCompleted;
 import dev.outboard.session.SessionEntity.ToolCallStarted;
 import dev.outboard.session.SessionFiles;
 import dev.outboard.session.SessionSettings;
 import dev.outboard.session.SessionSpec;
+import dev.outboard.session.SessionState;
+import dev.outboard.session.SessionStatus;
 import dev.outboard.store.Database;
 import dev.outboard.store.Migrations;
 import dev.outboard.store.StoreSettings;
@@ -158,7 +158,7 @@ class OrgMemoryReplayTest {
     final String pid = PersistenceId.of(SessionEntity.ENTITY_KEY.name(), id).id();
     final JsonNode input;
     final SessionSpec spec;
-    final EventSourcedBehaviorTestKit<Command, Event, State> es;
+    final EventSourcedBehaviorTestKit<Command, Event, SessionState> es;
 
     ReplayedSession(String path, String content) {
       input = Json.MAPPER.createObjectNode().put("path", path).put("content", content);
@@ -213,10 +213,10 @@ class OrgMemoryReplayTest {
           new ToolCallStarted(1, "toolu_1_0", "write", t));
     }
 
-    State awaitCompleted() {
+    SessionState awaitCompleted() {
       long deadline = System.nanoTime() + AWAIT.toNanos();
-      State s = es.getState();
-      while (s.status() != Status.COMPLETED) {
+      SessionState s = es.getState();
+      while (s.status() != SessionStatus.COMPLETED) {
         if (System.nanoTime() > deadline)
           fail("the session did not complete after recovery; state: " + s);
         pause(20);
@@ -253,7 +253,7 @@ class OrgMemoryReplayTest {
                 "/memory/replay.md", 1, true, "wrote /memory/replay.md (version 1, 2 bytes)"));
 
     s.crashAfterToolCallStarted();
-    State state = s.awaitCompleted();
+    SessionState state = s.awaitCompleted();
 
     assertThat(s.journalTypes())
         .containsExactly(
@@ -290,7 +290,7 @@ class OrgMemoryReplayTest {
       throws Exception {
     ReplayedSession s = new ReplayedSession("/memory/unwritten.md", "first");
     s.crashAfterToolCallStarted();
-    State state = s.awaitCompleted();
+    SessionState state = s.awaitCompleted();
 
     assertThat(s.completions())
         .singleElement()

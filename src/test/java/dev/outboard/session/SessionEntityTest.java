@@ -31,8 +31,6 @@ import dev.outboard.session.SessionEntity.SessionCompleted;
 import dev.outboard.session.SessionEntity.SessionFailed;
 import dev.outboard.session.SessionEntity.SessionStarted;
 import dev.outboard.session.SessionEntity.SessionWaiting;
-import dev.outboard.session.SessionEntity.State;
-import dev.outboard.session.SessionEntity.Status;
 import dev.outboard.session.SessionEntity.ToolCallCompleted;
 import dev.outboard.session.SessionEntity.ToolCallStarted;
 import dev.outboard.session.SessionEntity.UserMessageAdded;
@@ -208,7 +206,7 @@ class SessionEntityTest {
     final TestProbe<ClusterSharding.ShardCommand> shard = kit.createTestProbe();
     final RecordingObserver observer = new RecordingObserver();
     final RecordingModel model;
-    final EventSourcedBehaviorTestKit<Command, Event, State> es;
+    final EventSourcedBehaviorTestKit<Command, Event, SessionState> es;
 
     Session(RecordingModel model, SessionSettings settings) {
       this.model = model;
@@ -223,30 +221,32 @@ class SessionEntityTest {
               kit.system(), SessionEntity.create(id, shard.ref(), services));
     }
 
-    CommandResultWithReply<Command, Event, State, StatusReply<Summary>> create(SessionSpec spec) {
+    CommandResultWithReply<Command, Event, SessionState, StatusReply<Summary>> create(
+        SessionSpec spec) {
       return es.runCommand(replyTo -> new Create("acme", "alice", spec, replyTo));
     }
 
-    CommandResultWithReply<Command, Event, State, StatusReply<Summary>> addMessage(String text) {
+    CommandResultWithReply<Command, Event, SessionState, StatusReply<Summary>> addMessage(
+        String text) {
       return es.runCommand(replyTo -> new AddMessage(text, replyTo));
     }
 
-    CommandResultWithReply<Command, Event, State, StatusReply<Summary>> cancel() {
+    CommandResultWithReply<Command, Event, SessionState, StatusReply<Summary>> cancel() {
       return es.runCommand(Cancel::new);
     }
 
-    CommandResultWithReply<Command, Event, State, StatusReply<Summary>> get() {
+    CommandResultWithReply<Command, Event, SessionState, StatusReply<Summary>> get() {
       return es.runCommand(Get::new);
     }
 
-    CommandResultWithReply<Command, Event, State, StatusReply<Transcript>> transcript() {
+    CommandResultWithReply<Command, Event, SessionState, StatusReply<Transcript>> transcript() {
       return es.runCommand(GetTranscript::new);
     }
 
     /** Polls the state until {@code condition} holds (model calls answer asynchronously). */
-    State awaitState(Predicate<State> condition, String what) {
+    SessionState awaitState(Predicate<SessionState> condition, String what) {
       long deadline = System.nanoTime() + AWAIT.toNanos();
-      State s = es.getState();
+      SessionState s = es.getState();
       while (!condition.test(s)) {
         if (System.nanoTime() > deadline)
           fail("session never became " + what + "; last state: " + s);
@@ -256,7 +256,7 @@ class SessionEntityTest {
       return s;
     }
 
-    State awaitStatus(Status status) {
+    SessionState awaitStatus(SessionStatus status) {
       return awaitState(s -> s.status() == status, status.wire());
     }
 
@@ -348,8 +348,8 @@ class SessionEntityTest {
     assertThat(started.spec()).isEqualTo(spec);
     assertThat(started.at()).isEqualTo(summary.createdAt());
 
-    State state = result.state();
-    assertThat(state.status()).isEqualTo(Status.RUNNING);
+    SessionState state = result.state();
+    assertThat(state.status()).isEqualTo(SessionStatus.RUNNING);
     assertThat(state.turns()).isZero();
     assertThat(state.messages()).containsExactly(Message.user(List.of(new Block.Text(PROMPT))));
     assertThat(state.files().files()).isEmpty();
@@ -364,7 +364,7 @@ class SessionEntityTest {
   void createOnAnExistingSessionRepliesWithItsSummaryAndRecordsNothing() {
     Session s = session();
     s.create(spec(say("done")));
-    State done = s.awaitStatus(Status.COMPLETED);
+    SessionState done = s.awaitStatus(SessionStatus.COMPLETED);
     var again = s.create(spec(say("something else")));
     assertThat(success(again.reply())).isEqualTo(done.summary());
     assertThat(again.hasNoEvents()).isTrue();
@@ -375,7 +375,7 @@ class SessionEntityTest {
   void aTurnWritesAndReadsSessionFilesAndTheReadSeesTheWrite() {
     Session s = session();
     s.create(spec(WRITE_THEN_READ, say("done")));
-    State state = s.awaitStatus(Status.COMPLETED);
+    SessionState state = s.awaitStatus(SessionStatus.COMPLETED);
 
     assertThat(s.journalTypes())
         .containsExactly(
@@ -470,7 +470,7 @@ class SessionEntityTest {
             });
     try {
       s.create(spec(WRITE_THEN_READ, say("done")));
-      s.awaitStatus(Status.COMPLETED);
+      s.awaitStatus(SessionStatus.COMPLETED);
     } finally {
       s.es.persistenceTestKit().resetPolicy();
     }
@@ -496,7 +496,7 @@ class SessionEntityTest {
             tools(
                 "two", use("edit", "{'path': '/session/a', 'old_string': '1', 'new_string': '2'}")),
             say("the final answer")));
-    State state = s.awaitStatus(Status.COMPLETED);
+    SessionState state = s.awaitStatus(SessionStatus.COMPLETED);
 
     assertThat(state.turns()).isEqualTo(3);
     assertThat(state.result()).isEqualTo("the final answer");
@@ -517,7 +517,7 @@ class SessionEntityTest {
   void whenTheScriptRunsOutTheNextCallEndsTheSessionWithEmptyText() {
     Session s = session();
     s.create(spec(tools("only tools", use("ls", "{'path': '/session'}"))));
-    State state = s.awaitStatus(Status.COMPLETED);
+    SessionState state = s.awaitStatus(SessionStatus.COMPLETED);
     assertThat(state.turns()).isEqualTo(2);
     assertThat(state.result()).isEmpty();
     ModelResponded last = s.journal(ModelResponded.class).get(1);
@@ -529,7 +529,7 @@ class SessionEntityTest {
   void keepOpenWaitsAfterTheAnswerAndAMessageContinuesTheLoop() {
     Session s = session();
     s.create(spec(50, true, say("first answer"), say("second answer")));
-    State waiting = s.awaitStatus(Status.WAITING);
+    SessionState waiting = s.awaitStatus(SessionStatus.WAITING);
     assertThat(waiting.result()).isEqualTo("first answer");
     assertThat(waiting.turns()).isEqualTo(1);
     assertThat(s.journalTypes())
@@ -545,9 +545,9 @@ class SessionEntityTest {
     assertThat(((UserMessageAdded) added.events().get(0)).text())
         .isEqualTo("and now the changelog");
 
-    State again =
+    SessionState again =
         s.awaitState(
-            st -> st.status() == Status.WAITING && st.turns() == 2, "waiting after turn 2");
+            st -> st.status() == SessionStatus.WAITING && st.turns() == 2, "waiting after turn 2");
     assertThat(again.result()).isEqualTo("second answer");
     assertThat(s.journalTypes())
         .containsExactly(
@@ -568,7 +568,7 @@ class SessionEntityTest {
     var cancelled = s.cancel();
     assertThat(success(cancelled.reply()).status()).isEqualTo("cancelled");
     assertThat(cancelled.events()).singleElement().isInstanceOf(SessionCancelled.class);
-    assertThat(cancelled.state().status()).isEqualTo(Status.CANCELLED);
+    assertThat(cancelled.state().status()).isEqualTo(SessionStatus.CANCELLED);
   }
 
   @Test
@@ -587,7 +587,7 @@ class SessionEntityTest {
     assertThat(added.state().queued()).containsExactly("also check the tests");
     assertThat(added.state().messages()).hasSize(1);
 
-    State state = s.awaitStatus(Status.COMPLETED);
+    SessionState state = s.awaitStatus(SessionStatus.COMPLETED);
     assertThat(state.queued()).isEmpty();
     assertThat(state.messages())
         .containsExactly(
@@ -621,7 +621,7 @@ class SessionEntityTest {
     Session s = session();
     s.create(spec(slowly(800, "first"), say("second")));
     s.addMessage("wait, one more thing");
-    State state = s.awaitStatus(Status.COMPLETED);
+    SessionState state = s.awaitStatus(SessionStatus.COMPLETED);
     assertThat(state.turns()).isEqualTo(2);
     assertThat(state.result()).isEqualTo("second");
     assertThat(s.journalTypes())
@@ -643,7 +643,7 @@ class SessionEntityTest {
   void messagesAndCancelToAFinishedSessionAreAConflict() {
     Session s = session();
     s.create(spec(say("done")));
-    State done = s.awaitStatus(Status.COMPLETED);
+    SessionState done = s.awaitStatus(SessionStatus.COMPLETED);
     int events = s.journal().size();
 
     var message = s.addMessage("more please");
@@ -668,7 +668,7 @@ class SessionEntityTest {
     assertThat(error(s.addMessage("hello?").reply())).isEqualTo(expected);
     var cancel = s.cancel();
     assertThat(error(cancel.reply())).isEqualTo(expected);
-    assertThat(cancel.state()).isEqualTo(State.empty(s.id));
+    assertThat(cancel.state()).isEqualTo(SessionState.empty(s.id));
     assertThat(s.journal()).isEmpty();
     assertThat(s.model.requests).isEmpty();
     assertThat(s.observer.summaries).isEmpty();
@@ -686,13 +686,13 @@ class SessionEntityTest {
     assertThat(summary.status()).isEqualTo("cancelled");
     assertThat(summary.turns()).isZero();
     assertThat(cancel.events()).singleElement().isInstanceOf(SessionCancelled.class);
-    State cancelled = cancel.state();
-    assertThat(cancelled.status()).isEqualTo(Status.CANCELLED);
+    SessionState cancelled = cancel.state();
+    assertThat(cancelled.status()).isEqualTo(SessionStatus.CANCELLED);
 
     awaitTrue(() -> s.model.answered.get() == 1, "the model answered");
     pause(150); // let the answer reach the entity
     assertThat(s.journalTypes()).containsExactly("SessionStarted", "SessionCancelled");
-    State after = s.es.getState();
+    SessionState after = s.es.getState();
     assertThat(after).isEqualTo(cancelled);
     assertThat(after.turns()).isZero();
     assertThat(after.files().files()).isEmpty();
@@ -706,7 +706,7 @@ class SessionEntityTest {
     Session s = session();
     ScriptedCall ls = use("ls", "{'path': '/session'}");
     s.create(spec(2, false, tools("1", ls), tools("2", ls), tools("3", ls), say("never")));
-    State state = s.awaitStatus(Status.FAILED);
+    SessionState state = s.awaitStatus(SessionStatus.FAILED);
 
     assertThat(state.turns()).isEqualTo(2);
     assertThat(state.error())
@@ -746,7 +746,7 @@ class SessionEntityTest {
                 use("write", "{'path': '/session/ok.md', 'content': 'fine'}"),
                 use("glob", "{'pattern': '**/*.md'}")),
             say("recovered")));
-    State state = s.awaitStatus(Status.COMPLETED);
+    SessionState state = s.awaitStatus(SessionStatus.COMPLETED);
 
     List<ToolCallCompleted> done = s.journal(ToolCallCompleted.class);
     assertThat(done)
@@ -800,7 +800,7 @@ class SessionEntityTest {
             r -> CompletableFuture.failedFuture(new IllegalStateException("provider said 529")));
     Session s = new Session(broken, DEFAULTS);
     s.create(spec(say("never")));
-    State state = s.awaitStatus(Status.FAILED);
+    SessionState state = s.awaitStatus(SessionStatus.FAILED);
     assertThat(state.error()).isEqualTo(new Summary.ErrorView("model_error", "provider said 529"));
     assertThat(state.turns()).isZero();
     assertThat(s.journalTypes()).containsExactly("SessionStarted", "SessionFailed");
@@ -811,7 +811,7 @@ class SessionEntityTest {
     Session s = session();
     s.create(
         new SessionSpec(PROMPT, new ModelSpec("openai", "gpt", null), null, 10, false, METADATA));
-    State state = s.awaitStatus(Status.FAILED);
+    SessionState state = s.awaitStatus(SessionStatus.FAILED);
     assertThat(state.error().code()).isEqualTo("model_unavailable");
     assertThat(state.error().message()).contains("'openai'");
     assertThat(s.model.requests).isEmpty();
@@ -829,7 +829,7 @@ class SessionEntityTest {
                         new Usage(10, 4096, 0, 0))));
     Session s = new Session(cut, DEFAULTS);
     s.create(spec(say("unused")));
-    State state = s.awaitStatus(Status.FAILED);
+    SessionState state = s.awaitStatus(SessionStatus.FAILED);
     assertThat(state.error().code()).isEqualTo("max_tokens");
     assertThat(state.turns()).isEqualTo(1);
     assertThat(s.journalTypes())
@@ -849,9 +849,10 @@ class SessionEntityTest {
             tools("1", use("ls", "{'path': '/session'}")),
             tools("2", use("ls", "{'path': '/session'}")),
             say("3")));
-    s.awaitStatus(Status.WAITING);
+    s.awaitStatus(SessionStatus.WAITING);
     s.addMessage("go on");
-    s.awaitState(st -> st.status() == Status.WAITING && st.turns() == 4, "waiting after turn 4");
+    s.awaitState(
+        st -> st.status() == SessionStatus.WAITING && st.turns() == 4, "waiting after turn 4");
     s.cancel();
     int last = s.journal().size();
     // running (created), waiting, running (message), waiting, cancelled: one report per status
@@ -869,7 +870,7 @@ class SessionEntityTest {
     s.create(spec(slowly(1000, "slow answer")));
     // The idle timer is off while the model thinks (it would fire at 500 ms).
     s.shard.expectNoMessage(Duration.ofMillis(800));
-    s.awaitStatus(Status.COMPLETED);
+    s.awaitStatus(SessionStatus.COMPLETED);
     long completedAt = System.nanoTime();
     ClusterSharding.ShardCommand msg =
         s.shard.expectMessageClass(ClusterSharding.Passivate.class, Duration.ofSeconds(5));
@@ -891,12 +892,12 @@ class SessionEntityTest {
             Duration.ofMillis(300));
     Session waiting = session(quick);
     waiting.create(spec(50, true, say("waiting for you")));
-    waiting.awaitStatus(Status.WAITING);
+    waiting.awaitStatus(SessionStatus.WAITING);
     waiting.shard.expectNoMessage(Duration.ofMillis(800));
 
     Session done = session(quick);
     done.create(spec(say("done")));
-    done.awaitStatus(Status.COMPLETED);
+    done.awaitStatus(SessionStatus.COMPLETED);
     done.shard.expectMessageClass(ClusterSharding.Passivate.class, Duration.ofSeconds(3));
   }
 
@@ -904,7 +905,7 @@ class SessionEntityTest {
   void aWaitingSessionPassivatesToo() {
     Session s = session(settings(Duration.ofMillis(200), 200));
     s.create(spec(50, true, say("waiting for you")));
-    s.awaitStatus(Status.WAITING);
+    s.awaitStatus(SessionStatus.WAITING);
     s.shard.expectMessageClass(ClusterSharding.Passivate.class, Duration.ofSeconds(5));
   }
 
@@ -1003,11 +1004,11 @@ class SessionEntityTest {
     assertThat(s.journalTypes()).containsExactly("SessionStarted");
 
     // The node dies while the first model call is in flight: nothing about it was recorded.
-    State recovered = s.es.restart().state();
-    assertThat(recovered.status()).isEqualTo(Status.RUNNING);
+    SessionState recovered = s.es.restart().state();
+    assertThat(recovered.status()).isEqualTo(SessionStatus.RUNNING);
     assertThat(recovered.turns()).isZero();
 
-    State state = s.awaitStatus(Status.COMPLETED);
+    SessionState state = s.awaitStatus(SessionStatus.COMPLETED);
     awaitTrue(
         () -> s.model.answered.get() == 3, "both calls of turn 1 and the call of turn 2 answered");
     pause(100); // the first incarnation's late answer has nowhere to go
@@ -1051,7 +1052,7 @@ class SessionEntityTest {
             t),
         new ToolCallStarted(1, "toolu_1_0", "write", t));
 
-    State state = s.awaitStatus(Status.COMPLETED);
+    SessionState state = s.awaitStatus(SessionStatus.COMPLETED);
     assertThat(s.journalTypes())
         .containsExactly(
             "SessionStarted",
@@ -1080,7 +1081,7 @@ class SessionEntityTest {
     assertThat(s.model.turnsAsked()).containsExactly(2);
 
     // A further restart of the finished session replays nothing.
-    State again = s.es.restart().state();
+    SessionState again = s.es.restart().state();
     assertThat(again).isEqualTo(state);
     pause(100);
     assertThat(s.journal(ToolCallCompleted.class)).hasSize(1);
@@ -1117,7 +1118,7 @@ class SessionEntityTest {
             new SessionFiles.Change("/session/a", "draft"),
             t));
 
-    State state = s.awaitStatus(Status.COMPLETED);
+    SessionState state = s.awaitStatus(SessionStatus.COMPLETED);
     assertThat(s.journal(ToolCallCompleted.class))
         .extracting(ToolCallCompleted::callId)
         .containsExactly("toolu_1_0", "toolu_1_1");
@@ -1135,10 +1136,10 @@ class SessionEntityTest {
   void aFinishedSessionRecoversWithoutCallingTheModelAndReportsItself() {
     Session s = session();
     s.create(spec(WRITE_THEN_READ, say("done")));
-    State before = s.awaitStatus(Status.COMPLETED);
+    SessionState before = s.awaitStatus(SessionStatus.COMPLETED);
     int reports = s.observer.summaries.size();
 
-    State after = s.es.restart().state();
+    SessionState after = s.es.restart().state();
     assertThat(after).isEqualTo(before);
     assertThat(s.model.turnsAsked()).containsExactly(1, 2);
     assertThat(s.observer.summaries).hasSize(reports + 1);
@@ -1150,7 +1151,7 @@ class SessionEntityTest {
   void aSessionRecoveredFromItsSnapshotHasTheSameState() {
     Session s = session(settings(Duration.ofMinutes(2), 2));
     s.create(spec(WRITE_THEN_READ, say("done")));
-    State before = s.awaitStatus(Status.COMPLETED);
+    SessionState before = s.awaitStatus(SessionStatus.COMPLETED);
     assertThat(s.journal()).hasSize(8);
 
     List<Pair<SnapshotMeta, Object>> snapshots =
@@ -1162,7 +1163,7 @@ class SessionEntityTest {
 
     // Recovery from the snapshot alone (the events are gone, their sequence numbers kept).
     s.es.persistenceTestKit().clearByIdPreservingSeqNumbers(s.pid);
-    State recovered = s.es.restart().state();
+    SessionState recovered = s.es.restart().state();
     assertThat(recovered).isEqualTo(before);
     assertThat(recovered.files().files())
         .containsExactly(Map.entry("/session/notes.md", "hello\nworld"));
@@ -1181,15 +1182,15 @@ class SessionEntityTest {
                 "2",
                 use("edit", "{'path': '/session/a', 'old_string': '1', 'new_string': '2'}")),
             say("3")));
-    State midway =
+    SessionState midway =
         s.awaitState(
             st -> st.turns() == 1 && st.openCalls().isEmpty() && st.messages().size() == 3,
             "after turn 1");
     assertThat(s.es.snapshotTestKit().orElseThrow().persistedInStorage(s.pid)).isNotEmpty();
 
-    State recovered = s.es.restart().state();
+    SessionState recovered = s.es.restart().state();
     assertThat(recovered).isEqualTo(midway);
-    State state = s.awaitStatus(Status.COMPLETED);
+    SessionState state = s.awaitStatus(SessionStatus.COMPLETED);
     assertThat(state.turns()).isEqualTo(3);
     assertThat(state.files().files()).containsExactly(Map.entry("/session/a", "2"));
     assertThat(s.journal(ModelResponded.class))
@@ -1202,9 +1203,9 @@ class SessionEntityTest {
   @Test
   void toolResultsArriveInTheOrderTheModelAskedWhateverTheOrderOfCompletion() {
     Instant t = Instant.parse("2025-01-01T00:00:00Z");
-    State s =
+    SessionState s =
         SessionEntity.apply(
-            State.empty("s"), new SessionStarted("s", "acme", "alice", spec(say("x")), t));
+            SessionState.empty("s"), new SessionStarted("s", "acme", "alice", spec(say("x")), t));
     s =
         SessionEntity.apply(
             s,
@@ -1242,9 +1243,9 @@ class SessionEntityTest {
   @Test
   void usageAddsUpOverTurns() {
     Instant t = Instant.parse("2025-01-01T00:00:00Z");
-    State s =
+    SessionState s =
         SessionEntity.apply(
-            State.empty("s"), new SessionStarted("s", "acme", "alice", spec(say("x")), t));
+            SessionState.empty("s"), new SessionStarted("s", "acme", "alice", spec(say("x")), t));
     s =
         SessionEntity.apply(
             s,
@@ -1294,9 +1295,9 @@ class SessionEntityTest {
                 use("write", "{'path': '/session/a', 'content': 'x'}"),
                 use("edit", "{'path': '/session/a', 'old_string': 'x', 'new_string': 'y'}")),
             say("done")));
-    State asking =
+    SessionState asking =
         s.awaitState(
-            st -> st.shown() == Status.REQUIRES_ACTION && st.results().size() == 1,
+            st -> st.shown() == SessionStatus.REQUIRES_ACTION && st.results().size() == 1,
             "requires_action");
     assertThat(s.journalTypes())
         .containsExactly(
@@ -1307,7 +1308,7 @@ class SessionEntityTest {
             "ApprovalRequested",
             "ToolCallCompleted");
     assertThat(asking.holds().approvals())
-        .extracting(SessionEntity.Approval::callId)
+        .extracting(Holds.Approval::callId)
         .containsExactly("toolu_1_1");
     assertThat(asking.files().files()).containsExactly(Map.entry("/session/a", "x"));
     Summary summary = asking.summary();
@@ -1330,7 +1331,7 @@ class SessionEntityTest {
 
     Summary after = success(decide(s, "toolu_1_1", true, null));
     assertThat(after.pendingApprovals()).isEmpty();
-    State done = s.awaitStatus(Status.COMPLETED);
+    SessionState done = s.awaitStatus(SessionStatus.COMPLETED);
     assertThat(done.files().files()).containsExactly(Map.entry("/session/a", "y"));
     assertThat(s.journal(SessionEntity.ApprovalDecided.class))
         .singleElement()
@@ -1361,7 +1362,7 @@ class SessionEntityTest {
     assertThat(success(s.get().reply()).status()).isEqualTo("requires_action");
 
     success(decide(s, "toolu_1_0", true, "ok"));
-    State done = s.awaitStatus(Status.COMPLETED);
+    SessionState done = s.awaitStatus(SessionStatus.COMPLETED);
     assertThat(done.files().files()).containsExactly(Map.entry("/session/plan.md", "go"));
     assertThat(s.journal(ToolCallCompleted.class)).hasSize(1);
     s.es.restart();
@@ -1396,7 +1397,7 @@ class SessionEntityTest {
         new SessionEntity.ApprovalDecided(1, "toolu_1_1", false, "no b", T),
         new ToolCallCompleted(1, "toolu_1_1", "denied: no b", true, null, T),
         new SessionEntity.ApprovalDecided(1, "toolu_1_0", true, null, T));
-    State done = s.awaitStatus(Status.COMPLETED);
+    SessionState done = s.awaitStatus(SessionStatus.COMPLETED);
     assertThat(done.files().files()).containsExactly(Map.entry("/session/a", "a"));
     assertThat(s.journal(ToolCallCompleted.class))
         .extracting(ToolCallCompleted::callId)
@@ -1415,11 +1416,12 @@ class SessionEntityTest {
                 use("write", "{'path': '/session/open', 'content': 'y'}")),
             say("done")));
     s.awaitState(
-        st -> st.shown() == Status.REQUIRES_ACTION && st.results().size() == 1, "requires_action");
+        st -> st.shown() == SessionStatus.REQUIRES_ACTION && st.results().size() == 1,
+        "requires_action");
     assertThat(decide(s, "toolu_9_9", true, null).getError().getMessage()).startsWith("not_found:");
     assertThat(decide(s, "toolu_1_1", true, null).getError().getMessage()).startsWith("conflict:");
     success(decide(s, "toolu_1_0", false, "secrets stay out"));
-    State done = s.awaitStatus(Status.COMPLETED);
+    SessionState done = s.awaitStatus(SessionStatus.COMPLETED);
     assertThat(done.files().files()).containsOnlyKeys("/session/open");
     ToolCallCompleted denied = s.journal(ToolCallCompleted.class).get(1);
     assertThat(denied.callId()).isEqualTo("toolu_1_0");
@@ -1444,7 +1446,7 @@ class SessionEntityTest {
             started),
         new ToolCallStarted(1, "toolu_1_0", "wait", started),
         new SessionEntity.WaitStarted(1, "toolu_1_0", "ci", 5, started.plusSeconds(5), started));
-    s.awaitStatus(Status.COMPLETED);
+    s.awaitStatus(SessionStatus.COMPLETED);
     assertThat(s.journal(ToolCallCompleted.class))
         .singleElement()
         .satisfies(
@@ -1476,14 +1478,12 @@ class SessionEntityTest {
             .getValue();
     assertThat(early.queued()).isTrue();
     assertThat(s.es.restart().state().holds().inbox())
-        .extracting(SessionEntity.Inbound::payload)
+        .extracting(Holds.Inbound::payload)
         .containsExactly("{\"run\":1}");
     // The first wait takes the kept event in the write that starts it; the second waits.
-    State waiting = s.awaitState(st -> st.shown() == Status.WAITING, "waiting");
+    SessionState waiting = s.awaitState(st -> st.shown() == SessionStatus.WAITING, "waiting");
     assertThat(waiting.holds().inbox()).isEmpty();
-    assertThat(waiting.holds().waits())
-        .extracting(SessionEntity.Wait::callId)
-        .containsExactly("toolu_3_0");
+    assertThat(waiting.holds().waits()).extracting(Holds.Wait::callId).containsExactly("toolu_3_0");
     List<ToolCallCompleted> results = s.journal(ToolCallCompleted.class);
     assertThat(results.get(1).callId()).isEqualTo("toolu_2_0");
     assertThat(results.get(1).content()).isEqualTo("{\"run\":1}");
@@ -1495,8 +1495,8 @@ class SessionEntityTest {
             .getValue();
     assertThat(later.toolUseId()).isEqualTo("toolu_3_0");
     assertThat(later.queued()).isFalse();
-    State done = s.awaitStatus(Status.COMPLETED);
-    assertThat(done.holds()).isEqualTo(SessionEntity.Holds.NONE);
+    SessionState done = s.awaitStatus(SessionStatus.COMPLETED);
+    assertThat(done.holds()).isEqualTo(Holds.NONE);
     assertThat(s.journal(ToolCallCompleted.class))
         .extracting(ToolCallCompleted::content)
         .containsExactly(results.get(0).content(), "{\"run\":1}", "{\"run\":2}");
@@ -1504,9 +1504,9 @@ class SessionEntityTest {
 
   @Test
   void aCancelledSessionWaitsForNothing() {
-    State st =
+    SessionState st =
         SessionEntity.apply(
-            State.empty("s"), new SessionStarted("s", "acme", "alice", spec(say("x")), T));
+            SessionState.empty("s"), new SessionStarted("s", "acme", "alice", spec(say("x")), T));
     JsonNode wait = json("{'event': 'e', 'timeoutSeconds': 9}");
     st =
         SessionEntity.apply(
@@ -1517,13 +1517,13 @@ class SessionEntityTest {
     st =
         SessionEntity.apply(st, new SessionEntity.WaitStarted(1, "w", "e", 9, T.plusSeconds(9), T));
     st = SessionEntity.apply(st, new SessionEntity.EventReceived("other", "1", T));
-    assertThat(st.shown()).isEqualTo(Status.WAITING);
+    assertThat(st.shown()).isEqualTo(SessionStatus.WAITING);
     assertThat(st.busy()).isFalse();
     assertThat(st.summary().waits())
         .singleElement()
         .satisfies(w -> assertThat(w.deadline()).isEqualTo(T.plusSeconds(9)));
-    State cancelled = SessionEntity.apply(st, new SessionCancelled(T));
-    assertThat(cancelled.holds()).isEqualTo(SessionEntity.Holds.NONE);
+    SessionState cancelled = SessionEntity.apply(st, new SessionCancelled(T));
+    assertThat(cancelled.holds()).isEqualTo(Holds.NONE);
     assertThat(cancelled.summary().waits()).isEmpty();
     assertThat(cancelled.summary().status()).isEqualTo("cancelled");
   }

@@ -15,8 +15,6 @@ import dev.outboard.model.ScriptedModel;
 import dev.outboard.session.SessionEntity.Command;
 import dev.outboard.session.SessionEntity.Create;
 import dev.outboard.session.SessionEntity.Event;
-import dev.outboard.session.SessionEntity.State;
-import dev.outboard.session.SessionEntity.Status;
 import dev.outboard.session.SessionEntity.ToolCallCompleted;
 import dev.outboard.vfs.Namespace;
 import dev.outboard.vfs.PathRouter;
@@ -83,7 +81,7 @@ class SessionFileSearchTest {
             new PathRouter(EnumSet.of(Namespace.SESSION)),
             (summary, seq) -> {},
             SETTINGS);
-    EventSourcedBehaviorTestKit<Command, Event, State> es =
+    EventSourcedBehaviorTestKit<Command, Event, SessionState> es =
         EventSourcedBehaviorTestKit.create(
             kit.system(),
             SessionEntity.create(
@@ -135,13 +133,13 @@ class SessionFileSearchTest {
     // The session answers all along: no command waits behind a grep.
     long slowest = 0;
     long deadline = System.nanoTime() + Duration.ofSeconds(20).toNanos();
-    State state;
+    SessionState state;
     do {
       if (System.nanoTime() > deadline) fail("the session did not complete");
       long asked = System.nanoTime();
       state = es.getState();
       slowest = Math.max(slowest, System.nanoTime() - asked);
-    } while (state.status() != Status.COMPLETED);
+    } while (state.status() != SessionStatus.COMPLETED);
     assertThat(Duration.ofNanos(slowest)).isLessThan(Duration.ofMillis(300));
 
     List<ToolCallCompleted> results =

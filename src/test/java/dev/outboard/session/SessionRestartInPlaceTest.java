@@ -16,8 +16,6 @@ import dev.outboard.sandbox.SandboxProvider.Limits;
 import dev.outboard.session.SessionEntity.Command;
 import dev.outboard.session.SessionEntity.Create;
 import dev.outboard.session.SessionEntity.Event;
-import dev.outboard.session.SessionEntity.State;
-import dev.outboard.session.SessionEntity.Status;
 import dev.outboard.session.SessionEntity.ToolCallCompleted;
 import dev.outboard.testing.EchoSandboxes;
 import dev.outboard.vfs.Namespace;
@@ -83,7 +81,7 @@ class SessionRestartInPlaceTest {
             null,
             sandboxes,
             new SandboxHandle.Settings(limits, Duration.ofMinutes(5), Duration.ofMinutes(10)));
-    EventSourcedBehaviorTestKit<Command, Event, State> es =
+    EventSourcedBehaviorTestKit<Command, Event, SessionState> es =
         EventSourcedBehaviorTestKit.create(
             kit.system(), SessionEntity.create(id, shard.ref(), services));
     String pid = PersistenceId.of(SessionEntity.ENTITY_KEY.name(), id).id();
@@ -105,7 +103,7 @@ class SessionRestartInPlaceTest {
     es.persistenceTestKit().failNextPersisted(pid); // turn 2's answer
 
     long deadline = System.nanoTime() + Duration.ofSeconds(20).toNanos();
-    while (es.getState().status() != Status.COMPLETED) {
+    while (es.getState().status() != SessionStatus.COMPLETED) {
       if (System.nanoTime() > deadline)
         fail("the session never completed after the failed write; state: " + es.getState());
       Thread.sleep(20);
@@ -121,7 +119,7 @@ class SessionRestartInPlaceTest {
   }
 
   private static void awaitJournal(
-      EventSourcedBehaviorTestKit<Command, Event, State> es, String pid, int results)
+      EventSourcedBehaviorTestKit<Command, Event, SessionState> es, String pid, int results)
       throws InterruptedException {
     long deadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();
     while (completed(es, pid).size() < results) {
@@ -131,7 +129,7 @@ class SessionRestartInPlaceTest {
   }
 
   private static List<ToolCallCompleted> completed(
-      EventSourcedBehaviorTestKit<Command, Event, State> es, String pid) {
+      EventSourcedBehaviorTestKit<Command, Event, SessionState> es, String pid) {
     return es.persistenceTestKit().persistedInStorage(pid).stream()
         .filter(ToolCallCompleted.class::isInstance)
         .map(ToolCallCompleted.class::cast)
