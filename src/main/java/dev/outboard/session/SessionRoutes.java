@@ -6,17 +6,16 @@ import dev.outboard.api.Auth;
 import dev.outboard.api.JsonSupport;
 import dev.outboard.api.QueryParams;
 import dev.outboard.model.ModelClients;
-import dev.outboard.model.ModelSpec;
-import dev.outboard.model.ScriptedModel;
-import dev.outboard.tools.ApprovalPolicy;
+import dev.outboard.session.SessionRequests.BudgetRequest;
+import dev.outboard.session.SessionRequests.CreateRequest;
+import dev.outboard.session.SessionRequests.DecisionRequest;
+import dev.outboard.session.SessionRequests.MessageRequest;
 import dev.outboard.tools.ToolCatalog;
 import java.security.SecureRandom;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.HexFormat;
 import java.util.List;
-import java.util.Optional;
-import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.function.Function;
@@ -41,34 +40,18 @@ import org.apache.pekko.util.ByteString;
 /** The sessions API of API.md: a thin adapter from HTTP to {@link SessionEntity}. */
 public final class SessionRoutes extends AllDirectives {
   private static final SecureRandom RANDOM = new SecureRandom();
-  private static final Set<String> STATUSES =
-      Set.of("running", "requires_action", "waiting", "completed", "failed", "cancelled");
-  private static final int MAX_TEXT = 1_000_000;
+
+  /** The statuses the sessions list filters by: every one the API shows. */
+  private static final List<String> STATUSES =
+      java.util.Arrays.stream(SessionStatus.values())
+          .filter(s -> s != SessionStatus.NEW)
+          .map(SessionStatus::wire)
+          .toList();
+
   private static final int MAX_DECISION_MESSAGE = 10_000;
 
   /** 413 code: an event's payload is over {@code outboard.waits.max-payload-bytes}. */
   static final String EVENT_TOO_LARGE = "event_too_large";
-
-  /** The body of {@code POST /v1/sessions}. */
-  public record CreateRequest(
-      String prompt,
-      String user,
-      ModelSpec model,
-      String system,
-      Integer maxTurns,
-      Boolean keepOpen,
-      JsonNode metadata,
-      List<String> approvals,
-      Budget budget) {}
-
-  /** The body of {@code POST /v1/sessions/{id}/budget}: the new limits (null: unchanged). */
-  public record BudgetRequest(Long maxTokens, Integer maxTurns) {}
-
-  /** The body of {@code POST /v1/sessions/{id}/approvals}. */
-  public record DecisionRequest(String toolUseId, String decision, String message) {}
-
-  /** The body of {@code POST /v1/sessions/{id}/messages}. */
-  public record MessageRequest(String text) {}
 
   private final ClusterSharding sharding;
   private final Auth auth;
@@ -144,7 +127,9 @@ public final class SessionRoutes extends AllDirectives {
                                     wait ->
                                         wait.isEmpty()
                                             ? reply(ask(id, SessionEntity.Get::new), this::ok)
-                                            : awaitSettled(id, parseWait(wait.get())))))),
+                                            : awaitSettled(
+                                                id,
+                                                SessionRequests.parseWait(wait.get(), maxWait)))))),
         path("messages", () -> post(() -> QueryParams.none(() -> message(id)))),
         path("approvals", () -> post(() -> QueryParams.none(() -> decide(id)))),
         path("budget", () -> post(() -> QueryParams.none(() -> raiseBudget(id)))),
@@ -201,7 +186,8 @@ public final class SessionRoutes extends AllDirectives {
                 CreateRequest.class,
                 maxBody,
                 req -> {
-                  SessionSpec spec = validate(req);
+                  SessionSpec spec =
+                      SessionRequests.validate(req, settings, models, scriptedAllowed);
                   String user = req.user();
                   if (idemKey.isPresent()
                       && (idemKey.get().isBlank() || idemKey.get().length() > 256)) {
@@ -247,74 +233,6 @@ public final class SessionRoutes extends AllDirectives {
                 }));
   }
 
-  private SessionSpec validate(CreateRequest req) {
-    if (req.prompt() == null || req.prompt().isBlank())
-      throw ApiError.badRequest("prompt is required");
-    if (req.prompt().length() > MAX_TEXT)
-      throw ApiError.badRequest("prompt is longer than " + MAX_TEXT + " characters");
-    if (req.user() != null && req.user().length() > 256)
-      throw ApiError.badRequest("user is longer than 256 characters");
-    if (req.metadata() != null && !req.metadata().isObject() && !req.metadata().isNull()) {
-      throw ApiError.badRequest("metadata must be a JSON object");
-    }
-    int maxTurns = req.maxTurns() == null ? settings.defaultMaxTurns() : req.maxTurns();
-    if (maxTurns < 1 || maxTurns > settings.maxMaxTurns()) {
-      throw ApiError.badRequest("maxTurns must be between 1 and " + settings.maxMaxTurns());
-    }
-    ModelSpec model =
-        req.model() == null ? new ModelSpec(models.defaultProvider(), null, null) : req.model();
-    if (model.provider() == null)
-      model =
-          new ModelSpec(
-              models.defaultProvider(), model.name(), model.script(), model.subagentScript());
-    if (model.provider().equals(ScriptedModel.PROVIDER) && !scriptedAllowed) {
-      throw ApiError.badRequest(
-          "the scripted model is disabled on this node; set OUTBOARD_ALLOW_SCRIPTED=true to allow"
-              + " it");
-    }
-    if ((model.script() != null || model.subagentScript() != null)
-        && !model.provider().equals(ScriptedModel.PROVIDER)) {
-      throw ApiError.badRequest(
-          "model.script and model.subagentScript are only for the scripted provider");
-    }
-    String problem = models.check(model);
-    if (problem != null) throw ApiError.badRequest(problem);
-    JsonNode metadata =
-        req.metadata() == null || req.metadata().isNull()
-            ? dev.outboard.Json.MAPPER.createObjectNode()
-            : req.metadata();
-    ApprovalPolicy.problem(req.approvals())
-        .ifPresent(
-            why -> {
-              throw ApiError.badRequest("approvals: " + why);
-            });
-    List<String> approvals =
-        req.approvals() == null ? List.of() : req.approvals().stream().map(String::trim).toList();
-    Budget budget = req.budget();
-    if (budget != null) {
-      if (budget.maxTurns() != null)
-        throw ApiError.badRequest("budget.maxTurns: give maxTurns at the top level");
-      budget
-          .problem("budget")
-          .ifPresent(
-              why -> {
-                throw ApiError.badRequest(why);
-              });
-    }
-    return new SessionSpec(
-        req.prompt(),
-        model,
-        req.system(),
-        maxTurns,
-        Boolean.TRUE.equals(req.keepOpen()),
-        metadata,
-        approvals,
-        null,
-        0,
-        List.of(),
-        budget);
-  }
-
   private static String newSessionId() {
     byte[] bytes = new byte[16];
     RANDOM.nextBytes(bytes);
@@ -330,8 +248,9 @@ public final class SessionRoutes extends AllDirectives {
         req -> {
           if (req.text() == null || req.text().isBlank())
             throw ApiError.badRequest("text is required");
-          if (req.text().length() > MAX_TEXT)
-            throw ApiError.badRequest("text is longer than " + MAX_TEXT + " characters");
+          if (req.text().length() > SessionRequests.MAX_TEXT)
+            throw ApiError.badRequest(
+                "text is longer than " + SessionRequests.MAX_TEXT + " characters");
           return reply(
               this.<Summary>ask(id, r -> new SessionEntity.AddMessage(req.text(), r)),
               this::accepted);
@@ -429,7 +348,7 @@ public final class SessionRoutes extends AllDirectives {
                                   if (status.isPresent() && !STATUSES.contains(status.get())) {
                                     throw ApiError.badRequest("status must be one of " + STATUSES);
                                   }
-                                  int n = parseLimit(limit);
+                                  int n = SessionRequests.parseLimit(limit);
                                   CompletionStage<SessionIndex.Page> page;
                                   try {
                                     page =
@@ -446,17 +365,6 @@ public final class SessionRoutes extends AllDirectives {
                                 }))));
   }
 
-  private static int parseLimit(Optional<String> limit) {
-    if (limit.isEmpty()) return 50;
-    try {
-      int n = Integer.parseInt(limit.get());
-      if (n >= 1 && n <= 500) return n;
-    } catch (NumberFormatException ignored) {
-      // falls through to the error below
-    }
-    throw ApiError.badRequest("limit must be an integer between 1 and 500");
-  }
-
   /**
    * The session's events after {@code Last-Event-ID} (or {@code ?after}): a running session's
    * stream follows it until its terminal event; a finished one's has what was recorded after that
@@ -469,7 +377,7 @@ public final class SessionRoutes extends AllDirectives {
             parameterOptional(
                 "after",
                 param -> {
-                  long after = parseSeq(header.or(() -> param).orElse("0"));
+                  long after = SessionRequests.parseSeq(header.or(() -> param).orElse("0"));
                   return reply(
                       ask(id, SessionEntity.GetPosition::new),
                       position -> {
@@ -518,37 +426,6 @@ public final class SessionRoutes extends AllDirectives {
                     : CompletableFuture.completedFuture(s))
         // The session's node went away while it waited: answer with where it stands now.
         .exceptionallyCompose(e -> ask(id, SessionEntity.Get::new));
-  }
-
-  private Duration parseWait(String raw) {
-    Duration wait = null;
-    String v = raw.trim();
-    try {
-      if (v.endsWith("ms"))
-        wait = Duration.ofMillis(Long.parseLong(v.substring(0, v.length() - 2)));
-      else if (v.endsWith("s"))
-        wait = Duration.ofSeconds(Long.parseLong(v.substring(0, v.length() - 1)));
-      else if (v.endsWith("m"))
-        wait = Duration.ofMinutes(Long.parseLong(v.substring(0, v.length() - 1)));
-      else wait = Duration.ofSeconds(Long.parseLong(v));
-    } catch (NumberFormatException | ArithmeticException ignored) {
-      // falls through to the error below
-    }
-    if (wait == null || wait.isNegative() || wait.compareTo(maxWait) > 0) {
-      throw ApiError.badRequest(
-          "wait must be a duration such as 30s, 500ms or 2m, at most " + maxWait.toSeconds() + "s");
-    }
-    return wait;
-  }
-
-  private static long parseSeq(String raw) {
-    try {
-      long n = Long.parseLong(raw.trim());
-      if (n >= 0) return n;
-    } catch (NumberFormatException ignored) {
-      // falls through to the error below
-    }
-    throw ApiError.badRequest("Last-Event-ID (or after) must be a non-negative integer");
   }
 
   // ------------------------------------------------------------------ helpers
