@@ -4,8 +4,35 @@ import dev.outboard.JsonSerializable;
 import dev.outboard.model.Block;
 import dev.outboard.model.Message;
 import dev.outboard.model.Usage;
+import dev.outboard.session.Holds.Approval;
+import dev.outboard.session.Holds.Inbound;
+import dev.outboard.session.Holds.Task;
+import dev.outboard.session.Holds.Wait;
+import dev.outboard.session.SessionEntity.ApprovalDecided;
+import dev.outboard.session.SessionEntity.ApprovalRequested;
+import dev.outboard.session.SessionEntity.BudgetExceeded;
+import dev.outboard.session.SessionEntity.BudgetRaised;
+import dev.outboard.session.SessionEntity.Event;
+import dev.outboard.session.SessionEntity.EventReceived;
+import dev.outboard.session.SessionEntity.ModelResponded;
+import dev.outboard.session.SessionEntity.SandboxAttached;
+import dev.outboard.session.SessionEntity.SandboxChanged;
+import dev.outboard.session.SessionEntity.SandboxReplaced;
+import dev.outboard.session.SessionEntity.SessionCancelled;
+import dev.outboard.session.SessionEntity.SessionCompleted;
+import dev.outboard.session.SessionEntity.SessionFailed;
+import dev.outboard.session.SessionEntity.SessionStarted;
+import dev.outboard.session.SessionEntity.SessionWaiting;
+import dev.outboard.session.SessionEntity.TaskFinished;
+import dev.outboard.session.SessionEntity.TaskStarted;
+import dev.outboard.session.SessionEntity.ToolCallCompleted;
+import dev.outboard.session.SessionEntity.ToolCallStarted;
+import dev.outboard.session.SessionEntity.TranscriptCompacted;
+import dev.outboard.session.SessionEntity.UserMessageAdded;
+import dev.outboard.session.SessionEntity.WaitStarted;
 import java.time.Instant;
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.List;
 
 /**
@@ -41,48 +68,6 @@ public record SessionState(
     holds = holds == null ? Holds.NONE : holds; // snapshots from before approvals and waits
     children = children == null ? List.of() : children; // and before subagents
     budget = budget == null ? BudgetState.NONE : budget; // and before budgets
-  }
-
-  public SessionState(
-      String id,
-      String org,
-      String user,
-      SessionStatus status,
-      SessionSpec spec,
-      int turns,
-      List<Message> messages,
-      List<String> openCalls,
-      List<Block.ToolResult> results,
-      List<String> queued,
-      SessionFiles files,
-      Usage usage,
-      String result,
-      Summary.ErrorView error,
-      Instant createdAt,
-      Instant updatedAt,
-      SandboxInfo sandbox,
-      Holds holds) {
-    this(
-        id,
-        org,
-        user,
-        status,
-        spec,
-        turns,
-        messages,
-        openCalls,
-        results,
-        queued,
-        files,
-        usage,
-        result,
-        error,
-        createdAt,
-        updatedAt,
-        sandbox,
-        holds,
-        List.of(),
-        BudgetState.NONE);
   }
 
   public static SessionState empty(String id) {
@@ -233,30 +218,262 @@ public record SessionState(
     return List.of();
   }
 
-  SessionState with(SessionStatus status, Instant at) {
-    // A finished session waits for nothing any more.
+  // ---------------------------------------------------------------- events → state
+
+  /**
+   * The state after {@code event}: how the entity, the event stream and recovery fold a journal.
+   * Journals replay through this, so what an event does here never changes.
+   */
+  public SessionState apply(Event event) {
+    Instant at = event.at();
+    if (event instanceof SessionStarted e) {
+      return new SessionState(
+          e.sessionId(),
+          e.org(),
+          e.user(),
+          SessionStatus.RUNNING,
+          e.spec(),
+          0,
+          List.of(Message.user(List.of(new Block.Text(e.spec().prompt())))),
+          List.of(),
+          List.of(),
+          List.of(),
+          SessionFiles.EMPTY,
+          Usage.ZERO,
+          null,
+          null,
+          at,
+          at,
+          null,
+          Holds.NONE,
+          List.of(),
+          BudgetState.NONE);
+    } else if (event instanceof UserMessageAdded e) {
+      if (status == SessionStatus.WAITING) {
+        return withStatus(SessionStatus.RUNNING, at)
+            .withMessages(append(messages, Message.user(List.of(new Block.Text(e.text())))))
+            .withResult(null, error);
+      }
+      return withQueued(append(queued, e.text())).withUpdatedAt(at);
+    } else if (event instanceof ModelResponded e) {
+      SessionState next =
+          withTurn(e.turn())
+              .withMessages(append(messages, Message.assistant(e.content())))
+              .withUsage(usage.plus(e.usage()))
+              .withUpdatedAt(at);
+      boolean asksForTools = e.content().stream().anyMatch(Block.ToolUse.class::isInstance);
+      return asksForTools ? next : next.flushQueued();
+    } else if (event instanceof ToolCallStarted e) {
+      return withOpenCalls(append(openCalls, e.callId())).withUpdatedAt(at);
+    } else if (event instanceof ToolCallCompleted e) {
+      List<String> open = new ArrayList<>(openCalls);
+      open.remove(e.callId());
+      SessionState next =
+          withOpenCalls(open)
+              .withResults(
+                  append(results, new Block.ToolResult(e.callId(), e.content(), e.isError())))
+              .withFiles(e.change() == null ? files : files.apply(e.change()))
+              .withHolds(holds.without(e.callId()))
+              .withUpdatedAt(at);
+      return open.isEmpty() ? next.flushResults() : next;
+    } else if (event instanceof TranscriptCompacted e) {
+      int replaced = Math.min(e.replaced(), messages.size());
+      List<Message> kept = new ArrayList<>();
+      kept.add(Message.user(List.of(new Block.Text(SessionEntity.compactedHead(e)))));
+      kept.addAll(messages.subList(replaced, messages.size()));
+      String history = SessionEntity.render(messages.subList(0, replaced), e.historyChars());
+      return withMessages(List.copyOf(kept))
+          .withFiles(files.apply(new SessionFiles.Change(e.historyPath(), history)))
+          .withUsage(usage.plus(e.usage()));
+    } else if (event instanceof BudgetExceeded e) {
+      String exceeded = e.action().equals(Budget.PAUSE) ? e.kind() : null;
+      return withBudget(
+          new BudgetState(budget.maxTokens(), budget.maxTurns(), exceeded, e.limit(), e.used()));
+    } else if (event instanceof BudgetRaised e) {
+      return withBudget(
+          new BudgetState(
+              e.maxTokens() != null ? e.maxTokens() : budget.maxTokens(),
+              e.maxTurns() != null ? e.maxTurns() : budget.maxTurns(),
+              null,
+              0,
+              0));
+    } else if (event instanceof TaskStarted e) {
+      return withHolds(
+              holds.withTasks(append(holds.tasks(), new Task(e.callId(), e.turn(), e.childId()))))
+          .withChildren(
+              append(children, new Child(e.callId(), e.childId(), e.description(), "running")));
+    } else if (event instanceof TaskFinished e) {
+      return withChildren(
+              children.stream()
+                  .map(
+                      c ->
+                          c.sessionId().equals(e.childId())
+                              ? new Child(c.toolUseId(), c.sessionId(), c.description(), e.status())
+                              : c)
+                  .toList())
+          .withUsage(usage.plus(e.usage()));
+    } else if (event instanceof ApprovalRequested e) {
+      return withHolds(
+          holds.withApprovals(
+              append(holds.approvals(), new Approval(e.callId(), e.turn(), e.name(), at))));
+    } else if (event instanceof ApprovalDecided e) {
+      return withHolds(
+          holds.withApprovals(
+              holds.approvals().stream().filter(a -> !a.callId().equals(e.callId())).toList()));
+    } else if (event instanceof WaitStarted e) {
+      Inbound kept = holds.kept(e.event());
+      if (kept != null) { // it takes the kept event: its result follows in the same write
+        List<Inbound> rest = new ArrayList<>(holds.inbox());
+        rest.remove(kept);
+        return withHolds(holds.withInbox(List.copyOf(rest)));
+      }
+      Wait wait = new Wait(e.callId(), e.turn(), e.event(), e.timeoutSeconds(), e.deadline());
+      return withHolds(holds.withWaits(append(holds.waits(), wait)));
+    } else if (event instanceof EventReceived e) {
+      // A wait takes it (its result follows in the same write), or it is kept for the next one.
+      if (status == SessionStatus.RUNNING && holds.waitFor(e.name()) != null) return this;
+      return withHolds(
+          holds.withInbox(append(holds.inbox(), new Inbound(e.name(), e.payload(), at))));
+    } else if (event instanceof SessionWaiting e) {
+      return withStatus(SessionStatus.WAITING, at).withResult(e.text(), null);
+    } else if (event instanceof SessionCompleted e) {
+      return withStatus(SessionStatus.COMPLETED, at).withResult(e.result(), null);
+    } else if (event instanceof SessionFailed e) {
+      return withStatus(SessionStatus.FAILED, at)
+          .withResult(result, new Summary.ErrorView(e.code(), e.message()));
+    } else if (event instanceof SessionCancelled) {
+      return withStatus(SessionStatus.CANCELLED, at);
+    } else if (event instanceof SandboxAttached e) {
+      return withSandbox(
+          new SandboxInfo(e.sandboxId(), sandbox == null ? "provisioning" : sandbox.state()));
+    } else if (event instanceof SandboxReplaced e) {
+      return withSandbox(
+          new SandboxInfo(e.newId(), sandbox == null ? "replacing" : sandbox.state()));
+    } else if (event instanceof SandboxChanged e) {
+      return withSandbox(new SandboxInfo(sandbox == null ? null : sandbox.id(), e.state()));
+    }
+    throw new IllegalStateException("unknown event " + event.getClass());
+  }
+
+  /**
+   * The turn's tool results (in the order the model asked) plus queued messages become one user
+   * message.
+   */
+  private SessionState flushResults() {
+    List<Block.ToolUse> order = lastToolUses();
+    List<Block> blocks = new ArrayList<>(results);
+    blocks.sort(Comparator.comparingInt(b -> indexOf(order, ((Block.ToolResult) b).toolUseId())));
+    for (String q : queued) blocks.add(new Block.Text(q));
+    return withMessages(append(messages, Message.user(blocks)))
+        .withResults(List.of())
+        .withQueued(List.of());
+  }
+
+  /** Messages that arrived during a turn that ended without tool calls start the next turn. */
+  private SessionState flushQueued() {
+    if (queued.isEmpty()) return this;
+    List<Block> blocks = new ArrayList<>();
+    for (String q : queued) blocks.add(new Block.Text(q));
+    return withMessages(append(messages, Message.user(blocks))).withQueued(List.of());
+  }
+
+  private static int indexOf(List<Block.ToolUse> uses, String id) {
+    for (int i = 0; i < uses.size(); i++) if (uses.get(i).id().equals(id)) return i;
+    return Integer.MAX_VALUE;
+  }
+
+  private static <T> List<T> append(List<T> list, T item) {
+    return Transcripts.append(list, item);
+  }
+
+  // ---------------------------------------------------------------- with…: one field changed
+
+  /** A finished session waits for nothing any more: it drops its holds. */
+  SessionState withStatus(SessionStatus status, Instant at) {
     Holds h = status.finished() ? Holds.NONE : holds;
     return new SessionState(
         id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
         result, error, createdAt, at, sandbox, h, children, budget);
   }
 
-  SessionState with(Holds h) {
+  SessionState withTurn(int turns) {
     return new SessionState(
         id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
-        result, error, createdAt, updatedAt, sandbox, h, children, budget);
+        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
   }
 
-  SessionState with(List<Child> c, Usage u) {
-    return new SessionState(
-        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, u, result,
-        error, createdAt, updatedAt, sandbox, holds, c, budget);
-  }
-
-  SessionState with(BudgetState b) {
+  SessionState withMessages(List<Message> messages) {
     return new SessionState(
         id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
-        result, error, createdAt, updatedAt, sandbox, holds, children, b);
+        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+  }
+
+  SessionState withOpenCalls(List<String> openCalls) {
+    return new SessionState(
+        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
+        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+  }
+
+  SessionState withResults(List<Block.ToolResult> results) {
+    return new SessionState(
+        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
+        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+  }
+
+  SessionState withQueued(List<String> queued) {
+    return new SessionState(
+        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
+        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+  }
+
+  SessionState withFiles(SessionFiles files) {
+    return new SessionState(
+        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
+        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+  }
+
+  SessionState withUsage(Usage usage) {
+    return new SessionState(
+        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
+        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+  }
+
+  /** The session's outcome: its answer, or its error. */
+  SessionState withResult(String result, Summary.ErrorView error) {
+    return new SessionState(
+        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
+        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+  }
+
+  SessionState withUpdatedAt(Instant updatedAt) {
+    return new SessionState(
+        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
+        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+  }
+
+  /** Sandbox events leave {@code updatedAt}: they are the sandbox's life, not the session's. */
+  SessionState withSandbox(SandboxInfo sandbox) {
+    return new SessionState(
+        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
+        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+  }
+
+  SessionState withHolds(Holds holds) {
+    return new SessionState(
+        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
+        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+  }
+
+  SessionState withChildren(List<Child> children) {
+    return new SessionState(
+        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
+        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+  }
+
+  SessionState withBudget(BudgetState budget) {
+    return new SessionState(
+        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
+        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
   }
 
   /** The session's sandbox as recorded: its id (null before the first) and state. */
