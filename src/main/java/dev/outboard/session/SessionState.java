@@ -8,38 +8,18 @@ import dev.outboard.session.Holds.Approval;
 import dev.outboard.session.Holds.Inbound;
 import dev.outboard.session.Holds.Task;
 import dev.outboard.session.Holds.Wait;
-import dev.outboard.session.SessionEntity.ApprovalDecided;
-import dev.outboard.session.SessionEntity.ApprovalRequested;
-import dev.outboard.session.SessionEntity.BudgetExceeded;
-import dev.outboard.session.SessionEntity.BudgetRaised;
-import dev.outboard.session.SessionEntity.Event;
-import dev.outboard.session.SessionEntity.EventReceived;
-import dev.outboard.session.SessionEntity.ModelResponded;
-import dev.outboard.session.SessionEntity.SandboxAttached;
-import dev.outboard.session.SessionEntity.SandboxChanged;
-import dev.outboard.session.SessionEntity.SandboxReplaced;
-import dev.outboard.session.SessionEntity.SessionCancelled;
-import dev.outboard.session.SessionEntity.SessionCompleted;
-import dev.outboard.session.SessionEntity.SessionFailed;
-import dev.outboard.session.SessionEntity.SessionStarted;
-import dev.outboard.session.SessionEntity.SessionWaiting;
-import dev.outboard.session.SessionEntity.TaskFinished;
-import dev.outboard.session.SessionEntity.TaskStarted;
-import dev.outboard.session.SessionEntity.ToolCallCompleted;
-import dev.outboard.session.SessionEntity.ToolCallStarted;
-import dev.outboard.session.SessionEntity.TranscriptCompacted;
-import dev.outboard.session.SessionEntity.UserMessageAdded;
-import dev.outboard.session.SessionEntity.WaitStarted;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.function.Consumer;
 
 /**
- * Immutable session state. {@code messages} is the recorded transcript; the current turn's tool
- * calls that have not completed are {@code openCalls}, the results so far {@code results}, and user
- * messages that arrived while the session ran wait in {@code queued} until the turn ends. {@code
- * holds}: what the session waits for from outside (approvals, waits, kept events).
+ * Immutable session state, and how each event changes it ({@link #apply}). {@code messages} is the
+ * recorded transcript; the current turn's tool calls that have not completed are {@code openCalls},
+ * the results so far {@code results}, and user messages that arrived while the session ran wait in
+ * {@code queued} until the turn ends. {@code holds}: what the session waits for from outside
+ * (approvals, waits, kept events).
  */
 public record SessionState(
     String id,
@@ -71,14 +51,26 @@ public record SessionState(
   }
 
   public static SessionState empty(String id) {
+    return fresh(id, null, null, SessionStatus.NEW, null, List.of(), null);
+  }
+
+  /** A state before any turn: no calls, files, usage, outcome, sandbox, holds or children. */
+  private static SessionState fresh(
+      String id,
+      String org,
+      String user,
+      SessionStatus status,
+      SessionSpec spec,
+      List<Message> messages,
+      Instant at) {
     return new SessionState(
         id,
-        null,
-        null,
-        SessionStatus.NEW,
-        null,
+        org,
+        user,
+        status,
+        spec,
         0,
-        List.of(),
+        messages,
         List.of(),
         List.of(),
         List.of(),
@@ -86,8 +78,8 @@ public record SessionState(
         Usage.ZERO,
         null,
         null,
-        null,
-        null,
+        at,
+        at,
         null,
         Holds.NONE,
         List.of(),
@@ -130,70 +122,7 @@ public record SessionState(
   }
 
   public Summary summary() {
-    List<Summary.PendingApproval> pending = List.of();
-    List<Summary.WaitView> waitViews = List.of();
-    if (status == SessionStatus.RUNNING
-        && !(holds.approvals().isEmpty() && holds.waits().isEmpty())) {
-      List<Block.ToolUse> uses = lastToolUses();
-      pending =
-          holds.approvals().stream()
-              .map(
-                  a ->
-                      new Summary.PendingApproval(
-                          a.callId(),
-                          a.turn(),
-                          a.name(),
-                          uses.stream()
-                              .filter(u -> u.id().equals(a.callId()))
-                              .map(Block.ToolUse::input)
-                              .findFirst()
-                              .orElse(null),
-                          a.requestedAt()))
-              .toList();
-      waitViews =
-          holds.waits().stream()
-              .map(w -> new Summary.WaitView(w.callId(), w.turn(), w.event(), w.deadline()))
-              .toList();
-    }
-    return new Summary(
-        id,
-        org,
-        user,
-        shown().wire(),
-        turns,
-        new Summary.UsageView(
-            usage.inputTokens(),
-            usage.outputTokens(),
-            usage.cacheReadTokens(),
-            usage.cacheWriteTokens()),
-        sandbox == null
-            ? new Summary.SandboxView("none")
-            : new Summary.SandboxView(sandbox.state(), sandbox.id()),
-        result,
-        error,
-        spec == null ? null : spec.metadata(),
-        createdAt,
-        updatedAt,
-        pending,
-        waitViews,
-        spec == null ? null : spec.parent(),
-        // A cancelled session cancelled the children still running (their reports come after its
-        // end).
-        children.stream()
-            .map(
-                c ->
-                    new Summary.ChildView(
-                        c.sessionId(),
-                        c.toolUseId(),
-                        c.description(),
-                        status == SessionStatus.CANCELLED && c.status().equals("running")
-                            ? "cancelled"
-                            : c.status()))
-            .toList(),
-        status == SessionStatus.RUNNING && budget.exceeded() != null
-            ? new Summary.BudgetView(budget.exceeded(), budget.limit(), budget.used())
-            : null,
-        Todo.parse(files.files().get(Todo.PATH)));
+    return Summary.of(this);
   }
 
   /** The transcript, including the finished part of a turn in progress. */
@@ -224,38 +153,19 @@ public record SessionState(
    * The state after {@code event}: how the entity, the event stream and recovery fold a journal.
    * Journals replay through this, so what an event does here never changes.
    */
-  public SessionState apply(Event event) {
+  public SessionState apply(SessionEntity.Event event) {
     Instant at = event.at();
-    if (event instanceof SessionStarted e) {
-      return new SessionState(
-          e.sessionId(),
-          e.org(),
-          e.user(),
-          SessionStatus.RUNNING,
-          e.spec(),
-          0,
-          List.of(Message.user(List.of(new Block.Text(e.spec().prompt())))),
-          List.of(),
-          List.of(),
-          List.of(),
-          SessionFiles.EMPTY,
-          Usage.ZERO,
-          null,
-          null,
-          at,
-          at,
-          null,
-          Holds.NONE,
-          List.of(),
-          BudgetState.NONE);
-    } else if (event instanceof UserMessageAdded e) {
+    if (event instanceof SessionEntity.SessionStarted e) {
+      List<Message> prompt = List.of(Message.user(List.of(new Block.Text(e.spec().prompt()))));
+      return fresh(e.sessionId(), e.org(), e.user(), SessionStatus.RUNNING, e.spec(), prompt, at);
+    } else if (event instanceof SessionEntity.UserMessageAdded e) {
       if (status == SessionStatus.WAITING) {
         return withStatus(SessionStatus.RUNNING, at)
             .withMessages(append(messages, Message.user(List.of(new Block.Text(e.text())))))
             .withResult(null, error);
       }
       return withQueued(append(queued, e.text())).withUpdatedAt(at);
-    } else if (event instanceof ModelResponded e) {
+    } else if (event instanceof SessionEntity.ModelResponded e) {
       SessionState next =
           withTurn(e.turn())
               .withMessages(append(messages, Message.assistant(e.content())))
@@ -263,9 +173,9 @@ public record SessionState(
               .withUpdatedAt(at);
       boolean asksForTools = e.content().stream().anyMatch(Block.ToolUse.class::isInstance);
       return asksForTools ? next : next.flushQueued();
-    } else if (event instanceof ToolCallStarted e) {
+    } else if (event instanceof SessionEntity.ToolCallStarted e) {
       return withOpenCalls(append(openCalls, e.callId())).withUpdatedAt(at);
-    } else if (event instanceof ToolCallCompleted e) {
+    } else if (event instanceof SessionEntity.ToolCallCompleted e) {
       List<String> open = new ArrayList<>(openCalls);
       open.remove(e.callId());
       SessionState next =
@@ -276,7 +186,7 @@ public record SessionState(
               .withHolds(holds.without(e.callId()))
               .withUpdatedAt(at);
       return open.isEmpty() ? next.flushResults() : next;
-    } else if (event instanceof TranscriptCompacted e) {
+    } else if (event instanceof SessionEntity.TranscriptCompacted e) {
       int replaced = Math.min(e.replaced(), messages.size());
       List<Message> kept = new ArrayList<>();
       kept.add(Message.user(List.of(new Block.Text(SessionEntity.compactedHead(e)))));
@@ -285,11 +195,11 @@ public record SessionState(
       return withMessages(List.copyOf(kept))
           .withFiles(files.apply(new SessionFiles.Change(e.historyPath(), history)))
           .withUsage(usage.plus(e.usage()));
-    } else if (event instanceof BudgetExceeded e) {
+    } else if (event instanceof SessionEntity.BudgetExceeded e) {
       String exceeded = e.action().equals(Budget.PAUSE) ? e.kind() : null;
       return withBudget(
           new BudgetState(budget.maxTokens(), budget.maxTurns(), exceeded, e.limit(), e.used()));
-    } else if (event instanceof BudgetRaised e) {
+    } else if (event instanceof SessionEntity.BudgetRaised e) {
       return withBudget(
           new BudgetState(
               e.maxTokens() != null ? e.maxTokens() : budget.maxTokens(),
@@ -297,12 +207,12 @@ public record SessionState(
               null,
               0,
               0));
-    } else if (event instanceof TaskStarted e) {
+    } else if (event instanceof SessionEntity.TaskStarted e) {
       return withHolds(
               holds.withTasks(append(holds.tasks(), new Task(e.callId(), e.turn(), e.childId()))))
           .withChildren(
               append(children, new Child(e.callId(), e.childId(), e.description(), "running")));
-    } else if (event instanceof TaskFinished e) {
+    } else if (event instanceof SessionEntity.TaskFinished e) {
       return withChildren(
               children.stream()
                   .map(
@@ -312,15 +222,15 @@ public record SessionState(
                               : c)
                   .toList())
           .withUsage(usage.plus(e.usage()));
-    } else if (event instanceof ApprovalRequested e) {
+    } else if (event instanceof SessionEntity.ApprovalRequested e) {
       return withHolds(
           holds.withApprovals(
               append(holds.approvals(), new Approval(e.callId(), e.turn(), e.name(), at))));
-    } else if (event instanceof ApprovalDecided e) {
+    } else if (event instanceof SessionEntity.ApprovalDecided e) {
       return withHolds(
           holds.withApprovals(
               holds.approvals().stream().filter(a -> !a.callId().equals(e.callId())).toList()));
-    } else if (event instanceof WaitStarted e) {
+    } else if (event instanceof SessionEntity.WaitStarted e) {
       Inbound kept = holds.kept(e.event());
       if (kept != null) { // it takes the kept event: its result follows in the same write
         List<Inbound> rest = new ArrayList<>(holds.inbox());
@@ -329,27 +239,27 @@ public record SessionState(
       }
       Wait wait = new Wait(e.callId(), e.turn(), e.event(), e.timeoutSeconds(), e.deadline());
       return withHolds(holds.withWaits(append(holds.waits(), wait)));
-    } else if (event instanceof EventReceived e) {
+    } else if (event instanceof SessionEntity.EventReceived e) {
       // A wait takes it (its result follows in the same write), or it is kept for the next one.
       if (status == SessionStatus.RUNNING && holds.waitFor(e.name()) != null) return this;
       return withHolds(
           holds.withInbox(append(holds.inbox(), new Inbound(e.name(), e.payload(), at))));
-    } else if (event instanceof SessionWaiting e) {
+    } else if (event instanceof SessionEntity.SessionWaiting e) {
       return withStatus(SessionStatus.WAITING, at).withResult(e.text(), null);
-    } else if (event instanceof SessionCompleted e) {
+    } else if (event instanceof SessionEntity.SessionCompleted e) {
       return withStatus(SessionStatus.COMPLETED, at).withResult(e.result(), null);
-    } else if (event instanceof SessionFailed e) {
+    } else if (event instanceof SessionEntity.SessionFailed e) {
       return withStatus(SessionStatus.FAILED, at)
           .withResult(result, new Summary.ErrorView(e.code(), e.message()));
-    } else if (event instanceof SessionCancelled) {
+    } else if (event instanceof SessionEntity.SessionCancelled) {
       return withStatus(SessionStatus.CANCELLED, at);
-    } else if (event instanceof SandboxAttached e) {
+    } else if (event instanceof SessionEntity.SandboxAttached e) {
       return withSandbox(
           new SandboxInfo(e.sandboxId(), sandbox == null ? "provisioning" : sandbox.state()));
-    } else if (event instanceof SandboxReplaced e) {
+    } else if (event instanceof SessionEntity.SandboxReplaced e) {
       return withSandbox(
           new SandboxInfo(e.newId(), sandbox == null ? "replacing" : sandbox.state()));
-    } else if (event instanceof SandboxChanged e) {
+    } else if (event instanceof SessionEntity.SandboxChanged e) {
       return withSandbox(new SandboxInfo(sandbox == null ? null : sandbox.id(), e.state()));
     }
     throw new IllegalStateException("unknown event " + event.getClass());
@@ -386,94 +296,138 @@ public record SessionState(
     return Transcripts.append(list, item);
   }
 
-  // ---------------------------------------------------------------- with…: one field changed
+  // ---------------------------------------------------------------- with…
 
   /** A finished session waits for nothing any more: it drops its holds. */
   SessionState withStatus(SessionStatus status, Instant at) {
-    Holds h = status.finished() ? Holds.NONE : holds;
-    return new SessionState(
-        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
-        result, error, createdAt, at, sandbox, h, children, budget);
+    return copy(
+        c -> {
+          c.status = status;
+          c.updatedAt = at;
+          if (status.finished()) c.holds = Holds.NONE;
+        });
   }
 
   SessionState withTurn(int turns) {
-    return new SessionState(
-        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
-        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+    return copy(c -> c.turns = turns);
   }
 
   SessionState withMessages(List<Message> messages) {
-    return new SessionState(
-        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
-        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+    return copy(c -> c.messages = messages);
   }
 
   SessionState withOpenCalls(List<String> openCalls) {
-    return new SessionState(
-        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
-        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+    return copy(c -> c.openCalls = openCalls);
   }
 
   SessionState withResults(List<Block.ToolResult> results) {
-    return new SessionState(
-        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
-        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+    return copy(c -> c.results = results);
   }
 
   SessionState withQueued(List<String> queued) {
-    return new SessionState(
-        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
-        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+    return copy(c -> c.queued = queued);
   }
 
   SessionState withFiles(SessionFiles files) {
-    return new SessionState(
-        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
-        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+    return copy(c -> c.files = files);
   }
 
   SessionState withUsage(Usage usage) {
-    return new SessionState(
-        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
-        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+    return copy(c -> c.usage = usage);
   }
 
   /** The session's outcome: its answer, or its error. */
   SessionState withResult(String result, Summary.ErrorView error) {
-    return new SessionState(
-        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
-        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+    return copy(
+        c -> {
+          c.result = result;
+          c.error = error;
+        });
   }
 
   SessionState withUpdatedAt(Instant updatedAt) {
-    return new SessionState(
-        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
-        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+    return copy(c -> c.updatedAt = updatedAt);
   }
 
   /** Sandbox events leave {@code updatedAt}: they are the sandbox's life, not the session's. */
   SessionState withSandbox(SandboxInfo sandbox) {
-    return new SessionState(
-        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
-        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+    return copy(c -> c.sandbox = sandbox);
   }
 
   SessionState withHolds(Holds holds) {
-    return new SessionState(
-        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
-        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+    return copy(c -> c.holds = holds);
   }
 
   SessionState withChildren(List<Child> children) {
-    return new SessionState(
-        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
-        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+    return copy(c -> c.children = children);
   }
 
   SessionState withBudget(BudgetState budget) {
+    return copy(c -> c.budget = budget);
+  }
+
+  /** This state with the fields {@code change} sets; id, org, user, spec and createdAt stay. */
+  private SessionState copy(Consumer<Copy> change) {
+    Copy c = new Copy(this);
+    change.accept(c);
     return new SessionState(
-        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
-        result, error, createdAt, updatedAt, sandbox, holds, children, budget);
+        id,
+        org,
+        user,
+        c.status,
+        spec,
+        c.turns,
+        c.messages,
+        c.openCalls,
+        c.results,
+        c.queued,
+        c.files,
+        c.usage,
+        c.result,
+        c.error,
+        createdAt,
+        c.updatedAt,
+        c.sandbox,
+        c.holds,
+        c.children,
+        c.budget);
+  }
+
+  /** The fields a {@code with…} may change, starting from a state's. */
+  private static final class Copy {
+    SessionStatus status;
+    int turns;
+    List<Message> messages;
+    List<String> openCalls;
+    List<Block.ToolResult> results;
+    List<String> queued;
+    SessionFiles files;
+    Usage usage;
+    String result;
+    Summary.ErrorView error;
+    Instant updatedAt;
+    SandboxInfo sandbox;
+    Holds holds;
+    List<Child> children;
+    BudgetState budget;
+
+    Copy(SessionState s) {
+      status = s.status;
+      turns = s.turns;
+      messages = s.messages;
+      openCalls = s.openCalls;
+      results = s.results;
+      queued = s.queued;
+      files = s.files;
+      usage = s.usage;
+      result = s.result;
+      error = s.error;
+      updatedAt = s.updatedAt;
+      sandbox = s.sandbox;
+      holds = s.holds;
+      children = s.children;
+      budget = s.budget;
+    }
   }
 
   /** The session's sandbox as recorded: its id (null before the first) and state. */
