@@ -79,7 +79,7 @@ public final class SessionEventStream {
               Event event = (Event) envelope.event();
               return event instanceof SessionEntity.TranscriptCompacted
                   ? state
-                  : SessionEntity.apply(state, event);
+                  : state.apply(event);
             },
             system)
         .thenApply(SessionState::transcript);
@@ -166,7 +166,7 @@ public final class SessionEventStream {
                           return envelope -> {
                             Event event = (Event) envelope.event();
                             SessionState before = state[0];
-                            state[0] = SessionEntity.apply(before, event);
+                            state[0] = before.apply(event);
                             return envelope.sequenceNr() < from
                                 ? List.of()
                                 : render(envelope.sequenceNr(), event, before, state[0]);
@@ -256,7 +256,7 @@ public final class SessionEventStream {
     List<Recorded> out = new ArrayList<>(events.size());
     SessionState state = before;
     for (int i = 0; i < events.size(); i++) {
-      SessionState next = SessionEntity.apply(state, events.get(i));
+      SessionState next = state.apply(events.get(i));
       out.add(new Recorded(firstSeq + i, render(firstSeq + i, events.get(i), state, next)));
       state = next;
     }

@@ -4,15 +4,22 @@ import dev.outboard.JsonSerializable;
 import dev.outboard.model.Block;
 import dev.outboard.model.Message;
 import dev.outboard.model.Usage;
+import dev.outboard.session.Holds.Approval;
+import dev.outboard.session.Holds.Inbound;
+import dev.outboard.session.Holds.Task;
+import dev.outboard.session.Holds.Wait;
 import java.time.Instant;
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.List;
+import java.util.function.Consumer;
 
 /**
- * Immutable session state. {@code messages} is the recorded transcript; the current turn's tool
- * calls that have not completed are {@code openCalls}, the results so far {@code results}, and user
- * messages that arrived while the session ran wait in {@code queued} until the turn ends. {@code
- * holds}: what the session waits for from outside (approvals, waits, kept events).
+ * Immutable session state, and how each event changes it ({@link #apply}). {@code messages} is the
+ * recorded transcript; the current turn's tool calls that have not completed are {@code openCalls},
+ * the results so far {@code results}, and user messages that arrived while the session ran wait in
+ * {@code queued} until the turn ends. {@code holds}: what the session waits for from outside
+ * (approvals, waits, kept events).
  */
 public record SessionState(
     String id,
@@ -43,57 +50,27 @@ public record SessionState(
     budget = budget == null ? BudgetState.NONE : budget; // and before budgets
   }
 
-  public SessionState(
+  public static SessionState empty(String id) {
+    return fresh(id, null, null, SessionStatus.NEW, null, List.of(), null);
+  }
+
+  /** A state before any turn: no calls, files, usage, outcome, sandbox, holds or children. */
+  private static SessionState fresh(
       String id,
       String org,
       String user,
       SessionStatus status,
       SessionSpec spec,
-      int turns,
       List<Message> messages,
-      List<String> openCalls,
-      List<Block.ToolResult> results,
-      List<String> queued,
-      SessionFiles files,
-      Usage usage,
-      String result,
-      Summary.ErrorView error,
-      Instant createdAt,
-      Instant updatedAt,
-      SandboxInfo sandbox,
-      Holds holds) {
-    this(
+      Instant at) {
+    return new SessionState(
         id,
         org,
         user,
         status,
         spec,
-        turns,
-        messages,
-        openCalls,
-        results,
-        queued,
-        files,
-        usage,
-        result,
-        error,
-        createdAt,
-        updatedAt,
-        sandbox,
-        holds,
-        List.of(),
-        BudgetState.NONE);
-  }
-
-  public static SessionState empty(String id) {
-    return new SessionState(
-        id,
-        null,
-        null,
-        SessionStatus.NEW,
-        null,
         0,
-        List.of(),
+        messages,
         List.of(),
         List.of(),
         List.of(),
@@ -101,8 +78,8 @@ public record SessionState(
         Usage.ZERO,
         null,
         null,
-        null,
-        null,
+        at,
+        at,
         null,
         Holds.NONE,
         List.of(),
@@ -145,70 +122,7 @@ public record SessionState(
   }
 
   public Summary summary() {
-    List<Summary.PendingApproval> pending = List.of();
-    List<Summary.WaitView> waitViews = List.of();
-    if (status == SessionStatus.RUNNING
-        && !(holds.approvals().isEmpty() && holds.waits().isEmpty())) {
-      List<Block.ToolUse> uses = lastToolUses();
-      pending =
-          holds.approvals().stream()
-              .map(
-                  a ->
-                      new Summary.PendingApproval(
-                          a.callId(),
-                          a.turn(),
-                          a.name(),
-                          uses.stream()
-                              .filter(u -> u.id().equals(a.callId()))
-                              .map(Block.ToolUse::input)
-                              .findFirst()
-                              .orElse(null),
-                          a.requestedAt()))
-              .toList();
-      waitViews =
-          holds.waits().stream()
-              .map(w -> new Summary.WaitView(w.callId(), w.turn(), w.event(), w.deadline()))
-              .toList();
-    }
-    return new Summary(
-        id,
-        org,
-        user,
-        shown().wire(),
-        turns,
-        new Summary.UsageView(
-            usage.inputTokens(),
-            usage.outputTokens(),
-            usage.cacheReadTokens(),
-            usage.cacheWriteTokens()),
-        sandbox == null
-            ? new Summary.SandboxView("none")
-            : new Summary.SandboxView(sandbox.state(), sandbox.id()),
-        result,
-        error,
-        spec == null ? null : spec.metadata(),
-        createdAt,
-        updatedAt,
-        pending,
-        waitViews,
-        spec == null ? null : spec.parent(),
-        // A cancelled session cancelled the children still running (their reports come after its
-        // end).
-        children.stream()
-            .map(
-                c ->
-                    new Summary.ChildView(
-                        c.sessionId(),
-                        c.toolUseId(),
-                        c.description(),
-                        status == SessionStatus.CANCELLED && c.status().equals("running")
-                            ? "cancelled"
-                            : c.status()))
-            .toList(),
-        status == SessionStatus.RUNNING && budget.exceeded() != null
-            ? new Summary.BudgetView(budget.exceeded(), budget.limit(), budget.used())
-            : null,
-        Todo.parse(files.files().get(Todo.PATH)));
+    return Summary.of(this);
   }
 
   /** The transcript, including the finished part of a turn in progress. */
@@ -233,30 +147,287 @@ public record SessionState(
     return List.of();
   }
 
-  SessionState with(SessionStatus status, Instant at) {
-    // A finished session waits for nothing any more.
-    Holds h = status.finished() ? Holds.NONE : holds;
-    return new SessionState(
-        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
-        result, error, createdAt, at, sandbox, h, children, budget);
+  // ---------------------------------------------------------------- events → state
+
+  /**
+   * The state after {@code event}: how the entity, the event stream and recovery fold a journal.
+   * Journals replay through this, so what an event does here never changes.
+   */
+  public SessionState apply(SessionEntity.Event event) {
+    Instant at = event.at();
+    if (event instanceof SessionEntity.SessionStarted e) {
+      List<Message> prompt = List.of(Message.user(List.of(new Block.Text(e.spec().prompt()))));
+      return fresh(e.sessionId(), e.org(), e.user(), SessionStatus.RUNNING, e.spec(), prompt, at);
+    } else if (event instanceof SessionEntity.UserMessageAdded e) {
+      if (status == SessionStatus.WAITING) {
+        return withStatus(SessionStatus.RUNNING, at)
+            .withMessages(append(messages, Message.user(List.of(new Block.Text(e.text())))))
+            .withResult(null, error);
+      }
+      return withQueued(append(queued, e.text())).withUpdatedAt(at);
+    } else if (event instanceof SessionEntity.ModelResponded e) {
+      SessionState next =
+          withTurn(e.turn())
+              .withMessages(append(messages, Message.assistant(e.content())))
+              .withUsage(usage.plus(e.usage()))
+              .withUpdatedAt(at);
+      boolean asksForTools = e.content().stream().anyMatch(Block.ToolUse.class::isInstance);
+      return asksForTools ? next : next.flushQueued();
+    } else if (event instanceof SessionEntity.ToolCallStarted e) {
+      return withOpenCalls(append(openCalls, e.callId())).withUpdatedAt(at);
+    } else if (event instanceof SessionEntity.ToolCallCompleted e) {
+      List<String> open = new ArrayList<>(openCalls);
+      open.remove(e.callId());
+      SessionState next =
+          withOpenCalls(open)
+              .withResults(
+                  append(results, new Block.ToolResult(e.callId(), e.content(), e.isError())))
+              .withFiles(e.change() == null ? files : files.apply(e.change()))
+              .withHolds(holds.without(e.callId()))
+              .withUpdatedAt(at);
+      return open.isEmpty() ? next.flushResults() : next;
+    } else if (event instanceof SessionEntity.TranscriptCompacted e) {
+      int replaced = Math.min(e.replaced(), messages.size());
+      List<Message> kept = new ArrayList<>();
+      kept.add(Message.user(List.of(new Block.Text(SessionEntity.compactedHead(e)))));
+      kept.addAll(messages.subList(replaced, messages.size()));
+      String history = SessionEntity.render(messages.subList(0, replaced), e.historyChars());
+      return withMessages(List.copyOf(kept))
+          .withFiles(files.apply(new SessionFiles.Change(e.historyPath(), history)))
+          .withUsage(usage.plus(e.usage()));
+    } else if (event instanceof SessionEntity.BudgetExceeded e) {
+      String exceeded = e.action().equals(Budget.PAUSE) ? e.kind() : null;
+      return withBudget(
+          new BudgetState(budget.maxTokens(), budget.maxTurns(), exceeded, e.limit(), e.used()));
+    } else if (event instanceof SessionEntity.BudgetRaised e) {
+      return withBudget(
+          new BudgetState(
+              e.maxTokens() != null ? e.maxTokens() : budget.maxTokens(),
+              e.maxTurns() != null ? e.maxTurns() : budget.maxTurns(),
+              null,
+              0,
+              0));
+    } else if (event instanceof SessionEntity.TaskStarted e) {
+      return withHolds(
+              holds.withTasks(append(holds.tasks(), new Task(e.callId(), e.turn(), e.childId()))))
+          .withChildren(
+              append(children, new Child(e.callId(), e.childId(), e.description(), "running")));
+    } else if (event instanceof SessionEntity.TaskFinished e) {
+      return withChildren(
+              children.stream()
+                  .map(
+                      c ->
+                          c.sessionId().equals(e.childId())
+                              ? new Child(c.toolUseId(), c.sessionId(), c.description(), e.status())
+                              : c)
+                  .toList())
+          .withUsage(usage.plus(e.usage()));
+    } else if (event instanceof SessionEntity.ApprovalRequested e) {
+      return withHolds(
+          holds.withApprovals(
+              append(holds.approvals(), new Approval(e.callId(), e.turn(), e.name(), at))));
+    } else if (event instanceof SessionEntity.ApprovalDecided e) {
+      return withHolds(
+          holds.withApprovals(
+              holds.approvals().stream().filter(a -> !a.callId().equals(e.callId())).toList()));
+    } else if (event instanceof SessionEntity.WaitStarted e) {
+      Inbound kept = holds.kept(e.event());
+      if (kept != null) { // it takes the kept event: its result follows in the same write
+        List<Inbound> rest = new ArrayList<>(holds.inbox());
+        rest.remove(kept);
+        return withHolds(holds.withInbox(List.copyOf(rest)));
+      }
+      Wait wait = new Wait(e.callId(), e.turn(), e.event(), e.timeoutSeconds(), e.deadline());
+      return withHolds(holds.withWaits(append(holds.waits(), wait)));
+    } else if (event instanceof SessionEntity.EventReceived e) {
+      // A wait takes it (its result follows in the same write), or it is kept for the next one.
+      if (status == SessionStatus.RUNNING && holds.waitFor(e.name()) != null) return this;
+      return withHolds(
+          holds.withInbox(append(holds.inbox(), new Inbound(e.name(), e.payload(), at))));
+    } else if (event instanceof SessionEntity.SessionWaiting e) {
+      return withStatus(SessionStatus.WAITING, at).withResult(e.text(), null);
+    } else if (event instanceof SessionEntity.SessionCompleted e) {
+      return withStatus(SessionStatus.COMPLETED, at).withResult(e.result(), null);
+    } else if (event instanceof SessionEntity.SessionFailed e) {
+      return withStatus(SessionStatus.FAILED, at)
+          .withResult(result, new Summary.ErrorView(e.code(), e.message()));
+    } else if (event instanceof SessionEntity.SessionCancelled) {
+      return withStatus(SessionStatus.CANCELLED, at);
+    } else if (event instanceof SessionEntity.SandboxAttached e) {
+      return withSandbox(
+          new SandboxInfo(e.sandboxId(), sandbox == null ? "provisioning" : sandbox.state()));
+    } else if (event instanceof SessionEntity.SandboxReplaced e) {
+      return withSandbox(
+          new SandboxInfo(e.newId(), sandbox == null ? "replacing" : sandbox.state()));
+    } else if (event instanceof SessionEntity.SandboxChanged e) {
+      return withSandbox(new SandboxInfo(sandbox == null ? null : sandbox.id(), e.state()));
+    }
+    throw new IllegalStateException("unknown event " + event.getClass());
   }
 
-  SessionState with(Holds h) {
-    return new SessionState(
-        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
-        result, error, createdAt, updatedAt, sandbox, h, children, budget);
+  /**
+   * The turn's tool results (in the order the model asked) plus queued messages become one user
+   * message.
+   */
+  private SessionState flushResults() {
+    List<Block.ToolUse> order = lastToolUses();
+    List<Block> blocks = new ArrayList<>(results);
+    blocks.sort(Comparator.comparingInt(b -> indexOf(order, ((Block.ToolResult) b).toolUseId())));
+    for (String q : queued) blocks.add(new Block.Text(q));
+    return withMessages(append(messages, Message.user(blocks)))
+        .withResults(List.of())
+        .withQueued(List.of());
   }
 
-  SessionState with(List<Child> c, Usage u) {
-    return new SessionState(
-        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, u, result,
-        error, createdAt, updatedAt, sandbox, holds, c, budget);
+  /** Messages that arrived during a turn that ended without tool calls start the next turn. */
+  private SessionState flushQueued() {
+    if (queued.isEmpty()) return this;
+    List<Block> blocks = new ArrayList<>();
+    for (String q : queued) blocks.add(new Block.Text(q));
+    return withMessages(append(messages, Message.user(blocks))).withQueued(List.of());
   }
 
-  SessionState with(BudgetState b) {
+  private static int indexOf(List<Block.ToolUse> uses, String id) {
+    for (int i = 0; i < uses.size(); i++) if (uses.get(i).id().equals(id)) return i;
+    return Integer.MAX_VALUE;
+  }
+
+  private static <T> List<T> append(List<T> list, T item) {
+    return Transcripts.append(list, item);
+  }
+
+  // ---------------------------------------------------------------- with…
+
+  /** A finished session waits for nothing any more: it drops its holds. */
+  SessionState withStatus(SessionStatus status, Instant at) {
+    return copy(
+        c -> {
+          c.status = status;
+          c.updatedAt = at;
+          if (status.finished()) c.holds = Holds.NONE;
+        });
+  }
+
+  SessionState withTurn(int turns) {
+    return copy(c -> c.turns = turns);
+  }
+
+  SessionState withMessages(List<Message> messages) {
+    return copy(c -> c.messages = messages);
+  }
+
+  SessionState withOpenCalls(List<String> openCalls) {
+    return copy(c -> c.openCalls = openCalls);
+  }
+
+  SessionState withResults(List<Block.ToolResult> results) {
+    return copy(c -> c.results = results);
+  }
+
+  SessionState withQueued(List<String> queued) {
+    return copy(c -> c.queued = queued);
+  }
+
+  SessionState withFiles(SessionFiles files) {
+    return copy(c -> c.files = files);
+  }
+
+  SessionState withUsage(Usage usage) {
+    return copy(c -> c.usage = usage);
+  }
+
+  /** The session's outcome: its answer, or its error. */
+  SessionState withResult(String result, Summary.ErrorView error) {
+    return copy(
+        c -> {
+          c.result = result;
+          c.error = error;
+        });
+  }
+
+  SessionState withUpdatedAt(Instant updatedAt) {
+    return copy(c -> c.updatedAt = updatedAt);
+  }
+
+  /** Sandbox events leave {@code updatedAt}: they are the sandbox's life, not the session's. */
+  SessionState withSandbox(SandboxInfo sandbox) {
+    return copy(c -> c.sandbox = sandbox);
+  }
+
+  SessionState withHolds(Holds holds) {
+    return copy(c -> c.holds = holds);
+  }
+
+  SessionState withChildren(List<Child> children) {
+    return copy(c -> c.children = children);
+  }
+
+  SessionState withBudget(BudgetState budget) {
+    return copy(c -> c.budget = budget);
+  }
+
+  /** This state with the fields {@code change} sets; id, org, user, spec and createdAt stay. */
+  private SessionState copy(Consumer<Copy> change) {
+    Copy c = new Copy(this);
+    change.accept(c);
     return new SessionState(
-        id, org, user, status, spec, turns, messages, openCalls, results, queued, files, usage,
-        result, error, createdAt, updatedAt, sandbox, holds, children, b);
+        id,
+        org,
+        user,
+        c.status,
+        spec,
+        c.turns,
+        c.messages,
+        c.openCalls,
+        c.results,
+        c.queued,
+        c.files,
+        c.usage,
+        c.result,
+        c.error,
+        createdAt,
+        c.updatedAt,
+        c.sandbox,
+        c.holds,
+        c.children,
+        c.budget);
+  }
+
+  /** The fields a {@code with…} may change, starting from a state's. */
+  private static final class Copy {
+    SessionStatus status;
+    int turns;
+    List<Message> messages;
+    List<String> openCalls;
+    List<Block.ToolResult> results;
+    List<String> queued;
+    SessionFiles files;
+    Usage usage;
+    String result;
+    Summary.ErrorView error;
+    Instant updatedAt;
+    SandboxInfo sandbox;
+    Holds holds;
+    List<Child> children;
+    BudgetState budget;
+
+    Copy(SessionState s) {
+      status = s.status;
+      turns = s.turns;
+      messages = s.messages;
+      openCalls = s.openCalls;
+      results = s.results;
+      queued = s.queued;
+      files = s.files;
+      usage = s.usage;
+      result = s.result;
+      error = s.error;
+      updatedAt = s.updatedAt;
+      sandbox = s.sandbox;
+      holds = s.holds;
+      children = s.children;
+      budget = s.budget;
+    }
   }
 
   /** The session's sandbox as recorded: its id (null before the first) and state. */

@@ -3,6 +3,8 @@ package dev.outboard.session;
 import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.outboard.JsonSerializable;
+import dev.outboard.model.Block;
+import dev.outboard.model.Usage;
 import java.time.Instant;
 import java.util.List;
 
@@ -36,6 +38,76 @@ public record Summary(
     waits = waits == null ? List.of() : waits;
     children = children == null ? List.of() : children;
     todo = todo == null ? List.of() : todo;
+  }
+
+  /** How the API shows {@code s}. */
+  static Summary of(SessionState s) {
+    List<PendingApproval> pending = List.of();
+    List<WaitView> waitViews = List.of();
+    Holds holds = s.holds();
+    if (s.status() == SessionStatus.RUNNING
+        && !(holds.approvals().isEmpty() && holds.waits().isEmpty())) {
+      List<Block.ToolUse> uses = s.lastToolUses();
+      pending =
+          holds.approvals().stream()
+              .map(
+                  a ->
+                      new PendingApproval(
+                          a.callId(),
+                          a.turn(),
+                          a.name(),
+                          uses.stream()
+                              .filter(u -> u.id().equals(a.callId()))
+                              .map(Block.ToolUse::input)
+                              .findFirst()
+                              .orElse(null),
+                          a.requestedAt()))
+              .toList();
+      waitViews =
+          holds.waits().stream()
+              .map(w -> new WaitView(w.callId(), w.turn(), w.event(), w.deadline()))
+              .toList();
+    }
+    Usage usage = s.usage();
+    SessionState.SandboxInfo sandbox = s.sandbox();
+    SessionState.BudgetState budget = s.budget();
+    return new Summary(
+        s.id(),
+        s.org(),
+        s.user(),
+        s.shown().wire(),
+        s.turns(),
+        new UsageView(
+            usage.inputTokens(),
+            usage.outputTokens(),
+            usage.cacheReadTokens(),
+            usage.cacheWriteTokens()),
+        sandbox == null ? new SandboxView("none") : new SandboxView(sandbox.state(), sandbox.id()),
+        s.result(),
+        s.error(),
+        s.spec() == null ? null : s.spec().metadata(),
+        s.createdAt(),
+        s.updatedAt(),
+        pending,
+        waitViews,
+        s.spec() == null ? null : s.spec().parent(),
+        // A cancelled session cancelled the children still running (their reports come after its
+        // end).
+        s.children().stream()
+            .map(
+                c ->
+                    new ChildView(
+                        c.sessionId(),
+                        c.toolUseId(),
+                        c.description(),
+                        s.status() == SessionStatus.CANCELLED && c.status().equals("running")
+                            ? "cancelled"
+                            : c.status()))
+            .toList(),
+        s.status() == SessionStatus.RUNNING && budget.exceeded() != null
+            ? new BudgetView(budget.exceeded(), budget.limit(), budget.used())
+            : null,
+        Todo.parse(s.files().files().get(Todo.PATH)));
   }
 
   /**

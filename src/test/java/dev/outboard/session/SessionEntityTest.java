@@ -1204,11 +1204,9 @@ class SessionEntityTest {
   void toolResultsArriveInTheOrderTheModelAskedWhateverTheOrderOfCompletion() {
     Instant t = Instant.parse("2025-01-01T00:00:00Z");
     SessionState s =
-        SessionEntity.apply(
-            SessionState.empty("s"), new SessionStarted("s", "acme", "alice", spec(say("x")), t));
+        SessionState.empty("s").apply(new SessionStarted("s", "acme", "alice", spec(say("x")), t));
     s =
-        SessionEntity.apply(
-            s,
+        s.apply(
             new ModelResponded(
                 1,
                 List.of(
@@ -1217,15 +1215,15 @@ class SessionEntityTest {
                 Usage.ZERO,
                 "tool_use",
                 t));
-    s = SessionEntity.apply(s, new ToolCallStarted(1, "a", "ls", t));
-    s = SessionEntity.apply(s, new ToolCallStarted(1, "b", "ls", t));
-    s = SessionEntity.apply(s, new UserMessageAdded("queued", t));
-    s = SessionEntity.apply(s, new ToolCallCompleted(1, "b", "B", false, null, t));
+    s = s.apply(new ToolCallStarted(1, "a", "ls", t));
+    s = s.apply(new ToolCallStarted(1, "b", "ls", t));
+    s = s.apply(new UserMessageAdded("queued", t));
+    s = s.apply(new ToolCallCompleted(1, "b", "B", false, null, t));
     assertThat(s.openCalls()).containsExactly("a");
     assertThat(s.transcript().messages())
         .last()
         .isEqualTo(Message.user(List.of(new Block.ToolResult("b", "B", false))));
-    s = SessionEntity.apply(s, new ToolCallCompleted(1, "a", "A", true, null, t));
+    s = s.apply(new ToolCallCompleted(1, "a", "A", true, null, t));
     assertThat(s.openCalls()).isEmpty();
     assertThat(s.results()).isEmpty();
     assertThat(s.queued()).isEmpty();
@@ -1244,18 +1242,15 @@ class SessionEntityTest {
   void usageAddsUpOverTurns() {
     Instant t = Instant.parse("2025-01-01T00:00:00Z");
     SessionState s =
-        SessionEntity.apply(
-            SessionState.empty("s"), new SessionStarted("s", "acme", "alice", spec(say("x")), t));
+        SessionState.empty("s").apply(new SessionStarted("s", "acme", "alice", spec(say("x")), t));
     s =
-        SessionEntity.apply(
-            s,
+        s.apply(
             new ModelResponded(
                 1, List.of(new Block.Text("a")), new Usage(100, 10, 5, 1), "end_turn", t));
-    s = SessionEntity.apply(s, new SessionWaiting("a", t));
-    s = SessionEntity.apply(s, new UserMessageAdded("more", t));
+    s = s.apply(new SessionWaiting("a", t));
+    s = s.apply(new UserMessageAdded("more", t));
     s =
-        SessionEntity.apply(
-            s,
+        s.apply(
             new ModelResponded(
                 2, List.of(new Block.Text("b")), new Usage(200, 20, 0, 2), "end_turn", t));
     assertThat(s.usage()).isEqualTo(new Usage(300, 30, 5, 3));
@@ -1505,24 +1500,21 @@ class SessionEntityTest {
   @Test
   void aCancelledSessionWaitsForNothing() {
     SessionState st =
-        SessionEntity.apply(
-            SessionState.empty("s"), new SessionStarted("s", "acme", "alice", spec(say("x")), T));
+        SessionState.empty("s").apply(new SessionStarted("s", "acme", "alice", spec(say("x")), T));
     JsonNode wait = json("{'event': 'e', 'timeoutSeconds': 9}");
     st =
-        SessionEntity.apply(
-            st,
+        st.apply(
             new ModelResponded(
                 1, List.of(new Block.ToolUse("w", "wait", wait)), Usage.ZERO, "tool_use", T));
-    st = SessionEntity.apply(st, new ToolCallStarted(1, "w", "wait", T));
-    st =
-        SessionEntity.apply(st, new SessionEntity.WaitStarted(1, "w", "e", 9, T.plusSeconds(9), T));
-    st = SessionEntity.apply(st, new SessionEntity.EventReceived("other", "1", T));
+    st = st.apply(new ToolCallStarted(1, "w", "wait", T));
+    st = st.apply(new SessionEntity.WaitStarted(1, "w", "e", 9, T.plusSeconds(9), T));
+    st = st.apply(new SessionEntity.EventReceived("other", "1", T));
     assertThat(st.shown()).isEqualTo(SessionStatus.WAITING);
     assertThat(st.busy()).isFalse();
     assertThat(st.summary().waits())
         .singleElement()
         .satisfies(w -> assertThat(w.deadline()).isEqualTo(T.plusSeconds(9)));
-    SessionState cancelled = SessionEntity.apply(st, new SessionCancelled(T));
+    SessionState cancelled = st.apply(new SessionCancelled(T));
     assertThat(cancelled.holds()).isEqualTo(Holds.NONE);
     assertThat(cancelled.summary().waits()).isEmpty();
     assertThat(cancelled.summary().status()).isEqualTo("cancelled");
