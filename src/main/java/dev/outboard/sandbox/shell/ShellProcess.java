@@ -53,8 +53,8 @@ final class ShellProcess {
   private byte[] pending = new byte[0];
   private final byte[] readBuffer = new byte[64 * 1024];
   private long commandSeq;
-  private volatile long
-      running; // the command being run (0: none), so a late kill hits nothing else
+  // The command being run (0: none), so that a late kill hits nothing else.
+  private volatile long running;
   private volatile long deadline; // System.nanoTime() by which the running command must end
   private volatile AtomicBoolean timedOut;
   private volatile boolean hopeless; // the watchdog gave up on the shell
