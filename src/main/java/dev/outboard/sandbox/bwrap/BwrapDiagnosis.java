@@ -1,5 +1,6 @@
 package dev.outboard.sandbox.bwrap;
 
+import dev.outboard.sandbox.shell.ShellSupport;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -14,7 +15,7 @@ import java.util.regex.Pattern;
  */
 public final class BwrapDiagnosis {
   /** How much of bwrap's stderr a message quotes. */
-  public static final int MAX_STDERR = 2000;
+  public static final int MAX_STDERR = ShellSupport.START_OUTPUT_CHARS;
 
   /** What bwrap prints when it cannot create or map a user namespace. */
   private static final Pattern USERNS =
@@ -52,7 +53,7 @@ public final class BwrapDiagnosis {
     } else {
       why = "bwrap could not start a trivial sandbox";
     }
-    return why + "; bwrap said: " + (said.isEmpty() ? "(nothing)" : capped(said));
+    return why + "; bwrap said: " + (said.isEmpty() ? "(nothing)" : ShellSupport.capped(said));
   }
 
   /**
@@ -76,17 +77,6 @@ public final class BwrapDiagnosis {
           + " it to 0, or give bwrap an AppArmor profile that allows userns)";
     }
     return null;
-  }
-
-  /** bwrap's stderr on one line, at most {@link #MAX_STDERR} characters. */
-  public static String capped(String stderr) {
-    String line = stderr.strip().replaceAll("\\s*[\\r\\n]+\\s*", " | ");
-    return line.length() <= MAX_STDERR
-        ? line
-        : line.substring(0, MAX_STDERR)
-            + "… ["
-            + (line.length() - MAX_STDERR)
-            + " more characters]";
   }
 
   /** This machine's setting {@code name} (e.g. {@code user.max_user_namespaces}) from /proc/sys. */

@@ -2,6 +2,7 @@ package dev.outboard.sandbox.shell;
 
 import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
+import java.time.Duration;
 
 /**
  * Splits a shell's output stream into one command's output and its exit code. The shell ends every
@@ -93,5 +94,38 @@ public final class EndMarkerScanner {
 
   public long omittedBytes() {
     return omitted;
+  }
+
+  /**
+   * The output, and after it a note for each way the command was cut short: output beyond the cap,
+   * the CPU time limit ({@code cpuSeconds}; exit 152, SIGXCPU), the timeout.
+   */
+  public String outputWithNotes(boolean timedOut, long cpuSeconds, Duration timeout) {
+    StringBuilder output = new StringBuilder(output());
+    if (omitted > 0) {
+      newline(output);
+      output.append("[output truncated: ").append(omitted).append(" bytes omitted]");
+    }
+    if (exitCode() == 128 + 24 && !timedOut) { // SIGXCPU
+      newline(output);
+      output
+          .append("[CPU time limit of ")
+          .append(cpuSeconds)
+          .append(" s exceeded; the command was killed]");
+    }
+    if (timedOut) {
+      newline(output);
+      output
+          .append("[timed out after ")
+          .append(timeout.toMillis())
+          .append(" ms; the command was killed]");
+    }
+    return output.toString();
+  }
+
+  private static void newline(StringBuilder output) {
+    if (output.length() > 0 && output.charAt(output.length() - 1) != '\n') {
+      output.append('\n');
+    }
   }
 }

@@ -16,6 +16,9 @@ import java.security.SecureRandom;
 public final class ShellSupport {
   private static final SecureRandom RANDOM = new SecureRandom();
 
+  /** How much of what a shell (or bwrap) printed when it failed to start goes into an error. */
+  public static final int START_OUTPUT_CHARS = 2000;
+
   private ShellSupport() {}
 
   public static byte[] readAll(InputStream in) {
@@ -81,5 +84,30 @@ public final class ShellSupport {
     byte[] bytes = new byte[n];
     RANDOM.nextBytes(bytes);
     return bytes;
+  }
+
+  /** The process group of process {@code pid}, from /proc; 0 if it cannot be read. */
+  public static long processGroupOf(long pid) {
+    try {
+      String stat = Files.readString(Path.of("/proc/" + pid + "/stat"));
+      String[] fields = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+      return Long.parseLong(fields[2]);
+    } catch (IOException | RuntimeException e) {
+      return 0;
+    }
+  }
+
+  /**
+   * A process's output (bwrap's stderr, say) on one line, capped at {@value #START_OUTPUT_CHARS}
+   * characters.
+   */
+  public static String capped(String output) {
+    String line = output.strip().replaceAll("\\s*[\\r\\n]+\\s*", " | ");
+    return line.length() <= START_OUTPUT_CHARS
+        ? line
+        : line.substring(0, START_OUTPUT_CHARS)
+            + "… ["
+            + (line.length() - START_OUTPUT_CHARS)
+            + " more characters]";
   }
 }
