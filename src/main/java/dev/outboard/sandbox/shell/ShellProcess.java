@@ -16,7 +16,9 @@ import java.util.Arrays;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
@@ -285,6 +287,19 @@ final class ShellProcess {
           return;
         }
         descendants.forEach(ProcessHandle::destroyForcibly);
+        // Killed is not yet gone: a reader that was sent SIGKILL may still take bytes that arrive
+        // before it is scheduled, so the next line is sent only once the killed have exited.
+        long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(1); // for all of them together
+        for (ProcessHandle d : descendants) {
+          try {
+            d.onExit().get(Math.max(0, until - System.nanoTime()), TimeUnit.NANOSECONDS);
+          } catch (ExecutionException | TimeoutException e) {
+            // gone or stuck; the next pass looks again
+          } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return;
+          }
+        }
       }
     }
   }
