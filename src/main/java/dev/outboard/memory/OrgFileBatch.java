@@ -111,7 +111,9 @@ final class OrgFileBatch {
       if (callKey != null) {
         byCall.put(callKey, outcome);
         ops.add(
-            new Object[] {r.origin().sessionId(), r.origin().callId(), org, json(outcome), now});
+            new Object[] {
+              r.origin().sessionId(), r.origin().callId(), org, Json.write(outcome), now
+            });
       }
     }
     writeFiles();
@@ -379,14 +381,6 @@ final class OrgFileBatch {
       return Json.MAPPER.readValue(json, Outcome.class);
     } catch (JsonProcessingException e) {
       throw new SQLException("unreadable stored outcome", e);
-    }
-  }
-
-  private static String json(Outcome outcome) {
-    try {
-      return Json.MAPPER.writeValueAsString(outcome);
-    } catch (JsonProcessingException e) {
-      throw new IllegalStateException(e);
     }
   }
 }

@@ -188,7 +188,7 @@ public final class SessionIndex implements SessionObserver {
                       summary.status(),
                       seq,
                       summary.updatedAt(),
-                      json(summary),
+                      Json.write(summary),
                       wakeAt(summary),
                       sandboxOf(summary),
                       summary.id(),
@@ -348,7 +348,7 @@ public final class SessionIndex implements SessionObserver {
         seq,
         s.createdAt(),
         s.updatedAt(),
-        json(s),
+        Json.write(s),
         wakeAt(s),
         sandboxOf(s));
   }
@@ -363,14 +363,6 @@ public final class SessionIndex implements SessionObserver {
       return Json.MAPPER.readValue(json, Summary.class);
     } catch (JsonProcessingException e) {
       throw new SQLException("unreadable session summary", e);
-    }
-  }
-
-  private static String json(Summary s) {
-    try {
-      return Json.MAPPER.writeValueAsString(s);
-    } catch (JsonProcessingException e) {
-      throw new IllegalStateException(e);
     }
   }
 

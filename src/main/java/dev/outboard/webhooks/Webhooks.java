@@ -1,6 +1,5 @@
 package dev.outboard.webhooks;
 
-import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.outboard.Json;
 import dev.outboard.session.Summary;
@@ -124,7 +123,7 @@ public final class Webhooks {
             + " created_at) VALUES (?, ?, ?, 0, ?, ?)",
         eventId,
         summary.org(),
-        json(payload),
+        Json.write(payload),
         now,
         now);
     return true;
@@ -136,13 +135,5 @@ public final class Webhooks {
         "SELECT url, secret FROM org_webhooks WHERE org_id = ?",
         rs -> new Target(rs.getString(1), rs.getString(2)),
         org);
-  }
-
-  private static String json(Object value) {
-    try {
-      return Json.MAPPER.writeValueAsString(value);
-    } catch (JsonProcessingException e) {
-      throw new IllegalStateException(e);
-    }
   }
 }
