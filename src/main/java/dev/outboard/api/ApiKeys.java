@@ -1,16 +1,15 @@
 package dev.outboard.api;
 
 import dev.outboard.store.Database;
+import dev.outboard.store.Sql;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.security.SecureRandom;
-import java.sql.PreparedStatement;
-import java.sql.ResultSet;
+import java.sql.Connection;
+import java.sql.SQLException;
 import java.time.Duration;
 import java.time.Instant;
-import java.time.OffsetDateTime;
-import java.time.ZoneOffset;
 import java.util.Base64;
 import java.util.HexFormat;
 import java.util.Optional;
@@ -51,13 +50,8 @@ public final class ApiKeys {
     Instant now = Instant.now();
     return db.transact(
             c -> {
-              try (PreparedStatement ps =
-                  c.prepareStatement("INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)")) {
-                ps.setString(1, id);
-                ps.setString(2, name);
-                ps.setObject(3, OffsetDateTime.ofInstant(now, ZoneOffset.UTC));
-                ps.executeUpdate();
-              }
+              Sql.update(
+                  c, "INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)", id, name, now);
               return Optional.of(new Org(id, name, now));
             })
         .exceptionally(
@@ -72,29 +66,21 @@ public final class ApiKeys {
     return db.transact(c -> issueKeyNow(c, org));
   }
 
-  private static Optional<String> issueKeyNow(java.sql.Connection c, String org)
-      throws java.sql.SQLException {
-    try (PreparedStatement ps = c.prepareStatement("SELECT 1 FROM orgs WHERE id = ?")) {
-      ps.setString(1, org);
-      try (ResultSet rs = ps.executeQuery()) {
-        if (!rs.next()) return Optional.empty();
-      }
-    }
+  private static Optional<String> issueKeyNow(Connection c, String org) throws SQLException {
+    if (!Sql.exists(c, "SELECT 1 FROM orgs WHERE id = ?", org)) return Optional.empty();
     byte[] idBytes = new byte[8];
     byte[] secretBytes = new byte[32];
     RANDOM.nextBytes(idBytes);
     RANDOM.nextBytes(secretBytes);
     String keyId = HexFormat.of().formatHex(idBytes);
     String secret = Base64.getUrlEncoder().withoutPadding().encodeToString(secretBytes);
-    try (PreparedStatement ps =
-        c.prepareStatement(
-            "INSERT INTO api_keys (key_id, org_id, secret_hash, created_at) VALUES (?, ?, ?, ?)")) {
-      ps.setString(1, keyId);
-      ps.setString(2, org);
-      ps.setString(3, HexFormat.of().formatHex(sha256(secret)));
-      ps.setObject(4, OffsetDateTime.now(ZoneOffset.UTC));
-      ps.executeUpdate();
-    }
+    Sql.update(
+        c,
+        "INSERT INTO api_keys (key_id, org_id, secret_hash, created_at) VALUES (?, ?, ?, ?)",
+        keyId,
+        org,
+        HexFormat.of().formatHex(sha256(secret)),
+        Instant.now());
     return Optional.of("ob_" + keyId + "_" + secret);
   }
 
@@ -109,22 +95,17 @@ public final class ApiKeys {
       return CompletableFuture.completedFuture(verify(cached, presented));
     }
     return db.transact(
-            c -> {
-              try (PreparedStatement ps =
-                  c.prepareStatement(
-                      "SELECT org_id, secret_hash FROM api_keys WHERE key_id = ? AND revoked_at IS"
-                          + " NULL")) {
-                ps.setString(1, keyId);
-                try (ResultSet rs = ps.executeQuery()) {
-                  if (!rs.next()) return Optional.<Cached>empty();
-                  return Optional.of(
-                      new Cached(
-                          rs.getString(1),
-                          HexFormat.of().parseHex(rs.getString(2)),
-                          Instant.now().plus(cacheTtl)));
-                }
-              }
-            })
+            c ->
+                Sql.one(
+                    c,
+                    "SELECT org_id, secret_hash FROM api_keys WHERE key_id = ? AND revoked_at IS"
+                        + " NULL",
+                    rs ->
+                        new Cached(
+                            rs.getString(1),
+                            HexFormat.of().parseHex(rs.getString(2)),
+                            Instant.now().plus(cacheTtl)),
+                    keyId))
         .thenApply(
             row ->
                 row.flatMap(
@@ -147,17 +128,12 @@ public final class ApiKeys {
   public Optional<String> bootstrapDevOrg() {
     return db.transactNow(
         c -> {
-          try (PreparedStatement ps = c.prepareStatement("SELECT COUNT(*) FROM orgs");
-              ResultSet rs = ps.executeQuery()) {
-            rs.next();
-            if (rs.getLong(1) > 0) return Optional.<String>empty();
-          }
-          try (PreparedStatement ps =
-              c.prepareStatement(
-                  "INSERT INTO orgs (id, name, created_at) VALUES ('default', 'Default', ?)")) {
-            ps.setObject(1, OffsetDateTime.now(ZoneOffset.UTC));
-            ps.executeUpdate();
-          }
+          long orgs = Sql.one(c, "SELECT COUNT(*) FROM orgs", rs -> rs.getLong(1)).orElseThrow();
+          if (orgs > 0) return Optional.<String>empty();
+          Sql.update(
+              c,
+              "INSERT INTO orgs (id, name, created_at) VALUES ('default', 'Default', ?)",
+              Instant.now());
           return issueKeyNow(c, "default");
         });
   }

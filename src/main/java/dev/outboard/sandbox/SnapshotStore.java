@@ -1,8 +1,9 @@
 package dev.outboard.sandbox;
 
 import dev.outboard.store.Database;
-import java.sql.PreparedStatement;
-import java.sql.ResultSet;
+import dev.outboard.store.Sql;
+import java.sql.Connection;
+import java.sql.SQLException;
 import java.sql.Timestamp;
 import java.time.Instant;
 import java.util.Optional;
@@ -29,21 +30,15 @@ public final class SnapshotStore {
     Instant now = Instant.now();
     return db.transact(
         c -> {
-          try (PreparedStatement del =
-              c.prepareStatement("DELETE FROM sandbox_snapshots WHERE session_id = ?")) {
-            del.setString(1, sessionId);
-            del.executeUpdate();
-          }
-          try (PreparedStatement ins =
-              c.prepareStatement(
-                  "INSERT INTO sandbox_snapshots (session_id, sandbox_id, snapshot, taken_at)"
-                      + " VALUES (?, ?, ?, ?)")) {
-            ins.setString(1, sessionId);
-            ins.setString(2, sandboxId);
-            ins.setBytes(3, bytes);
-            ins.setTimestamp(4, Timestamp.from(now));
-            ins.executeUpdate();
-          }
+          delete(c, sessionId);
+          Sql.update(
+              c,
+              "INSERT INTO sandbox_snapshots (session_id, sandbox_id, snapshot, taken_at)"
+                  + " VALUES (?, ?, ?, ?)",
+              sessionId,
+              sandboxId,
+              bytes,
+              Timestamp.from(now));
           return null;
         });
   }
@@ -51,31 +46,24 @@ public final class SnapshotStore {
   /** The session's last snapshot, if any. */
   public CompletionStage<Optional<Snapshot>> load(String sessionId) {
     return db.transact(
-        c -> {
-          try (PreparedStatement q =
-              c.prepareStatement(
-                  "SELECT sandbox_id, snapshot, taken_at FROM sandbox_snapshots WHERE session_id ="
-                      + " ?")) {
-            q.setString(1, sessionId);
-            try (ResultSet rs = q.executeQuery()) {
-              if (!rs.next()) return Optional.<Snapshot>empty();
-              return Optional.of(
-                  new Snapshot(rs.getString(1), rs.getBytes(2), rs.getTimestamp(3).toInstant()));
-            }
-          }
-        });
+        c ->
+            Sql.one(
+                c,
+                "SELECT sandbox_id, snapshot, taken_at FROM sandbox_snapshots WHERE session_id = ?",
+                rs -> new Snapshot(rs.getString(1), rs.getBytes(2), rs.getTimestamp(3).toInstant()),
+                sessionId));
   }
 
   /** Forgets the session's snapshot (its sandbox was destroyed). */
   public CompletionStage<Void> delete(String sessionId) {
     return db.transact(
         c -> {
-          try (PreparedStatement del =
-              c.prepareStatement("DELETE FROM sandbox_snapshots WHERE session_id = ?")) {
-            del.setString(1, sessionId);
-            del.executeUpdate();
-          }
+          delete(c, sessionId);
           return null;
         });
+  }
+
+  private static void delete(Connection c, String sessionId) throws SQLException {
+    Sql.update(c, "DELETE FROM sandbox_snapshots WHERE session_id = ?", sessionId);
   }
 }

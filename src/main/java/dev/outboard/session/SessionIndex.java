@@ -3,16 +3,14 @@ package dev.outboard.session;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import dev.outboard.Json;
 import dev.outboard.store.Database;
+import dev.outboard.store.Sql;
 import dev.outboard.webhooks.Webhooks;
 import java.nio.charset.StandardCharsets;
 import java.sql.Connection;
-import java.sql.PreparedStatement;
-import java.sql.ResultSet;
 import java.sql.SQLException;
+import java.sql.Types;
 import java.time.Duration;
 import java.time.Instant;
-import java.time.OffsetDateTime;
-import java.time.ZoneOffset;
 import java.util.ArrayList;
 import java.util.Base64;
 import java.util.Collections;
@@ -120,42 +118,40 @@ public final class SessionIndex implements SessionObserver {
   private Optional<String> claim(Connection c, String org, String key, String sessionId)
       throws SQLException {
     Instant now = Instant.now();
-    try (PreparedStatement ps =
-        c.prepareStatement(
+    Optional<Claimed> held =
+        Sql.one(
+            c,
             "SELECT session_id, created_at FROM idempotency_keys WHERE org_id = ? AND idem_key = ?"
-                + " FOR UPDATE")) {
-      ps.setString(1, org);
-      ps.setString(2, key);
-      try (ResultSet rs = ps.executeQuery()) {
-        if (rs.next()) {
-          Instant created = rs.getObject(2, OffsetDateTime.class).toInstant();
-          if (created.plus(idempotencyTtl).isAfter(now)) return Optional.of(rs.getString(1));
-          try (PreparedStatement up =
-              c.prepareStatement(
-                  "UPDATE idempotency_keys SET session_id = ?, created_at = ? WHERE org_id = ? AND"
-                      + " idem_key = ?")) {
-            up.setString(1, sessionId);
-            up.setObject(2, utc(now));
-            up.setString(3, org);
-            up.setString(4, key);
-            up.executeUpdate();
-          }
-          return Optional.empty();
-        }
-      }
-    }
-    try (PreparedStatement ps =
-        c.prepareStatement(
-            "INSERT INTO idempotency_keys (org_id, idem_key, session_id, created_at) VALUES (?, ?,"
-                + " ?, ?)")) {
-      ps.setString(1, org);
-      ps.setString(2, key);
-      ps.setString(3, sessionId);
-      ps.setObject(4, utc(now));
-      ps.executeUpdate();
+                + " FOR UPDATE",
+            rs -> new Claimed(rs.getString(1), Sql.instant(rs, 2)),
+            org,
+            key);
+    if (held.isEmpty()) {
+      Sql.update(
+          c,
+          "INSERT INTO idempotency_keys (org_id, idem_key, session_id, created_at) VALUES (?, ?,"
+              + " ?, ?)",
+          org,
+          key,
+          sessionId,
+          now);
+    } else if (held.get().createdAt().plus(idempotencyTtl).isAfter(now)) {
+      return Optional.of(held.get().sessionId());
+    } else {
+      Sql.update(
+          c,
+          "UPDATE idempotency_keys SET session_id = ?, created_at = ? WHERE org_id = ? AND"
+              + " idem_key = ?",
+          sessionId,
+          now,
+          org,
+          key);
     }
     return Optional.empty();
   }
+
+  /** An idempotency key's row: the session it created, and when. */
+  private record Claimed(String sessionId, Instant createdAt) {}
 
   @Override
   public void statusChanged(Summary summary, long seq) {
@@ -184,21 +180,19 @@ public final class SessionIndex implements SessionObserver {
               // Only a recovering session's status is compared with the listed one (see above).
               boolean compare = recovered && webhooks != null;
               String before = compare ? statusOf(c, summary.id()) : null;
-              int updated;
-              try (PreparedStatement ps =
-                  c.prepareStatement(
+              int updated =
+                  Sql.update(
+                      c,
                       "UPDATE session_index SET status = ?, seq = ?, updated_at = ?, summary = ?,"
-                          + " wake_at = ?, sandbox_id = ? WHERE id = ? AND seq <= ?")) {
-                ps.setString(1, summary.status());
-                ps.setLong(2, seq);
-                ps.setObject(3, utc(summary.updatedAt()));
-                ps.setString(4, json(summary));
-                setInstant(ps, 5, summary.wakeAt());
-                ps.setString(6, sandboxOf(summary));
-                ps.setString(7, summary.id());
-                ps.setLong(8, seq);
-                updated = ps.executeUpdate();
-              }
+                          + " wake_at = ?, sandbox_id = ? WHERE id = ? AND seq <= ?",
+                      summary.status(),
+                      seq,
+                      summary.updatedAt(),
+                      Json.write(summary),
+                      wakeAt(summary),
+                      sandboxOf(summary),
+                      summary.id(),
+                      seq);
               // No row updated: a later change is there already, or there is no row yet.
               if (updated == 0 && statusOf(c, summary.id()) == null) insertRow(c, summary, seq);
               boolean owed =
@@ -221,13 +215,8 @@ public final class SessionIndex implements SessionObserver {
   }
 
   private static String statusOf(Connection c, String id) throws SQLException {
-    try (PreparedStatement ps =
-        c.prepareStatement("SELECT status FROM session_index WHERE id = ?")) {
-      ps.setString(1, id);
-      try (ResultSet rs = ps.executeQuery()) {
-        return rs.next() ? rs.getString(1) : null;
-      }
-    }
+    return Sql.one(c, "SELECT status FROM session_index WHERE id = ?", rs -> rs.getString(1), id)
+        .orElse(null);
   }
 
   /**
@@ -236,19 +225,12 @@ public final class SessionIndex implements SessionObserver {
    */
   public CompletionStage<List<String>> due(Instant now, int limit) {
     return db.transact(
-        c -> {
-          try (PreparedStatement ps =
-              c.prepareStatement(
-                  "SELECT id FROM session_index WHERE wake_at <= ? ORDER BY wake_at LIMIT "
-                      + limit)) {
-            ps.setObject(1, utc(now));
-            List<String> ids = new ArrayList<>();
-            try (ResultSet rs = ps.executeQuery()) {
-              while (rs.next()) ids.add(rs.getString(1));
-            }
-            return ids;
-          }
-        });
+        c ->
+            Sql.query(
+                c,
+                "SELECT id FROM session_index WHERE wake_at <= ? ORDER BY wake_at LIMIT " + limit,
+                rs -> rs.getString(1),
+                now));
   }
 
   private static String sandboxOf(Summary s) {
@@ -268,19 +250,14 @@ public final class SessionIndex implements SessionObserver {
           Map<String, String> owners = new java.util.HashMap<>();
           for (int from = 0; from < ids.size(); from += 500) {
             List<String> part = ids.subList(from, Math.min(ids.size(), from + 500));
-            String marks = String.join(", ", Collections.nCopies(part.size(), "?"));
-            try (PreparedStatement ps =
-                c.prepareStatement(
-                    "SELECT sandbox_id, status FROM session_index WHERE sandbox_id IN ("
-                        + marks
-                        + ")")) {
-              for (int i = 0; i < part.size(); i++) ps.setString(i + 1, part.get(i));
-              try (ResultSet rs = ps.executeQuery()) {
-                // A running owner wins over a finished one (an id is never reused, but be safe).
-                while (rs.next())
-                  owners.merge(rs.getString(1), rs.getString(2), (a, b) -> finished(a) ? b : a);
-              }
-            }
+            // A running owner wins over a finished one (an id is never reused, but be safe).
+            Sql.each(
+                c,
+                "SELECT sandbox_id, status FROM session_index WHERE sandbox_id IN ("
+                    + Sql.marks(part.size())
+                    + ")",
+                rs -> owners.merge(rs.getString(1), rs.getString(2), (a, b) -> finished(a) ? b : a),
+                part.toArray());
           }
           return owners;
         });
@@ -299,15 +276,12 @@ public final class SessionIndex implements SessionObserver {
     String cached = ownerCache.get(sessionId);
     if (cached != null) return CompletableFuture.completedFuture(Optional.of(cached));
     return db.transact(
-            c -> {
-              try (PreparedStatement ps =
-                  c.prepareStatement("SELECT org_id FROM session_index WHERE id = ?")) {
-                ps.setString(1, sessionId);
-                try (ResultSet rs = ps.executeQuery()) {
-                  return rs.next() ? Optional.of(rs.getString(1)) : Optional.<String>empty();
-                }
-              }
-            })
+            c ->
+                Sql.one(
+                    c,
+                    "SELECT org_id FROM session_index WHERE id = ?",
+                    rs -> rs.getString(1),
+                    sessionId))
         .thenApply(
             org -> {
               org.ifPresent(o -> ownerCache.put(sessionId, o));
@@ -335,68 +309,60 @@ public final class SessionIndex implements SessionObserver {
           }
           if (after != null) {
             sql.append(" AND (created_at < ? OR (created_at = ? AND id < ?))");
-            args.add(utc(after.createdAt()));
-            args.add(utc(after.createdAt()));
+            args.add(after.createdAt());
+            args.add(after.createdAt());
             args.add(after.id());
           }
           sql.append(" ORDER BY created_at DESC, id DESC LIMIT ").append(limit + 1);
-          try (PreparedStatement ps = c.prepareStatement(sql.toString())) {
-            for (int i = 0; i < args.size(); i++) ps.setObject(i + 1, args.get(i));
-            List<Summary> out = new ArrayList<>();
-            String next = null;
-            Instant lastCreated = null;
-            try (ResultSet rs = ps.executeQuery()) {
-              while (rs.next()) {
-                if (out.size() == limit) {
-                  Summary last = out.get(out.size() - 1);
-                  next = new Cursor(lastCreated, last.id()).encode();
-                  break;
-                }
-                lastCreated = rs.getObject(2, OffsetDateTime.class).toInstant();
-                out.add(Json.MAPPER.readValue(rs.getString(3), Summary.class));
-              }
-            } catch (JsonProcessingException e) {
-              throw new SQLException("unreadable session summary", e);
-            }
-            return new Page(out, next);
+          // One row more than the page: if it is there, the page has a next one.
+          List<Listed> rows =
+              Sql.query(
+                  c,
+                  sql.toString(),
+                  rs -> new Listed(Sql.instant(rs, 2), rs.getString(3)),
+                  args.toArray());
+          List<Summary> out = new ArrayList<>();
+          for (Listed row : rows.subList(0, Math.min(limit, rows.size()))) {
+            out.add(summary(row.summary()));
           }
+          String next = null;
+          if (rows.size() > limit) {
+            next = new Cursor(rows.get(limit - 1).createdAt(), out.get(limit - 1).id()).encode();
+          }
+          return new Page(out, next);
         });
   }
 
+  /** A row of the sessions list: when it was created, and its summary as stored. */
+  private record Listed(Instant createdAt, String summary) {}
+
   private static void insertRow(Connection c, Summary s, long seq) throws SQLException {
-    try (PreparedStatement ps =
-        c.prepareStatement(
-            "INSERT INTO session_index (id, org_id, user_name, status, seq, created_at, updated_at,"
-                + " summary, wake_at, sandbox_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
-      ps.setString(1, s.id());
-      ps.setString(2, s.org());
-      ps.setString(3, s.user());
-      ps.setString(4, s.status());
-      ps.setLong(5, seq);
-      ps.setObject(6, utc(s.createdAt()));
-      ps.setObject(7, utc(s.updatedAt()));
-      ps.setString(8, json(s));
-      setInstant(ps, 9, s.wakeAt());
-      ps.setString(10, sandboxOf(s));
-      ps.executeUpdate();
-    }
+    Sql.update(
+        c,
+        "INSERT INTO session_index (id, org_id, user_name, status, seq, created_at, updated_at,"
+            + " summary, wake_at, sandbox_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        s.id(),
+        s.org(),
+        s.user(),
+        s.status(),
+        seq,
+        s.createdAt(),
+        s.updatedAt(),
+        Json.write(s),
+        wakeAt(s),
+        sandboxOf(s));
   }
 
-  private static void setInstant(PreparedStatement ps, int index, Instant instant)
-      throws SQLException {
-    if (instant == null) ps.setNull(index, java.sql.Types.TIMESTAMP_WITH_TIMEZONE);
-    else ps.setObject(index, utc(instant));
+  /** When the session's wait is due; a session without one binds a NULL timestamp. */
+  private static Object wakeAt(Summary s) {
+    return Sql.orNull(s.wakeAt(), Types.TIMESTAMP_WITH_TIMEZONE);
   }
 
-  private static OffsetDateTime utc(Instant instant) {
-    return OffsetDateTime.ofInstant(instant, ZoneOffset.UTC);
-  }
-
-  private static String json(Summary s) {
+  private static Summary summary(String json) throws SQLException {
     try {
-      return Json.MAPPER.writeValueAsString(s);
+      return Json.MAPPER.readValue(json, Summary.class);
     } catch (JsonProcessingException e) {
-      throw new IllegalStateException(e);
+      throw new SQLException("unreadable session summary", e);
     }
   }
 

@@ -43,29 +43,6 @@ public record SessionSettings(
     }
   }
 
-  public SessionSettings(
-      Duration passivateAfter,
-      int defaultMaxTurns,
-      int maxMaxTurns,
-      int snapshotEvery,
-      SessionFiles.Limits fileLimits,
-      Duration handoffGrace,
-      Duration passivateFinishedAfter,
-      Waits waits,
-      Subagents subagents) {
-    this(
-        passivateAfter,
-        defaultMaxTurns,
-        maxMaxTurns,
-        snapshotEvery,
-        fileLimits,
-        handoffGrace,
-        passivateFinishedAfter,
-        waits,
-        subagents,
-        Compaction.DEFAULT);
-  }
-
   /**
    * The {@code outboard.subagents} settings: how deep subagents may nest (a session at {@code
    * maxDepth} cannot start any), and how often a session waiting for subagents asks them where they
@@ -75,32 +52,12 @@ public record SessionSettings(
     public static final Subagents DEFAULT = new Subagents(2, Duration.ofSeconds(30));
   }
 
-  public SessionSettings(
-      Duration passivateAfter,
-      int defaultMaxTurns,
-      int maxMaxTurns,
-      int snapshotEvery,
-      SessionFiles.Limits fileLimits,
-      Duration handoffGrace,
-      Duration passivateFinishedAfter,
-      Waits waits) {
-    this(
-        passivateAfter,
-        defaultMaxTurns,
-        maxMaxTurns,
-        snapshotEvery,
-        fileLimits,
-        handoffGrace,
-        passivateFinishedAfter,
-        waits,
-        Subagents.DEFAULT);
-  }
-
   /** The {@code outboard.waits} limits of the wait tool and of events sent to a session. */
   public record Waits(Duration maxTimeout, int maxQueuedEvents, int maxPayloadBytes) {
     public static final Waits DEFAULT = new Waits(Duration.ofDays(7), 100, 256 * 1024);
   }
 
+  /** With the default waits, subagents and compaction settings. */
   public SessionSettings(
       Duration passivateAfter,
       int defaultMaxTurns,
@@ -117,7 +74,9 @@ public record SessionSettings(
         fileLimits,
         handoffGrace,
         passivateFinishedAfter,
-        Waits.DEFAULT);
+        Waits.DEFAULT,
+        Subagents.DEFAULT,
+        Compaction.DEFAULT);
   }
 
   /**
@@ -157,13 +116,13 @@ public record SessionSettings(
         new SessionFiles.Limits(
             c.getBytes("max-file-bytes"),
             c.getBytes("max-total-file-bytes"),
-            (int) Math.min(Integer.MAX_VALUE, c.getBytes("max-tool-output-bytes"))),
+            intBytes(c, "max-tool-output-bytes")),
         c.getDuration("handoff-grace"),
         c.getDuration("passivate-finished-after"),
         new Waits(
             config.getDuration("outboard.waits.max-timeout"),
             config.getInt("outboard.waits.max-queued-events"),
-            (int) Math.min(Integer.MAX_VALUE, config.getBytes("outboard.waits.max-payload-bytes"))),
+            intBytes(config, "outboard.waits.max-payload-bytes")),
         new Subagents(
             config.getInt("outboard.subagents.max-depth"),
             config.getDuration("outboard.subagents.check-interval")),
@@ -181,6 +140,11 @@ public record SessionSettings(
         java.util.Map.copyOf(windows),
         c.getInt("chars-per-token"),
         c.getInt("max-tool-result-chars"),
-        (int) Math.min(Integer.MAX_VALUE, c.getBytes("max-history-chars")));
+        intBytes(c, "max-history-chars"));
+  }
+
+  /** A size setting ({@code 256k}, {@code 1m}) as an int, at most {@link Integer#MAX_VALUE}. */
+  private static int intBytes(Config c, String path) {
+    return (int) Math.min(Integer.MAX_VALUE, c.getBytes(path));
   }
 }

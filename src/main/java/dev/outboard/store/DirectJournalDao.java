@@ -199,9 +199,7 @@ public final class DirectJournalDao extends DefaultJournalDao {
    */
   private Connection write(Connection connection, List<Pending> batch) throws SQLException {
     try {
-      insert(connection, batch);
-      for (Pending p : batch)
-        p.done().trySuccess(CollectionConverters.asScala(p.results()).toList());
+      insertAndSucceed(connection, batch);
       return connection;
     } catch (SQLException first) {
       SQLException e = first;
@@ -211,9 +209,7 @@ public final class DirectJournalDao extends DefaultJournalDao {
         // fail, and the entity's recovery finds its events.
         connection = replace(connection);
         try {
-          insert(connection, batch);
-          for (Pending p : batch)
-            p.done().trySuccess(CollectionConverters.asScala(p.results()).toList());
+          insertAndSucceed(connection, batch);
           return connection;
         } catch (SQLException again) {
           e = again;
@@ -228,8 +224,7 @@ public final class DirectJournalDao extends DefaultJournalDao {
       connection = isValid(connection) ? connection : replace(connection);
       for (Pending p : batch) {
         try {
-          insert(connection, List.of(p));
-          p.done().trySuccess(CollectionConverters.asScala(p.results()).toList());
+          insertAndSucceed(connection, List.of(p));
         } catch (SQLException single) {
           p.done().tryFailure(single);
           connection = isValid(connection) ? connection : replace(connection);
@@ -237,6 +232,12 @@ public final class DirectJournalDao extends DefaultJournalDao {
       }
       return connection;
     }
+  }
+
+  /** Inserts {@code batch} in one statement, then completes each of its writes. */
+  private void insertAndSucceed(Connection connection, List<Pending> batch) throws SQLException {
+    insert(connection, batch);
+    for (Pending p : batch) p.done().trySuccess(CollectionConverters.asScala(p.results()).toList());
   }
 
   private void insert(Connection connection, List<Pending> batch) throws SQLException {

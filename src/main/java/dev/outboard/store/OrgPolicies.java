@@ -5,9 +5,8 @@ import com.fasterxml.jackson.core.type.TypeReference;
 import dev.outboard.Json;
 import dev.outboard.session.Budget;
 import dev.outboard.tools.ApprovalPolicy;
-import java.sql.PreparedStatement;
-import java.sql.ResultSet;
 import java.sql.SQLException;
+import java.sql.Types;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
@@ -55,21 +54,14 @@ public final class OrgPolicies {
   /** The org's policy, or empty if there is no such org. */
   public CompletionStage<Optional<Policy>> get(String org) {
     return db.transact(
-        c -> {
-          try (PreparedStatement ps =
-              c.prepareStatement(
-                  "SELECT agents_write_skills, approval_policy, budget_policy FROM orgs WHERE id ="
-                      + " ?")) {
-            ps.setString(1, org);
-            try (ResultSet rs = ps.executeQuery()) {
-              return rs.next()
-                  ? Optional.of(
-                      new Policy(
-                          rs.getBoolean(1), patterns(rs.getString(2)), budget(rs.getString(3))))
-                  : Optional.<Policy>empty();
-            }
-          }
-        });
+        c ->
+            Sql.one(
+                c,
+                "SELECT agents_write_skills, approval_policy, budget_policy FROM orgs WHERE id = ?",
+                rs ->
+                    new Policy(
+                        rs.getBoolean(1), patterns(rs.getString(2)), budget(rs.getString(3))),
+                org));
   }
 
   /**
@@ -80,24 +72,19 @@ public final class OrgPolicies {
       String org, Boolean agentsMayWriteSkills, List<String> approvals, Budget budget) {
     return db.transact(
             c -> {
-              try (PreparedStatement ps =
-                  c.prepareStatement(
+              boolean limits =
+                  budget != null && (budget.maxTokens() != null || budget.maxTurns() != null);
+              return Sql.update(
+                      c,
                       "UPDATE orgs SET agents_write_skills = COALESCE(?, agents_write_skills),"
                           + " approval_policy = COALESCE(?, approval_policy), budget_policy = CASE"
-                          + " WHEN ? THEN ? ELSE budget_policy END WHERE id = ?")) {
-                if (agentsMayWriteSkills == null) ps.setNull(1, java.sql.Types.BOOLEAN);
-                else ps.setBoolean(1, agentsMayWriteSkills);
-                ps.setString(
-                    2, approvals == null ? null : Json.MAPPER.writeValueAsString(approvals));
-                boolean limits =
-                    budget != null && (budget.maxTokens() != null || budget.maxTurns() != null);
-                ps.setBoolean(3, budget != null);
-                ps.setString(4, limits ? Json.MAPPER.writeValueAsString(budget) : null);
-                ps.setString(5, org);
-                return ps.executeUpdate() == 1;
-              } catch (JsonProcessingException e) {
-                throw new SQLException(e);
-              }
+                          + " WHEN ? THEN ? ELSE budget_policy END WHERE id = ?",
+                      Sql.orNull(agentsMayWriteSkills, Types.BOOLEAN),
+                      Sql.orNull(approvals == null ? null : json(approvals), Types.VARCHAR),
+                      budget != null,
+                      Sql.orNull(limits ? json(budget) : null, Types.VARCHAR),
+                      org)
+                  == 1;
             })
         .thenCompose(
             found -> {
@@ -157,6 +144,14 @@ public final class OrgPolicies {
                   .thenCompose(v -> read(org, attempt + 1));
             })
         .thenCompose(f -> f);
+  }
+
+  private static String json(Object policy) throws SQLException {
+    try {
+      return Json.MAPPER.writeValueAsString(policy);
+    } catch (JsonProcessingException e) {
+      throw new SQLException(e);
+    }
   }
 
   private static Budget budget(String json) throws SQLException {

@@ -2,12 +2,9 @@ package dev.outboard.store;
 
 import dev.outboard.JsonSerializable;
 import dev.outboard.model.Usage;
-import java.sql.PreparedStatement;
-import java.sql.ResultSet;
 import java.time.Instant;
 import java.time.LocalDate;
 import java.time.ZoneOffset;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletionStage;
@@ -73,27 +70,35 @@ public final class UsageLedger {
             c -> {
               for (Map.Entry<Key, long[]> e : batch.entrySet()) {
                 long[] t = e.getValue();
-                try (PreparedStatement up =
-                    c.prepareStatement(
+                String org = e.getKey().org();
+                LocalDate day = e.getKey().day();
+                int updated =
+                    Sql.update(
+                        c,
                         "UPDATE org_usage_daily SET input_tokens = input_tokens + ?, output_tokens"
                             + " = output_tokens + ?, cache_read_tokens = cache_read_tokens + ?,"
                             + " cache_write_tokens = cache_write_tokens + ?, turns = turns + ?"
-                            + " WHERE org_id = ? AND usage_day = ?")) {
-                  for (int i = 0; i < 5; i++) up.setLong(i + 1, t[i]);
-                  up.setString(6, e.getKey().org());
-                  up.setObject(7, e.getKey().day());
-                  if (up.executeUpdate() == 1) continue;
-                }
-                try (PreparedStatement in =
-                    c.prepareStatement(
-                        "INSERT INTO org_usage_daily (org_id, usage_day, input_tokens,"
-                            + " output_tokens, cache_read_tokens, cache_write_tokens, turns) VALUES"
-                            + " (?, ?, ?, ?, ?, ?, ?)")) {
-                  in.setString(1, e.getKey().org());
-                  in.setObject(2, e.getKey().day());
-                  for (int i = 0; i < 5; i++) in.setLong(i + 3, t[i]);
-                  in.executeUpdate();
-                }
+                            + " WHERE org_id = ? AND usage_day = ?",
+                        t[0],
+                        t[1],
+                        t[2],
+                        t[3],
+                        t[4],
+                        org,
+                        day);
+                if (updated == 1) continue;
+                Sql.update(
+                    c,
+                    "INSERT INTO org_usage_daily (org_id, usage_day, input_tokens,"
+                        + " output_tokens, cache_read_tokens, cache_write_tokens, turns) VALUES"
+                        + " (?, ?, ?, ?, ?, ?, ?)",
+                    org,
+                    day,
+                    t[0],
+                    t[1],
+                    t[2],
+                    t[3],
+                    t[4]);
               }
               return null;
             })
@@ -122,30 +127,22 @@ public final class UsageLedger {
    */
   public CompletionStage<List<Day>> days(String org, LocalDate from, LocalDate to) {
     return db.transact(
-        c -> {
-          try (PreparedStatement ps =
-              c.prepareStatement(
-                  "SELECT usage_day, input_tokens, output_tokens, cache_read_tokens,"
-                      + " cache_write_tokens, turns FROM org_usage_daily WHERE org_id = ? AND"
-                      + " usage_day >= ? AND usage_day <= ? ORDER BY usage_day")) {
-            ps.setString(1, org);
-            ps.setObject(2, from);
-            ps.setObject(3, to);
-            List<Day> out = new ArrayList<>();
-            try (ResultSet rs = ps.executeQuery()) {
-              while (rs.next()) {
-                out.add(
+        c ->
+            Sql.query(
+                c,
+                "SELECT usage_day, input_tokens, output_tokens, cache_read_tokens,"
+                    + " cache_write_tokens, turns FROM org_usage_daily WHERE org_id = ? AND"
+                    + " usage_day >= ? AND usage_day <= ? ORDER BY usage_day",
+                rs ->
                     new Day(
                         rs.getObject(1, LocalDate.class).toString(),
                         rs.getLong(2),
                         rs.getLong(3),
                         rs.getLong(4),
                         rs.getLong(5),
-                        rs.getLong(6)));
-              }
-            }
-            return out;
-          }
-        });
+                        rs.getLong(6)),
+                org,
+                from,
+                to));
   }
 }

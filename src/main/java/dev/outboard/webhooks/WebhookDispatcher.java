@@ -2,6 +2,7 @@ package dev.outboard.webhooks;
 
 import com.typesafe.config.Config;
 import dev.outboard.store.Database;
+import dev.outboard.store.Sql;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -11,7 +12,6 @@ import java.security.InvalidKeyException;
 import java.security.NoSuchAlgorithmException;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
-import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.time.Duration;
 import java.time.Instant;
@@ -142,46 +142,40 @@ public final class WebhookDispatcher implements AutoCloseable {
   /** Claims up to {@code batch} due deliveries for {@code lease}. */
   private List<Due> claim(Connection c) throws SQLException {
     Instant now = Instant.now();
-    List<Due> candidates = new ArrayList<>();
-    List<OffsetDateTime> seenAt = new ArrayList<>();
-    try (PreparedStatement ps =
-        c.prepareStatement(
+    List<Candidate> candidates =
+        Sql.query(
+            c,
             "SELECT event_id, org_id, payload, attempts, next_attempt_at FROM webhook_outbox WHERE"
                 + " delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ? ORDER BY"
                 + " next_attempt_at, event_id LIMIT "
-                + settings.batch())) {
-      ps.setObject(1, Webhooks.utc(now));
-      try (ResultSet rs = ps.executeQuery()) {
-        while (rs.next()) {
-          candidates.add(new Due(rs.getString(1), rs.getString(2), rs.getString(3), rs.getInt(4)));
-          seenAt.add(rs.getObject(5, OffsetDateTime.class));
-        }
-      }
-    }
+                + settings.batch(),
+            rs ->
+                new Candidate(
+                    new Due(rs.getString(1), rs.getString(2), rs.getString(3), rs.getInt(4)),
+                    rs.getObject(5, OffsetDateTime.class)),
+            now);
     List<Due> claimed = new ArrayList<>();
     try (PreparedStatement ps =
         c.prepareStatement(
             "UPDATE webhook_outbox SET next_attempt_at = ? WHERE event_id = ? AND next_attempt_at ="
                 + " ? AND delivered_at IS NULL")) {
-      for (int i = 0; i < candidates.size(); i++) {
-        ps.setObject(1, Webhooks.utc(now.plus(settings.lease())));
-        ps.setString(2, candidates.get(i).eventId());
-        ps.setObject(3, seenAt.get(i));
-        if (ps.executeUpdate() == 1) claimed.add(candidates.get(i));
+      for (Candidate cand : candidates) {
+        Sql.bind(ps, now.plus(settings.lease()), cand.due().eventId(), cand.seenAt());
+        if (ps.executeUpdate() == 1) claimed.add(cand.due());
       }
     }
     return claimed;
   }
 
+  /** A due delivery and its {@code next_attempt_at} as read: the claim holds if it is unchanged. */
+  private record Candidate(Due due, OffsetDateTime seenAt) {}
+
   private Optional<Instant> earliestDue(Connection c) throws SQLException {
-    try (PreparedStatement ps =
-            c.prepareStatement(
-                "SELECT MIN(next_attempt_at) FROM webhook_outbox WHERE delivered_at IS NULL AND"
-                    + " failed_at IS NULL");
-        ResultSet rs = ps.executeQuery()) {
-      OffsetDateTime at = rs.next() ? rs.getObject(1, OffsetDateTime.class) : null;
-      return Optional.ofNullable(at).map(OffsetDateTime::toInstant);
-    }
+    return Sql.one(
+        c,
+        "SELECT MIN(next_attempt_at) FROM webhook_outbox WHERE delivered_at IS NULL AND"
+            + " failed_at IS NULL",
+        rs -> Sql.instant(rs, 1));
   }
 
   private void deliver(Due d, Webhooks.Target target) {
@@ -242,20 +236,16 @@ public final class WebhookDispatcher implements AutoCloseable {
           attempts,
           error);
     db.transact(
-            c -> {
-              try (PreparedStatement ps =
-                  c.prepareStatement(
-                      "UPDATE webhook_outbox SET attempts = ?, next_attempt_at = ?, "
-                          + "last_error = ?, failed_at = ? WHERE event_id = ?")) {
-                ps.setInt(1, attempts);
-                ps.setObject(2, Webhooks.utc(next));
-                ps.setString(3, error);
-                ps.setObject(4, giveUp ? Webhooks.utc(Instant.now()) : null);
-                ps.setString(5, d.eventId());
-                ps.executeUpdate();
-              }
-              return null;
-            })
+            c ->
+                Sql.update(
+                    c,
+                    "UPDATE webhook_outbox SET attempts = ?, next_attempt_at = ?, "
+                        + "last_error = ?, failed_at = ? WHERE event_id = ?",
+                    attempts,
+                    next,
+                    error,
+                    giveUp ? Instant.now() : null,
+                    d.eventId()))
         .whenComplete(
             (ok, e) -> {
               if (e != null)
@@ -274,25 +264,16 @@ public final class WebhookDispatcher implements AutoCloseable {
     return Duration.ofMillis(capped + ThreadLocalRandom.current().nextLong(capped / 5 + 1));
   }
 
-  private static Void delivered(Connection c, String eventId) throws SQLException {
-    try (PreparedStatement ps =
-        c.prepareStatement(
-            "UPDATE webhook_outbox SET delivered_at = ?, attempts = attempts + 1 WHERE event_id"
-                + " = ?")) {
-      ps.setObject(1, Webhooks.utc(Instant.now()));
-      ps.setString(2, eventId);
-      ps.executeUpdate();
-    }
-    return null;
+  private static int delivered(Connection c, String eventId) throws SQLException {
+    return Sql.update(
+        c,
+        "UPDATE webhook_outbox SET delivered_at = ?, attempts = attempts + 1 WHERE event_id = ?",
+        Instant.now(),
+        eventId);
   }
 
-  private static Void drop(Connection c, String eventId) throws SQLException {
-    try (PreparedStatement ps =
-        c.prepareStatement("DELETE FROM webhook_outbox WHERE event_id = ?")) {
-      ps.setString(1, eventId);
-      ps.executeUpdate();
-    }
-    return null;
+  private static int drop(Connection c, String eventId) throws SQLException {
+    return Sql.update(c, "DELETE FROM webhook_outbox WHERE event_id = ?", eventId);
   }
 
   /** The hex HMAC-SHA256 of {@code message} with {@code secret}. */

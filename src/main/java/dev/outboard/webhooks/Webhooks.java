@@ -1,18 +1,14 @@
 package dev.outboard.webhooks;
 
-import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.outboard.Json;
 import dev.outboard.session.Summary;
 import dev.outboard.store.Database;
+import dev.outboard.store.Sql;
 import java.net.URI;
 import java.sql.Connection;
-import java.sql.PreparedStatement;
-import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.time.Instant;
-import java.time.OffsetDateTime;
-import java.time.ZoneOffset;
 import java.util.Optional;
 import java.util.concurrent.CompletionStage;
 
@@ -68,56 +64,36 @@ public final class Webhooks {
   public CompletionStage<Boolean> set(String org, String url, String secret) {
     return db.transact(
         c -> {
-          if (!orgExists(c, org)) return false;
-          try (PreparedStatement del =
-              c.prepareStatement("DELETE FROM org_webhooks WHERE org_id = ?")) {
-            del.setString(1, org);
-            del.executeUpdate();
-          }
-          try (PreparedStatement ins =
-              c.prepareStatement(
-                  "INSERT INTO org_webhooks (org_id, url, secret, updated_at) VALUES (?, ?, ?,"
-                      + " ?)")) {
-            ins.setString(1, org);
-            ins.setString(2, url);
-            ins.setString(3, secret);
-            ins.setObject(4, utc(Instant.now()));
-            ins.executeUpdate();
-          }
+          if (!Sql.exists(c, "SELECT 1 FROM orgs WHERE id = ?", org)) return false;
+          Sql.update(c, "DELETE FROM org_webhooks WHERE org_id = ?", org);
+          Sql.update(
+              c,
+              "INSERT INTO org_webhooks (org_id, url, secret, updated_at) VALUES (?, ?, ?, ?)",
+              org,
+              url,
+              secret,
+              Instant.now());
           return true;
         });
   }
 
   public CompletionStage<Optional<Endpoint>> get(String org) {
     return db.transact(
-        c -> {
-          try (PreparedStatement ps =
-              c.prepareStatement("SELECT url, updated_at FROM org_webhooks WHERE org_id = ?")) {
-            ps.setString(1, org);
-            try (ResultSet rs = ps.executeQuery()) {
-              if (!rs.next()) return Optional.<Endpoint>empty();
-              return Optional.of(
-                  new Endpoint(rs.getString(1), rs.getObject(2, OffsetDateTime.class).toInstant()));
-            }
-          }
-        });
+        c ->
+            Sql.one(
+                c,
+                "SELECT url, updated_at FROM org_webhooks WHERE org_id = ?",
+                rs -> new Endpoint(rs.getString(1), Sql.instant(rs, 2)),
+                org));
   }
 
   /** Removes the org's endpoint; deliveries still owed to it are dropped. False if it had none. */
   public CompletionStage<Boolean> remove(String org) {
     return db.transact(
         c -> {
-          try (PreparedStatement out =
-              c.prepareStatement(
-                  "DELETE FROM webhook_outbox WHERE org_id = ? AND delivered_at IS NULL")) {
-            out.setString(1, org);
-            out.executeUpdate();
-          }
-          try (PreparedStatement ps =
-              c.prepareStatement("DELETE FROM org_webhooks WHERE org_id = ?")) {
-            ps.setString(1, org);
-            return ps.executeUpdate() == 1;
-          }
+          Sql.update(
+              c, "DELETE FROM webhook_outbox WHERE org_id = ? AND delivered_at IS NULL", org);
+          return Sql.update(c, "DELETE FROM org_webhooks WHERE org_id = ?", org) == 1;
         });
   }
 
@@ -130,13 +106,7 @@ public final class Webhooks {
   public boolean enqueue(Connection c, Summary summary, long seq) throws SQLException {
     if (target(c, summary.org()).isEmpty()) return false;
     String eventId = summary.id() + ":" + seq;
-    try (PreparedStatement seen =
-        c.prepareStatement("SELECT 1 FROM webhook_outbox WHERE event_id = ?")) {
-      seen.setString(1, eventId);
-      try (ResultSet rs = seen.executeQuery()) {
-        if (rs.next()) return false;
-      }
-    }
+    if (Sql.exists(c, "SELECT 1 FROM webhook_outbox WHERE event_id = ?", eventId)) return false;
     Instant now = Instant.now();
     ObjectNode payload =
         Json.MAPPER
@@ -147,50 +117,23 @@ public final class Webhooks {
             .put("status", summary.status())
             .put("seq", seq);
     payload.set("session", Json.MAPPER.valueToTree(summary));
-    try (PreparedStatement ps =
-        c.prepareStatement(
-            "INSERT INTO webhook_outbox (event_id, org_id, payload, attempts, next_attempt_at,"
-                + " created_at) VALUES (?, ?, ?, 0, ?, ?)")) {
-      ps.setString(1, eventId);
-      ps.setString(2, summary.org());
-      ps.setString(3, json(payload));
-      ps.setObject(4, utc(now));
-      ps.setObject(5, utc(now));
-      ps.executeUpdate();
-    }
+    Sql.update(
+        c,
+        "INSERT INTO webhook_outbox (event_id, org_id, payload, attempts, next_attempt_at,"
+            + " created_at) VALUES (?, ?, ?, 0, ?, ?)",
+        eventId,
+        summary.org(),
+        Json.write(payload),
+        now,
+        now);
     return true;
   }
 
   Optional<Target> target(Connection c, String org) throws SQLException {
-    try (PreparedStatement ps =
-        c.prepareStatement("SELECT url, secret FROM org_webhooks WHERE org_id = ?")) {
-      ps.setString(1, org);
-      try (ResultSet rs = ps.executeQuery()) {
-        return rs.next()
-            ? Optional.of(new Target(rs.getString(1), rs.getString(2)))
-            : Optional.empty();
-      }
-    }
-  }
-
-  private static boolean orgExists(Connection c, String org) throws SQLException {
-    try (PreparedStatement ps = c.prepareStatement("SELECT 1 FROM orgs WHERE id = ?")) {
-      ps.setString(1, org);
-      try (ResultSet rs = ps.executeQuery()) {
-        return rs.next();
-      }
-    }
-  }
-
-  static OffsetDateTime utc(Instant instant) {
-    return instant.atOffset(ZoneOffset.UTC);
-  }
-
-  private static String json(Object value) {
-    try {
-      return Json.MAPPER.writeValueAsString(value);
-    } catch (JsonProcessingException e) {
-      throw new IllegalStateException(e);
-    }
+    return Sql.one(
+        c,
+        "SELECT url, secret FROM org_webhooks WHERE org_id = ?",
+        rs -> new Target(rs.getString(1), rs.getString(2)),
+        org);
   }
 }
