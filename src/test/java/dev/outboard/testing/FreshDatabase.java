@@ -117,4 +117,34 @@ public class FreshDatabase
   public Connection connection() throws SQLException {
     return get().connection();
   }
+
+  /** A fresh database with something started on it for the test class: a node, a cluster. */
+  abstract static class Running<T extends AutoCloseable> extends FreshDatabase {
+    private T running;
+
+    /** Starts what runs on {@code postgres}; it is closed before the database is dropped. */
+    abstract T start(TestPostgres postgres) throws Exception;
+
+    @Override
+    protected final void started(TestPostgres postgres) throws Exception {
+      running = start(postgres);
+    }
+
+    @Override
+    protected final void stopping() {
+      try {
+        if (running != null) running.close();
+      } catch (Exception e) {
+        throw new IllegalStateException(e);
+      } finally {
+        running = null;
+      }
+    }
+
+    /** What runs on the database (during the class's tests). */
+    T running() {
+      if (running == null) throw new IllegalStateException("nothing runs outside the test class");
+      return running;
+    }
+  }
 }

@@ -12,10 +12,9 @@ import org.apache.pekko.cluster.sharding.typed.javadsl.EntityTypeKey;
  * PostgresCluster.of(2).with(...);}. Without PostgreSQL the class's tests are skipped as {@link
  * FreshDatabase} says.
  */
-public final class PostgresCluster extends FreshDatabase {
+public final class PostgresCluster extends FreshDatabase.Running<ClusterNodes> {
   private final int count;
   private final Map<String, Object> overrides = new HashMap<>();
-  private ClusterNodes cluster;
 
   private PostgresCluster(int count) {
     this.count = count;
@@ -33,20 +32,13 @@ public final class PostgresCluster extends FreshDatabase {
   }
 
   @Override
-  protected void started(TestPostgres postgres) throws Exception {
-    cluster = ClusterNodes.start(postgres.url(), count, overrides);
-  }
-
-  @Override
-  protected void stopping() {
-    if (cluster != null) cluster.close();
-    cluster = null;
+  ClusterNodes start(TestPostgres postgres) throws Exception {
+    return ClusterNodes.start(postgres.url(), count, overrides);
   }
 
   /** The running cluster (during the class's tests). */
   public ClusterNodes nodes() {
-    if (cluster == null) throw new IllegalStateException("no cluster outside the test class");
-    return cluster;
+    return running();
   }
 
   public InProcessNode get(int index) {

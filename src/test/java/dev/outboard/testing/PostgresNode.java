@@ -16,9 +16,8 @@ import org.apache.pekko.actor.typed.ActorSystem;
  *
  * Without PostgreSQL the class's tests are skipped as {@link FreshDatabase} says.
  */
-public final class PostgresNode extends FreshDatabase {
+public final class PostgresNode extends FreshDatabase.Running<InProcessNode> {
   private final Map<String, Object> overrides = new HashMap<>();
-  private InProcessNode node;
 
   private PostgresNode() {}
 
@@ -33,20 +32,13 @@ public final class PostgresNode extends FreshDatabase {
   }
 
   @Override
-  protected void started(TestPostgres postgres) throws Exception {
-    node = InProcessNode.start(postgres.url(), overrides);
-  }
-
-  @Override
-  protected void stopping() {
-    if (node != null) node.close();
-    node = null;
+  InProcessNode start(TestPostgres postgres) throws Exception {
+    return InProcessNode.start(postgres.url(), overrides);
   }
 
   /** The running node (during the class's tests). */
   public InProcessNode node() {
-    if (node == null) throw new IllegalStateException("no node outside the test class");
-    return node;
+    return running();
   }
 
   public String baseUrl() {
