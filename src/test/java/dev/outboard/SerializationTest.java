@@ -4,7 +4,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.typesafe.config.Config;
-import com.typesafe.config.ConfigFactory;
 import dev.outboard.model.Block;
 import dev.outboard.model.Message;
 import dev.outboard.model.ModelSpec;
@@ -20,6 +19,7 @@ import dev.outboard.session.SessionState;
 import dev.outboard.session.SessionStatus;
 import dev.outboard.session.Summary;
 import dev.outboard.session.Transcript;
+import dev.outboard.testing.UnitTestConfig;
 import java.lang.reflect.Modifier;
 import java.time.Instant;
 import java.util.Arrays;
@@ -50,9 +50,7 @@ import org.junit.jupiter.params.provider.MethodSource;
 class SerializationTest {
 
   static Config config() {
-    return ConfigFactory.parseResources("unit-test.conf")
-        .withFallback(ConfigFactory.load())
-        .resolve();
+    return UnitTestConfig.local();
   }
 
   private ActorTestKit testKit;

@@ -6,9 +6,8 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.outboard.testing.ApiClient;
 import dev.outboard.testing.ApiClient.Response;
 import dev.outboard.testing.ApiClient.SseEvent;
-import dev.outboard.testing.InProcessNode;
+import dev.outboard.testing.PostgresNode;
 import dev.outboard.testing.RawHttp;
-import dev.outboard.testing.TestPostgres;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -21,15 +20,13 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.function.Predicate;
 import java.util.stream.Stream;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
-import org.opentest4j.TestAbortedException;
 
 /**
  * The API's answers to everything but the happy path (API.md): authentication, tenancy, request
@@ -49,48 +46,24 @@ class ApiErrorPathsTest {
   /** API.md: "JSON everywhere ({@code application/json; charset=utf-8})". */
   private static final String JSON = "application/json; charset=utf-8";
 
-  private TestPostgres postgres;
-  private InProcessNode node;
+  /** Idle sessions stop their actors after a second, so that requests also reach woken-up ones. */
+  @RegisterExtension
+  static final PostgresNode node =
+      PostgresNode.create()
+          .with("outboard.http.max-body-bytes", "64KiB")
+          .with("outboard.session.passivate-after", PASSIVATE_AFTER.toMillis() + "ms");
+
   private String acmeKey;
   private ApiClient acme;
   private ApiClient globex;
   private ApiClient anonymous;
 
-  /** Set when PostgreSQL is missing: every test then reports itself skipped, not just the class. */
-  private TestAbortedException noPostgres;
-
   @BeforeAll
-  void startNode() throws Exception {
-    try {
-      postgres = TestPostgres.create();
-    } catch (TestAbortedException e) {
-      noPostgres = e;
-      return;
-    }
-    // Idle sessions stop their actors after a second, so that requests also reach woken-up ones.
-    node =
-        InProcessNode.start(
-            postgres.url(),
-            Map.of(
-                "outboard.http.max-body-bytes",
-                "64KiB",
-                "outboard.session.passivate-after",
-                PASSIVATE_AFTER.toMillis() + "ms"));
+  void createOrgs() {
     acmeKey = node.admin().createOrgWithKey("acme");
     acme = node.client(acmeKey);
     globex = node.client(node.admin().createOrgWithKey("globex"));
     anonymous = node.client(null);
-  }
-
-  @BeforeEach
-  void needsPostgres() {
-    if (noPostgres != null) throw noPostgres;
-  }
-
-  @AfterAll
-  void stopNode() {
-    if (node != null) node.close();
-    if (postgres != null) postgres.close();
   }
 
   // ------------------------------------------------------------------ authentication

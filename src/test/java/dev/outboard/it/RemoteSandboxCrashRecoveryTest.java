@@ -10,7 +10,6 @@ import static dev.outboard.testing.ScriptedSessions.tools;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.typesafe.config.ConfigFactory;
 import dev.outboard.sandbox.bwrap.BwrapSandboxProvider;
 import dev.outboard.sandbox.host.SandboxHostServer;
 import dev.outboard.testing.ApiClient;
@@ -21,6 +20,7 @@ import dev.outboard.testing.Ports;
 import dev.outboard.testing.Sandboxes;
 import dev.outboard.testing.ScriptedSessions.ToolCall;
 import dev.outboard.testing.TestPostgres;
+import dev.outboard.testing.UnitTestConfig;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.SecureRandom;
@@ -66,16 +66,7 @@ class RemoteSandboxCrashRecoveryTest {
         new SecureRandom().nextBytes(secret);
         String hostToken = "host-token-" + HexFormat.of().formatHex(secret);
         system =
-            ActorSystem.create(
-                Behaviors.empty(),
-                "remote-sbx-crash-host",
-                ConfigFactory.parseString(
-                        """
-                        pekko.actor.provider = local
-                        pekko.coordinated-shutdown.exit-jvm = off
-                        pekko.coordinated-shutdown.run-by-jvm-shutdown-hook = off
-                        """)
-                    .withFallback(ConfigFactory.load()));
+            ActorSystem.create(Behaviors.empty(), "remote-sbx-crash-host", UnitTestConfig.local());
         int hostPort = Ports.free(1)[0];
         new SandboxHostServer(bwrap, hostToken, 64L << 20)
             .start(system, "127.0.0.1", hostPort)

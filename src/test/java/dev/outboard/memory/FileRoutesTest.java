@@ -6,9 +6,8 @@ import static org.assertj.core.api.Assertions.tuple;
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.outboard.testing.ApiClient;
 import dev.outboard.testing.ApiClient.Response;
-import dev.outboard.testing.InProcessNode;
+import dev.outboard.testing.PostgresNode;
 import dev.outboard.testing.RawHttp;
-import dev.outboard.testing.TestPostgres;
 import java.io.IOException;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -21,12 +20,10 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
-import org.opentest4j.TestAbortedException;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * {@code /v1/files/{ns}/...} (API.md "Org files") and the skills policy of the admin API, on one
@@ -45,54 +42,28 @@ class FileRoutesTest {
           .build();
 
   /** Set through the overrides so that this test can send the admin's PUT itself. */
-  private final String adminToken = "files-admin-" + java.util.UUID.randomUUID();
+  private static final String adminToken = "files-admin-" + java.util.UUID.randomUUID();
 
-  private TestPostgres postgres;
-  private InProcessNode node;
+  @RegisterExtension
+  static final PostgresNode node =
+      PostgresNode.create()
+          .with("outboard.memory.max-file-bytes", MAX_FILE_BYTES)
+          .with("outboard.http.max-body-bytes", "64KiB")
+          .with("outboard.memory.max-queued-writes", 2)
+          .with("outboard.admin-token", adminToken);
+
   private String acmeKey;
   private ApiClient acme;
   private String globexKey;
   private ApiClient globex;
 
-  /** Set when PostgreSQL is missing: every test then reports itself skipped. */
-  private TestAbortedException noPostgres;
-
   @BeforeAll
-  void startNode() throws Exception {
-    try {
-      postgres = TestPostgres.create();
-    } catch (TestAbortedException e) {
-      noPostgres = e;
-      return;
-    }
-    node =
-        InProcessNode.start(
-            postgres.url(),
-            Map.of(
-                "outboard.memory.max-file-bytes",
-                MAX_FILE_BYTES,
-                "outboard.http.max-body-bytes",
-                "64KiB",
-                "outboard.memory.max-queued-writes",
-                2,
-                "outboard.admin-token",
-                adminToken));
+  void createOrgs() {
     ApiClient admin = node.client(adminToken);
     acmeKey = admin.createOrgWithKey("acme");
     acme = node.client(acmeKey);
     globexKey = admin.createOrgWithKey("globex");
     globex = node.client(globexKey);
-  }
-
-  @BeforeEach
-  void needsPostgres() {
-    if (noPostgres != null) throw noPostgres;
-  }
-
-  @AfterAll
-  void stopNode() {
-    if (node != null) node.close();
-    if (postgres != null) postgres.close();
   }
 
   // ------------------------------------------------------------------ read and write
@@ -469,7 +440,7 @@ class FileRoutesTest {
     List<java.util.concurrent.CompletableFuture<Response>> taken = new ArrayList<>();
     Response beyond;
     // The database holds the org's writer up: its transaction waits on this lock.
-    try (java.sql.Connection lock = postgres.connection();
+    try (java.sql.Connection lock = node.connection();
         java.sql.Statement st = lock.createStatement()) {
       lock.setAutoCommit(false);
       st.execute("LOCK TABLE org_files IN ACCESS EXCLUSIVE MODE");

@@ -16,6 +16,7 @@ import dev.outboard.memory.OrgFileStore.VersionInfo;
 import dev.outboard.store.Database;
 import dev.outboard.store.Migrations;
 import dev.outboard.store.StoreSettings;
+import dev.outboard.testing.FreshDatabase;
 import dev.outboard.testing.TestPostgres;
 import java.nio.file.Path;
 import java.sql.Connection;
@@ -36,10 +37,9 @@ import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
-import org.opentest4j.TestAbortedException;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * {@link OrgFileStore} against a fresh PostgreSQL database migrated as a node migrates it: the
@@ -57,39 +57,25 @@ class OrgFileStoreTest {
   private final AtomicInteger orgs = new AtomicInteger();
   private final AtomicInteger sessions = new AtomicInteger();
 
-  private TestPostgres postgres;
+  @RegisterExtension static final FreshDatabase postgres = FreshDatabase.create();
+
   private ExecutorService blocking;
   private Database db;
   private dev.outboard.store.OrgPolicies policies;
   private OrgFileStore store;
 
-  /** Set when PostgreSQL is missing: every test then reports itself skipped. */
-  private TestAbortedException noPostgres;
-
   @BeforeAll
   void migrate() {
-    try {
-      postgres = TestPostgres.create();
-    } catch (TestAbortedException e) {
-      noPostgres = e;
-      return;
-    }
     blocking = Executors.newFixedThreadPool(2);
-    db = database(postgres);
+    db = database(postgres.get());
     store = new OrgFileStore(db, CAP);
     policies = new dev.outboard.store.OrgPolicies(db, java.time.Duration.ZERO);
   }
 
-  @BeforeEach
-  void needsPostgres() {
-    if (noPostgres != null) throw noPostgres;
-  }
-
   @AfterAll
-  void dropDatabase() {
+  void closeStore() {
     if (db != null) db.close();
     if (blocking != null) blocking.shutdownNow();
-    if (postgres != null) postgres.close();
   }
 
   // ------------------------------------------------------------------ versions

@@ -11,21 +11,18 @@ import static org.assertj.core.api.Assertions.assertThat;
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.outboard.testing.ApiClient;
 import dev.outboard.testing.ApiClient.Response;
-import dev.outboard.testing.InProcessNode;
+import dev.outboard.testing.PostgresNode;
 import dev.outboard.testing.RawHttp;
 import dev.outboard.testing.ScriptedSessions;
 import dev.outboard.testing.ScriptedSessions.ToolCall;
-import dev.outboard.testing.TestPostgres;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
-import org.opentest4j.TestAbortedException;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * Org files are the org's alone (API.md "Authentication": another org's file is 404, never a hint),
@@ -41,20 +38,12 @@ class OrgIsolationTest {
   private static final String SKILL_BODY =
       "---\nname: deploy\ndescription: how alpha deploys\n---\nrun the " + SECRET + " pipeline\n";
 
-  private TestPostgres postgres;
-  private InProcessNode node;
+  @RegisterExtension static final PostgresNode node = PostgresNode.create();
+
   private String alphaKey;
-  private TestAbortedException noPostgres;
 
   @BeforeAll
-  void start() throws Exception {
-    try {
-      postgres = TestPostgres.create();
-    } catch (TestAbortedException e) {
-      noPostgres = e;
-      return;
-    }
-    node = InProcessNode.start(postgres.url(), Map.of());
+  void writeAlphasFiles() {
     alphaKey = node.admin().createOrgWithKey("alpha");
     // Alpha's plan at version 3, and a skill.
     for (int v = 1; v <= 3; v++) {
@@ -62,17 +51,6 @@ class OrgIsolationTest {
       assertThat(r.status()).as(r.toString()).isEqualTo(v == 1 ? 201 : 200);
     }
     assertThat(put(alphaKey, "/v1/files/" + SKILL, SKILL_BODY).status()).isEqualTo(201);
-  }
-
-  @BeforeEach
-  void needsPostgres() {
-    if (noPostgres != null) throw noPostgres;
-  }
-
-  @AfterAll
-  void stop() {
-    if (node != null) node.close();
-    if (postgres != null) postgres.close();
   }
 
   // ------------------------------------------------------------------ over HTTP

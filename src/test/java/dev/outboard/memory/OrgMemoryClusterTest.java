@@ -12,11 +12,10 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.outboard.session.SessionEntity;
 import dev.outboard.testing.ApiClient;
 import dev.outboard.testing.ApiClient.Response;
-import dev.outboard.testing.ClusterNodes;
+import dev.outboard.testing.PostgresCluster;
 import dev.outboard.testing.RawHttp;
 import dev.outboard.testing.ScriptedSessions;
 import dev.outboard.testing.ScriptedSessions.ToolCall;
-import dev.outboard.testing.TestPostgres;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
@@ -38,12 +37,9 @@ import java.util.regex.Pattern;
 import java.util.stream.Collectors;
 import java.util.stream.IntStream;
 import java.util.stream.LongStream;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
-import org.opentest4j.TestAbortedException;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * Org memory on a two-node cluster (two ActorSystems in this JVM, one PostgreSQL database):
@@ -60,43 +56,16 @@ class OrgMemoryClusterTest {
   private static final Duration DONE_WITHIN = Duration.ofSeconds(60);
   private static final Pattern VERSION = Pattern.compile("\\(version (\\d+),");
 
-  private TestPostgres postgres;
-  private ClusterNodes cluster;
-  private TestAbortedException noPostgres;
-
-  @BeforeAll
-  void startCluster() throws Exception {
-    try {
-      postgres = TestPostgres.create();
-    } catch (TestAbortedException e) {
-      noPostgres = e;
-      return;
-    }
-    long t0 = System.nanoTime();
-    cluster =
-        ClusterNodes.start(
-            postgres.url(),
-            2,
-            Map.of(
-                // Entities stay on their node for the whole class (no idle stop, no shard
-                // hand-off), so
-                // that where a session ran is known.
-                "outboard.session.passivate-after", "10m",
-                "outboard.memory.passivate-after", "10m",
-                "pekko.cluster.sharding.rebalance-interval", "1h"));
-    log("two-node cluster up after %d ms", ms(t0));
-  }
-
-  @BeforeEach
-  void needsPostgres() {
-    if (noPostgres != null) throw noPostgres;
-  }
-
-  @AfterAll
-  void stopCluster() {
-    if (cluster != null) cluster.close();
-    if (postgres != null) postgres.close();
-  }
+  /**
+   * Entities stay on their node for the whole class (no idle stop, no shard hand-off), so that
+   * {@code hostOf} tells where each one ran.
+   */
+  @RegisterExtension
+  static final PostgresCluster cluster =
+      PostgresCluster.of(2)
+          .with("outboard.session.passivate-after", "10m")
+          .with("outboard.memory.passivate-after", "10m")
+          .with("pekko.cluster.sharding.rebalance-interval", "1h");
 
   // ------------------------------------------------------------------ concurrent edits
 
@@ -222,7 +191,7 @@ class OrgMemoryClusterTest {
     }
 
     // And underneath: one version row per edit call, one recorded outcome per call.
-    try (Connection c = postgres.connection()) {
+    try (Connection c = cluster.connection()) {
       assertThat(count(c, "SELECT count(*) FROM org_file_versions WHERE org_id = 'edits'"))
           .isEqualTo(SESSIONS * EDITS + 1);
       assertThat(

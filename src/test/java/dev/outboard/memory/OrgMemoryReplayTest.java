@@ -31,7 +31,8 @@ import dev.outboard.session.SessionStatus;
 import dev.outboard.store.Database;
 import dev.outboard.store.Migrations;
 import dev.outboard.store.StoreSettings;
-import dev.outboard.testing.TestPostgres;
+import dev.outboard.testing.FreshDatabase;
+import dev.outboard.testing.UnitTestConfig;
 import dev.outboard.vfs.Namespace;
 import dev.outboard.vfs.PathRouter;
 import java.nio.file.Path;
@@ -59,10 +60,9 @@ import org.apache.pekko.persistence.testkit.javadsl.EventSourcedBehaviorTestKit;
 import org.apache.pekko.persistence.typed.PersistenceId;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
-import org.opentest4j.TestAbortedException;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * DESIGN.md §3: an org-file write is idempotent by (session, call), so a tool call started but not
@@ -85,21 +85,15 @@ class OrgMemoryReplayTest {
           500,
           new SessionFiles.Limits(1 << 20, 8 << 20, 256 * 1024));
 
-  private TestPostgres postgres;
+  @RegisterExtension static final FreshDatabase postgres = FreshDatabase.create();
+
   private ActorTestKit kit;
   private Database db;
   private OrgFileStore store;
   private OrgFiles orgFiles;
-  private TestAbortedException noPostgres;
 
   @BeforeAll
   void start() {
-    try {
-      postgres = TestPostgres.create();
-    } catch (TestAbortedException e) {
-      noPostgres = e;
-      return;
-    }
     Map<String, Object> cluster = new HashMap<>();
     cluster.put("pekko.actor.provider", "cluster");
     cluster.put("pekko.remote.artery.canonical.hostname", "127.0.0.1");
@@ -108,9 +102,7 @@ class OrgMemoryReplayTest {
     cluster.put("pekko.cluster.jmx.multi-mbeans-in-same-jvm", "on");
     Config config =
         ConfigFactory.parseMap(cluster)
-            .withFallback(ConfigFactory.parseResources("unit-test.conf"))
-            .withFallback(EventSourcedBehaviorTestKit.config())
-            .withFallback(ConfigFactory.load())
+            .withFallback(UnitTestConfig.inMemoryPersistence())
             .resolve();
     kit = ActorTestKit.create("OrgMemoryReplayTest", config);
     Cluster node = Cluster.get(kit.system());
@@ -138,16 +130,10 @@ class OrgMemoryReplayTest {
             Duration.ofSeconds(10));
   }
 
-  @BeforeEach
-  void needsPostgres() {
-    if (noPostgres != null) throw noPostgres;
-  }
-
   @AfterAll
   void stop() {
     if (kit != null) kit.shutdownTestKit();
     if (db != null) db.close();
-    if (postgres != null) postgres.close();
   }
 
   // ------------------------------------------------------------------ a session recovering

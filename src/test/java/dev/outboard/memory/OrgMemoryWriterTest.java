@@ -2,14 +2,13 @@ package dev.outboard.memory;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import com.typesafe.config.Config;
-import com.typesafe.config.ConfigFactory;
 import dev.outboard.memory.OrgFileOp.Origin;
 import dev.outboard.memory.OrgFileOp.Outcome;
 import dev.outboard.store.Database;
 import dev.outboard.store.Migrations;
 import dev.outboard.store.StoreSettings;
-import dev.outboard.testing.TestPostgres;
+import dev.outboard.testing.FreshDatabase;
+import dev.outboard.testing.UnitTestConfig;
 import java.nio.file.Path;
 import java.sql.Connection;
 import java.sql.SQLException;
@@ -26,9 +25,9 @@ import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.opentest4j.TestAbortedException;
 
 /**
@@ -42,23 +41,15 @@ class OrgMemoryWriterTest {
   private static final Duration AWAIT = Duration.ofSeconds(10);
   private static final Origin API = new Origin(null, null, null);
 
-  private TestPostgres postgres;
+  @RegisterExtension static final FreshDatabase postgres = FreshDatabase.create();
+
   private ActorTestKit kit;
   private Database db;
   private OrgFileStore store;
-  private TestAbortedException noPostgres;
 
   @BeforeAll
   void start() {
-    try {
-      postgres = TestPostgres.create();
-    } catch (TestAbortedException e) {
-      noPostgres = e;
-      return;
-    }
-    Config config =
-        ConfigFactory.parseResources("unit-test.conf").withFallback(ConfigFactory.load()).resolve();
-    kit = ActorTestKit.create("OrgMemoryWriterTest", config);
+    kit = ActorTestKit.create("OrgMemoryWriterTest", UnitTestConfig.local());
     db =
         new Database(
             new StoreSettings(postgres.url(), postgres.user(), "", Path.of("."), false, 4),
@@ -69,16 +60,10 @@ class OrgMemoryWriterTest {
     store = new OrgFileStore(db, 256 * 1024);
   }
 
-  @BeforeEach
-  void needsPostgres() {
-    if (noPostgres != null) throw noPostgres;
-  }
-
   @AfterAll
   void stop() {
     if (kit != null) kit.shutdownTestKit();
     if (db != null) db.close();
-    if (postgres != null) postgres.close();
   }
 
   // ------------------------------------------------------------------ fixtures

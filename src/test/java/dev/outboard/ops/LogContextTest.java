@@ -11,8 +11,6 @@ import ch.qos.logback.classic.spi.LoggingEvent;
 import ch.qos.logback.core.AppenderBase;
 import ch.qos.logback.core.OutputStreamAppender;
 import com.fasterxml.jackson.databind.JsonNode;
-import com.typesafe.config.Config;
-import com.typesafe.config.ConfigFactory;
 import dev.outboard.Json;
 import dev.outboard.memory.OrgFileOp;
 import dev.outboard.memory.OrgFileStore;
@@ -31,6 +29,7 @@ import dev.outboard.session.SessionSpec;
 import dev.outboard.session.Summary;
 import dev.outboard.store.Database;
 import dev.outboard.store.StoreSettings;
+import dev.outboard.testing.UnitTestConfig;
 import dev.outboard.vfs.Namespace;
 import dev.outboard.vfs.PathRouter;
 import java.nio.charset.StandardCharsets;
@@ -49,7 +48,6 @@ import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
 import org.apache.pekko.pattern.StatusReply;
-import org.apache.pekko.persistence.testkit.javadsl.EventSourcedBehaviorTestKit;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -70,12 +68,7 @@ class LogContextTest {
 
   @BeforeAll
   void start() {
-    Config config =
-        ConfigFactory.parseResources("unit-test.conf")
-            .withFallback(EventSourcedBehaviorTestKit.config())
-            .withFallback(ConfigFactory.load())
-            .resolve();
-    kit = ActorTestKit.create("LogContextTest", config);
+    kit = ActorTestKit.create("LogContextTest", UnitTestConfig.inMemoryPersistence());
     captured.setContext(root().getLoggerContext());
     captured.start();
     root().addAppender(captured);

@@ -9,9 +9,9 @@ import static dev.outboard.testing.ScriptedSessions.tools;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.outboard.testing.ApiClient;
+import dev.outboard.testing.FreshDatabase;
 import dev.outboard.testing.InProcessNode;
 import dev.outboard.testing.ScriptedSessions;
-import dev.outboard.testing.TestPostgres;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -24,6 +24,7 @@ import org.junit.jupiter.api.Order;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
 import org.junit.jupiter.api.TestMethodOrder;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.opentest4j.TestAbortedException;
 
 /**
@@ -39,7 +40,8 @@ class MetricsTest {
   private static final int FINISHED = 3;
   private static final int TURNS_EACH = 4;
 
-  private TestPostgres postgres;
+  @RegisterExtension static final FreshDatabase postgres = FreshDatabase.create();
+
   private InProcessNode node;
   private String key;
   private final List<String> waiting = new ArrayList<>();
@@ -48,7 +50,6 @@ class MetricsTest {
   private Map<String, Double> beforeShutdown;
 
   private InProcessNode start() throws Exception {
-    if (postgres == null) postgres = TestPostgres.create();
     return InProcessNode.start(
         postgres.url(), Map.of("outboard.metrics.shard-stats-interval", "300ms"));
   }
@@ -56,7 +57,6 @@ class MetricsTest {
   @AfterAll
   void stop() {
     if (node != null) node.close();
-    if (postgres != null) postgres.close();
   }
 
   @Test

@@ -3,7 +3,6 @@ package dev.outboard.ops;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import com.typesafe.config.ConfigFactory;
 import dev.outboard.model.ModelClient;
 import dev.outboard.model.ModelClients;
 import dev.outboard.model.ScriptedModel;
@@ -14,6 +13,7 @@ import dev.outboard.sandbox.remote.RemoteSandboxProvider;
 import dev.outboard.store.StoreSettings;
 import dev.outboard.testing.Ports;
 import dev.outboard.testing.TestPostgres;
+import dev.outboard.testing.UnitTestConfig;
 import java.net.BindException;
 import java.net.InetAddress;
 import java.net.ServerSocket;
@@ -93,16 +93,7 @@ class StartupChecksTest {
     String token = "right-token-0123456789abcdef";
     ExecutorService executor = Executors.newCachedThreadPool();
     ActorSystem<Void> system =
-        ActorSystem.create(
-            Behaviors.empty(),
-            "startup-checks-host",
-            ConfigFactory.parseString(
-                    """
-                    pekko.actor.provider = local
-                    pekko.coordinated-shutdown.exit-jvm = off
-                    pekko.coordinated-shutdown.run-by-jvm-shutdown-hook = off
-                    """)
-                .withFallback(ConfigFactory.load()));
+        ActorSystem.create(Behaviors.empty(), "startup-checks-host", UnitTestConfig.local());
     try (UnisolatedSandboxProvider provider =
         new UnisolatedSandboxProvider(tmp.resolve("sandboxes"), executor)) {
       int port = Ports.free();

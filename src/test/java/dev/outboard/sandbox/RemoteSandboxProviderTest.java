@@ -5,7 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.typesafe.config.ConfigFactory;
 import dev.outboard.Json;
 import dev.outboard.sandbox.SandboxProvider.ExecResult;
 import dev.outboard.sandbox.SandboxProvider.Limits;
@@ -20,6 +19,7 @@ import dev.outboard.testing.Ports;
 import dev.outboard.testing.Sandboxes;
 import dev.outboard.testing.ScriptedSessions;
 import dev.outboard.testing.TestPostgres;
+import dev.outboard.testing.UnitTestConfig;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -77,17 +77,7 @@ class RemoteSandboxProviderTest {
     byte[] secret = new byte[16];
     new SecureRandom().nextBytes(secret);
     token = "host-token-" + HexFormat.of().formatHex(secret);
-    system =
-        ActorSystem.create(
-            Behaviors.empty(),
-            "sandbox-host-test",
-            ConfigFactory.parseString(
-                    """
-                    pekko.actor.provider = local
-                    pekko.coordinated-shutdown.exit-jvm = off
-                    pekko.coordinated-shutdown.run-by-jvm-shutdown-hook = off
-                    """)
-                .withFallback(ConfigFactory.load()));
+    system = ActorSystem.create(Behaviors.empty(), "sandbox-host-test", UnitTestConfig.local());
     int port = Ports.free(1)[0];
     new SandboxHostServer(bwrap, token, 64L << 20)
         .start(system, "127.0.0.1", port)

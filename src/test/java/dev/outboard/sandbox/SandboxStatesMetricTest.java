@@ -2,10 +2,10 @@ package dev.outboard.sandbox;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import com.typesafe.config.ConfigFactory;
 import dev.outboard.ops.Metrics;
 import dev.outboard.sandbox.SandboxProvider.Limits;
 import dev.outboard.testing.EchoSandboxes;
+import dev.outboard.testing.UnitTestConfig;
 import dev.outboard.tools.ToolCall;
 import dev.outboard.vfs.VirtualPath;
 import java.time.Duration;
@@ -25,11 +25,7 @@ import org.junit.jupiter.api.Test;
  */
 class SandboxStatesMetricTest {
   static final ActorTestKit kit =
-      ActorTestKit.create(
-          "SandboxStatesMetricTest",
-          ConfigFactory.parseResources("unit-test.conf")
-              .withFallback(ConfigFactory.load())
-              .resolve());
+      ActorTestKit.create("SandboxStatesMetricTest", UnitTestConfig.local());
   static final SandboxHandle.Settings SETTINGS =
       new SandboxHandle.Settings(
           new Limits(1 << 28, 64, Duration.ofSeconds(10), 1024, Duration.ofSeconds(10)),

@@ -4,8 +4,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.fail;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.typesafe.config.Config;
-import com.typesafe.config.ConfigFactory;
 import dev.outboard.Json;
 import dev.outboard.model.Block;
 import dev.outboard.model.Message;
@@ -34,6 +32,7 @@ import dev.outboard.session.SessionEntity.SessionWaiting;
 import dev.outboard.session.SessionEntity.ToolCallCompleted;
 import dev.outboard.session.SessionEntity.ToolCallStarted;
 import dev.outboard.session.SessionEntity.UserMessageAdded;
+import dev.outboard.testing.UnitTestConfig;
 import dev.outboard.vfs.Namespace;
 import dev.outboard.vfs.PathRouter;
 import java.time.Duration;
@@ -79,12 +78,7 @@ class SessionEntityTest {
 
   @BeforeAll
   void start() {
-    Config config =
-        ConfigFactory.parseResources("unit-test.conf")
-            .withFallback(EventSourcedBehaviorTestKit.config())
-            .withFallback(ConfigFactory.load())
-            .resolve();
-    kit = ActorTestKit.create("SessionEntityTest", config);
+    kit = ActorTestKit.create("SessionEntityTest", UnitTestConfig.inMemoryPersistence());
   }
 
   @AfterAll

@@ -13,8 +13,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.outboard.testing.ApiClient;
 import dev.outboard.testing.ApiClient.EventStream;
 import dev.outboard.testing.ApiClient.SseEvent;
-import dev.outboard.testing.ClusterNodes;
-import dev.outboard.testing.TestPostgres;
+import dev.outboard.testing.PostgresCluster;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashSet;
@@ -25,12 +24,10 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.ThreadLocalRandom;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
-import org.opentest4j.TestAbortedException;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * Event streams on a two-node cluster over PostgreSQL: the journal is read once to catch up, then
@@ -42,41 +39,20 @@ import org.opentest4j.TestAbortedException;
 class SessionEventsTest {
   private static final Duration WAIT = Duration.ofSeconds(60);
 
-  private TestPostgres postgres;
-  private ClusterNodes cluster;
-  private TestAbortedException noPostgres;
+  /** Snapshots every 10 events, so that a stream resuming late starts from one. */
+  @RegisterExtension
+  static final PostgresCluster cluster =
+      PostgresCluster.of(2)
+          .with("outboard.session.snapshot-every", "10")
+          .with("outboard.http.sse-heartbeat", "200ms")
+          .with("outboard.http.sse-retry", "1500ms");
+
   private List<ApiClient> apis;
 
   @BeforeAll
-  void startCluster() throws Exception {
-    try {
-      postgres = TestPostgres.create();
-    } catch (TestAbortedException e) {
-      noPostgres = e;
-      return;
-    }
-    cluster =
-        ClusterNodes.start(
-            postgres.url(),
-            2,
-            Map.of(
-                // Snapshots every 10 events, so that a stream resuming late starts from one.
-                "outboard.session.snapshot-every", "10",
-                "outboard.http.sse-heartbeat", "200ms",
-                "outboard.http.sse-retry", "1500ms"));
+  void createOrg() {
     String key = cluster.get(0).admin().createOrgWithKey("streams");
     apis = List.of(cluster.get(0).client(key), cluster.get(1).client(key));
-  }
-
-  @BeforeEach
-  void needsPostgres() {
-    if (noPostgres != null) throw noPostgres;
-  }
-
-  @AfterAll
-  void stopCluster() {
-    if (cluster != null) cluster.close();
-    if (postgres != null) postgres.close();
   }
 
   private static List<Map<String, Object>> writingTurns(int turns, long latencyMs) {

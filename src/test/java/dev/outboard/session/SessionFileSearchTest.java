@@ -4,8 +4,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.fail;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.typesafe.config.Config;
-import com.typesafe.config.ConfigFactory;
 import dev.outboard.Json;
 import dev.outboard.model.ModelClients;
 import dev.outboard.model.ModelSpec;
@@ -16,6 +14,7 @@ import dev.outboard.session.SessionEntity.Command;
 import dev.outboard.session.SessionEntity.Create;
 import dev.outboard.session.SessionEntity.Event;
 import dev.outboard.session.SessionEntity.ToolCallCompleted;
+import dev.outboard.testing.UnitTestConfig;
 import dev.outboard.vfs.Namespace;
 import dev.outboard.vfs.PathRouter;
 import java.time.Duration;
@@ -51,12 +50,7 @@ class SessionFileSearchTest {
 
   @BeforeAll
   void start() {
-    Config config =
-        ConfigFactory.parseResources("unit-test.conf")
-            .withFallback(EventSourcedBehaviorTestKit.config())
-            .withFallback(ConfigFactory.load())
-            .resolve();
-    kit = ActorTestKit.create("SessionFileSearchTest", config);
+    kit = ActorTestKit.create("SessionFileSearchTest", UnitTestConfig.inMemoryPersistence());
   }
 
   @AfterAll

@@ -3,8 +3,6 @@ package dev.outboard.session;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.fail;
 
-import com.typesafe.config.Config;
-import com.typesafe.config.ConfigFactory;
 import dev.outboard.Json;
 import dev.outboard.model.ModelClients;
 import dev.outboard.model.ModelSpec;
@@ -18,6 +16,7 @@ import dev.outboard.session.SessionEntity.Create;
 import dev.outboard.session.SessionEntity.Event;
 import dev.outboard.session.SessionEntity.ToolCallCompleted;
 import dev.outboard.testing.EchoSandboxes;
+import dev.outboard.testing.UnitTestConfig;
 import dev.outboard.vfs.Namespace;
 import dev.outboard.vfs.PathRouter;
 import java.time.Duration;
@@ -46,12 +45,7 @@ class SessionRestartInPlaceTest {
 
   @BeforeAll
   static void start() {
-    Config config =
-        ConfigFactory.parseResources("unit-test.conf")
-            .withFallback(EventSourcedBehaviorTestKit.config())
-            .withFallback(ConfigFactory.load())
-            .resolve();
-    kit = ActorTestKit.create("SessionRestartInPlaceTest", config);
+    kit = ActorTestKit.create("SessionRestartInPlaceTest", UnitTestConfig.inMemoryPersistence());
   }
 
   @AfterAll

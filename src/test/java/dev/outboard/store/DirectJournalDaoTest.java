@@ -3,12 +3,10 @@ package dev.outboard.store;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.typesafe.config.ConfigFactory;
-import dev.outboard.testing.InProcessNode;
-import dev.outboard.testing.TestPostgres;
+import dev.outboard.testing.PostgresNode;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.stream.LongStream;
 import org.apache.pekko.actor.ActorRef;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
@@ -22,12 +20,9 @@ import org.apache.pekko.persistence.jdbc.query.javadsl.JdbcReadJournal;
 import org.apache.pekko.persistence.query.EventEnvelope;
 import org.apache.pekko.persistence.query.PersistenceQuery;
 import org.apache.pekko.stream.javadsl.Sink;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
-import org.opentest4j.TestAbortedException;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import scala.jdk.javaapi.CollectionConverters;
 
 /**
@@ -38,41 +33,13 @@ import scala.jdk.javaapi.CollectionConverters;
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 class DirectJournalDaoTest {
   private static final Duration WAIT = Duration.ofSeconds(20);
-  private TestPostgres postgres;
-  private TestPostgres postgres4;
-  private InProcessNode node;
+
+  /** One writer, so that what arrives while it writes waits and goes together. */
+  @RegisterExtension
+  static final PostgresNode node = PostgresNode.create().with("jdbc-journal.direct-writers", 1);
 
   /** With the default four writers, taking writes from one queue. */
-  private InProcessNode node4;
-
-  private TestAbortedException noPostgres;
-
-  @BeforeAll
-  void start() throws Exception {
-    try {
-      postgres = TestPostgres.create();
-    } catch (TestAbortedException e) {
-      noPostgres = e;
-      return;
-    }
-    // One writer, so that what arrives while it writes waits and goes together.
-    node = InProcessNode.start(postgres.url(), Map.of("jdbc-journal.direct-writers", 1));
-    postgres4 = TestPostgres.create();
-    node4 = InProcessNode.start(postgres4.url(), Map.of());
-  }
-
-  @BeforeEach
-  void needsPostgres() {
-    if (noPostgres != null) throw noPostgres;
-  }
-
-  @AfterAll
-  void stop() {
-    if (node != null) node.close();
-    if (node4 != null) node4.close();
-    if (postgres != null) postgres.close();
-    if (postgres4 != null) postgres4.close();
-  }
+  @RegisterExtension static final PostgresNode node4 = PostgresNode.create();
 
   private static AtomicWrite write(String pid, long from, long to) {
     List<PersistentRepr> reprs = new ArrayList<>();
@@ -100,7 +67,7 @@ class DirectJournalDaoTest {
     return recorded(node, pid);
   }
 
-  private static List<Long> recorded(InProcessNode node, String pid) {
+  private static List<Long> recorded(PostgresNode node, String pid) {
     JdbcReadJournal journal =
         PersistenceQuery.get(Adapter.toClassic(node.system()))
             .getReadJournalFor(JdbcReadJournal.class, JdbcReadJournal.Identifier());

@@ -84,6 +84,9 @@ public final class NodeProcess implements AutoCloseable {
     String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
     List<String> command =
         new ArrayList<>(List.of(java, "-Xmx512m", "-XX:+ExitOnOutOfMemoryError"));
+    // The test classpath holds logback-test.xml, which only buffers; a node logs as in production.
+    if (jvmArgs.stream().noneMatch(a -> a.startsWith("-Dlogback.configurationFile=")))
+      command.add("-Dlogback.configurationFile=logback.xml");
     command.addAll(jvmArgs);
     command.addAll(List.of("-cp", System.getProperty("java.class.path"), "dev.outboard.Main"));
     command.addAll(args);

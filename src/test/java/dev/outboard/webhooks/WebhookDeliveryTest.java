@@ -13,8 +13,8 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.sun.net.httpserver.HttpServer;
 import dev.outboard.Json;
 import dev.outboard.testing.ApiClient;
+import dev.outboard.testing.FreshDatabase;
 import dev.outboard.testing.InProcessNode;
-import dev.outboard.testing.TestPostgres;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
@@ -28,10 +28,9 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Predicate;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
-import org.opentest4j.TestAbortedException;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * Status webhooks on PostgreSQL against a local receiver that fails the first attempts: every
@@ -45,8 +44,8 @@ class WebhookDeliveryTest {
   private static final Map<String, Object> FAST_RETRIES =
       Map.of("outboard.webhooks.first-retry", "50ms", "outboard.webhooks.max-retry", "300ms");
 
-  private TestPostgres postgres;
-  private TestAbortedException noPostgres;
+  @RegisterExtension static final FreshDatabase postgres = FreshDatabase.create();
+
   private HttpServer receiver;
 
   /**
@@ -61,12 +60,6 @@ class WebhookDeliveryTest {
 
   @BeforeAll
   void start() throws Exception {
-    try {
-      postgres = TestPostgres.create();
-    } catch (TestAbortedException e) {
-      noPostgres = e;
-      return;
-    }
     receiver = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
     receiver.createContext(
         "/hook",
@@ -84,15 +77,9 @@ class WebhookDeliveryTest {
     receiver.start();
   }
 
-  @BeforeEach
-  void needsPostgres() {
-    if (noPostgres != null) throw noPostgres;
-  }
-
   @AfterAll
   void stop() {
     if (receiver != null) receiver.stop(0);
-    if (postgres != null) postgres.close();
   }
 
   private String url() {

@@ -2,9 +2,9 @@ package dev.outboard.sandbox.bwrap;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import com.typesafe.config.ConfigFactory;
 import dev.outboard.sandbox.SandboxHandle;
 import dev.outboard.sandbox.SandboxProvider.Limits;
+import dev.outboard.testing.UnitTestConfig;
 import dev.outboard.tools.ToolCall;
 import dev.outboard.vfs.VirtualPath;
 import java.nio.file.Path;
@@ -20,11 +20,7 @@ import org.junit.jupiter.api.io.TempDir;
 /** Without bubblewrap a workspace call answers how to install it, and the handle keeps serving. */
 class SandboxHandleWithoutBwrapTest {
   static final ActorTestKit kit =
-      ActorTestKit.create(
-          "SandboxHandleWithoutBwrapTest",
-          ConfigFactory.parseResources("unit-test.conf")
-              .withFallback(ConfigFactory.load())
-              .resolve());
+      ActorTestKit.create("SandboxHandleWithoutBwrapTest", UnitTestConfig.local());
   static final SandboxHandle.Settings SETTINGS =
       new SandboxHandle.Settings(
           new Limits(1 << 28, 64, Duration.ofSeconds(10), 1024, Duration.ofSeconds(10)),
