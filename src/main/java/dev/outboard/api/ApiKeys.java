@@ -2,7 +2,11 @@ package dev.outboard.api;
 
 import dev.outboard.store.Database;
 import dev.outboard.store.Sql;
+import java.io.IOException;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.security.SecureRandom;
@@ -136,6 +140,25 @@ public final class ApiKeys {
               Instant.now());
           return issueKeyNow(c, "default");
         });
+  }
+
+  /**
+   * Embedded mode with an empty database: org {@code default} and a key, written to {@code
+   * <dataDir>/dev-api-key} and printed once.
+   */
+  public void writeDevKey(Path dataDir) throws IOException {
+    var key = bootstrapDevOrg();
+    if (key.isEmpty()) return;
+    Path file = dataDir.resolve("dev-api-key");
+    Files.writeString(file, key.get() + "\n");
+    try {
+      Files.setPosixFilePermissions(file, PosixFilePermissions.fromString("rw-------"));
+    } catch (UnsupportedOperationException ignored) {
+      // not a POSIX filesystem; the file keeps the default permissions
+    }
+    // Printed once, on purpose: this is the developer's key to the embedded node.
+    System.out.println(
+        "Embedded mode: created org 'default'. API key (also in " + file + "):\n  " + key.get());
   }
 
   static byte[] sha256(String s) {

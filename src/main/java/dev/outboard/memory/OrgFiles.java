@@ -1,7 +1,9 @@
 package dev.outboard.memory;
 
+import com.typesafe.config.Config;
 import dev.outboard.memory.OrgFileOp.Origin;
 import dev.outboard.memory.OrgFileOp.Outcome;
+import dev.outboard.store.Database;
 import dev.outboard.tools.ToolCall;
 import dev.outboard.vfs.FileTree;
 import dev.outboard.vfs.Namespace;
@@ -56,6 +58,24 @@ public final class OrgFiles {
     this.store = store;
     this.index = index;
     this.writeTimeout = writeTimeout;
+  }
+
+  /**
+   * The org files of {@code outboard.memory} on {@code db}, with each org's writer ({@link
+   * OrgMemory}) started on this node's sharding.
+   */
+  public static OrgFiles init(ActorSystem<?> system, Database db) {
+    Config memory = system.settings().config().getConfig("outboard.memory");
+    OrgFileStore store =
+        new OrgFileStore(
+            db, memory.getBytes("max-file-bytes"), memory.getDuration("transaction-timeout"));
+    OrgMemory.init(system, store, OrgMemory.Settings.from(memory));
+    return new OrgFiles(
+        system,
+        store,
+        new SkillIndex(
+            store, memory.getInt("prompt-budget-chars"), memory.getDuration("prompt-index-ttl")),
+        memory.getDuration("write-timeout"));
   }
 
   /** The skills and memory section of the system prompt for {@code org}. */

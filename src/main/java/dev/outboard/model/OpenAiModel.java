@@ -2,49 +2,30 @@ package dev.outboard.model;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.openai.client.OpenAIClientAsync;
 import com.openai.client.okhttp.OpenAIOkHttpClientAsync;
-import com.openai.core.JsonValue;
 import com.openai.core.Timeout;
-import com.openai.core.http.Headers;
 import com.openai.errors.OpenAIInvalidDataException;
 import com.openai.errors.OpenAIServiceException;
 import com.openai.errors.SseException;
-import com.openai.models.FunctionDefinition;
-import com.openai.models.FunctionParameters;
 import com.openai.models.chat.completions.ChatCompletion;
-import com.openai.models.chat.completions.ChatCompletionAssistantMessageParam;
 import com.openai.models.chat.completions.ChatCompletionCreateParams;
 import com.openai.models.chat.completions.ChatCompletionFunctionTool;
 import com.openai.models.chat.completions.ChatCompletionMessage;
 import com.openai.models.chat.completions.ChatCompletionMessageFunctionToolCall;
 import com.openai.models.chat.completions.ChatCompletionMessageToolCall;
 import com.openai.models.chat.completions.ChatCompletionStreamOptions;
-import com.openai.models.chat.completions.ChatCompletionToolMessageParam;
 import com.openai.models.completions.CompletionUsage;
 import dev.outboard.Json;
-import dev.outboard.tools.ToolSpec;
 import java.io.IOException;
-import java.io.InterruptedIOException;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Iterator;
 import java.util.List;
-import java.util.Map;
 import java.util.Optional;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.SynchronousQueue;
-import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
-import java.util.function.Function;
 import okhttp3.ConnectionPool;
-import okhttp3.Dispatcher;
 import okhttp3.OkHttpClient;
 
 /**
@@ -78,15 +59,15 @@ import okhttp3.OkHttpClient;
  *
  * <p><b>Concurrency.</b> The SDK builder does not expose OkHttp's dispatcher limits (its own client
  * keeps OkHttp's default of 64 calls in flight, per host and in all), so this class builds the
- * {@link OkHttpClient} itself — dispatcher limits and an idle pool of {@code
- * max-concurrent-requests} — and hands it to the SDK with {@code okHttpClient(...)}.
+ * {@link OkHttpClient} itself — {@link OkHttpLimits#dispatcher dispatcher limits} and an idle pool
+ * of {@code max-concurrent-requests} — and hands it to the SDK with {@code okHttpClient(...)}.
  *
  * <p><b>Streaming.</b> {@link #complete(ModelRequest, Consumer)} asks for server-sent chunks on the
  * same client (same dispatcher and pool) and returns the same answer, or the same failure, as
  * {@link #complete(ModelRequest)}; an error object mid-stream, or a stream cut off before its
  * finish_reason, is retryable.
  */
-public final class OpenAiModel implements ModelClient {
+public final class OpenAiModel extends ProviderClient<ChatCompletionCreateParams, ChatCompletion> {
   public static final String PROVIDER = "openai";
   static final String UNPARSEABLE = "_unparseable_arguments";
 
@@ -105,15 +86,11 @@ public final class OpenAiModel implements ModelClient {
     this.settings = settings;
     Secrets.register(settings.apiKey());
     int limit = Math.max(1, settings.maxConcurrentRequests());
-    Dispatcher dispatcher = new Dispatcher(executor());
-    dispatcher.setMaxRequests(limit);
-    dispatcher.setMaxRequestsPerHost(limit);
     Duration timeout = settings.requestTimeout();
-    Duration connect =
-        timeout.compareTo(Duration.ofSeconds(10)) < 0 ? timeout : Duration.ofSeconds(10);
+    Duration connect = connectTimeout(timeout);
     this.http =
         new OkHttpClient.Builder()
-            .dispatcher(dispatcher)
+            .dispatcher(OkHttpLimits.dispatcher("openai-http", limit))
             .connectionPool(new ConnectionPool(limit, 5, TimeUnit.MINUTES))
             .connectTimeout(connect)
             .readTimeout(timeout)
@@ -134,7 +111,7 @@ public final class OpenAiModel implements ModelClient {
                     .request(timeout)
                     .build())
             .build();
-    this.tools = toolsOf(dev.outboard.tools.ToolCatalog.ALL);
+    this.tools = OpenAiRequest.toolsOf(dev.outboard.tools.ToolCatalog.ALL);
   }
 
   @Override
@@ -155,9 +132,9 @@ public final class OpenAiModel implements ModelClient {
   /**
    * Streams the answer ({@code "stream": true}, {@code stream_options.include_usage} so that the
    * last chunk carries the usage) through the SDK's {@code createStreaming} and its {@code
-   * ChatCompletionAccumulator}: the accumulated completion goes through the same {@link #response}
-   * and failures through the same {@link #classify} as a non-streaming call's. See {@link
-   * OpenAiStream} for how tool calls get their block indexes.
+   * ChatCompletionAccumulator}: the accumulated completion goes through the same {@link
+   * #toResponse} and failures through the same {@link #classify} as a non-streaming call's. See
+   * {@link OpenAiStream} for how tool calls get their block indexes.
    */
   @Override
   public CompletionStage<ModelResponse> complete(
@@ -172,136 +149,30 @@ public final class OpenAiModel implements ModelClient {
                 sink));
   }
 
-  private CompletionStage<ModelResponse> call(
-      ModelRequest request,
-      Function<ChatCompletionCreateParams, CompletableFuture<ChatCompletion>> send) {
-    ChatCompletionCreateParams params;
-    try {
-      params = params(request);
-    } catch (RuntimeException e) {
-      return CompletableFuture.failedFuture(
-          ModelCallException.fatal(
-              "model_request_rejected", "could not build the openai request: " + e.getMessage()));
-    }
-    CompletableFuture<ChatCompletion> call;
-    try {
-      call = send.apply(params);
-    } catch (RuntimeException e) {
-      return CompletableFuture.failedFuture(classify(e));
-    }
-    return call.handle(
-        (completion, error) -> {
-          if (error != null) throw classify(error);
-          try {
-            return response(completion);
-          } catch (ModelCallException e) {
-            throw e;
-          } catch (RuntimeException e) {
-            throw badResponse(e);
-          }
-        });
-  }
-
-  // ------------------------------------------------------------------ request
-
+  @Override
   ChatCompletionCreateParams params(ModelRequest request) {
-    String model =
-        request.model() != null
-                && request.model().name() != null
-                && !request.model().name().isBlank()
-            ? request.model().name()
-            : settings.defaultModel();
-    ChatCompletionCreateParams.Builder b =
-        ChatCompletionCreateParams.builder().model(model).maxCompletionTokens(settings.maxTokens());
-    if (request.system() != null && !request.system().isEmpty())
-      b.addSystemMessage(request.system());
-    for (Message m : request.messages()) {
-      if (Message.ASSISTANT.equals(m.role())) addAssistant(b, m);
-      else addUser(b, m);
-    }
-    List<ChatCompletionFunctionTool> requestTools =
-        request.tools() == null || request.tools() == dev.outboard.tools.ToolCatalog.ALL
-            ? tools
-            : toolsOf(request.tools());
-    for (ChatCompletionFunctionTool t : requestTools) b.addTool(t);
-    return b.build();
+    return OpenAiRequest.params(request, settings, tools);
   }
 
-  private static void addUser(ChatCompletionCreateParams.Builder b, Message m) {
-    StringBuilder text = new StringBuilder();
-    for (Block block : m.content()) {
-      if (block instanceof Block.ToolResult r) {
-        String content = r.isError() ? "ERROR: " + r.content() : r.content();
-        b.addMessage(
-            ChatCompletionToolMessageParam.builder()
-                .toolCallId(r.toolUseId())
-                .content(content)
-                .build());
-      } else if (block instanceof Block.Text t) {
-        if (text.length() > 0) text.append("\n\n");
-        text.append(t.text());
-      }
-    }
-    if (text.length() > 0) b.addUserMessage(text.toString());
+  @Override
+  ModelCallException unbuildable(RuntimeException e) {
+    return ModelCallException.fatal(
+        "model_request_rejected", "could not build the openai request: " + e.getMessage());
   }
 
-  private static void addAssistant(ChatCompletionCreateParams.Builder b, Message m) {
-    StringBuilder text = new StringBuilder();
-    List<ChatCompletionMessageFunctionToolCall> calls = new ArrayList<>();
-    for (Block block : m.content()) {
-      if (block instanceof Block.Text t) text.append(t.text());
-      else if (block instanceof Block.ToolUse u) {
-        calls.add(
-            ChatCompletionMessageFunctionToolCall.builder()
-                .id(u.id())
-                .function(
-                    ChatCompletionMessageFunctionToolCall.Function.builder()
-                        .name(u.name())
-                        .arguments(argumentsOf(u.input()))
-                        .build())
-                .build());
-      }
-    }
-    if (text.length() == 0 && calls.isEmpty()) return;
-    ChatCompletionAssistantMessageParam.Builder a = ChatCompletionAssistantMessageParam.builder();
-    if (text.length() > 0) a.content(text.toString());
-    for (ChatCompletionMessageFunctionToolCall c : calls) a.addToolCall(c);
-    b.addMessage(a.build());
+  @Override
+  ModelResponse response(ChatCompletion completion) {
+    return toResponse(completion);
   }
 
-  private static String argumentsOf(JsonNode input) {
-    try {
-      return Json.MAPPER.writeValueAsString(input == null ? Json.MAPPER.createObjectNode() : input);
-    } catch (JsonProcessingException e) {
-      throw new IllegalStateException(e);
-    }
-  }
-
-  private static List<ChatCompletionFunctionTool> toolsOf(List<ToolSpec> specs) {
-    List<ChatCompletionFunctionTool> out = new ArrayList<>();
-    for (ToolSpec spec : specs) {
-      FunctionParameters.Builder params = FunctionParameters.builder();
-      ObjectNode schema = spec.inputSchema();
-      for (Iterator<Map.Entry<String, JsonNode>> it = schema.fields(); it.hasNext(); ) {
-        Map.Entry<String, JsonNode> field = it.next();
-        params.putAdditionalProperty(field.getKey(), JsonValue.fromJsonNode(field.getValue()));
-      }
-      out.add(
-          ChatCompletionFunctionTool.builder()
-              .function(
-                  FunctionDefinition.builder()
-                      .name(spec.name())
-                      .description(spec.description())
-                      .parameters(params.build())
-                      .build())
-              .build());
-    }
-    return List.copyOf(out);
+  @Override
+  ModelCallException unmappable(RuntimeException e) {
+    return badResponse(e);
   }
 
   // ------------------------------------------------------------------ response
 
-  static ModelResponse response(ChatCompletion completion) {
+  static ModelResponse toResponse(ChatCompletion completion) {
     List<ChatCompletion.Choice> choices = completion.choices();
     if (choices.isEmpty())
       throw ModelCallException.fatal("model_bad_response", "openai answered without choices");
@@ -382,51 +253,28 @@ public final class OpenAiModel implements ModelClient {
 
   // ------------------------------------------------------------------ failures
 
-  static ModelCallException classify(Throwable error) {
-    Throwable e = error;
-    while (e instanceof CompletionException && e.getCause() != null) e = e.getCause();
-    if (e instanceof ModelCallException m) return m;
+  @Override
+  ModelCallException classify(Throwable e) {
     if (e instanceof SseException s) return midStream(s);
     if (e instanceof OpenAIServiceException s) {
-      Headers h = s.headers();
-      Duration retryAfter =
-          ModelCallException.parseRetryAfter(first(h, "retry-after-ms"), first(h, "retry-after"))
-              .orElse(null);
       return ModelCallException.forStatus(
-          PROVIDER, s.statusCode(), providerMessage(s), retryAfter, null);
+          PROVIDER, s.statusCode(), providerMessage(s), retryAfter(s.headers()::values), null);
     }
     IOException io = ioCause(e);
-    if (io != null) {
-      boolean timeout = io instanceof InterruptedIOException;
-      return new ModelCallException(
-          timeout ? "model_timeout" : "model_unavailable",
-          PROVIDER + (timeout ? " call timed out: " : " connection failed: ") + describe(io),
-          true,
-          null,
-          e);
-    }
+    if (io != null) return transport(PROVIDER, io, "model_unavailable", describe(io), e);
     if (e instanceof OpenAIInvalidDataException) return badResponse(e);
     return new ModelCallException(
         "model_error", PROVIDER + " call failed: " + describe(e), true, null, null);
   }
 
   /**
-   * An {@code error} object in a stream that had begun with HTTP 200. The request was accepted and
-   * nothing was recorded, so it is worth another try whatever the error says; its code or type
-   * picks ours.
+   * An {@code error} object in a stream that had begun with HTTP 200: retryable whatever it says;
+   * its code or type picks ours.
    */
   private static ModelCallException midStream(SseException s) {
     String kind = s.code().or(s::type).orElse("");
     String code = kind.contains("rate_limit") ? "rate_limited" : "model_unavailable";
-    return new ModelCallException(
-        code,
-        PROVIDER
-            + "'s stream failed mid-way: "
-            + (kind.isEmpty() ? "" : kind + ": ")
-            + providerMessage(s),
-        true,
-        null,
-        null);
+    return midStream(PROVIDER, code, kind, providerMessage(s), null);
   }
 
   private static ModelCallException badResponse(Throwable e) {
@@ -475,11 +323,6 @@ public final class OpenAiModel implements ModelClient {
     return Secrets.redact(sb.toString());
   }
 
-  private static String first(Headers h, String name) {
-    List<String> v = h.values(name);
-    return v.isEmpty() ? null : v.get(0);
-  }
-
   /**
    * The provider's own words: {@code error.message} of the error body, else the body, else the
    * status text.
@@ -488,8 +331,8 @@ public final class OpenAiModel implements ModelClient {
     try {
       JsonNode body = s.body().convert(JsonNode.class);
       if (body != null) {
-        JsonNode msg = body.path("error").path("message");
-        if (msg.isTextual() && !msg.asText().isBlank()) return msg.asText();
+        String msg = errorMessage(body);
+        if (msg != null) return msg;
         JsonNode err = body.path("error");
         if (err.isTextual()) return err.asText();
         JsonNode top = body.path("message");
@@ -503,20 +346,5 @@ public final class OpenAiModel implements ModelClient {
       // fall back to the SDK's message
     }
     return String.valueOf(s.getMessage());
-  }
-
-  private static ExecutorService executor() {
-    AtomicInteger n = new AtomicInteger();
-    return new ThreadPoolExecutor(
-        0,
-        Integer.MAX_VALUE,
-        60,
-        TimeUnit.SECONDS,
-        new SynchronousQueue<>(),
-        r -> {
-          Thread t = new Thread(r, "openai-http-" + n.incrementAndGet());
-          t.setDaemon(true);
-          return t;
-        });
   }
 }

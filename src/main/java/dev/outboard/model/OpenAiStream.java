@@ -18,8 +18,8 @@ import java.util.concurrent.CompletableFuture;
  * passed on as {@link ModelDelta}s while they arrive. The caller converts the completion exactly as
  * it converts a non-streaming one.
  *
- * <p><b>Block indexes</b> follow {@link OpenAiModel#response}, which puts the text block first and
- * then the tool calls in order. Text ({@code delta.content}, or {@code delta.refusal} while no
+ * <p><b>Block indexes</b> follow {@link OpenAiModel#toResponse}, which puts the text block first
+ * and then the tool calls in order. Text ({@code delta.content}, or {@code delta.refusal} while no
  * content has come) is block 0. Tool call {@code i} (OpenAI's {@code tool_calls[].index}) is block
  * {@code i + 1} if text had arrived before the first tool-call delta, else block {@code i}: the
  * offset is fixed at the first tool-call delta, since a streamed block's index cannot change

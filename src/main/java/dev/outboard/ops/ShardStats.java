@@ -3,7 +3,9 @@ package dev.outboard.ops;
 import java.time.Duration;
 import java.util.List;
 import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.Props;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.cluster.sharding.ShardRegion.CurrentShardRegionState;
@@ -29,6 +31,13 @@ public final class ShardStats {
 
   private record Answered(String type, CurrentShardRegionState state, Throwable error)
       implements Command {}
+
+  /** Spawns the logger for {@code types}, every {@code outboard.metrics.shard-stats-interval}. */
+  public static void init(ActorSystem<?> system, List<EntityTypeKey<?>> types) {
+    Duration interval =
+        system.settings().config().getDuration("outboard.metrics.shard-stats-interval");
+    system.systemActorOf(create(types, interval), "shard-stats", Props.empty());
+  }
 
   public static Behavior<Command> create(List<EntityTypeKey<?>> types, Duration interval) {
     return Behaviors.setup(

@@ -1,5 +1,7 @@
 package dev.outboard.sandbox;
 
+import com.typesafe.config.Config;
+import dev.outboard.ops.ServiceStop;
 import dev.outboard.sandbox.SandboxProvider.Held;
 import java.time.Duration;
 import java.time.Instant;
@@ -10,6 +12,8 @@ import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.Function;
+import java.util.function.Predicate;
 import org.apache.pekko.actor.Cancellable;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.slf4j.Logger;
@@ -40,6 +44,23 @@ public final class SandboxSweeper implements AutoCloseable {
 
     /** Whether {@code status} is a finished session's. */
     boolean finished(String status);
+
+    /** Owners from two functions (e.g. the session index's). */
+    static Owners of(
+        Function<Collection<String>, CompletionStage<Map<String, String>>> owners,
+        Predicate<String> finished) {
+      return new Owners() {
+        @Override
+        public CompletionStage<Map<String, String>> of(Collection<String> sandboxIds) {
+          return owners.apply(sandboxIds);
+        }
+
+        @Override
+        public boolean finished(String status) {
+          return finished.test(status);
+        }
+      };
+    }
   }
 
   /** What one sweep did. */
@@ -64,6 +85,30 @@ public final class SandboxSweeper implements AutoCloseable {
     this.owners = owners;
     this.interval = interval;
     this.unownedAfter = unownedAfter;
+  }
+
+  /**
+   * Sweeps {@code provider} every {@code outboard.sandbox.sweep-interval} until the node stops;
+   * {@code sweep-unowned-after} is at least {@code hibernate-after} + 10 min.
+   */
+  public static SandboxSweeper init(
+      ActorSystem<?> system, SandboxProvider provider, Owners owners) {
+    Config c = system.settings().config().getConfig("outboard.sandbox");
+    Duration unowned = c.getDuration("sweep-unowned-after");
+    Duration floor = c.getDuration("hibernate-after").plusMinutes(10);
+    if (unowned.compareTo(floor) < 0) {
+      log.warn(
+          "outboard.sandbox.sweep-unowned-after ({}) is shorter than hibernate-after + 10 min;"
+              + " using {}",
+          unowned,
+          floor);
+      unowned = floor;
+    }
+    SandboxSweeper sweeper =
+        new SandboxSweeper(system, provider, owners, c.getDuration("sweep-interval"), unowned);
+    sweeper.start();
+    ServiceStop.register(system, "stop-sandbox-sweep", sweeper::close);
+    return sweeper;
   }
 
   public void start() {

@@ -1,5 +1,6 @@
 package dev.outboard.session;
 
+import com.typesafe.config.Config;
 import dev.outboard.store.Database;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
@@ -38,6 +39,16 @@ public final class RecoveryWarmup {
   private static final Logger log = LoggerFactory.getLogger(RecoveryWarmup.class);
 
   private RecoveryWarmup() {}
+
+  /** {@link #run(ActorSystem, Database, int, int, Duration)} as {@code warmup} configures it. */
+  public static long run(ActorSystem<?> system, Database db, Config warmup) {
+    return run(
+        system,
+        db,
+        warmup.getInt("sessions"),
+        warmup.getInt("rounds"),
+        warmup.getDuration("budget"));
+  }
 
   /**
    * Replays up to {@code sessions} recent sessions (and their shards' entity stores), {@code

@@ -1,5 +1,6 @@
 package dev.outboard.session;
 
+import dev.outboard.ops.ServiceStop;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -31,6 +32,16 @@ public final class WaitWakeups implements AutoCloseable {
     this.system = system;
     this.index = index;
     this.interval = interval;
+  }
+
+  /** Scans every {@code outboard.waits.scan-interval} from now on, until the node stops. */
+  public static WaitWakeups init(ActorSystem<?> system, SessionIndex index) {
+    WaitWakeups wakeups =
+        new WaitWakeups(
+            system, index, system.settings().config().getDuration("outboard.waits.scan-interval"));
+    wakeups.start();
+    ServiceStop.register(system, "stop-wait-wakeups", wakeups::close);
+    return wakeups;
   }
 
   public void start() {

@@ -2,6 +2,8 @@ package dev.outboard.store;
 
 import dev.outboard.JsonSerializable;
 import dev.outboard.model.Usage;
+import dev.outboard.ops.ServiceStop;
+import java.time.Duration;
 import java.time.Instant;
 import java.time.LocalDate;
 import java.time.ZoneOffset;
@@ -9,6 +11,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ConcurrentHashMap;
+import org.apache.pekko.actor.typed.ActorSystem;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -39,6 +42,27 @@ public final class UsageLedger {
 
   public UsageLedger(Database db) {
     this.db = db;
+  }
+
+  /**
+   * A ledger flushed every {@code outboard.usage.flush-interval}, and once more when the node
+   * stops.
+   */
+  public static UsageLedger init(ActorSystem<?> system, Database db) {
+    UsageLedger usage = new UsageLedger(db);
+    Duration every = system.settings().config().getDuration("outboard.usage.flush-interval");
+    var flushes =
+        system
+            .scheduler()
+            .scheduleWithFixedDelay(every, every, usage::flush, system.executionContext());
+    ServiceStop.registerAsync(
+        system,
+        "flush-usage",
+        () -> {
+          flushes.cancel();
+          return usage.flush();
+        });
+    return usage;
   }
 
   /** One model answer of a session of {@code org}, at {@code at}. */

@@ -1,6 +1,7 @@
 package dev.outboard.webhooks;
 
 import com.typesafe.config.Config;
+import dev.outboard.ops.ServiceStop;
 import dev.outboard.store.Database;
 import dev.outboard.store.Sql;
 import java.net.URI;
@@ -29,6 +30,7 @@ import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import javax.crypto.Mac;
 import javax.crypto.spec.SecretKeySpec;
+import org.apache.pekko.actor.typed.ActorSystem;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -93,6 +95,17 @@ public final class WebhookDispatcher implements AutoCloseable {
             .connectTimeout(settings.timeout())
             .followRedirects(HttpClient.Redirect.NEVER)
             .build();
+  }
+
+  /**
+   * A dispatcher on {@code outboard.webhooks}, delivering from now on and stopped with the node.
+   */
+  public static WebhookDispatcher init(ActorSystem<?> system, Database db, Webhooks webhooks) {
+    WebhookDispatcher dispatcher =
+        new WebhookDispatcher(db, webhooks, Settings.from(system.settings().config()));
+    ServiceStop.register(system, "stop-webhooks", dispatcher::close);
+    dispatcher.start();
+    return dispatcher;
   }
 
   /** Starts delivering: what is owed already, then each change as it is enqueued. */

@@ -39,7 +39,7 @@ import java.util.concurrent.Executor;
  * neither frozen by suspend nor killed.
  */
 public final class UnisolatedSandboxProvider extends ShellSandboxProvider {
-  /** Logged at WARN by Main when this provider is chosen. */
+  /** Logged at WARN by {@link dev.outboard.sandbox.SandboxProviders} when it chooses this. */
   public static final String WARNING =
       "sandboxes are NOT isolated: commands run as the service's user with its filesystem and"
           + " network; never use this outside local development (install the Debian/Ubuntu package"
