@@ -2,12 +2,10 @@ package dev.outboard.sandbox;
 
 import static dev.outboard.Futures.cause;
 
-import com.typesafe.config.Config;
 import dev.outboard.Futures;
 import dev.outboard.ops.LiveStates;
 import dev.outboard.sandbox.Provisioner.Created;
 import dev.outboard.sandbox.Provisioner.Restored;
-import dev.outboard.sandbox.SandboxProvider.Limits;
 import dev.outboard.sandbox.SandboxProvider.SandboxGoneException;
 import dev.outboard.tools.ToolCall;
 import java.time.Duration;
@@ -154,78 +152,12 @@ public final class SandboxHandle {
   private static final int MAX_REPLACEMENTS_PER_CALL = 3;
 
   /**
-   * Limits, idle times and the health-check interval of sandboxes ({@code outboard.sandbox}); a
-   * zero {@code healthCheckEvery} turns the checks off. A call waits at most {@code startTimeout}
-   * for its sandbox before it starts; once started, its answer comes within its command's timeout
-   * plus {@code answerMargin} ({@link #answerWithin}); a host that does not answer is asked again
-   * every {@code retryEvery} until the call's start deadline; at most {@code maxPending} calls
-   * wait.
-   */
-  public record Settings(
-      Limits limits,
-      Duration suspendAfter,
-      Duration hibernateAfter,
-      Duration healthCheckEvery,
-      Duration startTimeout,
-      Duration answerMargin,
-      Duration retryEvery,
-      int maxPending) {
-    /** Without health checks. */
-    public Settings(Limits limits, Duration suspendAfter, Duration hibernateAfter) {
-      this(limits, suspendAfter, hibernateAfter, Duration.ZERO);
-    }
-
-    public Settings(
-        Limits limits, Duration suspendAfter, Duration hibernateAfter, Duration healthCheckEvery) {
-      this(
-          limits,
-          suspendAfter,
-          hibernateAfter,
-          healthCheckEvery,
-          Duration.ofMinutes(2),
-          Duration.ofSeconds(90),
-          Duration.ofSeconds(2),
-          16);
-    }
-
-    public static Settings from(Config config) {
-      Config c = config.getConfig("outboard.sandbox");
-      Limits limits =
-          new Limits(
-              c.getBytes("memory"),
-              c.getInt("max-processes"),
-              c.getDuration("cpu-time"),
-              c.getBytes("max-output-bytes"),
-              c.getDuration("command-timeout"));
-      return new Settings(
-          limits,
-          c.getDuration("suspend-after"),
-          c.getDuration("hibernate-after"),
-          c.getDuration("health-check-interval"),
-          c.getDuration("call-start-timeout"),
-          c.getDuration("call-answer-margin"),
-          c.getDuration("unreachable-retry-interval"),
-          c.getInt("max-pending-calls"));
-    }
-
-    /**
-     * How long a caller waits for the answer to a call whose command may run for {@code command}:
-     * the start deadline, the command, and the margin (the host's answer, a kill's grace, a
-     * replacement). The handle answers before that; a caller that still times out must say the
-     * command may have run, and the handle never starts it afterwards.
-     */
-    public Duration answerWithin(Duration command) {
-      return startTimeout.plus(command).plus(answerMargin);
-    }
-  }
-
-  /**
    * A handle for a session that has no sandbox yet ({@code knownId} null) or had {@code knownId},
    * last in {@code knownState} (its wire form, as the session recorded it; null: none).
    */
   public static Behavior<Command> create(
       SandboxProvider provider,
-      Settings settings,
+      SandboxSettings settings,
       ActorRef<Report> session,
       String knownId,
       String knownState) {
@@ -238,7 +170,7 @@ public final class SandboxHandle {
    */
   public static Behavior<Command> create(
       SandboxProvider provider,
-      Settings settings,
+      SandboxSettings settings,
       ActorRef<Report> session,
       String knownId,
       String knownState,
@@ -259,7 +191,7 @@ public final class SandboxHandle {
   private final SandboxProvider provider;
   private final Provisioner provisioner;
   private final WorkspaceTools tools;
-  private final Settings settings;
+  private final SandboxSettings settings;
   private final ActorRef<Report> session;
   private final ActorContext<Command> ctx;
   private final TimerScheduler<Command> timers;
@@ -308,7 +240,7 @@ public final class SandboxHandle {
   private SandboxHandle(
       SandboxProvider provider,
       Provisioner provisioner,
-      Settings settings,
+      SandboxSettings settings,
       ActorRef<Report> session,
       String knownId,
       SandboxStatus knownState,
@@ -508,7 +440,7 @@ public final class SandboxHandle {
       boolean mayRun = !(d.run().call() instanceof ToolCall.Bash) || !gone.commandMayHaveRun();
       pipeCreate(Creation.REPLACEMENT, mayRun ? HeadCall.MAY_RUN : HeadCall.MAY_HAVE_RUN);
     } else {
-      finish(new Result(describe(cause), true));
+      finish(new Result(WorkspaceTools.describe(cause), true));
     }
     return Behaviors.same();
   }
@@ -622,15 +554,7 @@ public final class SandboxHandle {
       c.replyTo().tell(new Collected(new TreeMap<>(), null));
       return Behaviors.same();
     }
-    String id = sandboxId;
-    Futures.attempt(() -> tools.files(id, c.contents()))
-        .whenComplete(
-            (f, e) ->
-                c.replyTo()
-                    .tell(
-                        e == null
-                            ? new Collected(f, null)
-                            : new Collected(new TreeMap<>(), describe(cause(e)))));
+    tools.files(sandboxId, c.contents()).thenAccept(c.replyTo()::tell);
     return Behaviors.same();
   }
 
@@ -734,9 +658,5 @@ public final class SandboxHandle {
     liveState.set(next.wire());
     reportedId = sandboxId == null ? reportedId : sandboxId;
     session.tell(new Report(next, sandboxId, replacedId));
-  }
-
-  private static String describe(Throwable cause) {
-    return cause.getMessage() == null ? cause.toString() : cause.getMessage();
   }
 }

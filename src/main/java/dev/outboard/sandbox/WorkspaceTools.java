@@ -2,6 +2,8 @@ package dev.outboard.sandbox;
 
 import static dev.outboard.Futures.cause;
 
+import dev.outboard.Futures;
+import dev.outboard.sandbox.SandboxHandle.Collected;
 import dev.outboard.sandbox.SandboxHandle.Result;
 import dev.outboard.sandbox.SandboxProvider.Entry;
 import dev.outboard.sandbox.SandboxProvider.ExecResult;
@@ -71,12 +73,25 @@ final class WorkspaceTools {
   }
 
   /**
-   * The files under {@code /workspace} by path, with their text when {@code contents} (else empty).
+   * The files under {@code /workspace} by path, with their text when {@code contents}; a failure is
+   * the answer's {@code error}.
    */
-  CompletionStage<TreeMap<String, String>> files(String id, boolean contents) {
-    return contents
-        ? walk(id, "/workspace").thenCompose(f -> readAll(id, f))
-        : walk(id, "/workspace");
+  CompletionStage<Collected> files(String id, boolean contents) {
+    return Futures.attempt(
+            () ->
+                contents
+                    ? walk(id, "/workspace").thenCompose(f -> readAll(id, f))
+                    : walk(id, "/workspace"))
+        .handle(
+            (f, e) ->
+                e == null
+                    ? new Collected(f, null)
+                    : new Collected(new TreeMap<>(), describe(cause(e))));
+  }
+
+  /** The failure's message, or its name when it has none. */
+  static String describe(Throwable cause) {
+    return cause.getMessage() == null ? cause.toString() : cause.getMessage();
   }
 
   private CompletionStage<Result> edit(String id, String path, String content, ToolCall.Edit e) {

@@ -8,6 +8,7 @@ import dev.outboard.api.QueryParams;
 import dev.outboard.model.ModelClients;
 import dev.outboard.model.ModelSpec;
 import dev.outboard.model.ScriptedModel;
+import dev.outboard.sandbox.SandboxStatus;
 import dev.outboard.tools.ApprovalPolicy;
 import dev.outboard.tools.ToolCatalog;
 import java.security.SecureRandom;
@@ -217,7 +218,7 @@ public final class SessionRoutes extends AllDirectives {
                           "running",
                           0,
                           new Summary.UsageView(0, 0, 0, 0),
-                          new Summary.SandboxView("none"),
+                          new Summary.SandboxView(SandboxStatus.NONE.wire()),
                           null,
                           null,
                           spec.metadata(),

@@ -30,8 +30,8 @@ class SandboxStatesMetricTest {
           ConfigFactory.parseResources("unit-test.conf")
               .withFallback(ConfigFactory.load())
               .resolve());
-  static final SandboxHandle.Settings SETTINGS =
-      new SandboxHandle.Settings(
+  static final SandboxSettings SETTINGS =
+      new SandboxSettings(
           new Limits(1 << 28, 64, Duration.ofSeconds(10), 1024, Duration.ofSeconds(10)),
           Duration.ofSeconds(1),
           Duration.ofSeconds(2));

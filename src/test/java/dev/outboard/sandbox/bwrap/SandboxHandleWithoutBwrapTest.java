@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import com.typesafe.config.ConfigFactory;
 import dev.outboard.sandbox.SandboxHandle;
 import dev.outboard.sandbox.SandboxProvider.Limits;
+import dev.outboard.sandbox.SandboxSettings;
 import dev.outboard.tools.ToolCall;
 import dev.outboard.vfs.VirtualPath;
 import java.nio.file.Path;
@@ -25,8 +26,8 @@ class SandboxHandleWithoutBwrapTest {
           ConfigFactory.parseResources("unit-test.conf")
               .withFallback(ConfigFactory.load())
               .resolve());
-  static final SandboxHandle.Settings SETTINGS =
-      new SandboxHandle.Settings(
+  static final SandboxSettings SETTINGS =
+      new SandboxSettings(
           new Limits(1 << 28, 64, Duration.ofSeconds(10), 1024, Duration.ofSeconds(10)),
           Duration.ofSeconds(5),
           Duration.ofSeconds(10));
