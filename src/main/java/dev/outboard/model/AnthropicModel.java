@@ -23,6 +23,7 @@ import com.anthropic.models.messages.ToolUseBlockParam;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.outboard.Futures;
 import dev.outboard.Json;
 import dev.outboard.tools.ToolCatalog;
 import dev.outboard.tools.ToolSpec;
@@ -42,9 +43,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
-import java.util.concurrent.ExecutionException;
 import java.util.function.Consumer;
 import java.util.function.Function;
 import org.slf4j.Logger;
@@ -363,9 +362,7 @@ public final class AnthropicModel implements ModelClient {
   // Failure classification
 
   static ModelCallException classify(Throwable error) {
-    Throwable e = error;
-    while ((e instanceof CompletionException || e instanceof ExecutionException)
-        && e.getCause() != null) e = e.getCause();
+    Throwable e = Futures.cause(error);
     if (e instanceof ModelCallException m) return m;
     if (e instanceof SseException s) return midStream(s);
     if (e instanceof AnthropicServiceException s) {

@@ -23,6 +23,7 @@ import com.openai.models.chat.completions.ChatCompletionMessageToolCall;
 import com.openai.models.chat.completions.ChatCompletionStreamOptions;
 import com.openai.models.chat.completions.ChatCompletionToolMessageParam;
 import com.openai.models.completions.CompletionUsage;
+import dev.outboard.Futures;
 import dev.outboard.Json;
 import dev.outboard.tools.ToolSpec;
 import java.io.IOException;
@@ -34,7 +35,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.SynchronousQueue;
@@ -383,8 +383,7 @@ public final class OpenAiModel implements ModelClient {
   // ------------------------------------------------------------------ failures
 
   static ModelCallException classify(Throwable error) {
-    Throwable e = error;
-    while (e instanceof CompletionException && e.getCause() != null) e = e.getCause();
+    Throwable e = Futures.cause(error);
     if (e instanceof ModelCallException m) return m;
     if (e instanceof SseException s) return midStream(s);
     if (e instanceof OpenAIServiceException s) {
