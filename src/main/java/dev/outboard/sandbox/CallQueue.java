@@ -8,15 +8,23 @@ import java.util.ArrayDeque;
 import java.util.Iterator;
 
 /**
- * The calls waiting for a session's sandbox, oldest first (the head may be in progress), and the
- * answers of calls that did not run or whose outcome is unknown. At most {@code maxPending} wait; a
- * call its caller no longer counts on ({@link Run#expired()}) is answered "did not run" and is
- * never started. Used from the {@link SandboxHandle} actor only.
+ * The calls waiting for a session's sandbox, oldest first (the head may be in progress), what
+ * happened during the head call (replacements, an unreachable host), and the answers of calls that
+ * did not run or whose outcome is unknown. At most {@code maxPending} wait; a call its caller no
+ * longer counts on ({@link Run#expired()}) is answered "did not run" and is never started. Used
+ * from the {@link SandboxHandle} actor only.
  */
 final class CallQueue {
+  private static final int MAX_REPLACEMENTS_PER_CALL = 3;
+
   private final ArrayDeque<Run> pending = new ArrayDeque<>();
   private final int maxPending;
   private final Duration startTimeout;
+  private String note;
+  private String lastUnreachable;
+
+  /** Losses of the sandbox during the head call. */
+  private int replacements;
 
   CallQueue(int maxPending, Duration startTimeout) {
     this.maxPending = maxPending;
@@ -68,9 +76,57 @@ final class CallQueue {
     return pending.peek();
   }
 
-  /** Removes the head, which the caller answers. */
-  Run poll() {
-    return pending.poll();
+  /**
+   * Answers the call at the head ({@code result} null: there is none, e.g. no call waits for a
+   * replacement), with the note of a replacement since the last answer, and removes it.
+   */
+  void answerHead(Result result) {
+    Run run = pending.poll();
+    if (run == null) return;
+    replacements = 0;
+    if (note != null && result != null) {
+      result = new Result(note + "\n" + result.content(), result.isError());
+      note = null;
+    }
+    run.replyTo().tell(result);
+  }
+
+  /** Told with the next answer: the sandbox was replaced since the last one. */
+  void note(String replaced) {
+    note = replaced;
+  }
+
+  /** The next answer says itself what happened. */
+  void dropNote() {
+    note = null;
+  }
+
+  /**
+   * Counts a loss of the sandbox during the head call; true when it was lost too often to replace
+   * it again (a sandbox that dies at once every time).
+   */
+  boolean lostAgain() {
+    return ++replacements > MAX_REPLACEMENTS_PER_CALL;
+  }
+
+  /** The answer of a call whose sandbox was lost too often ({@code why}: the last time). */
+  static Result lostTooOften(String why) {
+    return new Result(
+        "the sandbox was lost "
+            + MAX_REPLACEMENTS_PER_CALL
+            + " times in a row during this call; "
+            + "the last time: "
+            + why,
+        true);
+  }
+
+  /** Why the host did not answer the head call, the last time. */
+  void unreachable(String why) {
+    lastUnreachable = why;
+  }
+
+  String lastUnreachable() {
+    return lastUnreachable;
   }
 
   boolean isEmpty() {

@@ -37,6 +37,10 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  * <p>Hibernation snapshots are kept in the store ({@link SnapshotStore}) as well as in memory, so a
  * sandbox lost after the session actor moved or restarted (a new handle) comes back with the
  * workspace of its last hibernation.
+ *
+ * <p>The handlers stay together in this file, over the usual 450 lines, so that the lifecycle (a
+ * loss, a retry, an idle stage) reads top to bottom in one place; the tools, the queue of calls,
+ * provisioning and the settings are classes of their own.
  */
 public final class SandboxHandle {
   /** For callbacks that run off the actor's thread, where the actor context must not be used. */
@@ -149,8 +153,6 @@ public final class SandboxHandle {
   public static final String LOST =
       "interrupted: the sandbox was lost while this command ran; a new sandbox replaced it";
 
-  private static final int MAX_REPLACEMENTS_PER_CALL = 3;
-
   /**
    * A handle for a session that has no sandbox yet ({@code knownId} null) or had {@code knownId},
    * last in {@code knownState} (its wire form, as the session recorded it; null: none).
@@ -206,22 +208,11 @@ public final class SandboxHandle {
   private boolean busy;
   private boolean checking;
 
-  /** Told with the next answer: the sandbox was replaced since the last one. */
-  private String replacedNote;
-
   /** Where the last replacement's workspace came from (null: no replacement yet). */
   private Restored restoredAs;
 
-  /** Why the host did not answer the call at the head, the last time. */
-  private String lastUnreachable;
-
   /** Whether the call at the head may run on the sandbox being started again (see pipeCreate). */
   private HeadCall retryHead = HeadCall.MAY_RUN;
-
-  /**
-   * Replacements for the call at the head of the queue (a sandbox that dies at once every time).
-   */
-  private int replacements;
 
   /** A sandbox being created, so that one the handle stops meanwhile does not outlive it. */
   private CompletionStage<Created> creating;
@@ -370,13 +361,13 @@ public final class SandboxHandle {
     // runs). Too late to ask the records (that could start it), it may have run.
     boolean mayHaveRun = replacing && p.head() == HeadCall.MAY_HAVE_RUN;
     if (mayHaveRun && (c.restored() != Restored.SALVAGED || (run != null && run.expired()))) {
-      replacedNote = null; // the answer says so itself
+      pending.dropNote(); // the answer says so itself
       finish(new Result(LOST + c.restored().sentence, true));
       return Behaviors.same();
     }
     if (replacing) {
       restoredAs = c.restored();
-      replacedNote = "[the sandbox was lost and replaced" + c.restored().sentence + "]";
+      pending.note("[the sandbox was lost and replaced" + c.restored().sentence + "]");
     }
     if (run == null) {
       finish(null); // a health check's replacement, with no call waiting
@@ -396,7 +387,7 @@ public final class SandboxHandle {
       // when it is there).
       pipeCreate(lost ? Creation.REPLACEMENT : Creation.FIRST, retryHead);
     } else if (run.expired()) {
-      finish(CallQueue.unreachable(run, lastUnreachable));
+      finish(CallQueue.unreachable(run, pending.lastUnreachable()));
     } else {
       runOp(run);
     }
@@ -418,20 +409,12 @@ public final class SandboxHandle {
     }
     Throwable cause = cause(d.error());
     if (cause instanceof SandboxProvider.CommandInterruptedException) {
-      replacedNote = null; // the answer says so itself
+      pending.dropNote(); // the answer says so itself
       finish(new Result(LOST + (restoredAs == null ? "" : restoredAs.sentence), true));
     } else if (cause instanceof SandboxGoneException gone && !gone.confirmed()) {
       onUnreachable(d.run(), cause.getMessage());
-    } else if (cause instanceof SandboxGoneException
-        && ++replacements > MAX_REPLACEMENTS_PER_CALL) {
-      finish(
-          new Result(
-              "the sandbox was lost "
-                  + MAX_REPLACEMENTS_PER_CALL
-                  + " times in a row during this call; "
-                  + "the last time: "
-                  + cause.getMessage(),
-              true));
+    } else if (cause instanceof SandboxGoneException && pending.lostAgain()) {
+      finish(CallQueue.lostTooOften(cause.getMessage()));
     } else if (cause instanceof SandboxGoneException gone) {
       ctx.getLog()
           .warn("sandbox {} is gone ({}); starting a new one", sandboxId, cause.getMessage());
@@ -451,7 +434,7 @@ public final class SandboxHandle {
    * edit) is asked again until its start deadline; then, or for an edit, the call fails.
    */
   private void onUnreachable(Run run, String why) {
-    lastUnreachable = why;
+    pending.unreachable(why);
     boolean repeatable = !(run.call() instanceof ToolCall.Edit);
     if (repeatable && run.startBy() != 0 && !run.expired()) {
       ctx.getLog()
@@ -472,13 +455,7 @@ public final class SandboxHandle {
    * the next, or starts the idle clock.
    */
   private void finish(Result result) {
-    Run run = pending.poll();
-    if (run != null) replacements = 0;
-    if (run != null && replacedNote != null && result != null) {
-      result = new Result(replacedNote + "\n" + result.content(), result.isError());
-      replacedNote = null;
-    }
-    if (run != null) run.replyTo().tell(result);
+    pending.answerHead(result);
     busy = false;
     if (pending.isEmpty()) {
       if (sandboxId != null) startIdleClock(Stage.SUSPEND);
