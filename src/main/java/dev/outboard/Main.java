@@ -17,9 +17,9 @@ import dev.outboard.memory.OrgMemory;
 import dev.outboard.model.ModelClients;
 import dev.outboard.ops.ShardStats;
 import dev.outboard.ops.StartupChecks;
-import dev.outboard.sandbox.SandboxHandle;
 import dev.outboard.sandbox.SandboxProvider;
 import dev.outboard.sandbox.SandboxProviders;
+import dev.outboard.sandbox.SandboxSettings;
 import dev.outboard.sandbox.SandboxSweeper;
 import dev.outboard.sandbox.SnapshotStore;
 import dev.outboard.sandbox.host.SandboxHostMain;
@@ -134,7 +134,7 @@ public final class Main {
             sessionSettings,
             orgFiles,
             sandboxes,
-            sandboxes == null ? null : SandboxHandle.Settings.from(config),
+            sandboxes == null ? null : SandboxSettings.from(config),
             sandboxes == null ? null : new SnapshotStore(db),
             policies));
     if (sandboxes != null)

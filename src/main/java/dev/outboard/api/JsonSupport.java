@@ -12,6 +12,7 @@ import com.fasterxml.jackson.databind.deser.std.StringDeserializer;
 import com.fasterxml.jackson.databind.exc.MismatchedInputException;
 import com.fasterxml.jackson.databind.exc.UnrecognizedPropertyException;
 import com.fasterxml.jackson.databind.module.SimpleModule;
+import dev.outboard.Futures;
 import dev.outboard.Json;
 import dev.outboard.session.SessionEntity;
 import java.nio.ByteBuffer;
@@ -20,7 +21,6 @@ import java.nio.charset.CharsetDecoder;
 import java.nio.charset.CoderResult;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.TimeoutException;
 import java.util.function.Consumer;
@@ -372,8 +372,7 @@ public final class JsonSupport {
 
   /** An entity's error reply, an ask timeout or anything else, as an API error. */
   public static ApiError toApiError(Throwable error) {
-    Throwable e =
-        error instanceof CompletionException && error.getCause() != null ? error.getCause() : error;
+    Throwable e = Futures.cause(error);
     if (e instanceof ApiError api) return api;
     if (e instanceof StatusReply.ErrorMessage m) {
       String msg = m.getMessage();

@@ -1,6 +1,7 @@
 package dev.outboard.memory;
 
 import com.typesafe.config.Config;
+import dev.outboard.Futures;
 import dev.outboard.JsonSerializable;
 import dev.outboard.memory.OrgFileOp.Origin;
 import dev.outboard.memory.OrgFileOp.Outcome;
@@ -13,7 +14,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.atomic.AtomicBoolean;
 import org.apache.pekko.actor.typed.ActorRef;
@@ -207,10 +207,7 @@ public final class OrgMemory extends AbstractBehavior<OrgMemory.Command> {
                 for (int i = 0; i < live.size(); i++) live.get(i).answer(outcomes.get(i));
                 return DONE;
               }
-              Throwable e =
-                  error instanceof CompletionException && error.getCause() != null
-                      ? error.getCause()
-                      : error;
+              Throwable e = Futures.cause(error);
               if (e instanceof Database.CommitUnconfirmed) { // trying again could write twice
                 logged("org file write failed: {}", e);
                 live.forEach(q -> q.answer(unconfirmed()));

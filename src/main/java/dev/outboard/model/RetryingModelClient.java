@@ -1,8 +1,8 @@
 package dev.outboard.model;
 
+import dev.outboard.Futures;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
 import java.util.function.Consumer;
 import org.slf4j.Logger;
@@ -48,12 +48,9 @@ public final class RetryingModelClient implements ModelClient {
 
   private CompletionStage<ModelResponse> attempt(
       ModelRequest request, Consumer<ModelDelta> deltas, int attempt) {
-    CompletionStage<ModelResponse> call;
-    try {
-      call = deltas == null ? inner.complete(request) : inner.complete(request, deltas);
-    } catch (RuntimeException e) {
-      call = CompletableFuture.failedFuture(e);
-    }
+    CompletionStage<ModelResponse> call =
+        Futures.attempt(
+            () -> deltas == null ? inner.complete(request) : inner.complete(request, deltas));
     return call.handle(
             (response, error) -> {
               if (error == null) return CompletableFuture.completedFuture(response);
@@ -85,8 +82,7 @@ public final class RetryingModelClient implements ModelClient {
   }
 
   private ModelCallException classify(Throwable error) {
-    Throwable e =
-        error instanceof CompletionException && error.getCause() != null ? error.getCause() : error;
+    Throwable e = Futures.cause(error);
     if (e instanceof ModelCallException m) return m;
     // Anything the provider client did not classify is treated as a transient transport problem.
     return new ModelCallException(

@@ -1,5 +1,6 @@
 package dev.outboard.ops;
 
+import dev.outboard.sandbox.SandboxStatus;
 import io.prometheus.metrics.core.metrics.Gauge;
 import java.util.Objects;
 import java.util.Set;
@@ -25,9 +26,7 @@ public final class LiveStates {
           Set.of("running", "requires_action", "waiting", "completed", "failed", "cancelled"));
 
   public static final LiveStates SANDBOXES =
-      new LiveStates(
-          Metrics.SANDBOXES,
-          Set.of("provisioning", "active", "suspended", "hibernated", "replacing"));
+      new LiveStates(Metrics.SANDBOXES, SandboxStatus.liveWireForms());
 
   public Member member() {
     return new Member();

@@ -1,6 +1,7 @@
 package dev.outboard.ops;
 
 import com.typesafe.config.Config;
+import dev.outboard.Futures;
 import dev.outboard.model.ModelClients;
 import dev.outboard.model.Secrets;
 import dev.outboard.sandbox.bwrap.BwrapSandboxProvider;
@@ -216,7 +217,7 @@ public final class StartupChecks {
   }
 
   private static String unreachable(Throwable e) {
-    while (e instanceof CompletionException && e.getCause() != null) e = e.getCause();
+    e = Futures.cause(e);
     if (e instanceof HttpTimeoutException)
       return "no answer within " + HOST_CHECK_TIMEOUT.toSeconds() + " s";
     if (e instanceof java.net.ConnectException && e.getMessage() == null)

@@ -1,6 +1,7 @@
 package dev.outboard.sandbox;
 
 import com.typesafe.config.Config;
+import dev.outboard.Futures;
 import dev.outboard.ops.ServiceStop;
 import dev.outboard.sandbox.SandboxProvider.Held;
 import java.time.Duration;
@@ -123,19 +124,16 @@ public final class SandboxSweeper implements AutoCloseable {
   public CompletionStage<Swept> sweep() {
     if (!sweeping.compareAndSet(false, true))
       return CompletableFuture.completedFuture(new Swept(0, 0, List.of()));
-    CompletionStage<Swept> swept;
-    try {
-      swept =
-          provider
-              .held()
-              .thenCompose(
-                  held ->
-                      owners
-                          .of(held.stream().map(Held::id).toList())
-                          .thenCompose(owned -> destroyUnneeded(held, owned)));
-    } catch (RuntimeException e) {
-      swept = CompletableFuture.failedFuture(e);
-    }
+    CompletionStage<Swept> swept =
+        Futures.attempt(
+            () ->
+                provider
+                    .held()
+                    .thenCompose(
+                        held ->
+                            owners
+                                .of(held.stream().map(Held::id).toList())
+                                .thenCompose(owned -> destroyUnneeded(held, owned))));
     return swept.whenComplete(
         (s, error) -> {
           sweeping.set(false);
@@ -177,24 +175,16 @@ public final class SandboxSweeper implements AutoCloseable {
 
   /** Destroys one; true if it is gone now (destroyed, or already gone). */
   private CompletionStage<Boolean> destroy(String id) {
-    CompletionStage<Void> d;
-    try {
-      d = provider.destroy(id);
-    } catch (RuntimeException e) {
-      d = CompletableFuture.failedFuture(e);
-    }
-    return d.handle(
-        (v, e) -> {
-          if (e == null) return true;
-          Throwable c =
-              e instanceof java.util.concurrent.CompletionException && e.getCause() != null
-                  ? e.getCause()
-                  : e;
-          if (c instanceof SandboxProvider.SandboxGoneException gone && gone.confirmed())
-            return true;
-          log.info("sandbox sweep could not destroy {}: {}", id, c.toString());
-          return false;
-        });
+    return Futures.attempt(() -> provider.destroy(id))
+        .handle(
+            (v, e) -> {
+              if (e == null) return true;
+              Throwable c = Futures.cause(e);
+              if (c instanceof SandboxProvider.SandboxGoneException gone && gone.confirmed())
+                return true;
+              log.info("sandbox sweep could not destroy {}: {}", id, c.toString());
+              return false;
+            });
   }
 
   @Override

@@ -17,6 +17,7 @@ import dev.outboard.ops.LogContext;
 import dev.outboard.ops.Metrics;
 import dev.outboard.sandbox.SandboxHandle;
 import dev.outboard.sandbox.SandboxProvider;
+import dev.outboard.sandbox.SandboxSettings;
 import dev.outboard.sandbox.SnapshotStore;
 import dev.outboard.session.Holds.Approval;
 import dev.outboard.session.Holds.Inbound;
@@ -379,7 +380,7 @@ public final class SessionEntity
       SessionSettings settings,
       OrgFiles orgFiles,
       SandboxProvider sandboxes,
-      SandboxHandle.Settings sandboxSettings,
+      SandboxSettings sandboxSettings,
       SnapshotStore snapshots,
       OrgPolicies policies) {
     public Services(
@@ -389,7 +390,7 @@ public final class SessionEntity
         SessionSettings settings,
         OrgFiles orgFiles,
         SandboxProvider sandboxes,
-        SandboxHandle.Settings sandboxSettings,
+        SandboxSettings sandboxSettings,
         SnapshotStore snapshots) {
       this(
           models,
@@ -427,7 +428,7 @@ public final class SessionEntity
         SessionSettings settings,
         OrgFiles orgFiles,
         SandboxProvider sandboxes,
-        SandboxHandle.Settings sandboxSettings) {
+        SandboxSettings sandboxSettings) {
       this(models, router, observer, settings, orgFiles, sandboxes, sandboxSettings, null);
     }
 
@@ -1232,12 +1233,12 @@ public final class SessionEntity
   /**
    * Asks the sandbox child to run {@code call}; thread-safe (runs inside the tool chain). The child
    * starts it only within {@code call-start-timeout} and answers within {@link
-   * SandboxHandle.Settings#answerWithin}; should that wait still run out, the call may be running,
-   * so the result says so, and the child never starts it later.
+   * SandboxSettings#answerWithin}; should that wait still run out, the call may be running, so the
+   * result says so, and the child never starts it later.
    */
   private CompletionStage<SessionFiles.Outcome> inSandbox(
       ActorRef<SandboxHandle.Command> handle, String callId, ToolCall call, int maxChars) {
-    SandboxHandle.Settings settings = services.sandboxSettings();
+    SandboxSettings settings = services.sandboxSettings();
     Duration command =
         call instanceof ToolCall.Bash b && b.timeoutMs() != null
             ? Duration.ofMillis(b.timeoutMs())

@@ -6,6 +6,7 @@ import dev.outboard.api.Auth;
 import dev.outboard.api.JsonSupport;
 import dev.outboard.api.QueryParams;
 import dev.outboard.model.ModelClients;
+import dev.outboard.sandbox.SandboxStatus;
 import dev.outboard.session.SessionRequests.BudgetRequest;
 import dev.outboard.session.SessionRequests.CreateRequest;
 import dev.outboard.session.SessionRequests.DecisionRequest;
@@ -203,7 +204,7 @@ public final class SessionRoutes extends AllDirectives {
                           "running",
                           0,
                           new Summary.UsageView(0, 0, 0, 0),
-                          new Summary.SandboxView("none"),
+                          new Summary.SandboxView(SandboxStatus.NONE.wire()),
                           null,
                           null,
                           spec.metadata(),

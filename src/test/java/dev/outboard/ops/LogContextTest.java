@@ -20,8 +20,8 @@ import dev.outboard.model.ModelSpec;
 import dev.outboard.model.ModelSpec.ScriptedCall;
 import dev.outboard.model.ModelSpec.ScriptedTurn;
 import dev.outboard.model.ScriptedModel;
-import dev.outboard.sandbox.SandboxHandle;
 import dev.outboard.sandbox.SandboxProvider;
+import dev.outboard.sandbox.SandboxSettings;
 import dev.outboard.session.SessionEntity;
 import dev.outboard.session.SessionFiles;
 import dev.outboard.session.SessionSettings;
@@ -97,7 +97,7 @@ class LogContextTest {
                 new SessionFiles.Limits(1 << 20, 8 << 20, 256 * 1024)),
             null,
             new NoSandboxes(),
-            new SandboxHandle.Settings(
+            new SandboxSettings(
                 new SandboxProvider.Limits(
                     1 << 28, 64, Duration.ofSeconds(10), 1024, Duration.ofSeconds(10)),
                 Duration.ofMinutes(1),

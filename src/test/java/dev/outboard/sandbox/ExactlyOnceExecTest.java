@@ -37,8 +37,8 @@ class ExactlyOnceExecTest {
   static final ObjectMapper JSON = new ObjectMapper();
   static final Limits LIMITS =
       new Limits(512L << 20, 128, Duration.ofMinutes(1), 256 * 1024, Duration.ofSeconds(30));
-  static final SandboxHandle.Settings SETTINGS =
-      new SandboxHandle.Settings(LIMITS, Duration.ofMinutes(5), Duration.ofMinutes(10));
+  static final SandboxSettings SETTINGS =
+      new SandboxSettings(LIMITS, Duration.ofMinutes(5), Duration.ofMinutes(10));
   static ActorTestKit testKit;
   static ExecutorService io;
   Path root;

@@ -412,8 +412,7 @@ class RemoteSandboxProviderTest {
 
     HandleOnOwnHost(Duration suspendAfter, String firstCommand) throws Exception {
       binding = bind();
-      SandboxHandle.Settings settings =
-          new SandboxHandle.Settings(LIMITS, suspendAfter, Duration.ofMinutes(10));
+      SandboxSettings settings = new SandboxSettings(LIMITS, suspendAfter, Duration.ofMinutes(10));
       handle = kit.spawn(SandboxHandle.create(provider, settings, reports.ref(), null, null));
       assertThat(run("c0", firstCommand).isError()).isFalse();
       id =

@@ -45,8 +45,8 @@ class SandboxCallDeadlinesTest {
     testKit.shutdownTestKit();
   }
 
-  static SandboxHandle.Settings settings(Duration startTimeout, int maxPending) {
-    return new SandboxHandle.Settings(
+  static SandboxSettings settings(Duration startTimeout, int maxPending) {
+    return new SandboxSettings(
         LIMITS,
         Duration.ofMinutes(5),
         Duration.ofMinutes(10),
@@ -154,7 +154,7 @@ class SandboxCallDeadlinesTest {
     assertThat(fake.executions).containsExactly("toolu_1");
   }
 
-  private static ActorRef<SandboxHandle.Command> spawn(Fake fake, SandboxHandle.Settings settings) {
+  private static ActorRef<SandboxHandle.Command> spawn(Fake fake, SandboxSettings settings) {
     TestProbe<SandboxHandle.Report> reports = testKit.createTestProbe();
     return testKit.spawn(SandboxHandle.create(fake, settings, reports.ref(), null, null));
   }

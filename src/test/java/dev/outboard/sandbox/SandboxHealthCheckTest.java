@@ -60,8 +60,8 @@ class SandboxHealthCheckTest {
   @Test
   void anIdleSandboxWhoseProcessesDieIsReplacedByTheHealthCheckWithItsFiles() throws Exception {
     // Idle timers far away: nothing is suspended, hibernated or snapshotted during the test.
-    SandboxHandle.Settings settings =
-        new SandboxHandle.Settings(
+    SandboxSettings settings =
+        new SandboxSettings(
             LIMITS, Duration.ofMinutes(5), Duration.ofMinutes(10), Duration.ofMillis(200));
     TestProbe<SandboxHandle.Report> reports = testKit.createTestProbe();
     ActorRef<SandboxHandle.Command> handle =
@@ -106,8 +106,8 @@ class SandboxHealthCheckTest {
 
   @Test
   void aCommandSentToASandboxThatIsAlreadyDeadRunsOnTheReplacement() throws Exception {
-    SandboxHandle.Settings settings =
-        new SandboxHandle.Settings(LIMITS, Duration.ofMinutes(5), Duration.ofMinutes(10));
+    SandboxSettings settings =
+        new SandboxSettings(LIMITS, Duration.ofMinutes(5), Duration.ofMinutes(10));
     TestProbe<SandboxHandle.Report> reports = testKit.createTestProbe();
     ActorRef<SandboxHandle.Command> handle =
         testKit.spawn(SandboxHandle.create(provider, settings, reports.ref(), null, null));
@@ -155,8 +155,8 @@ class SandboxHealthCheckTest {
     Files.setPosixFilePermissions(
         root, java.nio.file.attribute.PosixFilePermissions.fromString("rwx--x--x"));
     try (BwrapSandboxProvider local = new BwrapSandboxProvider(own, io)) {
-      SandboxHandle.Settings settings =
-          new SandboxHandle.Settings(LIMITS, Duration.ofMinutes(5), Duration.ofMinutes(10));
+      SandboxSettings settings =
+          new SandboxSettings(LIMITS, Duration.ofMinutes(5), Duration.ofMinutes(10));
       TestProbe<SandboxHandle.Report> reports = testKit.createTestProbe();
       ActorRef<SandboxHandle.Command> handle =
           testKit.spawn(SandboxHandle.create(local, settings, reports.ref(), null, null));

@@ -108,8 +108,8 @@ class SandboxSnapshotStoreTest {
     try (BwrapSandboxProvider first = new BwrapSandboxProvider(dir1, io);
         BwrapSandboxProvider second = new BwrapSandboxProvider(dir2, io)) {
       Sandboxes.requireBwrap(SandboxSnapshotStoreTest.class);
-      SandboxHandle.Settings settings =
-          new SandboxHandle.Settings(
+      SandboxSettings settings =
+          new SandboxSettings(
               new Limits(
                   512L * 1024 * 1024,
                   128,

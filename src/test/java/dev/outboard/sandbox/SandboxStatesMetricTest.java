@@ -26,8 +26,8 @@ import org.junit.jupiter.api.Test;
 class SandboxStatesMetricTest {
   static final ActorTestKit kit =
       ActorTestKit.create("SandboxStatesMetricTest", UnitTestConfig.local());
-  static final SandboxHandle.Settings SETTINGS =
-      new SandboxHandle.Settings(
+  static final SandboxSettings SETTINGS =
+      new SandboxSettings(
           new Limits(1 << 28, 64, Duration.ofSeconds(10), 1024, Duration.ofSeconds(10)),
           Duration.ofSeconds(1),
           Duration.ofSeconds(2));

@@ -9,8 +9,8 @@ import dev.outboard.model.ModelSpec;
 import dev.outboard.model.ModelSpec.ScriptedCall;
 import dev.outboard.model.ModelSpec.ScriptedTurn;
 import dev.outboard.model.ScriptedModel;
-import dev.outboard.sandbox.SandboxHandle;
 import dev.outboard.sandbox.SandboxProvider.Limits;
+import dev.outboard.sandbox.SandboxSettings;
 import dev.outboard.session.SessionEntity.Command;
 import dev.outboard.session.SessionEntity.Create;
 import dev.outboard.session.SessionEntity.Event;
@@ -74,7 +74,7 @@ class SessionRestartInPlaceTest {
                 new SessionFiles.Limits(1 << 20, 8 << 20, 256 * 1024)),
             null,
             sandboxes,
-            new SandboxHandle.Settings(limits, Duration.ofMinutes(5), Duration.ofMinutes(10)));
+            new SandboxSettings(limits, Duration.ofMinutes(5), Duration.ofMinutes(10)));
     EventSourcedBehaviorTestKit<Command, Event, SessionState> es =
         EventSourcedBehaviorTestKit.create(
             kit.system(), SessionEntity.create(id, shard.ref(), services));

@@ -1,5 +1,6 @@
 package dev.outboard.sandbox.host;
 
+import dev.outboard.Futures;
 import dev.outboard.Json;
 import dev.outboard.api.ApiError;
 import dev.outboard.api.ApiKeys;
@@ -17,8 +18,6 @@ import java.time.Duration;
 import java.util.Base64;
 import java.util.List;
 import java.util.Optional;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
 import java.util.function.Function;
 import java.util.function.Supplier;
@@ -147,7 +146,8 @@ public final class SandboxHostServer extends AllDirectives {
 
   public record Snapshot(String snapshot) {}
 
-  public record StateJson(String state) {}
+  /** The provider's state, by its name ({@code "ACTIVE"}, ...). */
+  public record StateJson(SandboxProvider.State state) {}
 
   /** {@code GET /v1/sandboxes}: every sandbox the host holds, with when it was last used. */
   public record HeldJson(List<HeldSandbox> sandboxes) {
@@ -374,9 +374,7 @@ public final class SandboxHostServer extends AllDirectives {
                                                             reply(
                                                                 () -> provider.state(id),
                                                                 StatusCodes.OK,
-                                                                s ->
-                                                                    new StateJson(
-                                                                        s.name())))))))))));
+                                                                s -> new StateJson(s)))))))))));
   }
 
   /** A harness node's start-up check: the host answers and takes its token. */
@@ -451,15 +449,10 @@ public final class SandboxHostServer extends AllDirectives {
 
   private <T> Route reply(
       Supplier<CompletionStage<T>> call, StatusCode ok, Function<T, Object> body) {
-    CompletionStage<T> stage;
-    try {
-      stage = call.get();
-    } catch (RuntimeException e) {
-      stage = CompletableFuture.failedFuture(e);
-    }
     return completeWithFuture(
-        stage.handle(
-            (value, error) -> error == null ? success(ok, body.apply(value)) : failure(error)));
+        Futures.attempt(call)
+            .handle(
+                (value, error) -> error == null ? success(ok, body.apply(value)) : failure(error)));
   }
 
   private static HttpResponse success(StatusCode status, Object body) {
@@ -477,8 +470,7 @@ public final class SandboxHostServer extends AllDirectives {
 
   /** The provider's failure as an answer: gone → 410, bad input → 400, anything else → 500. */
   static HttpResponse failure(Throwable error) {
-    Throwable e = error;
-    while (e instanceof CompletionException && e.getCause() != null) e = e.getCause();
+    Throwable e = Futures.cause(error);
     String message = Secrets.redact(e.getMessage() == null ? e.toString() : e.getMessage());
     if (e instanceof SandboxGoneException gone) {
       return ApiError.response(

@@ -2,6 +2,7 @@ package dev.outboard.sandbox.remote;
 
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
+import dev.outboard.Futures;
 import dev.outboard.Json;
 import dev.outboard.model.Secrets;
 import dev.outboard.sandbox.SandboxProvider;
@@ -27,7 +28,6 @@ import java.time.Duration;
 import java.util.Base64;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
 
 /**
@@ -178,7 +178,7 @@ public final class RemoteSandboxProvider implements SandboxProvider {
   @Override
   public CompletionStage<State> state(String sandboxId) {
     return call(sandboxId, "GET", "/state", null, REQUEST_TIMEOUT)
-        .thenApply(body -> State.valueOf(parse(body, StateJson.class).state()));
+        .thenApply(body -> parse(body, StateJson.class).state());
   }
 
   /**
@@ -247,7 +247,7 @@ public final class RemoteSandboxProvider implements SandboxProvider {
     return first
         .handle(
             (r, e) -> {
-              Throwable c = unwrap(e);
+              Throwable c = Futures.cause(e);
               if (c instanceof IOException && !(c instanceof HttpTimeoutException)) {
                 return http.sendAsync(
                     request, HttpResponse.BodyHandlers.ofString(StandardCharsets.UTF_8));
@@ -260,7 +260,7 @@ public final class RemoteSandboxProvider implements SandboxProvider {
   }
 
   private RuntimeException unreachable(String sandboxId, Throwable error) {
-    Throwable c = unwrap(error);
+    Throwable c = Futures.cause(error);
     String why =
         c instanceof HttpTimeoutException
             ? "the sandbox host did not answer in time"
@@ -345,10 +345,5 @@ public final class RemoteSandboxProvider implements SandboxProvider {
   private static String query(String value) {
     return URLEncoder.encode(value == null ? "" : value, StandardCharsets.UTF_8)
         .replace("+", "%20");
-  }
-
-  private static Throwable unwrap(Throwable e) {
-    while (e instanceof CompletionException && e.getCause() != null) e = e.getCause();
-    return e;
   }
 }

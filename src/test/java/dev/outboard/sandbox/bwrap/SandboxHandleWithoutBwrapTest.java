@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.outboard.sandbox.SandboxHandle;
 import dev.outboard.sandbox.SandboxProvider.Limits;
+import dev.outboard.sandbox.SandboxSettings;
 import dev.outboard.testing.UnitTestConfig;
 import dev.outboard.tools.ToolCall;
 import dev.outboard.vfs.VirtualPath;
@@ -21,8 +22,8 @@ import org.junit.jupiter.api.io.TempDir;
 class SandboxHandleWithoutBwrapTest {
   static final ActorTestKit kit =
       ActorTestKit.create("SandboxHandleWithoutBwrapTest", UnitTestConfig.local());
-  static final SandboxHandle.Settings SETTINGS =
-      new SandboxHandle.Settings(
+  static final SandboxSettings SETTINGS =
+      new SandboxSettings(
           new Limits(1 << 28, 64, Duration.ofSeconds(10), 1024, Duration.ofSeconds(10)),
           Duration.ofSeconds(5),
           Duration.ofSeconds(10));
