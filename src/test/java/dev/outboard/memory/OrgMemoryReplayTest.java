@@ -32,6 +32,7 @@ import dev.outboard.store.Database;
 import dev.outboard.store.Migrations;
 import dev.outboard.store.StoreSettings;
 import dev.outboard.testing.TestPostgres;
+import dev.outboard.testing.TestServices;
 import dev.outboard.vfs.Namespace;
 import dev.outboard.vfs.PathRouter;
 import java.nio.file.Path;
@@ -177,12 +178,13 @@ class OrgMemoryReplayTest {
               null);
       TestProbe<ClusterSharding.ShardCommand> shard = kit.createTestProbe();
       SessionEntity.Services services =
-          new SessionEntity.Services(
-              new ModelClients("scripted", new ScriptedModel()),
-              new PathRouter(EnumSet.of(Namespace.SESSION, Namespace.MEMORY, Namespace.SKILLS)),
-              (summary, seq) -> {},
-              SETTINGS,
-              orgFiles);
+          TestServices.builder(
+                  new ModelClients("scripted", new ScriptedModel()),
+                  new PathRouter(EnumSet.of(Namespace.SESSION, Namespace.MEMORY, Namespace.SKILLS)),
+                  (summary, seq) -> {},
+                  SETTINGS)
+              .orgFiles(orgFiles)
+              .build();
       es =
           EventSourcedBehaviorTestKit.create(
               kit.system(), SessionEntity.create(id, shard.ref(), services));

@@ -34,6 +34,7 @@ import dev.outboard.session.SessionEntity.SessionWaiting;
 import dev.outboard.session.SessionEntity.ToolCallCompleted;
 import dev.outboard.session.SessionEntity.ToolCallStarted;
 import dev.outboard.session.SessionEntity.UserMessageAdded;
+import dev.outboard.testing.TestServices;
 import dev.outboard.vfs.Namespace;
 import dev.outboard.vfs.PathRouter;
 import java.time.Duration;
@@ -211,7 +212,7 @@ class SessionEntityTest {
     Session(RecordingModel model, SessionSettings settings) {
       this.model = model;
       SessionEntity.Services services =
-          new SessionEntity.Services(
+          TestServices.of(
               new ModelClients("scripted", model),
               new PathRouter(EnumSet.of(Namespace.SESSION)),
               observer,
@@ -921,7 +922,7 @@ class SessionEntityTest {
     TestProbe<ClusterSharding.ShardCommand> shard = kit.createTestProbe();
     TestProbe<StatusReply<Summary>> replies = kit.createTestProbe();
     SessionEntity.Services services =
-        new SessionEntity.Services(
+        TestServices.of(
             new ModelClients("scripted", new ScriptedModel()),
             new PathRouter(EnumSet.of(Namespace.SESSION)),
             new RecordingObserver(),
@@ -970,7 +971,7 @@ class SessionEntityTest {
             Duration.ofMillis(300),
             Duration.ofMinutes(2));
     SessionEntity.Services services =
-        new SessionEntity.Services(
+        TestServices.of(
             new ModelClients("scripted", RecordingModel.scripted()),
             new PathRouter(EnumSet.of(Namespace.SESSION)),
             new RecordingObserver(),

@@ -16,6 +16,7 @@ import dev.outboard.session.SessionEntity.Command;
 import dev.outboard.session.SessionEntity.Create;
 import dev.outboard.session.SessionEntity.Event;
 import dev.outboard.session.SessionEntity.ToolCallCompleted;
+import dev.outboard.testing.TestServices;
 import dev.outboard.vfs.Namespace;
 import dev.outboard.vfs.PathRouter;
 import java.time.Duration;
@@ -76,7 +77,7 @@ class SessionFileSearchTest {
   void aSlowGrepOverSessionFilesDoesNotHoldUpTheSessionAndSeesTheTurnsEarlierWrites() {
     String id = "s-" + UUID.randomUUID();
     SessionEntity.Services services =
-        new SessionEntity.Services(
+        TestServices.of(
             new ModelClients("scripted", new ScriptedModel()),
             new PathRouter(EnumSet.of(Namespace.SESSION)),
             (summary, seq) -> {},
