@@ -10,7 +10,6 @@ import dev.outboard.session.SessionEntity.Command;
 import dev.outboard.session.SessionEntity.ModelFailed;
 import dev.outboard.session.SessionEntity.OverBudget;
 import dev.outboard.session.SessionEntity.Services;
-import dev.outboard.session.SessionState.BudgetState;
 import dev.outboard.store.OrgPolicies;
 import dev.outboard.tools.ApprovalPolicy;
 import dev.outboard.tools.ToolCatalog;
@@ -78,7 +77,8 @@ final class ModelTurn {
         .thenCompose(
             policy -> {
               OverBudget over =
-                  overBudget(state, turn, policy == null ? Budget.NONE : policy.budget());
+                  BudgetChecks.overBudget(
+                      state, turn, policy == null ? Budget.NONE : policy.budget());
               if (over != null) return CompletableFuture.failedFuture(new BudgetReached(over));
               return systemPrompt(state)
                   .thenCompose(
@@ -137,23 +137,6 @@ final class ModelTurn {
                   e.toString());
               return null;
             });
-  }
-
-  /**
-   * Why turn {@code turn} may not call the model, under the session's and the org's budget; null if
-   * it may.
-   */
-  private static OverBudget overBudget(SessionState state, int turn, Budget orgBudget) {
-    Budget budget = state.spec().ownBudget().and(orgBudget);
-    BudgetState raised = state.budget();
-    Long maxTokens = raised.maxTokens() != null ? raised.maxTokens() : budget.maxTokens();
-    Integer maxTurns = raised.maxTurns() != null ? raised.maxTurns() : budget.maxTurns();
-    long used = state.usage().inputTokens() + state.usage().outputTokens();
-    if (maxTokens != null && used >= maxTokens)
-      return new OverBudget(turn, "tokens", maxTokens, used, budget.pauses());
-    if (maxTurns != null && state.turns() >= maxTurns)
-      return new OverBudget(turn, "turns", maxTurns, state.turns(), budget.pauses());
-    return null;
   }
 
   /**

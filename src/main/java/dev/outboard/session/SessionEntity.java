@@ -36,10 +36,8 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Comparator;
-import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 import java.util.function.Consumer;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
@@ -169,12 +167,12 @@ public final class SessionEntity
   /** A piece of the answer of turn {@code turn}'s model call, while it streams. */
   private record DeltaArrived(int turn, ModelDelta delta) implements Command {}
 
-  private record FollowerGone(ActorRef<SessionFeed.Message> follower) implements Command {}
+  record FollowerGone(ActorRef<SessionFeed.Message> follower) implements Command {}
 
-  private record WaitDue(ActorRef<StatusReply<Summary>> waiter) implements Command {}
+  record WaitDue(ActorRef<StatusReply<Summary>> waiter) implements Command {}
 
   /** The deadline of the wait tool call {@code callId} has come. */
-  private record WaitTimedOut(String callId) implements Command {}
+  record WaitTimedOut(String callId) implements Command {}
 
   private enum IdleTimeout implements Command {
     INSTANCE
@@ -410,7 +408,7 @@ public final class SessionEntity
 
   /**
    * The status this incarnation last reported to the observer, and the holds it showed
-   * (holdsShown).
+   * (HeldCalls.shown).
    */
   private SessionStatus reported;
 
@@ -432,11 +430,8 @@ public final class SessionEntity
 
   private final LiveStates.Member liveStatus = LiveStates.SESSIONS.member();
 
-  /** The open event streams that follow this session (SessionFollower), on any node. */
-  private final Set<ActorRef<SessionFeed.Message>> followers = new HashSet<>();
-
-  /** Callers waiting for the session to leave running (AwaitSettled). */
-  private final List<ActorRef<StatusReply<Summary>>> waiters = new ArrayList<>();
+  /** The event streams that follow this session, and the callers waiting for it to settle. */
+  private final Followers followers;
 
   /** When this incarnation started, for the recovery time. */
   private final long startedNanos;
@@ -456,6 +451,7 @@ public final class SessionEntity
     this.ctx = ctx;
     this.timers = timers;
     this.sandbox = new SessionSandbox(services, ctx);
+    this.followers = new Followers(ctx, timers);
     this.subagents = new Subagents(services.settings().subagents(), sessionId, ctx, timers);
     this.tools =
         new TurnTools(
@@ -589,7 +585,8 @@ public final class SessionEntity
         .onCommand(ToolsFinished.class, this::ignore)
         // Decisions outside a running turn: on a call that waits for none (409) or no such call
         // (404).
-        .onCommand(Decide.class, (s, c) -> refuse(c.replyTo(), notPending(s, c.toolUseId())))
+        .onCommand(
+            Decide.class, (s, c) -> refuse(c.replyTo(), HeldCalls.notPending(s, c.toolUseId())))
         .onCommand(WaitTimedOut.class, this::ignore)
         .onCommand(ChildFinished.class, this::ignore)
         .onCommand(OverBudget.class, this::ignore)
@@ -706,7 +703,7 @@ public final class SessionEntity
    */
   private ReplyEffect<Event, SessionState> onDecide(SessionState state, Decide cmd) {
     Approval pending = state.holds().approval(cmd.toolUseId());
-    if (pending == null) return refuse(cmd.replyTo(), notPending(state, cmd.toolUseId()));
+    if (pending == null) return refuse(cmd.replyTo(), HeldCalls.notPending(state, cmd.toolUseId()));
     Instant now = Instant.now();
     List<Event> events = new ArrayList<>();
     events.add(
@@ -737,52 +734,19 @@ public final class SessionEntity
     if (cmd.allow()) {
       events.addAll(tools.executeTools(state.files(), pending.turn(), List.of(use), now));
     } else {
-      String why = cmd.message() == null || cmd.message().isBlank() ? "" : ": " + cmd.message();
-      events.add(
-          new ToolCallCompleted(
-              pending.turn(),
-              pending.callId(),
-              "the call was denied by the person who reviews this session's tool calls" + why,
-              true,
-              null,
-              now));
+      events.add(HeldCalls.denied(pending, cmd.message(), now));
     }
     events.addAll(decideNext(fold(state, events), "", now));
     return record(state, events, this::afterPersist)
         .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
   }
 
-  /**
-   * Why {@code toolUseId} cannot be decided: it needs no decision now (409), or there is no such
-   * call (404).
-   */
-  private String notPending(SessionState state, String toolUseId) {
-    boolean known =
-        state.messages().stream()
-            .flatMap(m -> m.content().stream())
-            .anyMatch(b -> b instanceof Block.ToolUse u && u.id().equals(toolUseId));
-    if (!known) return NOT_FOUND + ": no tool call " + toolUseId + " in session " + sessionId;
-    return CONFLICT
-        + ": tool call "
-        + toolUseId
-        + " is not waiting for approval (it was decided already, or needed none)";
-  }
-
   /** Event {@code name} arrived: it resolves the first wait for it, or is kept for the next one. */
   private ReplyEffect<Event, SessionState> onEvent(SessionState state, DeliverEvent cmd) {
     Wait wait = state.status() == SessionStatus.RUNNING ? state.holds().waitFor(cmd.name()) : null;
     int max = services.settings().waits().maxQueuedEvents();
-    if (wait == null && state.holds().inbox().size() >= max) {
-      return Effect()
-          .reply(
-              cmd.replyTo(),
-              StatusReply.error(
-                  CONFLICT
-                      + ": "
-                      + max
-                      + " events are kept for this session already and no wait takes them; send"
-                      + " more once a wait has taken some"));
-    }
+    if (wait == null && state.holds().inbox().size() >= max)
+      return refuse(cmd.replyTo(), HeldCalls.inboxFull(max));
     Instant now = Instant.now();
     List<Event> events = new ArrayList<>();
     events.add(new EventReceived(cmd.name(), cmd.payload(), now));
@@ -803,36 +767,13 @@ public final class SessionEntity
     if (wait == null) return Effect().none().thenNoReply();
     Instant now = Instant.now();
     if (wait.deadline().isAfter(now)) { // woken early (a clock ahead, or a Wake): wait on
-      armWaits(state);
+      HeldCalls.arm(state, timers);
       return Effect().none().thenNoReply();
     }
     List<Event> events = new ArrayList<>();
-    events.add(
-        new ToolCallCompleted(
-            wait.turn(),
-            wait.callId(),
-            "the wait timed out: no event '"
-                + wait.event()
-                + "' arrived within "
-                + wait.timeoutSeconds()
-                + " s",
-            true,
-            null,
-            now));
+    events.add(HeldCalls.timedOut(wait, now));
     events.addAll(decideNext(fold(state, events), "", now));
     return record(state, events, this::afterPersist).thenNoReply();
-  }
-
-  /** Starts a timer for each wait that has none in this incarnation (a due one fires at once). */
-  private void armWaits(SessionState state) {
-    if (state.status() != SessionStatus.RUNNING) return;
-    Instant now = Instant.now();
-    for (Wait w : state.holds().waits()) {
-      WaitTimedOut key = new WaitTimedOut(w.callId());
-      if (timers.isTimerActive(key)) continue;
-      long ms = Math.max(0, Duration.between(now, w.deadline()).toMillis());
-      timers.startSingleTimer(key, key, Duration.ofMillis(ms));
-    }
   }
 
   /**
@@ -870,7 +811,7 @@ public final class SessionEntity
   }
 
   private ReplyEffect<Event, SessionState> onWake(SessionState state, Wake msg) {
-    armWaits(state);
+    HeldCalls.arm(state, timers);
     return Effect().none().thenNoReply();
   }
 
@@ -922,7 +863,7 @@ public final class SessionEntity
    */
   private ReplyEffect<Event, SessionState> onIdleTimeout(SessionState state, IdleTimeout msg) {
     if (state.busy()) return Effect().none().thenNoReply();
-    if (!state.status().finished() && !followers.isEmpty()) {
+    if (!state.status().finished() && !followers.none()) {
       // Someone follows it: it stays (its sandbox still parks on its own timers).
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
     } else if (sandbox.holdsSession(state)) {
@@ -980,7 +921,7 @@ public final class SessionEntity
     }
     SessionStatus shown = state.shown();
     if (state.status().finished()) sandbox.destroy(state);
-    if (shown != SessionStatus.RUNNING) releaseWaiters(state);
+    if (shown != SessionStatus.RUNNING) followers.release(() -> summary(state));
     if (state.busy()) {
       timers.cancel(IdleTimeout.INSTANCE);
       sandbox.busy();
@@ -990,7 +931,7 @@ public final class SessionEntity
       timers.startSingleTimer(
           IdleTimeout.INSTANCE, services.settings().idleTimeout(state.status().finished()));
     }
-    armWaits(state);
+    HeldCalls.arm(state, timers);
     subagents.start(state);
     Summary summary = null;
     if (shown != reported && state.status().finished())
@@ -1005,25 +946,13 @@ public final class SessionEntity
       services.observer().statusChanged(summary, seq);
     }
     // The list shows what a session waits for, and wakes it when a wait is due (WaitWakeups).
-    List<Object> holdsNow = holdsShown(state);
+    List<Object> holdsNow = HeldCalls.shown(state);
     if (!holdsNow.equals(reportedHolds)) {
       reportedHolds = holdsNow;
       if (summary == null) services.observer().detailsChanged(summary(state), seq);
     }
     if (handingOff && (!state.busy() || state.readyForModel()))
       ctx.getSelf().tell(HandOffNow.INSTANCE);
-  }
-
-  /** What the sessions list shows of the holds: the pending call ids and the earliest deadline. */
-  private static List<Object> holdsShown(SessionState state) {
-    if (state.status() != SessionStatus.RUNNING) return List.of();
-    List<Object> shown =
-        new ArrayList<>(state.holds().approvals().stream().map(Approval::callId).toList());
-    state.holds().waits().stream()
-        .map(Wait::deadline)
-        .min(Instant::compareTo)
-        .ifPresent(shown::add);
-    return shown;
   }
 
   /**
@@ -1035,7 +964,7 @@ public final class SessionEntity
       SessionState before, List<Event> events, Procedure<SessionState> then) {
     long started = System.nanoTime();
     List<SessionFeed.Recorded> pushes =
-        followers.isEmpty()
+        followers.none()
             ? List.of()
             : SessionEventStream.render(lastSequenceNumber(ctx) + 1, events, before);
     return Effect()
@@ -1043,9 +972,7 @@ public final class SessionEntity
         .thenRun(
             s -> {
               Metrics.JOURNAL_WRITE_SECONDS.observe(Metrics.secondsSince(started));
-              for (SessionFeed.Recorded push : pushes) {
-                for (ActorRef<SessionFeed.Message> follower : followers) follower.tell(push);
-              }
+              pushes.forEach(followers::push);
               then.apply(s);
             });
   }
@@ -1055,13 +982,12 @@ public final class SessionEntity
   }
 
   private ReplyEffect<Event, SessionState> onFollowerGone(SessionState state, FollowerGone msg) {
-    followers.remove(msg.follower());
+    followers.gone(msg.follower());
     return Effect().none().thenNoReply();
   }
 
   private ReplyEffect<Event, SessionState> onFollow(SessionState state, Follow cmd) {
-    if (followers.add(cmd.follower()))
-      ctx.watchWith(cmd.follower(), new FollowerGone(cmd.follower()));
+    followers.follow(cmd.follower());
     return Effect()
         .reply(
             cmd.replyTo(),
@@ -1070,40 +996,24 @@ public final class SessionEntity
 
   /** A piece of the model's answer in flight: live to the followers, never recorded. */
   private ReplyEffect<Event, SessionState> onDelta(SessionState state, DeltaArrived msg) {
-    if (msg.turn() != callInFlight || followers.isEmpty()) return Effect().none().thenNoReply();
+    if (msg.turn() != callInFlight || followers.none()) return Effect().none().thenNoReply();
     SessionFeed.Live push =
         new SessionFeed.Live(
             lastSequenceNumber(ctx), SessionEventStream.delta(msg.turn(), msg.delta()));
-    for (ActorRef<SessionFeed.Message> follower : followers) follower.tell(push);
+    followers.push(push);
     return Effect().none().thenNoReply();
   }
 
   private ReplyEffect<Event, SessionState> onAwaitSettled(SessionState state, AwaitSettled cmd) {
     if (state.shown() != SessionStatus.RUNNING)
       return Effect().reply(cmd.replyTo(), StatusReply.success(summary(state)));
-    waiters.add(cmd.replyTo());
-    timers.startSingleTimer(
-        new WaitDue(cmd.replyTo()),
-        new WaitDue(cmd.replyTo()),
-        Duration.ofMillis(Math.max(0, cmd.waitMillis())));
+    followers.await(cmd.replyTo(), cmd.waitMillis());
     return Effect().noReply();
   }
 
   private ReplyEffect<Event, SessionState> onWaitDue(SessionState state, WaitDue msg) {
-    if (waiters.remove(msg.waiter())) msg.waiter().tell(StatusReply.success(summary(state)));
+    if (followers.due(msg.waiter())) msg.waiter().tell(StatusReply.success(summary(state)));
     return Effect().none().thenNoReply();
-  }
-
-  /**
-   * Answers the callers waiting for the session to leave running (it did, or this incarnation
-   * stops).
-   */
-  private void releaseWaiters(SessionState state) {
-    for (ActorRef<StatusReply<Summary>> waiter : waiters) {
-      timers.cancel(new WaitDue(waiter));
-      waiter.tell(StatusReply.success(summary(state)));
-    }
-    waiters.clear();
   }
 
   /**
@@ -1158,7 +1068,7 @@ public final class SessionEntity
     }
     ActorRef<Command> self = ctx.getSelf();
     Consumer<ModelDelta> deltas =
-        followers.isEmpty() ? null : delta -> self.tell(new DeltaArrived(turn, delta));
+        followers.none() ? null : delta -> self.tell(new DeltaArrived(turn, delta));
     ctx.pipeToSelf(
         modelTurn.call(state, turn, client, deltas),
         (answer, error) -> {
@@ -1233,52 +1143,14 @@ public final class SessionEntity
     callInFlight = 0;
     if (msg.turn() != state.turns() + 1 || !state.readyForModel())
       return Effect().none().thenNoReply();
-    Instant now = Instant.now();
-    List<Event> events = new ArrayList<>();
-    events.add(
-        new BudgetExceeded(
-            msg.kind(), msg.limit(), msg.used(), msg.pause() ? Budget.PAUSE : Budget.FAIL, now));
-    if (!msg.pause()) {
-      events.addAll(
-          ending(
-              state,
-              new SessionFailed(
-                  "budget_exceeded",
-                  "the session used its budget of "
-                      + msg.limit()
-                      + " "
-                      + msg.kind()
-                      + " ("
-                      + msg.used()
-                      + " used)",
-                  now)));
-    }
+    List<Event> events = BudgetChecks.exceeded(state, msg, Instant.now());
     return record(state, events, this::afterPersist).thenNoReply();
   }
 
   /** New limits for a session (one over its budget goes on if they are above what it used). */
   private ReplyEffect<Event, SessionState> onRaiseBudget(SessionState state, RaiseBudget cmd) {
-    long used = state.usage().inputTokens() + state.usage().outputTokens();
-    if (cmd.maxTokens() != null && cmd.maxTokens() <= used) {
-      return Effect()
-          .reply(
-              cmd.replyTo(),
-              StatusReply.error(
-                  CONFLICT
-                      + ": the session has used "
-                      + used
-                      + " tokens already; maxTokens must be above that"));
-    }
-    if (cmd.maxTurns() != null && cmd.maxTurns() <= state.turns()) {
-      return Effect()
-          .reply(
-              cmd.replyTo(),
-              StatusReply.error(
-                  CONFLICT
-                      + ": the session is at turn "
-                      + state.turns()
-                      + " already; maxTurns must be above that"));
-    }
+    String refused = BudgetChecks.refused(state, cmd);
+    if (refused != null) return refuse(cmd.replyTo(), refused);
     return record(
             state,
             List.of(new BudgetRaised(cmd.maxTokens(), cmd.maxTurns(), Instant.now())),
@@ -1749,7 +1621,7 @@ public final class SessionEntity
   /** This incarnation stops: its waiters and followers go on with the next one. */
   private void onStopped(SessionState state) {
     liveStatus.clear();
-    releaseWaiters(state);
+    followers.release(() -> summary(state));
     followers.clear(); // they watch this incarnation and follow the next
   }
 
@@ -1760,7 +1632,7 @@ public final class SessionEntity
       return;
     }
     reported = state.shown();
-    reportedHolds = holdsShown(state);
+    reportedHolds = HeldCalls.shown(state);
     orgId = state.org();
     liveStatus.set(state.shown().wire());
     Metrics.SESSION_RECOVERIES.inc();
@@ -1776,7 +1648,7 @@ public final class SessionEntity
     services.observer().recovered(summary(state), lastSequenceNumber(ctx));
     if (state.status().finished())
       sandbox.destroy(state); // in case the node stopped before it could
-    armWaits(state); // a wait that came due while the session was away times out now
+    HeldCalls.arm(state, timers); // a wait that came due while the session was away times out now
     subagents.start(state); // and the subagents it waits for are asked where they stand
     subagents.notifyParent(
         state, summary(state)); // a finished subagent reports again (its parent ignores a repeat)
