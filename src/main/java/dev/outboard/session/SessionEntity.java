@@ -73,6 +73,11 @@ import org.apache.pekko.persistence.typed.javadsl.SignalHandler;
  * session's own state ({@code /session}, and every refused call) are persisted in one write. A tool
  * call started but not completed when the node died is executed again on recovery; session files
  * are idempotent by call id because their result depends only on the recorded state.
+ *
+ * <p>This file holds the protocol, the command handlers per state and recovery; the work they
+ * decide on lives beside it: {@link TurnTools} (the turn's tool calls), {@link ModelTurn} and
+ * {@link BudgetChecks} (the model call), {@link HeldCalls} (approvals and waits), {@link
+ * Subagents}, {@link Compaction}, {@link SessionSandbox} and {@link Followers}.
  */
 public final class SessionEntity
     extends EventSourcedBehaviorWithEnforcedReplies<
@@ -393,6 +398,8 @@ public final class SessionEntity
   private final ActorContext<Command> ctx;
   private final TimerScheduler<Command> timers;
 
+  // What the handlers delegate to, a file per role: the sandbox child, the subagents, the tool
+  // calls of a turn, the model call (with the budget and the org's policy), compaction.
   private final SessionSandbox sandbox;
   private final Subagents subagents;
   private final TurnTools tools;
