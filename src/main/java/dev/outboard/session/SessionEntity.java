@@ -1,14 +1,14 @@
 package dev.outboard.session;
 
+import static dev.outboard.session.SessionSandbox.ending;
+
 import dev.outboard.JsonSerializable;
 import dev.outboard.memory.OrgFiles;
 import dev.outboard.model.Block;
 import dev.outboard.model.Message;
-import dev.outboard.model.ModelCallException;
 import dev.outboard.model.ModelClient;
 import dev.outboard.model.ModelClients;
 import dev.outboard.model.ModelDelta;
-import dev.outboard.model.ModelRequest;
 import dev.outboard.model.ModelResponse;
 import dev.outboard.model.Secrets;
 import dev.outboard.model.Usage;
@@ -20,31 +20,20 @@ import dev.outboard.sandbox.SandboxProvider;
 import dev.outboard.sandbox.SandboxSettings;
 import dev.outboard.sandbox.SnapshotStore;
 import dev.outboard.session.Holds.Approval;
-import dev.outboard.session.Holds.Inbound;
 import dev.outboard.session.Holds.Task;
 import dev.outboard.session.Holds.Wait;
-import dev.outboard.session.SessionState.BudgetState;
-import dev.outboard.session.SessionState.Child;
 import dev.outboard.session.SessionState.SandboxInfo;
 import dev.outboard.store.OrgPolicies;
 import dev.outboard.tools.ApprovalPolicy;
 import dev.outboard.tools.ToolCall;
-import dev.outboard.tools.ToolCatalog;
-import dev.outboard.vfs.FileTree;
 import dev.outboard.vfs.Namespace;
 import dev.outboard.vfs.PathRouter;
-import dev.outboard.vfs.TextFiles;
-import dev.outboard.vfs.VirtualPath;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
-import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
-import java.util.Optional;
-import java.util.Set;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionStage;
+import java.util.function.Consumer;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
@@ -52,7 +41,6 @@ import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.actor.typed.PostStop;
 import org.apache.pekko.actor.typed.SupervisorStrategy;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
-import org.apache.pekko.actor.typed.javadsl.AskPattern;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
 import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
@@ -80,6 +68,11 @@ import org.apache.pekko.persistence.typed.javadsl.SignalHandler;
  * session's own state ({@code /session}, and every refused call) are persisted in one write. A tool
  * call started but not completed when the node died is executed again on recovery; session files
  * are idempotent by call id because their result depends only on the recorded state.
+ *
+ * <p>This file holds the protocol, the command handlers per state and recovery; the work they
+ * decide on lives beside it: {@link TurnTools} (the turn's tool calls), {@link ModelTurn} and
+ * {@link BudgetChecks} (the model call), {@link HeldCalls} (approvals and waits), {@link
+ * Subagents}, {@link Compaction}, {@link SessionSandbox} and {@link Followers}.
  */
 public final class SessionEntity
     extends EventSourcedBehaviorWithEnforcedReplies<
@@ -169,17 +162,17 @@ public final class SessionEntity
   private record ModelAnswered(int turn, ModelResponse response, ApprovalPolicy orgPolicy)
       implements Command {}
 
-  private record ModelFailed(int turn, String code, String message) implements Command {}
+  record ModelFailed(int turn, String code, String message) implements Command {}
 
   /** A piece of the answer of turn {@code turn}'s model call, while it streams. */
   private record DeltaArrived(int turn, ModelDelta delta) implements Command {}
 
-  private record FollowerGone(ActorRef<SessionFeed.Message> follower) implements Command {}
+  record FollowerGone(ActorRef<SessionFeed.Message> follower) implements Command {}
 
-  private record WaitDue(ActorRef<StatusReply<Summary>> waiter) implements Command {}
+  record WaitDue(ActorRef<StatusReply<Summary>> waiter) implements Command {}
 
   /** The deadline of the wait tool call {@code callId} has come. */
-  private record WaitTimedOut(String callId) implements Command {}
+  record WaitTimedOut(String callId) implements Command {}
 
   private enum IdleTimeout implements Command {
     INSTANCE
@@ -192,7 +185,7 @@ public final class SessionEntity
   public record ChildFinished(String childId, Summary summary) implements Command {}
 
   /** Ask every subagent still worked on where it stands (every subagents.check-interval). */
-  private enum CheckChildren implements Command {
+  enum CheckChildren implements Command {
     INSTANCE
   }
 
@@ -205,22 +198,8 @@ public final class SessionEntity
       implements Command {}
 
   /** The model call of {@code turn} is not made: the budget's {@code kind} limit is reached. */
-  private record OverBudget(int turn, String kind, long limit, long used, boolean pause)
+  record OverBudget(int turn, String kind, long limit, long used, boolean pause)
       implements Command {}
-
-  /** How an over-budget turn leaves the chain of its model call. */
-  private static final class BudgetReached extends RuntimeException {
-    private final transient OverBudget over;
-
-    BudgetReached(OverBudget over) {
-      super("over budget", null, false, false);
-      this.over = over;
-    }
-
-    OverBudget over() {
-      return over;
-    }
-  }
 
   /**
    * The summary of {@code messages[0, replaced)} for the call of turn {@code turn} came back
@@ -233,7 +212,7 @@ public final class SessionEntity
   private record SummaryFailed(int turn, String reason) implements Command {}
 
   /** Nothing to do (the answer of an ask that needs no action). */
-  private enum Nothing implements Command {
+  enum Nothing implements Command {
     INSTANCE
   }
 
@@ -247,10 +226,10 @@ public final class SessionEntity
   }
 
   /** The session's {@link SandboxHandle} reports a change. */
-  private record SandboxReported(SandboxHandle.Report report) implements Command {}
+  record SandboxReported(SandboxHandle.Report report) implements Command {}
 
   /** The sandbox child stopped (it failed, or was destroyed). */
-  private record SandboxStopped(ActorRef<SandboxHandle.Command> child) implements Command {}
+  record SandboxStopped(ActorRef<SandboxHandle.Command> child) implements Command {}
 
   /** The tool calls of a turn that needed outside systems have all come back. */
   private record ToolsFinished(int turn, List<Event> completions) implements Command {}
@@ -383,55 +362,6 @@ public final class SessionEntity
       SandboxSettings sandboxSettings,
       SnapshotStore snapshots,
       OrgPolicies policies) {
-    public Services(
-        ModelClients models,
-        PathRouter router,
-        SessionObserver observer,
-        SessionSettings settings,
-        OrgFiles orgFiles,
-        SandboxProvider sandboxes,
-        SandboxSettings sandboxSettings,
-        SnapshotStore snapshots) {
-      this(
-          models,
-          router,
-          observer,
-          settings,
-          orgFiles,
-          sandboxes,
-          sandboxSettings,
-          snapshots,
-          null);
-    }
-
-    public Services(
-        ModelClients models,
-        PathRouter router,
-        SessionObserver observer,
-        SessionSettings settings) {
-      this(models, router, observer, settings, null);
-    }
-
-    public Services(
-        ModelClients models,
-        PathRouter router,
-        SessionObserver observer,
-        SessionSettings settings,
-        OrgFiles orgFiles) {
-      this(models, router, observer, settings, orgFiles, null, null);
-    }
-
-    public Services(
-        ModelClients models,
-        PathRouter router,
-        SessionObserver observer,
-        SessionSettings settings,
-        OrgFiles orgFiles,
-        SandboxProvider sandboxes,
-        SandboxSettings sandboxSettings) {
-      this(models, router, observer, settings, orgFiles, sandboxes, sandboxSettings, null);
-    }
-
     /** True when {@code /workspace} and {@code bash} have a sandbox behind them. */
     public boolean hasSandboxes() {
       return sandboxes != null && router.isMounted(Namespace.WORKSPACE);
@@ -463,13 +393,13 @@ public final class SessionEntity
   private final ActorContext<Command> ctx;
   private final TimerScheduler<Command> timers;
 
-  /**
-   * For asks made off the actor's thread (the tool chain), where the context must not be touched.
-   */
-  private final org.apache.pekko.actor.typed.Scheduler scheduler;
-
-  /** Where grep and glob over the session's own files run (searchesOwnFiles). */
-  private final java.util.concurrent.Executor searches;
+  // What the handlers delegate to, a file per role: the sandbox child, the subagents, the tool
+  // calls of a turn, the model call (with the budget and the org's policy), compaction.
+  private final SessionSandbox sandbox;
+  private final Subagents subagents;
+  private final TurnTools tools;
+  private final ModelTurn modelTurn;
+  private final Compaction compaction;
 
   /**
    * The turn whose model call is in flight, so that it is never asked twice by this incarnation.
@@ -480,20 +410,11 @@ public final class SessionEntity
 
   /**
    * The status this incarnation last reported to the observer, and the holds it showed
-   * (holdsShown).
+   * (HeldCalls.shown).
    */
   private SessionStatus reported;
 
   private List<Object> reportedHolds = List.of();
-
-  /** The subagents this incarnation asked to start (startChildren); cleared at each check. */
-  private final Set<String> askedChildren = new HashSet<>();
-
-  /** The sandbox child, spawned on the first /workspace call (or to destroy a recorded sandbox). */
-  private ActorRef<SandboxHandle.Command> sandbox;
-
-  /** When this idle session first stayed for its sandbox (0: it has not), see onIdleTimeout. */
-  private long heldSinceNanos;
 
   /** The org, once known: for the MDC of log lines. */
   private String orgId;
@@ -511,11 +432,8 @@ public final class SessionEntity
 
   private final LiveStates.Member liveStatus = LiveStates.SESSIONS.member();
 
-  /** The open event streams that follow this session (SessionFollower), on any node. */
-  private final Set<ActorRef<SessionFeed.Message>> followers = new HashSet<>();
-
-  /** Callers waiting for the session to leave running (AwaitSettled). */
-  private final List<ActorRef<StatusReply<Summary>>> waiters = new ArrayList<>();
+  /** The event streams that follow this session, and the callers waiting for it to settle. */
+  private final Followers followers;
 
   /** When this incarnation started, for the recovery time. */
   private final long startedNanos;
@@ -534,9 +452,18 @@ public final class SessionEntity
     this.services = services;
     this.ctx = ctx;
     this.timers = timers;
-    this.scheduler = ctx.getSystem().scheduler();
-    this.searches =
-        ctx.getSystem().dispatchers().lookup(DispatcherSelector.fromConfig(SEARCH_DISPATCHER));
+    this.sandbox = new SessionSandbox(services, ctx);
+    this.followers = new Followers(ctx, timers);
+    this.subagents = new Subagents(services.settings().subagents(), sessionId, ctx, timers);
+    this.tools =
+        new TurnTools(
+            services,
+            subagents,
+            new OutsideCalls(services, sessionId, ctx.getSystem().scheduler()),
+            ctx.getSystem().dispatchers().lookup(DispatcherSelector.fromConfig(SEARCH_DISPATCHER)),
+            sandbox::child);
+    this.modelTurn = new ModelTurn(services, sessionId, subagents);
+    this.compaction = new Compaction(services.settings(), services.models(), sessionId);
     this.startedNanos = System.nanoTime();
   }
 
@@ -554,31 +481,36 @@ public final class SessionEntity
 
   @Override
   public CommandHandlerWithReply<Command, Event, SessionState> commandHandler() {
+    return fresh()
+        .orElse(running())
+        .orElse(waiting())
+        .orElse(finished())
+        .orElse(anyState())
+        .build();
+  }
+
+  /** Before Create: there is no such session. */
+  private CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState>
+      fresh() {
     CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState> fresh =
         newCommandHandlerWithReplyBuilder().forState(s -> s.status() == SessionStatus.NEW);
     fresh
         .onCommand(Create.class, this::onCreate)
-        .onCommand(Get.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
-        .onCommand(
-            GetTranscript.class,
-            (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
-        .onCommand(
-            AddMessage.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
-        .onCommand(
-            Cancel.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
-        .onCommand(
-            Follow.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
-        .onCommand(
-            GetPosition.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
-        .onCommand(
-            AwaitSettled.class,
-            (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
-        .onCommand(
-            Decide.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())))
-        .onCommand(
-            DeliverEvent.class,
-            (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notFound())));
+        .onCommand(Get.class, (s, c) -> refuse(c.replyTo(), notFound()))
+        .onCommand(GetTranscript.class, (s, c) -> refuse(c.replyTo(), notFound()))
+        .onCommand(AddMessage.class, (s, c) -> refuse(c.replyTo(), notFound()))
+        .onCommand(Cancel.class, (s, c) -> refuse(c.replyTo(), notFound()))
+        .onCommand(Follow.class, (s, c) -> refuse(c.replyTo(), notFound()))
+        .onCommand(GetPosition.class, (s, c) -> refuse(c.replyTo(), notFound()))
+        .onCommand(AwaitSettled.class, (s, c) -> refuse(c.replyTo(), notFound()))
+        .onCommand(Decide.class, (s, c) -> refuse(c.replyTo(), notFound()))
+        .onCommand(DeliverEvent.class, (s, c) -> refuse(c.replyTo(), notFound()));
+    return fresh;
+  }
 
+  /** The turn loop: model answers, tool results, decisions, events, subagents, budget. */
+  private CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState>
+      running() {
     CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState> running =
         newCommandHandlerWithReplyBuilder().forState(s -> s.status() == SessionStatus.RUNNING);
     running
@@ -596,20 +528,14 @@ public final class SessionEntity
         .onCommand(Summarised.class, this::onSummarised)
         .onCommand(SummaryFailed.class, this::onSummaryFailed)
         .onCommand(RaiseBudget.class, this::onRaiseBudget)
-        .onCommand(
-            CheckChildren.class,
-            (s, c) -> {
-              askedChildren.clear();
-              startChildren(s);
-              return Effect().none().thenNoReply();
-            })
-        .onCommand(
-            Wake.class,
-            (s, c) -> {
-              armWaits(s);
-              return Effect().none().thenNoReply();
-            });
+        .onCommand(CheckChildren.class, this::onCheckChildren)
+        .onCommand(Wake.class, this::onWake);
+    return running;
+  }
 
+  /** Waiting for a message (keepOpen): it takes messages, events and a new budget. */
+  private CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState>
+      waiting() {
     CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState> waiting =
         newCommandHandlerWithReplyBuilder().forState(s -> s.status() == SessionStatus.WAITING);
     waiting
@@ -617,90 +543,62 @@ public final class SessionEntity
         .onCommand(Cancel.class, this::onCancel)
         .onCommand(DeliverEvent.class, this::onEvent)
         .onCommand(RaiseBudget.class, this::onRaiseBudget);
+    return waiting;
+  }
 
+  /** Completed, failed or cancelled: what would change it is refused. */
+  private CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState>
+      finished() {
     CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState> finished =
         newCommandHandlerWithReplyBuilder().forState(s -> s.status().finished());
     finished
-        .onCommand(
-            AddMessage.class,
-            (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(finishedError(s))))
-        .onCommand(
-            Cancel.class,
-            (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(finishedError(s))))
-        .onCommand(
-            DeliverEvent.class,
-            (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(finishedError(s))));
+        .onCommand(AddMessage.class, (s, c) -> refuse(c.replyTo(), finishedError(s)))
+        .onCommand(Cancel.class, (s, c) -> refuse(c.replyTo(), finishedError(s)))
+        .onCommand(DeliverEvent.class, (s, c) -> refuse(c.replyTo(), finishedError(s)));
+    return finished;
+  }
 
+  /**
+   * In every state: reads, followers, the sandbox child, stopping; and what came too late for the
+   * state it found (a model answer for a cancelled session...) is dropped or refused.
+   */
+  private CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState>
+      anyState() {
     CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState> any =
         newCommandHandlerWithReplyBuilder().forAnyState();
-    any.onCommand(
-            Create.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(summary(s))))
-        .onCommand(
-            Get.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(summary(s))))
-        .onCommand(
-            GetTranscript.class,
-            (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(s.transcript())))
-        .onCommand(
-            GetPosition.class,
-            (s, c) ->
-                Effect()
-                    .reply(
-                        c.replyTo(),
-                        StatusReply.success(
-                            new Position(s.status().finished(), lastSequenceNumber(ctx)))))
+    any.onCommand(Create.class, (s, c) -> answer(c.replyTo(), summary(s)))
+        .onCommand(Get.class, (s, c) -> answer(c.replyTo(), summary(s)))
+        .onCommand(GetTranscript.class, (s, c) -> answer(c.replyTo(), s.transcript()))
+        .onCommand(GetPosition.class, this::onGetPosition)
         .onCommand(Follow.class, this::onFollow)
-        .onCommand(
-            FollowerGone.class,
-            (s, c) -> {
-              followers.remove(c.follower());
-              return Effect().none().thenNoReply();
-            })
+        .onCommand(FollowerGone.class, this::onFollowerGone)
         .onCommand(DeltaArrived.class, this::onDelta)
         .onCommand(AwaitSettled.class, this::onAwaitSettled)
-        .onCommand(
-            WaitDue.class,
-            (s, c) -> {
-              if (waiters.remove(c.waiter())) c.waiter().tell(StatusReply.success(summary(s)));
-              return Effect().none().thenNoReply();
-            })
+        .onCommand(WaitDue.class, this::onWaitDue)
         .onCommand(IdleTimeout.class, this::onIdleTimeout)
         .onCommand(SandboxReported.class, this::onSandboxReported)
-        .onCommand(
-            SandboxStopped.class,
-            (s, c) -> {
-              if (c.child().equals(sandbox)) sandbox = null; // the next use starts another
-              return Effect().none().thenNoReply();
-            })
+        .onCommand(SandboxStopped.class, this::onSandboxStopped)
         .onCommand(Stop.class, this::onStop)
         .onCommand(HandOffNow.class, (s, c) -> Effect().stop().thenNoReply())
         // A model answer or failure for a session that is no longer running (cancelled) is dropped.
-        .onCommand(ModelAnswered.class, (s, c) -> Effect().none().thenNoReply())
-        .onCommand(ModelFailed.class, (s, c) -> Effect().none().thenNoReply())
-        .onCommand(ResumeOpenCalls.class, (s, c) -> Effect().none().thenNoReply())
-        .onCommand(ToolsFinished.class, (s, c) -> Effect().none().thenNoReply())
+        .onCommand(ModelAnswered.class, this::ignore)
+        .onCommand(ModelFailed.class, this::ignore)
+        .onCommand(ResumeOpenCalls.class, this::ignore)
+        .onCommand(ToolsFinished.class, this::ignore)
         // Decisions outside a running turn: on a call that waits for none (409) or no such call
         // (404).
         .onCommand(
-            Decide.class,
-            (s, c) -> Effect().reply(c.replyTo(), StatusReply.error(notPending(s, c.toolUseId()))))
-        .onCommand(WaitTimedOut.class, (s, c) -> Effect().none().thenNoReply())
-        .onCommand(ChildFinished.class, (s, c) -> Effect().none().thenNoReply())
-        .onCommand(OverBudget.class, (s, c) -> Effect().none().thenNoReply())
-        .onCommand(Summarised.class, (s, c) -> Effect().none().thenNoReply())
-        .onCommand(SummaryFailed.class, (s, c) -> Effect().none().thenNoReply())
-        .onCommand(
-            RaiseBudget.class,
-            (s, c) ->
-                Effect()
-                    .reply(
-                        c.replyTo(),
-                        StatusReply.error(
-                            s.status() == SessionStatus.NEW ? notFound() : finishedOrWaiting(s))))
-        .onCommand(CheckChildren.class, (s, c) -> Effect().none().thenNoReply())
-        .onCommand(Nothing.class, (s, c) -> Effect().none().thenNoReply())
-        .onCommand(Wake.class, (s, c) -> Effect().none().thenNoReply());
-
-    return fresh.orElse(running).orElse(waiting).orElse(finished).orElse(any).build();
+            Decide.class, (s, c) -> refuse(c.replyTo(), HeldCalls.notPending(s, c.toolUseId())))
+        .onCommand(WaitTimedOut.class, this::ignore)
+        .onCommand(ChildFinished.class, this::ignore)
+        .onCommand(OverBudget.class, this::ignore)
+        .onCommand(Summarised.class, this::ignore)
+        .onCommand(SummaryFailed.class, this::ignore)
+        .onCommand(RaiseBudget.class, (s, c) -> refuse(c.replyTo(), notRaised(s)))
+        .onCommand(CheckChildren.class, this::ignore)
+        .onCommand(Nothing.class, this::ignore)
+        .onCommand(Wake.class, this::ignore);
+    return any;
   }
 
   private ReplyEffect<Event, SessionState> onCreate(SessionState state, Create cmd) {
@@ -726,23 +624,9 @@ public final class SessionEntity
             ending(state, new SessionCancelled(Instant.now())),
             s -> {
               afterPersist(s);
-              cancelChildren(s);
+              subagents.cancelChildren(s);
             })
         .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
-  }
-
-  /**
-   * A cancelled session cancels the subagents it started that may still run (each cancels its own).
-   */
-  private void cancelChildren(SessionState state) {
-    if (state.status() != SessionStatus.CANCELLED) return;
-    for (Child c : state.children()) {
-      if (c.status().equals("running")) {
-        ClusterSharding.get(ctx.getSystem())
-            .entityRefFor(ENTITY_KEY, c.sessionId())
-            .tell(new Cancel(ctx.getSystem().ignoreRef()));
-      }
-    }
   }
 
   /**
@@ -767,23 +651,21 @@ public final class SessionEntity
     for (Block.ToolUse call : calls)
       events.add(new ToolCallStarted(msg.turn(), call.id(), call.name(), now));
     // Calls held for a decision or an event wait; the others run at once.
-    List<Block.ToolUse> runNow = hold(state, events, msg.turn(), calls, msg.orgPolicy(), now);
-    if (runNow.stream().anyMatch(use -> needsOutsideSystem(state, use) || searchesOwnFiles(use))) {
+    List<Block.ToolUse> runNow = tools.hold(state, events, msg.turn(), calls, msg.orgPolicy(), now);
+    if (runNow.stream().anyMatch(use -> tools.runsLater(state, use))) {
       // Record the answer and the starts now; the results follow in one more write.
       return record(
               state,
               events,
               s -> {
                 services.observer().usage(s.org(), response.usage(), now);
-                if (handingOff)
-                  ctx.getSelf()
-                      .tell(HandOffNow.INSTANCE); // the next incarnation runs them (recovery)
-                else runTools(s, msg.turn(), runNow);
+                runLater(s, msg.turn(), runNow);
                 afterPersist(s);
               })
           .thenNoReply();
     }
-    events.addAll(executeTools(state.files(), msg.turn(), runNow, now)); // holds change no file
+    events.addAll(
+        tools.executeTools(state.files(), msg.turn(), runNow, now)); // holds change no file
     if (calls.isEmpty() && response.stopReason() == ModelResponse.StopReason.MAX_TOKENS) {
       events.addAll(
           ending(
@@ -804,68 +686,18 @@ public final class SessionEntity
   }
 
   /**
-   * Adds to {@code events} the holds of this turn's {@code calls}: a {@code wait} starts (and takes
-   * a kept event at once), a call the policy names waits for approval. Returns the calls to run
-   * now. An unreadable org policy ({@code orgPolicy} null) holds every call: approvals fail closed.
+   * Runs {@code calls} of {@code turn}, recorded as started, off the actor's thread; while handing
+   * off, the next incarnation runs them instead (recovery).
    */
-  private List<Block.ToolUse> hold(
-      SessionState state,
-      List<Event> events,
-      int turn,
-      List<Block.ToolUse> calls,
-      ApprovalPolicy orgPolicy,
-      Instant now) {
-    ApprovalPolicy policy =
-        ApprovalPolicy.of(state.spec().approvals())
-            .and(orgPolicy == null ? ApprovalPolicy.of(List.of("all")) : orgPolicy);
-    int maxTimeout =
-        (int) Math.min(Integer.MAX_VALUE, services.settings().waits().maxTimeout().toSeconds());
-    // The kept events as the turn's waits take them (in the order WaitStarted's event handler
-    // does).
-    List<Inbound> inbox =
-        state.holds().inbox().isEmpty() ? List.of() : new ArrayList<>(state.holds().inbox());
-    List<Block.ToolUse> runNow = new ArrayList<>();
-    for (Block.ToolUse use : calls) {
-      ToolCall call = parsed(use).orElse(null);
-      List<Event> held = new ArrayList<>();
-      if (ToolCatalog.spec(use.name()).isPresent() && !state.spec().mayUse(use.name())) {
-        held.add(
-            new ToolCallCompleted(
-                turn,
-                use.id(),
-                "tool '"
-                    + use.name()
-                    + "' is not available to this session; it may use "
-                    + String.join(", ", state.spec().tools()),
-                true,
-                null,
-                now));
-      } else if (call instanceof ToolCall.Wait w && w.timeoutSeconds() <= maxTimeout) {
-        held.add(
-            new WaitStarted(
-                turn,
-                use.id(),
-                w.event(),
-                w.timeoutSeconds(),
-                now.plusSeconds(w.timeoutSeconds()),
-                now));
-        Inbound kept =
-            inbox.stream().filter(i -> i.name().equals(w.event())).findFirst().orElse(null);
-        if (kept != null) {
-          inbox.remove(kept);
-          held.add(new ToolCallCompleted(turn, use.id(), kept.payload(), false, null, now));
-        }
-      } else if (call != null && policy.requires(use.name(), call)) {
-        held.add(new ApprovalRequested(turn, use.id(), use.name(), now));
-      } else if (call instanceof ToolCall.Task t && maySpawn(state)) {
-        held.add(new TaskStarted(turn, use.id(), childId(use.id()), t.description(), now));
-      } else {
-        runNow.add(use);
-        continue;
-      }
-      events.addAll(held);
-    }
-    return runNow;
+  private void runLater(SessionState state, int turn, List<Block.ToolUse> calls) {
+    if (handingOff) ctx.getSelf().tell(HandOffNow.INSTANCE);
+    else runTools(state, turn, calls);
+  }
+
+  /** Runs {@code calls} off the actor's thread; their completions come back as ToolsFinished. */
+  private void runTools(SessionState state, int turn, List<Block.ToolUse> calls) {
+    if (state.status() != SessionStatus.RUNNING) return;
+    ctx.pipeToSelf(tools.run(state, turn, calls), (done, error) -> new ToolsFinished(turn, done));
   }
 
   /**
@@ -873,8 +705,7 @@ public final class SessionEntity
    */
   private ReplyEffect<Event, SessionState> onDecide(SessionState state, Decide cmd) {
     Approval pending = state.holds().approval(cmd.toolUseId());
-    if (pending == null)
-      return Effect().reply(cmd.replyTo(), StatusReply.error(notPending(state, cmd.toolUseId())));
+    if (pending == null) return refuse(cmd.replyTo(), HeldCalls.notPending(state, cmd.toolUseId()));
     Instant now = Instant.now();
     List<Event> events = new ArrayList<>();
     events.add(
@@ -884,75 +715,40 @@ public final class SessionEntity
             .filter(u -> u.id().equals(pending.callId()))
             .findFirst()
             .orElseThrow();
-    if (cmd.allow() && parsed(use).orElse(null) instanceof ToolCall.Task t && maySpawn(state)) {
-      events.add(
-          new TaskStarted(
-              pending.turn(), pending.callId(), childId(pending.callId()), t.description(), now));
+    if (cmd.allow()
+        && TurnTools.parsed(use).orElse(null) instanceof ToolCall.Task t
+        && subagents.maySpawn(state)) {
+      String child = subagents.childId(pending.callId());
+      events.add(new TaskStarted(pending.turn(), pending.callId(), child, t.description(), now));
       return record(state, events, this::afterPersist)
           .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
     }
-    if (cmd.allow() && (needsOutsideSystem(state, use) || searchesOwnFiles(use))) {
+    if (cmd.allow() && tools.runsLater(state, use)) {
       return record(
               state,
               events,
               s -> {
-                if (handingOff)
-                  ctx.getSelf()
-                      .tell(HandOffNow.INSTANCE); // the next incarnation runs it (recovery)
-                else runTools(s, pending.turn(), List.of(use));
+                runLater(s, pending.turn(), List.of(use));
                 afterPersist(s);
               })
           .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
     }
     if (cmd.allow()) {
-      events.addAll(executeTools(state.files(), pending.turn(), List.of(use), now));
+      events.addAll(tools.executeTools(state.files(), pending.turn(), List.of(use), now));
     } else {
-      String why = cmd.message() == null || cmd.message().isBlank() ? "" : ": " + cmd.message();
-      events.add(
-          new ToolCallCompleted(
-              pending.turn(),
-              pending.callId(),
-              "the call was denied by the person who reviews this session's tool calls" + why,
-              true,
-              null,
-              now));
+      events.add(HeldCalls.denied(pending, cmd.message(), now));
     }
     events.addAll(decideNext(fold(state, events), "", now));
     return record(state, events, this::afterPersist)
         .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
   }
 
-  /**
-   * Why {@code toolUseId} cannot be decided: it needs no decision now (409), or there is no such
-   * call (404).
-   */
-  private String notPending(SessionState state, String toolUseId) {
-    boolean known =
-        state.messages().stream()
-            .flatMap(m -> m.content().stream())
-            .anyMatch(b -> b instanceof Block.ToolUse u && u.id().equals(toolUseId));
-    if (!known) return NOT_FOUND + ": no tool call " + toolUseId + " in session " + sessionId;
-    return CONFLICT
-        + ": tool call "
-        + toolUseId
-        + " is not waiting for approval (it was decided already, or needed none)";
-  }
-
   /** Event {@code name} arrived: it resolves the first wait for it, or is kept for the next one. */
   private ReplyEffect<Event, SessionState> onEvent(SessionState state, DeliverEvent cmd) {
     Wait wait = state.status() == SessionStatus.RUNNING ? state.holds().waitFor(cmd.name()) : null;
     int max = services.settings().waits().maxQueuedEvents();
-    if (wait == null && state.holds().inbox().size() >= max) {
-      return Effect()
-          .reply(
-              cmd.replyTo(),
-              StatusReply.error(
-                  CONFLICT
-                      + ": "
-                      + max
-                      + " events are kept for this session already and no wait takes them; send"
-                      + " more once a wait has taken some"));
-    }
+    if (wait == null && state.holds().inbox().size() >= max)
+      return refuse(cmd.replyTo(), HeldCalls.inboxFull(max));
     Instant now = Instant.now();
     List<Event> events = new ArrayList<>();
     events.add(new EventReceived(cmd.name(), cmd.payload(), now));
@@ -973,36 +769,13 @@ public final class SessionEntity
     if (wait == null) return Effect().none().thenNoReply();
     Instant now = Instant.now();
     if (wait.deadline().isAfter(now)) { // woken early (a clock ahead, or a Wake): wait on
-      armWaits(state);
+      HeldCalls.arm(state, timers);
       return Effect().none().thenNoReply();
     }
     List<Event> events = new ArrayList<>();
-    events.add(
-        new ToolCallCompleted(
-            wait.turn(),
-            wait.callId(),
-            "the wait timed out: no event '"
-                + wait.event()
-                + "' arrived within "
-                + wait.timeoutSeconds()
-                + " s",
-            true,
-            null,
-            now));
+    events.add(HeldCalls.timedOut(wait, now));
     events.addAll(decideNext(fold(state, events), "", now));
     return record(state, events, this::afterPersist).thenNoReply();
-  }
-
-  /** Starts a timer for each wait that has none in this incarnation (a due one fires at once). */
-  private void armWaits(SessionState state) {
-    if (state.status() != SessionStatus.RUNNING) return;
-    Instant now = Instant.now();
-    for (Wait w : state.holds().waits()) {
-      WaitTimedOut key = new WaitTimedOut(w.callId());
-      if (timers.isTimerActive(key)) continue;
-      long ms = Math.max(0, Duration.between(now, w.deadline()).toMillis());
-      timers.startSingleTimer(key, key, Duration.ofMillis(ms));
-    }
   }
 
   /**
@@ -1033,261 +806,15 @@ public final class SessionEntity
     return record(state, events, this::afterPersist).thenNoReply();
   }
 
-  /** The call, when its arguments are valid (an invalid one gets its error from executeTool). */
-  private static Optional<ToolCall> parsed(Block.ToolUse use) {
-    try {
-      return Optional.of(ToolCatalog.parse(use.name(), use.input()));
-    } catch (IllegalArgumentException e) {
-      return Optional.empty();
-    }
+  private ReplyEffect<Event, SessionState> onCheckChildren(SessionState state, CheckChildren msg) {
+    subagents.forget();
+    subagents.start(state);
+    return Effect().none().thenNoReply();
   }
 
-  /**
-   * True if {@code call} runs in the session's sandbox: {@code bash}, or a file tool on {@code
-   * /workspace}.
-   */
-  private boolean usesSandbox(ToolCall call) {
-    if (!services.hasSandboxes()) return false;
-    return call instanceof ToolCall.Bash
-        || (!call.path().isRoot() && call.path().top().equals(Namespace.WORKSPACE.dir()));
-  }
-
-  /**
-   * True if {@code call} is a {@code glob} or {@code grep} over {@code /} that also searches the
-   * session's sandbox: only one it already has (a search never provisions one).
-   */
-  private boolean searchesWorkspace(SessionState state, ToolCall call) {
-    if (!services.hasSandboxes() || !call.path().isRoot()) return false;
-    if (!(call instanceof ToolCall.Glob || call instanceof ToolCall.Grep)) return false;
-    SandboxInfo s = state.sandbox();
-    return s != null && s.id() != null && !s.state().equals("destroyed");
-  }
-
-  /** True if the call's result comes from outside the session's state (org files, the sandbox). */
-  private boolean needsOutsideSystem(SessionState state, Block.ToolUse use) {
-    ToolCall call = parsed(use).orElse(null);
-    if (call == null || call instanceof ToolCall.Wait || call instanceof ToolCall.Task)
-      return false;
-    if (usesSandbox(call) || searchesWorkspace(state, call)) return true;
-    if (services.orgFiles() == null) return false;
-    PathRouter router = services.router();
-    if (call.path().isRoot())
-      return router.isMounted(Namespace.MEMORY) || router.isMounted(Namespace.SKILLS);
-    return Namespace.ofDir(call.path().top())
-        .filter(router::isMounted)
-        .filter(OrgFiles::isOrgNamespace)
-        .isPresent();
-  }
-
-  /**
-   * True if the call is a {@code grep} or {@code glob} the session answers from its own files: CPU
-   * work (a grep may run for its whole budget), so it runs on the search dispatcher, not on the
-   * actor's thread, and its result comes in the write after the turn's starts.
-   */
-  private static boolean searchesOwnFiles(Block.ToolUse use) {
-    ToolCall call = parsed(use).orElse(null);
-    return call instanceof ToolCall.Grep || call instanceof ToolCall.Glob;
-  }
-
-  /**
-   * Runs {@code calls} one after the other (a later call sees an earlier one's writes), off the
-   * actor's thread, and sends their completions back as {@link ToolsFinished}.
-   */
-  private void runTools(SessionState state, int turn, List<Block.ToolUse> calls) {
-    if (state.status() != SessionStatus.RUNNING) return;
-    ActorRef<SandboxHandle.Command> handle =
-        calls.stream()
-                .map(SessionEntity::parsed)
-                .flatMap(Optional::stream)
-                .anyMatch(call -> usesSandbox(call) || searchesWorkspace(state, call))
-            ? sandbox(state)
-            : null;
-    record Progress(SessionFiles files, List<Event> completions) {}
-    CompletionStage<Progress> chain =
-        CompletableFuture.completedFuture(new Progress(state.files(), new ArrayList<>()));
-    for (Block.ToolUse use : calls) {
-      chain =
-          chain.thenCompose(
-              p ->
-                  timedTool(use, () -> executeToolAsync(state, p.files(), use, handle))
-                      .thenApply(
-                          outcome -> {
-                            ToolCallCompleted done =
-                                offloaded(
-                                    new ToolCallCompleted(
-                                        turn,
-                                        use.id(),
-                                        outcome.content(),
-                                        outcome.isError(),
-                                        outcome.change(),
-                                        Instant.now()));
-                            p.completions().add(done);
-                            return new Progress(
-                                done.change() == null ? p.files() : p.files().apply(done.change()),
-                                p.completions());
-                          }));
-    }
-    ctx.pipeToSelf(
-        chain,
-        (p, error) -> {
-          if (error == null) return new ToolsFinished(turn, p.completions());
-          // Not expected (each call turns its failures into an error result); answer every call
-          // honestly.
-          List<Event> failed = new ArrayList<>();
-          for (Block.ToolUse use : calls) {
-            failed.add(
-                new ToolCallCompleted(
-                    turn,
-                    use.id(),
-                    "the tool failed: " + error.getMessage(),
-                    true,
-                    null,
-                    Instant.now()));
-          }
-          return new ToolsFinished(turn, failed);
-        });
-  }
-
-  private CompletionStage<SessionFiles.Outcome> executeToolAsync(
-      SessionState state,
-      SessionFiles files,
-      Block.ToolUse use,
-      ActorRef<SandboxHandle.Command> handle) {
-    if (!needsOutsideSystem(state, use)) {
-      if (!searchesOwnFiles(use)) return CompletableFuture.completedFuture(executeTool(files, use));
-      return CompletableFuture.supplyAsync(() -> executeTool(files, use), searches);
-    }
-    ToolCall call = ToolCatalog.parse(use.name(), use.input());
-    OrgFiles orgFiles = services.orgFiles();
-    int maxChars = services.settings().fileLimits().maxOutputChars();
-    if (usesSandbox(call)) return inSandbox(handle, use.id(), call, maxChars);
-    if (call.path().isRoot()) return searchEverything(state, files, call, handle, maxChars);
-    return orgFiles
-        .execute(
-            new OrgFiles.Caller(state.org(), state.user(), sessionId), use.id(), call, maxChars)
-        .thenApply(r -> new SessionFiles.Outcome(r.content(), r.isError(), null));
-  }
-
-  /**
-   * A {@code glob} or {@code grep} over {@code /}: every namespace the session can see, its
-   * sandbox's {@code /workspace} included when it has one. Thread-safe (runs inside the tool
-   * chain).
-   */
-  private CompletionStage<SessionFiles.Outcome> searchEverything(
-      SessionState state,
-      SessionFiles files,
-      ToolCall call,
-      ActorRef<SandboxHandle.Command> handle,
-      int maxChars) {
-    OrgFiles orgFiles = services.orgFiles();
-    PathRouter router = services.router();
-    boolean org =
-        orgFiles != null
-            && (router.isMounted(Namespace.MEMORY) || router.isMounted(Namespace.SKILLS));
-    CompletionStage<? extends Map<String, String>> orgPart =
-        org
-            ? orgFiles.everything(state.org())
-            : CompletableFuture.completedFuture(Map.<String, String>of());
-    CompletionStage<SandboxHandle.Collected> workspacePart =
-        handle != null && searchesWorkspace(state, call)
-            ? AskPattern.<SandboxHandle.Command, SandboxHandle.Collected>ask(
-                    handle,
-                    replyTo -> new SandboxHandle.Collect(call instanceof ToolCall.Grep, replyTo),
-                    services.sandboxSettings().answerMargin(),
-                    scheduler)
-                .exceptionally(
-                    e ->
-                        new SandboxHandle.Collected(
-                            new java.util.TreeMap<>(), "it did not answer in time"))
-            : CompletableFuture.completedFuture(null);
-    return orgPart.thenCombine(
-        workspacePart,
-        (orgFilesFound, workspace) -> {
-          java.util.TreeMap<String, String> all = new java.util.TreeMap<>(orgFilesFound);
-          all.putAll(files.files());
-          Set<String> roots = new java.util.HashSet<>(Set.of("/session", "/memory", "/skills"));
-          if (workspace != null && workspace.error() == null) {
-            all.putAll(workspace.files());
-            roots.add("/workspace");
-          }
-          FileTree tree = new FileTree(all, roots);
-          try {
-            String out =
-                call instanceof ToolCall.Glob g
-                    ? tree.glob(call.path(), g.pattern())
-                    : tree.grep(
-                        call.path(),
-                        ((ToolCall.Grep) call).pattern(),
-                        ((ToolCall.Grep) call).glob(),
-                        maxChars);
-            if (workspace != null && workspace.error() != null) {
-              out += "\n[/workspace was not searched: " + workspace.error() + "]";
-            }
-            return new SessionFiles.Outcome(out, false, null);
-          } catch (TextFiles.ToolFailure f) {
-            return new SessionFiles.Outcome(f.getMessage(), true, null);
-          }
-        });
-  }
-
-  /**
-   * Asks the sandbox child to run {@code call}; thread-safe (runs inside the tool chain). The child
-   * starts it only within {@code call-start-timeout} and answers within {@link
-   * SandboxSettings#answerWithin}; should that wait still run out, the call may be running, so the
-   * result says so, and the child never starts it later.
-   */
-  private CompletionStage<SessionFiles.Outcome> inSandbox(
-      ActorRef<SandboxHandle.Command> handle, String callId, ToolCall call, int maxChars) {
-    SandboxSettings settings = services.sandboxSettings();
-    Duration command =
-        call instanceof ToolCall.Bash b && b.timeoutMs() != null
-            ? Duration.ofMillis(b.timeoutMs())
-            : settings.limits().defaultTimeout();
-    Duration timeout = settings.answerWithin(command);
-    long startBy = System.nanoTime() + settings.startTimeout().toNanos();
-    return AskPattern.<SandboxHandle.Command, SandboxHandle.Result>ask(
-            handle,
-            replyTo -> new SandboxHandle.Run(callId, call, maxChars, replyTo, startBy),
-            timeout,
-            scheduler)
-        .handle(
-            (r, e) ->
-                e == null
-                    ? new SessionFiles.Outcome(r.content(), r.isError(), null)
-                    : new SessionFiles.Outcome(
-                        "interrupted: the sandbox did not answer within "
-                            + timeout.toSeconds()
-                            + " s; "
-                            + (call instanceof ToolCall.Bash
-                                ? "the command may or may not have run"
-                                : "it may or may not have taken effect"),
-                        true,
-                        null));
-  }
-
-  /** The sandbox child; spawned on first use, knowing the sandbox the session recorded (if any). */
-  private ActorRef<SandboxHandle.Command> sandbox(SessionState state) {
-    if (sandbox == null) {
-      ActorRef<SandboxHandle.Report> reports =
-          ctx.messageAdapter(SandboxHandle.Report.class, SandboxReported::new);
-      SandboxInfo known = state.sandbox();
-      sandbox =
-          ctx.spawnAnonymous(
-              LogContext.everyMessage(
-                  state.org() == null
-                      ? Map.of("sessionId", state.id())
-                      : Map.of("sessionId", state.id(), "org", state.org()),
-                  SandboxHandle.create(
-                      services.sandboxes(),
-                      services.sandboxSettings(),
-                      reports,
-                      known == null ? null : known.id(),
-                      known == null ? null : known.state(),
-                      services.snapshots(),
-                      state.id())));
-      ctx.watchWith(sandbox, new SandboxStopped(sandbox));
-    }
-    return sandbox;
+  private ReplyEffect<Event, SessionState> onWake(SessionState state, Wake msg) {
+    HeldCalls.arm(state, timers);
+    return Effect().none().thenNoReply();
   }
 
   /** Records what the sandbox child reported: a new sandbox id and/or a new state. */
@@ -1298,20 +825,11 @@ public final class SessionEntity
     if (state.status() == SessionStatus.NEW || state.status().finished())
       return Effect().none().thenNoReply();
     SandboxHandle.Report r = msg.report();
-    SandboxInfo known = state.sandbox();
-    String knownId = known == null ? null : known.id();
-    Instant now = Instant.now();
-    List<Event> events = new ArrayList<>();
-    if (r.sandboxId() != null && !r.sandboxId().equals(knownId)) {
-      events.add(
-          knownId == null
-              ? new SandboxAttached(r.sandboxId(), now)
-              : new SandboxReplaced(knownId, r.sandboxId(), now));
-    }
-    if (known == null || !r.state().equals(known.state()))
-      events.add(new SandboxChanged(r.state(), now));
+    List<Event> events = SessionSandbox.reported(state, r, Instant.now());
     if (events.isEmpty()) return Effect().none().thenNoReply();
-    boolean newSandbox = r.sandboxId() != null && !r.sandboxId().equals(knownId);
+    SandboxInfo known = state.sandbox();
+    boolean newSandbox =
+        r.sandboxId() != null && !r.sandboxId().equals(known == null ? null : known.id());
     // The list knows each session's current sandbox, for the sandbox sweep (SandboxSweeper).
     return record(
             state,
@@ -1321,6 +839,12 @@ public final class SessionEntity
                 services.observer().detailsChanged(summary(s), lastSequenceNumber(ctx));
             })
         .thenNoReply();
+  }
+
+  private ReplyEffect<Event, SessionState> onSandboxStopped(
+      SessionState state, SandboxStopped msg) {
+    sandbox.stopped(msg.child());
+    return Effect().none().thenNoReply();
   }
 
   private ReplyEffect<Event, SessionState> onModelFailed(SessionState state, ModelFailed msg) {
@@ -1337,20 +861,19 @@ public final class SessionEntity
   /**
    * Passivates an idle session, but not while its sandbox still has processes: the sandbox child
    * (started for it if need be) hibernates it first, and the next idle timeout passivates. The stay
-   * is bounded (hibernate-after plus twice passivate-after): a sandbox that cannot be parked, say
-   * its host is unreachable, does not keep the session in memory for ever.
+   * is bounded (SessionSandbox.holdsSession).
    */
   private ReplyEffect<Event, SessionState> onIdleTimeout(SessionState state, IdleTimeout msg) {
     if (state.busy()) return Effect().none().thenNoReply();
-    if (!state.status().finished() && !followers.isEmpty()) {
+    if (!state.status().finished() && !followers.none()) {
       // Someone follows it: it stays (its sandbox still parks on its own timers).
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
-    } else if (sandboxHasProcesses(state) && heldWithinBound()) {
+    } else if (sandbox.holdsSession(state)) {
       // A finished session whose sandbox outlived it (a crash came between the two) destroys it.
       if (state.status().finished()) {
-        destroySandbox(state);
+        sandbox.destroy(state);
       } else {
-        sandbox(state);
+        sandbox.child(state);
       }
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
     } else {
@@ -1358,114 +881,6 @@ public final class SessionEntity
       shard.tell(new ClusterSharding.Passivate<>(ctx.getSelf()));
     }
     return Effect().none().thenNoReply();
-  }
-
-  /** Whether this idle session has stayed for its sandbox for less than the bound yet. */
-  private boolean heldWithinBound() {
-    long now = System.nanoTime();
-    if (heldSinceNanos == 0) heldSinceNanos = now;
-    Duration bound =
-        services
-            .sandboxSettings()
-            .hibernateAfter()
-            .plus(services.settings().passivateAfter().multipliedBy(2));
-    return now - heldSinceNanos < bound.toNanos();
-  }
-
-  private boolean sandboxHasProcesses(SessionState state) {
-    SandboxInfo s = state.sandbox();
-    return services.hasSandboxes()
-        && s != null
-        && s.id() != null
-        && Set.of("active", "suspended", "provisioning", "replacing").contains(s.state());
-  }
-
-  /**
-   * Runs the tool calls that the session can answer itself — {@code /session} files and every
-   * refusal — against the files as they evolve through the turn, and returns their completions.
-   */
-  private List<Event> executeTools(
-      SessionFiles files, int turn, List<Block.ToolUse> calls, Instant now) {
-    List<Event> completions = new ArrayList<>();
-    for (Block.ToolUse use : calls) {
-      long started = System.nanoTime();
-      SessionFiles.Outcome outcome = executeTool(files, use);
-      ToolCallCompleted done =
-          offloaded(
-              new ToolCallCompleted(
-                  turn, use.id(), outcome.content(), outcome.isError(), outcome.change(), now));
-      if (done.change() != null) files = files.apply(done.change());
-      recordToolCall(use, outcome, started);
-      completions.add(done);
-    }
-    return completions;
-  }
-
-  /**
-   * Runs a tool call that completes later, and records it with {@link #recordToolCall} when it
-   * does.
-   */
-  private static CompletionStage<SessionFiles.Outcome> timedTool(
-      Block.ToolUse use, java.util.function.Supplier<CompletionStage<SessionFiles.Outcome>> call) {
-    long started = System.nanoTime();
-    return call.get()
-        .thenApply(
-            outcome -> {
-              recordToolCall(use, outcome, started);
-              return outcome;
-            });
-  }
-
-  /** Counts a tool call by tool and outcome and records its duration by tool. */
-  private static void recordToolCall(
-      Block.ToolUse use, SessionFiles.Outcome outcome, long startedNanos) {
-    String tool = ToolCatalog.spec(use.name()).isPresent() ? use.name() : "unknown";
-    Metrics.TOOL_CALLS.labelValues(tool, outcome.isError() ? "error" : "ok").inc();
-    Metrics.TOOL_CALL_SECONDS.labelValues(tool).observe(Metrics.secondsSince(startedNanos));
-  }
-
-  private SessionFiles.Outcome executeTool(SessionFiles files, Block.ToolUse use) {
-    ToolCall call;
-    try {
-      call = ToolCatalog.parse(use.name(), use.input());
-    } catch (IllegalArgumentException e) {
-      return new SessionFiles.Outcome(e.getMessage(), true, null);
-    }
-    PathRouter router = services.router();
-    if (call instanceof ToolCall.Task) { // a task that may start is held, never executed
-      return new SessionFiles.Outcome(
-          "this session is a subagent at the deepest level allowed (outboard.subagents.max-depth = "
-              + services.settings().subagents().maxDepth()
-              + "): it cannot start subagents; do the work yourself",
-          true,
-          null);
-    }
-    if (call instanceof ToolCall.Wait w) { // a wait within the limit is held, never executed
-      return new SessionFiles.Outcome(
-          "invalid arguments for tool 'wait': timeoutSeconds must be at most "
-              + services.settings().waits().maxTimeout().toSeconds()
-              + ", got "
-              + w.timeoutSeconds(),
-          true,
-          null);
-    }
-    if (call instanceof ToolCall.Bash) {
-      return new SessionFiles.Outcome(
-          "bash needs a sandbox (/workspace); " + router.notMounted(call.path()), true, null);
-    }
-    VirtualPath path = call.path();
-    boolean searchAll =
-        path.isRoot() && (call instanceof ToolCall.Glob || call instanceof ToolCall.Grep);
-    if (!searchAll) {
-      try {
-        if (router.route(path) != Namespace.SESSION) {
-          return new SessionFiles.Outcome(router.notMounted(path), true, null);
-        }
-      } catch (VirtualPath.InvalidPathException e) {
-        return new SessionFiles.Outcome(e.getMessage(), true, null);
-      }
-    }
-    return files.execute(call, services.settings().fileLimits());
   }
 
   /** After a turn's events: stop the loop (completed / waiting / budget spent) or let it go on. */
@@ -1498,12 +913,6 @@ public final class SessionEntity
    * that the terminal event is the last thing the session records. The sandbox is destroyed right
    * after the write (and again, idempotently, if the session recovers finished).
    */
-  private static List<Event> ending(SessionState state, Event terminal) {
-    SandboxInfo s = state.sandbox();
-    if (s == null || s.id() == null || s.state().equals("destroyed")) return List.of(terminal);
-    return List.of(new SandboxChanged("destroyed", terminal.at()), terminal);
-  }
-
   /** Side effects after a write: next model call, idle timer, sessions list. */
   private void afterPersist(SessionState state) {
     long seq = lastSequenceNumber(ctx);
@@ -1513,21 +922,22 @@ public final class SessionEntity
       timedTurn = 0;
     }
     SessionStatus shown = state.shown();
-    if (state.status().finished()) destroySandbox(state);
-    if (shown != SessionStatus.RUNNING) releaseWaiters(state);
+    if (state.status().finished()) sandbox.destroy(state);
+    if (shown != SessionStatus.RUNNING) followers.release(() -> summary(state));
     if (state.busy()) {
       timers.cancel(IdleTimeout.INSTANCE);
-      heldSinceNanos = 0;
+      sandbox.busy();
       if (state.readyForModel() && !handingOff) callModel(state);
     } else {
       // Finished, waiting for a message, or only held calls left: it may passivate (holds wake it).
       timers.startSingleTimer(
           IdleTimeout.INSTANCE, services.settings().idleTimeout(state.status().finished()));
     }
-    armWaits(state);
-    startChildren(state);
+    HeldCalls.arm(state, timers);
+    subagents.start(state);
     Summary summary = null;
-    if (shown != reported && state.status().finished()) notifyParent(state);
+    if (shown != reported && state.status().finished())
+      subagents.notifyParent(state, summary(state));
     if (shown != reported) {
       reported = shown;
       liveStatus.set(shown.wire());
@@ -1538,25 +948,13 @@ public final class SessionEntity
       services.observer().statusChanged(summary, seq);
     }
     // The list shows what a session waits for, and wakes it when a wait is due (WaitWakeups).
-    List<Object> holdsNow = holdsShown(state);
+    List<Object> holdsNow = HeldCalls.shown(state);
     if (!holdsNow.equals(reportedHolds)) {
       reportedHolds = holdsNow;
       if (summary == null) services.observer().detailsChanged(summary(state), seq);
     }
     if (handingOff && (!state.busy() || state.readyForModel()))
       ctx.getSelf().tell(HandOffNow.INSTANCE);
-  }
-
-  /** What the sessions list shows of the holds: the pending call ids and the earliest deadline. */
-  private static List<Object> holdsShown(SessionState state) {
-    if (state.status() != SessionStatus.RUNNING) return List.of();
-    List<Object> shown =
-        new ArrayList<>(state.holds().approvals().stream().map(Approval::callId).toList());
-    state.holds().waits().stream()
-        .map(Wait::deadline)
-        .min(Instant::compareTo)
-        .ifPresent(shown::add);
-    return shown;
   }
 
   /**
@@ -1568,7 +966,7 @@ public final class SessionEntity
       SessionState before, List<Event> events, Procedure<SessionState> then) {
     long started = System.nanoTime();
     List<SessionFeed.Recorded> pushes =
-        followers.isEmpty()
+        followers.none()
             ? List.of()
             : SessionEventStream.render(lastSequenceNumber(ctx) + 1, events, before);
     return Effect()
@@ -1576,16 +974,22 @@ public final class SessionEntity
         .thenRun(
             s -> {
               Metrics.JOURNAL_WRITE_SECONDS.observe(Metrics.secondsSince(started));
-              for (SessionFeed.Recorded push : pushes) {
-                for (ActorRef<SessionFeed.Message> follower : followers) follower.tell(push);
-              }
+              pushes.forEach(followers::push);
               then.apply(s);
             });
   }
 
+  private ReplyEffect<Event, SessionState> onGetPosition(SessionState state, GetPosition cmd) {
+    return answer(cmd.replyTo(), new Position(state.status().finished(), lastSequenceNumber(ctx)));
+  }
+
+  private ReplyEffect<Event, SessionState> onFollowerGone(SessionState state, FollowerGone msg) {
+    followers.gone(msg.follower());
+    return Effect().none().thenNoReply();
+  }
+
   private ReplyEffect<Event, SessionState> onFollow(SessionState state, Follow cmd) {
-    if (followers.add(cmd.follower()))
-      ctx.watchWith(cmd.follower(), new FollowerGone(cmd.follower()));
+    followers.follow(cmd.follower());
     return Effect()
         .reply(
             cmd.replyTo(),
@@ -1594,35 +998,24 @@ public final class SessionEntity
 
   /** A piece of the model's answer in flight: live to the followers, never recorded. */
   private ReplyEffect<Event, SessionState> onDelta(SessionState state, DeltaArrived msg) {
-    if (msg.turn() != callInFlight || followers.isEmpty()) return Effect().none().thenNoReply();
+    if (msg.turn() != callInFlight || followers.none()) return Effect().none().thenNoReply();
     SessionFeed.Live push =
         new SessionFeed.Live(
             lastSequenceNumber(ctx), SessionEventStream.delta(msg.turn(), msg.delta()));
-    for (ActorRef<SessionFeed.Message> follower : followers) follower.tell(push);
+    followers.push(push);
     return Effect().none().thenNoReply();
   }
 
   private ReplyEffect<Event, SessionState> onAwaitSettled(SessionState state, AwaitSettled cmd) {
     if (state.shown() != SessionStatus.RUNNING)
       return Effect().reply(cmd.replyTo(), StatusReply.success(summary(state)));
-    waiters.add(cmd.replyTo());
-    timers.startSingleTimer(
-        new WaitDue(cmd.replyTo()),
-        new WaitDue(cmd.replyTo()),
-        Duration.ofMillis(Math.max(0, cmd.waitMillis())));
+    followers.await(cmd.replyTo(), cmd.waitMillis());
     return Effect().noReply();
   }
 
-  /**
-   * Answers the callers waiting for the session to leave running (it did, or this incarnation
-   * stops).
-   */
-  private void releaseWaiters(SessionState state) {
-    for (ActorRef<StatusReply<Summary>> waiter : waiters) {
-      timers.cancel(new WaitDue(waiter));
-      waiter.tell(StatusReply.success(summary(state)));
-    }
-    waiters.clear();
+  private ReplyEffect<Event, SessionState> onWaitDue(SessionState state, WaitDue msg) {
+    if (followers.due(msg.waiter())) msg.waiter().tell(StatusReply.success(summary(state)));
+    return Effect().none().thenNoReply();
   }
 
   /**
@@ -1652,18 +1045,10 @@ public final class SessionEntity
     return known == null ? Map.of() : Map.of("org", known);
   }
 
-  /** A finished session destroys its sandbox, if it has or had one. */
-  private void destroySandbox(SessionState state) {
-    boolean recorded = state.sandbox() != null && state.sandbox().id() != null;
-    if (services.sandboxes() == null || (sandbox == null && !recorded)) return;
-    sandbox(state).tell(SandboxHandle.Destroy.INSTANCE);
-    sandbox = null;
-  }
-
   private void callModel(SessionState state) {
     int turn = state.turns() + 1;
     if (callInFlight == turn) return;
-    int cut = compactionCut(state, turn);
+    int cut = compaction.cut(state, turn, modelTurn.tools(state));
     if (cut > 0) {
       summarise(state, turn, cut);
       return;
@@ -1672,8 +1057,6 @@ public final class SessionEntity
     turnStartNanos = System.nanoTime();
     timedTurn = turn;
     ModelClient client = services.models().get(state.spec().model().provider()).orElse(null);
-    ActorRef<Command> self = ctx.getSelf();
-    boolean streamed = !followers.isEmpty();
     if (client == null) {
       ctx.getSelf()
           .tell(
@@ -1685,179 +1068,25 @@ public final class SessionEntity
                       + "' is not available on this node"));
       return;
     }
-    record Answer(ModelResponse response, ApprovalPolicy orgPolicy) {}
-    // The org's policy first (cached): a session over its budget makes no call. Its read never
-    // fails (unreadable: null), so a failure below is the model call's, or the budget's.
-    CompletionStage<Answer> answer =
-        orgPolicy(state)
-            .thenCompose(
-                policy -> {
-                  OverBudget over =
-                      overBudget(state, turn, policy == null ? Budget.NONE : policy.budget());
-                  if (over != null) return CompletableFuture.failedFuture(new BudgetReached(over));
-                  return systemPrompt(state)
-                      .thenCompose(
-                          system -> {
-                            ModelRequest request =
-                                new ModelRequest(
-                                    sessionId,
-                                    turn,
-                                    state.spec().model(),
-                                    system,
-                                    tools(state),
-                                    state.messages());
-                            try {
-                              // Streaming costs the provider client a reading thread per call: only
-                              // while someone follows.
-                              return streamed
-                                  ? client.complete(
-                                      request, delta -> self.tell(new DeltaArrived(turn, delta)))
-                                  : client.complete(request);
-                            } catch (RuntimeException e) {
-                              return CompletableFuture.<ModelResponse>failedFuture(e);
-                            }
-                          })
-                      .thenApply(
-                          response ->
-                              new Answer(response, policy == null ? null : policy.approvals()));
-                });
+    ActorRef<Command> self = ctx.getSelf();
+    Consumer<ModelDelta> deltas =
+        followers.none() ? null : delta -> self.tell(new DeltaArrived(turn, delta));
     ctx.pipeToSelf(
-        answer,
-        (both, error) -> {
-          if (error == null) {
-            Metrics.MODEL_CALL_SECONDS.observe(Metrics.secondsSince(turnStartNanos));
-            return new ModelAnswered(turn, both.response(), both.orgPolicy());
-          }
-          Throwable cause =
-              error instanceof java.util.concurrent.CompletionException && error.getCause() != null
-                  ? error.getCause()
-                  : error;
-          if (cause instanceof BudgetReached b) return b.over();
-          if (cause instanceof ModelCallException m)
-            return new ModelFailed(turn, m.code(), m.getMessage());
-          return new ModelFailed(
-              turn, "model_error", Secrets.redact(String.valueOf(cause.getMessage())));
+        modelTurn.call(state, turn, client, deltas),
+        (answer, error) -> {
+          if (error != null) return ModelTurn.failed(turn, error);
+          Metrics.MODEL_CALL_SECONDS.observe(Metrics.secondsSince(turnStartNanos));
+          return new ModelAnswered(turn, answer.response(), answer.orgPolicy());
         });
   }
 
-  // ------------------------------------------------------------------ compaction
-
-  /** The user message that stands for the messages a compaction replaced. */
-  static String compactedHead(TranscriptCompacted e) {
-    return "[Summary of the conversation before this point ("
-        + e.replaced()
-        + " messages; the full text is in "
-        + e.historyPath()
-        + ")]\n"
-        + e.summary();
-  }
-
   /**
-   * How many of the oldest messages to summarise before the call of {@code turn}: 0 when its input
-   * stays within the threshold of the model's context window, or there is too little to replace.
-   * The kept part starts at an answer of the model, so no tool result loses its call.
-   */
-  private int compactionCut(SessionState state, int turn) {
-    SessionSettings.Compaction c = services.settings().compaction();
-    if (turn == summaryFailedTurn) return 0;
-    // The messages, the tool definitions, the session's system text and the harness's (about 2,000
-    // characters).
-    long chars = 2_000 + (state.spec().system() == null ? 0 : state.spec().system().length());
-    for (dev.outboard.tools.ToolSpec t : tools(state))
-      chars += TOOL_CHARS.getOrDefault(t.name(), 0);
-    chars += transcriptChars(state.messages());
-    long tokens = chars / c.charsPerToken();
-    if (tokens <= c.threshold() * c.window(state.spec().model().name())) return 0;
-    List<Message> messages = state.messages();
-    for (int cut = messages.size() - c.keepMessages(); cut >= 2; cut--) {
-      if (messages.get(cut).role().equals(Message.ASSISTANT)) return cut;
-    }
-    return 0;
-  }
-
-  /** The transcript that transcriptChars counted last, and its characters. */
-  private List<Message> counted = List.of();
-
-  private long countedChars;
-
-  /**
-   * The characters of {@code messages}. The transcript only grows between compactions, so when it
-   * starts and goes on with the messages counted last, only the ones appended since are counted
-   * (measuring it whole before every call made a long session's turns grow with its length).
-   */
-  private long transcriptChars(List<Message> messages) {
-    int n = counted.size();
-    boolean grown =
-        n > 0
-            && n <= messages.size()
-            && messages.get(0) == counted.get(0)
-            && messages.get(n - 1) == counted.get(n - 1);
-    long chars = grown ? countedChars : 0;
-    for (int i = grown ? n : 0; i < messages.size(); i++)
-      chars += charsOf(messages.get(i).content());
-    counted = messages;
-    countedChars = chars;
-    return chars;
-  }
-
-  /** Each tool's definition as sent: its description and input schema, in characters. */
-  private static final Map<String, Integer> TOOL_CHARS =
-      ToolCatalog.ALL.stream()
-          .collect(
-              java.util.stream.Collectors.toMap(
-                  dev.outboard.tools.ToolSpec::name,
-                  t ->
-                      t.name().length()
-                          + t.description().length()
-                          + t.inputSchema().toString().length()));
-
-  private static long charsOf(List<Block> blocks) {
-    long n = 0;
-    for (Block b : blocks) {
-      if (b instanceof Block.Text t) n += t.text().length();
-      else if (b instanceof Block.ToolResult r) n += r.content().length();
-      else if (b instanceof Block.ToolUse u) n += u.name().length() + u.input().toString().length();
-    }
-    return n;
-  }
-
-  /** The turn whose summary call failed, so that it goes on without compaction (0: none). */
-  private int summaryFailedTurn;
-
-  /**
-   * Asks the model for a summary of {@code messages[0, cut)}; the answer comes back as {@link
-   * Summarised}.
+   * Asks for a summary of {@code messages[0, cut)} before the call of {@code turn} (compaction).
    */
   private void summarise(SessionState state, int turn, int cut) {
     callInFlight = turn;
-    ModelClient client = services.models().get(state.spec().model().provider()).orElse(null);
-    if (client == null) {
-      ctx.getSelf().tell(new SummaryFailed(turn, "no model client"));
-      return;
-    }
-    String older = render(state.messages().subList(0, cut), Integer.MAX_VALUE);
-    String system =
-        "You compact the transcript of an agent session. Summarise the conversation below for the"
-            + " agent that continues it: the task, what was done and found, decisions and their"
-            + " reasons, open questions, files and paths that matter, and what remains to do. Be"
-            + " complete but brief; answer with the summary only.";
-    ModelRequest request =
-        new ModelRequest(
-            sessionId,
-            turn,
-            state.spec().model(),
-            system,
-            List.of(),
-            List.of(Message.user(List.of(new Block.Text(older)))),
-            ModelRequest.Purpose.SUMMARY);
-    CompletionStage<ModelResponse> answer;
-    try {
-      answer = client.complete(request);
-    } catch (RuntimeException e) {
-      answer = CompletableFuture.failedFuture(e);
-    }
     ctx.pipeToSelf(
-        answer,
+        compaction.summarise(state, turn, cut),
         (response, error) ->
             error == null
                 ? new Summarised(turn, cut, response.text(), response.usage())
@@ -1874,18 +1103,8 @@ public final class SessionEntity
         || msg.replaced() >= state.messages().size()) {
       return Effect().none().thenNoReply();
     }
-    int part =
-        (int) state.files().files().keySet().stream().filter(f -> f.startsWith(HISTORY_DIR)).count()
-            + 1;
-    String path = String.format("%s%03d.md", HISTORY_DIR, part);
     TranscriptCompacted compacted =
-        new TranscriptCompacted(
-            msg.replaced(),
-            msg.summary().isBlank() ? "(no summary)" : msg.summary(),
-            path,
-            services.settings().compaction().maxHistoryChars(),
-            msg.usage(),
-            Instant.now());
+        compaction.compacted(state, msg.replaced(), msg.summary(), msg.usage());
     Metrics.COMPACTIONS.inc();
     return record(
             state,
@@ -1906,252 +1125,19 @@ public final class SessionEntity
         sessionId,
         msg.reason(),
         msg.turn());
-    summaryFailedTurn = msg.turn();
+    compaction.summaryFailed(msg.turn());
     callModel(state);
     return Effect().none().thenNoReply();
-  }
-
-  static final String HISTORY_DIR = "/session/history/";
-
-  /** Messages as plain text for a summary or a history file, cut to {@code max} characters. */
-  static String render(List<Message> messages, int max) {
-    StringBuilder sb = new StringBuilder();
-    for (Message m : messages) {
-      sb.append("## ").append(m.role()).append('\n');
-      for (Block b : m.content()) {
-        if (b instanceof Block.Text t) sb.append(t.text()).append('\n');
-        else if (b instanceof Block.ToolUse u)
-          sb.append("[tool call ")
-              .append(u.id())
-              .append(": ")
-              .append(u.name())
-              .append(' ')
-              .append(u.input())
-              .append("]\n");
-        else if (b instanceof Block.ToolResult r)
-          sb.append("[result of ")
-              .append(r.toolUseId())
-              .append(r.isError() ? " (error)" : "")
-              .append("]\n")
-              .append(r.content())
-              .append('\n');
-      }
-      sb.append('\n');
-      if (sb.length() > max) {
-        sb.setLength(Math.max(0, max - 200));
-        sb.append(
-            "\n"
-                + "[cut here: the rest of this part is in GET"
-                + " /v1/sessions/{id}/transcript?full=true]\n");
-        break;
-      }
-    }
-    return sb.toString();
-  }
-
-  /**
-   * A tool's result longer than compaction.max-tool-result-chars is stored whole as {@code
-   * /session/results/<call id>.txt}; the result the model sees is a pointer and a preview.
-   */
-  private ToolCallCompleted offloaded(ToolCallCompleted c) {
-    int max = services.settings().compaction().maxToolResultChars();
-    if (c.change() != null || c.content().length() <= max) return c;
-    String path = "/session/results/" + c.callId() + ".txt";
-    String preview = c.content().substring(0, Math.min(2_000, max));
-    String pointer =
-        "[this result is "
-            + c.content().length()
-            + " characters; it is stored whole in "
-            + path
-            + " (read it with offset and limit, or grep it); its beginning:]\n"
-            + preview;
-    return new ToolCallCompleted(
-        c.turn(),
-        c.callId(),
-        pointer,
-        c.isError(),
-        new SessionFiles.Change(path, c.content()),
-        c.at());
-  }
-
-  /**
-   * The tools offered to the model: the session's subset, without {@code task} at the deepest
-   * level.
-   */
-  private List<dev.outboard.tools.ToolSpec> tools(SessionState state) {
-    if (state.spec().tools().isEmpty() && maySpawn(state)) return ToolCatalog.ALL;
-    return ToolCatalog.ALL.stream()
-        .filter(t -> state.spec().mayUse(t.name()) && (maySpawn(state) || !t.name().equals("task")))
-        .toList();
-  }
-
-  /** Whether this session may start subagents: it is not at outboard.subagents.max-depth. */
-  private boolean maySpawn(SessionState state) {
-    return state.spec().depth() < services.settings().subagents().maxDepth();
-  }
-
-  /**
-   * The id of the subagent that answers call {@code callId}: derived, so that starting it again is
-   * the same child.
-   */
-  private String childId(String callId) {
-    try {
-      byte[] digest =
-          java.security.MessageDigest.getInstance("SHA-256")
-              .digest((sessionId + "/" + callId).getBytes(java.nio.charset.StandardCharsets.UTF_8));
-      return "s_" + java.util.HexFormat.of().formatHex(digest, 0, 16);
-    } catch (java.security.NoSuchAlgorithmException e) {
-      throw new IllegalStateException(e);
-    }
-  }
-
-  /**
-   * Asks each subagent this session waits for, and that this incarnation has not asked yet, to
-   * start (a Create, which a child that exists already answers with where it stands); a finished
-   * one's answer is its result. Then every check-interval again, in case a report was lost.
-   */
-  private void startChildren(SessionState state) {
-    if (state.status() != SessionStatus.RUNNING || state.holds().tasks().isEmpty()) return;
-    ClusterSharding sharding = ClusterSharding.get(ctx.getSystem());
-    List<Block.ToolUse> uses = state.lastToolUses();
-    for (Task task : state.holds().tasks()) {
-      if (!askedChildren.add(task.childId())) continue;
-      Block.ToolUse use =
-          uses.stream().filter(u -> u.id().equals(task.callId())).findFirst().orElseThrow();
-      ToolCall.Task call = (ToolCall.Task) ToolCatalog.parse(use.name(), use.input());
-      List<String> tools =
-          call.tools().isEmpty()
-              ? state.spec().tools()
-              : call.tools().stream().filter(state.spec()::mayUse).toList();
-      com.fasterxml.jackson.databind.JsonNode metadata =
-          dev.outboard.Json.MAPPER
-              .createObjectNode()
-              .put("parent", sessionId)
-              .put("toolUseId", task.callId())
-              .put("description", call.description());
-      // A child may spend what is left of its parent's token budget (its usage adds to the
-      // parent's).
-      Long limit =
-          state.budget().maxTokens() != null
-              ? state.budget().maxTokens()
-              : state.spec().ownBudget().maxTokens();
-      long used = state.usage().inputTokens() + state.usage().outputTokens();
-      Budget budget =
-          limit == null
-              ? null
-              : new Budget(Math.max(1, limit - used), null, state.spec().ownBudget().onExceeded());
-      SessionSpec spec =
-          new SessionSpec(
-              call.prompt(),
-              state.spec().model().forSubagent(),
-              state.spec().system(),
-              state.spec().maxTurns(),
-              false,
-              metadata,
-              state.spec().approvals(),
-              sessionId,
-              state.spec().depth() + 1,
-              tools,
-              budget);
-      CompletionStage<Summary> asked =
-          sharding
-              .entityRefFor(ENTITY_KEY, task.childId())
-              .askWithStatus(
-                  r -> new Create(state.org(), state.user(), spec, r),
-                  services.settings().subagents().checkInterval());
-      ctx.pipeToSelf(
-          asked,
-          (child, error) ->
-              error == null && child.finished()
-                  ? new ChildFinished(task.childId(), child)
-                  : Nothing.INSTANCE);
-    }
-    if (!timers.isTimerActive(CheckChildren.INSTANCE)) {
-      timers.startSingleTimer(
-          CheckChildren.INSTANCE, services.settings().subagents().checkInterval());
-    }
   }
 
   /** A subagent finished: its final text (or why there is none) is the result of the task call. */
   private ReplyEffect<Event, SessionState> onChildFinished(SessionState state, ChildFinished msg) {
     Task task = state.holds().taskOf(msg.childId());
     if (task == null) return Effect().none().thenNoReply(); // reported before, or not ours
-    Summary child = msg.summary();
     Instant now = Instant.now();
-    String content =
-        switch (child.status()) {
-          case "completed" -> child.result() == null ? "" : child.result();
-          case "failed" ->
-              "the subagent failed"
-                  + (child.error() == null
-                      ? ""
-                      : ": " + child.error().code() + ": " + child.error().message());
-          default -> "the subagent was " + child.status();
-        };
-    Summary.UsageView u = child.usage();
-    List<Event> events = new ArrayList<>();
-    events.add(
-        new TaskFinished(
-            task.turn(),
-            task.callId(),
-            msg.childId(),
-            child.status(),
-            new Usage(u.inputTokens(), u.outputTokens(), u.cacheReadTokens(), u.cacheWriteTokens()),
-            now));
-    events.add(
-        new ToolCallCompleted(
-            task.turn(), task.callId(), content, !child.status().equals("completed"), null, now));
+    List<Event> events = new ArrayList<>(Subagents.finished(task, msg, now));
     events.addAll(decideNext(fold(state, events), "", now));
     return record(state, events, this::afterPersist).thenNoReply();
-  }
-
-  /** A finished subagent tells its parent (again on each recovery: the parent ignores a repeat). */
-  private void notifyParent(SessionState state) {
-    String parent = state.spec() == null ? null : state.spec().parent();
-    if (parent == null || !state.status().finished()) return;
-    ClusterSharding.get(ctx.getSystem())
-        .entityRefFor(ENTITY_KEY, parent)
-        .tell(new ChildFinished(sessionId, summary(state)));
-  }
-
-  /**
-   * The org's approval policy for the answer of the next call, read while the model thinks; null if
-   * it could not be read (then every call of the answer waits for approval).
-   */
-  private CompletionStage<OrgPolicies.ForSessions> orgPolicy(SessionState state) {
-    if (services.policies() == null) {
-      return CompletableFuture.completedFuture(
-          new OrgPolicies.ForSessions(ApprovalPolicy.NONE, Budget.NONE));
-    }
-    return services
-        .policies()
-        .forSessions(state.org())
-        .exceptionally(
-            e -> {
-              log.warn(
-                  "session {}: the org's policy could not be read; this turn's calls wait for"
-                      + " approval, only the session's budget applies: {}",
-                  sessionId,
-                  e.toString());
-              return null;
-            });
-  }
-
-  /**
-   * Why turn {@code turn} may not call the model, under the session's and the org's budget; null if
-   * it may.
-   */
-  private static OverBudget overBudget(SessionState state, int turn, Budget orgBudget) {
-    Budget budget = state.spec().ownBudget().and(orgBudget);
-    BudgetState raised = state.budget();
-    Long maxTokens = raised.maxTokens() != null ? raised.maxTokens() : budget.maxTokens();
-    Integer maxTurns = raised.maxTurns() != null ? raised.maxTurns() : budget.maxTurns();
-    long used = state.usage().inputTokens() + state.usage().outputTokens();
-    if (maxTokens != null && used >= maxTokens)
-      return new OverBudget(turn, "tokens", maxTokens, used, budget.pauses());
-    if (maxTurns != null && state.turns() >= maxTurns)
-      return new OverBudget(turn, "turns", maxTurns, state.turns(), budget.pauses());
-    return null;
   }
 
   /** The session reached a limit of its budget before the model call of {@code turn}. */
@@ -2159,77 +1145,19 @@ public final class SessionEntity
     callInFlight = 0;
     if (msg.turn() != state.turns() + 1 || !state.readyForModel())
       return Effect().none().thenNoReply();
-    Instant now = Instant.now();
-    List<Event> events = new ArrayList<>();
-    events.add(
-        new BudgetExceeded(
-            msg.kind(), msg.limit(), msg.used(), msg.pause() ? Budget.PAUSE : Budget.FAIL, now));
-    if (!msg.pause()) {
-      events.addAll(
-          ending(
-              state,
-              new SessionFailed(
-                  "budget_exceeded",
-                  "the session used its budget of "
-                      + msg.limit()
-                      + " "
-                      + msg.kind()
-                      + " ("
-                      + msg.used()
-                      + " used)",
-                  now)));
-    }
+    List<Event> events = BudgetChecks.exceeded(state, msg, Instant.now());
     return record(state, events, this::afterPersist).thenNoReply();
   }
 
   /** New limits for a session (one over its budget goes on if they are above what it used). */
   private ReplyEffect<Event, SessionState> onRaiseBudget(SessionState state, RaiseBudget cmd) {
-    long used = state.usage().inputTokens() + state.usage().outputTokens();
-    if (cmd.maxTokens() != null && cmd.maxTokens() <= used) {
-      return Effect()
-          .reply(
-              cmd.replyTo(),
-              StatusReply.error(
-                  CONFLICT
-                      + ": the session has used "
-                      + used
-                      + " tokens already; maxTokens must be above that"));
-    }
-    if (cmd.maxTurns() != null && cmd.maxTurns() <= state.turns()) {
-      return Effect()
-          .reply(
-              cmd.replyTo(),
-              StatusReply.error(
-                  CONFLICT
-                      + ": the session is at turn "
-                      + state.turns()
-                      + " already; maxTurns must be above that"));
-    }
+    String refused = BudgetChecks.refused(state, cmd);
+    if (refused != null) return refuse(cmd.replyTo(), refused);
     return record(
             state,
             List.of(new BudgetRaised(cmd.maxTokens(), cmd.maxTurns(), Instant.now())),
             this::afterPersist)
         .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
-  }
-
-  /**
-   * The system prompt of the next call: the harness's, the org's skills and memory, the session's
-   * own.
-   */
-  private CompletionStage<String> systemPrompt(SessionState state) {
-    String extra = state.spec().system();
-    if (services.orgFiles() == null)
-      return CompletableFuture.completedFuture(SystemPrompt.build(services.router(), extra));
-    return services
-        .orgFiles()
-        .promptSection(state.org())
-        .thenApply(section -> SystemPrompt.build(services.router(), extra, section))
-        .exceptionally(
-            e -> {
-              log.warn(
-                  "session {}: no skills/memory index for this call: {}", sessionId, e.toString());
-              return SystemPrompt.build(services.router(), extra);
-            });
   }
 
   /** The state as the API shows it, with the sandbox's isolation when it has none. */
@@ -2243,12 +1171,28 @@ public final class SessionEntity
     return NOT_FOUND + ": no session " + sessionId;
   }
 
-  private String finishedOrWaiting(SessionState s) {
+  /** Why a budget is not raised outside a running session. */
+  private String notRaised(SessionState s) {
+    if (s.status() == SessionStatus.NEW) return notFound();
     return CONFLICT + ": the session is " + s.shown().wire() + "; a budget is raised while it runs";
   }
 
   private static String finishedError(SessionState s) {
     return CONFLICT + ": the session is " + s.status().wire();
+  }
+
+  private <T> ReplyEffect<Event, SessionState> refuse(
+      ActorRef<StatusReply<T>> replyTo, String why) {
+    return Effect().reply(replyTo, StatusReply.error(why));
+  }
+
+  private <T> ReplyEffect<Event, SessionState> answer(ActorRef<StatusReply<T>> replyTo, T value) {
+    return Effect().reply(replyTo, StatusReply.success(value));
+  }
+
+  /** A message that needs nothing in this state (it came too late, or is only a wake-up). */
+  private ReplyEffect<Event, SessionState> ignore(SessionState state, Command msg) {
+    return Effect().none().thenNoReply();
   }
 
   // ---------------------------------------------------------------- events → state
@@ -2281,19 +1225,18 @@ public final class SessionEntity
    * again.
    */
   private void freshIncarnation() {
-    sandbox = null;
+    sandbox.forget();
     callInFlight = 0;
-    askedChildren.clear();
+    subagents.forget();
     handingOff = false;
     passivating = false;
-    heldSinceNanos = 0;
     timedTurn = 0;
   }
 
   /** This incarnation stops: its waiters and followers go on with the next one. */
   private void onStopped(SessionState state) {
     liveStatus.clear();
-    releaseWaiters(state);
+    followers.release(() -> summary(state));
     followers.clear(); // they watch this incarnation and follow the next
   }
 
@@ -2304,7 +1247,7 @@ public final class SessionEntity
       return;
     }
     reported = state.shown();
-    reportedHolds = holdsShown(state);
+    reportedHolds = HeldCalls.shown(state);
     orgId = state.org();
     liveStatus.set(state.shown().wire());
     Metrics.SESSION_RECOVERIES.inc();
@@ -2319,11 +1262,12 @@ public final class SessionEntity
             Math.round(recoverySeconds * 1000));
     services.observer().recovered(summary(state), lastSequenceNumber(ctx));
     if (state.status().finished())
-      destroySandbox(state); // in case the node stopped before it could
-    armWaits(state); // a wait that came due while the session was away times out now
-    startChildren(state); // and the subagents it waits for are asked where they stand
-    notifyParent(state); // a finished subagent reports again (its parent ignores a repeat)
-    cancelChildren(state); // a cancelled session's subagents are cancelled (again)
+      sandbox.destroy(state); // in case the node stopped before it could
+    HeldCalls.arm(state, timers); // a wait that came due while the session was away times out now
+    subagents.start(state); // and the subagents it waits for are asked where they stand
+    subagents.notifyParent(
+        state, summary(state)); // a finished subagent reports again (its parent ignores a repeat)
+    subagents.cancelChildren(state); // a cancelled session's subagents are cancelled (again)
     if (!state.busy()) {
       timers.startSingleTimer(
           IdleTimeout.INSTANCE, services.settings().idleTimeout(state.status().finished()));

@@ -189,9 +189,9 @@ public record SessionState(
     } else if (event instanceof SessionEntity.TranscriptCompacted e) {
       int replaced = Math.min(e.replaced(), messages.size());
       List<Message> kept = new ArrayList<>();
-      kept.add(Message.user(List.of(new Block.Text(SessionEntity.compactedHead(e)))));
+      kept.add(Message.user(List.of(new Block.Text(Compaction.compactedHead(e)))));
       kept.addAll(messages.subList(replaced, messages.size()));
-      String history = SessionEntity.render(messages.subList(0, replaced), e.historyChars());
+      String history = Compaction.render(messages.subList(0, replaced), e.historyChars());
       return withMessages(List.copyOf(kept))
           .withFiles(files.apply(new SessionFiles.Change(e.historyPath(), history)))
           .withUsage(usage.plus(e.usage()));

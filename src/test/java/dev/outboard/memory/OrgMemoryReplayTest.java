@@ -32,6 +32,7 @@ import dev.outboard.store.Database;
 import dev.outboard.store.Migrations;
 import dev.outboard.store.StoreSettings;
 import dev.outboard.testing.FreshDatabase;
+import dev.outboard.testing.TestServices;
 import dev.outboard.testing.UnitTestConfig;
 import dev.outboard.vfs.Namespace;
 import dev.outboard.vfs.PathRouter;
@@ -163,12 +164,13 @@ class OrgMemoryReplayTest {
               null);
       TestProbe<ClusterSharding.ShardCommand> shard = kit.createTestProbe();
       SessionEntity.Services services =
-          new SessionEntity.Services(
-              new ModelClients("scripted", new ScriptedModel()),
-              new PathRouter(EnumSet.of(Namespace.SESSION, Namespace.MEMORY, Namespace.SKILLS)),
-              (summary, seq) -> {},
-              SETTINGS,
-              orgFiles);
+          TestServices.builder(
+                  new ModelClients("scripted", new ScriptedModel()),
+                  new PathRouter(EnumSet.of(Namespace.SESSION, Namespace.MEMORY, Namespace.SKILLS)),
+                  (summary, seq) -> {},
+                  SETTINGS)
+              .orgFiles(orgFiles)
+              .build();
       es =
           EventSourcedBehaviorTestKit.create(
               kit.system(), SessionEntity.create(id, shard.ref(), services));

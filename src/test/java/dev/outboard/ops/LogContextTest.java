@@ -29,6 +29,7 @@ import dev.outboard.session.SessionSpec;
 import dev.outboard.session.Summary;
 import dev.outboard.store.Database;
 import dev.outboard.store.StoreSettings;
+import dev.outboard.testing.TestServices;
 import dev.outboard.testing.UnitTestConfig;
 import dev.outboard.vfs.Namespace;
 import dev.outboard.vfs.PathRouter;
@@ -85,28 +86,29 @@ class LogContextTest {
     String id = "s-" + UUID.randomUUID();
     TestProbe<ClusterSharding.ShardCommand> shard = kit.createTestProbe();
     SessionEntity.Services services =
-        new SessionEntity.Services(
-            new ModelClients("scripted", new ScriptedModel()),
-            new PathRouter(EnumSet.of(Namespace.SESSION, Namespace.WORKSPACE)),
-            (summary, seq) -> {},
-            new SessionSettings(
-                Duration.ofMinutes(2),
-                50,
-                10_000,
-                200,
-                new SessionFiles.Limits(1 << 20, 8 << 20, 256 * 1024)),
-            null,
-            new NoSandboxes(),
-            new SandboxSettings(
-                new SandboxProvider.Limits(
-                    1 << 28, 64, Duration.ofSeconds(10), 1024, Duration.ofSeconds(10)),
-                Duration.ofMinutes(1),
-                Duration.ofMinutes(2),
-                Duration.ZERO,
-                Duration.ofMillis(300),
-                Duration.ofSeconds(5),
-                Duration.ofMillis(100),
-                16));
+        TestServices.builder(
+                new ModelClients("scripted", new ScriptedModel()),
+                new PathRouter(EnumSet.of(Namespace.SESSION, Namespace.WORKSPACE)),
+                (summary, seq) -> {},
+                new SessionSettings(
+                    Duration.ofMinutes(2),
+                    50,
+                    10_000,
+                    200,
+                    new SessionFiles.Limits(1 << 20, 8 << 20, 256 * 1024)))
+            .sandboxes(
+                new NoSandboxes(),
+                new SandboxSettings(
+                    new SandboxProvider.Limits(
+                        1 << 28, 64, Duration.ofSeconds(10), 1024, Duration.ofSeconds(10)),
+                    Duration.ofMinutes(1),
+                    Duration.ofMinutes(2),
+                    Duration.ZERO,
+                    Duration.ofMillis(300),
+                    Duration.ofSeconds(5),
+                    Duration.ofMillis(100),
+                    16))
+            .build();
     ActorRef<SessionEntity.Command> session =
         kit.spawn(SessionEntity.create(id, shard.ref(), services));
 

@@ -32,6 +32,7 @@ import dev.outboard.session.SessionEntity.SessionWaiting;
 import dev.outboard.session.SessionEntity.ToolCallCompleted;
 import dev.outboard.session.SessionEntity.ToolCallStarted;
 import dev.outboard.session.SessionEntity.UserMessageAdded;
+import dev.outboard.testing.TestServices;
 import dev.outboard.testing.UnitTestConfig;
 import dev.outboard.vfs.Namespace;
 import dev.outboard.vfs.PathRouter;
@@ -205,7 +206,7 @@ class SessionEntityTest {
     Session(RecordingModel model, SessionSettings settings) {
       this.model = model;
       SessionEntity.Services services =
-          new SessionEntity.Services(
+          TestServices.of(
               new ModelClients("scripted", model),
               new PathRouter(EnumSet.of(Namespace.SESSION)),
               observer,
@@ -915,7 +916,7 @@ class SessionEntityTest {
     TestProbe<ClusterSharding.ShardCommand> shard = kit.createTestProbe();
     TestProbe<StatusReply<Summary>> replies = kit.createTestProbe();
     SessionEntity.Services services =
-        new SessionEntity.Services(
+        TestServices.of(
             new ModelClients("scripted", new ScriptedModel()),
             new PathRouter(EnumSet.of(Namespace.SESSION)),
             new RecordingObserver(),
@@ -964,7 +965,7 @@ class SessionEntityTest {
             Duration.ofMillis(300),
             Duration.ofMinutes(2));
     SessionEntity.Services services =
-        new SessionEntity.Services(
+        TestServices.of(
             new ModelClients("scripted", RecordingModel.scripted()),
             new PathRouter(EnumSet.of(Namespace.SESSION)),
             new RecordingObserver(),

@@ -14,6 +14,7 @@ import dev.outboard.session.SessionEntity.Command;
 import dev.outboard.session.SessionEntity.Create;
 import dev.outboard.session.SessionEntity.Event;
 import dev.outboard.session.SessionEntity.ToolCallCompleted;
+import dev.outboard.testing.TestServices;
 import dev.outboard.testing.UnitTestConfig;
 import dev.outboard.vfs.Namespace;
 import dev.outboard.vfs.PathRouter;
@@ -70,7 +71,7 @@ class SessionFileSearchTest {
   void aSlowGrepOverSessionFilesDoesNotHoldUpTheSessionAndSeesTheTurnsEarlierWrites() {
     String id = "s-" + UUID.randomUUID();
     SessionEntity.Services services =
-        new SessionEntity.Services(
+        TestServices.of(
             new ModelClients("scripted", new ScriptedModel()),
             new PathRouter(EnumSet.of(Namespace.SESSION)),
             (summary, seq) -> {},

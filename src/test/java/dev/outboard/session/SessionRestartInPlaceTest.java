@@ -16,6 +16,7 @@ import dev.outboard.session.SessionEntity.Create;
 import dev.outboard.session.SessionEntity.Event;
 import dev.outboard.session.SessionEntity.ToolCallCompleted;
 import dev.outboard.testing.EchoSandboxes;
+import dev.outboard.testing.TestServices;
 import dev.outboard.testing.UnitTestConfig;
 import dev.outboard.vfs.Namespace;
 import dev.outboard.vfs.PathRouter;
@@ -62,19 +63,20 @@ class SessionRestartInPlaceTest {
     Limits limits =
         new Limits(1L << 30, 64, Duration.ofMinutes(1), 1 << 16, Duration.ofSeconds(30));
     SessionEntity.Services services =
-        new SessionEntity.Services(
-            new ModelClients("scripted", new ScriptedModel()),
-            new PathRouter(EnumSet.of(Namespace.SESSION, Namespace.WORKSPACE)),
-            (summary, seq) -> {},
-            new SessionSettings(
-                Duration.ofMinutes(2),
-                500,
-                10_000,
-                200,
-                new SessionFiles.Limits(1 << 20, 8 << 20, 256 * 1024)),
-            null,
-            sandboxes,
-            new SandboxSettings(limits, Duration.ofMinutes(5), Duration.ofMinutes(10)));
+        TestServices.builder(
+                new ModelClients("scripted", new ScriptedModel()),
+                new PathRouter(EnumSet.of(Namespace.SESSION, Namespace.WORKSPACE)),
+                (summary, seq) -> {},
+                new SessionSettings(
+                    Duration.ofMinutes(2),
+                    500,
+                    10_000,
+                    200,
+                    new SessionFiles.Limits(1 << 20, 8 << 20, 256 * 1024)))
+            .sandboxes(
+                sandboxes,
+                new SandboxSettings(limits, Duration.ofMinutes(5), Duration.ofMinutes(10)))
+            .build();
     EventSourcedBehaviorTestKit<Command, Event, SessionState> es =
         EventSourcedBehaviorTestKit.create(
             kit.system(), SessionEntity.create(id, shard.ref(), services));
