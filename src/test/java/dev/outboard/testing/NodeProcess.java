@@ -12,9 +12,10 @@ import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
 /**
- * An Outboard node as a separate JVM ({@code dev.outboard.Main serve} on this test's classpath),
- * configured only through {@code OUTBOARD_*} environment variables, as in production. Each start
- * writes its own log file; {@link #logTails} shows them when a test fails.
+ * An Outboard node as a separate JVM ({@code dev.outboard.Main serve} on this test's classpath, or
+ * the packaged jar: {@link #ofJar}), configured only through {@code OUTBOARD_*} environment
+ * variables, as in production. Each start writes its own log file; {@link #logTails} shows them
+ * when a test fails.
  */
 public final class NodeProcess implements AutoCloseable {
   private final String name;
@@ -22,6 +23,7 @@ public final class NodeProcess implements AutoCloseable {
   private final List<String> jvmArgs;
   private final Path logDir;
   private final String baseUrl;
+  private final List<String> main;
   private final List<String> args;
   private final List<Path> logs = new ArrayList<>();
   private Process process;
@@ -45,7 +47,28 @@ public final class NodeProcess implements AutoCloseable {
    */
   public NodeProcess(
       String name, Map<String, String> env, List<String> jvmArgs, List<String> args) {
+    this(
+        name,
+        env,
+        jvmArgs,
+        List.of("-cp", System.getProperty("java.class.path"), "dev.outboard.Main"),
+        args);
+  }
+
+  /** The packaged service instead: {@code java -jar jar args}. */
+  public static NodeProcess ofJar(
+      String name, Path jar, Map<String, String> env, List<String> args) {
+    return new NodeProcess(name, env, List.of(), List.of("-jar", jar.toString()), args);
+  }
+
+  private NodeProcess(
+      String name,
+      Map<String, String> env,
+      List<String> jvmArgs,
+      List<String> main,
+      List<String> args) {
     this.name = name;
+    this.main = List.copyOf(main);
     this.args = List.copyOf(args);
     this.env = new java.util.HashMap<>(env);
     this.jvmArgs = List.copyOf(jvmArgs);
@@ -88,7 +111,7 @@ public final class NodeProcess implements AutoCloseable {
     if (jvmArgs.stream().noneMatch(a -> a.startsWith("-Dlogback.configurationFile=")))
       command.add("-Dlogback.configurationFile=logback.xml");
     command.addAll(jvmArgs);
-    command.addAll(List.of("-cp", System.getProperty("java.class.path"), "dev.outboard.Main"));
+    command.addAll(main);
     command.addAll(args);
     ProcessBuilder pb =
         new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(log.toFile());
