@@ -8,6 +8,7 @@ import dev.outboard.model.Block;
 import dev.outboard.model.Message;
 import dev.outboard.model.ModelSpec;
 import dev.outboard.model.Usage;
+import dev.outboard.sandbox.SandboxStatus;
 import dev.outboard.session.Holds;
 import dev.outboard.session.SessionEntity;
 import dev.outboard.session.SessionEntity.Command;
@@ -170,7 +171,7 @@ class SerializationTest {
         new SessionEntity.SessionCancelled(T1),
         new SessionEntity.SandboxAttached("sbx-1", T1),
         new SessionEntity.SandboxReplaced("sbx-1", "sbx-2", T1),
-        new SessionEntity.SandboxChanged("suspended", T1),
+        new SessionEntity.SandboxChanged(SandboxStatus.SUSPENDED, T1),
         new SessionEntity.SessionStarted(
             "s-3",
             "acme",
@@ -288,7 +289,7 @@ class SerializationTest {
         new Summary.ErrorView("max_turns", "the session used its budget of 12 turns"),
         T0,
         T1,
-        new SessionState.SandboxInfo("sbx-2", "hibernated"),
+        new SessionState.SandboxInfo("sbx-2", SandboxStatus.HIBERNATED),
         new Holds(
             List.of(new Holds.Approval("toolu_2_0", 2, "bash", T1)),
             List.of(new Holds.Wait("toolu_2_1", 2, "ci.finished", 60, T1.plusSeconds(60))),
@@ -361,6 +362,23 @@ class SerializationTest {
             .deserialize(bytes, serializer.identifier(), "dev.outboard.session.SessionEntity$State")
             .get();
     assertThat(back).isEqualTo(state);
+  }
+
+  @Test
+  void sandboxStatesRecordedAsStringsLoadAsTheirStatus() {
+    // The journal spells a sandbox state in lower case, as it did when the field was a string.
+    byte[] older =
+        "{\"state\":\"hibernated\",\"at\":\"2025-01-02T03:04:06Z\"}"
+            .getBytes(java.nio.charset.StandardCharsets.UTF_8);
+    SessionEntity.SandboxChanged sample = new SessionEntity.SandboxChanged(SandboxStatus.NONE, T1);
+    Serializer serializer = serialization.findSerializerFor(sample);
+    String manifest = Serializers.manifestFor(serializer, sample);
+    Object back = serialization.deserialize(older, serializer.identifier(), manifest).get();
+    assertThat(back).isEqualTo(new SessionEntity.SandboxChanged(SandboxStatus.HIBERNATED, T1));
+    assertThat(
+            new String(
+                serialization.serialize(back).get(), java.nio.charset.StandardCharsets.UTF_8))
+        .contains("\"state\":\"hibernated\"");
   }
 
   @Test

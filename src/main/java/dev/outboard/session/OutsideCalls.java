@@ -4,6 +4,7 @@ import dev.outboard.memory.OrgFiles;
 import dev.outboard.model.Block;
 import dev.outboard.sandbox.SandboxHandle;
 import dev.outboard.sandbox.SandboxSettings;
+import dev.outboard.sandbox.SandboxStatus;
 import dev.outboard.session.SessionEntity.Services;
 import dev.outboard.session.SessionState.SandboxInfo;
 import dev.outboard.tools.ToolCall;
@@ -61,7 +62,7 @@ final class OutsideCalls {
     if (!services.hasSandboxes() || !call.path().isRoot()) return false;
     if (!(call instanceof ToolCall.Glob || call instanceof ToolCall.Grep)) return false;
     SandboxInfo s = state.sandbox();
-    return s != null && s.id() != null && !s.state().equals("destroyed");
+    return s != null && s.id() != null && s.state() != SandboxStatus.DESTROYED;
   }
 
   /** True if the call's result comes from outside the session's state (org files, the sandbox). */

@@ -18,6 +18,7 @@ import dev.outboard.ops.Metrics;
 import dev.outboard.sandbox.SandboxHandle;
 import dev.outboard.sandbox.SandboxProvider;
 import dev.outboard.sandbox.SandboxSettings;
+import dev.outboard.sandbox.SandboxStatus;
 import dev.outboard.sandbox.SnapshotStore;
 import dev.outboard.session.Holds.Approval;
 import dev.outboard.session.Holds.Task;
@@ -344,7 +345,7 @@ public final class SessionEntity
    * The sandbox went to {@code state} (API.md: provisioning, active, suspended, hibernated,
    * replacing, destroyed, none).
    */
-  public record SandboxChanged(String state, Instant at) implements Event {}
+  public record SandboxChanged(SandboxStatus state, Instant at) implements Event {}
 
   // ---------------------------------------------------------------- wiring
 

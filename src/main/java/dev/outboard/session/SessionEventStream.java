@@ -207,7 +207,7 @@ public final class SessionEventStream {
     ObjectNode data = data(event);
     // Every sandbox event says the state the sandbox is in after it.
     if (type(event).equals("sandbox.changed") && after.sandbox() != null)
-      data.put("state", after.sandbox().state());
+      data.put("state", after.sandbox().state().wire());
     if (event instanceof SessionEntity.ApprovalRequested e) {
       // What is to be approved: the call's arguments, from the answer that asked for it.
       after.lastToolUses().stream()

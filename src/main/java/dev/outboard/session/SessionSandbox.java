@@ -2,6 +2,7 @@ package dev.outboard.session;
 
 import dev.outboard.ops.LogContext;
 import dev.outboard.sandbox.SandboxHandle;
+import dev.outboard.sandbox.SandboxStatus;
 import dev.outboard.session.SessionEntity.Command;
 import dev.outboard.session.SessionEntity.Event;
 import dev.outboard.session.SessionEntity.SandboxAttached;
@@ -14,6 +15,7 @@ import dev.outboard.session.SessionState.SandboxInfo;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
+import java.util.EnumSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -26,6 +28,13 @@ import org.apache.pekko.actor.typed.javadsl.ActorContext;
  * stays in memory for a sandbox that still has processes. Used on the actor's thread only.
  */
 final class SessionSandbox {
+  /** The states in which the session's sandbox has processes (it is not gone or never was). */
+  private static final Set<SandboxStatus> LIVE =
+      EnumSet.of(
+          SandboxStatus.ACTIVE,
+          SandboxStatus.SUSPENDED,
+          SandboxStatus.PROVISIONING,
+          SandboxStatus.REPLACING);
 
   private final Services services;
   private final ActorContext<Command> ctx;
@@ -58,7 +67,7 @@ final class SessionSandbox {
                       services.sandboxSettings(),
                       reports,
                       known == null ? null : known.id(),
-                      known == null ? null : known.state(),
+                      known == null ? null : known.state().wire(),
                       services.snapshots(),
                       state.id())));
       ctx.watchWith(child, new SandboxStopped(child));
@@ -112,10 +121,7 @@ final class SessionSandbox {
 
   private boolean hasProcesses(SessionState state) {
     SandboxInfo s = state.sandbox();
-    return services.hasSandboxes()
-        && s != null
-        && s.id() != null
-        && Set.of("active", "suspended", "provisioning", "replacing").contains(s.state());
+    return services.hasSandboxes() && s != null && s.id() != null && LIVE.contains(s.state());
   }
 
   /** What the child's report {@code r} records: a new sandbox id and/or a new state. */
@@ -129,8 +135,8 @@ final class SessionSandbox {
               ? new SandboxAttached(r.sandboxId(), now)
               : new SandboxReplaced(knownId, r.sandboxId(), now));
     }
-    if (known == null || !r.state().equals(known.state()))
-      events.add(new SandboxChanged(r.state(), now));
+    if (known == null || r.status() != known.state())
+      events.add(new SandboxChanged(r.status(), now));
     return events;
   }
 
@@ -141,7 +147,8 @@ final class SessionSandbox {
    */
   static List<Event> ending(SessionState state, Event terminal) {
     SandboxInfo s = state.sandbox();
-    if (s == null || s.id() == null || s.state().equals("destroyed")) return List.of(terminal);
-    return List.of(new SandboxChanged("destroyed", terminal.at()), terminal);
+    if (s == null || s.id() == null || s.state() == SandboxStatus.DESTROYED)
+      return List.of(terminal);
+    return List.of(new SandboxChanged(SandboxStatus.DESTROYED, terminal.at()), terminal);
   }
 }

@@ -4,6 +4,7 @@ import dev.outboard.JsonSerializable;
 import dev.outboard.model.Block;
 import dev.outboard.model.Message;
 import dev.outboard.model.Usage;
+import dev.outboard.sandbox.SandboxStatus;
 import dev.outboard.session.Holds.Approval;
 import dev.outboard.session.Holds.Inbound;
 import dev.outboard.session.Holds.Task;
@@ -255,10 +256,11 @@ public record SessionState(
       return withStatus(SessionStatus.CANCELLED, at);
     } else if (event instanceof SessionEntity.SandboxAttached e) {
       return withSandbox(
-          new SandboxInfo(e.sandboxId(), sandbox == null ? "provisioning" : sandbox.state()));
+          new SandboxInfo(
+              e.sandboxId(), sandbox == null ? SandboxStatus.PROVISIONING : sandbox.state()));
     } else if (event instanceof SessionEntity.SandboxReplaced e) {
       return withSandbox(
-          new SandboxInfo(e.newId(), sandbox == null ? "replacing" : sandbox.state()));
+          new SandboxInfo(e.newId(), sandbox == null ? SandboxStatus.REPLACING : sandbox.state()));
     } else if (event instanceof SessionEntity.SandboxChanged e) {
       return withSandbox(new SandboxInfo(sandbox == null ? null : sandbox.id(), e.state()));
     }
@@ -431,7 +433,7 @@ public record SessionState(
   }
 
   /** The session's sandbox as recorded: its id (null before the first) and state. */
-  public record SandboxInfo(String id, String state) implements JsonSerializable {}
+  public record SandboxInfo(String id, SandboxStatus state) implements JsonSerializable {}
 
   /**
    * The budget as raised through the API ({@code maxTokens}, {@code maxTurns}; null: as created),

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.outboard.JsonSerializable;
 import dev.outboard.model.Block;
 import dev.outboard.model.Usage;
+import dev.outboard.sandbox.SandboxStatus;
 import java.time.Instant;
 import java.util.List;
 
@@ -82,7 +83,9 @@ public record Summary(
             usage.outputTokens(),
             usage.cacheReadTokens(),
             usage.cacheWriteTokens()),
-        sandbox == null ? new SandboxView("none") : new SandboxView(sandbox.state(), sandbox.id()),
+        sandbox == null
+            ? new SandboxView(SandboxStatus.NONE.wire())
+            : new SandboxView(sandbox.state().wire(), sandbox.id()),
         s.result(),
         s.error(),
         s.spec() == null ? null : s.spec().metadata(),
