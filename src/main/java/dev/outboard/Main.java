@@ -99,7 +99,8 @@ public final class Main {
     } catch (StartupChecks.Failure e) {
       log.error(e.getMessage());
       StartupChecks.exit(system);
-    } catch (RuntimeException | IOException e) {
+    } catch (RuntimeException | IOException | LinkageError e) {
+      // LinkageError: a class missing from lib/ must stop the node, not leave it hanging.
       log.error("start-up failed: {}", e.toString(), e);
       StartupChecks.exit(system);
     }

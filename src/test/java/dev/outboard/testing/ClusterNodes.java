@@ -21,7 +21,7 @@ import org.apache.pekko.cluster.typed.Cluster;
 /**
  * Several {@link InProcessNode}s in this JVM forming ONE Pekko cluster on one database: every node
  * gets a fixed remote port, and all name the first node as their only seed node (the first node
- * then joins itself, the others join it; {@code Main.joinCluster} self-joins only when there are no
+ * then joins itself, the others join it; {@code ClusterJoin.join} self-joins only when there are no
  * seed nodes). Closed in reverse order, so the first node leaves last.
  */
 public final class ClusterNodes implements AutoCloseable {
