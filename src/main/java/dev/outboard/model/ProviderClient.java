@@ -1,14 +1,13 @@
 package dev.outboard.model;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import dev.outboard.Futures;
 import java.io.IOException;
 import java.io.InterruptedIOException;
 import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
-import java.util.concurrent.ExecutionException;
 import java.util.function.Function;
 
 /**
@@ -77,9 +76,7 @@ abstract class ProviderClient<P, A> implements ModelClient {
 
   /** Any failure as a ModelCallException: unwrapped, kept if it is one, else classified. */
   final ModelCallException failure(Throwable error) {
-    Throwable e = error;
-    while ((e instanceof CompletionException || e instanceof ExecutionException)
-        && e.getCause() != null) e = e.getCause();
+    Throwable e = Futures.cause(error);
     return e instanceof ModelCallException m ? m : classify(e);
   }
 

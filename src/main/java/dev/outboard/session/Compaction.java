@@ -1,5 +1,6 @@
 package dev.outboard.session;
 
+import dev.outboard.Futures;
 import dev.outboard.model.Block;
 import dev.outboard.model.Message;
 import dev.outboard.model.ModelClient;
@@ -141,11 +142,7 @@ final class Compaction {
             List.of(),
             List.of(Message.user(List.of(new Block.Text(older)))),
             ModelRequest.Purpose.SUMMARY);
-    try {
-      return client.complete(request);
-    } catch (RuntimeException e) {
-      return CompletableFuture.failedFuture(e);
-    }
+    return Futures.attempt(() -> client.complete(request));
   }
 
   /** The summary call of {@code turn} failed: that turn goes on without compaction. */

@@ -1,5 +1,6 @@
 package dev.outboard.session;
 
+import dev.outboard.Futures;
 import dev.outboard.model.ModelCallException;
 import dev.outboard.model.ModelClient;
 import dev.outboard.model.ModelDelta;
@@ -16,7 +17,6 @@ import dev.outboard.tools.ToolCatalog;
 import dev.outboard.tools.ToolSpec;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
 import java.util.function.Consumer;
 
@@ -91,15 +91,13 @@ final class ModelTurn {
                                 system,
                                 tools(state),
                                 state.messages());
-                        try {
-                          // Streaming costs the provider client a reading thread per call: only
-                          // while someone follows.
-                          return deltas != null
-                              ? client.complete(request, deltas)
-                              : client.complete(request);
-                        } catch (RuntimeException e) {
-                          return CompletableFuture.<ModelResponse>failedFuture(e);
-                        }
+                        // Streaming costs the provider client a reading thread per call: only while
+                        // someone follows.
+                        return Futures.attempt(
+                            () ->
+                                deltas != null
+                                    ? client.complete(request, deltas)
+                                    : client.complete(request));
                       })
                   .thenApply(
                       response -> new Answer(response, policy == null ? null : policy.approvals()));
@@ -108,8 +106,7 @@ final class ModelTurn {
 
   /** What a failed {@link #call} of {@code turn} tells the session: its budget, or the failure. */
   static Command failed(int turn, Throwable error) {
-    Throwable cause =
-        error instanceof CompletionException && error.getCause() != null ? error.getCause() : error;
+    Throwable cause = Futures.cause(error);
     if (cause instanceof BudgetReached b) return b.over;
     if (cause instanceof ModelCallException m)
       return new ModelFailed(turn, m.code(), m.getMessage());

@@ -1,5 +1,6 @@
 package dev.outboard.sandbox.shell;
 
+import dev.outboard.Futures;
 import dev.outboard.sandbox.SandboxProvider;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -347,11 +348,8 @@ public abstract class ShellSandboxProvider implements SandboxProvider {
   /** The sandbox's state; gone if it is active or suspended but its shell no longer runs. */
   @Override
   public CompletionStage<State> state(String sandboxId) {
-    try {
-      return CompletableFuture.completedFuture(sandbox(sandboxId).checkedState());
-    } catch (RuntimeException e) {
-      return CompletableFuture.failedFuture(e);
-    }
+    return Futures.attempt(
+        () -> CompletableFuture.completedFuture(sandbox(sandboxId).checkedState()));
   }
 
   /** Stops every sandbox's processes; workspaces stay on disk. */
