@@ -1,4 +1,4 @@
-package dev.outboard.sandbox;
+package dev.outboard.sandbox.remote;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -6,13 +6,15 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.outboard.Json;
+import dev.outboard.sandbox.SandboxHandle;
+import dev.outboard.sandbox.SandboxProvider;
 import dev.outboard.sandbox.SandboxProvider.ExecResult;
 import dev.outboard.sandbox.SandboxProvider.Limits;
 import dev.outboard.sandbox.SandboxProvider.SandboxGoneException;
 import dev.outboard.sandbox.SandboxProvider.State;
+import dev.outboard.sandbox.SandboxSettings;
 import dev.outboard.sandbox.bwrap.BwrapSandboxProvider;
 import dev.outboard.sandbox.host.SandboxHostServer;
-import dev.outboard.sandbox.remote.RemoteSandboxProvider;
 import dev.outboard.testing.ApiClient;
 import dev.outboard.testing.InProcessNode;
 import dev.outboard.testing.Ports;

@@ -1,4 +1,4 @@
-package dev.outboard.sandbox;
+package dev.outboard.sandbox.bwrap;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -7,7 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.outboard.sandbox.SandboxProvider.ExecResult;
 import dev.outboard.sandbox.SandboxProvider.Limits;
-import dev.outboard.sandbox.bwrap.BwrapSandboxProvider;
 import dev.outboard.sandbox.shell.ShellSandboxProvider;
 import dev.outboard.sandbox.shell.ShellSandboxProviderContractTest;
 import dev.outboard.testing.Sandboxes;

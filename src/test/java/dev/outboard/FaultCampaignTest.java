@@ -1,4 +1,4 @@
-package dev.outboard.it;
+package dev.outboard;
 
 import static dev.outboard.testing.ScriptedSessions.call;
 import static dev.outboard.testing.ScriptedSessions.say;
@@ -6,7 +6,6 @@ import static dev.outboard.testing.ScriptedSessions.sleep;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import dev.outboard.Json;
 import dev.outboard.testing.ApiClient;
 import dev.outboard.testing.ApiClient.Response;
 import dev.outboard.testing.InProcessNode;

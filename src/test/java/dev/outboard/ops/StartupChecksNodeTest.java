@@ -1,4 +1,4 @@
-package dev.outboard.it;
+package dev.outboard.ops;
 
 import static org.assertj.core.api.Assertions.assertThat;
 

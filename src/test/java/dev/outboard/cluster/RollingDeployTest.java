@@ -1,4 +1,4 @@
-package dev.outboard.it;
+package dev.outboard.cluster;
 
 import static dev.outboard.testing.ScriptedSessions.sleep;
 import static org.assertj.core.api.Assertions.assertThat;

@@ -1,4 +1,4 @@
-package dev.outboard.it;
+package dev.outboard.session;
 
 import static org.assertj.core.api.Assertions.assertThat;
 

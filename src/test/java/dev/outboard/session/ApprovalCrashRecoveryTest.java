@@ -1,4 +1,4 @@
-package dev.outboard.it;
+package dev.outboard.session;
 
 import static dev.outboard.testing.ScriptedSessions.await;
 import static dev.outboard.testing.ScriptedSessions.awaitStatus;
