@@ -171,22 +171,21 @@ final class ExecLedger {
 
   private void append(byte[] bytes) throws IOException {
     try {
-      Files.write(
-          file,
-          bytes,
-          StandardOpenOption.CREATE,
-          StandardOpenOption.APPEND,
-          StandardOpenOption.WRITE);
+      appendTo(file, bytes);
     } catch (NoSuchFileException e) {
       Files.createDirectories(file.getParent()); // the first record, or the directory was removed
-      Files.write(
-          file,
-          bytes,
-          StandardOpenOption.CREATE,
-          StandardOpenOption.APPEND,
-          StandardOpenOption.WRITE);
+      appendTo(file, bytes);
     }
     size += bytes.length;
+  }
+
+  private static void appendTo(Path file, byte[] bytes) throws IOException {
+    Files.write(
+        file,
+        bytes,
+        StandardOpenOption.CREATE,
+        StandardOpenOption.APPEND,
+        StandardOpenOption.WRITE);
   }
 
   /** Rewrites the file with the newest {@value #KEEP} done records and every cut-off one. */
