@@ -148,6 +148,23 @@ final class CallQueue {
         true);
   }
 
+  /** The answer of a call whose sandbox could not be started ({@code why}). */
+  static Result couldNotStart(String why) {
+    return new Result(
+        Provisioner.noBwrap(why)
+            ? SandboxHandle.BWRAP_MISSING
+            : "could not start a sandbox: " + why,
+        true);
+  }
+
+  /**
+   * The answer of a command during which the sandbox was lost; {@code restored}: where its
+   * replacement's workspace came from (null: not said).
+   */
+  static Result lost(Provisioner.Restored restored) {
+    return new Result(SandboxHandle.LOST + (restored == null ? "" : restored.sentence), true);
+  }
+
   /** The answer when the sandbox's host stopped answering during the call. */
   static Result unreachable(Run run, String why) {
     if (run.call() instanceof ToolCall.Bash) {
