@@ -37,9 +37,10 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  * sandbox lost after the session actor moved or restarted (a new handle) comes back with the
  * workspace of its last hibernation.
  *
- * <p>The handlers stay together in this file, over the usual 450 lines, so that the lifecycle (a
- * loss, a retry, an idle stage) reads top to bottom in one place; the tools, the queue of calls,
- * provisioning and the settings are classes of their own.
+ * <p>The handlers stay together in this file, over the usual 450 lines: they share the sandbox's
+ * lifecycle (its id, whether it is lost or busy, the generation that makes old timers stale), which
+ * reads top to bottom in one place. The tools, the queue of calls and their answers, provisioning,
+ * the health-check verdict, the reports to the session and the settings are classes of their own.
  */
 public final class SandboxHandle {
   // ---------------------------------------------------------------- protocol
@@ -332,18 +333,13 @@ public final class SandboxHandle {
     lost = false;
     changed(SandboxStatus.ACTIVE, old);
     startHealthChecks();
-    // A command that may have run is asked again only of a salvaged workspace: its execution
-    // records say whether it ran (its result), was cut off (interrupted) or never started (it
-    // runs). Too late to ask the records (that could start it), it may have run.
-    boolean mayHaveRun = replacing && p.head() == HeadCall.MAY_HAVE_RUN;
-    if (mayHaveRun && (c.restored() != Restored.SALVAGED || (run != null && run.expired()))) {
-      pending.dropNote(); // the answer says so itself
-      finish(CallQueue.lost(c.restored()));
-      return Behaviors.same();
-    }
     if (replacing) {
+      Result notRunAgain = pending.replaced(c.restored(), p.head() == HeadCall.MAY_HAVE_RUN);
+      if (notRunAgain != null) {
+        finish(notRunAgain);
+        return Behaviors.same();
+      }
       restoredAs = c.restored();
-      pending.note("[the sandbox was lost and replaced" + c.restored().sentence + "]");
     }
     if (run == null) {
       finish(null); // a health check's replacement, with no call waiting
@@ -404,15 +400,9 @@ public final class SandboxHandle {
     return Behaviors.same();
   }
 
-  /**
-   * The sandbox's host did not answer: the sandbox may be fine, so it is kept. A call that is safe
-   * to repeat (a command by its execution id, which the host runs once; a file operation other than
-   * edit) is asked again until its start deadline; then, or for an edit, the call fails.
-   */
+  /** The sandbox's host did not answer: the sandbox may be fine, so it is kept. */
   private void onUnreachable(Run run, String why) {
-    pending.unreachable(why);
-    boolean repeatable = !(run.call() instanceof ToolCall.Edit);
-    if (repeatable && run.mayWait()) {
+    if (pending.askAgain(run, why)) {
       ctx.getLog()
           .info(
               "sandbox {} could not be reached ({}); asking again in {}",
@@ -420,10 +410,10 @@ public final class SandboxHandle {
               why,
               settings.retryEvery());
       retryLater();
-      return;
+    } else {
+      ctx.getLog().warn("sandbox {} could not be reached: {}", sandboxId, why);
+      finish(CallQueue.unreachable(run, why));
     }
-    ctx.getLog().warn("sandbox {} could not be reached: {}", sandboxId, why);
-    finish(CallQueue.unreachable(run, why));
   }
 
   /**
@@ -536,32 +526,15 @@ public final class SandboxHandle {
         || !h.sandboxId().equals(sandboxId)) {
       return Behaviors.same(); // healthy, or the answer is stale: a call ran since
     }
-    Throwable cause = cause(h.error());
-    boolean gone = cause instanceof SandboxGoneException g && g.confirmed();
-    if (gone && reports.status() == SandboxStatus.HIBERNATED) {
-      // It had no processes to lose: the next call starts its replacement (a cold start anyway).
-      ctx.getLog()
-          .info(
-              "health check: hibernated sandbox {} is gone ({}); the next call replaces it",
-              sandboxId,
-              cause.getMessage());
-      lost = true;
-    } else if (gone) {
-      ctx.getLog()
-          .warn(
-              "health check: sandbox {} is gone ({}); starting a new one",
-              sandboxId,
-              cause.getMessage());
-      busy = true;
-      generation++;
-      timers.cancel("idle");
-      pipeCreate(Creation.REPLACEMENT, HeadCall.MAY_RUN);
-    } else {
-      ctx.getLog()
-          .info(
-              "health check of sandbox {} failed, trying again later: {}",
-              sandboxId,
-              cause.getMessage());
+    switch (HealthCheck.failed(sandboxId, reports.status(), h.error())) {
+      case REPLACE_ON_NEXT_CALL -> lost = true;
+      case REPLACE_NOW -> {
+        busy = true;
+        generation++;
+        timers.cancel("idle");
+        pipeCreate(Creation.REPLACEMENT, HeadCall.MAY_RUN);
+      }
+      case TRY_AGAIN_LATER -> {}
     }
     return Behaviors.same();
   }
