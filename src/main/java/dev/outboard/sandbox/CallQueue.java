@@ -91,9 +91,22 @@ final class CallQueue {
     run.replyTo().tell(result);
   }
 
-  /** Told with the next answer: the sandbox was replaced since the last one. */
-  void note(String replaced) {
-    note = replaced;
+  /**
+   * The head call's sandbox was replaced, its workspace {@code restored}. A command that may have
+   * run ({@code mayHaveRun}) is asked again only of a salvaged workspace: its execution records say
+   * whether it ran (its result), was cut off (interrupted) or never started (it runs); too late to
+   * ask the records (that could start it), it may have run. Returns the head's answer when it is
+   * not run again, else null: it runs, and the next answer notes the replacement.
+   */
+  Result replaced(Provisioner.Restored restored, boolean mayHaveRun) {
+    Run run = pending.peek();
+    if (mayHaveRun
+        && (restored != Provisioner.Restored.SALVAGED || (run != null && run.expired()))) {
+      note = null; // the answer says so itself
+      return lost(restored);
+    }
+    note = "[the sandbox was lost and replaced" + restored.sentence + "]";
+    return null;
   }
 
   /** The next answer says itself what happened. */
@@ -120,9 +133,14 @@ final class CallQueue {
         true);
   }
 
-  /** Why the host did not answer the head call, the last time. */
-  void unreachable(String why) {
+  /**
+   * The host did not answer the head call {@code run} ({@code why}); true when it is to be asked
+   * again: a call that is safe to repeat (a command by its execution id, which the host runs once;
+   * a file operation other than edit) until its start deadline. Then, or for an edit, it fails.
+   */
+  boolean askAgain(Run run, String why) {
     lastUnreachable = why;
+    return !(run.call() instanceof ToolCall.Edit) && run.mayWait();
   }
 
   String lastUnreachable() {
@@ -146,6 +164,23 @@ final class CallQueue {
             + startTimeout.toSeconds()
             + " s (outboard.sandbox.call-start-timeout); it will not run",
         true);
+  }
+
+  /** The answer of a call whose sandbox could not be started ({@code why}). */
+  static Result couldNotStart(String why) {
+    return new Result(
+        Provisioner.noBwrap(why)
+            ? SandboxHandle.BWRAP_MISSING
+            : "could not start a sandbox: " + why,
+        true);
+  }
+
+  /**
+   * The answer of a command during which the sandbox was lost; {@code restored}: where its
+   * replacement's workspace came from (null: not said).
+   */
+  static Result lost(Provisioner.Restored restored) {
+    return new Result(SandboxHandle.LOST + (restored == null ? "" : restored.sentence), true);
   }
 
   /** The answer when the sandbox's host stopped answering during the call. */

@@ -162,6 +162,15 @@ final class Provisioner {
             });
   }
 
+  /** Freezes sandbox {@code id} as its session stops; a failure to ask is logged. */
+  void suspendQuietly(String id) {
+    try {
+      provider.suspend(id);
+    } catch (RuntimeException e) {
+      log.info("could not freeze sandbox {} as its session stopped: {}", id, e.toString());
+    }
+  }
+
   /** Destroys sandbox {@code id}; a failure is logged (one already gone is not). */
   void destroyQuietly(String id) {
     CompletionStage<Void> destroyed;
@@ -176,6 +185,22 @@ final class Provisioner {
             log.info("could not destroy the replaced sandbox {}: {}", id, cause(e).toString());
           }
         });
+  }
+
+  /**
+   * Retires the lost sandbox {@code id} once its replacement runs (it may live on behind a network
+   * blip): destroyed when it answered salvage ({@code salvaged}), else left in place, since its
+   * files may be all there is.
+   */
+  void retire(String id, boolean salvaged) {
+    if (salvaged) {
+      destroyQuietly(id);
+    } else {
+      log.warn(
+          "sandbox {} is left in place: it did not answer salvage, so its files may be all there"
+              + " is",
+          id);
+    }
   }
 
   /**

@@ -3,7 +3,6 @@ package dev.outboard.sandbox;
 import static dev.outboard.Futures.cause;
 
 import dev.outboard.Futures;
-import dev.outboard.ops.LiveStates;
 import dev.outboard.sandbox.Provisioner.Created;
 import dev.outboard.sandbox.Provisioner.Restored;
 import dev.outboard.sandbox.SandboxProvider.SandboxGoneException;
@@ -38,15 +37,12 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  * sandbox lost after the session actor moved or restarted (a new handle) comes back with the
  * workspace of its last hibernation.
  *
- * <p>The handlers stay together in this file, over the usual 450 lines, so that the lifecycle (a
- * loss, a retry, an idle stage) reads top to bottom in one place; the tools, the queue of calls,
- * provisioning and the settings are classes of their own.
+ * <p>The handlers stay together in this file, over the usual 450 lines: they share the sandbox's
+ * lifecycle (its id, whether it is lost or busy, the generation that makes old timers stale), which
+ * reads top to bottom in one place. The tools, the queue of calls and their answers, provisioning,
+ * the health-check verdict, the reports to the session and the settings are classes of their own.
  */
 public final class SandboxHandle {
-  /** For callbacks that run off the actor's thread, where the actor context must not be used. */
-  private static final org.slf4j.Logger log =
-      org.slf4j.LoggerFactory.getLogger(SandboxHandle.class);
-
   // ---------------------------------------------------------------- protocol
 
   public sealed interface Command {}
@@ -66,6 +62,11 @@ public final class SandboxHandle {
 
     boolean expired() {
       return startBy != 0 && System.nanoTime() - startBy > 0;
+    }
+
+    /** Whether it has a start deadline that has not passed: it may be asked again until then. */
+    boolean mayWait() {
+      return startBy != 0 && !expired();
     }
   }
 
@@ -194,16 +195,11 @@ public final class SandboxHandle {
   private final Provisioner provisioner;
   private final WorkspaceTools tools;
   private final SandboxSettings settings;
-  private final ActorRef<Report> session;
+  private final StatusReports reports;
   private final ActorContext<Command> ctx;
   private final TimerScheduler<Command> timers;
   private final CallQueue pending;
   private String sandboxId;
-
-  /** The sandbox id the session knows. */
-  private String reportedId;
-
-  private SandboxStatus state;
   private byte[] snapshot;
   private boolean busy;
   private boolean checking;
@@ -225,9 +221,6 @@ public final class SandboxHandle {
 
   private long generation;
 
-  /** This handle's sandbox in the node's sandboxes-by-state gauge. */
-  private final LiveStates.Member liveState = LiveStates.SANDBOXES.member();
-
   private SandboxHandle(
       SandboxProvider provider,
       Provisioner provisioner,
@@ -242,19 +235,16 @@ public final class SandboxHandle {
     this.tools = new WorkspaceTools(provider);
     this.settings = settings;
     this.pending = new CallQueue(settings.maxPending(), settings.startTimeout());
-    this.session = session;
+    this.reports = new StatusReports(session, knownId, knownState);
     this.sandboxId = knownId;
-    this.reportedId = knownId;
-    this.state = knownState;
-    liveState.set(state.wire());
     this.ctx = ctx;
     this.timers = timers;
     if (knownId != null) {
       startHealthChecks();
       // A new handle (the session restarted or moved) goes on with the idle clock where it stood.
-      if (state == SandboxStatus.ACTIVE) {
+      if (knownState == SandboxStatus.ACTIVE) {
         startIdleClock(Stage.SUSPEND);
-      } else if (state == SandboxStatus.SUSPENDED) {
+      } else if (knownState == SandboxStatus.SUSPENDED) {
         startIdleClock(Stage.HIBERNATE);
       }
     }
@@ -305,7 +295,8 @@ public final class SandboxHandle {
     boolean replacing = creation == Creation.REPLACEMENT;
     changed(replacing ? SandboxStatus.REPLACING : SandboxStatus.PROVISIONING, null);
     CompletionStage<Created> created =
-        provisioner.start(replacing ? sandboxId : null, snapshot, replacing || reportedId != null);
+        provisioner.start(
+            replacing ? sandboxId : null, snapshot, replacing || reports.knowsASandbox());
     creating = created;
     ctx.pipeToSelf(created, (c, error) -> new Provisioned(c, error, creation, head));
   }
@@ -321,53 +312,34 @@ public final class SandboxHandle {
       } else {
         sandboxId = null;
       }
-      if (!Provisioner.lasting(cause(p.error()))
-          && run != null
-          && run.startBy() != 0
-          && !run.expired()) {
+      if (!Provisioner.lasting(cause(p.error())) && run != null && run.mayWait()) {
         // Its host restarting, a sandbox killed while it started: tried again until the call's
         // deadline.
         ctx.getLog()
             .info("could not start a sandbox ({}); trying again in {}", why, settings.retryEvery());
         retryHead = p.head();
-        timers.startSingleTimer("retry", new Retry(generation), settings.retryEvery());
+        retryLater();
         return Behaviors.same();
       }
       ctx.getLog().warn("could not start a sandbox: {}", why);
       changed(SandboxStatus.NONE, null);
-      finish(
-          new Result(
-              Provisioner.noBwrap(why) ? BWRAP_MISSING : "could not start a sandbox: " + why,
-              true));
+      finish(CallQueue.couldNotStart(why));
       return Behaviors.same();
     }
     Created c = p.created();
     String old = replacing ? sandboxId : null;
-    if (old != null && c.salvaged()) {
-      provisioner.destroyQuietly(old);
-    } else if (old != null) {
-      ctx.getLog()
-          .warn(
-              "sandbox {} is left in place: it did not answer salvage, so its files may be all"
-                  + " there is",
-              old);
-    }
+    if (old != null) provisioner.retire(old, c.salvaged());
     sandboxId = c.sandboxId();
     lost = false;
     changed(SandboxStatus.ACTIVE, old);
     startHealthChecks();
-    // A command that may have run is asked again only of a salvaged workspace: its execution
-    // records say whether it ran (its result), was cut off (interrupted) or never started (it
-    // runs). Too late to ask the records (that could start it), it may have run.
-    boolean mayHaveRun = replacing && p.head() == HeadCall.MAY_HAVE_RUN;
-    if (mayHaveRun && (c.restored() != Restored.SALVAGED || (run != null && run.expired()))) {
-      pending.dropNote(); // the answer says so itself
-      finish(new Result(LOST + c.restored().sentence, true));
-      return Behaviors.same();
-    }
     if (replacing) {
+      Result notRunAgain = pending.replaced(c.restored(), p.head() == HeadCall.MAY_HAVE_RUN);
+      if (notRunAgain != null) {
+        finish(notRunAgain);
+        return Behaviors.same();
+      }
       restoredAs = c.restored();
-      pending.note("[the sandbox was lost and replaced" + c.restored().sentence + "]");
     }
     if (run == null) {
       finish(null); // a health check's replacement, with no call waiting
@@ -395,7 +367,7 @@ public final class SandboxHandle {
   }
 
   private void runOp(Run run) {
-    if (state != SandboxStatus.ACTIVE) changed(SandboxStatus.ACTIVE, null);
+    if (reports.status() != SandboxStatus.ACTIVE) changed(SandboxStatus.ACTIVE, null);
     String id = sandboxId;
     CompletionStage<Result> result =
         Futures.attempt(() -> tools.run(id, run.callId(), run.call(), run.maxChars()));
@@ -410,7 +382,7 @@ public final class SandboxHandle {
     Throwable cause = cause(d.error());
     if (cause instanceof SandboxProvider.CommandInterruptedException) {
       pending.dropNote(); // the answer says so itself
-      finish(new Result(LOST + (restoredAs == null ? "" : restoredAs.sentence), true));
+      finish(CallQueue.lost(restoredAs));
     } else if (cause instanceof SandboxGoneException gone && !gone.confirmed()) {
       onUnreachable(d.run(), cause.getMessage());
     } else if (cause instanceof SandboxGoneException && pending.lostAgain()) {
@@ -428,26 +400,27 @@ public final class SandboxHandle {
     return Behaviors.same();
   }
 
-  /**
-   * The sandbox's host did not answer: the sandbox may be fine, so it is kept. A call that is safe
-   * to repeat (a command by its execution id, which the host runs once; a file operation other than
-   * edit) is asked again until its start deadline; then, or for an edit, the call fails.
-   */
+  /** The sandbox's host did not answer: the sandbox may be fine, so it is kept. */
   private void onUnreachable(Run run, String why) {
-    pending.unreachable(why);
-    boolean repeatable = !(run.call() instanceof ToolCall.Edit);
-    if (repeatable && run.startBy() != 0 && !run.expired()) {
+    if (pending.askAgain(run, why)) {
       ctx.getLog()
           .info(
               "sandbox {} could not be reached ({}); asking again in {}",
               sandboxId,
               why,
               settings.retryEvery());
-      timers.startSingleTimer("retry", new Retry(generation), settings.retryEvery());
-      return;
+      retryLater();
+    } else {
+      ctx.getLog().warn("sandbox {} could not be reached: {}", sandboxId, why);
+      finish(CallQueue.unreachable(run, why));
     }
-    ctx.getLog().warn("sandbox {} could not be reached: {}", sandboxId, why);
-    finish(CallQueue.unreachable(run, why));
+  }
+
+  /**
+   * Asks again for the call at the head after {@code retry-every} (unless a call ran meanwhile).
+   */
+  private void retryLater() {
+    timers.startSingleTimer("retry", new Retry(generation), settings.retryEvery());
   }
 
   /**
@@ -466,11 +439,8 @@ public final class SandboxHandle {
 
   /** Starts the idle clock towards {@code stage}, counting from when the sandbox idled. */
   private void startIdleClock(Stage stage) {
-    Duration after = settings.suspendAfter();
-    if (stage == Stage.HIBERNATE) {
-      Duration rest = settings.hibernateAfter().minus(settings.suspendAfter());
-      after = rest.isNegative() ? Duration.ZERO : rest;
-    }
+    Duration after =
+        stage == Stage.SUSPEND ? settings.suspendAfter() : settings.hibernateAfterSuspended();
     timers.startSingleTimer("idle", new IdleTimeout(stage, generation), after);
   }
 
@@ -478,15 +448,12 @@ public final class SandboxHandle {
     if (busy || t.generation() != generation || sandboxId == null || lost) return Behaviors.same();
     busy = true;
     String id = sandboxId;
-    if (t.stage() == Stage.SUSPEND) {
-      CompletionStage<Void> suspended = Futures.attempt(() -> provider.suspend(id));
-      parking = suspended;
-      ctx.pipeToSelf(suspended, (v, error) -> new Parked(Stage.SUSPEND, null, error));
-    } else {
-      CompletionStage<byte[]> hibernated = Futures.attempt(() -> provisioner.hibernate(id));
-      parking = hibernated;
-      ctx.pipeToSelf(hibernated, (bytes, error) -> new Parked(Stage.HIBERNATE, bytes, error));
-    }
+    CompletionStage<byte[]> parked =
+        t.stage() == Stage.SUSPEND
+            ? Futures.attempt(() -> provider.suspend(id)).thenApply(v -> null)
+            : Futures.attempt(() -> provisioner.hibernate(id));
+    parking = parked;
+    ctx.pipeToSelf(parked, (bytes, error) -> new Parked(t.stage(), bytes, error));
     return Behaviors.same();
   }
 
@@ -526,8 +493,8 @@ public final class SandboxHandle {
   private Behavior<Command> onCollect(Collect c) {
     if (sandboxId == null
         || lost
-        || state == SandboxStatus.REPLACING
-        || state == SandboxStatus.PROVISIONING) {
+        || reports.status() == SandboxStatus.REPLACING
+        || reports.status() == SandboxStatus.PROVISIONING) {
       c.replyTo().tell(new Collected(new TreeMap<>(), null));
       return Behaviors.same();
     }
@@ -536,9 +503,8 @@ public final class SandboxHandle {
   }
 
   private void startHealthChecks() {
-    Duration every = settings.healthCheckEvery();
-    if (every.isZero() || every.isNegative() || timers.isTimerActive("health")) return;
-    timers.startTimerWithFixedDelay("health", HealthTick.INSTANCE, every);
+    if (!settings.healthChecks() || timers.isTimerActive("health")) return;
+    timers.startTimerWithFixedDelay("health", HealthTick.INSTANCE, settings.healthCheckEvery());
   }
 
   /** Asks the provider whether the idle sandbox still exists. */
@@ -560,32 +526,15 @@ public final class SandboxHandle {
         || !h.sandboxId().equals(sandboxId)) {
       return Behaviors.same(); // healthy, or the answer is stale: a call ran since
     }
-    Throwable cause = cause(h.error());
-    boolean gone = cause instanceof SandboxGoneException g && g.confirmed();
-    if (gone && state == SandboxStatus.HIBERNATED) {
-      // It had no processes to lose: the next call starts its replacement (a cold start anyway).
-      ctx.getLog()
-          .info(
-              "health check: hibernated sandbox {} is gone ({}); the next call replaces it",
-              sandboxId,
-              cause.getMessage());
-      lost = true;
-    } else if (gone) {
-      ctx.getLog()
-          .warn(
-              "health check: sandbox {} is gone ({}); starting a new one",
-              sandboxId,
-              cause.getMessage());
-      busy = true;
-      generation++;
-      timers.cancel("idle");
-      pipeCreate(Creation.REPLACEMENT, HeadCall.MAY_RUN);
-    } else {
-      ctx.getLog()
-          .info(
-              "health check of sandbox {} failed, trying again later: {}",
-              sandboxId,
-              cause.getMessage());
+    switch (HealthCheck.failed(sandboxId, reports.status(), h.error())) {
+      case REPLACE_ON_NEXT_CALL -> lost = true;
+      case REPLACE_NOW -> {
+        busy = true;
+        generation++;
+        timers.cancel("idle");
+        pipeCreate(Creation.REPLACEMENT, HeadCall.MAY_RUN);
+      }
+      case TRY_AGAIN_LATER -> {}
     }
     return Behaviors.same();
   }
@@ -606,15 +555,11 @@ public final class SandboxHandle {
    * resumes it.
    */
   private Behavior<Command> onStopped() {
-    if (sandboxId != null && state != SandboxStatus.DESTROYED && !lost) {
-      try {
-        provider.suspend(sandboxId);
-      } catch (RuntimeException e) {
-        log.info("could not freeze sandbox {} as its session stopped: {}", sandboxId, e.toString());
-      }
+    if (sandboxId != null && reports.status() != SandboxStatus.DESTROYED && !lost) {
+      provisioner.suspendQuietly(sandboxId);
     }
     destroyWhenCreated(); // its id would be known to no one; the next incarnation starts again
-    liveState.clear();
+    reports.stopped();
     return Behaviors.same();
   }
 
@@ -629,11 +574,6 @@ public final class SandboxHandle {
 
   /** Tells the session about a new state or a new sandbox id, and nothing else. */
   private void changed(SandboxStatus next, String replacedId) {
-    boolean newId = sandboxId != null && !sandboxId.equals(reportedId);
-    if (next == state && !newId) return;
-    state = next;
-    liveState.set(next.wire());
-    reportedId = sandboxId == null ? reportedId : sandboxId;
-    session.tell(new Report(next, sandboxId, replacedId));
+    reports.changed(next, sandboxId, replacedId);
   }
 }

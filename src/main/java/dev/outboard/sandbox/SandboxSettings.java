@@ -58,6 +58,17 @@ public record SandboxSettings(
         c.getInt("max-pending-calls"));
   }
 
+  /** Whether idle sandboxes are checked ({@code healthCheckEvery} positive). */
+  public boolean healthChecks() {
+    return !healthCheckEvery.isZero() && !healthCheckEvery.isNegative();
+  }
+
+  /** How long a suspended sandbox stays frozen before it is hibernated (never negative). */
+  public Duration hibernateAfterSuspended() {
+    Duration rest = hibernateAfter.minus(suspendAfter);
+    return rest.isNegative() ? Duration.ZERO : rest;
+  }
+
   /**
    * How long a caller waits for the answer to a call whose command may run for {@code command}: the
    * start deadline, the command, and the margin (the host's answer, a kill's grace, a replacement).

@@ -8,15 +8,22 @@ import dev.outboard.api.HttpServer;
 import dev.outboard.api.JsonSupport;
 import dev.outboard.model.Secrets;
 import dev.outboard.sandbox.SandboxProvider;
-import dev.outboard.sandbox.SandboxProvider.Entry;
-import dev.outboard.sandbox.SandboxProvider.ExecResult;
 import dev.outboard.sandbox.SandboxProvider.Limits;
 import dev.outboard.sandbox.SandboxProvider.SandboxGoneException;
+import dev.outboard.sandbox.host.HostWire.CreateRequest;
+import dev.outboard.sandbox.host.HostWire.Created;
+import dev.outboard.sandbox.host.HostWire.ExecRequest;
+import dev.outboard.sandbox.host.HostWire.ExecResultJson;
+import dev.outboard.sandbox.host.HostWire.FileContent;
+import dev.outboard.sandbox.host.HostWire.HeldJson;
+import dev.outboard.sandbox.host.HostWire.Listing;
+import dev.outboard.sandbox.host.HostWire.Snapshot;
+import dev.outboard.sandbox.host.HostWire.StateJson;
 import java.io.UncheckedIOException;
 import java.net.InetSocketAddress;
 import java.time.Duration;
 import java.util.Base64;
-import java.util.List;
+import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.CompletionStage;
 import java.util.function.Function;
@@ -78,89 +85,6 @@ public final class SandboxHostServer extends AllDirectives {
   /** The 409 error code of an exec whose earlier run with the same execution id was cut off. */
   public static final String INTERRUPTED = "interrupted";
 
-  // ---- the wire format (shared with RemoteSandboxProvider) ----------------------------------
-
-  public record LimitsJson(
-      long memoryBytes,
-      int maxProcesses,
-      Long cpuTimeMs,
-      long maxOutputBytes,
-      Long defaultTimeoutMs) {
-    public static LimitsJson of(Limits l) {
-      return new LimitsJson(
-          l.memoryBytes(),
-          l.maxProcesses(),
-          millis(l.cpuTime()),
-          l.maxOutputBytes(),
-          millis(l.defaultTimeout()));
-    }
-
-    public Limits toLimits() {
-      return new Limits(
-          memoryBytes,
-          maxProcesses,
-          duration(cpuTimeMs),
-          maxOutputBytes,
-          duration(defaultTimeoutMs));
-    }
-  }
-
-  public record CreateRequest(LimitsJson limits, String snapshot) {}
-
-  public record Created(String id) {}
-
-  public record ExecRequest(String executionId, String command, Long timeoutMs) {}
-
-  public record ExecResultJson(
-      int exitCode,
-      String output,
-      boolean truncated,
-      boolean timedOut,
-      long tookNanos,
-      Long firstOutputNanos) {
-    public static ExecResultJson of(ExecResult r) {
-      return new ExecResultJson(
-          r.exitCode(),
-          r.output(),
-          r.truncated(),
-          r.timedOut(),
-          r.took() == null ? 0 : r.took().toNanos(),
-          r.firstOutput() == null ? null : r.firstOutput().toNanos());
-    }
-
-    /** The host's own first-output time; the harness's is longer by the HTTP round trip. */
-    public ExecResult toResult() {
-      return new ExecResult(
-          exitCode,
-          output,
-          truncated,
-          timedOut,
-          Duration.ofNanos(tookNanos),
-          firstOutputNanos == null ? null : Duration.ofNanos(firstOutputNanos));
-    }
-  }
-
-  public record FileContent(String content) {}
-
-  public record Listing(List<Entry> entries) {}
-
-  public record Snapshot(String snapshot) {}
-
-  /** The provider's state, by its name ({@code "ACTIVE"}, ...). */
-  public record StateJson(SandboxProvider.State state) {}
-
-  /** {@code GET /v1/sandboxes}: every sandbox the host holds, with when it was last used. */
-  public record HeldJson(List<HeldSandbox> sandboxes) {
-    static HeldJson of(List<SandboxProvider.Held> held) {
-      return new HeldJson(
-          held.stream().map(h -> new HeldSandbox(h.id(), h.lastUsed().toString())).toList());
-    }
-  }
-
-  public record HeldSandbox(String id, String lastUsed) {}
-
-  // -------------------------------------------------------------------------------------------
-
   private final SandboxProvider provider;
   private final String token;
   private final long maxBodyBytes;
@@ -201,8 +125,8 @@ public final class SandboxHostServer extends AllDirectives {
         .bind(routes())
         .whenComplete(
             (b, error) -> {
-              if (error == null) { // a failure is the caller's to report (SandboxHostMain names the
-                // variable)
+              // A failure is the caller's to report (SandboxHostMain names the variable).
+              if (error == null) {
                 b.addToCoordinatedShutdown(Duration.ofSeconds(10), system);
                 InetSocketAddress address = b.localAddress();
                 log.info(
@@ -216,165 +140,80 @@ public final class SandboxHostServer extends AllDirectives {
   public Route routes() {
     return HttpServer.api(
         authenticated(
+            () -> concat(health(), pathPrefix("sandboxes", () -> concat(sandboxes(), sandbox())))));
+  }
+
+  /** {@code /v1/sandboxes}: create one, or list those the host holds. */
+  private Route sandboxes() {
+    return pathEnd(
+        () ->
+            concat(
+                post(() -> JsonSupport.body(CreateRequest.class, maxBodyBytes, this::create)),
+                get(() -> ok(provider::held, HeldJson::of))));
+  }
+
+  /** {@code /v1/sandboxes/{id}...}: the operations on one sandbox. */
+  private Route sandbox() {
+    return pathPrefix(
+        PathMatchers.segment(),
+        id ->
+            concat(
+                pathEnd(() -> delete(() -> noContent(() -> provider.destroy(id)))),
+                postAt(
+                    "exec",
+                    () -> JsonSupport.body(ExecRequest.class, maxBodyBytes, r -> exec(id, r))),
+                path("files", () -> pathParam(p -> files(id, p))),
+                path(
+                    "list",
+                    () -> get(() -> pathParam(p -> ok(() -> provider.list(id, p), Listing::new)))),
+                postAt("suspend", () -> noContent(() -> provider.suspend(id))),
+                postAt("resume", () -> noContent(() -> provider.resume(id))),
+                postAt(
+                    "hibernate",
+                    () ->
+                        withoutBody(
+                            () -> provider.hibernate(id),
+                            bytes -> Snapshot.of(Objects.requireNonNull(bytes)))),
+                postAt("salvage", () -> withoutBody(() -> provider.salvage(id), Snapshot::of)),
+                path("state", () -> get(() -> ok(() -> provider.state(id), StateJson::new)))));
+  }
+
+  /** {@code /files?path=}: read or write one file. */
+  private Route files(String id, String p) {
+    return concat(
+        get(() -> ok(() -> provider.read(id, p), FileContent::new)),
+        put(
             () ->
-                concat(
-                    health(),
-                    pathPrefix(
-                        "sandboxes",
-                        () ->
-                            concat(
-                                pathEnd(
-                                    () ->
-                                        concat(
-                                            post(
-                                                () ->
-                                                    JsonSupport.body(
-                                                        CreateRequest.class,
-                                                        maxBodyBytes,
-                                                        this::create)),
-                                            get(
-                                                () ->
-                                                    reply(
-                                                        provider::held,
-                                                        StatusCodes.OK,
-                                                        HeldJson::of)))),
-                                pathPrefix(
-                                    PathMatchers.segment(),
-                                    id ->
-                                        concat(
-                                            pathEnd(
-                                                () ->
-                                                    delete(
-                                                        () ->
-                                                            JsonSupport.noBody(
-                                                                () ->
-                                                                    reply(
-                                                                        () -> provider.destroy(id),
-                                                                        StatusCodes.NO_CONTENT,
-                                                                        v -> null)))),
-                                            path(
-                                                "exec",
-                                                () ->
-                                                    post(
-                                                        () ->
-                                                            JsonSupport.body(
-                                                                ExecRequest.class,
-                                                                maxBodyBytes,
-                                                                r -> exec(id, r)))),
-                                            path(
-                                                "files",
-                                                () ->
-                                                    pathParam(
-                                                        p ->
-                                                            concat(
-                                                                get(
-                                                                    () ->
-                                                                        reply(
-                                                                            () ->
-                                                                                provider.read(
-                                                                                    id, p),
-                                                                            StatusCodes.OK,
-                                                                            FileContent::new)),
-                                                                put(
-                                                                    () ->
-                                                                        JsonSupport.body(
-                                                                            FileContent.class,
-                                                                            maxBodyBytes,
-                                                                            f -> {
-                                                                              if (f.content()
-                                                                                  == null)
-                                                                                throw ApiError
-                                                                                    .badRequest(
-                                                                                        "content is"
-                                                                                            + " required");
-                                                                              return reply(
-                                                                                  () ->
-                                                                                      provider
-                                                                                          .write(
-                                                                                              id,
-                                                                                              p,
-                                                                                              f
-                                                                                                  .content()),
-                                                                                  StatusCodes
-                                                                                      .NO_CONTENT,
-                                                                                  v -> null);
-                                                                            }))))),
-                                            path(
-                                                "list",
-                                                () ->
-                                                    get(
-                                                        () ->
-                                                            pathParam(
-                                                                p ->
-                                                                    reply(
-                                                                        () -> provider.list(id, p),
-                                                                        StatusCodes.OK,
-                                                                        Listing::new)))),
-                                            path(
-                                                "suspend",
-                                                () ->
-                                                    post(
-                                                        () ->
-                                                            JsonSupport.noBody(
-                                                                () ->
-                                                                    reply(
-                                                                        () -> provider.suspend(id),
-                                                                        StatusCodes.NO_CONTENT,
-                                                                        v -> null)))),
-                                            path(
-                                                "resume",
-                                                () ->
-                                                    post(
-                                                        () ->
-                                                            JsonSupport.noBody(
-                                                                () ->
-                                                                    reply(
-                                                                        () -> provider.resume(id),
-                                                                        StatusCodes.NO_CONTENT,
-                                                                        v -> null)))),
-                                            path(
-                                                "hibernate",
-                                                () ->
-                                                    post(
-                                                        () ->
-                                                            JsonSupport.noBody(
-                                                                () ->
-                                                                    reply(
-                                                                        () ->
-                                                                            provider.hibernate(id),
-                                                                        StatusCodes.OK,
-                                                                        bytes ->
-                                                                            new Snapshot(
-                                                                                Base64.getEncoder()
-                                                                                    .encodeToString(
-                                                                                        bytes)))))),
-                                            path(
-                                                "salvage",
-                                                () ->
-                                                    post(
-                                                        () ->
-                                                            JsonSupport.noBody(
-                                                                () ->
-                                                                    reply(
-                                                                        () -> provider.salvage(id),
-                                                                        StatusCodes.OK,
-                                                                        bytes ->
-                                                                            new Snapshot(
-                                                                                bytes == null
-                                                                                    ? null
-                                                                                    : Base64
-                                                                                        .getEncoder()
-                                                                                        .encodeToString(
-                                                                                            bytes)))))),
-                                            path(
-                                                "state",
-                                                () ->
-                                                    get(
-                                                        () ->
-                                                            reply(
-                                                                () -> provider.state(id),
-                                                                StatusCodes.OK,
-                                                                s -> new StateJson(s)))))))))));
+                JsonSupport.body(
+                    FileContent.class,
+                    maxBodyBytes,
+                    f -> {
+                      if (f.content() == null) throw ApiError.badRequest("content is required");
+                      return noContentReply(() -> provider.write(id, p, f.content()));
+                    })));
+  }
+
+  /** {@code POST .../{name}}. */
+  private Route postAt(String name, Supplier<Route> inner) {
+    return path(name, () -> post(inner));
+  }
+
+  /** A call without a request body, answered 200 with {@code body}. */
+  private <T> Route withoutBody(Supplier<CompletionStage<T>> call, Function<T, Object> body) {
+    return JsonSupport.noBody(() -> ok(call, body));
+  }
+
+  private <T> Route ok(Supplier<CompletionStage<T>> call, Function<T, Object> body) {
+    return reply(call, StatusCodes.OK, body);
+  }
+
+  /** A call without a request body, answered 204. */
+  private Route noContent(Supplier<CompletionStage<Void>> call) {
+    return JsonSupport.noBody(() -> noContentReply(call));
+  }
+
+  private Route noContentReply(Supplier<CompletionStage<Void>> call) {
+    return reply(call, StatusCodes.NO_CONTENT, v -> null);
   }
 
   /** A harness node's start-up check: the host answers and takes its token. */
@@ -407,17 +246,14 @@ public final class SandboxHostServer extends AllDirectives {
     if (r.command() == null) throw ApiError.badRequest("command is required");
     if (r.timeoutMs() != null && r.timeoutMs() <= 0)
       throw ApiError.badRequest("timeoutMs must be positive");
-    Duration timeout = duration(r.timeoutMs());
+    Duration timeout = HostWire.duration(r.timeoutMs());
     // The command may run for its whole timeout (no timeout: the sandbox's default, at most an hour
     // here).
     Duration requestTimeout = (timeout == null ? Duration.ofHours(1) : timeout).plus(EXEC_MARGIN);
     return withRequestTimeout(
         requestTimeout,
         () ->
-            reply(
-                () -> provider.exec(id, r.executionId(), r.command(), timeout),
-                StatusCodes.OK,
-                ExecResultJson::of));
+            ok(() -> provider.exec(id, r.executionId(), r.command(), timeout), ExecResultJson::of));
   }
 
   private Route pathParam(Function<String, Route> inner) {
@@ -488,13 +324,5 @@ public final class SandboxHostServer extends AllDirectives {
     }
     log.error("sandbox operation failed", e);
     return ApiError.response(StatusCodes.INTERNAL_SERVER_ERROR, "internal", "internal error");
-  }
-
-  private static Long millis(Duration d) {
-    return d == null ? null : d.toMillis();
-  }
-
-  private static Duration duration(Long millis) {
-    return millis == null ? null : Duration.ofMillis(millis);
   }
 }

@@ -6,16 +6,17 @@ import dev.outboard.Futures;
 import dev.outboard.Json;
 import dev.outboard.model.Secrets;
 import dev.outboard.sandbox.SandboxProvider;
+import dev.outboard.sandbox.host.HostWire.CreateRequest;
+import dev.outboard.sandbox.host.HostWire.Created;
+import dev.outboard.sandbox.host.HostWire.ExecRequest;
+import dev.outboard.sandbox.host.HostWire.ExecResultJson;
+import dev.outboard.sandbox.host.HostWire.FileContent;
+import dev.outboard.sandbox.host.HostWire.HeldJson;
+import dev.outboard.sandbox.host.HostWire.LimitsJson;
+import dev.outboard.sandbox.host.HostWire.Listing;
+import dev.outboard.sandbox.host.HostWire.Snapshot;
+import dev.outboard.sandbox.host.HostWire.StateJson;
 import dev.outboard.sandbox.host.SandboxHostServer;
-import dev.outboard.sandbox.host.SandboxHostServer.CreateRequest;
-import dev.outboard.sandbox.host.SandboxHostServer.Created;
-import dev.outboard.sandbox.host.SandboxHostServer.ExecRequest;
-import dev.outboard.sandbox.host.SandboxHostServer.ExecResultJson;
-import dev.outboard.sandbox.host.SandboxHostServer.FileContent;
-import dev.outboard.sandbox.host.SandboxHostServer.LimitsJson;
-import dev.outboard.sandbox.host.SandboxHostServer.Listing;
-import dev.outboard.sandbox.host.SandboxHostServer.Snapshot;
-import dev.outboard.sandbox.host.SandboxHostServer.StateJson;
 import java.io.IOException;
 import java.net.URI;
 import java.net.URLEncoder;
@@ -170,7 +171,7 @@ public final class RemoteSandboxProvider implements SandboxProvider {
     return call(null, "GET", null, null, CONNECT_TIMEOUT.plusSeconds(30))
         .thenApply(
             body ->
-                parse(body, SandboxHostServer.HeldJson.class).sandboxes().stream()
+                parse(body, HeldJson.class).sandboxes().stream()
                     .map(h -> new Held(h.id(), java.time.Instant.parse(h.lastUsed())))
                     .toList());
   }
