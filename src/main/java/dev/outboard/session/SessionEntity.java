@@ -3,11 +3,9 @@ package dev.outboard.session;
 import static dev.outboard.session.SessionSandbox.ending;
 
 import dev.outboard.JsonSerializable;
-import dev.outboard.memory.OrgFiles;
 import dev.outboard.model.Block;
 import dev.outboard.model.Message;
 import dev.outboard.model.ModelClient;
-import dev.outboard.model.ModelClients;
 import dev.outboard.model.ModelDelta;
 import dev.outboard.model.ModelResponse;
 import dev.outboard.model.Secrets;
@@ -16,19 +14,13 @@ import dev.outboard.ops.LiveStates;
 import dev.outboard.ops.LogContext;
 import dev.outboard.ops.Metrics;
 import dev.outboard.sandbox.SandboxHandle;
-import dev.outboard.sandbox.SandboxProvider;
-import dev.outboard.sandbox.SandboxSettings;
 import dev.outboard.sandbox.SandboxStatus;
-import dev.outboard.sandbox.SnapshotStore;
 import dev.outboard.session.Holds.Approval;
 import dev.outboard.session.Holds.Task;
 import dev.outboard.session.Holds.Wait;
 import dev.outboard.session.SessionState.SandboxInfo;
-import dev.outboard.store.OrgPolicies;
 import dev.outboard.tools.ApprovalPolicy;
 import dev.outboard.tools.ToolCall;
-import dev.outboard.vfs.Namespace;
-import dev.outboard.vfs.PathRouter;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
@@ -349,27 +341,7 @@ public final class SessionEntity
 
   // ---------------------------------------------------------------- wiring
 
-  /**
-   * What a session needs from its node; {@code orgFiles} is null where no org store is mounted,
-   * {@code policies} where orgs have no approval policies (only the session's own apply).
-   */
-  public record Services(
-      ModelClients models,
-      PathRouter router,
-      SessionObserver observer,
-      SessionSettings settings,
-      OrgFiles orgFiles,
-      SandboxProvider sandboxes,
-      SandboxSettings sandboxSettings,
-      SnapshotStore snapshots,
-      OrgPolicies policies) {
-    /** True when {@code /workspace} and {@code bash} have a sandbox behind them. */
-    public boolean hasSandboxes() {
-      return sandboxes != null && router.isMounted(Namespace.WORKSPACE);
-    }
-  }
-
-  public static void init(ActorSystem<?> system, Services services) {
+  public static void init(ActorSystem<?> system, SessionServices services) {
     ClusterSharding.get(system)
         .init(
             Entity.of(ENTITY_KEY, ctx -> create(ctx.getEntityId(), ctx.getShard(), services))
@@ -377,7 +349,7 @@ public final class SessionEntity
   }
 
   public static Behavior<Command> create(
-      String sessionId, ActorRef<ClusterSharding.ShardCommand> shard, Services services) {
+      String sessionId, ActorRef<ClusterSharding.ShardCommand> shard, SessionServices services) {
     return Behaviors.<Command>setup(
         ctx ->
             Behaviors.withTimers(
@@ -390,7 +362,7 @@ public final class SessionEntity
 
   private final String sessionId;
   private final ActorRef<ClusterSharding.ShardCommand> shard;
-  private final Services services;
+  private final SessionServices services;
   private final ActorContext<Command> ctx;
   private final TimerScheduler<Command> timers;
 
@@ -442,7 +414,7 @@ public final class SessionEntity
   private SessionEntity(
       String sessionId,
       ActorRef<ClusterSharding.ShardCommand> shard,
-      Services services,
+      SessionServices services,
       ActorContext<Command> ctx,
       TimerScheduler<Command> timers) {
     super(
@@ -567,8 +539,8 @@ public final class SessionEntity
       anyState() {
     CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState> any =
         newCommandHandlerWithReplyBuilder().forAnyState();
-    any.onCommand(Create.class, (s, c) -> answer(c.replyTo(), summary(s)))
-        .onCommand(Get.class, (s, c) -> answer(c.replyTo(), summary(s)))
+    any.onCommand(Create.class, (s, c) -> answer(c.replyTo(), services.summary(s)))
+        .onCommand(Get.class, (s, c) -> answer(c.replyTo(), services.summary(s)))
         .onCommand(GetTranscript.class, (s, c) -> answer(c.replyTo(), s.transcript()))
         .onCommand(GetPosition.class, this::onGetPosition)
         .onCommand(Follow.class, this::onFollow)
@@ -610,13 +582,13 @@ public final class SessionEntity
             List.of(
                 new SessionStarted(sessionId, cmd.org(), cmd.user(), cmd.spec(), Instant.now())),
             this::afterPersist)
-        .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
+        .thenReply(cmd.replyTo(), s -> StatusReply.success(services.summary(s)));
   }
 
   private ReplyEffect<Event, SessionState> onMessage(SessionState state, AddMessage cmd) {
     return record(
             state, List.of(new UserMessageAdded(cmd.text(), Instant.now())), this::afterPersist)
-        .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
+        .thenReply(cmd.replyTo(), s -> StatusReply.success(services.summary(s)));
   }
 
   private ReplyEffect<Event, SessionState> onCancel(SessionState state, Cancel cmd) {
@@ -627,7 +599,7 @@ public final class SessionEntity
               afterPersist(s);
               subagents.cancelChildren(s);
             })
-        .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
+        .thenReply(cmd.replyTo(), s -> StatusReply.success(services.summary(s)));
   }
 
   /**
@@ -722,7 +694,7 @@ public final class SessionEntity
       String child = subagents.childId(pending.callId());
       events.add(new TaskStarted(pending.turn(), pending.callId(), child, t.description(), now));
       return record(state, events, this::afterPersist)
-          .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
+          .thenReply(cmd.replyTo(), s -> StatusReply.success(services.summary(s)));
     }
     if (cmd.allow() && tools.runsLater(state, use)) {
       return record(
@@ -732,7 +704,7 @@ public final class SessionEntity
                 runLater(s, pending.turn(), List.of(use));
                 afterPersist(s);
               })
-          .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
+          .thenReply(cmd.replyTo(), s -> StatusReply.success(services.summary(s)));
     }
     if (cmd.allow()) {
       events.addAll(tools.executeTools(state.files(), pending.turn(), List.of(use), now));
@@ -741,7 +713,7 @@ public final class SessionEntity
     }
     events.addAll(decideNext(fold(state, events), "", now));
     return record(state, events, this::afterPersist)
-        .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
+        .thenReply(cmd.replyTo(), s -> StatusReply.success(services.summary(s)));
   }
 
   /** Event {@code name} arrived: it resolves the first wait for it, or is kept for the next one. */
@@ -837,7 +809,7 @@ public final class SessionEntity
             events,
             s -> {
               if (newSandbox)
-                services.observer().detailsChanged(summary(s), lastSequenceNumber(ctx));
+                services.observer().detailsChanged(services.summary(s), lastSequenceNumber(ctx));
             })
         .thenNoReply();
   }
@@ -924,7 +896,7 @@ public final class SessionEntity
     }
     SessionStatus shown = state.shown();
     if (state.status().finished()) sandbox.destroy(state);
-    if (shown != SessionStatus.RUNNING) followers.release(() -> summary(state));
+    if (shown != SessionStatus.RUNNING) followers.release(() -> services.summary(state));
     if (state.busy()) {
       timers.cancel(IdleTimeout.INSTANCE);
       sandbox.busy();
@@ -938,21 +910,21 @@ public final class SessionEntity
     subagents.start(state);
     Summary summary = null;
     if (shown != reported && state.status().finished())
-      subagents.notifyParent(state, summary(state));
+      subagents.notifyParent(state, services.summary(state));
     if (shown != reported) {
       reported = shown;
       liveStatus.set(shown.wire());
       if (state.status() == SessionStatus.FAILED && state.error() != null) {
         ctx.getLog().warn("session failed: {}: {}", state.error().code(), state.error().message());
       }
-      summary = summary(state);
+      summary = services.summary(state);
       services.observer().statusChanged(summary, seq);
     }
     // The list shows what a session waits for, and wakes it when a wait is due (WaitWakeups).
     List<Object> holdsNow = HeldCalls.shown(state);
     if (!holdsNow.equals(reportedHolds)) {
       reportedHolds = holdsNow;
-      if (summary == null) services.observer().detailsChanged(summary(state), seq);
+      if (summary == null) services.observer().detailsChanged(services.summary(state), seq);
     }
     if (handingOff && (!state.busy() || state.readyForModel()))
       ctx.getSelf().tell(HandOffNow.INSTANCE);
@@ -1009,13 +981,14 @@ public final class SessionEntity
 
   private ReplyEffect<Event, SessionState> onAwaitSettled(SessionState state, AwaitSettled cmd) {
     if (state.shown() != SessionStatus.RUNNING)
-      return Effect().reply(cmd.replyTo(), StatusReply.success(summary(state)));
+      return Effect().reply(cmd.replyTo(), StatusReply.success(services.summary(state)));
     followers.await(cmd.replyTo(), cmd.waitMillis());
     return Effect().noReply();
   }
 
   private ReplyEffect<Event, SessionState> onWaitDue(SessionState state, WaitDue msg) {
-    if (followers.due(msg.waiter())) msg.waiter().tell(StatusReply.success(summary(state)));
+    if (followers.due(msg.waiter()))
+      msg.waiter().tell(StatusReply.success(services.summary(state)));
     return Effect().none().thenNoReply();
   }
 
@@ -1158,14 +1131,7 @@ public final class SessionEntity
             state,
             List.of(new BudgetRaised(cmd.maxTokens(), cmd.maxTurns(), Instant.now())),
             this::afterPersist)
-        .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
-  }
-
-  /** The state as the API shows it, with the sandbox's isolation when it has none. */
-  private Summary summary(SessionState state) {
-    return services.sandboxes() == null
-        ? state.summary()
-        : state.summary().withSandboxIsolation(services.sandboxes().isolation());
+        .thenReply(cmd.replyTo(), s -> StatusReply.success(services.summary(s)));
   }
 
   private String notFound() {
@@ -1237,7 +1203,7 @@ public final class SessionEntity
   /** This incarnation stops: its waiters and followers go on with the next one. */
   private void onStopped(SessionState state) {
     liveStatus.clear();
-    followers.release(() -> summary(state));
+    followers.release(() -> services.summary(state));
     followers.clear(); // they watch this incarnation and follow the next
   }
 
@@ -1261,13 +1227,14 @@ public final class SessionEntity
             state.shown().wire(),
             lastSequenceNumber(ctx),
             Math.round(recoverySeconds * 1000));
-    services.observer().recovered(summary(state), lastSequenceNumber(ctx));
+    services.observer().recovered(services.summary(state), lastSequenceNumber(ctx));
     if (state.status().finished())
       sandbox.destroy(state); // in case the node stopped before it could
     HeldCalls.arm(state, timers); // a wait that came due while the session was away times out now
     subagents.start(state); // and the subagents it waits for are asked where they stand
     subagents.notifyParent(
-        state, summary(state)); // a finished subagent reports again (its parent ignores a repeat)
+        state,
+        services.summary(state)); // a finished subagent reports again (its parent ignores a repeat)
     subagents.cancelChildren(state); // a cancelled session's subagents are cancelled (again)
     if (!state.busy()) {
       timers.startSingleTimer(

@@ -10,7 +10,6 @@ import dev.outboard.session.SessionEntity.SandboxChanged;
 import dev.outboard.session.SessionEntity.SandboxReplaced;
 import dev.outboard.session.SessionEntity.SandboxReported;
 import dev.outboard.session.SessionEntity.SandboxStopped;
-import dev.outboard.session.SessionEntity.Services;
 import dev.outboard.session.SessionState.SandboxInfo;
 import java.time.Duration;
 import java.time.Instant;
@@ -36,7 +35,7 @@ final class SessionSandbox {
           SandboxStatus.PROVISIONING,
           SandboxStatus.REPLACING);
 
-  private final Services services;
+  private final SessionServices services;
   private final ActorContext<Command> ctx;
 
   /** The sandbox child, spawned on the first /workspace call (or to destroy a recorded sandbox). */
@@ -45,7 +44,7 @@ final class SessionSandbox {
   /** When this idle session first stayed for its sandbox (0: it has not), see heldWithinBound. */
   private long heldSinceNanos;
 
-  SessionSandbox(Services services, ActorContext<Command> ctx) {
+  SessionSandbox(SessionServices services, ActorContext<Command> ctx) {
     this.services = services;
     this.ctx = ctx;
   }

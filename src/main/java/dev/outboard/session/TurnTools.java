@@ -6,7 +6,6 @@ import dev.outboard.sandbox.SandboxHandle;
 import dev.outboard.session.Holds.Inbound;
 import dev.outboard.session.SessionEntity.ApprovalRequested;
 import dev.outboard.session.SessionEntity.Event;
-import dev.outboard.session.SessionEntity.Services;
 import dev.outboard.session.SessionEntity.TaskStarted;
 import dev.outboard.session.SessionEntity.ToolCallCompleted;
 import dev.outboard.session.SessionEntity.WaitStarted;
@@ -35,7 +34,7 @@ import org.apache.pekko.actor.typed.ActorRef;
  */
 final class TurnTools {
 
-  private final Services services;
+  private final SessionServices services;
   private final Subagents subagents;
   private final OutsideCalls outside;
 
@@ -46,7 +45,7 @@ final class TurnTools {
   private final Function<SessionState, ActorRef<SandboxHandle.Command>> sandbox;
 
   TurnTools(
-      Services services,
+      SessionServices services,
       Subagents subagents,
       OutsideCalls outside,
       Executor searches,
