@@ -99,6 +99,21 @@ final class SessionSandbox {
   }
 
   /**
+   * Whether an idle session stays for its sandbox (see {@link #holdsSession}): its sandbox child
+   * (started for it if need be) hibernates it, or destroys the sandbox of a finished session that
+   * outlived it (a crash came between the two).
+   */
+  boolean staysFor(SessionState state) {
+    if (!holdsSession(state)) return false;
+    if (state.status().finished()) {
+      destroy(state);
+    } else {
+      child(state);
+    }
+    return true;
+  }
+
+  /**
    * Whether an idle session stays for its sandbox, which still has processes: for less than the
    * bound (hibernate-after plus twice passivate-after), so that a sandbox that cannot be parked,
    * say its host is unreachable, does not keep the session in memory for ever.
@@ -123,8 +138,12 @@ final class SessionSandbox {
     return services.hasSandboxes() && s != null && s.id() != null && LIVE.contains(s.state());
   }
 
-  /** What the child's report {@code r} records: a new sandbox id and/or a new state. */
+  /**
+   * What the child's report {@code r} records: a new sandbox id and/or a new state; nothing before
+   * the session starts, or after its terminal event (which says its sandbox is destroyed).
+   */
   static List<Event> reported(SessionState state, SandboxHandle.Report r, Instant now) {
+    if (state.status() == SessionStatus.NEW || state.status().finished()) return List.of();
     SandboxInfo known = state.sandbox();
     String knownId = known == null ? null : known.id();
     List<Event> events = new ArrayList<>();
@@ -137,6 +156,12 @@ final class SessionSandbox {
     if (known == null || r.status() != known.state())
       events.add(new SandboxChanged(r.status(), now));
     return events;
+  }
+
+  /** Whether {@code events} (of {@link #reported}) record a new sandbox id. */
+  static boolean newSandbox(List<Event> events) {
+    return events.stream()
+        .anyMatch(e -> e instanceof SandboxAttached || e instanceof SandboxReplaced);
   }
 
   /**
