@@ -61,7 +61,7 @@ import org.apache.pekko.persistence.typed.javadsl.SignalHandler;
  * Compaction}, {@link SessionSandbox}, {@link Followers} and {@link SessionReports} (what the
  * sessions list is told). {@link SessionServices} is what it needs from its node. The file is over
  * the house's ~450 lines because its protocol stays here: the event and command records (their
- * class names are the journal's manifests) take about 330 of them.
+ * class names are the journal's manifests) take about 250 of them.
  */
 public final class SessionEntity
     extends EventSourcedBehaviorWithEnforcedReplies<
