@@ -28,6 +28,7 @@ import dev.outboard.session.SessionEntity;
 import dev.outboard.session.SessionEventStream;
 import dev.outboard.session.SessionIndex;
 import dev.outboard.session.SessionRoutes;
+import dev.outboard.session.SessionServices;
 import dev.outboard.session.SessionSettings;
 import dev.outboard.session.WaitWakeups;
 import dev.outboard.store.Database;
@@ -128,7 +129,7 @@ public final class Main {
         new OrgPolicies(db, config.getDuration("outboard.waits.policy-cache-ttl"));
     SessionEntity.init(
         system,
-        new SessionEntity.Services(
+        new SessionServices(
             models,
             new PathRouter(mounted),
             index,

@@ -79,6 +79,15 @@ final class BudgetChecks {
     return null;
   }
 
+  /** Why a budget is not raised outside a running session. */
+  static String notRaised(SessionState s) {
+    if (s.status() == SessionStatus.NEW) return SessionEntity.notFound(s.id());
+    return SessionEntity.CONFLICT
+        + ": the session is "
+        + s.shown().wire()
+        + "; a budget is raised while it runs";
+  }
+
   private static long used(SessionState state) {
     return state.usage().inputTokens() + state.usage().outputTokens();
   }

@@ -1,5 +1,6 @@
 package dev.outboard.session;
 
+import dev.outboard.model.ModelDelta;
 import dev.outboard.session.SessionEntity.Command;
 import dev.outboard.session.SessionEntity.FollowerGone;
 import dev.outboard.session.SessionEntity.WaitDue;
@@ -52,6 +53,11 @@ final class Followers {
     for (ActorRef<SessionFeed.Message> stream : streams) stream.tell(message);
   }
 
+  /** Pushes {@code delta}, a piece of turn {@code turn}'s answer after event {@code seq}, live. */
+  void live(long seq, int turn, ModelDelta delta) {
+    if (!none()) push(new SessionFeed.Live(seq, SessionEventStream.delta(turn, delta)));
+  }
+
   /** The streams watch this incarnation, which stops: they follow the next. */
   void clear() {
     streams.clear();
@@ -64,9 +70,9 @@ final class Followers {
         new WaitDue(waiter), new WaitDue(waiter), Duration.ofMillis(Math.max(0, waitMillis)));
   }
 
-  /** The wait of {@code waiter} ran out: true if it still waited (it is answered now). */
-  boolean due(ActorRef<StatusReply<Summary>> waiter) {
-    return waiters.remove(waiter);
+  /** The wait of {@code waiter} ran out: if it still waits, it is answered {@code summary}. */
+  void due(ActorRef<StatusReply<Summary>> waiter, Supplier<Summary> summary) {
+    if (waiters.remove(waiter)) waiter.tell(StatusReply.success(summary.get()));
   }
 
   /**

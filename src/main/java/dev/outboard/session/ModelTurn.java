@@ -10,7 +10,6 @@ import dev.outboard.model.Secrets;
 import dev.outboard.session.SessionEntity.Command;
 import dev.outboard.session.SessionEntity.ModelFailed;
 import dev.outboard.session.SessionEntity.OverBudget;
-import dev.outboard.session.SessionEntity.Services;
 import dev.outboard.store.OrgPolicies;
 import dev.outboard.tools.ApprovalPolicy;
 import dev.outboard.tools.ToolCatalog;
@@ -43,11 +42,11 @@ final class ModelTurn {
     }
   }
 
-  private final Services services;
+  private final SessionServices services;
   private final String sessionId;
   private final Subagents subagents;
 
-  ModelTurn(Services services, String sessionId, Subagents subagents) {
+  ModelTurn(SessionServices services, String sessionId, Subagents subagents) {
     this.services = services;
     this.sessionId = sessionId;
     this.subagents = subagents;

@@ -5,7 +5,6 @@ import dev.outboard.model.Block;
 import dev.outboard.sandbox.SandboxHandle;
 import dev.outboard.sandbox.SandboxSettings;
 import dev.outboard.sandbox.SandboxStatus;
-import dev.outboard.session.SessionEntity.Services;
 import dev.outboard.session.SessionState.SandboxInfo;
 import dev.outboard.tools.ToolCall;
 import dev.outboard.tools.ToolCatalog;
@@ -32,13 +31,13 @@ import org.apache.pekko.actor.typed.javadsl.AskPattern;
  */
 final class OutsideCalls {
 
-  private final Services services;
+  private final SessionServices services;
   private final String sessionId;
 
   /** For asks made off the actor's thread, where the context must not be touched. */
   private final Scheduler scheduler;
 
-  OutsideCalls(Services services, String sessionId, Scheduler scheduler) {
+  OutsideCalls(SessionServices services, String sessionId, Scheduler scheduler) {
     this.services = services;
     this.sessionId = sessionId;
     this.scheduler = scheduler;

@@ -3,38 +3,22 @@ package dev.outboard.session;
 import static dev.outboard.session.SessionSandbox.ending;
 
 import dev.outboard.JsonSerializable;
-import dev.outboard.memory.OrgFiles;
 import dev.outboard.model.Block;
-import dev.outboard.model.Message;
-import dev.outboard.model.ModelClient;
-import dev.outboard.model.ModelClients;
 import dev.outboard.model.ModelDelta;
 import dev.outboard.model.ModelResponse;
-import dev.outboard.model.Secrets;
 import dev.outboard.model.Usage;
-import dev.outboard.ops.LiveStates;
 import dev.outboard.ops.LogContext;
 import dev.outboard.ops.Metrics;
 import dev.outboard.sandbox.SandboxHandle;
-import dev.outboard.sandbox.SandboxProvider;
-import dev.outboard.sandbox.SandboxSettings;
 import dev.outboard.sandbox.SandboxStatus;
-import dev.outboard.sandbox.SnapshotStore;
 import dev.outboard.session.Holds.Approval;
 import dev.outboard.session.Holds.Task;
-import dev.outboard.session.Holds.Wait;
-import dev.outboard.session.SessionState.SandboxInfo;
-import dev.outboard.store.OrgPolicies;
 import dev.outboard.tools.ApprovalPolicy;
-import dev.outboard.tools.ToolCall;
-import dev.outboard.vfs.Namespace;
-import dev.outboard.vfs.PathRouter;
 import java.time.Duration;
 import java.time.Instant;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.function.Consumer;
+import java.util.function.Supplier;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
@@ -70,10 +54,14 @@ import org.apache.pekko.persistence.typed.javadsl.SignalHandler;
  * call started but not completed when the node died is executed again on recovery; session files
  * are idempotent by call id because their result depends only on the recorded state.
  *
- * <p>This file holds the protocol, the command handlers per state and recovery; the work they
- * decide on lives beside it: {@link TurnTools} (the turn's tool calls), {@link ModelTurn} and
- * {@link BudgetChecks} (the model call), {@link HeldCalls} (approvals and waits), {@link
- * Subagents}, {@link Compaction}, {@link SessionSandbox} and {@link Followers}.
+ * <p>This file holds the protocol, the command handlers per state, the writes and recovery; the
+ * work they decide on lives beside it: {@link TurnTools} (the turn's tool calls), {@link
+ * ModelCalls}, {@link ModelTurn} and {@link BudgetChecks} (the model call), {@link HeldCalls}
+ * (approvals and waits), {@link NextStep} (what follows a step), {@link Subagents}, {@link
+ * Compaction}, {@link SessionSandbox}, {@link Followers} and {@link SessionReports} (what the
+ * sessions list is told). {@link SessionServices} is what it needs from its node. The file is over
+ * the house's ~450 lines because its protocol stays here: the event and command records (their
+ * class names are the journal's manifests) take about 250 of them.
  */
 public final class SessionEntity
     extends EventSourcedBehaviorWithEnforcedReplies<
@@ -137,16 +125,11 @@ public final class SessionEntity
       String name, String payload, ActorRef<StatusReply<EventAccepted>> replyTo)
       implements Command {}
 
-  /**
-   * What became of a delivered event: the wait it resolved ({@code toolUseId}), or {@code queued}.
-   */
+  /** What became of a delivered event: the wait it resolved ({@code toolUseId}), or queued. */
   public record EventAccepted(String name, String toolUseId, boolean queued)
       implements JsonSerializable {}
 
-  /**
-   * From {@link WaitWakeups}: a wait of this session is due (the message alone wakes a passivated
-   * session).
-   */
+  /** From {@link WaitWakeups}: a wait is due (the message alone wakes a passivated session). */
   public enum Wake implements Command {
     INSTANCE
   }
@@ -156,17 +139,14 @@ public final class SessionEntity
     INSTANCE
   }
 
-  /**
-   * The model's answer of turn {@code turn}, and the org's approval policy as read for it (null:
-   * unreadable).
-   */
-  private record ModelAnswered(int turn, ModelResponse response, ApprovalPolicy orgPolicy)
+  /** Turn {@code turn}'s answer, and the org's approval policy read for it (null: unreadable). */
+  record ModelAnswered(int turn, ModelResponse response, ApprovalPolicy orgPolicy)
       implements Command {}
 
   record ModelFailed(int turn, String code, String message) implements Command {}
 
   /** A piece of the answer of turn {@code turn}'s model call, while it streams. */
-  private record DeltaArrived(int turn, ModelDelta delta) implements Command {}
+  record DeltaArrived(int turn, ModelDelta delta) implements Command {}
 
   record FollowerGone(ActorRef<SessionFeed.Message> follower) implements Command {}
 
@@ -190,10 +170,7 @@ public final class SessionEntity
     INSTANCE
   }
 
-  /**
-   * Raises the session's budget (null: that limit unchanged); one that paused over its budget goes
-   * on.
-   */
+  /** Raises the budget (null: a limit unchanged); a session paused over its budget goes on. */
   public record RaiseBudget(
       Long maxTokens, Integer maxTurns, ActorRef<StatusReply<Summary>> replyTo)
       implements Command {}
@@ -202,15 +179,11 @@ public final class SessionEntity
   record OverBudget(int turn, String kind, long limit, long used, boolean pause)
       implements Command {}
 
-  /**
-   * The summary of {@code messages[0, replaced)} for the call of turn {@code turn} came back
-   * (compaction).
-   */
-  private record Summarised(int turn, int replaced, String summary, Usage usage)
-      implements Command {}
+  /** The summary of {@code messages[0, replaced)} for turn {@code turn}'s call came back. */
+  record Summarised(int turn, int replaced, String summary, Usage usage) implements Command {}
 
   /** The summary call of turn {@code turn} failed: the turn goes on uncompacted. */
-  private record SummaryFailed(int turn, String reason) implements Command {}
+  record SummaryFailed(int turn, String reason) implements Command {}
 
   /** Nothing to do (the answer of an ask that needs no action). */
   enum Nothing implements Command {
@@ -349,27 +322,7 @@ public final class SessionEntity
 
   // ---------------------------------------------------------------- wiring
 
-  /**
-   * What a session needs from its node; {@code orgFiles} is null where no org store is mounted,
-   * {@code policies} where orgs have no approval policies (only the session's own apply).
-   */
-  public record Services(
-      ModelClients models,
-      PathRouter router,
-      SessionObserver observer,
-      SessionSettings settings,
-      OrgFiles orgFiles,
-      SandboxProvider sandboxes,
-      SandboxSettings sandboxSettings,
-      SnapshotStore snapshots,
-      OrgPolicies policies) {
-    /** True when {@code /workspace} and {@code bash} have a sandbox behind them. */
-    public boolean hasSandboxes() {
-      return sandboxes != null && router.isMounted(Namespace.WORKSPACE);
-    }
-  }
-
-  public static void init(ActorSystem<?> system, Services services) {
+  public static void init(ActorSystem<?> system, SessionServices services) {
     ClusterSharding.get(system)
         .init(
             Entity.of(ENTITY_KEY, ctx -> create(ctx.getEntityId(), ctx.getShard(), services))
@@ -377,7 +330,7 @@ public final class SessionEntity
   }
 
   public static Behavior<Command> create(
-      String sessionId, ActorRef<ClusterSharding.ShardCommand> shard, Services services) {
+      String sessionId, ActorRef<ClusterSharding.ShardCommand> shard, SessionServices services) {
     return Behaviors.<Command>setup(
         ctx ->
             Behaviors.withTimers(
@@ -390,38 +343,24 @@ public final class SessionEntity
 
   private final String sessionId;
   private final ActorRef<ClusterSharding.ShardCommand> shard;
-  private final Services services;
+  private final SessionServices services;
   private final ActorContext<Command> ctx;
   private final TimerScheduler<Command> timers;
 
   // What the handlers delegate to, a file per role: the sandbox child, the subagents, the tool
-  // calls of a turn, the model call (with the budget and the org's policy), compaction.
+  // calls of a turn and those it holds, the model call (with the budget and the org's policy,
+  // after compaction), the followers and what the sessions list was told.
   private final SessionSandbox sandbox;
   private final Subagents subagents;
   private final TurnTools tools;
-  private final ModelTurn modelTurn;
+  private final HeldCalls held;
   private final Compaction compaction;
-
-  /**
-   * The turn whose model call is in flight, so that it is never asked twice by this incarnation.
-   */
-  private int callInFlight;
-
-  private long turnStartNanos;
-
-  /**
-   * The status this incarnation last reported to the observer, and the holds it showed
-   * (HeldCalls.shown).
-   */
-  private SessionStatus reported;
-
-  private List<Object> reportedHolds = List.of();
+  private final ModelCalls modelCalls;
+  private final Followers followers;
+  private final SessionReports reports;
 
   /** The org, once known: for the MDC of log lines. */
   private String orgId;
-
-  /** The turn whose duration turnStartNanos times (0: none), see afterPersist. */
-  private int timedTurn;
 
   /** This entity asked sharding to passivate it: the Stop that follows is not a hand-off. */
   private boolean passivating;
@@ -431,18 +370,13 @@ public final class SessionEntity
    */
   private boolean handingOff;
 
-  private final LiveStates.Member liveStatus = LiveStates.SESSIONS.member();
-
-  /** The event streams that follow this session, and the callers waiting for it to settle. */
-  private final Followers followers;
-
   /** When this incarnation started, for the recovery time. */
   private final long startedNanos;
 
   private SessionEntity(
       String sessionId,
       ActorRef<ClusterSharding.ShardCommand> shard,
-      Services services,
+      SessionServices services,
       ActorContext<Command> ctx,
       TimerScheduler<Command> timers) {
     super(
@@ -463,8 +397,12 @@ public final class SessionEntity
             new OutsideCalls(services, sessionId, ctx.getSystem().scheduler()),
             ctx.getSystem().dispatchers().lookup(DispatcherSelector.fromConfig(SEARCH_DISPATCHER)),
             sandbox::child);
-    this.modelTurn = new ModelTurn(services, sessionId, subagents);
+    this.held = new HeldCalls(tools, subagents, services.settings().waits(), timers);
     this.compaction = new Compaction(services.settings(), services.models(), sessionId);
+    this.modelCalls =
+        new ModelCalls(
+            services, ctx, new ModelTurn(services, sessionId, subagents), compaction, followers);
+    this.reports = new SessionReports(services, sessionId, ctx);
     this.startedNanos = System.nanoTime();
   }
 
@@ -493,28 +431,25 @@ public final class SessionEntity
   /** Before Create: there is no such session. */
   private CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState>
       fresh() {
-    CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState> fresh =
-        newCommandHandlerWithReplyBuilder().forState(s -> s.status() == SessionStatus.NEW);
-    fresh
+    return newCommandHandlerWithReplyBuilder()
+        .forState(s -> s.status() == SessionStatus.NEW)
         .onCommand(Create.class, this::onCreate)
-        .onCommand(Get.class, (s, c) -> refuse(c.replyTo(), notFound()))
-        .onCommand(GetTranscript.class, (s, c) -> refuse(c.replyTo(), notFound()))
-        .onCommand(AddMessage.class, (s, c) -> refuse(c.replyTo(), notFound()))
-        .onCommand(Cancel.class, (s, c) -> refuse(c.replyTo(), notFound()))
-        .onCommand(Follow.class, (s, c) -> refuse(c.replyTo(), notFound()))
-        .onCommand(GetPosition.class, (s, c) -> refuse(c.replyTo(), notFound()))
-        .onCommand(AwaitSettled.class, (s, c) -> refuse(c.replyTo(), notFound()))
-        .onCommand(Decide.class, (s, c) -> refuse(c.replyTo(), notFound()))
-        .onCommand(DeliverEvent.class, (s, c) -> refuse(c.replyTo(), notFound()));
-    return fresh;
+        .onCommand(Get.class, (s, c) -> refuse(c.replyTo(), notFound(s.id())))
+        .onCommand(GetTranscript.class, (s, c) -> refuse(c.replyTo(), notFound(s.id())))
+        .onCommand(AddMessage.class, (s, c) -> refuse(c.replyTo(), notFound(s.id())))
+        .onCommand(Cancel.class, (s, c) -> refuse(c.replyTo(), notFound(s.id())))
+        .onCommand(Follow.class, (s, c) -> refuse(c.replyTo(), notFound(s.id())))
+        .onCommand(GetPosition.class, (s, c) -> refuse(c.replyTo(), notFound(s.id())))
+        .onCommand(AwaitSettled.class, (s, c) -> refuse(c.replyTo(), notFound(s.id())))
+        .onCommand(Decide.class, (s, c) -> refuse(c.replyTo(), notFound(s.id())))
+        .onCommand(DeliverEvent.class, (s, c) -> refuse(c.replyTo(), notFound(s.id())));
   }
 
   /** The turn loop: model answers, tool results, decisions, events, subagents, budget. */
   private CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState>
       running() {
-    CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState> running =
-        newCommandHandlerWithReplyBuilder().forState(s -> s.status() == SessionStatus.RUNNING);
-    running
+    return newCommandHandlerWithReplyBuilder()
+        .forState(s -> s.status() == SessionStatus.RUNNING)
         .onCommand(ModelAnswered.class, this::onModelAnswered)
         .onCommand(ToolsFinished.class, this::onToolsFinished)
         .onCommand(ModelFailed.class, this::onModelFailed)
@@ -529,34 +464,29 @@ public final class SessionEntity
         .onCommand(Summarised.class, this::onSummarised)
         .onCommand(SummaryFailed.class, this::onSummaryFailed)
         .onCommand(RaiseBudget.class, this::onRaiseBudget)
-        .onCommand(CheckChildren.class, this::onCheckChildren)
-        .onCommand(Wake.class, this::onWake);
-    return running;
+        .onCommand(CheckChildren.class, (s, c) -> only(() -> subagents.check(s)))
+        .onCommand(Wake.class, (s, c) -> only(() -> held.arm(s)));
   }
 
   /** Waiting for a message (keepOpen): it takes messages, events and a new budget. */
   private CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState>
       waiting() {
-    CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState> waiting =
-        newCommandHandlerWithReplyBuilder().forState(s -> s.status() == SessionStatus.WAITING);
-    waiting
+    return newCommandHandlerWithReplyBuilder()
+        .forState(s -> s.status() == SessionStatus.WAITING)
         .onCommand(AddMessage.class, this::onMessage)
         .onCommand(Cancel.class, this::onCancel)
         .onCommand(DeliverEvent.class, this::onEvent)
         .onCommand(RaiseBudget.class, this::onRaiseBudget);
-    return waiting;
   }
 
   /** Completed, failed or cancelled: what would change it is refused. */
   private CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState>
       finished() {
-    CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState> finished =
-        newCommandHandlerWithReplyBuilder().forState(s -> s.status().finished());
-    finished
+    return newCommandHandlerWithReplyBuilder()
+        .forState(s -> s.status().finished())
         .onCommand(AddMessage.class, (s, c) -> refuse(c.replyTo(), finishedError(s)))
         .onCommand(Cancel.class, (s, c) -> refuse(c.replyTo(), finishedError(s)))
         .onCommand(DeliverEvent.class, (s, c) -> refuse(c.replyTo(), finishedError(s)));
-    return finished;
   }
 
   /**
@@ -565,20 +495,20 @@ public final class SessionEntity
    */
   private CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState>
       anyState() {
-    CommandHandlerWithReplyBuilderByState<Command, Event, SessionState, SessionState> any =
-        newCommandHandlerWithReplyBuilder().forAnyState();
-    any.onCommand(Create.class, (s, c) -> answer(c.replyTo(), summary(s)))
-        .onCommand(Get.class, (s, c) -> answer(c.replyTo(), summary(s)))
+    return newCommandHandlerWithReplyBuilder()
+        .forAnyState()
+        .onCommand(Create.class, (s, c) -> answer(c.replyTo(), services.summary(s)))
+        .onCommand(Get.class, (s, c) -> answer(c.replyTo(), services.summary(s)))
         .onCommand(GetTranscript.class, (s, c) -> answer(c.replyTo(), s.transcript()))
         .onCommand(GetPosition.class, this::onGetPosition)
         .onCommand(Follow.class, this::onFollow)
-        .onCommand(FollowerGone.class, this::onFollowerGone)
+        .onCommand(FollowerGone.class, (s, c) -> only(() -> followers.gone(c.follower())))
         .onCommand(DeltaArrived.class, this::onDelta)
         .onCommand(AwaitSettled.class, this::onAwaitSettled)
-        .onCommand(WaitDue.class, this::onWaitDue)
+        .onCommand(WaitDue.class, (s, c) -> only(() -> followers.due(c.waiter(), summary(s))))
         .onCommand(IdleTimeout.class, this::onIdleTimeout)
         .onCommand(SandboxReported.class, this::onSandboxReported)
-        .onCommand(SandboxStopped.class, this::onSandboxStopped)
+        .onCommand(SandboxStopped.class, (s, c) -> only(() -> sandbox.stopped(c.child())))
         .onCommand(Stop.class, this::onStop)
         .onCommand(HandOffNow.class, (s, c) -> Effect().stop().thenNoReply())
         // A model answer or failure for a session that is no longer running (cancelled) is dropped.
@@ -595,39 +525,33 @@ public final class SessionEntity
         .onCommand(OverBudget.class, this::ignore)
         .onCommand(Summarised.class, this::ignore)
         .onCommand(SummaryFailed.class, this::ignore)
-        .onCommand(RaiseBudget.class, (s, c) -> refuse(c.replyTo(), notRaised(s)))
+        .onCommand(RaiseBudget.class, (s, c) -> refuse(c.replyTo(), BudgetChecks.notRaised(s)))
         .onCommand(CheckChildren.class, this::ignore)
         .onCommand(Nothing.class, this::ignore)
         .onCommand(Wake.class, this::ignore);
-    return any;
   }
 
   private ReplyEffect<Event, SessionState> onCreate(SessionState state, Create cmd) {
     Metrics.SESSIONS_STARTED.inc();
     orgId = cmd.org();
-    return record(
-            state,
-            List.of(
-                new SessionStarted(sessionId, cmd.org(), cmd.user(), cmd.spec(), Instant.now())),
-            this::afterPersist)
-        .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
+    SessionStarted started =
+        new SessionStarted(sessionId, cmd.org(), cmd.user(), cmd.spec(), Instant.now());
+    return withSummary(record(state, List.of(started)), cmd.replyTo());
   }
 
   private ReplyEffect<Event, SessionState> onMessage(SessionState state, AddMessage cmd) {
-    return record(
-            state, List.of(new UserMessageAdded(cmd.text(), Instant.now())), this::afterPersist)
-        .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
+    return withSummary(
+        record(state, List.of(new UserMessageAdded(cmd.text(), Instant.now()))), cmd.replyTo());
   }
 
   private ReplyEffect<Event, SessionState> onCancel(SessionState state, Cancel cmd) {
-    return record(
-            state,
-            ending(state, new SessionCancelled(Instant.now())),
-            s -> {
-              afterPersist(s);
-              subagents.cancelChildren(s);
-            })
-        .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
+    List<Event> events = ending(state, new SessionCancelled(Instant.now()));
+    Procedure<SessionState> then =
+        s -> {
+          afterPersist(s);
+          subagents.cancelChildren(s);
+        };
+    return withSummary(record(state, events, then), cmd.replyTo());
   }
 
   /**
@@ -635,64 +559,27 @@ public final class SessionEntity
    * outside system, all in one write; then either continue the loop or stop it.
    */
   private ReplyEffect<Event, SessionState> onModelAnswered(SessionState state, ModelAnswered msg) {
-    callInFlight = 0;
-    if (msg.turn() != state.turns() + 1 || !state.readyForModel())
-      return Effect().none().thenNoReply();
+    if (!modelCalls.returned(state, msg.turn())) return Effect().none().thenNoReply();
     Instant now = Instant.now();
     ModelResponse response = msg.response();
-    List<Event> events = new ArrayList<>();
-    events.add(
-        new ModelResponded(
-            msg.turn(),
-            response.content(),
-            response.usage(),
-            response.stopReason().name().toLowerCase(),
-            now));
-    List<Block.ToolUse> calls = response.toolCalls();
-    for (Block.ToolUse call : calls)
-      events.add(new ToolCallStarted(msg.turn(), call.id(), call.name(), now));
-    // Calls held for a decision or an event wait; the others run at once.
-    List<Block.ToolUse> runNow = tools.hold(state, events, msg.turn(), calls, msg.orgPolicy(), now);
-    if (runNow.stream().anyMatch(use -> tools.runsLater(state, use))) {
-      // Record the answer and the starts now; the results follow in one more write.
-      return record(
-              state,
-              events,
-              s -> {
-                services.observer().usage(s.org(), response.usage(), now);
-                runLater(s, msg.turn(), runNow);
-                afterPersist(s);
-              })
-          .thenNoReply();
-    }
-    events.addAll(
-        tools.executeTools(state.files(), msg.turn(), runNow, now)); // holds change no file
-    if (calls.isEmpty() && response.stopReason() == ModelResponse.StopReason.MAX_TOKENS) {
-      events.addAll(
-          ending(
-              fold(state, events),
-              new SessionFailed(
-                  "max_tokens", "the model's answer was cut off at its output token limit", now)));
-    } else {
-      events.addAll(decideNext(fold(state, events), response.text(), now));
-    }
-    return record(
-            state,
-            events,
-            s -> {
-              services.observer().usage(s.org(), response.usage(), now);
-              afterPersist(s);
-            })
-        .thenNoReply();
+    TurnTools.Step step = tools.answered(state, msg.turn(), response, msg.orgPolicy(), now);
+    Procedure<SessionState> then =
+        s -> {
+          services.observer().usage(s.org(), response.usage(), now);
+          afterStep(s, step);
+        };
+    return record(state, step.events(), then).thenNoReply();
   }
 
   /**
-   * Runs {@code calls} of {@code turn}, recorded as started, off the actor's thread; while handing
-   * off, the next incarnation runs them instead (recovery).
+   * After the write of {@code step}: the calls it recorded as started that run later go off the
+   * actor's thread (while handing off, the next incarnation runs them instead, on recovery); then
+   * the usual.
    */
-  private void runLater(SessionState state, int turn, List<Block.ToolUse> calls) {
-    if (handingOff) ctx.getSelf().tell(HandOffNow.INSTANCE);
-    else runTools(state, turn, calls);
+  private void afterStep(SessionState state, TurnTools.Step step) {
+    if (!step.later().isEmpty() && handingOff) ctx.getSelf().tell(HandOffNow.INSTANCE);
+    else if (!step.later().isEmpty()) runTools(state, step.turn(), step.later());
+    afterPersist(state);
   }
 
   /** Runs {@code calls} off the actor's thread; their completions come back as ToolsFinished. */
@@ -702,161 +589,139 @@ public final class SessionEntity
   }
 
   /**
-   * A person decided on a held call: an allowed one runs now, a denied one gets its error result.
-   */
-  private ReplyEffect<Event, SessionState> onDecide(SessionState state, Decide cmd) {
-    Approval pending = state.holds().approval(cmd.toolUseId());
-    if (pending == null) return refuse(cmd.replyTo(), HeldCalls.notPending(state, cmd.toolUseId()));
-    Instant now = Instant.now();
-    List<Event> events = new ArrayList<>();
-    events.add(
-        new ApprovalDecided(pending.turn(), pending.callId(), cmd.allow(), cmd.message(), now));
-    Block.ToolUse use =
-        state.lastToolUses().stream()
-            .filter(u -> u.id().equals(pending.callId()))
-            .findFirst()
-            .orElseThrow();
-    if (cmd.allow()
-        && TurnTools.parsed(use).orElse(null) instanceof ToolCall.Task t
-        && subagents.maySpawn(state)) {
-      String child = subagents.childId(pending.callId());
-      events.add(new TaskStarted(pending.turn(), pending.callId(), child, t.description(), now));
-      return record(state, events, this::afterPersist)
-          .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
-    }
-    if (cmd.allow() && tools.runsLater(state, use)) {
-      return record(
-              state,
-              events,
-              s -> {
-                runLater(s, pending.turn(), List.of(use));
-                afterPersist(s);
-              })
-          .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
-    }
-    if (cmd.allow()) {
-      events.addAll(tools.executeTools(state.files(), pending.turn(), List.of(use), now));
-    } else {
-      events.add(HeldCalls.denied(pending, cmd.message(), now));
-    }
-    events.addAll(decideNext(fold(state, events), "", now));
-    return record(state, events, this::afterPersist)
-        .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
-  }
-
-  /** Event {@code name} arrived: it resolves the first wait for it, or is kept for the next one. */
-  private ReplyEffect<Event, SessionState> onEvent(SessionState state, DeliverEvent cmd) {
-    Wait wait = state.status() == SessionStatus.RUNNING ? state.holds().waitFor(cmd.name()) : null;
-    int max = services.settings().waits().maxQueuedEvents();
-    if (wait == null && state.holds().inbox().size() >= max)
-      return refuse(cmd.replyTo(), HeldCalls.inboxFull(max));
-    Instant now = Instant.now();
-    List<Event> events = new ArrayList<>();
-    events.add(new EventReceived(cmd.name(), cmd.payload(), now));
-    if (wait != null) {
-      events.add(
-          new ToolCallCompleted(wait.turn(), wait.callId(), cmd.payload(), false, null, now));
-      events.addAll(decideNext(fold(state, events), "", now));
-    }
-    EventAccepted accepted =
-        new EventAccepted(cmd.name(), wait == null ? null : wait.callId(), wait == null);
-    return record(state, events, this::afterPersist)
-        .thenReply(cmd.replyTo(), s -> StatusReply.success(accepted));
-  }
-
-  /** A wait's deadline came without its event: the call's result says so. */
-  private ReplyEffect<Event, SessionState> onWaitTimedOut(SessionState state, WaitTimedOut msg) {
-    Wait wait = state.holds().waitCall(msg.callId());
-    if (wait == null) return Effect().none().thenNoReply();
-    Instant now = Instant.now();
-    if (wait.deadline().isAfter(now)) { // woken early (a clock ahead, or a Wake): wait on
-      HeldCalls.arm(state, timers);
-      return Effect().none().thenNoReply();
-    }
-    List<Event> events = new ArrayList<>();
-    events.add(HeldCalls.timedOut(wait, now));
-    events.addAll(decideNext(fold(state, events), "", now));
-    return record(state, events, this::afterPersist).thenNoReply();
-  }
-
-  /**
    * Re-executes tool calls that were started but not completed before a crash (not those held for a
    * decision or an event). Session files are recomputed from the recorded state; org-file writes
    * are idempotent by (session, call id).
    */
   private ReplyEffect<Event, SessionState> onResumeOpenCalls(
       SessionState state, ResumeOpenCalls msg) {
-    List<String> running = state.runningCalls();
-    List<Block.ToolUse> open =
-        state.lastToolUses().stream().filter(u -> running.contains(u.id())).toList();
-    if (open.isEmpty()) return Effect().none().thenNoReply();
-    runTools(state, state.turns(), open);
+    List<Block.ToolUse> open = TurnTools.running(state);
+    if (!open.isEmpty()) runTools(state, state.turns(), open);
     return Effect().none().thenNoReply();
   }
 
   /** Records the results of a turn's tool calls that went to outside systems, in one write. */
   private ReplyEffect<Event, SessionState> onToolsFinished(SessionState state, ToolsFinished msg) {
-    List<Event> events = new ArrayList<>();
-    for (Event e : msg.completions()) {
-      if (e instanceof ToolCallCompleted c
-          && c.turn() == state.turns()
-          && state.openCalls().contains(c.callId())) events.add(e);
-    }
+    List<Event> events = TurnTools.stillOpen(state, msg.completions());
     if (events.isEmpty()) return Effect().none().thenNoReply();
-    events.addAll(decideNext(fold(state, events), "", Instant.now()));
-    return record(state, events, this::afterPersist).thenNoReply();
+    return record(state, NextStep.after(state, events, "", Instant.now())).thenNoReply();
   }
 
-  private ReplyEffect<Event, SessionState> onCheckChildren(SessionState state, CheckChildren msg) {
-    subagents.forget();
-    subagents.start(state);
+  private ReplyEffect<Event, SessionState> onModelFailed(SessionState state, ModelFailed msg) {
+    if (!modelCalls.returned(state, msg.turn())) return Effect().none().thenNoReply();
+    return record(state, ending(state, new SessionFailed(msg.code(), msg.message(), Instant.now())))
+        .thenNoReply();
+  }
+
+  /**
+   * The summary is in: record the compaction (the history file with it), then make the turn's call.
+   */
+  private ReplyEffect<Event, SessionState> onSummarised(SessionState state, Summarised msg) {
+    if (!modelCalls.returned(state, msg.turn()) || msg.replaced() >= state.messages().size())
+      return Effect().none().thenNoReply();
+    TranscriptCompacted compacted =
+        compaction.compacted(state, msg.replaced(), msg.summary(), msg.usage());
+    Metrics.COMPACTIONS.inc();
+    Procedure<SessionState> then =
+        s -> {
+          services.observer().usage(s.org(), msg.usage(), compacted.at());
+          afterPersist(s);
+        };
+    return record(state, List.of(compacted), then).thenNoReply();
+  }
+
+  private ReplyEffect<Event, SessionState> onSummaryFailed(SessionState state, SummaryFailed msg) {
+    if (!modelCalls.returned(state, msg.turn())) return Effect().none().thenNoReply();
+    log.warn(
+        "session {}: the summary for compaction failed ({}); turn {} goes on without it",
+        sessionId,
+        msg.reason(),
+        msg.turn());
+    compaction.summaryFailed(msg.turn());
+    modelCalls.call(state);
     return Effect().none().thenNoReply();
   }
 
-  private ReplyEffect<Event, SessionState> onWake(SessionState state, Wake msg) {
-    HeldCalls.arm(state, timers);
-    return Effect().none().thenNoReply();
+  /** The session reached a limit of its budget before the model call of {@code turn}. */
+  private ReplyEffect<Event, SessionState> onOverBudget(SessionState state, OverBudget msg) {
+    if (!modelCalls.returned(state, msg.turn())) return Effect().none().thenNoReply();
+    return record(state, BudgetChecks.exceeded(state, msg, Instant.now())).thenNoReply();
+  }
+
+  /** New limits for a session (one over its budget goes on if they are above what it used). */
+  private ReplyEffect<Event, SessionState> onRaiseBudget(SessionState state, RaiseBudget cmd) {
+    String refused = BudgetChecks.refused(state, cmd);
+    if (refused != null) return refuse(cmd.replyTo(), refused);
+    BudgetRaised raised = new BudgetRaised(cmd.maxTokens(), cmd.maxTurns(), Instant.now());
+    return withSummary(record(state, List.of(raised)), cmd.replyTo());
+  }
+
+  /**
+   * A person decided on a held call: an allowed one runs now, a denied one gets its error result.
+   */
+  private ReplyEffect<Event, SessionState> onDecide(SessionState state, Decide cmd) {
+    Approval pending = state.holds().approval(cmd.toolUseId());
+    if (pending == null) return refuse(cmd.replyTo(), HeldCalls.notPending(state, cmd.toolUseId()));
+    TurnTools.Step step = held.decided(state, pending, cmd, Instant.now());
+    return withSummary(record(state, step.events(), s -> afterStep(s, step)), cmd.replyTo());
+  }
+
+  /** Event {@code name} arrived: it resolves the first wait for it, or is kept for the next one. */
+  private ReplyEffect<Event, SessionState> onEvent(SessionState state, DeliverEvent cmd) {
+    HeldCalls.Delivery delivery = held.delivered(state, cmd.name(), cmd.payload());
+    if (delivery.refused() != null) return refuse(cmd.replyTo(), delivery.refused());
+    return record(state, delivery.events())
+        .thenReply(cmd.replyTo(), s -> StatusReply.success(delivery.accepted()));
+  }
+
+  /** A wait's deadline came without its event: the call's result says so. */
+  private ReplyEffect<Event, SessionState> onWaitTimedOut(SessionState state, WaitTimedOut msg) {
+    List<Event> events = held.timedOut(state, msg.callId());
+    if (events.isEmpty()) return Effect().none().thenNoReply();
+    return record(state, events).thenNoReply();
+  }
+
+  /** A subagent finished: its final text (or why there is none) is the result of the task call. */
+  private ReplyEffect<Event, SessionState> onChildFinished(SessionState state, ChildFinished msg) {
+    Task task = state.holds().taskOf(msg.childId());
+    if (task == null) return Effect().none().thenNoReply(); // reported before, or not ours
+    Instant now = Instant.now();
+    return record(state, NextStep.after(state, Subagents.finished(task, msg, now), "", now))
+        .thenNoReply();
   }
 
   /** Records what the sandbox child reported: a new sandbox id and/or a new state. */
   private ReplyEffect<Event, SessionState> onSandboxReported(
       SessionState state, SandboxReported msg) {
-    // A finished session records nothing after its terminal event (which says its sandbox is
-    // destroyed).
-    if (state.status() == SessionStatus.NEW || state.status().finished())
-      return Effect().none().thenNoReply();
-    SandboxHandle.Report r = msg.report();
-    List<Event> events = SessionSandbox.reported(state, r, Instant.now());
+    List<Event> events = SessionSandbox.reported(state, msg.report(), Instant.now());
     if (events.isEmpty()) return Effect().none().thenNoReply();
-    SandboxInfo known = state.sandbox();
-    boolean newSandbox =
-        r.sandboxId() != null && !r.sandboxId().equals(known == null ? null : known.id());
-    // The list knows each session's current sandbox, for the sandbox sweep (SandboxSweeper).
-    return record(
-            state,
-            events,
-            s -> {
-              if (newSandbox)
-                services.observer().detailsChanged(summary(s), lastSequenceNumber(ctx));
-            })
-        .thenNoReply();
+    boolean newSandbox = SessionSandbox.newSandbox(events);
+    Procedure<SessionState> then =
+        s -> reports.sandboxRecorded(s, newSandbox, lastSequenceNumber(ctx));
+    return record(state, events, then).thenNoReply();
   }
 
-  private ReplyEffect<Event, SessionState> onSandboxStopped(
-      SessionState state, SandboxStopped msg) {
-    sandbox.stopped(msg.child());
+  private ReplyEffect<Event, SessionState> onGetPosition(SessionState state, GetPosition cmd) {
+    return answer(cmd.replyTo(), new Position(state.status().finished(), lastSequenceNumber(ctx)));
+  }
+
+  private ReplyEffect<Event, SessionState> onFollow(SessionState state, Follow cmd) {
+    followers.follow(cmd.follower());
+    return answer(cmd.replyTo(), new SessionFeed.Followed(lastSequenceNumber(ctx), ctx.getSelf()));
+  }
+
+  /** A piece of the model's answer in flight: live to the followers, never recorded. */
+  private ReplyEffect<Event, SessionState> onDelta(SessionState state, DeltaArrived msg) {
+    if (modelCalls.inFlight(msg.turn()))
+      followers.live(lastSequenceNumber(ctx), msg.turn(), msg.delta());
     return Effect().none().thenNoReply();
   }
 
-  private ReplyEffect<Event, SessionState> onModelFailed(SessionState state, ModelFailed msg) {
-    callInFlight = 0;
-    if (msg.turn() != state.turns() + 1 || !state.readyForModel())
-      return Effect().none().thenNoReply();
-    return record(
-            state,
-            ending(state, new SessionFailed(msg.code(), msg.message(), Instant.now())),
-            this::afterPersist)
-        .thenNoReply();
+  private ReplyEffect<Event, SessionState> onAwaitSettled(SessionState state, AwaitSettled cmd) {
+    if (state.shown() != SessionStatus.RUNNING)
+      return answer(cmd.replyTo(), services.summary(state));
+    followers.await(cmd.replyTo(), cmd.waitMillis());
+    return Effect().noReply();
   }
 
   /**
@@ -866,16 +731,9 @@ public final class SessionEntity
    */
   private ReplyEffect<Event, SessionState> onIdleTimeout(SessionState state, IdleTimeout msg) {
     if (state.busy()) return Effect().none().thenNoReply();
-    if (!state.status().finished() && !followers.none()) {
-      // Someone follows it: it stays (its sandbox still parks on its own timers).
-      timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
-    } else if (sandbox.holdsSession(state)) {
-      // A finished session whose sandbox outlived it (a crash came between the two) destroys it.
-      if (state.status().finished()) {
-        sandbox.destroy(state);
-      } else {
-        sandbox.child(state);
-      }
+    // Someone follows it: it stays (its sandbox still parks on its own timers).
+    boolean followed = !state.status().finished() && !followers.none();
+    if (followed || sandbox.staysFor(state)) {
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
     } else {
       passivating = true;
@@ -884,78 +742,63 @@ public final class SessionEntity
     return Effect().none().thenNoReply();
   }
 
-  /** After a turn's events: stop the loop (completed / waiting / budget spent) or let it go on. */
-  private List<Event> decideNext(SessionState after, String text, Instant now) {
-    if (!after.readyForModel()) return List.of();
-    boolean modelDone =
-        after.messages().get(after.messages().size() - 1).role().equals(Message.ASSISTANT);
-    if (modelDone) {
-      return after.spec().keepOpen()
-          ? List.of(new SessionWaiting(text, now))
-          : ending(after, new SessionCompleted(text, now));
+  /**
+   * Sharding stops the entity: after it asked to passivate, or to hand it off (rebalance,
+   * shutdown). A running session with a model call or tools in flight first records their outcome
+   * (at most {@code handoff-grace}), so that the next incarnation goes on from there instead of
+   * making the call again; it starts nothing new meanwhile.
+   */
+  private ReplyEffect<Event, SessionState> onStop(SessionState state, Stop cmd) {
+    if (handingOff) return Effect().none().thenNoReply();
+    if (!passivating && state.status() != SessionStatus.NEW) {
+      Metrics.HANDOFFS.inc();
+      ctx.getLog().info("session {} handed off by sharding (rebalance or shutdown)", sessionId);
     }
-    // The session's own maxTurns fails it as API.md says, unless its budget pauses instead (then
-    // the check before the next model call holds it) or the limit was raised.
-    if (after.budget().maxTurns() == null
-        && !after.spec().ownBudget().pauses()
-        && after.turns() >= after.spec().maxTurns()) {
-      return ending(
-          after,
-          new SessionFailed(
-              "max_turns",
-              "the session used its budget of " + after.spec().maxTurns() + " turns",
-              now));
+    boolean stepInFlight =
+        modelCalls.inFlight(state.turns() + 1) || !state.runningCalls().isEmpty();
+    if (state.status() == SessionStatus.RUNNING && stepInFlight && !passivating) {
+      handingOff = true;
+      timers.startSingleTimer(HandOffNow.INSTANCE, services.settings().handoffGrace());
+      return Effect().none().thenNoReply();
     }
-    return List.of();
+    return Effect().stop().thenNoReply();
   }
 
-  /**
-   * The events that end the session: {@code terminal}, after the sandbox's end if it has one, so
-   * that the terminal event is the last thing the session records. The sandbox is destroyed right
-   * after the write (and again, idempotently, if the session recovers finished).
-   */
+  /** The MDC of this entity's log lines besides its session id: its org, once known. */
+  private Map<String, String> orgMdc(Object message) {
+    String known = orgId != null ? orgId : message instanceof Create c ? c.org() : null;
+    return known == null ? Map.of() : Map.of("org", known);
+  }
+
+  // ---------------------------------------------------------------- writes
+
   /** Side effects after a write: next model call, idle timer, sessions list. */
   private void afterPersist(SessionState state) {
     long seq = lastSequenceNumber(ctx);
-    if (timedTurn != 0 && timedTurn == state.turns() && state.openCalls().isEmpty()) {
-      Metrics.TURN_SECONDS.observe(
-          Metrics.secondsSince(turnStartNanos)); // the turn's last result is recorded
-      timedTurn = 0;
-    }
-    SessionStatus shown = state.shown();
+    modelCalls.recorded(state);
     if (state.status().finished()) sandbox.destroy(state);
-    if (shown != SessionStatus.RUNNING) followers.release(() -> summary(state));
+    if (state.shown() != SessionStatus.RUNNING) followers.release(summary(state));
     if (state.busy()) {
       timers.cancel(IdleTimeout.INSTANCE);
       sandbox.busy();
-      if (state.readyForModel() && !handingOff) callModel(state);
+      if (state.readyForModel() && !handingOff) modelCalls.call(state);
     } else {
       // Finished, waiting for a message, or only held calls left: it may passivate (holds wake it).
       timers.startSingleTimer(
           IdleTimeout.INSTANCE, services.settings().idleTimeout(state.status().finished()));
     }
-    HeldCalls.arm(state, timers);
+    held.arm(state);
     subagents.start(state);
-    Summary summary = null;
-    if (shown != reported && state.status().finished())
-      subagents.notifyParent(state, summary(state));
-    if (shown != reported) {
-      reported = shown;
-      liveStatus.set(shown.wire());
-      if (state.status() == SessionStatus.FAILED && state.error() != null) {
-        ctx.getLog().warn("session failed: {}: {}", state.error().code(), state.error().message());
-      }
-      summary = summary(state);
-      services.observer().statusChanged(summary, seq);
-    }
-    // The list shows what a session waits for, and wakes it when a wait is due (WaitWakeups).
-    List<Object> holdsNow = HeldCalls.shown(state);
-    if (!holdsNow.equals(reportedHolds)) {
-      reportedHolds = holdsNow;
-      if (summary == null) services.observer().detailsChanged(summary(state), seq);
-    }
+    if (reports.statusChanges(state) && state.status().finished())
+      subagents.notifyParent(state, services.summary(state));
+    reports.recorded(state, seq);
     if (handingOff && (!state.busy() || state.readyForModel()))
       ctx.getSelf().tell(HandOffNow.INSTANCE);
+  }
+
+  /** Persists {@code events}, decided in state {@code before}, then runs {@link #afterPersist}. */
+  private EffectBuilder<Event, SessionState> record(SessionState before, List<Event> events) {
+    return record(before, events, this::afterPersist);
   }
 
   /**
@@ -980,202 +823,17 @@ public final class SessionEntity
             });
   }
 
-  private ReplyEffect<Event, SessionState> onGetPosition(SessionState state, GetPosition cmd) {
-    return answer(cmd.replyTo(), new Position(state.status().finished(), lastSequenceNumber(ctx)));
+  /** Replies the summary of the state after {@code effect}. */
+  private ReplyEffect<Event, SessionState> withSummary(
+      EffectBuilder<Event, SessionState> effect, ActorRef<StatusReply<Summary>> replyTo) {
+    return effect.thenReply(replyTo, s -> StatusReply.success(services.summary(s)));
   }
 
-  private ReplyEffect<Event, SessionState> onFollowerGone(SessionState state, FollowerGone msg) {
-    followers.gone(msg.follower());
-    return Effect().none().thenNoReply();
-  }
+  // ---------------------------------------------------------------- replies
 
-  private ReplyEffect<Event, SessionState> onFollow(SessionState state, Follow cmd) {
-    followers.follow(cmd.follower());
-    return Effect()
-        .reply(
-            cmd.replyTo(),
-            StatusReply.success(new SessionFeed.Followed(lastSequenceNumber(ctx), ctx.getSelf())));
-  }
-
-  /** A piece of the model's answer in flight: live to the followers, never recorded. */
-  private ReplyEffect<Event, SessionState> onDelta(SessionState state, DeltaArrived msg) {
-    if (msg.turn() != callInFlight || followers.none()) return Effect().none().thenNoReply();
-    SessionFeed.Live push =
-        new SessionFeed.Live(
-            lastSequenceNumber(ctx), SessionEventStream.delta(msg.turn(), msg.delta()));
-    followers.push(push);
-    return Effect().none().thenNoReply();
-  }
-
-  private ReplyEffect<Event, SessionState> onAwaitSettled(SessionState state, AwaitSettled cmd) {
-    if (state.shown() != SessionStatus.RUNNING)
-      return Effect().reply(cmd.replyTo(), StatusReply.success(summary(state)));
-    followers.await(cmd.replyTo(), cmd.waitMillis());
-    return Effect().noReply();
-  }
-
-  private ReplyEffect<Event, SessionState> onWaitDue(SessionState state, WaitDue msg) {
-    if (followers.due(msg.waiter())) msg.waiter().tell(StatusReply.success(summary(state)));
-    return Effect().none().thenNoReply();
-  }
-
-  /**
-   * Sharding stops the entity: after it asked to passivate, or to hand it off (rebalance,
-   * shutdown). A running session with a model call or tools in flight first records their outcome
-   * (at most {@code handoff-grace}), so that the next incarnation goes on from there instead of
-   * making the call again; it starts nothing new meanwhile.
-   */
-  private ReplyEffect<Event, SessionState> onStop(SessionState state, Stop cmd) {
-    if (handingOff) return Effect().none().thenNoReply();
-    if (!passivating && state.status() != SessionStatus.NEW) {
-      Metrics.HANDOFFS.inc();
-      ctx.getLog().info("session {} handed off by sharding (rebalance or shutdown)", sessionId);
-    }
-    boolean stepInFlight = callInFlight == state.turns() + 1 || !state.runningCalls().isEmpty();
-    if (state.status() == SessionStatus.RUNNING && stepInFlight && !passivating) {
-      handingOff = true;
-      timers.startSingleTimer(HandOffNow.INSTANCE, services.settings().handoffGrace());
-      return Effect().none().thenNoReply();
-    }
-    return Effect().stop().thenNoReply();
-  }
-
-  /** The MDC of this entity's log lines besides its session id: its org, once known. */
-  private Map<String, String> orgMdc(Object message) {
-    String known = orgId != null ? orgId : message instanceof Create c ? c.org() : null;
-    return known == null ? Map.of() : Map.of("org", known);
-  }
-
-  private void callModel(SessionState state) {
-    int turn = state.turns() + 1;
-    if (callInFlight == turn) return;
-    int cut = compaction.cut(state, turn, modelTurn.tools(state));
-    if (cut > 0) {
-      summarise(state, turn, cut);
-      return;
-    }
-    callInFlight = turn;
-    turnStartNanos = System.nanoTime();
-    timedTurn = turn;
-    ModelClient client = services.models().get(state.spec().model().provider()).orElse(null);
-    if (client == null) {
-      ctx.getSelf()
-          .tell(
-              new ModelFailed(
-                  turn,
-                  "model_unavailable",
-                  "model provider '"
-                      + state.spec().model().provider()
-                      + "' is not available on this node"));
-      return;
-    }
-    ActorRef<Command> self = ctx.getSelf();
-    Consumer<ModelDelta> deltas =
-        followers.none() ? null : delta -> self.tell(new DeltaArrived(turn, delta));
-    ctx.pipeToSelf(
-        modelTurn.call(state, turn, client, deltas),
-        (answer, error) -> {
-          if (error != null) return ModelTurn.failed(turn, error);
-          Metrics.MODEL_CALL_SECONDS.observe(Metrics.secondsSince(turnStartNanos));
-          return new ModelAnswered(turn, answer.response(), answer.orgPolicy());
-        });
-  }
-
-  /**
-   * Asks for a summary of {@code messages[0, cut)} before the call of {@code turn} (compaction).
-   */
-  private void summarise(SessionState state, int turn, int cut) {
-    callInFlight = turn;
-    ctx.pipeToSelf(
-        compaction.summarise(state, turn, cut),
-        (response, error) ->
-            error == null
-                ? new Summarised(turn, cut, response.text(), response.usage())
-                : new SummaryFailed(turn, Secrets.redact(String.valueOf(error.getMessage()))));
-  }
-
-  /**
-   * The summary is in: record the compaction (the history file with it), then make the turn's call.
-   */
-  private ReplyEffect<Event, SessionState> onSummarised(SessionState state, Summarised msg) {
-    callInFlight = 0;
-    if (msg.turn() != state.turns() + 1
-        || !state.readyForModel()
-        || msg.replaced() >= state.messages().size()) {
-      return Effect().none().thenNoReply();
-    }
-    TranscriptCompacted compacted =
-        compaction.compacted(state, msg.replaced(), msg.summary(), msg.usage());
-    Metrics.COMPACTIONS.inc();
-    return record(
-            state,
-            List.of(compacted),
-            s -> {
-              services.observer().usage(s.org(), msg.usage(), compacted.at());
-              afterPersist(s);
-            })
-        .thenNoReply();
-  }
-
-  private ReplyEffect<Event, SessionState> onSummaryFailed(SessionState state, SummaryFailed msg) {
-    callInFlight = 0;
-    if (msg.turn() != state.turns() + 1 || !state.readyForModel())
-      return Effect().none().thenNoReply();
-    log.warn(
-        "session {}: the summary for compaction failed ({}); turn {} goes on without it",
-        sessionId,
-        msg.reason(),
-        msg.turn());
-    compaction.summaryFailed(msg.turn());
-    callModel(state);
-    return Effect().none().thenNoReply();
-  }
-
-  /** A subagent finished: its final text (or why there is none) is the result of the task call. */
-  private ReplyEffect<Event, SessionState> onChildFinished(SessionState state, ChildFinished msg) {
-    Task task = state.holds().taskOf(msg.childId());
-    if (task == null) return Effect().none().thenNoReply(); // reported before, or not ours
-    Instant now = Instant.now();
-    List<Event> events = new ArrayList<>(Subagents.finished(task, msg, now));
-    events.addAll(decideNext(fold(state, events), "", now));
-    return record(state, events, this::afterPersist).thenNoReply();
-  }
-
-  /** The session reached a limit of its budget before the model call of {@code turn}. */
-  private ReplyEffect<Event, SessionState> onOverBudget(SessionState state, OverBudget msg) {
-    callInFlight = 0;
-    if (msg.turn() != state.turns() + 1 || !state.readyForModel())
-      return Effect().none().thenNoReply();
-    List<Event> events = BudgetChecks.exceeded(state, msg, Instant.now());
-    return record(state, events, this::afterPersist).thenNoReply();
-  }
-
-  /** New limits for a session (one over its budget goes on if they are above what it used). */
-  private ReplyEffect<Event, SessionState> onRaiseBudget(SessionState state, RaiseBudget cmd) {
-    String refused = BudgetChecks.refused(state, cmd);
-    if (refused != null) return refuse(cmd.replyTo(), refused);
-    return record(
-            state,
-            List.of(new BudgetRaised(cmd.maxTokens(), cmd.maxTurns(), Instant.now())),
-            this::afterPersist)
-        .thenReply(cmd.replyTo(), s -> StatusReply.success(summary(s)));
-  }
-
-  /** The state as the API shows it, with the sandbox's isolation when it has none. */
-  private Summary summary(SessionState state) {
-    return services.sandboxes() == null
-        ? state.summary()
-        : state.summary().withSandboxIsolation(services.sandboxes().isolation());
-  }
-
-  private String notFound() {
+  /** The error of a reply about a session that does not exist. */
+  static String notFound(String sessionId) {
     return NOT_FOUND + ": no session " + sessionId;
-  }
-
-  /** Why a budget is not raised outside a running session. */
-  private String notRaised(SessionState s) {
-    if (s.status() == SessionStatus.NEW) return notFound();
-    return CONFLICT + ": the session is " + s.shown().wire() + "; a budget is raised while it runs";
   }
 
   private static String finishedError(SessionState s) {
@@ -1191,6 +849,17 @@ public final class SessionEntity
     return Effect().reply(replyTo, StatusReply.success(value));
   }
 
+  /** A message that only has {@code sideEffect} (nothing to record, no reply). */
+  private ReplyEffect<Event, SessionState> only(Runnable sideEffect) {
+    sideEffect.run();
+    return Effect().none().thenNoReply();
+  }
+
+  /** The state as the API shows it, computed when asked. */
+  private Supplier<Summary> summary(SessionState state) {
+    return () -> services.summary(state);
+  }
+
   /** A message that needs nothing in this state (it came too late, or is only a wake-up). */
   private ReplyEffect<Event, SessionState> ignore(SessionState state, Command msg) {
     return Effect().none().thenNoReply();
@@ -1201,11 +870,6 @@ public final class SessionEntity
   @Override
   public EventHandler<SessionState, Event> eventHandler() {
     return SessionState::apply;
-  }
-
-  private static SessionState fold(SessionState state, List<Event> events) {
-    for (Event e : events) state = state.apply(e);
-    return state;
   }
 
   // ---------------------------------------------------------------- recovery
@@ -1222,22 +886,21 @@ public final class SessionEntity
    * Forgets what the previous incarnation had in flight. After a journal failure the entity is
    * restarted in place (restartWithBackoff): this object stays, its children (the sandbox handle)
    * are stopped, and its model calls, tool chains and asks died with it. A stale sandbox ref would
-   * send every later call to dead letters, and a stale callInFlight would never ask the model
+   * send every later call to dead letters, and a stale call in flight would never ask the model
    * again.
    */
   private void freshIncarnation() {
     sandbox.forget();
-    callInFlight = 0;
+    modelCalls.forget();
     subagents.forget();
     handingOff = false;
     passivating = false;
-    timedTurn = 0;
   }
 
   /** This incarnation stops: its waiters and followers go on with the next one. */
   private void onStopped(SessionState state) {
-    liveStatus.clear();
-    followers.release(() -> summary(state));
+    reports.stopped();
+    followers.release(summary(state));
     followers.clear(); // they watch this incarnation and follow the next
   }
 
@@ -1247,35 +910,19 @@ public final class SessionEntity
       timers.startSingleTimer(IdleTimeout.INSTANCE, services.settings().passivateAfter());
       return;
     }
-    reported = state.shown();
-    reportedHolds = HeldCalls.shown(state);
     orgId = state.org();
-    liveStatus.set(state.shown().wire());
-    Metrics.SESSION_RECOVERIES.inc();
-    double recoverySeconds = Metrics.secondsSince(startedNanos);
-    Metrics.SESSION_RECOVERY_SECONDS.observe(recoverySeconds);
-    ctx.getLog()
-        .info(
-            "session {} ({}) recovered at event {} in {} ms",
-            sessionId,
-            state.shown().wire(),
-            lastSequenceNumber(ctx),
-            Math.round(recoverySeconds * 1000));
-    services.observer().recovered(summary(state), lastSequenceNumber(ctx));
+    reports.recovered(state, lastSequenceNumber(ctx), startedNanos);
     if (state.status().finished())
       sandbox.destroy(state); // in case the node stopped before it could
-    HeldCalls.arm(state, timers); // a wait that came due while the session was away times out now
-    subagents.start(state); // and the subagents it waits for are asked where they stand
-    subagents.notifyParent(
-        state, summary(state)); // a finished subagent reports again (its parent ignores a repeat)
-    subagents.cancelChildren(state); // a cancelled session's subagents are cancelled (again)
+    held.arm(state); // a wait that came due while the session was away times out now
+    subagents.recovered(state, services.summary(state));
     if (!state.busy()) {
       timers.startSingleTimer(
           IdleTimeout.INSTANCE, services.settings().idleTimeout(state.status().finished()));
     } else if (!state.openCalls().isEmpty()) {
       ctx.getSelf().tell(ResumeOpenCalls.INSTANCE);
     } else {
-      callModel(state);
+      modelCalls.call(state);
     }
   }
 }

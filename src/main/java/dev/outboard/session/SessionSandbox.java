@@ -10,7 +10,6 @@ import dev.outboard.session.SessionEntity.SandboxChanged;
 import dev.outboard.session.SessionEntity.SandboxReplaced;
 import dev.outboard.session.SessionEntity.SandboxReported;
 import dev.outboard.session.SessionEntity.SandboxStopped;
-import dev.outboard.session.SessionEntity.Services;
 import dev.outboard.session.SessionState.SandboxInfo;
 import java.time.Duration;
 import java.time.Instant;
@@ -36,7 +35,7 @@ final class SessionSandbox {
           SandboxStatus.PROVISIONING,
           SandboxStatus.REPLACING);
 
-  private final Services services;
+  private final SessionServices services;
   private final ActorContext<Command> ctx;
 
   /** The sandbox child, spawned on the first /workspace call (or to destroy a recorded sandbox). */
@@ -45,7 +44,7 @@ final class SessionSandbox {
   /** When this idle session first stayed for its sandbox (0: it has not), see heldWithinBound. */
   private long heldSinceNanos;
 
-  SessionSandbox(Services services, ActorContext<Command> ctx) {
+  SessionSandbox(SessionServices services, ActorContext<Command> ctx) {
     this.services = services;
     this.ctx = ctx;
   }
@@ -100,6 +99,21 @@ final class SessionSandbox {
   }
 
   /**
+   * Whether an idle session stays for its sandbox (see {@link #holdsSession}): its sandbox child
+   * (started for it if need be) hibernates it, or destroys the sandbox of a finished session that
+   * outlived it (a crash came between the two).
+   */
+  boolean staysFor(SessionState state) {
+    if (!holdsSession(state)) return false;
+    if (state.status().finished()) {
+      destroy(state);
+    } else {
+      child(state);
+    }
+    return true;
+  }
+
+  /**
    * Whether an idle session stays for its sandbox, which still has processes: for less than the
    * bound (hibernate-after plus twice passivate-after), so that a sandbox that cannot be parked,
    * say its host is unreachable, does not keep the session in memory for ever.
@@ -124,8 +138,12 @@ final class SessionSandbox {
     return services.hasSandboxes() && s != null && s.id() != null && LIVE.contains(s.state());
   }
 
-  /** What the child's report {@code r} records: a new sandbox id and/or a new state. */
+  /**
+   * What the child's report {@code r} records: a new sandbox id and/or a new state; nothing before
+   * the session starts, or after its terminal event (which says its sandbox is destroyed).
+   */
   static List<Event> reported(SessionState state, SandboxHandle.Report r, Instant now) {
+    if (state.status() == SessionStatus.NEW || state.status().finished()) return List.of();
     SandboxInfo known = state.sandbox();
     String knownId = known == null ? null : known.id();
     List<Event> events = new ArrayList<>();
@@ -138,6 +156,12 @@ final class SessionSandbox {
     if (known == null || r.status() != known.state())
       events.add(new SandboxChanged(r.status(), now));
     return events;
+  }
+
+  /** Whether {@code events} (of {@link #reported}) record a new sandbox id. */
+  static boolean newSandbox(List<Event> events) {
+    return events.stream()
+        .anyMatch(e -> e instanceof SandboxAttached || e instanceof SandboxReplaced);
   }
 
   /**

@@ -80,6 +80,12 @@ final class Subagents {
     askedChildren.clear();
   }
 
+  /** Every check-interval: asks each subagent this session waits for again. */
+  void check(SessionState state) {
+    forget();
+    start(state);
+  }
+
   /**
    * Asks each subagent this session waits for, and that this incarnation has not asked yet, to
    * start (a Create, which a child that exists already answers with where it stands); a finished
@@ -176,6 +182,17 @@ final class Subagents {
             now),
         new ToolCallCompleted(
             task.turn(), task.callId(), content, !child.status().equals("completed"), null, now));
+  }
+
+  /**
+   * The session recovered in {@code state} (shown as {@code summary}): the subagents it waits for
+   * are asked where they stand, a finished subagent reports again (its parent ignores a repeat), a
+   * cancelled session's subagents are cancelled (again).
+   */
+  void recovered(SessionState state, Summary summary) {
+    start(state);
+    notifyParent(state, summary);
+    cancelChildren(state);
   }
 
   /**

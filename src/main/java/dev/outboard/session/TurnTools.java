@@ -1,14 +1,19 @@
 package dev.outboard.session;
 
+import static dev.outboard.session.SessionSandbox.ending;
+
 import dev.outboard.model.Block;
+import dev.outboard.model.ModelResponse;
 import dev.outboard.ops.Metrics;
 import dev.outboard.sandbox.SandboxHandle;
 import dev.outboard.session.Holds.Inbound;
 import dev.outboard.session.SessionEntity.ApprovalRequested;
 import dev.outboard.session.SessionEntity.Event;
-import dev.outboard.session.SessionEntity.Services;
+import dev.outboard.session.SessionEntity.ModelResponded;
+import dev.outboard.session.SessionEntity.SessionFailed;
 import dev.outboard.session.SessionEntity.TaskStarted;
 import dev.outboard.session.SessionEntity.ToolCallCompleted;
+import dev.outboard.session.SessionEntity.ToolCallStarted;
 import dev.outboard.session.SessionEntity.WaitStarted;
 import dev.outboard.tools.ApprovalPolicy;
 import dev.outboard.tools.ToolCall;
@@ -35,7 +40,7 @@ import org.apache.pekko.actor.typed.ActorRef;
  */
 final class TurnTools {
 
-  private final Services services;
+  private final SessionServices services;
   private final Subagents subagents;
   private final OutsideCalls outside;
 
@@ -46,7 +51,7 @@ final class TurnTools {
   private final Function<SessionState, ActorRef<SandboxHandle.Command>> sandbox;
 
   TurnTools(
-      Services services,
+      SessionServices services,
       Subagents subagents,
       OutsideCalls outside,
       Executor searches,
@@ -59,11 +64,52 @@ final class TurnTools {
   }
 
   /**
+   * The events of a step, to record in one write, and the calls of {@code turn} that run off the
+   * actor's thread once they are (none: every result is among the events).
+   */
+  record Step(List<Event> events, int turn, List<Block.ToolUse> later) {}
+
+  /**
+   * The model answered turn {@code turn}: its answer, the start of its tool calls, their holds and,
+   * unless some run later, the results of the others and what comes next.
+   */
+  Step answered(
+      SessionState state, int turn, ModelResponse response, ApprovalPolicy orgPolicy, Instant now) {
+    List<Event> events = new ArrayList<>();
+    events.add(
+        new ModelResponded(
+            turn,
+            response.content(),
+            response.usage(),
+            response.stopReason().name().toLowerCase(),
+            now));
+    List<Block.ToolUse> calls = response.toolCalls();
+    for (Block.ToolUse call : calls)
+      events.add(new ToolCallStarted(turn, call.id(), call.name(), now));
+    // Calls held for a decision or an event wait; the others run at once.
+    List<Block.ToolUse> runNow = hold(state, events, turn, calls, orgPolicy, now);
+    if (runNow.stream().anyMatch(use -> runsLater(state, use))) {
+      // Record the answer and the starts now; the results follow in one more write.
+      return new Step(events, turn, runNow);
+    }
+    events.addAll(executeTools(state.files(), turn, runNow, now)); // holds change no file
+    if (calls.isEmpty() && response.stopReason() == ModelResponse.StopReason.MAX_TOKENS) {
+      events.addAll(
+          ending(
+              NextStep.fold(state, events),
+              new SessionFailed(
+                  "max_tokens", "the model's answer was cut off at its output token limit", now)));
+      return new Step(events, turn, List.of());
+    }
+    return new Step(NextStep.after(state, events, response.text(), now), turn, List.of());
+  }
+
+  /**
    * Adds to {@code events} the holds of this turn's {@code calls}: a {@code wait} starts (and takes
    * a kept event at once), a call the policy names waits for approval. Returns the calls to run
    * now. An unreadable org policy ({@code orgPolicy} null) holds every call: approvals fail closed.
    */
-  List<Block.ToolUse> hold(
+  private List<Block.ToolUse> hold(
       SessionState state,
       List<Event> events,
       int turn,
@@ -122,6 +168,23 @@ final class TurnTools {
       events.addAll(held);
     }
     return runNow;
+  }
+
+  /** The calls of the last turn that were started and not completed (none held). */
+  static List<Block.ToolUse> running(SessionState state) {
+    List<String> running = state.runningCalls();
+    return state.lastToolUses().stream().filter(u -> running.contains(u.id())).toList();
+  }
+
+  /** The {@code completions} of the last turn's calls that are still open (not a stale chain's). */
+  static List<Event> stillOpen(SessionState state, List<Event> completions) {
+    List<Event> open = new ArrayList<>();
+    for (Event e : completions) {
+      if (e instanceof ToolCallCompleted c
+          && c.turn() == state.turns()
+          && state.openCalls().contains(c.callId())) open.add(e);
+    }
+    return open;
   }
 
   /** The call, when its arguments are valid (an invalid one gets its error from executeTool). */

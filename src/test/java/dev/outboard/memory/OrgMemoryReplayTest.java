@@ -24,6 +24,7 @@ import dev.outboard.session.SessionEntity.SessionStarted;
 import dev.outboard.session.SessionEntity.ToolCallCompleted;
 import dev.outboard.session.SessionEntity.ToolCallStarted;
 import dev.outboard.session.SessionFiles;
+import dev.outboard.session.SessionServices;
 import dev.outboard.session.SessionSettings;
 import dev.outboard.session.SessionSpec;
 import dev.outboard.session.SessionState;
@@ -163,7 +164,7 @@ class OrgMemoryReplayTest {
               false,
               null);
       TestProbe<ClusterSharding.ShardCommand> shard = kit.createTestProbe();
-      SessionEntity.Services services =
+      SessionServices services =
           TestServices.builder(
                   new ModelClients("scripted", new ScriptedModel()),
                   new PathRouter(EnumSet.of(Namespace.SESSION, Namespace.MEMORY, Namespace.SKILLS)),

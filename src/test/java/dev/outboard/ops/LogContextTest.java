@@ -24,6 +24,7 @@ import dev.outboard.sandbox.SandboxProvider;
 import dev.outboard.sandbox.SandboxSettings;
 import dev.outboard.session.SessionEntity;
 import dev.outboard.session.SessionFiles;
+import dev.outboard.session.SessionServices;
 import dev.outboard.session.SessionSettings;
 import dev.outboard.session.SessionSpec;
 import dev.outboard.session.Summary;
@@ -85,7 +86,7 @@ class LogContextTest {
   void linesOfASessionAndItsSandboxHandleCarryTheSessionIdAndOrg() {
     String id = "s-" + UUID.randomUUID();
     TestProbe<ClusterSharding.ShardCommand> shard = kit.createTestProbe();
-    SessionEntity.Services services =
+    SessionServices services =
         TestServices.builder(
                 new ModelClients("scripted", new ScriptedModel()),
                 new PathRouter(EnumSet.of(Namespace.SESSION, Namespace.WORKSPACE)),

@@ -205,7 +205,7 @@ class SessionEntityTest {
 
     Session(RecordingModel model, SessionSettings settings) {
       this.model = model;
-      SessionEntity.Services services =
+      SessionServices services =
           TestServices.of(
               new ModelClients("scripted", model),
               new PathRouter(EnumSet.of(Namespace.SESSION)),
@@ -915,7 +915,7 @@ class SessionEntityTest {
   void stopFromTheShardStopsTheEntity() {
     TestProbe<ClusterSharding.ShardCommand> shard = kit.createTestProbe();
     TestProbe<StatusReply<Summary>> replies = kit.createTestProbe();
-    SessionEntity.Services services =
+    SessionServices services =
         TestServices.of(
             new ModelClients("scripted", new ScriptedModel()),
             new PathRouter(EnumSet.of(Namespace.SESSION)),
@@ -964,7 +964,7 @@ class SessionEntityTest {
             LIMITS,
             Duration.ofMillis(300),
             Duration.ofMinutes(2));
-    SessionEntity.Services services =
+    SessionServices services =
         TestServices.of(
             new ModelClients("scripted", RecordingModel.scripted()),
             new PathRouter(EnumSet.of(Namespace.SESSION)),

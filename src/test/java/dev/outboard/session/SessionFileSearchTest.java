@@ -70,7 +70,7 @@ class SessionFileSearchTest {
   @Test
   void aSlowGrepOverSessionFilesDoesNotHoldUpTheSessionAndSeesTheTurnsEarlierWrites() {
     String id = "s-" + UUID.randomUUID();
-    SessionEntity.Services services =
+    SessionServices services =
         TestServices.of(
             new ModelClients("scripted", new ScriptedModel()),
             new PathRouter(EnumSet.of(Namespace.SESSION)),

@@ -62,7 +62,7 @@ class SessionRestartInPlaceTest {
     EchoSandboxes sandboxes = new EchoSandboxes();
     Limits limits =
         new Limits(1L << 30, 64, Duration.ofMinutes(1), 1 << 16, Duration.ofSeconds(30));
-    SessionEntity.Services services =
+    SessionServices services =
         TestServices.builder(
                 new ModelClients("scripted", new ScriptedModel()),
                 new PathRouter(EnumSet.of(Namespace.SESSION, Namespace.WORKSPACE)),

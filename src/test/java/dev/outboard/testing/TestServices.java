@@ -4,12 +4,12 @@ import dev.outboard.memory.OrgFiles;
 import dev.outboard.model.ModelClients;
 import dev.outboard.sandbox.SandboxProvider;
 import dev.outboard.sandbox.SandboxSettings;
-import dev.outboard.session.SessionEntity;
 import dev.outboard.session.SessionObserver;
+import dev.outboard.session.SessionServices;
 import dev.outboard.session.SessionSettings;
 import dev.outboard.vfs.PathRouter;
 
-/** A session's {@link SessionEntity.Services} for a test: what it needs, the rest absent. */
+/** A session's {@link SessionServices} for a test: what it needs, the rest absent. */
 public final class TestServices {
 
   private final ModelClients models;
@@ -29,7 +29,7 @@ public final class TestServices {
   }
 
   /** Services without org files, sandboxes, snapshots or org policies. */
-  public static SessionEntity.Services of(
+  public static SessionServices of(
       ModelClients models, PathRouter router, SessionObserver observer, SessionSettings settings) {
     return builder(models, router, observer, settings).build();
   }
@@ -50,8 +50,8 @@ public final class TestServices {
     return this;
   }
 
-  public SessionEntity.Services build() {
-    return new SessionEntity.Services(
+  public SessionServices build() {
+    return new SessionServices(
         models, router, observer, settings, orgFiles, sandboxes, sandboxSettings, null, null);
   }
 }
