@@ -94,6 +94,10 @@ public final class Main {
       // started.
       Runtime.getRuntime().halt(1);
       return;
+    } catch (LinkageError e) { // a class missing from lib/
+      log.error("start-up failed: {}", e.toString(), e);
+      Runtime.getRuntime().halt(1);
+      return;
     }
     try {
       start(system, store);

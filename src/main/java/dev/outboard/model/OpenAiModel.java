@@ -258,7 +258,11 @@ public final class OpenAiModel extends ProviderClient<ChatCompletionCreateParams
     if (e instanceof SseException s) return midStream(s);
     if (e instanceof OpenAIServiceException s) {
       return ModelCallException.forStatus(
-          PROVIDER, s.statusCode(), providerMessage(s), retryAfter(s.headers()::values), null);
+          PROVIDER,
+          s.statusCode(),
+          providerMessage(s),
+          retryAfter(s.headers() == null ? null : s.headers()::values),
+          null);
     }
     IOException io = ioCause(e);
     if (io != null) return transport(PROVIDER, io, "model_unavailable", describe(io), e);

@@ -1,6 +1,5 @@
 package dev.outboard.model;
 
-import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.openai.core.JsonValue;
@@ -89,11 +88,7 @@ final class OpenAiRequest {
   }
 
   private static String argumentsOf(JsonNode input) {
-    try {
-      return Json.MAPPER.writeValueAsString(input == null ? Json.MAPPER.createObjectNode() : input);
-    } catch (JsonProcessingException e) {
-      throw new IllegalStateException(e);
-    }
+    return Json.write(input == null ? Json.MAPPER.createObjectNode() : input);
   }
 
   static List<ChatCompletionFunctionTool> toolsOf(List<ToolSpec> specs) {

@@ -59,16 +59,13 @@ abstract class ProviderClient<P, A> implements ModelClient {
     CompletableFuture<ModelResponse> out = new CompletableFuture<>();
     call.whenComplete(
         (answer, error) -> {
-          if (error != null) {
-            out.completeExceptionally(failure(error));
-            return;
-          }
           try {
-            out.complete(response(answer));
+            if (error != null) out.completeExceptionally(failure(error));
+            else out.complete(response(answer));
           } catch (ModelCallException e) {
             out.completeExceptionally(e);
-          } catch (RuntimeException e) {
-            out.completeExceptionally(unmappable(e));
+          } catch (RuntimeException e) { // a classification that throws still ends the call
+            out.completeExceptionally(error != null ? e : unmappable(e));
           }
         });
     return out;

@@ -37,10 +37,10 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  * sandbox lost after the session actor moved or restarted (a new handle) comes back with the
  * workspace of its last hibernation.
  *
- * <p>The handlers stay together in this file, over the usual 450 lines: they share the sandbox's
- * lifecycle (its id, whether it is lost or busy, the generation that makes old timers stale), which
- * reads top to bottom in one place. The tools, the queue of calls and their answers, provisioning,
- * the health-check verdict, the reports to the session and the settings are classes of their own.
+ * <p>The handlers stay together in this file, though it is long: they share the sandbox's lifecycle
+ * (its id, whether it is lost or busy, the generation that makes old timers stale), which reads top
+ * to bottom in one place. The tools, the queue of calls and their answers, provisioning, the
+ * health-check verdict, the reports to the session and the settings are classes of their own.
  */
 public final class SandboxHandle {
   // ---------------------------------------------------------------- protocol

@@ -59,9 +59,11 @@ import org.apache.pekko.persistence.typed.javadsl.SignalHandler;
  * ModelCalls}, {@link ModelTurn} and {@link BudgetChecks} (the model call), {@link HeldCalls}
  * (approvals and waits), {@link NextStep} (what follows a step), {@link Subagents}, {@link
  * Compaction}, {@link SessionSandbox}, {@link Followers} and {@link SessionReports} (what the
- * sessions list is told). {@link SessionServices} is what it needs from its node. The file is over
- * the house's ~450 lines because its protocol stays here: the event and command records (their
- * class names are the journal's manifests) take about 250 of them.
+ * sessions list is told). {@link SessionServices} is what it needs from its node. The file is
+ * longer than its neighbours because the protocol stays here: the event and command records (their
+ * class names are the journal's manifests) take about 250 lines. The internal messages the
+ * collaborators build (ModelAnswered, WaitTimedOut, ...) are package-private for that reason only;
+ * nothing outside this package sends them.
  */
 public final class SessionEntity
     extends EventSourcedBehaviorWithEnforcedReplies<
@@ -790,7 +792,7 @@ public final class SessionEntity
     held.arm(state);
     subagents.start(state);
     if (reports.statusChanges(state) && state.status().finished())
-      subagents.notifyParent(state, services.summary(state));
+      subagents.notifyParent(state, () -> services.summary(state));
     reports.recorded(state, seq);
     if (handingOff && (!state.busy() || state.readyForModel()))
       ctx.getSelf().tell(HandOffNow.INSTANCE);
@@ -915,7 +917,7 @@ public final class SessionEntity
     if (state.status().finished())
       sandbox.destroy(state); // in case the node stopped before it could
     held.arm(state); // a wait that came due while the session was away times out now
-    subagents.recovered(state, services.summary(state));
+    subagents.recovered(state, () -> services.summary(state));
     if (!state.busy()) {
       timers.startSingleTimer(
           IdleTimeout.INSTANCE, services.settings().idleTimeout(state.status().finished()));

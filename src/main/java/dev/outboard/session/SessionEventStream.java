@@ -1,6 +1,5 @@
 package dev.outboard.session;
 
-import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.typesafe.config.ConfigFactory;
 import dev.outboard.Json;
@@ -220,14 +219,14 @@ public final class SessionEventStream {
       if (taker != null) data.put("toolUseId", taker.callId());
       data.put("queued", taker == null);
     }
-    out.add(new Item(Long.toString(seq), type(event), json(data)));
+    out.add(new Item(Long.toString(seq), type(event), Json.write(data)));
     if (after.readyForModel() && !before.readyForModel()
         || event instanceof SessionEntity.SessionStarted) {
       out.add(
           new Item(
               null,
               "turn.started",
-              json(Json.MAPPER.createObjectNode().put("turn", after.turns() + 1))));
+              Json.write(Json.MAPPER.createObjectNode().put("turn", after.turns() + 1))));
     }
     return out;
   }
@@ -245,7 +244,7 @@ public final class SessionEventStream {
           .put("name", t.name())
           .put("partialJson", t.partialJson());
     }
-    return new Item(null, "model.delta", json(data));
+    return new Item(null, "model.delta", Json.write(data));
   }
 
   /**
@@ -332,13 +331,5 @@ public final class SessionEventStream {
       node.putObject("error").put("code", e.code()).put("message", e.message());
     }
     return node;
-  }
-
-  private static String json(Object value) {
-    try {
-      return Json.MAPPER.writeValueAsString(value);
-    } catch (JsonProcessingException e) {
-      throw new IllegalStateException(e);
-    }
   }
 }

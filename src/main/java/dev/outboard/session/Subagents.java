@@ -24,6 +24,7 @@ import java.util.HexFormat;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.CompletionStage;
+import java.util.function.Supplier;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
 import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
@@ -189,7 +190,7 @@ final class Subagents {
    * are asked where they stand, a finished subagent reports again (its parent ignores a repeat), a
    * cancelled session's subagents are cancelled (again).
    */
-  void recovered(SessionState state, Summary summary) {
+  void recovered(SessionState state, Supplier<Summary> summary) {
     start(state);
     notifyParent(state, summary);
     cancelChildren(state);
@@ -199,12 +200,12 @@ final class Subagents {
    * A finished subagent tells its parent that it ended as {@code summary} (again on each recovery:
    * the parent ignores a repeat).
    */
-  void notifyParent(SessionState state, Summary summary) {
+  void notifyParent(SessionState state, Supplier<Summary> summary) {
     String parent = state.spec() == null ? null : state.spec().parent();
     if (parent == null || !state.status().finished()) return;
     ClusterSharding.get(ctx.getSystem())
         .entityRefFor(SessionEntity.ENTITY_KEY, parent)
-        .tell(new ChildFinished(sessionId, summary));
+        .tell(new ChildFinished(sessionId, summary.get()));
   }
 
   /**

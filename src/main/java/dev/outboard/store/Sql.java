@@ -34,7 +34,10 @@ public final class Sql {
   }
 
   /**
-   * SQL NULL of a {@link java.sql.Types} type, for a column whose type the database cannot infer.
+   * SQL NULL of a {@link java.sql.Types} type, for a parameter whose type the database cannot infer
+   * ({@code COALESCE(?, ...)}, {@code ? IS NULL}, {@code CASE WHEN ?}): a bare Java null is bound
+   * untyped, which is right only where the parameter stands for a column ({@code SET col = ?},
+   * {@code VALUES (?)}, {@code col = ?}).
    */
   public record Null(int sqlType) {}
 
