@@ -36,6 +36,8 @@ import dev.outboard.store.OrgPolicies;
 import dev.outboard.store.Storage;
 import dev.outboard.store.StoreSettings;
 import dev.outboard.store.UsageLedger;
+import dev.outboard.vault.Vault;
+import dev.outboard.vault.VaultRoutes;
 import dev.outboard.vfs.Namespace;
 import dev.outboard.vfs.PathRouter;
 import dev.outboard.webhooks.WebhookDispatcher;
@@ -115,6 +117,7 @@ public final class Main {
   public static Database start(ActorSystem<?> system, StoreSettings store) throws IOException {
     Config config = system.settings().config();
     Database db = Storage.open(system, store);
+    Vault vault = Vault.open(config, store, db); // a bad OUTBOARD_VAULT_KEY stops the node here
     boolean scriptedAllowed = store.embedded() || config.getBoolean("outboard.allow-scripted");
     ModelClients models = ModelClients.fromConfig(config.getConfig("outboard.model"));
     StartupChecks.models(models, scriptedAllowed, store.embedded());
@@ -176,7 +179,8 @@ public final class Main {
                 .routes(),
             new AdminRoutes(auth, keys, maxBody, policies, webhooks).routes(),
             new FileRoutes(auth, orgFiles, maxBody).routes(),
-            new UsageRoutes(auth, usage).routes()),
+            new UsageRoutes(auth, usage).routes(),
+            new VaultRoutes(auth, vault, maxBody).routes()),
         config.getString("outboard.http.interface"),
         config.getInt("outboard.http.port"));
     return db;
