@@ -1,5 +1,8 @@
 package dev.outboard.vault;
 
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.outboard.Json;
 import dev.outboard.api.ApiError;
 import dev.outboard.api.Auth;
 import dev.outboard.api.JsonSupport;
@@ -23,9 +26,6 @@ public final class VaultRoutes extends AllDirectives {
 
   /** 413 code: a value over {@link Vault#MAX_VALUE_BYTES}. */
   public static final String TOO_LARGE = "secret_too_large";
-
-  /** The body of a PUT. */
-  public record SecretValue(String value) {}
 
   /** The answer of a GET. */
   public record Listing(List<Vault.Entry> secrets) {}
@@ -66,7 +66,7 @@ public final class VaultRoutes extends AllDirectives {
 
   private Route secret(String org, String name) {
     return concat(
-        put(() -> JsonSupport.body(SecretValue.class, maxBody, body -> put(org, name, body))),
+        put(() -> JsonSupport.text(maxBody, body -> put(org, name, value(body)))),
         delete(() -> JsonSupport.noBody(() -> delete(org, name))));
   }
 
@@ -90,11 +90,43 @@ public final class VaultRoutes extends AllDirectives {
             });
   }
 
-  private Route put(String org, String name, SecretValue body) {
+  /**
+   * The {@code value} of a PUT's body {@code {"value": "..."}}: a non-empty JSON string without
+   * NUL. Parsed here rather than by {@link JsonSupport#body}, whose messages may quote what was
+   * sent (an unrecognised token) and which would take a number for a string; a refusal never quotes
+   * it.
+   */
+  private static String value(String body) {
+    JsonNode json;
+    try {
+      json = Json.MAPPER.readTree(body);
+    } catch (JsonProcessingException e) {
+      String where =
+          e.getLocation() == null || e.getLocation().getLineNr() < 0
+              ? ""
+              : " (line "
+                  + e.getLocation().getLineNr()
+                  + ", column "
+                  + e.getLocation().getColumnNr()
+                  + ")";
+      throw ApiError.badRequest(
+          "the body is not valid JSON" + where + "; send {\"value\": \"...\"}");
+    }
+    if (json == null || !json.isObject())
+      throw ApiError.badRequest("the body must be a JSON object {\"value\": \"...\"}");
+    if (json.size() != (json.has("value") ? 1 : 0))
+      throw ApiError.badRequest("unknown field: the body takes only \"value\"");
+    JsonNode value = json.get("value");
+    if (value == null || !value.isTextual() || value.textValue().isEmpty())
+      throw ApiError.badRequest("value is required: a non-empty JSON string");
+    if (value.textValue().indexOf('\0') >= 0)
+      throw ApiError.badRequest("value may not contain NUL (\\u0000)");
+    return value.textValue();
+  }
+
+  private Route put(String org, String name, String value) {
     checkName(name);
-    if (body.value() == null || body.value().isEmpty())
-      throw ApiError.badRequest("value is required: a non-empty string");
-    int bytes = body.value().getBytes(StandardCharsets.UTF_8).length;
+    int bytes = value.getBytes(StandardCharsets.UTF_8).length;
     if (bytes > Vault.MAX_VALUE_BYTES) {
       throw new ApiError(
           StatusCodes.CONTENT_TOO_LARGE,
@@ -102,7 +134,7 @@ public final class VaultRoutes extends AllDirectives {
           "the value is " + bytes + " bytes of UTF-8; the limit is " + Vault.MAX_VALUE_BYTES);
     }
     return onSuccess(
-        vault.put(org, name, body.value()),
+        vault.put(org, name, value),
         found -> {
           if (!found) throw ApiError.notFound("no org " + org);
           return complete(StatusCodes.NO_CONTENT);
