@@ -101,16 +101,11 @@ public final class VaultRoutes extends AllDirectives {
     try {
       json = Json.MAPPER.readTree(body);
     } catch (JsonProcessingException e) {
-      String where =
-          e.getLocation() == null || e.getLocation().getLineNr() < 0
-              ? ""
-              : " (line "
-                  + e.getLocation().getLineNr()
-                  + ", column "
-                  + e.getLocation().getColumnNr()
-                  + ")";
+      long at = e.getLocation() == null ? -1 : e.getLocation().getCharOffset();
       throw ApiError.badRequest(
-          "the body is not valid JSON" + where + "; send {\"value\": \"...\"}");
+          "the body is not valid JSON"
+              + (at < 0 ? "" : " (at character " + at + ")")
+              + "; send {\"value\": \"...\"}");
     }
     if (json == null || !json.isObject())
       throw ApiError.badRequest("the body must be a JSON object {\"value\": \"...\"}");

@@ -6,7 +6,7 @@ import ch.qos.logback.classic.Level;
 import ch.qos.logback.classic.Logger;
 import ch.qos.logback.classic.LoggerContext;
 import ch.qos.logback.classic.spi.ILoggingEvent;
-import ch.qos.logback.classic.spi.IThrowableProxy;
+import ch.qos.logback.classic.spi.ThrowableProxyUtil;
 import ch.qos.logback.core.read.ListAppender;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.typesafe.config.Config;
@@ -340,17 +340,19 @@ abstract class VaultContract {
     assertThat(leaks).as("texts containing a secret's value").isEmpty();
   }
 
+  /** A log event as any appender could print it: message, MDC, arguments, whole throwable. */
   private static String render(ILoggingEvent e) {
-    StringBuilder sb =
-        new StringBuilder(e.getLoggerName())
-            .append(' ')
-            .append(e.getMDCPropertyMap())
-            .append(" - ")
-            .append(e.getFormattedMessage());
-    if (e.getArgumentArray() != null)
-      for (Object a : e.getArgumentArray()) sb.append(" | ").append(a);
-    for (IThrowableProxy t = e.getThrowableProxy(); t != null; t = t.getCause())
-      sb.append("\n").append(t.getClassName()).append(": ").append(t.getMessage());
-    return sb.toString();
+    Object[] args = e.getArgumentArray();
+    String thrown =
+        e.getThrowableProxy() == null ? "" : ThrowableProxyUtil.asString(e.getThrowableProxy());
+    return e.getLoggerName()
+        + " "
+        + e.getMDCPropertyMap()
+        + " - "
+        + e.getFormattedMessage()
+        + " "
+        + (args == null ? "" : Arrays.deepToString(args))
+        + "\n"
+        + thrown;
   }
 }
