@@ -101,7 +101,8 @@ class KubernetesManifestsTest {
       Map.of(
           "outboard-db", Set.of("url", "user", "password"),
           "outboard-admin", Set.of("token"),
-          "outboard-sandbox-host", Set.of("token"));
+          "outboard-sandbox-host", Set.of("token"),
+          "outboard-vault", Set.of("key"));
 
   /**
    * Variables that the pods may set besides those the HOCON reads: the JVM's own, and the app
@@ -383,7 +384,8 @@ class KubernetesManifestsTest {
                 "outboard-db", new TreeSet<>(DOCUMENTED_SECRETS.get("outboard-db")),
                 "outboard-admin", new TreeSet<>(DOCUMENTED_SECRETS.get("outboard-admin")),
                 "outboard-sandbox-host",
-                    new TreeSet<>(DOCUMENTED_SECRETS.get("outboard-sandbox-host"))));
+                    new TreeSet<>(DOCUMENTED_SECRETS.get("outboard-sandbox-host")),
+                "outboard-vault", new TreeSet<>(DOCUMENTED_SECRETS.get("outboard-vault"))));
     Container c = harnessContainer(production);
     assertThat(envNames(c))
         .as("env of container %s", c.getName())
@@ -392,7 +394,8 @@ class KubernetesManifestsTest {
             "JAVA_TOOL_OPTIONS",
             "OUTBOARD_SANDBOX_HOST_URL",
             "OUTBOARD_SANDBOX_HOST_TOKEN",
-            "OUTBOARD_ADMIN_TOKEN");
+            "OUTBOARD_ADMIN_TOKEN",
+            "OUTBOARD_VAULT_KEY");
   }
 
   @Test
