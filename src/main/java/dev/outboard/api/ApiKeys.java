@@ -1,12 +1,11 @@
 package dev.outboard.api;
 
+import dev.outboard.PrivateFiles;
 import dev.outboard.store.Database;
 import dev.outboard.store.Sql;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.attribute.PosixFilePermissions;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.security.SecureRandom;
@@ -150,12 +149,7 @@ public final class ApiKeys {
     var key = bootstrapDevOrg();
     if (key.isEmpty()) return;
     Path file = dataDir.resolve("dev-api-key");
-    Files.writeString(file, key.get() + "\n");
-    try {
-      Files.setPosixFilePermissions(file, PosixFilePermissions.fromString("rw-------"));
-    } catch (UnsupportedOperationException ignored) {
-      // not a POSIX filesystem; the file keeps the default permissions
-    }
+    PrivateFiles.write(file, key.get() + "\n");
     // Printed once, on purpose: this is the developer's key to the embedded node.
     System.out.println(
         "Embedded mode: created org 'default'. API key (also in " + file + "):\n  " + key.get());

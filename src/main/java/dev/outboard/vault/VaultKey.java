@@ -1,13 +1,13 @@
 package dev.outboard.vault;
 
 import com.typesafe.config.Config;
+import dev.outboard.PrivateFiles;
 import dev.outboard.ops.StartupChecks;
 import dev.outboard.store.StoreSettings;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.attribute.PosixFilePermissions;
 import java.security.GeneralSecurityException;
 import java.security.MessageDigest;
 import java.security.SecureRandom;
@@ -94,13 +94,7 @@ final class VaultKey {
     }
     byte[] bytes = new byte[KEY_BYTES];
     RANDOM.nextBytes(bytes);
-    Files.createDirectories(file.getParent());
-    Files.writeString(file, Base64.getEncoder().encodeToString(bytes) + "\n");
-    try {
-      Files.setPosixFilePermissions(file, PosixFilePermissions.fromString("rw-------"));
-    } catch (UnsupportedOperationException ignored) {
-      // not a POSIX filesystem; the file keeps the default permissions
-    }
+    PrivateFiles.write(file, Base64.getEncoder().encodeToString(bytes) + "\n");
     return bytes;
   }
 
