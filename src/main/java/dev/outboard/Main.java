@@ -11,6 +11,9 @@ import dev.outboard.api.Auth;
 import dev.outboard.api.HttpServer;
 import dev.outboard.api.UsageRoutes;
 import dev.outboard.cluster.ClusterJoin;
+import dev.outboard.mcp.McpRoutes;
+import dev.outboard.mcp.McpServers;
+import dev.outboard.mcp.McpToolbox;
 import dev.outboard.memory.FileRoutes;
 import dev.outboard.memory.OrgFiles;
 import dev.outboard.memory.OrgMemory;
@@ -132,6 +135,8 @@ public final class Main {
     SessionIndex index =
         new SessionIndex(db, config.getDuration("outboard.idempotency-ttl"), webhooks, usage);
     OrgFiles orgFiles = OrgFiles.init(system, db);
+    McpToolbox mcp = new McpToolbox(new McpServers(db), vault, McpToolbox.Settings.from(config));
+    system.getWhenTerminated().thenRun(mcp::close);
     OrgPolicies policies =
         new OrgPolicies(db, config.getDuration("outboard.waits.policy-cache-ttl"));
     SessionEntity.init(
@@ -145,7 +150,8 @@ public final class Main {
             sandboxes,
             sandboxes == null ? null : SandboxSettings.from(config),
             sandboxes == null ? null : new SnapshotStore(db),
-            policies));
+            policies,
+            mcp));
     if (sandboxes != null)
       SandboxSweeper.init(
           system,
@@ -180,7 +186,8 @@ public final class Main {
             new AdminRoutes(auth, keys, maxBody, policies, webhooks).routes(),
             new FileRoutes(auth, orgFiles, maxBody).routes(),
             new UsageRoutes(auth, usage).routes(),
-            new VaultRoutes(auth, vault, maxBody).routes()),
+            new VaultRoutes(auth, vault, maxBody).routes(),
+            new McpRoutes(auth, mcp, vault, maxBody).routes()),
         config.getString("outboard.http.interface"),
         config.getInt("outboard.http.port"));
     return db;

@@ -80,15 +80,16 @@ final class ModelTurn {
                       state, turn, policy == null ? Budget.NONE : policy.budget());
               if (over != null) return CompletableFuture.failedFuture(new BudgetReached(over));
               return systemPrompt(state)
+                  .thenCombine(mcpTools(state), SystemAndTools::new)
                   .thenCompose(
-                      system -> {
+                      offered -> {
                         ModelRequest request =
                             new ModelRequest(
                                 sessionId,
                                 turn,
                                 state.spec().model(),
-                                system,
-                                tools(state),
+                                offered.system(),
+                                offered.tools(),
                                 state.messages());
                         // Streaming costs the provider client a reading thread per call: only while
                         // someone follows.
@@ -100,6 +101,28 @@ final class ModelTurn {
                       })
                   .thenApply(
                       response -> new Answer(response, policy == null ? null : policy.approvals()));
+            });
+  }
+
+  /** The system prompt of a call, and the tools it offers. */
+  private record SystemAndTools(String system, List<ToolSpec> tools) {}
+
+  /**
+   * The harness's tools the session may use and, after them, the tools of its org's MCP servers
+   * (cached; none where the node has no MCP or the session may not use them). Never fails.
+   */
+  private CompletionStage<List<ToolSpec>> mcpTools(SessionState state) {
+    List<ToolSpec> own = tools(state);
+    if (services.mcp() == null) return CompletableFuture.completedFuture(own);
+    return services
+        .mcp()
+        .tools(state.org())
+        .thenApply(
+            mcp -> {
+              if (mcp.isEmpty()) return own;
+              List<ToolSpec> all = new java.util.ArrayList<>(own);
+              mcp.stream().filter(t -> state.spec().mayUse(t.name())).forEach(all::add);
+              return List.copyOf(all);
             });
   }
 

@@ -25,9 +25,9 @@ import org.apache.pekko.actor.typed.javadsl.AskPattern;
 
 /**
  * The tool calls whose result comes from outside the session's state: the org's files ({@code
- * /memory}, {@code /skills}), the session's sandbox ({@code bash}, {@code /workspace}) and a {@code
- * glob} or {@code grep} over {@code /}. Thread-safe: its calls run inside the tool chain, off the
- * actor's thread.
+ * /memory}, {@code /skills}), the session's sandbox ({@code bash}, {@code /workspace}), a {@code
+ * glob} or {@code grep} over {@code /}, and the tools of the org's MCP servers. Thread-safe: its
+ * calls run inside the tool chain, off the actor's thread.
  */
 final class OutsideCalls {
 
@@ -69,6 +69,7 @@ final class OutsideCalls {
     ToolCall call = TurnTools.parsed(use).orElse(null);
     if (call == null || call instanceof ToolCall.Wait || call instanceof ToolCall.Task)
       return false;
+    if (call instanceof ToolCall.Mcp) return services.mcp() != null;
     if (usesSandbox(call) || searchesWorkspace(state, call)) return true;
     if (services.orgFiles() == null) return false;
     PathRouter router = services.router();
@@ -91,6 +92,12 @@ final class OutsideCalls {
     ToolCall call = ToolCatalog.parse(use.name(), use.input());
     OrgFiles orgFiles = services.orgFiles();
     int maxChars = services.settings().fileLimits().maxOutputChars();
+    if (call instanceof ToolCall.Mcp m) {
+      return services
+          .mcp()
+          .call(state.org(), sessionId, use.id(), m.server(), m.tool(), m.arguments())
+          .thenApply(r -> new SessionFiles.Outcome(r.content(), r.isError(), null));
+    }
     if (usesSandbox(call)) return inSandbox(handle, use.id(), call, maxChars);
     if (call.path().isRoot()) return searchEverything(state, files, call, handle, maxChars);
     return orgFiles

@@ -1,5 +1,6 @@
 package dev.outboard.session;
 
+import dev.outboard.mcp.McpToolbox;
 import dev.outboard.memory.OrgFiles;
 import dev.outboard.model.ModelClients;
 import dev.outboard.sandbox.SandboxProvider;
@@ -11,7 +12,8 @@ import dev.outboard.vfs.PathRouter;
 
 /**
  * What a session needs from its node; {@code orgFiles} is null where no org store is mounted,
- * {@code policies} where orgs have no approval policies (only the session's own apply).
+ * {@code policies} where orgs have no approval policies (only the session's own apply), {@code mcp}
+ * where the node offers no MCP servers' tools.
  */
 public record SessionServices(
     ModelClients models,
@@ -22,7 +24,8 @@ public record SessionServices(
     SandboxProvider sandboxes,
     SandboxSettings sandboxSettings,
     SnapshotStore snapshots,
-    OrgPolicies policies) {
+    OrgPolicies policies,
+    McpToolbox mcp) {
   /** True when {@code /workspace} and {@code bash} have a sandbox behind them. */
   public boolean hasSandboxes() {
     return sandboxes != null && router.isMounted(Namespace.WORKSPACE);

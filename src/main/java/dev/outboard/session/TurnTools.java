@@ -129,7 +129,8 @@ final class TurnTools {
     for (Block.ToolUse use : calls) {
       ToolCall call = parsed(use).orElse(null);
       List<Event> held = new ArrayList<>();
-      if (ToolCatalog.spec(use.name()).isPresent() && !state.spec().mayUse(use.name())) {
+      if ((ToolCatalog.spec(use.name()).isPresent() || ToolCatalog.isMcpName(use.name()))
+          && !state.spec().mayUse(use.name())) {
         held.add(
             new ToolCallCompleted(
                 turn,
@@ -317,7 +318,10 @@ final class TurnTools {
   /** Counts a tool call by tool and outcome and records its duration by tool. */
   private static void recordToolCall(
       Block.ToolUse use, SessionFiles.Outcome outcome, long startedNanos) {
-    String tool = ToolCatalog.spec(use.name()).isPresent() ? use.name() : "unknown";
+    String tool =
+        ToolCatalog.spec(use.name()).isPresent()
+            ? use.name()
+            : ToolCatalog.isMcpName(use.name()) ? "mcp" : "unknown";
     Metrics.TOOL_CALLS.labelValues(tool, outcome.isError() ? "error" : "ok").inc();
     Metrics.TOOL_CALL_SECONDS.labelValues(tool).observe(Metrics.secondsSince(startedNanos));
   }
@@ -346,6 +350,10 @@ final class TurnTools {
               + w.timeoutSeconds(),
           true,
           null);
+    }
+    if (call instanceof ToolCall.Mcp) { // with MCP on the node, it runs outside
+      return new SessionFiles.Outcome(
+          "tool '" + use.name() + "': this node offers no MCP servers' tools", true, null);
     }
     if (call instanceof ToolCall.Bash) {
       return new SessionFiles.Outcome(

@@ -11,7 +11,8 @@ import java.util.stream.Collectors;
  * ({@code bash}), or a tool name and a path glob ({@code write /memory/**}). A tool name may use
  * {@code *}; in a path glob {@code *} stays within one directory and {@code **} crosses them. A
  * pattern with a path applies only to the file tools ({@code read write edit ls glob grep}), on the
- * path they name.
+ * path they name. An MCP server's tools go by their name as the model sees it: {@code github__*}
+ * holds every tool of server {@code github}, {@code *__delete_*} every deleting tool of any server.
  */
 public final class ApprovalPolicy {
   public static final int MAX_PATTERNS = 100;
@@ -22,7 +23,9 @@ public final class ApprovalPolicy {
     boolean matches(String name, ToolCall call) {
       if (!tool.matcher(name).matches()) return false;
       if (path == null) return true;
-      if (call instanceof ToolCall.Bash || call instanceof ToolCall.Wait) return false;
+      if (call instanceof ToolCall.Bash
+          || call instanceof ToolCall.Wait
+          || call instanceof ToolCall.Mcp) return false;
       return path.matcher(call.path().toString()).matches();
     }
   }
@@ -78,14 +81,18 @@ public final class ApprovalPolicy {
       if (!parts[0].matches("[A-Za-z0-9_*.-]+"))
         return Optional.of(
             "approval pattern '" + p + "': tool names are letters, digits, _ - . and *");
-      if (!parts[0].contains("*") && ToolCatalog.spec(parts[0]).isEmpty()) {
+      if (!parts[0].contains("*")
+          && ToolCatalog.spec(parts[0]).isEmpty()
+          && !ToolCatalog.isMcpName(parts[0])) {
         return Optional.of(
             "approval pattern '"
                 + p
                 + "': unknown tool '"
                 + parts[0]
                 + "'; tools: "
-                + ToolCatalog.ALL.stream().map(ToolSpec::name).collect(Collectors.joining(", ")));
+                + ToolCatalog.ALL.stream().map(ToolSpec::name).collect(Collectors.joining(", "))
+                + ", and an MCP server's as <server>__<tool> (e.g. github__* for all of one"
+                + " server's)");
       }
       if (parts.length == 2 && !parts[1].startsWith("/"))
         return Optional.of("approval pattern '" + p + "': the path glob must start with /");

@@ -30,6 +30,18 @@ public sealed interface ToolCall {
   record Task(VirtualPath path, String description, String prompt, java.util.List<String> tools)
       implements ToolCall {}
 
+  /**
+   * Calls tool {@code tool} of the org's MCP server {@code server} (offered to the model as {@code
+   * server__tool}) with {@code arguments}, a JSON object its server validates. Its path is {@code
+   * /} (it touches no file).
+   */
+  record Mcp(
+      VirtualPath path,
+      String server,
+      String tool,
+      com.fasterxml.jackson.databind.node.ObjectNode arguments)
+      implements ToolCall {}
+
   /** Waits for the outside event {@code event}; its path is {@code /} (it touches no file). */
   record Wait(VirtualPath path, String event, int timeoutSeconds) implements ToolCall {}
 }

@@ -127,8 +127,37 @@ public final class ToolCatalog {
     return Optional.ofNullable(BY_NAME.get(name));
   }
 
+  /** Between an MCP server's name and its tool's in the name the model sees. */
+  public static final String MCP_SEPARATOR = "__";
+
+  /**
+   * What an MCP tool's name is as the model sees it: the server's name (a-z, 0-9, '-'), {@link
+   * #MCP_SEPARATOR}, the tool's own name (letters, digits, '_' and '-'); 64 characters at most, the
+   * tightest provider limit.
+   */
+  public static final java.util.regex.Pattern MCP_NAME =
+      java.util.regex.Pattern.compile("([a-z0-9][a-z0-9-]{0,31})__([A-Za-z0-9_-]+)");
+
+  public static final int MAX_TOOL_NAME_CHARS = 64;
+
+  /** True if {@code name} is the name of an MCP server's tool (whether or not the org has it). */
+  public static boolean isMcpName(String name) {
+    return name != null && name.length() <= MAX_TOOL_NAME_CHARS && MCP_NAME.matcher(name).matches();
+  }
+
   /** Validates {@code input} against tool {@code name} and returns the typed call. */
   public static ToolCall parse(String name, JsonNode input) {
+    if (spec(name).isEmpty() && isMcpName(name)) {
+      java.util.regex.Matcher m = MCP_NAME.matcher(name);
+      m.matches();
+      if (input != null && !input.isNull() && !input.isObject())
+        throw new InvalidToolCallException("tool '" + name + "' takes a JSON object of arguments");
+      com.fasterxml.jackson.databind.node.ObjectNode arguments =
+          input == null || input.isNull()
+              ? dev.outboard.Json.MAPPER.createObjectNode()
+              : ((com.fasterxml.jackson.databind.node.ObjectNode) input).deepCopy();
+      return new ToolCall.Mcp(VirtualPath.ROOT, m.group(1), m.group(2), arguments);
+    }
     ToolSpec spec =
         spec(name)
             .orElseThrow(

@@ -36,7 +36,7 @@ public final class Vault {
 
   /** The node has no vault key: {@code OUTBOARD_VAULT_KEY} is unset. */
   public static final class Disabled extends RuntimeException {
-    Disabled() {
+    public Disabled() {
       super(
           "the vault is disabled: set "
               + VaultKey.VARIABLE

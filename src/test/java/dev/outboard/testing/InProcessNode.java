@@ -127,6 +127,11 @@ public final class InProcessNode implements AutoCloseable {
   }
 
   /** The node's database (its pool; the node closes it). */
+  /** The node's data directory (its sandboxes' workspaces are below it). */
+  public Path dataDir() {
+    return dataDir;
+  }
+
   public dev.outboard.store.Database database() {
     return database;
   }

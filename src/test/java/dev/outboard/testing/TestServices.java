@@ -52,6 +52,6 @@ public final class TestServices {
 
   public SessionServices build() {
     return new SessionServices(
-        models, router, observer, settings, orgFiles, sandboxes, sandboxSettings, null, null);
+        models, router, observer, settings, orgFiles, sandboxes, sandboxSettings, null, null, null);
   }
 }
